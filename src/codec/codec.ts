@@ -1,0 +1,436 @@
+/**
+ * The wire codec: one compact binary format for RPC messages (simulator byte counts, TCP transport)
+ * and durable state (write-ahead log).
+ *
+ * Format:
+ * - non-negative integers: unsigned LEB128 varints, canonical (no redundant trailing zero byte),
+ *   at most 8 bytes, covering exactly 0..2^53-1;
+ * - optional node ids (votedFor, may be NO_VOTE = -1): the varint of value + 1;
+ * - booleans: one byte, 0 or 1;
+ * - byte strings: varint length, then the bytes;
+ * - entry: term, index, command;
+ * - message: a one-byte tag (MESSAGE_TAGS), then the fields in declaration order; entry lists are a
+ *   varint count followed by the entries.
+ * - HardState: term, votedFor + 1. PersistentState: HardState, then an entry list.
+ *
+ * Tag 0 is never valid (a zeroed buffer does not decode). New message types take the next free tag
+ * (InstallSnapshot = 5, InstallSnapshotReply = 6); existing tags never change.
+ *
+ * Encoding is a size pass (which also validates every field) followed by a write pass into one
+ * exact-size buffer. Decoders throw CodecError on any malformed input and copy byte strings out, so
+ * the result never aliases the input.
+ */
+import type {
+  AppendEntries,
+  AppendEntriesReply,
+  Entry,
+  HardState,
+  Message,
+  MessageType,
+  PersistentState,
+} from '../core/messages.js';
+
+/** Malformed input to a decoder; the message says what was wrong and at which byte offset. */
+export class CodecError extends Error {
+  override readonly name = 'CodecError';
+}
+
+/** The wire tag of each message type. Append-only: never renumber. */
+export const MESSAGE_TAGS = {
+  RequestVote: 1,
+  RequestVoteReply: 2,
+  AppendEntries: 3,
+  AppendEntriesReply: 4,
+  PreVote: 5,
+  PreVoteReply: 6,
+} as const satisfies Record<MessageType, number>;
+
+const MAX_VARINT_BYTES = 8;
+
+function uvarintSize(n: number): number {
+  if (n < 0x80) return 1;
+  if (n < 0x4000) return 2;
+  if (n < 0x200000) return 3;
+  if (n < 0x10000000) return 4;
+  if (n < 0x800000000) return 5;
+  if (n < 0x40000000000) return 6;
+  if (n < 0x2000000000000) return 7;
+  return 8;
+}
+
+function checkUint(n: number, field: string): void {
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new Error(`${field} must be a non-negative safe integer, got ${String(n)}`);
+  }
+}
+
+/** Checked size of a non-negative integer's varint. */
+function uintSize(n: number, field: string): number {
+  checkUint(n, field);
+  return uvarintSize(n);
+}
+
+/** Checked size of an optional node id (-1 allowed), encoded as value + 1. */
+function optIdSize(id: number, field: string): number {
+  if (!Number.isSafeInteger(id + 1) || !Number.isSafeInteger(id) || id < -1) {
+    throw new Error(`${field} must be a safe integer >= -1, got ${String(id)}`);
+  }
+  return uvarintSize(id + 1);
+}
+
+function boolSize(b: boolean, field: string): number {
+  if (typeof b !== 'boolean') throw new Error(`${field} must be a boolean, got ${String(b)}`);
+  return 1;
+}
+
+function bytesSize(b: Uint8Array, field: string): number {
+  if (!(b instanceof Uint8Array)) throw new Error(`${field} must be a Uint8Array`);
+  return uvarintSize(b.length) + b.length;
+}
+
+/** The encoded size of a non-negative safe integer; throws for anything else. */
+export function varintSize(n: number): number {
+  return uintSize(n, 'varint');
+}
+
+/** A growable output buffer. Give the exact size up front to get it back without a copy. */
+export class ByteWriter {
+  private buf: Uint8Array;
+  private pos = 0;
+
+  constructor(capacity = 64) {
+    this.buf = new Uint8Array(capacity);
+  }
+
+  get length(): number {
+    return this.pos;
+  }
+
+  private ensure(n: number): void {
+    if (this.pos + n > this.buf.length) {
+      const grown = new Uint8Array(Math.max(this.buf.length * 2, this.pos + n));
+      grown.set(this.buf.subarray(0, this.pos));
+      this.buf = grown;
+    }
+  }
+
+  writeByte(b: number): void {
+    if (!Number.isInteger(b) || b < 0 || b > 255) throw new Error(`byte out of range: ${String(b)}`);
+    this.ensure(1);
+    this.buf[this.pos++] = b;
+  }
+
+  writeVarint(n: number, field = 'varint'): void {
+    checkUint(n, field);
+    this.ensure(uvarintSize(n));
+    const buf = this.buf;
+    let pos = this.pos;
+    while (n >= 0x80000000) {
+      buf[pos++] = (n % 128) | 0x80;
+      n = Math.floor(n / 128);
+    }
+    while (n >= 0x80) {
+      buf[pos++] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+    buf[pos++] = n;
+    this.pos = pos;
+  }
+
+  writeBool(b: boolean, field = 'bool'): void {
+    boolSize(b, field);
+    this.ensure(1);
+    this.buf[this.pos++] = b ? 1 : 0;
+  }
+
+  writeBytes(bytes: Uint8Array, field = 'bytes'): void {
+    bytesSize(bytes, field);
+    this.writeVarint(bytes.length, field);
+    this.ensure(bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
+  }
+
+  /** The bytes written so far; the writer must not be used afterwards. */
+  finish(): Uint8Array {
+    return this.pos === this.buf.length ? this.buf : this.buf.slice(0, this.pos);
+  }
+}
+
+/** A cursor over input bytes; every read throws CodecError on malformed or missing data. */
+export class ByteReader {
+  private pos = 0;
+
+  constructor(private readonly buf: Uint8Array) {}
+
+  get offset(): number {
+    return this.pos;
+  }
+
+  get remaining(): number {
+    return this.buf.length - this.pos;
+  }
+
+  readByte(what = 'byte'): number {
+    if (this.pos >= this.buf.length) throw new CodecError(`truncated input: expected ${what} at offset ${this.pos}`);
+    return this.buf[this.pos++]!;
+  }
+
+  readVarint(): number {
+    const buf = this.buf;
+    const start = this.pos;
+    if (start < buf.length && buf[start]! < 0x80) {
+      this.pos = start + 1;
+      return buf[start]!;
+    }
+    let pos = start;
+    let result = 0;
+    let scale = 1;
+    for (let i = 0; ; i++) {
+      if (pos >= buf.length) throw new CodecError(`truncated varint at offset ${start}`);
+      const b = buf[pos++]!;
+      // The 8th byte carries bits 49..55; only 4 of them fit below 2^53.
+      if (i === MAX_VARINT_BYTES - 1 && b > 0x0f) throw new CodecError(`varint exceeds 2^53 - 1 at offset ${start}`);
+      result += (b & 0x7f) * scale;
+      if (b < 0x80) {
+        if (b === 0 && i > 0) throw new CodecError(`non-canonical varint at offset ${start}`);
+        this.pos = pos;
+        return result;
+      }
+      scale *= 128;
+    }
+  }
+
+  readBool(): boolean {
+    const at = this.pos;
+    const b = this.readByte('boolean');
+    if (b > 1) throw new CodecError(`invalid boolean ${b} at offset ${at}`);
+    return b === 1;
+  }
+
+  /** A length-prefixed byte string, copied out of the input. */
+  readBytes(): Uint8Array {
+    const start = this.pos;
+    const len = this.readVarint();
+    if (len > this.remaining) {
+      throw new CodecError(`truncated byte string at offset ${start}: length ${len}, ${this.remaining} bytes remain`);
+    }
+    const out = this.buf.slice(this.pos, this.pos + len);
+    this.pos += len;
+    return out;
+  }
+
+  /** Reads an optional node id (value + 1 on the wire). */
+  readOptionalId(): number {
+    return this.readVarint() - 1;
+  }
+
+  expectEnd(what = 'value'): void {
+    if (this.remaining !== 0) throw new CodecError(`trailing ${this.remaining} bytes after ${what}`);
+  }
+}
+
+// ---- sizes (also validate every field) ----
+
+export function entrySize(e: Entry): number {
+  return uintSize(e.term, 'entry.term') + uintSize(e.index, 'entry.index') + bytesSize(e.command, 'entry.command');
+}
+
+function entriesSize(entries: readonly Entry[]): number {
+  let size = uvarintSize(entries.length);
+  for (let i = 0; i < entries.length; i++) size += entrySize(entries[i]!);
+  return size;
+}
+
+export function hardStateSize(h: HardState): number {
+  return uintSize(h.term, 'HardState.term') + optIdSize(h.votedFor, 'HardState.votedFor');
+}
+
+export function persistentStateSize(s: PersistentState): number {
+  return hardStateSize(s.hardState) + entriesSize(s.entries);
+}
+
+export function messageSize(m: Message): number {
+  const header = 1 + uintSize(m.from, 'message.from') + uintSize(m.to, 'message.to') + uintSize(m.term, 'message.term');
+  switch (m.type) {
+    case 'RequestVote':
+    case 'PreVote':
+      return header + uintSize(m.lastLogIndex, `${m.type}.lastLogIndex`) + uintSize(m.lastLogTerm, `${m.type}.lastLogTerm`);
+    case 'RequestVoteReply':
+    case 'PreVoteReply':
+      return header + boolSize(m.voteGranted, `${m.type}.voteGranted`);
+    case 'AppendEntries':
+      return (
+        header +
+        uintSize(m.prevLogIndex, 'AppendEntries.prevLogIndex') +
+        uintSize(m.prevLogTerm, 'AppendEntries.prevLogTerm') +
+        entriesSize(m.entries) +
+        uintSize(m.leaderCommit, 'AppendEntries.leaderCommit')
+      );
+    case 'AppendEntriesReply':
+      return (
+        header +
+        boolSize(m.success, 'AppendEntriesReply.success') +
+        uintSize(m.prevLogIndex, 'AppendEntriesReply.prevLogIndex') +
+        uintSize(m.matchIndex, 'AppendEntriesReply.matchIndex') +
+        uintSize(m.conflictTerm, 'AppendEntriesReply.conflictTerm') +
+        uintSize(m.conflictIndex, 'AppendEntriesReply.conflictIndex') +
+        uintSize(m.lastLogIndex, 'AppendEntriesReply.lastLogIndex')
+      );
+    default:
+      throw new Error(`unknown message type ${String((m as { type: unknown }).type)}`);
+  }
+}
+
+// ---- writers (callers validate via the size pass first; the writer re-checks cheaply) ----
+
+export function writeEntry(w: ByteWriter, e: Entry): void {
+  w.writeVarint(e.term, 'entry.term');
+  w.writeVarint(e.index, 'entry.index');
+  w.writeBytes(e.command, 'entry.command');
+}
+
+function writeEntries(w: ByteWriter, entries: readonly Entry[]): void {
+  w.writeVarint(entries.length);
+  for (let i = 0; i < entries.length; i++) writeEntry(w, entries[i]!);
+}
+
+export function writeHardState(w: ByteWriter, h: HardState): void {
+  w.writeVarint(h.term, 'HardState.term');
+  w.writeVarint(h.votedFor + 1, 'HardState.votedFor');
+}
+
+export function writeMessage(w: ByteWriter, m: Message): void {
+  w.writeByte(MESSAGE_TAGS[m.type]);
+  w.writeVarint(m.from, 'message.from');
+  w.writeVarint(m.to, 'message.to');
+  w.writeVarint(m.term, 'message.term');
+  switch (m.type) {
+    case 'RequestVote':
+    case 'PreVote':
+      w.writeVarint(m.lastLogIndex);
+      w.writeVarint(m.lastLogTerm);
+      return;
+    case 'RequestVoteReply':
+    case 'PreVoteReply':
+      w.writeBool(m.voteGranted);
+      return;
+    case 'AppendEntries':
+      w.writeVarint(m.prevLogIndex);
+      w.writeVarint(m.prevLogTerm);
+      writeEntries(w, m.entries);
+      w.writeVarint(m.leaderCommit);
+      return;
+    case 'AppendEntriesReply':
+      w.writeBool(m.success);
+      w.writeVarint(m.prevLogIndex);
+      w.writeVarint(m.matchIndex);
+      w.writeVarint(m.conflictTerm);
+      w.writeVarint(m.conflictIndex);
+      w.writeVarint(m.lastLogIndex);
+      return;
+  }
+}
+
+// ---- readers ----
+
+export function readEntry(r: ByteReader): Entry {
+  const term = r.readVarint();
+  const index = r.readVarint();
+  return { index, term, command: r.readBytes() };
+}
+
+function readEntries(r: ByteReader): Entry[] {
+  const at = r.offset;
+  const count = r.readVarint();
+  // Every entry takes at least 3 bytes: reject absurd counts before looping.
+  if (count * 3 > r.remaining) {
+    throw new CodecError(`truncated entry list at offset ${at}: ${count} entries cannot fit in ${r.remaining} bytes`);
+  }
+  const entries: Entry[] = [];
+  for (let i = 0; i < count; i++) entries.push(readEntry(r));
+  return entries;
+}
+
+export function readHardState(r: ByteReader): HardState {
+  const term = r.readVarint();
+  return { term, votedFor: r.readOptionalId() };
+}
+
+export function readMessage(r: ByteReader): Message {
+  const at = r.offset;
+  const tag = r.readByte('message tag');
+  if (tag < 1 || tag > 6) throw new CodecError(`unknown message tag ${tag} at offset ${at}`);
+  const from = r.readVarint();
+  const to = r.readVarint();
+  const term = r.readVarint();
+  switch (tag) {
+    case MESSAGE_TAGS.RequestVote: {
+      const lastLogIndex = r.readVarint();
+      return { type: 'RequestVote', from, to, term, lastLogIndex, lastLogTerm: r.readVarint() };
+    }
+    case MESSAGE_TAGS.RequestVoteReply:
+      return { type: 'RequestVoteReply', from, to, term, voteGranted: r.readBool() };
+    case MESSAGE_TAGS.PreVote: {
+      const lastLogIndex = r.readVarint();
+      return { type: 'PreVote', from, to, term, lastLogIndex, lastLogTerm: r.readVarint() };
+    }
+    case MESSAGE_TAGS.PreVoteReply:
+      return { type: 'PreVoteReply', from, to, term, voteGranted: r.readBool() };
+    case MESSAGE_TAGS.AppendEntries: {
+      const prevLogIndex = r.readVarint();
+      const prevLogTerm = r.readVarint();
+      const entries = readEntries(r);
+      const m: AppendEntries = { type: 'AppendEntries', from, to, term, prevLogIndex, prevLogTerm, entries, leaderCommit: r.readVarint() };
+      return m;
+    }
+    default: {
+      const success = r.readBool();
+      const prevLogIndex = r.readVarint();
+      const matchIndex = r.readVarint();
+      const conflictTerm = r.readVarint();
+      const conflictIndex = r.readVarint();
+      const m: AppendEntriesReply = {
+        type: 'AppendEntriesReply', from, to, term, success, prevLogIndex, matchIndex, conflictTerm, conflictIndex,
+        lastLogIndex: r.readVarint(),
+      };
+      return m;
+    }
+  }
+}
+
+// ---- whole-buffer API ----
+
+function encodeWith<T>(value: T, size: (v: T) => number, write: (w: ByteWriter, v: T) => void): Uint8Array {
+  const w = new ByteWriter(size(value));
+  write(w, value);
+  return w.finish();
+}
+
+function decodeWith<T>(bytes: Uint8Array, read: (r: ByteReader) => T, what: string): T {
+  const r = new ByteReader(bytes);
+  const value = read(r);
+  r.expectEnd(what);
+  return value;
+}
+
+function writePersistentState(w: ByteWriter, s: PersistentState): void {
+  writeHardState(w, s.hardState);
+  writeEntries(w, s.entries);
+}
+
+function readPersistentState(r: ByteReader): PersistentState {
+  const hardState = readHardState(r);
+  return { hardState, entries: readEntries(r) };
+}
+
+export const encodeMessage = (m: Message): Uint8Array => encodeWith(m, messageSize, writeMessage);
+export const decodeMessage = (bytes: Uint8Array): Message => decodeWith(bytes, readMessage, 'message');
+export const encodeEntry = (e: Entry): Uint8Array => encodeWith(e, entrySize, writeEntry);
+export const decodeEntry = (bytes: Uint8Array): Entry => decodeWith(bytes, readEntry, 'entry');
+export const encodeHardState = (h: HardState): Uint8Array => encodeWith(h, hardStateSize, writeHardState);
+export const decodeHardState = (bytes: Uint8Array): HardState => decodeWith(bytes, readHardState, 'hard state');
+export const encodePersistentState = (s: PersistentState): Uint8Array =>
+  encodeWith(s, persistentStateSize, writePersistentState);
+export const decodePersistentState = (bytes: Uint8Array): PersistentState =>
+  decodeWith(bytes, readPersistentState, 'persistent state');

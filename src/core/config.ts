@@ -1,0 +1,79 @@
+import type { NodeId } from './messages.js';
+import type { RandomSource } from './rng.js';
+
+/**
+ * How a core instance behaves. Times are in ticks: the driver decides how long a tick is (the
+ * simulator and the runtime both use 10 ms by default), so the core never sees a clock.
+ */
+export interface RaftConfig {
+  /** This node's id; must appear in `peers`. */
+  readonly id: NodeId;
+  /** Every member of the cluster, this node included, in the same order on every node. */
+  readonly peers: readonly NodeId[];
+  /** Election timeouts are drawn uniformly from [min, max) ticks, afresh for every wait. */
+  readonly electionTimeoutTicksMin: number;
+  readonly electionTimeoutTicksMax: number;
+  /** A leader contacts every follower at least this often (and not much more often when idle). */
+  readonly heartbeatIntervalTicks: number;
+  /**
+   * Upper bound on the command bytes carried by one AppendEntries. One entry is always sent even if
+   * it alone is larger, so a big command cannot stall replication.
+   */
+  readonly appendBytesMax: number;
+  /**
+   * Run a pre-vote round before each election (thesis §9.6), so that a node which cannot win does
+   * not raise terms and depose a working leader when it rejoins. On by default.
+   */
+  readonly preVote?: boolean;
+  /** Seeded randomness for election jitter. */
+  readonly random: RandomSource;
+}
+
+/** Defaults for a 10 ms tick: heartbeats every 150 ms, elections after 400–800 ms of silence. */
+export const DEFAULT_TIMING = {
+  electionTimeoutTicksMin: 40,
+  electionTimeoutTicksMax: 80,
+  heartbeatIntervalTicks: 15,
+  appendBytesMax: 64 * 1024,
+} as const;
+
+/** Returns a list of everything wrong with `config`; empty when it is usable. */
+export function validateConfig(config: RaftConfig): string[] {
+  const problems: string[] = [];
+  const isCount = (value: number): boolean => Number.isSafeInteger(value) && value > 0;
+  if (!Number.isSafeInteger(config.id) || config.id < 0) {
+    problems.push(`id must be a non-negative integer, got ${config.id}`);
+  }
+  if (config.peers.length === 0) problems.push('peers must not be empty');
+  if (new Set(config.peers).size !== config.peers.length) {
+    problems.push(`peers contains duplicates: [${config.peers.join(', ')}]`);
+  }
+  for (const peer of config.peers) {
+    if (!Number.isSafeInteger(peer) || peer < 0) {
+      problems.push(`peer ids must be non-negative integers, got ${peer}`);
+    }
+  }
+  if (!config.peers.includes(config.id)) {
+    problems.push(`id ${config.id} is not among peers [${config.peers.join(', ')}]`);
+  }
+  if (!isCount(config.heartbeatIntervalTicks)) {
+    problems.push(`heartbeatIntervalTicks must be a positive integer, got ${config.heartbeatIntervalTicks}`);
+  }
+  if (!isCount(config.electionTimeoutTicksMin)) {
+    problems.push(`electionTimeoutTicksMin must be a positive integer, got ${config.electionTimeoutTicksMin}`);
+  }
+  if (!isCount(config.electionTimeoutTicksMax) || config.electionTimeoutTicksMax <= config.electionTimeoutTicksMin) {
+    problems.push(
+      `electionTimeoutTicksMax must be an integer above electionTimeoutTicksMin (${config.electionTimeoutTicksMin}), got ${config.electionTimeoutTicksMax}`,
+    );
+  }
+  if (config.electionTimeoutTicksMin < 2 * config.heartbeatIntervalTicks) {
+    problems.push(
+      `electionTimeoutTicksMin (${config.electionTimeoutTicksMin}) must be at least twice heartbeatIntervalTicks (${config.heartbeatIntervalTicks}), or one lost heartbeat starts an election`,
+    );
+  }
+  if (!isCount(config.appendBytesMax)) {
+    problems.push(`appendBytesMax must be a positive integer, got ${config.appendBytesMax}`);
+  }
+  return problems;
+}

@@ -1,0 +1,186 @@
+import { assert } from './assert.js';
+import type { Entry, LogIndex, Term } from './messages.js';
+
+/**
+ * The in-memory replicated log plus the cursors that say how much of it is committed, applied and
+ * durable. Entries before `firstIndex()` have been compacted away (their position and term survive
+ * as `compactedIndex` / `compactedTerm`, the snapshot boundary).
+ *
+ * Invariants, asserted where they change:
+ *   compactedIndex <= appliedIndex <= commitIndex <= lastIndex()
+ *   commitIndex never decreases; committed entries are never truncated.
+ *   entries[i].index === compactedIndex + 1 + i, and terms never decrease along the log.
+ */
+export class RaftLog {
+  private entries: Entry[] = [];
+  private compactedIndex: LogIndex = 0;
+  private compactedTerm: Term = 0;
+  private committed: LogIndex = 0;
+  private applied: LogIndex = 0;
+  /** Lowest index changed since the last durable write; lastIndex()+1 when nothing is pending. */
+  private unstableFrom: LogIndex = 1;
+  /** A truncation not yet made durable (normally followed by an append, but not necessarily). */
+  private truncatedSinceStable = false;
+
+  constructor(entries: readonly Entry[] = []) {
+    for (const entry of entries) this.appendOne(entry);
+    this.unstableFrom = this.lastIndex() + 1;
+  }
+
+  firstIndex(): LogIndex {
+    return this.compactedIndex + 1;
+  }
+
+  lastIndex(): LogIndex {
+    return this.compactedIndex + this.entries.length;
+  }
+
+  lastTerm(): Term {
+    const last = this.entries[this.entries.length - 1];
+    return last === undefined ? this.compactedTerm : last.term;
+  }
+
+  get commitIndex(): LogIndex {
+    return this.committed;
+  }
+
+  get appliedIndex(): LogIndex {
+    return this.applied;
+  }
+
+  /** The last index that is durable (everything before `unstableFrom`). */
+  get stableIndex(): LogIndex {
+    return this.unstableFrom - 1;
+  }
+
+  /** The term of the entry at `index`, or undefined if it is compacted (below the boundary) or absent. */
+  term(index: LogIndex): Term | undefined {
+    if (index === this.compactedIndex) return this.compactedTerm;
+    if (index < this.compactedIndex || index > this.lastIndex()) return undefined;
+    return this.entry(index).term;
+  }
+
+  entry(index: LogIndex): Entry {
+    const entry = this.entries[index - this.compactedIndex - 1];
+    assert(entry !== undefined, () => `no entry at index ${index} (log holds ${this.firstIndex()}..${this.lastIndex()})`);
+    return entry;
+  }
+
+  /** Entries [from, to] inclusive, stopping early once `bytesMax` of commands is reached (at least one). */
+  slice(from: LogIndex, to: LogIndex, bytesMax = Number.POSITIVE_INFINITY): Entry[] {
+    assert(from >= this.firstIndex(), () => `slice from ${from} is compacted (first ${this.firstIndex()})`);
+    assert(to <= this.lastIndex(), () => `slice to ${to} is beyond last index ${this.lastIndex()}`);
+    const result: Entry[] = [];
+    let bytes = 0;
+    for (let index = from; index <= to; index++) {
+      const entry = this.entry(index);
+      bytes += entry.command.length;
+      if (result.length > 0 && bytes > bytesMax) break;
+      result.push(entry);
+    }
+    return result;
+  }
+
+  /** The §5.4.1 election restriction: is a log ending at (lastIndex, lastTerm) at least as up to date as ours? */
+  isUpToDate(lastIndex: LogIndex, lastTerm: Term): boolean {
+    const ourTerm = this.lastTerm();
+    return lastTerm > ourTerm || (lastTerm === ourTerm && lastIndex >= this.lastIndex());
+  }
+
+  /** The first index of the run of entries with the same term as `index` (bounded by the compaction boundary). */
+  firstIndexOfTerm(index: LogIndex): LogIndex {
+    const term = this.term(index);
+    assert(term !== undefined, () => `firstIndexOfTerm(${index}) outside the log`);
+    let first = index;
+    while (first - 1 >= this.firstIndex() && this.entry(first - 1).term === term) first--;
+    return first;
+  }
+
+  /** The last index holding `term` at or below `atOrBelow`, or 0 if there is none. */
+  lastIndexOfTerm(term: Term, atOrBelow: LogIndex): LogIndex {
+    for (let index = Math.min(atOrBelow, this.lastIndex()); index >= this.firstIndex(); index--) {
+      const entryTerm = this.entry(index).term;
+      if (entryTerm === term) return index;
+      if (entryTerm < term) return 0;
+    }
+    return 0;
+  }
+
+  append(entry: Entry): void {
+    this.appendOne(entry);
+  }
+
+  /**
+   * Merges entries that follow `prevIndex` (already checked to match), truncating only at the first
+   * entry whose term differs. Matching entries are never touched, so a stale, reordered
+   * AppendEntries cannot delete entries a newer one added.
+   */
+  merge(entries: readonly Entry[]): void {
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      if (entry.index <= this.compactedIndex) continue;
+      if (entry.index <= this.lastIndex()) {
+        if (this.entry(entry.index).term === entry.term) continue;
+        this.truncateFrom(entry.index);
+      }
+      for (let j = i; j < entries.length; j++) this.appendOne(entries[j]!);
+      return;
+    }
+  }
+
+  commitTo(index: LogIndex): boolean {
+    if (index <= this.committed) return false;
+    assert(index <= this.lastIndex(), () => `commit ${index} beyond last index ${this.lastIndex()}`);
+    this.committed = index;
+    return true;
+  }
+
+  /** Committed entries not yet handed to the application. */
+  unapplied(): Entry[] {
+    return this.committed > this.applied ? this.slice(this.applied + 1, this.committed) : [];
+  }
+
+  appliedTo(index: LogIndex): void {
+    assert(index >= this.applied, () => `applied index would go back from ${this.applied} to ${index}`);
+    assert(index <= this.committed, () => `applied ${index} beyond commit ${this.committed}`);
+    this.applied = index;
+  }
+
+  hasUnstable(): boolean {
+    return this.unstableFrom <= this.lastIndex() || this.truncatedSinceStable;
+  }
+
+  /** Entries changed since the last durable write, as a LogWrite-shaped pair, or null. */
+  unstable(): { fromIndex: LogIndex; entries: Entry[] } | null {
+    if (!this.hasUnstable()) return null;
+    const fromIndex = this.unstableFrom;
+    const entries = fromIndex <= this.lastIndex() ? this.slice(fromIndex, this.lastIndex()) : [];
+    return { fromIndex, entries };
+  }
+
+  stableTo(index: LogIndex): void {
+    assert(index <= this.lastIndex(), () => `stableTo(${index}) beyond last index ${this.lastIndex()}`);
+    this.unstableFrom = index + 1;
+    this.truncatedSinceStable = false;
+  }
+
+  private truncateFrom(index: LogIndex): void {
+    assert(
+      index > this.committed,
+      () => `refusing to truncate committed entries: truncate from ${index}, commit ${this.committed}`,
+    );
+    this.entries.length = index - this.compactedIndex - 1;
+    if (index < this.unstableFrom) this.unstableFrom = index;
+    this.truncatedSinceStable = true;
+  }
+
+  private appendOne(entry: Entry): void {
+    const expected = this.lastIndex() + 1;
+    assert(entry.index === expected, () => `appending index ${entry.index}, expected ${expected}`);
+    assert(
+      entry.term >= this.lastTerm(),
+      () => `log terms must not decrease: appending term ${entry.term} after ${this.lastTerm()}`,
+    );
+    this.entries.push(entry);
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * Raft's vocabulary: log entries, the four RPC messages of the paper (Figure 2) and the durable
+ * state. Everything here is plain data so that the codec can encode it and the simulator can copy it.
+ */
+
+/** A node's identity: its position in the cluster's peer list, 0..n-1. */
+export type NodeId = number;
+/** A Raft term; 0 before the first election. */
+export type Term = number;
+/** A log position; the first entry has index 1, index 0 is the empty prefix. */
+export type LogIndex = number;
+
+export interface Entry {
+  readonly index: LogIndex;
+  readonly term: Term;
+  /** Opaque command bytes, interpreted only by the application. */
+  readonly command: Uint8Array;
+}
+
+export interface RequestVote {
+  readonly type: 'RequestVote';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: Term;
+  readonly lastLogIndex: LogIndex;
+  readonly lastLogTerm: Term;
+}
+
+export interface RequestVoteReply {
+  readonly type: 'RequestVoteReply';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: Term;
+  readonly voteGranted: boolean;
+}
+
+/**
+ * Pre-vote (Raft thesis §9.6): before starting an election, a node asks whether it could win one,
+ * without raising its own term. `term` is the term the election would use (current + 1). A node
+ * that cannot reach a majority, or whose log is behind, therefore never disturbs the cluster with
+ * ever higher terms when it comes back.
+ */
+export interface PreVote {
+  readonly type: 'PreVote';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: Term;
+  readonly lastLogIndex: LogIndex;
+  readonly lastLogTerm: Term;
+}
+
+/** A granted pre-vote carries the term it was asked for; a refusal carries the responder's term. */
+export interface PreVoteReply {
+  readonly type: 'PreVoteReply';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: Term;
+  readonly voteGranted: boolean;
+}
+
+export interface AppendEntries {
+  readonly type: 'AppendEntries';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: Term;
+  readonly prevLogIndex: LogIndex;
+  readonly prevLogTerm: Term;
+  readonly entries: readonly Entry[];
+  readonly leaderCommit: LogIndex;
+}
+
+/**
+ * The answer to an AppendEntries. It names the request it answers (`prevLogIndex`, `entryCount`) so
+ * that the leader never has to guess from its current, possibly newer, state what was acknowledged.
+ */
+export interface AppendEntriesReply {
+  readonly type: 'AppendEntriesReply';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: Term;
+  readonly success: boolean;
+  /** The request's prevLogIndex: lets the leader discard rejections of requests it has moved past. */
+  readonly prevLogIndex: LogIndex;
+  /** On success: the last index known to match the leader (prevLogIndex + entries.length). */
+  readonly matchIndex: LogIndex;
+  /** On rejection: the term of the follower's entry at prevLogIndex, or 0 if its log is too short. */
+  readonly conflictTerm: Term;
+  /** On rejection: the first index of conflictTerm in the follower's log (0 if conflictTerm is 0). */
+  readonly conflictIndex: LogIndex;
+  /** On rejection: the follower's last log index. */
+  readonly lastLogIndex: LogIndex;
+}
+
+export type Request = RequestVote | AppendEntries | PreVote;
+export type Reply = RequestVoteReply | AppendEntriesReply | PreVoteReply;
+export type Message = Request | Reply;
+export type MessageType = Message['type'];
+
+export function isRequest(message: Message): message is Request {
+  return message.type === 'RequestVote' || message.type === 'AppendEntries' || message.type === 'PreVote';
+}
+
+/** What must survive a crash besides the log: the paper's currentTerm and votedFor. */
+export interface HardState {
+  readonly term: Term;
+  /** The candidate this node voted for in `term`, or -1 for none. */
+  readonly votedFor: NodeId;
+}
+
+export const NO_VOTE: NodeId = -1;
+export const NO_LEADER: NodeId = -1;
+
+/** Everything a node restarts from. */
+export interface PersistentState {
+  readonly hardState: HardState;
+  /** The log, in index order, starting at index 1 (and, with snapshots, after the snapshot). */
+  readonly entries: readonly Entry[];
+}

@@ -1,0 +1,620 @@
+import { assert, InvariantError, unreachable } from './assert.js';
+import { validateConfig, type RaftConfig } from './config.js';
+import { RaftLog } from './log.js';
+import {
+  NO_LEADER,
+  NO_VOTE,
+  type AppendEntries,
+  type AppendEntriesReply,
+  type Entry,
+  type HardState,
+  type LogIndex,
+  type Message,
+  type NodeId,
+  type PersistentState,
+  type PreVote,
+  type PreVoteReply,
+  type RequestVote,
+  type RequestVoteReply,
+  type Term,
+} from './messages.js';
+import { newProgress, type Progress } from './progress.js';
+import type { Ready } from './ready.js';
+
+export type Role = 'follower' | 'precandidate' | 'candidate' | 'leader';
+
+export interface ProposeResult {
+  readonly index: LogIndex;
+  readonly term: Term;
+}
+
+/** A read-only view of a node for tests, status pages and traces. */
+export interface RaftStatus {
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly term: Term;
+  readonly votedFor: NodeId;
+  readonly leaderId: NodeId;
+  readonly firstIndex: LogIndex;
+  readonly lastIndex: LogIndex;
+  readonly lastTerm: Term;
+  readonly commitIndex: LogIndex;
+  readonly appliedIndex: LogIndex;
+  /** Leader only: per-follower replication state. */
+  readonly progress: ReadonlyMap<NodeId, Readonly<Progress>>;
+}
+
+/**
+ * The Raft state machine of one node: pure, synchronous and deterministic. Inputs are `tick()`,
+ * `step(message)` and `propose(command)`; outputs are collected in a `Ready` (see ready.ts) that the
+ * driver persists, sends and applies before calling `advance()`.
+ *
+ * Term handling lives in one place, the top of `step()`: a message from a newer term turns this node
+ * into a follower of that term first; a reply from an older term is dropped there, and a reply that
+ * does not fit the current role is dropped by the role check right after it. Messages are only ever
+ * built by `send()`, which stamps the current term, so nothing can speak for a role this node left.
+ */
+export class RaftCore {
+  readonly id: NodeId;
+  private readonly config: RaftConfig;
+  private readonly others: readonly NodeId[];
+  private readonly log: RaftLog;
+
+  private currentTerm: Term = 0;
+  private votedFor: NodeId = NO_VOTE;
+  private role: Role = 'follower';
+  private leaderId: NodeId = NO_LEADER;
+  private hardStateDirty = false;
+
+  private ticks = 0;
+  private electionElapsedTicks = 0;
+  private electionTimeoutTicks = 0;
+
+  private readonly votesGranted = new Set<NodeId>();
+  private readonly progress = new Map<NodeId, Progress>();
+  /** Leader: new entries were proposed and not yet sent; sending waits for the next Ready so they batch. */
+  private replicationPending = false;
+
+  private outbox: Message[] = [];
+  private handedOut: Ready | null = null;
+
+  constructor(config: RaftConfig, restored?: PersistentState) {
+    const problems = validateConfig(config);
+    if (problems.length > 0) throw new RangeError(`invalid Raft config: ${problems.join('; ')}`);
+    this.config = config;
+    this.id = config.id;
+    this.others = config.peers.filter((peer) => peer !== config.id);
+    this.log = new RaftLog(restored?.entries ?? []);
+    if (restored !== undefined) {
+      this.currentTerm = restored.hardState.term;
+      this.votedFor = restored.hardState.votedFor;
+      assert(
+        this.log.lastTerm() <= this.currentTerm,
+        () => `restored log ends in term ${this.log.lastTerm()}, after current term ${this.currentTerm}`,
+      );
+    }
+    this.resetElectionTimer();
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  /** Advances the logical clock by one tick. */
+  tick(): void {
+    this.assertNoReadyOutstanding();
+    this.ticks++;
+    if (this.role === 'leader') {
+      this.heartbeatDue();
+      return;
+    }
+    this.electionElapsedTicks++;
+    if (this.electionElapsedTicks < this.electionTimeoutTicks) return;
+    // At term 0 there is no leader to protect: an election for term 1 cannot depose anyone, so
+    // the pre-vote round would only cost a round trip.
+    if ((this.config.preVote ?? true) && this.currentTerm > 0) this.preCampaign();
+    else this.campaign();
+  }
+
+  /** Feeds one message from a peer. */
+  step(message: Message): void {
+    this.assertNoReadyOutstanding();
+    assert(message.to === this.id, () => `message for ${message.to} delivered to ${this.id}`);
+    // A pre-vote speaks of a term nobody has entered yet, so it must not move ours: neither the
+    // request nor a granted reply (which echoes the requested term) is a sign of a newer term.
+    const hypothetical = message.type === 'PreVote' || (message.type === 'PreVoteReply' && message.voteGranted);
+    if (message.term > this.currentTerm && !hypothetical) {
+      // §5.1: any newer term makes us a follower of it. Only an AppendEntries names the leader.
+      this.becomeFollower(message.term, message.type === 'AppendEntries' ? message.from : NO_LEADER);
+    }
+    if (message.term < this.currentTerm) {
+      // A request from a stale leader or candidate gets our term back so that it steps down;
+      // a reply from an older term answers a question we no longer ask.
+      if (message.type === 'RequestVote') this.replyVote(message, false);
+      else if (message.type === 'PreVote') this.replyPreVote(message, false);
+      else if (message.type === 'AppendEntries') this.rejectStaleAppend(message);
+      return;
+    }
+    switch (message.type) {
+      case 'PreVote':
+        this.handlePreVote(message);
+        return;
+      case 'PreVoteReply':
+        if (this.role === 'precandidate' && message.voteGranted && message.term === this.currentTerm + 1) {
+          this.handlePreVoteReply(message);
+        }
+        return;
+      case 'RequestVote':
+        this.handleRequestVote(message);
+        return;
+      case 'AppendEntries':
+        this.handleAppendEntries(message);
+        return;
+      case 'RequestVoteReply':
+        if (this.role === 'candidate') this.handleVoteReply(message);
+        return;
+      case 'AppendEntriesReply':
+        if (this.role === 'leader') this.handleAppendReply(message);
+        return;
+      default:
+        unreachable(message, 'message type');
+    }
+  }
+
+  /**
+   * Appends a command to the log if this node is the leader and returns where it will commit if it
+   * commits at all; returns null on a follower or candidate. Sending waits for the next Ready, so
+   * commands proposed together travel together.
+   */
+  propose(command: Uint8Array): ProposeResult | null {
+    this.assertNoReadyOutstanding();
+    if (this.role !== 'leader') return null;
+    const entry: Entry = { index: this.log.lastIndex() + 1, term: this.currentTerm, command };
+    this.log.append(entry);
+    this.replicationPending = true;
+    if (this.others.length === 0) this.maybeCommit();
+    return { index: entry.index, term: entry.term };
+  }
+
+  // ---------------------------------------------------------------- outputs
+
+  hasReady(): boolean {
+    return (
+      this.outbox.length > 0 ||
+      this.hardStateDirty ||
+      this.replicationPending ||
+      this.log.hasUnstable() ||
+      this.log.commitIndex > this.log.appliedIndex
+    );
+  }
+
+  /** Collects everything the driver must now persist, send and apply. Call `advance()` after. */
+  ready(): Ready {
+    assert(this.handedOut === null, 'ready() called again before advance()');
+    if (this.replicationPending) {
+      this.replicationPending = false;
+      this.broadcastAppend();
+    }
+    const hardState: HardState | null = this.hardStateDirty
+      ? { term: this.currentTerm, votedFor: this.votedFor }
+      : null;
+    const ready: Ready = {
+      hardState,
+      logWrite: this.log.unstable(),
+      messages: this.outbox,
+      committed: this.log.unapplied(),
+    };
+    this.outbox = [];
+    this.handedOut = ready;
+    return ready;
+  }
+
+  /** Confirms that the last Ready was persisted, sent and applied. */
+  advance(ready: Ready): void {
+    assert(this.handedOut === ready, 'advance() must be given the Ready returned by the last ready()');
+    this.handedOut = null;
+    if (ready.hardState !== null) this.hardStateDirty = false;
+    if (ready.logWrite !== null) {
+      this.log.stableTo(ready.logWrite.fromIndex + ready.logWrite.entries.length - 1);
+    }
+    const lastApplied = ready.committed[ready.committed.length - 1];
+    if (lastApplied !== undefined) this.log.appliedTo(lastApplied.index);
+    // The leader's own copy counts towards a majority only once it is durable.
+    if (this.role === 'leader' && ready.logWrite !== null) this.maybeCommit();
+  }
+
+  // ---------------------------------------------------------------- queries
+
+  get term(): Term {
+    return this.currentTerm;
+  }
+
+  get isLeader(): boolean {
+    return this.role === 'leader';
+  }
+
+  status(): RaftStatus {
+    const progress = new Map<NodeId, Readonly<Progress>>();
+    for (const [peer, pr] of this.progress) progress.set(peer, { ...pr });
+    return {
+      id: this.id,
+      role: this.role,
+      term: this.currentTerm,
+      votedFor: this.votedFor,
+      leaderId: this.leaderId,
+      firstIndex: this.log.firstIndex(),
+      lastIndex: this.log.lastIndex(),
+      lastTerm: this.log.lastTerm(),
+      commitIndex: this.log.commitIndex,
+      appliedIndex: this.log.appliedIndex,
+      progress,
+    };
+  }
+
+  /** The entry at `index`, if the log still holds it (for checkers and tests). */
+  entryAt(index: LogIndex): Entry | undefined {
+    return index >= this.log.firstIndex() && index <= this.log.lastIndex() ? this.log.entry(index) : undefined;
+  }
+
+  // ---------------------------------------------------------------- roles
+
+  private becomeFollower(term: Term, leaderId: NodeId): void {
+    assert(term >= this.currentTerm, () => `term would go back from ${this.currentTerm} to ${term}`);
+    if (term > this.currentTerm) {
+      this.currentTerm = term;
+      this.votedFor = NO_VOTE;
+      this.hardStateDirty = true;
+    }
+    // A leader's election clock was stopped, so it starts afresh. Anyone else keeps counting: only
+    // hearing from a leader or granting a vote restarts it (Figure 2). Restarting it on every newer
+    // term would let candidates with stale logs, which can never win, keep the one node that can
+    // win from ever timing out.
+    if (this.role === 'leader') this.resetElectionTimer();
+    this.role = 'follower';
+    this.leaderId = leaderId;
+    this.progress.clear();
+    this.votesGranted.clear();
+    this.replicationPending = false;
+  }
+
+  private preCampaign(): void {
+    this.role = 'precandidate';
+    this.leaderId = NO_LEADER;
+    this.votesGranted.clear();
+    this.votesGranted.add(this.id);
+    this.resetElectionTimer();
+    if (this.hasQuorum(this.votesGranted.size)) {
+      this.campaign();
+      return;
+    }
+    for (const peer of this.others) {
+      this.send({
+        type: 'PreVote',
+        from: this.id,
+        to: peer,
+        term: this.currentTerm + 1,
+        lastLogIndex: this.log.lastIndex(),
+        lastLogTerm: this.log.lastTerm(),
+      });
+    }
+  }
+
+  private campaign(): void {
+    this.currentTerm++;
+    this.votedFor = this.id;
+    this.hardStateDirty = true;
+    this.role = 'candidate';
+    this.leaderId = NO_LEADER;
+    this.votesGranted.clear();
+    this.votesGranted.add(this.id);
+    this.resetElectionTimer();
+    if (this.hasQuorum(this.votesGranted.size)) {
+      this.becomeLeader();
+      return;
+    }
+    for (const peer of this.others) {
+      this.send({
+        type: 'RequestVote',
+        from: this.id,
+        to: peer,
+        term: this.currentTerm,
+        lastLogIndex: this.log.lastIndex(),
+        lastLogTerm: this.log.lastTerm(),
+      });
+    }
+  }
+
+  private becomeLeader(): void {
+    assert(this.role === 'candidate', () => `only a candidate can become leader, not a ${this.role}`);
+    this.role = 'leader';
+    this.leaderId = this.id;
+    this.progress.clear();
+    for (const peer of this.others) this.progress.set(peer, newProgress(this.log.lastIndex()));
+    // Announce leadership at once; each of these is also the first probe of the follower's log.
+    this.broadcastHeartbeat();
+  }
+
+  private resetElectionTimer(): void {
+    const { electionTimeoutTicksMin: min, electionTimeoutTicksMax: max } = this.config;
+    this.electionElapsedTicks = 0;
+    this.electionTimeoutTicks = min + this.config.random.nextInt(max - min);
+  }
+
+  private hasQuorum(count: number): boolean {
+    return count * 2 > this.config.peers.length;
+  }
+
+  // ---------------------------------------------------------------- votes
+
+  private handleRequestVote(request: RequestVote): void {
+    const canVote = this.votedFor === NO_VOTE || this.votedFor === request.from;
+    const granted = canVote && this.log.isUpToDate(request.lastLogIndex, request.lastLogTerm);
+    if (granted) {
+      if (this.votedFor !== request.from) {
+        this.votedFor = request.from;
+        this.hardStateDirty = true;
+      }
+      // Only a granted vote restarts the timer, or a node with a stale log could stall elections.
+      this.resetElectionTimer();
+    }
+    this.replyVote(request, granted);
+  }
+
+  /**
+   * Grants a pre-vote only if a real vote in that term could be granted and no leader has been
+   * heard from within the minimum election timeout: a follower that still hears a leader refuses
+   * to help depose it.
+   */
+  private handlePreVote(request: PreVote): void {
+    const leaderRecentlyHeard =
+      this.role === 'leader' ||
+      (this.leaderId !== NO_LEADER && this.electionElapsedTicks < this.config.electionTimeoutTicksMin);
+    const granted =
+      request.term > this.currentTerm &&
+      !leaderRecentlyHeard &&
+      this.log.isUpToDate(request.lastLogIndex, request.lastLogTerm);
+    this.replyPreVote(request, granted);
+  }
+
+  private replyPreVote(request: PreVote, voteGranted: boolean): void {
+    const term = voteGranted ? request.term : this.currentTerm;
+    this.send({ type: 'PreVoteReply', from: this.id, to: request.from, term, voteGranted });
+  }
+
+  private handlePreVoteReply(reply: PreVoteReply): void {
+    this.votesGranted.add(reply.from);
+    if (this.hasQuorum(this.votesGranted.size)) this.campaign();
+  }
+
+  private replyVote(request: RequestVote, voteGranted: boolean): void {
+    this.send({ type: 'RequestVoteReply', from: this.id, to: request.from, term: this.currentTerm, voteGranted });
+  }
+
+  private handleVoteReply(reply: RequestVoteReply): void {
+    if (!reply.voteGranted) return;
+    this.votesGranted.add(reply.from);
+    if (this.hasQuorum(this.votesGranted.size)) this.becomeLeader();
+  }
+
+  // ---------------------------------------------------------------- replication: follower side
+
+  private handleAppendEntries(request: AppendEntries): void {
+    if (this.role === 'leader') {
+      throw new InvariantError(
+        `election safety violated: node ${this.id} and node ${request.from} both lead term ${this.currentTerm}`,
+      );
+    }
+    if (this.role === 'candidate' || this.role === 'precandidate') this.becomeFollower(this.currentTerm, request.from);
+    this.leaderId = request.from;
+    this.resetElectionTimer();
+
+    const prevIndex = request.prevLogIndex;
+    if (prevIndex > this.log.lastIndex()) {
+      this.replyAppend(request, { success: false, conflictTerm: 0, conflictIndex: 0 });
+      return;
+    }
+    // Below the compaction boundary everything is committed and therefore matches the leader.
+    const ourTerm = this.log.term(prevIndex);
+    if (ourTerm !== undefined && ourTerm !== request.prevLogTerm) {
+      this.replyAppend(request, {
+        success: false,
+        conflictTerm: ourTerm,
+        conflictIndex: this.log.firstIndexOfTerm(prevIndex),
+      });
+      return;
+    }
+    this.log.merge(request.entries);
+    const lastNew = prevIndex + request.entries.length;
+    // Only entries known to match the leader (up to lastNew) may be committed from leaderCommit.
+    this.log.commitTo(Math.min(request.leaderCommit, lastNew));
+    this.replyAppend(request, { success: true, conflictTerm: 0, conflictIndex: 0 });
+  }
+
+  private rejectStaleAppend(request: AppendEntries): void {
+    this.replyAppend(request, { success: false, conflictTerm: 0, conflictIndex: 0 });
+  }
+
+  private replyAppend(
+    request: AppendEntries,
+    outcome: { success: boolean; conflictTerm: Term; conflictIndex: LogIndex },
+  ): void {
+    this.send({
+      type: 'AppendEntriesReply',
+      from: this.id,
+      to: request.from,
+      term: this.currentTerm,
+      success: outcome.success,
+      prevLogIndex: request.prevLogIndex,
+      matchIndex: outcome.success ? request.prevLogIndex + request.entries.length : 0,
+      conflictTerm: outcome.conflictTerm,
+      conflictIndex: outcome.conflictIndex,
+      lastLogIndex: this.log.lastIndex(),
+    });
+  }
+
+  // ---------------------------------------------------------------- replication: leader side
+
+  private handleAppendReply(reply: AppendEntriesReply): void {
+    const pr = this.progress.get(reply.from);
+    assert(pr !== undefined, () => `append reply from unknown peer ${reply.from}`);
+    if (reply.success) {
+      if (reply.matchIndex > pr.match) pr.match = reply.matchIndex;
+      if (pr.next <= pr.match) pr.next = pr.match + 1;
+      if (pr.state === 'probe') {
+        pr.state = 'replicate';
+        pr.probeInFlight = false;
+        pr.next = pr.match + 1;
+      }
+      this.maybeCommit();
+      if (pr.next <= this.log.lastIndex()) this.sendAppend(reply.from, pr);
+      else if (pr.commitSent < Math.min(this.log.commitIndex, pr.match)) this.sendHeartbeat(reply.from, pr);
+      return;
+    }
+    // A rejection of a request we have since moved past is stale (reordered or duplicated).
+    const stale = pr.state === 'probe' ? reply.prevLogIndex !== pr.next - 1 : reply.prevLogIndex < pr.match;
+    if (stale) return;
+    const hinted = this.nextIndexFromRejection(reply);
+    pr.next = Math.max(pr.match + 1, Math.min(hinted, reply.prevLogIndex));
+    pr.state = 'probe';
+    pr.probeInFlight = false;
+    this.sendAppend(reply.from, pr);
+  }
+
+  /**
+   * Fast log backtracking: skip a whole conflicting term per round trip instead of one entry.
+   * - follower's log too short: continue right after its last entry;
+   * - we hold entries of the conflicting term: continue after our last one of that term;
+   * - we do not: skip the follower's whole run of that term.
+   */
+  private nextIndexFromRejection(reply: AppendEntriesReply): LogIndex {
+    if (reply.conflictTerm === 0) return reply.lastLogIndex + 1;
+    const ourLast = this.log.lastIndexOfTerm(reply.conflictTerm, reply.prevLogIndex);
+    return ourLast > 0 ? ourLast + 1 : reply.conflictIndex;
+  }
+
+  /** Sends whatever each follower is missing, after proposals; probes already in flight wait. */
+  private broadcastAppend(): void {
+    for (const peer of this.others) {
+      const pr = this.progress.get(peer)!;
+      if (pr.state === 'probe' && pr.probeInFlight) continue;
+      if (pr.next <= this.log.lastIndex()) this.sendAppend(peer, pr);
+    }
+  }
+
+  /**
+   * Contacts each follower that has heard nothing from us for a heartbeat interval. Followers that
+   * receive entries or commit updates get no extra heartbeats, so a busy leader sends no more than
+   * an idle one.
+   */
+  private heartbeatDue(): void {
+    for (const peer of this.others) {
+      const pr = this.progress.get(peer)!;
+      if (this.ticks - pr.lastSentTick >= this.config.heartbeatIntervalTicks) this.heartbeat(peer, pr);
+    }
+  }
+
+  private broadcastHeartbeat(): void {
+    for (const peer of this.others) this.heartbeat(peer, this.progress.get(peer)!);
+  }
+
+  private heartbeat(peer: NodeId, pr: Progress): void {
+    if (pr.state === 'probe') {
+      // The heartbeat doubles as the retry of a probe that got no answer.
+      this.sendAppend(peer, pr);
+      return;
+    }
+    const ticksSinceEntries = this.ticks - pr.entriesSentAtTick;
+    if (pr.match < this.log.lastIndex() && ticksSinceEntries >= this.config.heartbeatIntervalTicks) {
+      // Entries sent a whole interval ago are still unacknowledged: assume them lost and resend.
+      pr.next = pr.match + 1;
+      this.sendAppend(peer, pr);
+    } else {
+      this.sendHeartbeat(peer, pr);
+    }
+  }
+
+  /** An empty AppendEntries anchored at the acknowledged match, which the follower always accepts. */
+  private sendHeartbeat(peer: NodeId, pr: Progress): void {
+    const prevLogTerm = this.log.term(pr.match);
+    assert(prevLogTerm !== undefined, () => `match ${pr.match} of peer ${peer} is compacted`);
+    this.send({
+      type: 'AppendEntries',
+      from: this.id,
+      to: peer,
+      term: this.currentTerm,
+      prevLogIndex: pr.match,
+      prevLogTerm,
+      entries: [],
+      leaderCommit: this.log.commitIndex,
+    });
+    pr.commitSent = Math.max(pr.commitSent, Math.min(this.log.commitIndex, pr.match));
+    pr.lastSentTick = this.ticks;
+  }
+
+  private sendAppend(peer: NodeId, pr: Progress): void {
+    const prevLogIndex = pr.next - 1;
+    const prevLogTerm = this.log.term(prevLogIndex);
+    assert(prevLogTerm !== undefined, () => `prevLogIndex ${prevLogIndex} for peer ${peer} is compacted`);
+    const last = this.log.lastIndex();
+    const entries = pr.next <= last ? this.log.slice(pr.next, last, this.config.appendBytesMax) : [];
+    this.send({
+      type: 'AppendEntries',
+      from: this.id,
+      to: peer,
+      term: this.currentTerm,
+      prevLogIndex,
+      prevLogTerm,
+      entries,
+      leaderCommit: this.log.commitIndex,
+    });
+    pr.lastSentTick = this.ticks;
+    if (entries.length > 0) pr.entriesSentAtTick = this.ticks;
+    pr.commitSent = Math.max(pr.commitSent, Math.min(this.log.commitIndex, prevLogIndex + entries.length));
+    if (pr.state === 'probe') {
+      pr.probeInFlight = true;
+    } else {
+      pr.next = prevLogIndex + entries.length + 1;
+    }
+  }
+
+  /**
+   * §5.4.2: advance commitIndex to the highest index of the *current* term stored on a majority.
+   * Entries of earlier terms commit indirectly, with the first current-term entry above them.
+   */
+  private maybeCommit(): void {
+    const matches = [this.log.stableIndex];
+    for (const peer of this.others) matches.push(this.progress.get(peer)!.match);
+    matches.sort((a, b) => b - a);
+    const quorumIndex = matches[Math.floor(this.config.peers.length / 2)]!;
+    if (quorumIndex <= this.log.commitIndex) return;
+    if (this.log.term(quorumIndex) !== this.currentTerm) return;
+    this.log.commitTo(quorumIndex);
+    this.notifyCommit();
+  }
+
+  /** Followers that have acknowledged everything sent learn the new commit index now, not at the next heartbeat. */
+  private notifyCommit(): void {
+    for (const peer of this.others) {
+      const pr = this.progress.get(peer)!;
+      // A follower with entries in flight will learn the commit index from the answer to its reply.
+      if (pr.state !== 'replicate' || pr.next !== pr.match + 1) continue;
+      if (pr.commitSent >= Math.min(this.log.commitIndex, pr.match)) continue;
+      if (pr.next <= this.log.lastIndex()) this.sendAppend(peer, pr);
+      else this.sendHeartbeat(peer, pr);
+    }
+  }
+
+  /** Inputs between ready() and advance() would change what the driver is busy persisting. */
+  private assertNoReadyOutstanding(): void {
+    assert(this.handedOut === null, 'the core takes no input between ready() and advance()');
+  }
+
+  private send(message: Message): void {
+    if (message.type === 'PreVote') {
+      assert(message.term === this.currentTerm + 1, 'a pre-vote asks about the next term');
+    } else if (message.type === 'PreVoteReply') {
+      assert(message.term >= this.currentTerm, 'a pre-vote reply carries our term or the one asked about');
+    } else {
+      assert(message.term === this.currentTerm, 'messages carry the current term');
+    }
+    this.outbox.push(message);
+  }
+}

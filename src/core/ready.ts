@@ -1,0 +1,42 @@
+import type { Entry, HardState, LogIndex, Message } from './messages.js';
+
+/**
+ * The work a driver must do after feeding the core an input, in this order:
+ *
+ * 1. Make `hardState` (if set) and `logWrite` (if set) durable.
+ * 2. Only then send `messages`: a vote reply or an acknowledgement of entries must never leave
+ *    before the vote or the entries it vouches for are on disk, or a crash could make a node break a
+ *    promise it already gave.
+ * 3. Apply `committed` to the state machine, in order.
+ * 4. Call `advance(ready)`, which tells the core that all of the above is done.
+ *
+ * A driver may batch several inputs before asking for a Ready; the core merges their effects.
+ */
+export interface Ready {
+  /** Term and vote changed since the last Ready: persist before sending any message. */
+  readonly hardState: HardState | null;
+  /** Log changes to persist before sending any message. */
+  readonly logWrite: LogWrite | null;
+  /** Messages to send once the writes above are durable. */
+  readonly messages: readonly Message[];
+  /** Committed entries to apply, consecutive and in index order, after the writes above. */
+  readonly committed: readonly Entry[];
+}
+
+/**
+ * A change to the durable log: drop every stored entry at or after `fromIndex`, then append
+ * `entries` (whose first index is `fromIndex`). A pure append has `fromIndex` = old last index + 1.
+ */
+export interface LogWrite {
+  readonly fromIndex: LogIndex;
+  readonly entries: readonly Entry[];
+}
+
+export function isEmptyReady(ready: Ready): boolean {
+  return (
+    ready.hardState === null &&
+    ready.logWrite === null &&
+    ready.messages.length === 0 &&
+    ready.committed.length === 0
+  );
+}

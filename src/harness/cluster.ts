@@ -1,0 +1,439 @@
+import { DEFAULT_TIMING } from '../core/config.js';
+import type { Entry, Message } from '../core/messages.js';
+import { messageSize } from '../codec/index.js';
+import { Network } from '../sim/network.js';
+import { Persister } from '../sim/persister.js';
+import { Prng } from '../sim/prng.js';
+import type { Scheduler } from '../sim/scheduler.js';
+import { SimNode, type SimTiming } from '../sim/sim-node.js';
+import { decodeCommand, describeCommand, encodeCommand, type Command } from './command.js';
+
+/** The tester's election timeout constant (6.824 `RaftElectionTimeout`), used by the tests' sleeps. */
+export const ELECTION_TIMEOUT_MS = 1000;
+const TEST_TIME_LIMIT_MS = 120_000;
+
+export const DEFAULT_SIM_TIMING: SimTiming = { tickMs: 10, ...DEFAULT_TIMING };
+
+/** A test failed: the equivalent of Go's t.Fatalf. */
+export class TestFailure extends Error {
+  override readonly name = 'TestFailure';
+}
+
+/** What `end()` prints for a passing test, kept for the suite table. */
+export interface TestFigures {
+  readonly title: string;
+  readonly seconds: number;
+  readonly peers: number;
+  readonly rpcs: number;
+  readonly bytes: number;
+  readonly commands: number;
+}
+
+export interface ClusterOptions {
+  readonly n: number;
+  readonly unreliable: boolean;
+  readonly scheduler: Scheduler;
+  readonly seed: number;
+  readonly timing?: SimTiming;
+  /** Where begin/end lines and warnings go; console.log by default. */
+  readonly log?: (line: string) => void;
+  /** Receives the figures of every passing begin/end pair. */
+  readonly onFigures?: (figures: TestFigures) => void;
+  /** Receives a line per message and per change of a node's role, term or commit (debugging). */
+  readonly trace?: ((line: string) => void) | undefined;
+}
+
+/**
+ * The equivalent of 6.824's `config.go`: n simulated servers on a labrpc-style network, the apply
+ * checkers that compare what every server applied, and the helpers tests are written with
+ * (checkOneLeader, one, nCommitted, ...). Every method that waits is async and sleeps on the
+ * cluster's scheduler, so the same test runs in virtual or real time.
+ */
+export class Cluster {
+  readonly n: number;
+  readonly scheduler: Scheduler;
+  readonly net: Network<Message, Message>;
+  /** rafts[i] is server i's live instance, or null while it is crashed. */
+  readonly rafts: (SimNode | null)[];
+  readonly connected: boolean[];
+  /** logs[i] maps index to the command server i applied there; it survives crashes. */
+  readonly logs: Map<number, Command>[];
+  private readonly saved: (Persister | null)[];
+  private readonly endNames: string[][];
+  private readonly prng: Prng;
+  private readonly nodeRandom: Prng;
+  private readonly timing: SimTiming;
+  private readonly log: (line: string) => void;
+  private readonly onFigures: ((figures: TestFigures) => void) | undefined;
+  private readonly trace: ((line: string) => void) | undefined;
+  private readonly createdAt: number;
+  private endNameCounter = 0;
+  private maxIndex = 0;
+  private maxIndexAtBegin = 0;
+  private title = '';
+  private beganAt = 0;
+  private rpcsAtBegin = 0;
+  private bytesAtBegin = 0;
+  private finished = false;
+  private backgroundFailure: unknown = undefined;
+
+  constructor(options: ClusterOptions) {
+    this.n = options.n;
+    this.scheduler = options.scheduler;
+    this.timing = options.timing ?? DEFAULT_SIM_TIMING;
+    this.log = options.log ?? ((line) => console.log(line));
+    this.onFigures = options.onFigures;
+    this.trace = options.trace;
+    const root = new Prng(options.seed);
+    this.prng = root.fork();
+    this.nodeRandom = root.fork();
+    this.net = new Network<Message, Message>({
+      scheduler: this.scheduler,
+      prng: root.fork(),
+      requestSize: messageSize,
+      replySize: messageSize,
+    });
+    this.net.setReliable(!options.unreliable);
+    this.net.setLongDelays(true);
+    this.rafts = new Array<SimNode | null>(this.n).fill(null);
+    this.connected = new Array<boolean>(this.n).fill(false);
+    this.logs = Array.from({ length: this.n }, () => new Map<number, Command>());
+    this.saved = new Array<Persister | null>(this.n).fill(null);
+    this.endNames = Array.from({ length: this.n }, () => new Array<string>(this.n).fill(''));
+    this.createdAt = this.scheduler.now();
+    for (let i = 0; i < this.n; i++) this.start1(i);
+    for (let i = 0; i < this.n; i++) this.connect(i);
+  }
+
+  // ------------------------------------------------------------------ time and randomness
+
+  sleep(ms: number): Promise<void> {
+    return this.scheduler.sleep(ms);
+  }
+
+  /** A uniform integer in [0, maxExclusive) from the test's own seeded stream. */
+  rand(maxExclusive: number): number {
+    return this.prng.nextInt(maxExclusive);
+  }
+
+  /** A random 31-bit integer command, like Go's rand.Int() in the tests but exact in JavaScript. */
+  randCommand(): number {
+    return this.prng.nextInt(2 ** 31);
+  }
+
+  randString(length: number): string {
+    return this.prng.randomString(length);
+  }
+
+  // ------------------------------------------------------------------ servers
+
+  /** Crashes server i if it is running, then starts a fresh instance from its saved state. */
+  start1(i: number): void {
+    this.crash1(i);
+    const ends = [];
+    for (let j = 0; j < this.n; j++) {
+      const name = `end-${i}-${j}-${this.endNameCounter++}`;
+      this.endNames[i]![j] = name;
+      const end = this.net.makeEnd(name);
+      this.net.connect(name, String(j));
+      ends.push(end);
+    }
+    const persister = this.saved[i]?.copy() ?? new Persister();
+    this.saved[i] = persister;
+    const node = new SimNode({
+      id: i,
+      peers: Array.from({ length: this.n }, (_, j) => j),
+      scheduler: this.scheduler,
+      persister,
+      ends,
+      random: this.nodeRandom.fork(),
+      timing: this.timing,
+      apply: (entry) => this.applyChecked(i, entry),
+      trace: this.trace,
+    });
+    this.rafts[i] = node;
+    this.net.addServer(String(i), node);
+  }
+
+  /** Shuts server i down, keeping what it persisted; a late write by the dead instance goes nowhere. */
+  crash1(i: number): void {
+    this.disconnect(i);
+    this.net.deleteServer(String(i));
+    const saved = this.saved[i];
+    if (saved !== null && saved !== undefined) this.saved[i] = saved.copy();
+    const raft = this.rafts[i];
+    if (raft !== null && raft !== undefined) {
+      raft.kill();
+      this.rafts[i] = null;
+    }
+  }
+
+  connect(i: number): void {
+    this.trace?.(`${this.scheduler.now().toFixed(0).padStart(7)} ms  connect ${i}`);
+    this.connected[i] = true;
+    for (let j = 0; j < this.n; j++) {
+      if (this.connected[j]) this.net.enable(this.endNames[i]![j]!, true);
+    }
+    for (let j = 0; j < this.n; j++) {
+      if (this.connected[j]) this.net.enable(this.endNames[j]![i]!, true);
+    }
+  }
+
+  disconnect(i: number): void {
+    this.trace?.(`${this.scheduler.now().toFixed(0).padStart(7)} ms  disconnect ${i}`);
+    this.connected[i] = false;
+    for (let j = 0; j < this.n; j++) {
+      const outgoing = this.endNames[i]![j];
+      if (outgoing) this.net.enable(outgoing, false);
+      const incoming = this.endNames[j]![i];
+      if (incoming) this.net.enable(incoming, false);
+    }
+  }
+
+  setUnreliable(unreliable: boolean): void {
+    this.net.setReliable(!unreliable);
+  }
+
+  setLongReordering(on: boolean): void {
+    this.net.setLongReordering(on);
+  }
+
+  rpcCount(i: number): number {
+    return this.net.serverRpcCount(String(i));
+  }
+
+  rpcTotal(): number {
+    return this.net.totalRpcCount();
+  }
+
+  bytesTotal(): number {
+    return this.net.totalBytes();
+  }
+
+  /** The largest raft-state size over all servers (6.824 LogSize). */
+  logSize(): number {
+    let largest = 0;
+    for (const persister of this.saved) largest = Math.max(largest, persister?.raftStateSize() ?? 0);
+    return largest;
+  }
+
+  /** Calls Start(command) on server i, as tests do directly. */
+  start(i: number, command: Command): { index: number; term: number; isLeader: boolean } {
+    const raft = this.rafts[i];
+    if (raft === null || raft === undefined) return { index: -1, term: 0, isLeader: false };
+    return raft.start(encodeCommand(command));
+  }
+
+  getState(i: number): { term: number; isLeader: boolean } {
+    const raft = this.rafts[i];
+    if (raft === null || raft === undefined) return { term: 0, isLeader: false };
+    return raft.getState();
+  }
+
+  // ------------------------------------------------------------------ apply checker
+
+  private applyChecked(i: number, entry: Entry): void {
+    const command = decodeCommand(entry.command);
+    for (let j = 0; j < this.n; j++) {
+      const old = this.logs[j]!.get(entry.index);
+      if (old !== undefined && old !== command) {
+        throw new TestFailure(
+          `apply error: commit index=${entry.index} server=${i} ${describeCommand(command)} != server=${j} ${describeCommand(old)}`,
+        );
+      }
+    }
+    const hadPrevious = this.logs[i]!.has(entry.index - 1);
+    this.logs[i]!.set(entry.index, command);
+    if (entry.index > this.maxIndex) this.maxIndex = entry.index;
+    if (entry.index > 1 && !hadPrevious) {
+      throw new TestFailure(`apply error: server ${i} apply out of order ${entry.index}`);
+    }
+  }
+
+  // ------------------------------------------------------------------ checks
+
+  /** Prints a line the way the Go tests print warnings: not a failure. */
+  warn(message: string): void {
+    this.log(message);
+  }
+
+  fail(message: string): never {
+    throw new TestFailure(message);
+  }
+
+  /** Waits (up to ten polls of 450–549 ms) for a leader and returns the one of the highest term. */
+  async checkOneLeader(): Promise<number> {
+    for (let iteration = 0; iteration < 10; iteration++) {
+      await this.sleep(450 + this.rand(100));
+      const leaders = new Map<number, number[]>();
+      for (let i = 0; i < this.n; i++) {
+        if (!this.connected[i]) continue;
+        const { term, isLeader } = this.getState(i);
+        if (isLeader) leaders.set(term, [...(leaders.get(term) ?? []), i]);
+      }
+      let lastTermWithLeader = -1;
+      for (const [term, ids] of leaders) {
+        if (ids.length > 1) this.fail(`term ${term} has ${ids.length} (>1) leaders`);
+        if (term > lastTermWithLeader) lastTermWithLeader = term;
+      }
+      if (leaders.size !== 0) return leaders.get(lastTermWithLeader)![0]!;
+    }
+    this.fail('expected one leader, got none');
+  }
+
+  /** Every connected server must report the same term; returns it, or -1 if none is connected. */
+  checkTerms(): number {
+    let term = -1;
+    for (let i = 0; i < this.n; i++) {
+      if (!this.connected[i]) continue;
+      const serverTerm = this.getState(i).term;
+      if (term === -1) term = serverTerm;
+      else if (term !== serverTerm) this.fail('servers disagree on term');
+    }
+    return term;
+  }
+
+  checkNoLeader(): void {
+    for (let i = 0; i < this.n; i++) {
+      if (this.connected[i] && this.getState(i).isLeader) {
+        this.fail(`expected no leader among connected servers, but ${i} claims to be leader`);
+      }
+    }
+  }
+
+  /** How many servers applied `index`, and what; fails if two servers applied different commands. */
+  nCommitted(index: number): { count: number; command: Command | undefined } {
+    let count = 0;
+    let command: Command | undefined;
+    for (let i = 0; i < this.n; i++) {
+      const applied = this.logs[i]!.get(index);
+      if (applied === undefined) continue;
+      if (count > 0 && applied !== command) {
+        this.fail(`committed values do not match: index ${index}, ${describeCommand(command)}, ${describeCommand(applied)}`);
+      }
+      count++;
+      command = applied;
+    }
+    return { count, command };
+  }
+
+  /**
+   * Waits for at least n servers to commit `index`. Returns the command, or -1 if some server
+   * moved past `startTerm` (the caller should retry); fails if too few commit in time.
+   */
+  async wait(index: number, n: number, startTerm: number): Promise<Command | -1> {
+    let sleepMs = 10;
+    for (let poll = 0; poll < 30; poll++) {
+      if (this.nCommitted(index).count >= n) break;
+      await this.sleep(sleepMs);
+      if (sleepMs < 1000) sleepMs *= 2;
+      if (startTerm > -1) {
+        for (const raft of this.rafts) {
+          if (raft !== null && raft.getState().term > startTerm) return -1;
+        }
+      }
+    }
+    const { count, command } = this.nCommitted(index);
+    if (count < n) this.fail(`only ${count} decided for index ${index}; wanted ${n}`);
+    return command!;
+  }
+
+  /**
+   * Submits `command` to whichever server is leader and waits until `expectedServers` have applied
+   * it, retrying for up to 10 s (and only resubmitting when `retry`). Returns the command's index.
+   */
+  async one(command: Command, expectedServers: number, retry: boolean): Promise<number> {
+    const t0 = this.scheduler.now();
+    let starts = 0;
+    while (this.scheduler.now() - t0 < 10_000 && !this.finished) {
+      let index = -1;
+      for (let si = 0; si < this.n; si++) {
+        starts = (starts + 1) % this.n;
+        if (!this.connected[starts]) continue;
+        const result = this.start(starts, command);
+        if (result.isLeader) {
+          index = result.index;
+          break;
+        }
+      }
+      if (index !== -1) {
+        const t1 = this.scheduler.now();
+        while (this.scheduler.now() - t1 < 2_000) {
+          const { count, command: committed } = this.nCommitted(index);
+          if (count > 0 && count >= expectedServers && committed === command) return index;
+          await this.sleep(20);
+        }
+        if (!retry) this.fail(`one(${describeCommand(command)}) failed to reach agreement`);
+      } else {
+        await this.sleep(50);
+      }
+    }
+    if (!this.finished) this.fail(`one(${describeCommand(command)}) failed to reach agreement`);
+    return -1;
+  }
+
+  // ------------------------------------------------------------------ concurrency
+
+  /**
+   * Runs `task` concurrently, like a goroutine in the Go tests. A failure inside it fails the test
+   * at the next begin/end or checkBackground() instead of vanishing.
+   */
+  go(task: () => Promise<void>): Promise<void> {
+    return task().catch((error: unknown) => {
+      if (this.backgroundFailure === undefined) this.backgroundFailure = error;
+    });
+  }
+
+  /** Rethrows the first failure of a background task, if any. */
+  checkBackground(): void {
+    if (this.backgroundFailure !== undefined) throw this.backgroundFailure;
+  }
+
+  // ------------------------------------------------------------------ begin / end
+
+  begin(description: string): void {
+    this.title = description;
+    this.log(`${description} ...`);
+    this.beganAt = this.scheduler.now();
+    this.rpcsAtBegin = this.rpcTotal();
+    this.bytesAtBegin = this.bytesTotal();
+    this.maxIndexAtBegin = this.maxIndex;
+  }
+
+  end(): TestFigures {
+    this.checkTimeout();
+    this.checkBackground();
+    const figures: TestFigures = {
+      title: this.title,
+      seconds: (this.scheduler.now() - this.beganAt) / 1000,
+      peers: this.n,
+      rpcs: this.rpcTotal() - this.rpcsAtBegin,
+      bytes: this.bytesTotal() - this.bytesAtBegin,
+      commands: this.maxIndex - this.maxIndexAtBegin,
+    };
+    this.log(
+      `  ... Passed --  ${figures.seconds.toFixed(1).padStart(4)}  ${figures.peers} ${String(figures.rpcs).padStart(4)} ${String(figures.bytes).padStart(7)} ${String(figures.commands).padStart(4)}`,
+    );
+    this.onFigures?.(figures);
+    return figures;
+  }
+
+  /** Kills every server and shuts the network down. Safe to call more than once. */
+  cleanup(): void {
+    this.finished = true;
+    for (let i = 0; i < this.n; i++) {
+      this.rafts[i]?.kill();
+      this.rafts[i] = null;
+    }
+    this.net.cleanup();
+    this.checkTimeout();
+  }
+
+  get isFinished(): boolean {
+    return this.finished;
+  }
+
+  private checkTimeout(): void {
+    if (this.scheduler.now() - this.createdAt > TEST_TIME_LIMIT_MS) this.fail('test took longer than 120 seconds');
+  }
+}

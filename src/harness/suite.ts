@@ -1,0 +1,97 @@
+import { RealScheduler, VirtualScheduler, type Scheduler } from '../sim/scheduler.js';
+import type { SimTiming } from '../sim/sim-node.js';
+import { Cluster, type TestFigures } from './cluster.js';
+
+export type Clock = 'virtual' | 'real';
+
+/** Everything a suite test needs: a way to make its cluster, which the runner then cleans up. */
+export interface SuiteContext {
+  makeCluster(n: number, unreliable: boolean): Cluster;
+}
+
+/** One test of the 6.824 suite, written once for both clocks. */
+export interface SuiteTest {
+  /** The lab part, e.g. "2A". */
+  readonly part: string;
+  /** The Go test's name without the part suffix, e.g. "InitialElection". */
+  readonly name: string;
+  run(context: SuiteContext): Promise<void>;
+}
+
+export interface RunOptions {
+  readonly seed: number;
+  readonly clock: Clock;
+  readonly timing?: SimTiming;
+  /** Output lines (begin/end, warnings); silent when omitted. */
+  readonly log?: (line: string) => void;
+  /** A line per message and per state change of every node (very verbose; for replaying one seed). */
+  readonly trace?: (line: string) => void;
+}
+
+export interface RunResult {
+  readonly test: SuiteTest;
+  readonly seed: number;
+  readonly figures: TestFigures[];
+  /** Simulated (or, in real time, elapsed) milliseconds the test took. */
+  readonly clockMs: number;
+  readonly wallMs: number;
+  readonly cpuMs: number;
+  /** The failure, if the test failed. */
+  readonly error: Error | undefined;
+}
+
+/** Runs one suite test on one seed and reports its figures or its failure; never throws. */
+export async function runSuiteTest(test: SuiteTest, options: RunOptions): Promise<RunResult> {
+  const scheduler: Scheduler = options.clock === 'virtual' ? new VirtualScheduler() : new RealScheduler();
+  const figures: TestFigures[] = [];
+  const clusters: Cluster[] = [];
+  const log = options.log ?? (() => undefined);
+  const context: SuiteContext = {
+    makeCluster(n, unreliable) {
+      const cluster = new Cluster({
+        n,
+        unreliable,
+        scheduler,
+        seed: options.seed,
+        log,
+        onFigures: (f) => figures.push(f),
+        trace: options.trace,
+        ...(options.timing === undefined ? {} : { timing: options.timing }),
+      });
+      clusters.push(cluster);
+      return cluster;
+    },
+  };
+  const wallStart = performance.now();
+  const cpuStart = process.cpuUsage();
+  let error: Error | undefined;
+  try {
+    await scheduler.run(async () => {
+      try {
+        await test.run(context);
+      } finally {
+        for (const cluster of clusters) cluster.cleanup();
+      }
+    });
+  } catch (caught) {
+    error = caught instanceof Error ? caught : new Error(String(caught));
+  } finally {
+    scheduler.dispose();
+  }
+  const cpu = process.cpuUsage(cpuStart);
+  return {
+    test,
+    seed: options.seed,
+    figures,
+    clockMs: scheduler.now(),
+    wallMs: performance.now() - wallStart,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    error,
+  };
+}
+
+/** The command that replays one failing run exactly. */
+export function replayCommand(result: Pick<RunResult, 'test' | 'seed'>, clock: Clock): string {
+  const realtime = clock === 'real' ? ' --realtime' : '';
+  return `npm run suite -- --part ${result.test.part} --run ${result.test.name} --seed ${result.seed}${realtime}`;
+}

@@ -1,0 +1,167 @@
+import { assert } from '../core/assert.js';
+import type { RaftConfig } from '../core/config.js';
+import { isRequest, type Entry, type Message, type NodeId } from '../core/messages.js';
+import { RaftCore } from '../core/raft.js';
+import type { RandomSource } from '../core/rng.js';
+import type { ClientEnd, RpcServer } from './network.js';
+import type { Persister } from './persister.js';
+import type { Scheduler, Timer } from './scheduler.js';
+
+export interface SimTiming {
+  /** Wall or virtual milliseconds per core tick. */
+  readonly tickMs: number;
+  readonly electionTimeoutTicksMin: number;
+  readonly electionTimeoutTicksMax: number;
+  readonly heartbeatIntervalTicks: number;
+  readonly appendBytesMax: number;
+}
+
+export interface SimNodeOptions {
+  readonly id: NodeId;
+  readonly peers: readonly NodeId[];
+  readonly scheduler: Scheduler;
+  readonly persister: Persister;
+  /** ends[j] is this server's endpoint to server j. */
+  readonly ends: readonly ClientEnd<Message, Message>[];
+  readonly random: RandomSource;
+  readonly timing: SimTiming;
+  /** Receives committed entries in order; may throw to fail the run. */
+  readonly apply: (entry: Entry) => void;
+  /** Receives one line per message and per change of role, term or commit index, for debugging. */
+  readonly trace?: ((line: string) => void) | undefined;
+}
+
+/**
+ * Drives one RaftCore inside the simulator: ticks it on the scheduler's clock, serves incoming RPCs
+ * as a labrpc server, and handles every Ready in the required order (persist, send, apply, advance).
+ * This is the 6.824 `Raft` object as the tests see it: `start()`, `getState()`, `kill()`.
+ */
+export class SimNode implements RpcServer<Message, Message> {
+  readonly id: NodeId;
+  readonly core: RaftCore;
+  private readonly options: SimNodeOptions;
+  private killed = false;
+  private tickTimer: Timer | null = null;
+  private readyScheduled = false;
+  /** The reply to the request being dispatched, captured from the Ready that follows it. */
+  private pendingReply: Message | null = null;
+
+  constructor(options: SimNodeOptions) {
+    this.options = options;
+    this.id = options.id;
+    const { timing } = options;
+    const config: RaftConfig = {
+      id: options.id,
+      peers: options.peers,
+      electionTimeoutTicksMin: timing.electionTimeoutTicksMin,
+      electionTimeoutTicksMax: timing.electionTimeoutTicksMax,
+      heartbeatIntervalTicks: timing.heartbeatIntervalTicks,
+      appendBytesMax: timing.appendBytesMax,
+      random: options.random,
+    };
+    this.core = new RaftCore(config, options.persister.read());
+    this.scheduleTick();
+  }
+
+  /** 6.824 Start(): returns at once; the entry is sent with the next Ready, batched with its neighbours. */
+  start(command: Uint8Array): { index: number; term: number; isLeader: boolean } {
+    if (this.killed) return { index: -1, term: this.core.term, isLeader: false };
+    const result = this.core.propose(command);
+    if (result === null) return { index: -1, term: this.core.term, isLeader: false };
+    this.scheduleReady();
+    return { index: result.index, term: result.term, isLeader: true };
+  }
+
+  getState(): { term: number; isLeader: boolean } {
+    return { term: this.core.term, isLeader: this.core.isLeader };
+  }
+
+  /** Stops ticking and ignores every later input. Durable state stays in the persister. */
+  kill(): void {
+    this.killed = true;
+    this.tickTimer?.cancel();
+    this.tickTimer = null;
+  }
+
+  get isKilled(): boolean {
+    return this.killed;
+  }
+
+  dispatch(request: Message): Message | null {
+    if (this.killed) return null;
+    assert(isRequest(request), () => `dispatch of a non-request ${request.type}`);
+    this.core.step(request);
+    this.pendingReply = null;
+    this.processReady(request);
+    const reply = this.pendingReply;
+    this.pendingReply = null;
+    assert(reply !== null, () => `node ${this.id} produced no reply to ${request.type} from ${request.from}`);
+    return reply;
+  }
+
+  private scheduleTick(): void {
+    this.tickTimer = this.options.scheduler.schedule(this.options.timing.tickMs, () => {
+      if (this.killed) return;
+      this.core.tick();
+      this.processReady(null);
+      this.scheduleTick();
+    });
+  }
+
+  private scheduleReady(): void {
+    if (this.readyScheduled) return;
+    this.readyScheduled = true;
+    this.options.scheduler.schedule(0, () => {
+      this.readyScheduled = false;
+      if (!this.killed) this.processReady(null);
+    });
+  }
+
+  private receiveReply(reply: Message | null): void {
+    if (reply === null || this.killed) return;
+    this.core.step(reply);
+    this.processReady(null);
+  }
+
+  private lastTraced = '';
+
+  private traceState(): void {
+    const status = this.core.status();
+    const state = `${status.role} term=${status.term} log=${status.lastIndex}@${status.lastTerm} commit=${status.commitIndex}`;
+    if (state !== this.lastTraced) {
+      this.lastTraced = state;
+      this.options.trace!(`${this.options.scheduler.now().toFixed(0).padStart(7)} ms  node ${this.id}: ${state}`);
+    }
+  }
+
+  private traceMessage(message: Message): void {
+    const { type, from, to, term, ...rest } = message;
+    const fields = Object.entries(rest)
+      .map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.length}]` : String(v)}`)
+      .join(' ');
+    this.options.trace!(`${this.options.scheduler.now().toFixed(0).padStart(7)} ms    ${from}->${to} ${type} t${term} ${fields}`);
+  }
+
+  private processReady(request: Message | null): void {
+    if (this.options.trace !== undefined) this.traceState();
+    while (this.core.hasReady()) {
+      const ready = this.core.ready();
+      if (this.options.trace !== undefined) ready.messages.forEach((m) => this.traceMessage(m));
+      this.options.persister.save(ready.hardState, ready.logWrite);
+      for (const message of ready.messages) {
+        if (request !== null && !isRequest(message) && message.to === request.from) {
+          assert(this.pendingReply === null, () => `node ${this.id} produced two replies to one request`);
+          this.pendingReply = message;
+          continue;
+        }
+        assert(isRequest(message), () => `node ${this.id} sent an unsolicited ${message.type}`);
+        const end = this.options.ends[message.to];
+        assert(end !== undefined, () => `node ${this.id} has no endpoint to ${message.to}`);
+        end.call(message, (reply) => this.receiveReply(reply));
+      }
+      for (const entry of ready.committed) this.options.apply(entry);
+      this.core.advance(ready);
+    }
+    if (this.options.trace !== undefined) this.traceState();
+  }
+}

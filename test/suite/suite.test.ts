@@ -1,0 +1,31 @@
+/**
+ * The ported 6.824 suite inside `npm test`: every 2A and 2B test on a fixed list of seeds, in
+ * virtual time. A failure names its seed and the command that replays it; `npm run suite` runs
+ * the same tests over as many seeds as you like.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { replayCommand, runSuiteTest } from '../../src/harness/suite.js';
+import { SUITE } from './index.js';
+
+/** Fixed so that `npm test` is reproducible; widen with `npm run suite -- --seeds N`. */
+const SEEDS = Array.from({ length: 8 }, (_, i) => 1000 + i);
+
+for (const [part, tests] of Object.entries(SUITE)) {
+  describe(`6.824 part ${part} (virtual time, seeds ${SEEDS[0]}..${SEEDS[SEEDS.length - 1]})`, () => {
+    for (const suiteTest of tests) {
+      test(`${suiteTest.name}${part}`, async () => {
+        const failures: string[] = [];
+        for (const seed of SEEDS) {
+          const result = await runSuiteTest(suiteTest, { seed, clock: 'virtual' });
+          if (result.error !== undefined) {
+            failures.push(`seed ${seed}: ${result.error.message}\n  replay: ${replayCommand(result, 'virtual')}`);
+          } else {
+            assert.ok(result.figures.length > 0, `seed ${seed}: the test never reached end()`);
+          }
+        }
+        assert.deepEqual(failures, []);
+      });
+    }
+  });
+}
