@@ -11,24 +11,17 @@
  * - entry: term, index, command;
  * - message: a one-byte tag (MESSAGE_TAGS), then the fields in declaration order; entry lists are a
  *   varint count followed by the entries.
- * - HardState: term, votedFor + 1. PersistentState: HardState, then an entry list.
+ * - HardState: term, votedFor + 1. PersistentState: HardState, snapshot index and term (0, 0 for
+ *   none), an entry list, then the snapshot's bytes.
  *
- * Tag 0 is never valid (a zeroed buffer does not decode). New message types take the next free tag
- * (InstallSnapshot = 5, InstallSnapshotReply = 6); existing tags never change.
+ * Tag 0 is never valid (a zeroed buffer does not decode). New message types take the next free tag;
+ * existing tags never change.
  *
  * Encoding is a size pass (which also validates every field) followed by a write pass into one
  * exact-size buffer. Decoders throw CodecError on any malformed input and copy byte strings out, so
  * the result never aliases the input.
  */
-import type {
-  AppendEntries,
-  AppendEntriesReply,
-  Entry,
-  HardState,
-  Message,
-  MessageType,
-  PersistentState,
-} from '../core/messages.js';
+import type { Entry, HardState, Message, MessageType, PersistentState, Snapshot } from '../core/messages.js';
 
 /** Malformed input to a decoder; the message says what was wrong and at which byte offset. */
 export class CodecError extends Error {
@@ -43,7 +36,12 @@ export const MESSAGE_TAGS = {
   AppendEntriesReply: 4,
   PreVote: 5,
   PreVoteReply: 6,
+  InstallSnapshot: 7,
+  InstallSnapshotReply: 8,
 } as const satisfies Record<MessageType, number>;
+
+const TAG_TYPES: (MessageType | undefined)[] = [];
+for (const [type, tag] of Object.entries(MESSAGE_TAGS)) TAG_TYPES[tag] = type as MessageType;
 
 const MAX_VARINT_BYTES = 8;
 
@@ -246,40 +244,67 @@ export function hardStateSize(h: HardState): number {
   return uintSize(h.term, 'HardState.term') + optIdSize(h.votedFor, 'HardState.votedFor');
 }
 
+/** A present snapshot covers index >= 1, so (0, 0, empty) can stand for "no snapshot". */
+function snapshotSize(s: Snapshot | null): number {
+  if (s === null) return 3;
+  if (typeof s !== 'object') throw new Error('PersistentState.snapshot must be a Snapshot or null');
+  if (s.index === 0) throw new Error('snapshot.index must be >= 1');
+  return uintSize(s.index, 'snapshot.index') + uintSize(s.term, 'snapshot.term') + bytesSize(s.data, 'snapshot.data');
+}
+
 export function persistentStateSize(s: PersistentState): number {
-  return hardStateSize(s.hardState) + entriesSize(s.entries);
+  return hardStateSize(s.hardState) + snapshotSize(s.snapshot) + entriesSize(s.entries);
 }
 
 export function messageSize(m: Message): number {
-  const header = 1 + uintSize(m.from, 'message.from') + uintSize(m.to, 'message.to') + uintSize(m.term, 'message.term');
+  let body: number;
   switch (m.type) {
     case 'RequestVote':
     case 'PreVote':
-      return header + uintSize(m.lastLogIndex, `${m.type}.lastLogIndex`) + uintSize(m.lastLogTerm, `${m.type}.lastLogTerm`);
+      body = uintSize(m.lastLogIndex, 'message.lastLogIndex') + uintSize(m.lastLogTerm, 'message.lastLogTerm');
+      break;
     case 'RequestVoteReply':
     case 'PreVoteReply':
-      return header + boolSize(m.voteGranted, `${m.type}.voteGranted`);
+      body = boolSize(m.voteGranted, 'message.voteGranted');
+      break;
     case 'AppendEntries':
-      return (
-        header +
+      body =
         uintSize(m.prevLogIndex, 'AppendEntries.prevLogIndex') +
         uintSize(m.prevLogTerm, 'AppendEntries.prevLogTerm') +
         entriesSize(m.entries) +
-        uintSize(m.leaderCommit, 'AppendEntries.leaderCommit')
-      );
+        uintSize(m.leaderCommit, 'AppendEntries.leaderCommit');
+      break;
     case 'AppendEntriesReply':
-      return (
-        header +
+      body =
         boolSize(m.success, 'AppendEntriesReply.success') +
         uintSize(m.prevLogIndex, 'AppendEntriesReply.prevLogIndex') +
         uintSize(m.matchIndex, 'AppendEntriesReply.matchIndex') +
         uintSize(m.conflictTerm, 'AppendEntriesReply.conflictTerm') +
         uintSize(m.conflictIndex, 'AppendEntriesReply.conflictIndex') +
-        uintSize(m.lastLogIndex, 'AppendEntriesReply.lastLogIndex')
-      );
+        uintSize(m.lastLogIndex, 'AppendEntriesReply.lastLogIndex');
+      break;
+    case 'InstallSnapshot':
+      body =
+        uintSize(m.lastIncludedIndex, 'InstallSnapshot.lastIncludedIndex') +
+        uintSize(m.lastIncludedTerm, 'InstallSnapshot.lastIncludedTerm') +
+        uintSize(m.offset, 'InstallSnapshot.offset') +
+        bytesSize(m.data, 'InstallSnapshot.data') +
+        boolSize(m.done, 'InstallSnapshot.done');
+      break;
+    case 'InstallSnapshotReply':
+      body =
+        uintSize(m.lastIncludedIndex, 'InstallSnapshotReply.lastIncludedIndex') +
+        uintSize(m.nextOffset, 'InstallSnapshotReply.nextOffset') +
+        boolSize(m.installed, 'InstallSnapshotReply.installed');
+      break;
     default:
-      throw new Error(`unknown message type ${String((m as { type: unknown }).type)}`);
+      throw unknownType(m);
   }
+  return 1 + uintSize(m.from, 'message.from') + uintSize(m.to, 'message.to') + uintSize(m.term, 'message.term') + body;
+}
+
+function unknownType(m: never): Error {
+  return new Error(`unknown message type ${String((m as { type: unknown }).type)}`);
 }
 
 // ---- writers (callers validate via the size pass first; the writer re-checks cheaply) ----
@@ -301,7 +326,9 @@ export function writeHardState(w: ByteWriter, h: HardState): void {
 }
 
 export function writeMessage(w: ByteWriter, m: Message): void {
-  w.writeByte(MESSAGE_TAGS[m.type]);
+  const tag = MESSAGE_TAGS[m.type] as number | undefined;
+  if (tag === undefined) throw unknownType(m as never);
+  w.writeByte(tag);
   w.writeVarint(m.from, 'message.from');
   w.writeVarint(m.to, 'message.to');
   w.writeVarint(m.term, 'message.term');
@@ -328,6 +355,18 @@ export function writeMessage(w: ByteWriter, m: Message): void {
       w.writeVarint(m.conflictTerm);
       w.writeVarint(m.conflictIndex);
       w.writeVarint(m.lastLogIndex);
+      return;
+    case 'InstallSnapshot':
+      w.writeVarint(m.lastIncludedIndex);
+      w.writeVarint(m.lastIncludedTerm);
+      w.writeVarint(m.offset);
+      w.writeBytes(m.data);
+      w.writeBool(m.done);
+      return;
+    case 'InstallSnapshotReply':
+      w.writeVarint(m.lastIncludedIndex);
+      w.writeVarint(m.nextOffset);
+      w.writeBool(m.installed);
       return;
   }
 }
@@ -360,41 +399,46 @@ export function readHardState(r: ByteReader): HardState {
 export function readMessage(r: ByteReader): Message {
   const at = r.offset;
   const tag = r.readByte('message tag');
-  if (tag < 1 || tag > 6) throw new CodecError(`unknown message tag ${tag} at offset ${at}`);
+  const type = TAG_TYPES[tag];
+  if (type === undefined) throw new CodecError(`unknown message tag ${tag} at offset ${at}`);
   const from = r.readVarint();
   const to = r.readVarint();
   const term = r.readVarint();
-  switch (tag) {
-    case MESSAGE_TAGS.RequestVote: {
+  switch (type) {
+    case 'RequestVote':
+    case 'PreVote': {
       const lastLogIndex = r.readVarint();
-      return { type: 'RequestVote', from, to, term, lastLogIndex, lastLogTerm: r.readVarint() };
+      return { type, from, to, term, lastLogIndex, lastLogTerm: r.readVarint() };
     }
-    case MESSAGE_TAGS.RequestVoteReply:
-      return { type: 'RequestVoteReply', from, to, term, voteGranted: r.readBool() };
-    case MESSAGE_TAGS.PreVote: {
-      const lastLogIndex = r.readVarint();
-      return { type: 'PreVote', from, to, term, lastLogIndex, lastLogTerm: r.readVarint() };
-    }
-    case MESSAGE_TAGS.PreVoteReply:
-      return { type: 'PreVoteReply', from, to, term, voteGranted: r.readBool() };
-    case MESSAGE_TAGS.AppendEntries: {
+    case 'RequestVoteReply':
+    case 'PreVoteReply':
+      return { type, from, to, term, voteGranted: r.readBool() };
+    case 'AppendEntries': {
       const prevLogIndex = r.readVarint();
       const prevLogTerm = r.readVarint();
       const entries = readEntries(r);
-      const m: AppendEntries = { type: 'AppendEntries', from, to, term, prevLogIndex, prevLogTerm, entries, leaderCommit: r.readVarint() };
-      return m;
+      return { type, from, to, term, prevLogIndex, prevLogTerm, entries, leaderCommit: r.readVarint() };
     }
-    default: {
+    case 'AppendEntriesReply': {
       const success = r.readBool();
       const prevLogIndex = r.readVarint();
       const matchIndex = r.readVarint();
       const conflictTerm = r.readVarint();
       const conflictIndex = r.readVarint();
-      const m: AppendEntriesReply = {
-        type: 'AppendEntriesReply', from, to, term, success, prevLogIndex, matchIndex, conflictTerm, conflictIndex,
-        lastLogIndex: r.readVarint(),
-      };
-      return m;
+      const lastLogIndex = r.readVarint();
+      return { type, from, to, term, success, prevLogIndex, matchIndex, conflictTerm, conflictIndex, lastLogIndex };
+    }
+    case 'InstallSnapshot': {
+      const lastIncludedIndex = r.readVarint();
+      const lastIncludedTerm = r.readVarint();
+      const offset = r.readVarint();
+      const data = r.readBytes();
+      return { type, from, to, term, lastIncludedIndex, lastIncludedTerm, offset, data, done: r.readBool() };
+    }
+    case 'InstallSnapshotReply': {
+      const lastIncludedIndex = r.readVarint();
+      const nextOffset = r.readVarint();
+      return { type, from, to, term, lastIncludedIndex, nextOffset, installed: r.readBool() };
     }
   }
 }
@@ -414,14 +458,28 @@ function decodeWith<T>(bytes: Uint8Array, read: (r: ByteReader) => T, what: stri
   return value;
 }
 
+const NO_DATA = new Uint8Array(0);
+
 function writePersistentState(w: ByteWriter, s: PersistentState): void {
   writeHardState(w, s.hardState);
+  w.writeVarint(s.snapshot?.index ?? 0, 'snapshot.index');
+  w.writeVarint(s.snapshot?.term ?? 0, 'snapshot.term');
   writeEntries(w, s.entries);
+  w.writeBytes(s.snapshot?.data ?? NO_DATA, 'snapshot.data');
 }
 
 function readPersistentState(r: ByteReader): PersistentState {
   const hardState = readHardState(r);
-  return { hardState, entries: readEntries(r) };
+  const at = r.offset;
+  const index = r.readVarint();
+  const term = r.readVarint();
+  const entries = readEntries(r);
+  const dataAt = r.offset;
+  const data = r.readBytes();
+  if (index !== 0) return { hardState, snapshot: { index, term, data }, entries };
+  if (term !== 0) throw new CodecError(`snapshot index 0 with term ${term} at offset ${at}`);
+  if (data.length !== 0) throw new CodecError(`snapshot index 0 with ${data.length} data bytes at offset ${dataAt}`);
+  return { hardState, snapshot: null, entries };
 }
 
 export const encodeMessage = (m: Message): Uint8Array => encodeWith(m, messageSize, writeMessage);

@@ -20,6 +20,8 @@ export interface RaftConfig {
    * it alone is larger, so a big command cannot stall replication.
    */
   readonly appendBytesMax: number;
+  /** Size of one InstallSnapshot chunk in bytes (default 64 KiB). */
+  readonly snapshotChunkBytes?: number;
   /**
    * Run a pre-vote round before each election (thesis §9.6), so that a node which cannot win does
    * not raise terms and depose a working leader when it rejoins. On by default.
@@ -29,11 +31,13 @@ export interface RaftConfig {
   readonly random: RandomSource;
 }
 
-/** Defaults for a 10 ms tick: heartbeats every 150 ms, elections after 400–800 ms of silence. */
+/** Defaults for a 10 ms tick: heartbeats every 200 ms, elections after 800–1600 ms of silence. */
+export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 64 * 1024;
+
 export const DEFAULT_TIMING = {
-  electionTimeoutTicksMin: 40,
-  electionTimeoutTicksMax: 80,
-  heartbeatIntervalTicks: 15,
+  electionTimeoutTicksMin: 80,
+  electionTimeoutTicksMax: 160,
+  heartbeatIntervalTicks: 20,
   appendBytesMax: 64 * 1024,
 } as const;
 
@@ -71,6 +75,9 @@ export function validateConfig(config: RaftConfig): string[] {
     problems.push(
       `electionTimeoutTicksMin (${config.electionTimeoutTicksMin}) must be at least twice heartbeatIntervalTicks (${config.heartbeatIntervalTicks}), or one lost heartbeat starts an election`,
     );
+  }
+  if (config.snapshotChunkBytes !== undefined && !isCount(config.snapshotChunkBytes)) {
+    problems.push(`snapshotChunkBytes must be a positive integer, got ${config.snapshotChunkBytes}`);
   }
   if (!isCount(config.appendBytesMax)) {
     problems.push(`appendBytesMax must be a positive integer, got ${config.appendBytesMax}`);

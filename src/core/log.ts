@@ -22,9 +22,61 @@ export class RaftLog {
   /** A truncation not yet made durable (normally followed by an append, but not necessarily). */
   private truncatedSinceStable = false;
 
-  constructor(entries: readonly Entry[] = []) {
+  /** A log restored from durable state: the snapshot boundary (if any) and the entries after it. */
+  constructor(entries: readonly Entry[] = [], boundary?: { readonly index: LogIndex; readonly term: Term }) {
+    if (boundary !== undefined) {
+      this.compactedIndex = boundary.index;
+      this.compactedTerm = boundary.term;
+      // A snapshot only ever covers applied, hence committed, entries.
+      this.committed = boundary.index;
+      this.applied = boundary.index;
+    }
     for (const entry of entries) this.appendOne(entry);
     this.unstableFrom = this.lastIndex() + 1;
+  }
+
+  /** The snapshot boundary: the last compacted index and its term (0, 0 before any snapshot). */
+  get snapshotIndex(): LogIndex {
+    return this.compactedIndex;
+  }
+
+  get snapshotTerm(): Term {
+    return this.compactedTerm;
+  }
+
+  /**
+   * Discards entries up to and including `index`, which the application has captured in a
+   * snapshot. Only applied (so committed and durable) entries may be compacted.
+   */
+  compactTo(index: LogIndex): void {
+    assert(index <= this.applied, () => `compacting to ${index} beyond applied index ${this.applied}`);
+    assert(index <= this.stableIndex, () => `compacting to ${index} beyond durable index ${this.stableIndex}`);
+    if (index <= this.compactedIndex) return;
+    const term = this.term(index)!;
+    this.entries = this.entries.slice(index - this.compactedIndex);
+    this.compactedIndex = index;
+    this.compactedTerm = term;
+  }
+
+  /**
+   * Moves the log onto a snapshot received from the leader. Entries after it survive if the log
+   * agrees with the snapshot at its last index (§7: they may be newer and valid); otherwise the
+   * whole log is replaced. The caller has checked that the snapshot is ahead of our commit index.
+   */
+  installSnapshot(index: LogIndex, term: Term): void {
+    assert(index > this.committed, () => `installing snapshot ${index} at or below commit ${this.committed}`);
+    if (this.term(index) === term) {
+      this.entries = this.entries.slice(index - this.compactedIndex);
+    } else {
+      this.entries = [];
+      this.truncatedSinceStable = true;
+      this.unstableFrom = index + 1;
+    }
+    this.compactedIndex = index;
+    this.compactedTerm = term;
+    this.committed = index;
+    this.applied = index;
+    if (this.unstableFrom <= index) this.unstableFrom = index + 1;
   }
 
   firstIndex(): LogIndex {
@@ -160,6 +212,7 @@ export class RaftLog {
 
   stableTo(index: LogIndex): void {
     assert(index <= this.lastIndex(), () => `stableTo(${index}) beyond last index ${this.lastIndex()}`);
+    assert(index >= this.compactedIndex, () => `stableTo(${index}) below the snapshot ${this.compactedIndex}`);
     this.unstableFrom = index + 1;
     this.truncatedSinceStable = false;
   }

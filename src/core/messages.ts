@@ -91,13 +91,50 @@ export interface AppendEntriesReply {
   readonly lastLogIndex: LogIndex;
 }
 
-export type Request = RequestVote | AppendEntries | PreVote;
-export type Reply = RequestVoteReply | AppendEntriesReply | PreVoteReply;
+/**
+ * One chunk of the leader's snapshot, for a follower that needs entries the leader has compacted.
+ * Chunks are sent one at a time, in order; a lost chunk is resent from the offset the follower
+ * reports, so a large state never travels as one giant message.
+ */
+export interface InstallSnapshot {
+  readonly type: 'InstallSnapshot';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: Term;
+  readonly lastIncludedIndex: LogIndex;
+  readonly lastIncludedTerm: Term;
+  /** Byte offset of `data` within the whole snapshot. */
+  readonly offset: number;
+  readonly data: Uint8Array;
+  /** This is the last chunk. */
+  readonly done: boolean;
+}
+
+export interface InstallSnapshotReply {
+  readonly type: 'InstallSnapshotReply';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: Term;
+  /** The snapshot this answers. */
+  readonly lastIncludedIndex: LogIndex;
+  /** How many bytes of it the follower holds: where the next chunk must start. */
+  readonly nextOffset: number;
+  /** The follower's log now covers lastIncludedIndex (installed now or already committed). */
+  readonly installed: boolean;
+}
+
+export type Request = RequestVote | AppendEntries | PreVote | InstallSnapshot;
+export type Reply = RequestVoteReply | AppendEntriesReply | PreVoteReply | InstallSnapshotReply;
 export type Message = Request | Reply;
 export type MessageType = Message['type'];
 
 export function isRequest(message: Message): message is Request {
-  return message.type === 'RequestVote' || message.type === 'AppendEntries' || message.type === 'PreVote';
+  return (
+    message.type === 'RequestVote' ||
+    message.type === 'AppendEntries' ||
+    message.type === 'PreVote' ||
+    message.type === 'InstallSnapshot'
+  );
 }
 
 /** What must survive a crash besides the log: the paper's currentTerm and votedFor. */
@@ -110,9 +147,18 @@ export interface HardState {
 export const NO_VOTE: NodeId = -1;
 export const NO_LEADER: NodeId = -1;
 
+/** A snapshot of the application's state covering the log up to and including `index`. */
+export interface Snapshot {
+  readonly index: LogIndex;
+  readonly term: Term;
+  readonly data: Uint8Array;
+}
+
 /** Everything a node restarts from. */
 export interface PersistentState {
   readonly hardState: HardState;
-  /** The log, in index order, starting at index 1 (and, with snapshots, after the snapshot). */
+  /** The latest snapshot, or null if the log was never compacted. */
+  readonly snapshot: Snapshot | null;
+  /** The log after the snapshot (from index 1 without one), in index order. */
   readonly entries: readonly Entry[];
 }

@@ -9,18 +9,26 @@ import type { LogIndex } from './messages.js';
  * - `replicate`: the follower acknowledged `match`; new entries are streamed optimistically and
  *   `next` runs ahead of `match` by what is in flight.
  *
+ * - `snapshot`: the follower needs entries we have compacted; the snapshot at `snapshotIndex` is
+ *   streamed to it one chunk at a time, from `snapshotOffset` (the bytes it has confirmed).
+ *
  * Invariant: 0 <= match < next.
  */
-export type ProgressState = 'probe' | 'replicate';
+export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 
 export interface Progress {
   match: LogIndex;
   next: LogIndex;
   state: ProgressState;
-  /** probe only: an AppendEntries is outstanding; wait for its answer or the next heartbeat. */
+  /** probe and snapshot: a message is outstanding; wait for its answer or the next heartbeat. */
   probeInFlight: boolean;
+  /** snapshot only: which snapshot is being sent, and how much of it the follower holds. */
+  snapshotIndex: LogIndex;
+  snapshotOffset: number;
   /** The highest leaderCommit this follower has been sent with a message that it can act on. */
   commitSent: LogIndex;
+  /** When to tell the follower a commit index it has not heard yet (+Infinity: nothing to tell). */
+  commitNoticeAtTick: number;
   /** The tick count at which anything was last sent; a heartbeat is due an interval later. */
   lastSentTick: number;
   /** The tick count at which entries were last sent, to tell lost sends from ones still in flight. */
@@ -33,7 +41,10 @@ export function newProgress(lastIndex: LogIndex): Progress {
     next: lastIndex + 1,
     state: 'probe',
     probeInFlight: false,
+    snapshotIndex: 0,
+    snapshotOffset: 0,
     commitSent: 0,
+    commitNoticeAtTick: Number.POSITIVE_INFINITY,
     lastSentTick: Number.NEGATIVE_INFINITY,
     entriesSentAtTick: Number.NEGATIVE_INFINITY,
   };

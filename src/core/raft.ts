@@ -1,5 +1,5 @@
 import { assert, InvariantError, unreachable } from './assert.js';
-import { validateConfig, type RaftConfig } from './config.js';
+import { DEFAULT_SNAPSHOT_CHUNK_BYTES, validateConfig, type RaftConfig } from './config.js';
 import { RaftLog } from './log.js';
 import {
   NO_LEADER,
@@ -8,6 +8,8 @@ import {
   type AppendEntriesReply,
   type Entry,
   type HardState,
+  type InstallSnapshot,
+  type InstallSnapshotReply,
   type LogIndex,
   type Message,
   type NodeId,
@@ -16,10 +18,14 @@ import {
   type PreVoteReply,
   type RequestVote,
   type RequestVoteReply,
+  type Snapshot,
   type Term,
 } from './messages.js';
 import { newProgress, type Progress } from './progress.js';
 import type { Ready } from './ready.js';
+
+/** How long a commit notice may wait for new entries to ride along with (see scheduleCommitNotice). */
+const COMMIT_NOTICE_DELAY_TICKS = 2;
 
 export type Role = 'follower' | 'precandidate' | 'candidate' | 'leader';
 
@@ -35,6 +41,7 @@ export interface RaftStatus {
   readonly term: Term;
   readonly votedFor: NodeId;
   readonly leaderId: NodeId;
+  readonly snapshotIndex: LogIndex;
   readonly firstIndex: LogIndex;
   readonly lastIndex: LogIndex;
   readonly lastTerm: Term;
@@ -78,13 +85,22 @@ export class RaftCore {
   private outbox: Message[] = [];
   private handedOut: Ready | null = null;
 
+  /** The latest snapshot's bytes, kept to send to followers that need it. */
+  private snapshotData: Uint8Array = new Uint8Array(0);
+  private snapshotToPersist: Snapshot | null = null;
+  private snapshotToApply: Snapshot | null = null;
+  /** Follower: the chunks of an incoming snapshot received so far. */
+  private incomingSnapshot: { index: LogIndex; term: Term; chunks: Uint8Array[]; bytes: number } | null = null;
+
   constructor(config: RaftConfig, restored?: PersistentState) {
     const problems = validateConfig(config);
     if (problems.length > 0) throw new RangeError(`invalid Raft config: ${problems.join('; ')}`);
     this.config = config;
     this.id = config.id;
     this.others = config.peers.filter((peer) => peer !== config.id);
-    this.log = new RaftLog(restored?.entries ?? []);
+    const snapshot = restored?.snapshot ?? null;
+    this.log = new RaftLog(restored?.entries ?? [], snapshot === null ? undefined : snapshot);
+    if (snapshot !== null) this.snapshotData = snapshot.data;
     if (restored !== undefined) {
       this.currentTerm = restored.hardState.term;
       this.votedFor = restored.hardState.votedFor;
@@ -122,8 +138,9 @@ export class RaftCore {
     // request nor a granted reply (which echoes the requested term) is a sign of a newer term.
     const hypothetical = message.type === 'PreVote' || (message.type === 'PreVoteReply' && message.voteGranted);
     if (message.term > this.currentTerm && !hypothetical) {
-      // §5.1: any newer term makes us a follower of it. Only an AppendEntries names the leader.
-      this.becomeFollower(message.term, message.type === 'AppendEntries' ? message.from : NO_LEADER);
+      // §5.1: any newer term makes us a follower of it. Only the leader's own messages name it.
+      const fromLeader = message.type === 'AppendEntries' || message.type === 'InstallSnapshot';
+      this.becomeFollower(message.term, fromLeader ? message.from : NO_LEADER);
     }
     if (message.term < this.currentTerm) {
       // A request from a stale leader or candidate gets our term back so that it steps down;
@@ -131,6 +148,7 @@ export class RaftCore {
       if (message.type === 'RequestVote') this.replyVote(message, false);
       else if (message.type === 'PreVote') this.replyPreVote(message, false);
       else if (message.type === 'AppendEntries') this.rejectStaleAppend(message);
+      else if (message.type === 'InstallSnapshot') this.replySnapshot(message, 0, false);
       return;
     }
     switch (message.type) {
@@ -154,6 +172,12 @@ export class RaftCore {
       case 'AppendEntriesReply':
         if (this.role === 'leader') this.handleAppendReply(message);
         return;
+      case 'InstallSnapshot':
+        this.handleInstallSnapshot(message);
+        return;
+      case 'InstallSnapshotReply':
+        if (this.role === 'leader') this.handleInstallSnapshotReply(message);
+        return;
       default:
         unreachable(message, 'message type');
     }
@@ -174,6 +198,21 @@ export class RaftCore {
     return { index: entry.index, term: entry.term };
   }
 
+  /**
+   * The application has captured everything up to and including `index` (which it has applied) in
+   * `data`: discard that prefix of the log and keep the snapshot to persist and to send to
+   * followers that fall behind it (6.824 `Snapshot(index, data)`). An index at or below the
+   * current snapshot is ignored.
+   */
+  snapshot(index: LogIndex, data: Uint8Array): void {
+    this.assertNoReadyOutstanding();
+    if (index <= this.log.snapshotIndex) return;
+    assert(index <= this.log.appliedIndex, () => `snapshot at ${index} covers entries not yet applied (${this.log.appliedIndex})`);
+    this.log.compactTo(index);
+    this.snapshotData = data;
+    this.snapshotToPersist = { index, term: this.log.snapshotTerm, data };
+  }
+
   // ---------------------------------------------------------------- outputs
 
   hasReady(): boolean {
@@ -181,6 +220,8 @@ export class RaftCore {
       this.outbox.length > 0 ||
       this.hardStateDirty ||
       this.replicationPending ||
+      this.snapshotToPersist !== null ||
+      this.snapshotToApply !== null ||
       this.log.hasUnstable() ||
       this.log.commitIndex > this.log.appliedIndex
     );
@@ -198,11 +239,15 @@ export class RaftCore {
       : null;
     const ready: Ready = {
       hardState,
+      snapshotWrite: this.snapshotToPersist,
       logWrite: this.log.unstable(),
       messages: this.outbox,
+      snapshotToApply: this.snapshotToApply,
       committed: this.log.unapplied(),
     };
     this.outbox = [];
+    this.snapshotToPersist = null;
+    this.snapshotToApply = null;
     this.handedOut = ready;
     return ready;
   }
@@ -240,6 +285,7 @@ export class RaftCore {
       term: this.currentTerm,
       votedFor: this.votedFor,
       leaderId: this.leaderId,
+      snapshotIndex: this.log.snapshotIndex,
       firstIndex: this.log.firstIndex(),
       lastIndex: this.log.lastIndex(),
       lastTerm: this.log.lastTerm(),
@@ -396,15 +442,20 @@ export class RaftCore {
 
   // ---------------------------------------------------------------- replication: follower side
 
-  private handleAppendEntries(request: AppendEntries): void {
+  /** A message from the leader of our term: follow it and restart the election clock. */
+  private acceptLeader(leaderId: NodeId): void {
     if (this.role === 'leader') {
       throw new InvariantError(
-        `election safety violated: node ${this.id} and node ${request.from} both lead term ${this.currentTerm}`,
+        `election safety violated: node ${this.id} and node ${leaderId} both lead term ${this.currentTerm}`,
       );
     }
-    if (this.role === 'candidate' || this.role === 'precandidate') this.becomeFollower(this.currentTerm, request.from);
-    this.leaderId = request.from;
+    if (this.role === 'candidate' || this.role === 'precandidate') this.becomeFollower(this.currentTerm, leaderId);
+    this.leaderId = leaderId;
     this.resetElectionTimer();
+  }
+
+  private handleAppendEntries(request: AppendEntries): void {
+    this.acceptLeader(request.from);
 
     const prevIndex = request.prevLogIndex;
     if (prevIndex > this.log.lastIndex()) {
@@ -426,6 +477,60 @@ export class RaftCore {
     // Only entries known to match the leader (up to lastNew) may be committed from leaderCommit.
     this.log.commitTo(Math.min(request.leaderCommit, lastNew));
     this.replyAppend(request, { success: true, conflictTerm: 0, conflictIndex: 0 });
+  }
+
+  /**
+   * Collects snapshot chunks in order and installs the snapshot when the last one arrives. A
+   * snapshot at or below our commit index tells us nothing new: we already have those entries.
+   */
+  private handleInstallSnapshot(request: InstallSnapshot): void {
+    this.acceptLeader(request.from);
+    const index = request.lastIncludedIndex;
+    if (index <= this.log.commitIndex) {
+      this.incomingSnapshot = null;
+      this.replySnapshot(request, request.offset + request.data.length, true);
+      return;
+    }
+    if (request.offset === 0) {
+      this.incomingSnapshot = { index, term: request.lastIncludedTerm, chunks: [], bytes: 0 };
+    }
+    const incoming = this.incomingSnapshot;
+    if (
+      incoming === null ||
+      incoming.index !== index ||
+      incoming.term !== request.lastIncludedTerm ||
+      incoming.bytes !== request.offset
+    ) {
+      const resumeAt = incoming !== null && incoming.index === index ? incoming.bytes : 0;
+      this.replySnapshot(request, resumeAt, false);
+      return;
+    }
+    incoming.chunks.push(request.data.slice());
+    incoming.bytes += request.data.length;
+    if (!request.done) {
+      this.replySnapshot(request, incoming.bytes, false);
+      return;
+    }
+    const data = concatBytes(incoming.chunks, incoming.bytes);
+    this.incomingSnapshot = null;
+    this.log.installSnapshot(index, incoming.term);
+    this.snapshotData = data;
+    const snapshot: Snapshot = { index, term: incoming.term, data };
+    this.snapshotToPersist = snapshot;
+    this.snapshotToApply = snapshot;
+    this.replySnapshot(request, incoming.bytes, true);
+  }
+
+  private replySnapshot(request: InstallSnapshot, nextOffset: number, installed: boolean): void {
+    this.send({
+      type: 'InstallSnapshotReply',
+      from: this.id,
+      to: request.from,
+      term: this.currentTerm,
+      lastIncludedIndex: request.lastIncludedIndex,
+      nextOffset,
+      installed,
+    });
   }
 
   private rejectStaleAppend(request: AppendEntries): void {
@@ -465,7 +570,7 @@ export class RaftCore {
       }
       this.maybeCommit();
       if (pr.next <= this.log.lastIndex()) this.sendAppend(reply.from, pr);
-      else if (pr.commitSent < Math.min(this.log.commitIndex, pr.match)) this.sendHeartbeat(reply.from, pr);
+      else this.scheduleCommitNotice(pr);
       return;
     }
     // A rejection of a request we have since moved past is stale (reordered or duplicated).
@@ -507,7 +612,12 @@ export class RaftCore {
   private heartbeatDue(): void {
     for (const peer of this.others) {
       const pr = this.progress.get(peer)!;
-      if (this.ticks - pr.lastSentTick >= this.config.heartbeatIntervalTicks) this.heartbeat(peer, pr);
+      if (this.ticks - pr.lastSentTick >= this.config.heartbeatIntervalTicks) {
+        this.heartbeat(peer, pr);
+      } else if (this.ticks >= pr.commitNoticeAtTick) {
+        if (pr.next <= this.log.lastIndex()) this.sendAppend(peer, pr);
+        else this.sendHeartbeat(peer, pr);
+      }
     }
   }
 
@@ -516,8 +626,8 @@ export class RaftCore {
   }
 
   private heartbeat(peer: NodeId, pr: Progress): void {
-    if (pr.state === 'probe') {
-      // The heartbeat doubles as the retry of a probe that got no answer.
+    if (pr.state === 'probe' || pr.state === 'snapshot') {
+      // The heartbeat doubles as the retry of a probe or snapshot chunk that got no answer.
       this.sendAppend(peer, pr);
       return;
     }
@@ -534,7 +644,13 @@ export class RaftCore {
   /** An empty AppendEntries anchored at the acknowledged match, which the follower always accepts. */
   private sendHeartbeat(peer: NodeId, pr: Progress): void {
     const prevLogTerm = this.log.term(pr.match);
-    assert(prevLogTerm !== undefined, () => `match ${pr.match} of peer ${peer} is compacted`);
+    if (prevLogTerm === undefined) {
+      // What the follower acknowledged has been compacted since: it will need the snapshot.
+      pr.state = 'probe';
+      pr.next = pr.match + 1;
+      this.sendAppend(peer, pr);
+      return;
+    }
     this.send({
       type: 'AppendEntries',
       from: this.id,
@@ -547,12 +663,16 @@ export class RaftCore {
     });
     pr.commitSent = Math.max(pr.commitSent, Math.min(this.log.commitIndex, pr.match));
     pr.lastSentTick = this.ticks;
+    this.clearCommitNotice(pr);
   }
 
   private sendAppend(peer: NodeId, pr: Progress): void {
     const prevLogIndex = pr.next - 1;
     const prevLogTerm = this.log.term(prevLogIndex);
-    assert(prevLogTerm !== undefined, () => `prevLogIndex ${prevLogIndex} for peer ${peer} is compacted`);
+    if (prevLogTerm === undefined || pr.state === 'snapshot') {
+      this.sendSnapshotChunk(peer, pr);
+      return;
+    }
     const last = this.log.lastIndex();
     const entries = pr.next <= last ? this.log.slice(pr.next, last, this.config.appendBytesMax) : [];
     this.send({
@@ -568,11 +688,60 @@ export class RaftCore {
     pr.lastSentTick = this.ticks;
     if (entries.length > 0) pr.entriesSentAtTick = this.ticks;
     pr.commitSent = Math.max(pr.commitSent, Math.min(this.log.commitIndex, prevLogIndex + entries.length));
+    this.clearCommitNotice(pr);
     if (pr.state === 'probe') {
       pr.probeInFlight = true;
     } else {
       pr.next = prevLogIndex + entries.length + 1;
     }
+  }
+
+  /**
+   * Sends the follower the next chunk of our current snapshot. A transfer of an older snapshot
+   * (we compacted again meanwhile) restarts from offset 0 with the new one.
+   */
+  private sendSnapshotChunk(peer: NodeId, pr: Progress): void {
+    if (pr.state !== 'snapshot' || pr.snapshotIndex !== this.log.snapshotIndex) {
+      pr.state = 'snapshot';
+      pr.snapshotIndex = this.log.snapshotIndex;
+      pr.snapshotOffset = 0;
+    }
+    const chunkBytes = this.config.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES;
+    const end = Math.min(pr.snapshotOffset + chunkBytes, this.snapshotData.length);
+    this.send({
+      type: 'InstallSnapshot',
+      from: this.id,
+      to: peer,
+      term: this.currentTerm,
+      lastIncludedIndex: this.log.snapshotIndex,
+      lastIncludedTerm: this.log.snapshotTerm,
+      offset: pr.snapshotOffset,
+      data: this.snapshotData.subarray(pr.snapshotOffset, end),
+      done: end === this.snapshotData.length,
+    });
+    pr.probeInFlight = true;
+    pr.lastSentTick = this.ticks;
+  }
+
+  private handleInstallSnapshotReply(reply: InstallSnapshotReply): void {
+    const pr = this.progress.get(reply.from);
+    assert(pr !== undefined, () => `snapshot reply from unknown peer ${reply.from}`);
+    if (reply.installed) {
+      if (reply.lastIncludedIndex <= pr.match) return;
+      pr.match = reply.lastIncludedIndex;
+      pr.next = pr.match + 1;
+      pr.state = 'replicate';
+      pr.probeInFlight = false;
+      this.maybeCommit();
+      if (pr.next <= this.log.lastIndex()) this.sendAppend(reply.from, pr);
+      else this.sendHeartbeat(reply.from, pr);
+      return;
+    }
+    // A chunk was lost or reordered: continue from what the follower holds, if this is still the
+    // transfer in progress.
+    if (pr.state !== 'snapshot' || reply.lastIncludedIndex !== pr.snapshotIndex) return;
+    pr.snapshotOffset = reply.nextOffset;
+    this.sendSnapshotChunk(reply.from, pr);
   }
 
   /**
@@ -590,16 +759,26 @@ export class RaftCore {
     this.notifyCommit();
   }
 
-  /** Followers that have acknowledged everything sent learn the new commit index now, not at the next heartbeat. */
+  /** Followers that have acknowledged everything sent learn the new commit index soon, not at the next heartbeat. */
   private notifyCommit(): void {
     for (const peer of this.others) {
       const pr = this.progress.get(peer)!;
       // A follower with entries in flight will learn the commit index from the answer to its reply.
-      if (pr.state !== 'replicate' || pr.next !== pr.match + 1) continue;
-      if (pr.commitSent >= Math.min(this.log.commitIndex, pr.match)) continue;
-      if (pr.next <= this.log.lastIndex()) this.sendAppend(peer, pr);
-      else this.sendHeartbeat(peer, pr);
+      if (pr.state === 'replicate' && pr.next === pr.match + 1) this.scheduleCommitNotice(pr);
     }
+  }
+
+  /**
+   * A follower that has not been told the commit index gets it within COMMIT_NOTICE_DELAY_TICKS:
+   * if new entries go to it before then, they carry it and the separate notice is saved.
+   */
+  private scheduleCommitNotice(pr: Progress): void {
+    if (pr.commitSent >= Math.min(this.log.commitIndex, pr.match)) return;
+    if (pr.commitNoticeAtTick === Number.POSITIVE_INFINITY) pr.commitNoticeAtTick = this.ticks + COMMIT_NOTICE_DELAY_TICKS;
+  }
+
+  private clearCommitNotice(pr: Progress): void {
+    if (pr.commitSent >= Math.min(this.log.commitIndex, pr.match)) pr.commitNoticeAtTick = Number.POSITIVE_INFINITY;
   }
 
   /** Inputs between ready() and advance() would change what the driver is busy persisting. */
@@ -617,4 +796,14 @@ export class RaftCore {
     }
     this.outbox.push(message);
   }
+}
+
+function concatBytes(chunks: readonly Uint8Array[], totalBytes: number): Uint8Array {
+  const result = new Uint8Array(totalBytes);
+  let offset = 0;
+  for (const chunk of chunks) {
+    result.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return result;
 }

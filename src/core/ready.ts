@@ -1,13 +1,13 @@
-import type { Entry, HardState, LogIndex, Message } from './messages.js';
+import type { Entry, HardState, LogIndex, Message, Snapshot } from './messages.js';
 
 /**
  * The work a driver must do after feeding the core an input, in this order:
  *
- * 1. Make `hardState` (if set) and `logWrite` (if set) durable.
+ * 1. Make `hardState`, `snapshotWrite` and `logWrite` (whichever are set) durable.
  * 2. Only then send `messages`: a vote reply or an acknowledgement of entries must never leave
  *    before the vote or the entries it vouches for are on disk, or a crash could make a node break a
  *    promise it already gave.
- * 3. Apply `committed` to the state machine, in order.
+ * 3. Apply `snapshotToApply` (if set) and then `committed` to the state machine, in order.
  * 4. Call `advance(ready)`, which tells the core that all of the above is done.
  *
  * A driver may batch several inputs before asking for a Ready; the core merges their effects.
@@ -15,10 +15,17 @@ import type { Entry, HardState, LogIndex, Message } from './messages.js';
 export interface Ready {
   /** Term and vote changed since the last Ready: persist before sending any message. */
   readonly hardState: HardState | null;
+  /**
+   * A new snapshot to persist, together with `logWrite` and atomically with it: afterwards the
+   * durable log holds only entries after `snapshot.index`.
+   */
+  readonly snapshotWrite: Snapshot | null;
   /** Log changes to persist before sending any message. */
   readonly logWrite: LogWrite | null;
   /** Messages to send once the writes above are durable. */
   readonly messages: readonly Message[];
+  /** A snapshot received from the leader: replace the application's state with it, before `committed`. */
+  readonly snapshotToApply: Snapshot | null;
   /** Committed entries to apply, consecutive and in index order, after the writes above. */
   readonly committed: readonly Entry[];
 }
@@ -35,7 +42,9 @@ export interface LogWrite {
 export function isEmptyReady(ready: Ready): boolean {
   return (
     ready.hardState === null &&
+    ready.snapshotWrite === null &&
     ready.logWrite === null &&
+    ready.snapshotToApply === null &&
     ready.messages.length === 0 &&
     ready.committed.length === 0
   );

@@ -1,5 +1,5 @@
 import { DEFAULT_TIMING } from '../core/config.js';
-import type { Entry, Message } from '../core/messages.js';
+import type { Entry, Message, Snapshot } from '../core/messages.js';
 import { messageSize } from '../codec/index.js';
 import { Network } from '../sim/network.js';
 import { Persister } from '../sim/persister.js';
@@ -11,6 +11,8 @@ import { decodeCommand, describeCommand, encodeCommand, type Command } from './c
 /** The tester's election timeout constant (6.824 `RaftElectionTimeout`), used by the tests' sleeps. */
 export const ELECTION_TIMEOUT_MS = 1000;
 const TEST_TIME_LIMIT_MS = 120_000;
+/** The snapshot applier snapshots after every index i with (i + 1) % SNAPSHOT_INTERVAL === 0. */
+const SNAPSHOT_INTERVAL = 10;
 
 export const DEFAULT_SIM_TIMING: SimTiming = { tickMs: 10, ...DEFAULT_TIMING };
 
@@ -32,6 +34,11 @@ export interface TestFigures {
 export interface ClusterOptions {
   readonly n: number;
   readonly unreliable: boolean;
+  /**
+   * Use the snapshot applier (6.824 2D): every server snapshots after each index i with
+   * (i + 1) % 10 === 0, and apply order is checked strictly (no gaps, no repeats).
+   */
+  readonly snapshot?: boolean;
   readonly scheduler: Scheduler;
   readonly seed: number;
   readonly timing?: SimTiming;
@@ -57,7 +64,10 @@ export class Cluster {
   readonly rafts: (SimNode | null)[];
   readonly connected: boolean[];
   /** logs[i] maps index to the command server i applied there; it survives crashes. */
-  readonly logs: Map<number, Command>[];
+  logs: Map<number, Command>[];
+  /** Snapshot mode: the last index each server applied (2022+ harness `lastApplied`). */
+  readonly lastApplied: number[];
+  readonly snapshotMode: boolean;
   private readonly saved: (Persister | null)[];
   private readonly endNames: string[][];
   private readonly prng: Prng;
@@ -98,6 +108,8 @@ export class Cluster {
     this.rafts = new Array<SimNode | null>(this.n).fill(null);
     this.connected = new Array<boolean>(this.n).fill(false);
     this.logs = Array.from({ length: this.n }, () => new Map<number, Command>());
+    this.snapshotMode = options.snapshot ?? false;
+    this.lastApplied = new Array<number>(this.n).fill(0);
     this.saved = new Array<Persister | null>(this.n).fill(null);
     this.endNames = Array.from({ length: this.n }, () => new Array<string>(this.n).fill(''));
     this.createdAt = this.scheduler.now();
@@ -140,6 +152,12 @@ export class Cluster {
     }
     const persister = this.saved[i]?.copy() ?? new Persister();
     this.saved[i] = persister;
+    if (this.snapshotMode) {
+      // As a service would on restart: load the snapshot before Raft replays what follows it.
+      this.lastApplied[i] = 0;
+      const snapshot = persister.readSnapshot();
+      if (snapshot !== null) this.ingestSnapshot(i, snapshot.data, snapshot.index);
+    }
     const node = new SimNode({
       id: i,
       peers: Array.from({ length: this.n }, (_, j) => j),
@@ -148,7 +166,8 @@ export class Cluster {
       ends,
       random: this.nodeRandom.fork(),
       timing: this.timing,
-      apply: (entry) => this.applyChecked(i, entry),
+      apply: (entry) => (this.snapshotMode ? this.applySnapshotMode(i, entry) : this.applyChecked(i, entry)),
+      applySnapshot: (snapshot) => this.applyIncomingSnapshot(i, snapshot),
       trace: this.trace,
     });
     this.rafts[i] = node;
@@ -248,6 +267,44 @@ export class Cluster {
     if (entry.index > 1 && !hadPrevious) {
       throw new TestFailure(`apply error: server ${i} apply out of order ${entry.index}`);
     }
+  }
+
+  /** The 2022+ snapshot applier: strict order, then the usual checks, then a snapshot every 10. */
+  private applySnapshotMode(i: number, entry: Entry): void {
+    if (entry.index !== this.lastApplied[i]! + 1) {
+      throw new TestFailure(
+        `apply error: server ${i} apply out of order, expected index ${this.lastApplied[i]! + 1}, got ${entry.index}`,
+      );
+    }
+    this.applyChecked(i, entry);
+    this.lastApplied[i] = entry.index;
+    if ((entry.index + 1) % SNAPSHOT_INTERVAL === 0) {
+      this.rafts[i]?.snapshot(entry.index, encodeSnapshot(entry.index, this.logs[i]!));
+    }
+  }
+
+  private applyIncomingSnapshot(i: number, snapshot: Snapshot): void {
+    if (!this.snapshotMode) throw new TestFailure(`apply error: server ${i} got a snapshot without snapshot mode`);
+    this.ingestSnapshot(i, snapshot.data, snapshot.index);
+  }
+
+  /** Replaces server i's applied log with the snapshot's contents (6.824 ingestSnap). */
+  private ingestSnapshot(i: number, data: Uint8Array, index: number): void {
+    const decoded = decodeSnapshot(data);
+    if (decoded === null) throw new TestFailure('apply error: snapshot decode error');
+    if (index !== -1 && index !== decoded.index) {
+      throw new TestFailure(`apply error: server ${i} snapshot doesn't match m.SnapshotIndex`);
+    }
+    this.logs[i] = decoded.log;
+    this.lastApplied[i] = decoded.index;
+    if (decoded.index > this.maxIndex) this.maxIndex = decoded.index;
+  }
+
+  /** Bytes of the largest durable snapshot (6.824 SnapshotSize). */
+  snapshotSize(): number {
+    let largest = 0;
+    for (const persister of this.saved) largest = Math.max(largest, persister?.snapshotSize() ?? 0);
+    return largest;
   }
 
   // ------------------------------------------------------------------ checks
@@ -435,5 +492,26 @@ export class Cluster {
 
   private checkTimeout(): void {
     if (this.scheduler.now() - this.createdAt > TEST_TIME_LIMIT_MS) this.fail('test took longer than 120 seconds');
+  }
+}
+
+/** The applier's snapshot: the last included index and every value applied up to it, as JSON. */
+function encodeSnapshot(index: number, log: Map<number, Command>): Uint8Array {
+  const values: (Command | null)[] = [null];
+  for (let j = 1; j <= index; j++) values.push(log.get(j) ?? null);
+  return new TextEncoder().encode(JSON.stringify({ index, values }));
+}
+
+function decodeSnapshot(data: Uint8Array): { index: number; log: Map<number, Command> } | null {
+  try {
+    const parsed = JSON.parse(new TextDecoder().decode(data)) as { index: unknown; values: unknown };
+    if (!Number.isSafeInteger(parsed.index) || !Array.isArray(parsed.values)) return null;
+    const log = new Map<number, Command>();
+    parsed.values.forEach((value: unknown, j: number) => {
+      if (typeof value === 'number' || typeof value === 'string') log.set(j, value);
+    });
+    return { index: parsed.index as number, log };
+  } catch {
+    return null;
   }
 }

@@ -6,7 +6,8 @@ export type Clock = 'virtual' | 'real';
 
 /** Everything a suite test needs: a way to make its cluster, which the runner then cleans up. */
 export interface SuiteContext {
-  makeCluster(n: number, unreliable: boolean): Cluster;
+  /** A cluster of n servers; `snapshot` selects the 2D snapshot applier. */
+  makeCluster(n: number, unreliable: boolean, snapshot?: boolean): Cluster;
 }
 
 /** One test of the 6.824 suite, written once for both clocks. */
@@ -47,10 +48,11 @@ export async function runSuiteTest(test: SuiteTest, options: RunOptions): Promis
   const clusters: Cluster[] = [];
   const log = options.log ?? (() => undefined);
   const context: SuiteContext = {
-    makeCluster(n, unreliable) {
+    makeCluster(n, unreliable, snapshot = false) {
       const cluster = new Cluster({
         n,
         unreliable,
+        snapshot,
         scheduler,
         seed: options.seed,
         log,

@@ -1,60 +1,139 @@
 import { assert } from '../core/assert.js';
-import type { Entry, HardState, PersistentState } from '../core/messages.js';
+import type { Entry, HardState, PersistentState, Snapshot } from '../core/messages.js';
 import { NO_VOTE } from '../core/messages.js';
 import type { LogWrite } from '../core/ready.js';
 import { entrySize, hardStateSize, varintSize } from '../codec/index.js';
 
 /**
+ * How writes become durable.
+ * - `immediate`: every save is durable at once, like 6.824's Persister.
+ * - `on-sync`: saves are held back until `sync()`; a crash loses whatever was not synced. A driver
+ *   that sends a message before syncing the state it vouches for is caught by this mode.
+ */
+export type DurabilityMode = 'immediate' | 'on-sync';
+
+interface DiskWrite {
+  readonly hardState: HardState | null;
+  readonly snapshot: Snapshot | null;
+  readonly logWrite: LogWrite | null;
+}
+
+/**
  * The simulated disk of one server, the equivalent of 6.824's Persister: it holds the durable
  * state a restarted server starts from. Writes are applied as the core's Ready describes them
- * (hard state, log suffix), and the size of the raft state is what the project's codec would write.
+ * (hard state, snapshot, log suffix); sizes are those the project's codec would write.
  *
  * `copy()` gives the crash semantics of the 6.824 harness: a crashed instance keeps writing to the
- * old object, which nobody reads again, while its successor starts from a copy of what was saved.
+ * old object, which nobody reads again, while its successor starts from a copy of what was durable.
  */
 export class Persister {
+  readonly mode: DurabilityMode;
   private hardState: HardState = { term: 0, votedFor: NO_VOTE };
+  private snapshot: Snapshot | null = null;
+  /** The durable log after the snapshot: entries[0] has index snapshotIndex + 1. */
   private entries: Entry[] = [];
   private entriesBytes = 0;
   private writes = 0;
+  private pending: DiskWrite[] = [];
 
-  /** Applies one Ready's durable part. */
-  save(hardState: HardState | null, logWrite: LogWrite | null): void {
-    if (hardState !== null) {
-      assert(hardState.term >= this.hardState.term, () => `durable term would go back from ${this.hardState.term} to ${hardState.term}`);
-      this.hardState = hardState;
-    }
-    if (logWrite !== null) {
-      const keep = logWrite.fromIndex - 1;
-      assert(keep <= this.entries.length, () => `log write from ${logWrite.fromIndex} leaves a gap after ${this.entries.length}`);
-      for (let i = keep; i < this.entries.length; i++) this.entriesBytes -= entrySize(this.entries[i]!);
-      this.entries.length = keep;
-      for (const entry of logWrite.entries) {
-        this.entries.push(entry);
-        this.entriesBytes += entrySize(entry);
-      }
-    }
-    if (hardState !== null || logWrite !== null) this.writes++;
+  constructor(mode: DurabilityMode = 'immediate') {
+    this.mode = mode;
   }
 
-  /** The state a restarted server begins with, or undefined for a server that never saved anything. */
+  /** Records one Ready's durable part; in `on-sync` mode it becomes durable at the next sync(). */
+  save(hardState: HardState | null, snapshot: Snapshot | null, logWrite: LogWrite | null): void {
+    if (hardState === null && snapshot === null && logWrite === null) return;
+    const write: DiskWrite = { hardState, snapshot, logWrite };
+    if (this.mode === 'immediate') this.apply(write);
+    else this.pending.push(write);
+  }
+
+  /** Makes every saved write durable (fsync). */
+  sync(): void {
+    for (const write of this.pending) this.apply(write);
+    this.pending = [];
+  }
+
+  get unsyncedWrites(): number {
+    return this.pending.length;
+  }
+
+  /** The durable state a restarted server begins with, or undefined if nothing was ever made durable. */
   read(): PersistentState | undefined {
     if (this.writes === 0) return undefined;
-    return { hardState: this.hardState, entries: this.entries.slice() };
+    return { hardState: this.hardState, snapshot: this.snapshot, entries: this.entries.slice() };
   }
 
-  /** Bytes of the encoded raft state (hard state and log), as 6.824's RaftStateSize(). */
+  /** Bytes of the durable raft state (hard state, snapshot boundary, log), as 6.824's RaftStateSize(). */
   raftStateSize(): number {
-    return hardStateSize(this.hardState) + varintSize(this.entries.length) + this.entriesBytes;
+    return (
+      hardStateSize(this.hardState) +
+      varintSize(this.snapshot?.index ?? 0) +
+      varintSize(this.snapshot?.term ?? 0) +
+      varintSize(this.entries.length) +
+      this.entriesBytes
+    );
   }
 
-  /** An independent copy holding everything saved so far. Entries are immutable, so sharing them is safe. */
+  /** Bytes of the durable snapshot (6.824 SnapshotSize()). */
+  snapshotSize(): number {
+    return this.snapshot?.data.length ?? 0;
+  }
+
+  /** The durable snapshot, if any. */
+  readSnapshot(): Snapshot | null {
+    return this.snapshot;
+  }
+
+  /** An independent copy of what is durable: unsynced writes are lost, as in a crash. */
   copy(): Persister {
-    const twin = new Persister();
+    const twin = new Persister(this.mode);
     twin.hardState = this.hardState;
+    twin.snapshot = this.snapshot;
     twin.entries = this.entries.slice();
     twin.entriesBytes = this.entriesBytes;
     twin.writes = this.writes;
     return twin;
+  }
+
+  private apply(write: DiskWrite): void {
+    const { hardState, snapshot, logWrite } = write;
+    if (hardState !== null) {
+      assert(
+        hardState.term >= this.hardState.term,
+        () => `durable term would go back from ${this.hardState.term} to ${hardState.term}`,
+      );
+      this.hardState = hardState;
+    }
+    if (snapshot !== null) this.applySnapshot(snapshot);
+    if (logWrite !== null) this.applyLogWrite(logWrite);
+    this.writes++;
+  }
+
+  private get snapshotIndex(): number {
+    return this.snapshot?.index ?? 0;
+  }
+
+  private applySnapshot(snapshot: Snapshot): void {
+    assert(snapshot.index > this.snapshotIndex, () => `snapshot ${snapshot.index} does not follow ${this.snapshotIndex}`);
+    const drop = Math.min(snapshot.index - this.snapshotIndex, this.entries.length);
+    for (let i = 0; i < drop; i++) this.entriesBytes -= entrySize(this.entries[i]!);
+    this.entries = this.entries.slice(drop);
+    this.snapshot = snapshot;
+  }
+
+  private applyLogWrite(logWrite: LogWrite): void {
+    const keep = logWrite.fromIndex - 1 - this.snapshotIndex;
+    assert(keep >= 0, () => `log write from ${logWrite.fromIndex} reaches into the snapshot at ${this.snapshotIndex}`);
+    assert(
+      keep <= this.entries.length,
+      () => `log write from ${logWrite.fromIndex} leaves a gap after ${this.snapshotIndex + this.entries.length}`,
+    );
+    for (let i = keep; i < this.entries.length; i++) this.entriesBytes -= entrySize(this.entries[i]!);
+    this.entries.length = keep;
+    for (const entry of logWrite.entries) {
+      this.entries.push(entry);
+      this.entriesBytes += entrySize(entry);
+    }
   }
 }

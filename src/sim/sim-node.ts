@@ -1,6 +1,6 @@
 import { assert } from '../core/assert.js';
 import type { RaftConfig } from '../core/config.js';
-import { isRequest, type Entry, type Message, type NodeId } from '../core/messages.js';
+import { isRequest, type Entry, type Message, type NodeId, type Snapshot } from '../core/messages.js';
 import { RaftCore } from '../core/raft.js';
 import type { RandomSource } from '../core/rng.js';
 import type { ClientEnd, RpcServer } from './network.js';
@@ -27,6 +27,10 @@ export interface SimNodeOptions {
   readonly timing: SimTiming;
   /** Receives committed entries in order; may throw to fail the run. */
   readonly apply: (entry: Entry) => void;
+  /** Receives a snapshot from the leader that replaces the application's state. */
+  readonly applySnapshot?: ((snapshot: Snapshot) => void) | undefined;
+  /** Bytes per InstallSnapshot chunk (core default when omitted). */
+  readonly snapshotChunkBytes?: number | undefined;
   /** Receives one line per message and per change of role, term or commit index, for debugging. */
   readonly trace?: ((line: string) => void) | undefined;
 }
@@ -43,6 +47,8 @@ export class SimNode implements RpcServer<Message, Message> {
   private killed = false;
   private tickTimer: Timer | null = null;
   private readyScheduled = false;
+  private processing = false;
+  private snapshotRequests: { index: number; data: Uint8Array }[] = [];
   /** The reply to the request being dispatched, captured from the Ready that follows it. */
   private pendingReply: Message | null = null;
 
@@ -58,6 +64,7 @@ export class SimNode implements RpcServer<Message, Message> {
       heartbeatIntervalTicks: timing.heartbeatIntervalTicks,
       appendBytesMax: timing.appendBytesMax,
       random: options.random,
+      ...(options.snapshotChunkBytes === undefined ? {} : { snapshotChunkBytes: options.snapshotChunkBytes }),
     };
     this.core = new RaftCore(config, options.persister.read());
     this.scheduleTick();
@@ -70,6 +77,20 @@ export class SimNode implements RpcServer<Message, Message> {
     if (result === null) return { index: -1, term: this.core.term, isLeader: false };
     this.scheduleReady();
     return { index: result.index, term: result.term, isLeader: true };
+  }
+
+  /**
+   * 6.824 Snapshot(index, data). The application may call it from inside its apply callback; the
+   * core takes it once the Ready being applied is finished.
+   */
+  snapshot(index: number, data: Uint8Array): void {
+    if (this.killed) return;
+    if (this.processing) {
+      this.snapshotRequests.push({ index, data });
+      return;
+    }
+    this.core.snapshot(index, data);
+    this.processReady(null);
   }
 
   getState(): { term: number; isLeader: boolean } {
@@ -144,10 +165,24 @@ export class SimNode implements RpcServer<Message, Message> {
 
   private processReady(request: Message | null): void {
     if (this.options.trace !== undefined) this.traceState();
-    while (this.core.hasReady()) {
+    this.processing = true;
+    try {
+      this.drainReady(request);
+    } finally {
+      this.processing = false;
+    }
+    if (this.options.trace !== undefined) this.traceState();
+  }
+
+  private drainReady(request: Message | null): void {
+    for (;;) {
+      for (const { index, data } of this.snapshotRequests.splice(0)) this.core.snapshot(index, data);
+      if (!this.core.hasReady()) return;
       const ready = this.core.ready();
       if (this.options.trace !== undefined) ready.messages.forEach((m) => this.traceMessage(m));
-      this.options.persister.save(ready.hardState, ready.logWrite);
+      const persister = this.options.persister;
+      persister.save(ready.hardState, ready.snapshotWrite, ready.logWrite);
+      persister.sync();
       for (const message of ready.messages) {
         if (request !== null && !isRequest(message) && message.to === request.from) {
           assert(this.pendingReply === null, () => `node ${this.id} produced two replies to one request`);
@@ -159,9 +194,12 @@ export class SimNode implements RpcServer<Message, Message> {
         assert(end !== undefined, () => `node ${this.id} has no endpoint to ${message.to}`);
         end.call(message, (reply) => this.receiveReply(reply));
       }
+      if (ready.snapshotToApply !== null) {
+        assert(this.options.applySnapshot !== undefined, () => `node ${this.id} received a snapshot but has no snapshot applier`);
+        this.options.applySnapshot(ready.snapshotToApply);
+      }
       for (const entry of ready.committed) this.options.apply(entry);
       this.core.advance(ready);
     }
-    if (this.options.trace !== undefined) this.traceState();
   }
 }

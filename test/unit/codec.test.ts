@@ -1,0 +1,328 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Entry, HardState, Message, PersistentState } from '../../src/core/messages.js';
+import {
+  ByteReader,
+  ByteWriter,
+  CodecError,
+  decodeEntry,
+  decodeHardState,
+  decodeMessage,
+  decodePersistentState,
+  encodeEntry,
+  encodeHardState,
+  encodeMessage,
+  encodePersistentState,
+  entrySize,
+  hardStateSize,
+  MESSAGE_TAGS,
+  messageSize,
+  persistentStateSize,
+  varintSize,
+} from '../../src/codec/index.js';
+
+const MAX = Number.MAX_SAFE_INTEGER;
+const EDGES = [0, 1, 127, 128, 16383, 16384, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 49, MAX - 1, MAX];
+
+const bytes = (...b: number[]): Uint8Array => Uint8Array.from(b);
+const cmd = (n: number, seed = 1): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
+const entry = (index: number, term: number, command = cmd(3)): Entry => ({ index, term, command });
+
+function rv(v: number, type: 'RequestVote' | 'PreVote' = 'RequestVote'): Message {
+  return { type, from: v, to: v, term: v, lastLogIndex: v, lastLogTerm: v };
+}
+function rvr(v: number, voteGranted: boolean, type: 'RequestVoteReply' | 'PreVoteReply' = 'RequestVoteReply'): Message {
+  return { type, from: v, to: v, term: v, voteGranted };
+}
+function is(v: number, data: Uint8Array, done: boolean): Message {
+  return { type: 'InstallSnapshot', from: v, to: v, term: v, lastIncludedIndex: v, lastIncludedTerm: v, offset: v, data, done };
+}
+function isr(v: number, installed: boolean): Message {
+  return { type: 'InstallSnapshotReply', from: v, to: v, term: v, lastIncludedIndex: v, nextOffset: v, installed };
+}
+function ae(v: number, entries: Entry[]): Message {
+  return { type: 'AppendEntries', from: v, to: v, term: v, prevLogIndex: v, prevLogTerm: v, entries, leaderCommit: v };
+}
+function aer(v: number, success: boolean): Message {
+  return {
+    type: 'AppendEntriesReply', from: v, to: v, term: v, success,
+    prevLogIndex: v, matchIndex: v, conflictTerm: v, conflictIndex: v, lastLogIndex: v,
+  };
+}
+
+/** Round-trips through encode/decode, checks size === length, and returns the encoding. */
+function roundTrip<T>(value: T, encode: (v: T) => Uint8Array, decode: (b: Uint8Array) => T, size: (v: T) => number): Uint8Array {
+  const encoded = encode(value);
+  assert.equal(size(value), encoded.length, 'size must equal encoded length');
+  assert.deepEqual(decode(encoded), value);
+  assert.deepEqual(encode(decode(encoded)), encoded, 're-encoding must be identical');
+  return encoded;
+}
+const rtMessage = (m: Message): Uint8Array => roundTrip(m, encodeMessage, decodeMessage, messageSize);
+
+function assertCodecError(fn: () => unknown, pattern?: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof CodecError, `expected CodecError, got ${String(e)}`);
+    if (pattern) assert.match(e.message, pattern);
+    return true;
+  });
+}
+
+function assertPlainError(fn: () => unknown, pattern: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof Error && !(e instanceof CodecError), `expected plain Error, got ${String(e)}`);
+    assert.match(e.message, pattern);
+    return true;
+  });
+}
+
+test('codec: varint golden bytes and sizes', () => {
+  const cases: [number, number[]][] = [
+    [0, [0]], [1, [1]], [127, [0x7f]], [128, [0x80, 0x01]], [300, [0xac, 0x02]],
+    [16383, [0xff, 0x7f]], [16384, [0x80, 0x80, 0x01]], [2 ** 31, [0x80, 0x80, 0x80, 0x80, 0x08]],
+    [2 ** 32, [0x80, 0x80, 0x80, 0x80, 0x10]], [MAX, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]],
+  ];
+  for (const [n, expected] of cases) {
+    const w = new ByteWriter(1); // forces growth
+    w.writeVarint(n);
+    assert.deepEqual([...w.finish()], expected, `varint ${n}`);
+    assert.equal(varintSize(n), expected.length);
+  }
+  for (let k = 1; k <= 7; k++) {
+    assert.equal(varintSize(2 ** (7 * k) - 1), k);
+    assert.equal(varintSize(2 ** (7 * k)), k + 1);
+  }
+});
+
+test('codec: varints round-trip exactly across the whole safe range', () => {
+  const values = [...EDGES];
+  for (let k = 1; k <= 7; k++) values.push(2 ** (7 * k) - 1, 2 ** (7 * k), 2 ** (7 * k) + 1);
+  for (let k = 31; k <= 52; k++) values.push(2 ** k + 12345, 2 ** k * 1.5);
+  const w = new ByteWriter(0);
+  for (const v of values) w.writeVarint(v);
+  w.writeBool(true);
+  w.writeBytes(cmd(200));
+  const r = new ByteReader(w.finish());
+  for (const v of values) assert.equal(r.readVarint(), v);
+  assert.equal(r.readBool(), true);
+  assert.deepEqual(r.readBytes(), cmd(200));
+  assert.equal(r.remaining, 0);
+  r.expectEnd();
+});
+
+test('codec: wire format and tags are pinned', () => {
+  assert.deepEqual([...encodeMessage({ type: 'RequestVote', from: 1, to: 2, term: 3, lastLogIndex: 4, lastLogTerm: 5 })], [1, 1, 2, 3, 4, 5]);
+  assert.deepEqual([...encodeMessage({ type: 'RequestVoteReply', from: 2, to: 1, term: 3, voteGranted: true })], [2, 2, 1, 3, 1]);
+  assert.deepEqual(
+    [...encodeMessage({ type: 'AppendEntries', from: 0, to: 1, term: 2, prevLogIndex: 3, prevLogTerm: 1, entries: [entry(4, 2, bytes(9, 8))], leaderCommit: 3 })],
+    [3, 0, 1, 2, 3, 1, 1, 2, 4, 2, 9, 8, 3],
+  );
+  assert.deepEqual(
+    [...encodeMessage({ type: 'AppendEntriesReply', from: 1, to: 0, term: 2, success: false, prevLogIndex: 3, matchIndex: 0, conflictTerm: 1, conflictIndex: 2, lastLogIndex: 200 })],
+    [4, 1, 0, 2, 0, 3, 0, 1, 2, 0xc8, 0x01],
+  );
+  assert.deepEqual([...encodeMessage({ type: 'PreVote', from: 1, to: 2, term: 3, lastLogIndex: 4, lastLogTerm: 5 })], [5, 1, 2, 3, 4, 5]);
+  assert.deepEqual([...encodeMessage({ type: 'PreVoteReply', from: 2, to: 1, term: 3, voteGranted: false })], [6, 2, 1, 3, 0]);
+  assert.deepEqual(
+    [...encodeMessage({ type: 'InstallSnapshot', from: 0, to: 1, term: 2, lastIncludedIndex: 9, lastIncludedTerm: 2, offset: 128, data: bytes(7), done: true })],
+    [7, 0, 1, 2, 9, 2, 0x80, 0x01, 1, 7, 1],
+  );
+  assert.deepEqual(
+    [...encodeMessage({ type: 'InstallSnapshotReply', from: 1, to: 0, term: 2, lastIncludedIndex: 9, nextOffset: 1, installed: false })],
+    [8, 1, 0, 2, 9, 1, 0],
+  );
+  assert.deepEqual(MESSAGE_TAGS, {
+    RequestVote: 1, RequestVoteReply: 2, AppendEntries: 3, AppendEntriesReply: 4,
+    PreVote: 5, PreVoteReply: 6, InstallSnapshot: 7, InstallSnapshotReply: 8,
+  });
+  assert.deepEqual([...encodeHardState({ term: 7, votedFor: -1 })], [7, 0]);
+  assert.deepEqual([...encodeHardState({ term: 7, votedFor: 2 })], [7, 3]);
+});
+
+test('codec: every message type round-trips with edge values', () => {
+  for (const v of EDGES) {
+    rtMessage(rv(v));
+    rtMessage(rvr(v, true));
+    rtMessage(rvr(v, false));
+    rtMessage(aer(v, true));
+    rtMessage(aer(v, false));
+    rtMessage(rv(v, 'PreVote'));
+    rtMessage(rvr(v, true, 'PreVoteReply'));
+    rtMessage(rvr(v, false, 'PreVoteReply'));
+    rtMessage(is(v, new Uint8Array(0), true));
+    rtMessage(is(v, cmd(v % 1000), false));
+    rtMessage(isr(v, true));
+    rtMessage(isr(v, false));
+    rtMessage(ae(v, []));
+    rtMessage(ae(v, [entry(v, v, new Uint8Array(0)), entry(v, v, cmd(v % 300))]));
+  }
+});
+
+test('codec: large commands and many entries', () => {
+  rtMessage(ae(5, [entry(1, 1, cmd(1 << 20))]));
+  const many = Array.from({ length: 5000 }, (_, i) => entry(i + 1, 1 + (i >> 8), cmd(i % 40, i)));
+  const encoded = rtMessage(ae(9, many));
+  assert.ok(encoded.length > 5000 * 3);
+});
+
+test('codec: entry, HardState and PersistentState round-trip', () => {
+  for (const v of EDGES) {
+    roundTrip(entry(v, v, cmd(v % 200)), encodeEntry, decodeEntry, entrySize);
+    roundTrip<HardState>({ term: v, votedFor: v === MAX ? -1 : v }, encodeHardState, decodeHardState, hardStateSize);
+  }
+  roundTrip<HardState>({ term: 0, votedFor: -1 }, encodeHardState, decodeHardState, hardStateSize);
+  roundTrip<HardState>({ term: 1, votedFor: MAX - 1 }, encodeHardState, decodeHardState, hardStateSize);
+  const states: PersistentState[] = [
+    { hardState: { term: 0, votedFor: -1 }, snapshot: null, entries: [] },
+    { hardState: { term: 2 ** 40, votedFor: 4 }, snapshot: null, entries: Array.from({ length: 300 }, (_, i) => entry(i + 1, i, cmd(i))) },
+    { hardState: { term: 3, votedFor: 0 }, snapshot: { index: 1, term: 1, data: new Uint8Array(0) }, entries: [] },
+    { hardState: { term: 9, votedFor: 2 }, snapshot: { index: MAX, term: 2 ** 33, data: cmd(70000) }, entries: [entry(7, 9, cmd(5))] },
+  ];
+  for (const s of states) roundTrip(s, encodePersistentState, decodePersistentState, persistentStateSize);
+  // "no snapshot" is (index 0, term 0, empty data); anything else with index 0 is malformed
+  assert.deepEqual([...encodePersistentState(states[0]!)], [0, 0, 0, 0, 0, 0]);
+  assertCodecError(() => decodePersistentState(bytes(0, 0, 0, 1, 0, 0)), /snapshot index 0 with term 1/);
+  assertCodecError(() => decodePersistentState(bytes(0, 0, 0, 0, 0, 1, 5)), /snapshot index 0 with 1 data bytes/);
+  assertPlainError(() => encodePersistentState({ ...states[0]!, snapshot: { index: 0, term: 0, data: bytes(1) } }), /snapshot\.index/);
+});
+
+test('codec: decoded commands do not alias the input buffer', () => {
+  const encoded = encodeMessage(ae(1, [entry(1, 1, bytes(10, 20, 30))]));
+  const decoded = decodeMessage(encoded);
+  assert.equal(decoded.type, 'AppendEntries');
+  if (decoded.type !== 'AppendEntries') return;
+  const command = decoded.entries[0]!.command;
+  assert.notEqual(command.buffer, encoded.buffer);
+  encoded.fill(0xee);
+  assert.deepEqual(command, bytes(10, 20, 30));
+  const e = encodeEntry(entry(1, 1, bytes(1, 2)));
+  const de = decodeEntry(e);
+  e.fill(0);
+  assert.deepEqual(de.command, bytes(1, 2));
+});
+
+/** xorshift32 with a fixed seed: deterministic random test inputs. */
+function xorshift(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s;
+  };
+}
+
+test('codec: 2000 random messages round-trip (seeded property test)', () => {
+  const next = xorshift(0x9e3779b9);
+  const below = (n: number): number => next() % n;
+  const uint = (): number => {
+    switch (below(4)) {
+      case 0: return EDGES[below(EDGES.length)]!;
+      case 1: return below(200);
+      default: {
+        const bits = below(54); // 0..53 bits
+        const v = (next() >>> 11) * 2 ** 32 + next(); // 53 random bits
+        return bits === 0 ? 0 : Math.floor(v / 2 ** (53 - bits));
+      }
+    }
+  };
+  for (let i = 0; i < 2000; i++) {
+    let m: Message;
+    switch (below(7)) {
+      case 4: m = rvr(uint(), below(2) === 1, 'PreVoteReply'); break;
+      case 5: {
+        const data = cmd(below(500), next());
+        m = { type: 'InstallSnapshot', from: uint(), to: uint(), term: uint(), lastIncludedIndex: uint(), lastIncludedTerm: uint(), offset: uint(), data, done: below(2) === 1 };
+        break;
+      }
+      case 6: m = { type: 'InstallSnapshotReply', from: uint(), to: uint(), term: uint(), lastIncludedIndex: uint(), nextOffset: uint(), installed: below(2) === 1 }; break;
+      case 0: m = { type: below(2) === 0 ? 'RequestVote' : 'PreVote', from: uint(), to: uint(), term: uint(), lastLogIndex: uint(), lastLogTerm: uint() }; break;
+      case 1: m = { type: 'RequestVoteReply', from: uint(), to: uint(), term: uint(), voteGranted: below(2) === 1 }; break;
+      case 2: {
+        const entries = Array.from({ length: below(6) }, () => entry(uint(), uint(), cmd(below(300), next())));
+        m = { type: 'AppendEntries', from: uint(), to: uint(), term: uint(), prevLogIndex: uint(), prevLogTerm: uint(), entries, leaderCommit: uint() };
+        break;
+      }
+      default:
+        m = {
+          type: 'AppendEntriesReply', from: uint(), to: uint(), term: uint(), success: below(2) === 1,
+          prevLogIndex: uint(), matchIndex: uint(), conflictTerm: uint(), conflictIndex: uint(), lastLogIndex: uint(),
+        };
+    }
+    rtMessage(m);
+  }
+});
+
+test('codec: every truncated prefix throws CodecError', () => {
+  const inputs: [Uint8Array, (b: Uint8Array) => unknown][] = [
+    ...[rv(2 ** 40), rvr(300, true), aer(2 ** 33, false), rv(5, 'PreVote'), rvr(2 ** 20, false, 'PreVoteReply'), is(2 ** 35, cmd(150), true), isr(200, true), ae(16384, [entry(1, 2, cmd(5)), entry(2 ** 50, 3, new Uint8Array(0)), entry(3, 3, cmd(200))])]
+      .map((m): [Uint8Array, (b: Uint8Array) => unknown] => [encodeMessage(m), decodeMessage]),
+    [encodeEntry(entry(2 ** 45, 7, cmd(130))), decodeEntry],
+    [encodeHardState({ term: MAX, votedFor: 1000 }), decodeHardState],
+    [encodePersistentState({ hardState: { term: 3, votedFor: -1 }, snapshot: null, entries: [entry(1, 1, cmd(2)), entry(2, 3, cmd(128))] }), decodePersistentState],
+    [encodePersistentState({ hardState: { term: 3, votedFor: 1 }, snapshot: { index: 300, term: 2, data: cmd(130) }, entries: [entry(301, 3, cmd(1))] }), decodePersistentState],
+  ];
+  for (const [encoded, decode] of inputs) {
+    decode(encoded);
+    for (let len = 0; len < encoded.length; len++) {
+      assertCodecError(() => decode(encoded.subarray(0, len))); // a view into a longer buffer
+      assertCodecError(() => decode(encoded.slice(0, len)));
+    }
+  }
+  assertCodecError(() => decodeMessage(new Uint8Array(0)), /offset 0/);
+});
+
+test('codec: unknown tags, trailing bytes, bad booleans, bad lengths', () => {
+  for (const tag of [0, 9, 128, 255]) {
+    assertCodecError(() => decodeMessage(bytes(tag, 1, 2, 3, 4, 5)), new RegExp(`unknown message tag ${tag} at offset 0`));
+  }
+  const good = encodeMessage(rv(3));
+  assertCodecError(() => decodeMessage(Uint8Array.from([...good, 0, 0])), /trailing 2 bytes after message/);
+  assertCodecError(() => decodeHardState(bytes(1, 0, 7)), /trailing 1 bytes/);
+  assertCodecError(() => decodeMessage(bytes(2, 1, 2, 3, 2)), /invalid boolean 2 at offset 4/);
+  assertCodecError(() => decodeEntry(bytes(1, 1, 5, 1, 2)), /truncated byte string at offset 2/);
+  // an absurd entry count fails fast instead of looping
+  assertCodecError(() => decodeMessage(bytes(3, 0, 1, 2, 3, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f, 3)), /entry list/);
+  assertCodecError(() => new ByteReader(bytes(1)).expectEnd(), /trailing 1 bytes after value/);
+});
+
+test('codec: varints over 2^53 - 1 and non-canonical varints are rejected', () => {
+  const over = [
+    [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10], // exactly 2^53
+    [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+    [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+    [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+  ];
+  for (const v of over) {
+    assertCodecError(() => new ByteReader(Uint8Array.from(v)).readVarint(), /varint exceeds 2\^53 - 1 at offset 0/);
+    assertCodecError(() => decodeMessage(Uint8Array.from([1, 0, 0, ...v, 0, 0])), /varint exceeds 2\^53 - 1 at offset 3/);
+  }
+  assertCodecError(() => new ByteReader(bytes(0x80, 0x00)).readVarint(), /non-canonical varint at offset 0/);
+  assertCodecError(() => decodeHardState(bytes(0x81, 0x80, 0x00, 0)), /non-canonical/);
+  assertCodecError(() => new ByteReader(bytes(0x80, 0x80)).readVarint(), /truncated varint at offset 0/);
+});
+
+test('codec: encoders reject invalid fields with a plain Error naming the field', () => {
+  for (const bad of [-1, 0.5, NaN, Infinity, 2 ** 53, -0.5]) {
+    assertPlainError(() => encodeMessage({ ...(rv(1) as Extract<Message, { type: 'RequestVote' }>), term: bad }), /term/);
+    assertPlainError(() => messageSize({ ...(rv(1) as Extract<Message, { type: 'RequestVote' }>), lastLogIndex: bad }), /lastLogIndex/);
+    assertPlainError(() => encodeEntry(entry(bad, 1)), /entry\.index/);
+    assertPlainError(() => encodeMessage(ae(1, [entry(1, bad)])), /entry\.term/);
+    assertPlainError(() => varintSize(bad), /varint/);
+    assertPlainError(() => new ByteWriter().writeVarint(bad, 'myField'), /myField/);
+  }
+  for (const bad of [-2, 0.5, NaN, MAX]) {
+    assertPlainError(() => encodeHardState({ term: 1, votedFor: bad }), /votedFor/);
+  }
+  assertPlainError(() => encodeMessage({ ...(rvr(1, true) as Extract<Message, { type: 'RequestVoteReply' }>), voteGranted: 1 as unknown as boolean }), /voteGranted/);
+  assertPlainError(() => encodeEntry({ index: 1, term: 1, command: [1, 2] as unknown as Uint8Array }), /command/);
+  assertPlainError(() => encodeMessage({ type: 'Nope' } as unknown as Message), /unknown message type Nope/);
+});
+
+test('codec: a 5000-byte command costs at most 5000 + 16 bytes in a one-entry AppendEntries', () => {
+  const m: Message = { type: 'AppendEntries', from: 0, to: 4, term: 7, prevLogIndex: 41, prevLogTerm: 7, entries: [entry(42, 7, cmd(5000))], leaderCommit: 40 };
+  const size = messageSize(m);
+  assert.equal(encodeMessage(m).length, size);
+  assert.ok(size <= 5000 + 16, `size ${size}`);
+});
