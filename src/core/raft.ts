@@ -633,7 +633,10 @@ export class RaftCore {
     }
     const ticksSinceEntries = this.ticks - pr.entriesSentAtTick;
     if (pr.match < this.log.lastIndex() && ticksSinceEntries >= this.config.heartbeatIntervalTicks) {
-      // Entries sent a whole interval ago are still unacknowledged: assume them lost and resend.
+      // Entries sent a whole interval ago are still unacknowledged: assume them lost, and the
+      // follower possibly gone. Fall back to probing so that an unreachable follower costs one
+      // message per heartbeat instead of one per batch of proposals.
+      pr.state = 'probe';
       pr.next = pr.match + 1;
       this.sendAppend(peer, pr);
     } else {
