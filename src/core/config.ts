@@ -27,11 +27,34 @@ export interface RaftConfig {
    * not raise terms and depose a working leader when it rejoins. On by default.
    */
   readonly preVote?: boolean;
+  /**
+   * Known Raft bugs to switch on, for proving that the simulator's checkers catch them. Never set
+   * this outside tests: every one of them loses data.
+   */
+  readonly injectedBugs?: ReadonlySet<InjectedBug>;
   /** Seeded randomness for election jitter. */
   readonly random: RandomSource;
 }
 
 /** Defaults for a 10 ms tick: heartbeats every 200 ms, elections after 800–1600 ms of silence. */
+/**
+ * Classic Raft mistakes the core can be told to make (see RaftConfig.injectedBugs):
+ * - `commit-old-term`: commit an entry of an earlier term by counting replicas (Figure 8);
+ * - `vote-without-log-check`: grant votes without the up-to-date check (§5.4.1);
+ * - `forget-vote`: keep the vote in memory only, so a restart forgets it (Figure 2);
+ * - `truncate-on-stale-append`: drop everything after prevLogIndex even when entries match, so a
+ *   stale, reordered AppendEntries deletes newer entries;
+ * - `apply-before-commit`: a follower treats everything it receives as committed.
+ */
+export const INJECTABLE_BUGS = [
+  'commit-old-term',
+  'vote-without-log-check',
+  'forget-vote',
+  'truncate-on-stale-append',
+  'apply-before-commit',
+] as const;
+export type InjectedBug = (typeof INJECTABLE_BUGS)[number];
+
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 64 * 1024;
 
 export const DEFAULT_TIMING = {

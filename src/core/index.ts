@@ -1,5 +1,12 @@
 export { assert, InvariantError } from './assert.js';
-export { DEFAULT_TIMING, validateConfig, type RaftConfig } from './config.js';
+export {
+  DEFAULT_SNAPSHOT_CHUNK_BYTES,
+  DEFAULT_TIMING,
+  INJECTABLE_BUGS,
+  validateConfig,
+  type InjectedBug,
+  type RaftConfig,
+} from './config.js';
 export * from './messages.js';
 export { RaftCore, type ProposeResult, type RaftStatus, type Role } from './raft.js';
 export type { Ready, LogWrite } from './ready.js';

@@ -180,6 +180,15 @@ export class RaftLog {
     }
   }
 
+  /**
+   * Injected bug only (`truncate-on-stale-append`): drops every entry after `index` that is not
+   * committed, whether or not it matches the leader. Correct code never calls this.
+   */
+  truncateAfterUnchecked(index: LogIndex): void {
+    const from = Math.max(index + 1, this.committed + 1, this.firstIndex());
+    if (from <= this.lastIndex()) this.truncateFrom(from);
+  }
+
   commitTo(index: LogIndex): boolean {
     if (index <= this.committed) return false;
     assert(index <= this.lastIndex(), () => `commit ${index} beyond last index ${this.lastIndex()}`);

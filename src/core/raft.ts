@@ -1,5 +1,5 @@
 import { assert, InvariantError, unreachable } from './assert.js';
-import { DEFAULT_SNAPSHOT_CHUNK_BYTES, validateConfig, type RaftConfig } from './config.js';
+import { DEFAULT_SNAPSHOT_CHUNK_BYTES, validateConfig, type InjectedBug, type RaftConfig } from './config.js';
 import { RaftLog } from './log.js';
 import {
   NO_LEADER,
@@ -72,6 +72,8 @@ export class RaftCore {
   private role: Role = 'follower';
   private leaderId: NodeId = NO_LEADER;
   private hardStateDirty = false;
+  /** Injected bug `forget-vote`: the vote granted since the last Ready is not written. */
+  private voteForgotten = false;
 
   private ticks = 0;
   private electionElapsedTicks = 0;
@@ -235,8 +237,9 @@ export class RaftCore {
       this.broadcastAppend();
     }
     const hardState: HardState | null = this.hardStateDirty
-      ? { term: this.currentTerm, votedFor: this.votedFor }
+      ? { term: this.currentTerm, votedFor: this.voteForgotten ? NO_VOTE : this.votedFor }
       : null;
+    this.voteForgotten = false;
     const ready: Ready = {
       hardState,
       snapshotWrite: this.snapshotToPersist,
@@ -392,11 +395,13 @@ export class RaftCore {
 
   private handleRequestVote(request: RequestVote): void {
     const canVote = this.votedFor === NO_VOTE || this.votedFor === request.from;
-    const granted = canVote && this.log.isUpToDate(request.lastLogIndex, request.lastLogTerm);
+    const upToDate = this.log.isUpToDate(request.lastLogIndex, request.lastLogTerm) || this.hasBug('vote-without-log-check');
+    const granted = canVote && upToDate;
     if (granted) {
       if (this.votedFor !== request.from) {
         this.votedFor = request.from;
         this.hardStateDirty = true;
+        if (this.hasBug('forget-vote')) this.voteForgotten = true;
       }
       // Only a granted vote restarts the timer, or a node with a stale log could stall elections.
       this.resetElectionTimer();
@@ -472,10 +477,12 @@ export class RaftCore {
       });
       return;
     }
+    if (this.hasBug('truncate-on-stale-append')) this.log.truncateAfterUnchecked(prevIndex);
     this.log.merge(request.entries);
     const lastNew = prevIndex + request.entries.length;
     // Only entries known to match the leader (up to lastNew) may be committed from leaderCommit.
-    this.log.commitTo(Math.min(request.leaderCommit, lastNew));
+    const commitTo = this.hasBug('apply-before-commit') ? lastNew : Math.min(request.leaderCommit, lastNew);
+    this.log.commitTo(commitTo);
     this.replyAppend(request, { success: true, conflictTerm: 0, conflictIndex: 0 });
   }
 
@@ -757,7 +764,7 @@ export class RaftCore {
     matches.sort((a, b) => b - a);
     const quorumIndex = matches[Math.floor(this.config.peers.length / 2)]!;
     if (quorumIndex <= this.log.commitIndex) return;
-    if (this.log.term(quorumIndex) !== this.currentTerm) return;
+    if (this.log.term(quorumIndex) !== this.currentTerm && !this.hasBug('commit-old-term')) return;
     this.log.commitTo(quorumIndex);
     this.notifyCommit();
   }
@@ -778,6 +785,10 @@ export class RaftCore {
   private scheduleCommitNotice(pr: Progress): void {
     if (pr.commitSent >= Math.min(this.log.commitIndex, pr.match)) return;
     if (pr.commitNoticeAtTick === Number.POSITIVE_INFINITY) pr.commitNoticeAtTick = this.ticks + COMMIT_NOTICE_DELAY_TICKS;
+  }
+
+  private hasBug(bug: InjectedBug): boolean {
+    return this.config.injectedBugs?.has(bug) ?? false;
   }
 
   private clearCommitNotice(pr: Progress): void {

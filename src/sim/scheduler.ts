@@ -253,6 +253,31 @@ export class VirtualScheduler implements Scheduler {
     return value as T;
   }
 
+  /**
+   * Runs every event up to and including `timeMs` synchronously, then sets the clock to `timeMs`.
+   * For purely event-driven simulations (the explorer) that have no async code to wake: it skips
+   * the macrotask draining that `run()` needs. `afterEach` runs after every event (invariant checks).
+   */
+  runUntil(timeMs: number, afterEach?: () => void): void {
+    if (this.running) throw new Error('VirtualScheduler.runUntil: run() is active');
+    for (;;) {
+      const event = this.popLive();
+      if (event === undefined) break;
+      if (event.time > timeMs) {
+        this.push(event);
+        break;
+      }
+      this.clock = event.time;
+      const callback = event.callback as () => void;
+      event.state = EVENT_DONE;
+      event.callback = null;
+      callback();
+      this.executed++;
+      afterEach?.();
+    }
+    if (timeMs > this.clock) this.clock = timeMs;
+  }
+
   // --- binary min-heap on (time, seq) -------------------------------------------------------
 
   private push(event: VirtualEvent): void {

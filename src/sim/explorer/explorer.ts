@@ -1,0 +1,76 @@
+import { InvariantError } from '../../core/assert.js';
+import type { InjectedBug } from '../../core/config.js';
+import { SafetyViolation } from './invariants.js';
+import { LivenessViolation, World, type DriverBug, type WorldShape } from './world.js';
+
+export interface ExploreOptions {
+  readonly nodeCounts?: readonly number[];
+  /** Simulated seconds of load and faults per seed (default 20). */
+  readonly faultSeconds?: number;
+  /** Simulated seconds allowed for recovery after the faults heal (default 15). */
+  readonly healSeconds?: number;
+  readonly bugs?: ReadonlySet<InjectedBug>;
+  readonly driverBug?: DriverBug | undefined;
+  /** Trace lines kept for a failure report (default 300; 0 keeps none, which is faster). */
+  readonly traceLines?: number;
+}
+
+export interface ExploreResult {
+  readonly seed: number;
+  readonly shape: WorldShape;
+  /** The broken property's name ('liveness' for a cluster that did not recover), or undefined. */
+  readonly invariant: string | undefined;
+  readonly message: string | undefined;
+  readonly trace: string[];
+  /** A digest of the run's full event trace: two runs of one seed must agree. */
+  readonly digest: number;
+  readonly virtualMs: number;
+  readonly recoveryMs: number;
+  readonly stats: World['stats'];
+}
+
+/** Runs one seed's world to the end and reports the first violation, if any. Never throws for one. */
+export function exploreSeed(seed: number, options: ExploreOptions = {}): ExploreResult {
+  const world = new World({
+    seed,
+    nodeCounts: options.nodeCounts ?? [3, 5, 7],
+    faultSeconds: options.faultSeconds ?? 20,
+    healSeconds: options.healSeconds ?? 15,
+    bugs: options.bugs ?? new Set(),
+    driverBug: options.driverBug,
+    traceLines: options.traceLines ?? 300,
+  });
+  let invariant: string | undefined;
+  let message: string | undefined;
+  try {
+    world.run();
+  } catch (error) {
+    if (error instanceof SafetyViolation) invariant = error.invariant;
+    else if (error instanceof LivenessViolation) invariant = 'liveness';
+    else if (error instanceof InvariantError) invariant = 'core assertion';
+    else throw error;
+    message = error.message;
+    world.trace(`VIOLATION ${message}`);
+  }
+  return {
+    seed,
+    shape: world.shape,
+    invariant,
+    message,
+    trace: invariant === undefined ? [] : world.recentTrace(),
+    digest: world.runDigest,
+    virtualMs: world.now,
+    recoveryMs: invariant === undefined ? world.recoveryMs : -1,
+    stats: world.stats,
+  };
+}
+
+/** The command that replays one seed exactly. */
+export function exploreReplayCommand(seed: number, options: ExploreOptions & { seconds?: number }): string {
+  const parts = [`npm run explore -- --seed ${seed}`];
+  if (options.nodeCounts !== undefined) parts.push(`--nodes ${options.nodeCounts.join(',')}`);
+  if (options.faultSeconds !== undefined) parts.push(`--seconds ${options.faultSeconds}`);
+  if (options.bugs !== undefined && options.bugs.size > 0) parts.push(`--bug ${[...options.bugs].join(',')}`);
+  if (options.driverBug !== undefined) parts.push(`--bug ${options.driverBug}`);
+  return parts.join(' ');
+}
