@@ -10,7 +10,7 @@ import { INJECTABLE_BUGS, type InjectedBug } from '../../src/core/config.js';
 import { exploreReplayCommand, exploreSeed, type ExploreOptions } from '../../src/sim/explorer/explorer.js';
 import type { DriverBug } from '../../src/sim/explorer/world.js';
 
-const FIXED_SEEDS = Array.from({ length: 150 }, (_, i) => 1 + i);
+const FIXED_SEEDS = Array.from({ length: 300 }, (_, i) => 1 + i);
 
 /** The first seed (counting from 1) at which each bug was caught when the bound was set, with headroom. */
 const CATCH_WITHIN: Record<InjectedBug | DriverBug, number> = {
