@@ -188,10 +188,12 @@ export class RaftCore {
   /**
    * Appends a command to the log if this node is the leader and returns where it will commit if it
    * commits at all; returns null on a follower or candidate. Sending waits for the next Ready, so
-   * commands proposed together travel together.
+   * commands proposed together travel together. Allowed between ready() and advance().
    */
   propose(command: Uint8Array): ProposeResult | null {
-    this.assertNoReadyOutstanding();
+    // Unlike every other input, a proposal may arrive while a Ready is being persisted: it only
+    // appends to the unstable tail, which that Ready does not cover, so the driver can hand out
+    // the index at once.
     if (this.role !== 'leader') return null;
     const entry: Entry = { index: this.log.lastIndex() + 1, term: this.currentTerm, command };
     this.log.append(entry);

@@ -150,7 +150,8 @@ export class Cluster {
       this.net.connect(name, String(j));
       ends.push(end);
     }
-    const persister = this.saved[i]?.copy() ?? new Persister();
+    // On-sync disks: SimNode must sync before it sends, or a crash would lose what it vouched for.
+    const persister = this.saved[i]?.copy() ?? new Persister('on-sync');
     this.saved[i] = persister;
     if (this.snapshotMode) {
       // As a service would on restart: load the snapshot before Raft replays what follows it.

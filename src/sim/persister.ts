@@ -2,7 +2,7 @@ import { assert } from '../core/assert.js';
 import type { Entry, HardState, PersistentState, Snapshot } from '../core/messages.js';
 import { NO_VOTE } from '../core/messages.js';
 import type { LogWrite } from '../core/ready.js';
-import { entrySize, hardStateSize, varintSize } from '../codec/index.js';
+import { decodeEntry, decodeHardState, encodeEntry, encodeHardState, varintSize } from '../codec/index.js';
 
 /**
  * How writes become durable.
@@ -21,17 +21,18 @@ interface DiskWrite {
 /**
  * The simulated disk of one server, the equivalent of 6.824's Persister: it holds the durable
  * state a restarted server starts from. Writes are applied as the core's Ready describes them
- * (hard state, snapshot, log suffix); sizes are those the project's codec would write.
+ * (hard state, snapshot, log suffix) and stored encoded with the project's codec, so a restart
+ * proves the durable state round-trips and the raft-state size is what a real disk would hold.
  *
  * `copy()` gives the crash semantics of the 6.824 harness: a crashed instance keeps writing to the
  * old object, which nobody reads again, while its successor starts from a copy of what was durable.
  */
 export class Persister {
   readonly mode: DurabilityMode;
-  private hardState: HardState = { term: 0, votedFor: NO_VOTE };
+  private hardState: Uint8Array = encodeHardState({ term: 0, votedFor: NO_VOTE });
   private snapshot: Snapshot | null = null;
-  /** The durable log after the snapshot: entries[0] has index snapshotIndex + 1. */
-  private entries: Entry[] = [];
+  /** The encoded durable log after the snapshot: entries[0] has index snapshotIndex + 1. */
+  private entries: Uint8Array[] = [];
   private entriesBytes = 0;
   private writes = 0;
   private pending: DiskWrite[] = [];
@@ -61,13 +62,14 @@ export class Persister {
   /** The durable state a restarted server begins with, or undefined if nothing was ever made durable. */
   read(): PersistentState | undefined {
     if (this.writes === 0) return undefined;
-    return { hardState: this.hardState, snapshot: this.snapshot, entries: this.entries.slice() };
+    const entries: Entry[] = this.entries.map((bytes) => decodeEntry(bytes));
+    return { hardState: decodeHardState(this.hardState), snapshot: this.snapshot, entries };
   }
 
   /** Bytes of the durable raft state (hard state, snapshot boundary, log), as 6.824's RaftStateSize(). */
   raftStateSize(): number {
     return (
-      hardStateSize(this.hardState) +
+      this.hardState.length +
       varintSize(this.snapshot?.index ?? 0) +
       varintSize(this.snapshot?.term ?? 0) +
       varintSize(this.entries.length) +
@@ -99,11 +101,9 @@ export class Persister {
   private apply(write: DiskWrite): void {
     const { hardState, snapshot, logWrite } = write;
     if (hardState !== null) {
-      assert(
-        hardState.term >= this.hardState.term,
-        () => `durable term would go back from ${this.hardState.term} to ${hardState.term}`,
-      );
-      this.hardState = hardState;
+      const durableTerm = decodeHardState(this.hardState).term;
+      assert(hardState.term >= durableTerm, () => `durable term would go back from ${durableTerm} to ${hardState.term}`);
+      this.hardState = encodeHardState(hardState);
     }
     if (snapshot !== null) this.applySnapshot(snapshot);
     if (logWrite !== null) this.applyLogWrite(logWrite);
@@ -117,7 +117,7 @@ export class Persister {
   private applySnapshot(snapshot: Snapshot): void {
     assert(snapshot.index > this.snapshotIndex, () => `snapshot ${snapshot.index} does not follow ${this.snapshotIndex}`);
     const drop = Math.min(snapshot.index - this.snapshotIndex, this.entries.length);
-    for (let i = 0; i < drop; i++) this.entriesBytes -= entrySize(this.entries[i]!);
+    for (let i = 0; i < drop; i++) this.entriesBytes -= this.entries[i]!.length;
     this.entries = this.entries.slice(drop);
     this.snapshot = snapshot;
   }
@@ -129,11 +129,12 @@ export class Persister {
       keep <= this.entries.length,
       () => `log write from ${logWrite.fromIndex} leaves a gap after ${this.snapshotIndex + this.entries.length}`,
     );
-    for (let i = keep; i < this.entries.length; i++) this.entriesBytes -= entrySize(this.entries[i]!);
+    for (let i = keep; i < this.entries.length; i++) this.entriesBytes -= this.entries[i]!.length;
     this.entries.length = keep;
     for (const entry of logWrite.entries) {
-      this.entries.push(entry);
-      this.entriesBytes += entrySize(entry);
+      const bytes = encodeEntry(entry);
+      this.entries.push(bytes);
+      this.entriesBytes += bytes.length;
     }
   }
 }

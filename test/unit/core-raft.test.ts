@@ -1345,16 +1345,21 @@ describe('ready/advance contract', () => {
     assert.throws(() => f.ready(), InvariantError);
   });
 
-  test('step(), tick() and propose() between ready() and advance() throw', () => {
+  test('step() and tick() between ready() and advance() throw; propose() is allowed and stays unstable', () => {
     const leader = makeLeader(3);
     leader.propose(bytes('x'));
     const ready = leader.ready();
     assert.throws(() => leader.step(aer(1, 0, 1, true, 0, 1)), InvariantError);
     assert.throws(() => leader.tick(), InvariantError);
-    assert.throws(() => leader.propose(bytes('y')), InvariantError);
+    assert.deepEqual(leader.propose(bytes('y')), { index: 2, term: leader.term });
     leader.advance(ready);
     leader.step(aer(1, 0, 1, true, 0, 1));
     assert.equal(leader.status().commitIndex, 1);
+    // The entry proposed mid-Ready is written by the next Ready, not counted as durable before.
+    const next = leader.ready();
+    assert.equal(next.logWrite?.fromIndex, 2);
+    assert.deepEqual(next.logWrite?.entries.map((e) => e.index), [2]);
+    leader.advance(next);
   });
 
   test('advance() with a Ready other than the last one throws', () => {

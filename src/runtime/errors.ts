@@ -1,0 +1,64 @@
+import type { NodeId } from '../core/messages.js';
+
+/** Every error tsraft's runtime reports to callers, with a stable code to branch on. */
+export class RaftError extends Error {
+  override readonly name: string = 'RaftError';
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+/** This node is not the leader. `leaderId`/`leaderAddress` say where to go, when known. */
+export class NotLeaderError extends RaftError {
+  override readonly name = 'NotLeaderError';
+  constructor(
+    readonly leaderId: NodeId | undefined,
+    readonly leaderAddress: string | undefined,
+    reason = 'this node is not the leader',
+  ) {
+    const hint = leaderId === undefined ? 'no leader is known' : `the leader is node ${leaderId}${leaderAddress === undefined ? '' : ` at ${leaderAddress}`}`;
+    super(`${reason}; ${hint}`, 'TSRAFT_NOT_LEADER');
+  }
+}
+
+/** The proposal did not commit in time. It may still commit later: retry idempotently. */
+export class ProposalTimeoutError extends RaftError {
+  override readonly name = 'ProposalTimeoutError';
+  constructor(timeoutMs: number) {
+    super(`proposal not committed within ${timeoutMs} ms; it may still commit`, 'TSRAFT_PROPOSAL_TIMEOUT');
+  }
+}
+
+/** A different entry was committed where the proposal stood: it will never commit. */
+export class ProposalDroppedError extends RaftError {
+  override readonly name = 'ProposalDroppedError';
+  constructor(index: number) {
+    super(`another entry was committed at index ${index}; the proposal was dropped`, 'TSRAFT_PROPOSAL_DROPPED');
+  }
+}
+
+/** Too many proposals are waiting; try again later. */
+export class BusyError extends RaftError {
+  override readonly name = 'BusyError';
+  constructor(limit: number) {
+    super(`too many proposals in flight (limit ${limit}); retry later`, 'TSRAFT_BUSY');
+  }
+}
+
+export class NodeStoppedError extends RaftError {
+  override readonly name = 'NodeStoppedError';
+  constructor(reason = 'the node is stopped') {
+    super(reason, 'TSRAFT_STOPPED');
+  }
+}
+
+/** The node's configuration cannot work; the message lists every problem. */
+export class ConfigError extends RaftError {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration: ${problems.join('; ')}`, 'TSRAFT_CONFIG');
+  }
+}

@@ -1,0 +1,33 @@
+import type { HardState, PersistentState, Snapshot } from '../core/messages.js';
+import type { LogWrite } from '../core/ready.js';
+
+/**
+ * Durable storage for one Raft node, as the runtime uses it. Implementations: FileStorage (a
+ * write-ahead log on disk) and MemoryStorage (tests and embedding).
+ *
+ * Contract:
+ * - `open()` recovers and returns everything that was durable when the last process stopped or
+ *   died: the hard state, the latest snapshot and the log after it. It is called once, first.
+ * - `save()` applies one Ready's durable part, in call order, and resolves only once it is durable
+ *   (fsynced). Calls that arrive while a sync is running are written together and share the next
+ *   sync (group commit). A rejected save means the node must stop: what it promised may be lost.
+ * - The log write semantics are the core's (see LogWrite): drop stored entries at or after
+ *   `fromIndex`, then append. A snapshot drops every stored entry it covers.
+ * - `close()` waits for pending saves, releases the storage (and its lock), and is idempotent.
+ */
+export interface Storage {
+  open(): Promise<PersistentState>;
+  save(hardState: HardState | null, snapshot: Snapshot | null, logWrite: LogWrite | null): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A storage problem a caller can act on: the data directory is locked, or corrupt at a named place. */
+export class StorageError extends Error {
+  override readonly name = 'StorageError';
+  constructor(
+    message: string,
+    readonly code: 'TSRAFT_STORAGE_LOCKED' | 'TSRAFT_STORAGE_CORRUPT' | 'TSRAFT_STORAGE_CLOSED' | 'TSRAFT_STORAGE_IO',
+  ) {
+    super(message);
+  }
+}
