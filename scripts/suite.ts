@@ -13,14 +13,16 @@ import { staffFigures } from '../src/harness/reference.js';
 import { replayCommand, runSuiteTest, type Clock, type RunResult } from '../src/harness/suite.js';
 import { PARTS, SUITE } from '../test/suite/index.js';
 
-const USAGE = `usage: npm run suite -- [--part 2A,2B] [--seeds N | --seed S] [--first-seed S] [--run Name,...] [--realtime] [--verbose]
+const USAGE = `usage: npm run suite -- [--part 2A,2B] [--seeds N | --seed S] [--first-seed S] [--run Name,...] [--realtime [--driver sim|runtime]] [--verbose]
 
   --part       parts to run, comma-separated (default: all of ${PARTS.join(',')})
   --seeds      how many seeds to run, starting at --first-seed (default 1)
   --seed       run exactly this one seed (prints every Go-style line)
   --first-seed the first seed of a --seeds range (default 1)
   --run        only these tests, by Go name without the part suffix (e.g. Backup,Count)
-  --realtime   real timers instead of virtual time (as slow as the Go tester)
+  --realtime   real timers instead of virtual time (as slow as the Go tester); servers run on the
+               runtime's RaftNode unless --driver sim
+  --driver     sim (SimNode) or runtime (RaftNode, real time only)
   --verbose    print every Go-style line even with many seeds
   --trace      print every message and every change of role, term or commit (use with --seed)`;
 
@@ -29,6 +31,7 @@ interface Options {
   seeds: number[];
   names: string[] | undefined;
   clock: Clock;
+  driver: 'sim' | 'runtime' | undefined;
   verbose: boolean;
   trace: boolean;
 }
@@ -43,6 +46,7 @@ function parseOptions(argv: string[]): Options {
       'first-seed': { type: 'string' },
       run: { type: 'string' },
       realtime: { type: 'boolean', default: false },
+      driver: { type: 'string' },
       verbose: { type: 'boolean', default: false },
       trace: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -78,7 +82,10 @@ function parseOptions(argv: string[]): Options {
       if (!known.includes(name)) throw new UsageError(`unknown test "${name}" in parts ${parts.join(',')}; known: ${known.join(', ')}`);
     }
   }
-  return { parts, seeds, names, clock: values.realtime ? 'real' : 'virtual', verbose: values.verbose || seeds.length === 1, trace: values.trace };
+  const driver = values.driver;
+  if (driver !== undefined && driver !== 'sim' && driver !== 'runtime') throw new UsageError(`--driver must be sim or runtime, got "${driver}"`);
+  if (driver === 'runtime' && !values.realtime) throw new UsageError('--driver runtime needs --realtime (RaftNode runs on real timers)');
+  return { parts, seeds, names, clock: values.realtime ? 'real' : 'virtual', driver, verbose: values.verbose || seeds.length === 1, trace: values.trace };
 }
 
 class UsageError extends Error {}
@@ -137,6 +144,7 @@ async function main(): Promise<number> {
       const result = await runSuiteTest(test, {
         seed,
         clock: options.clock,
+        ...(options.driver === undefined ? {} : { driver: options.driver }),
         ...(options.verbose ? { log: (line: string) => console.log(line) } : {}),
         ...(options.trace ? { trace: (line: string) => console.log(line) } : {}),
       });

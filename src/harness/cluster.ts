@@ -6,6 +6,7 @@ import { Persister } from '../sim/persister.js';
 import { Prng } from '../sim/prng.js';
 import type { Scheduler } from '../sim/scheduler.js';
 import { SimNode, type SimTiming } from '../sim/sim-node.js';
+import { RuntimeServer, type HarnessServer } from './runtime-server.js';
 import { decodeCommand, describeCommand, encodeCommand, type Command } from './command.js';
 
 /** The tester's election timeout constant (6.824 `RaftElectionTimeout`), used by the tests' sleeps. */
@@ -41,6 +42,11 @@ export interface ClusterOptions {
   readonly snapshot?: boolean;
   readonly scheduler: Scheduler;
   readonly seed: number;
+  /**
+   * Which driver runs each server: `sim` (SimNode, ticked by the scheduler) or `runtime` (the real
+   * RaftNode with its own timers; only meaningful on a real-time scheduler). Default `sim`.
+   */
+  readonly driver?: 'sim' | 'runtime';
   readonly timing?: SimTiming;
   /** Where begin/end lines and warnings go; console.log by default. */
   readonly log?: (line: string) => void;
@@ -61,7 +67,7 @@ export class Cluster {
   readonly scheduler: Scheduler;
   readonly net: Network<Message, Message>;
   /** rafts[i] is server i's live instance, or null while it is crashed. */
-  readonly rafts: (SimNode | null)[];
+  readonly rafts: (HarnessServer | null)[];
   readonly connected: boolean[];
   /** logs[i] maps index to the command server i applied there; it survives crashes. */
   logs: Map<number, Command>[];
@@ -73,6 +79,7 @@ export class Cluster {
   private readonly prng: Prng;
   private readonly nodeRandom: Prng;
   private readonly timing: SimTiming;
+  private readonly driver: 'sim' | 'runtime';
   private readonly log: (line: string) => void;
   private readonly onFigures: ((figures: TestFigures) => void) | undefined;
   private readonly trace: ((line: string) => void) | undefined;
@@ -91,6 +98,10 @@ export class Cluster {
     this.n = options.n;
     this.scheduler = options.scheduler;
     this.timing = options.timing ?? DEFAULT_SIM_TIMING;
+    this.driver = options.driver ?? 'sim';
+    if (this.driver === 'runtime' && this.scheduler.kind !== 'real') {
+      throw new RangeError('the runtime driver uses real timers: give it a RealScheduler');
+    }
     this.log = options.log ?? ((line) => console.log(line));
     this.onFigures = options.onFigures;
     this.trace = options.trace;
@@ -105,7 +116,7 @@ export class Cluster {
     });
     this.net.setReliable(!options.unreliable);
     this.net.setLongDelays(true);
-    this.rafts = new Array<SimNode | null>(this.n).fill(null);
+    this.rafts = new Array<HarnessServer | null>(this.n).fill(null);
     this.connected = new Array<boolean>(this.n).fill(false);
     this.logs = Array.from({ length: this.n }, () => new Map<number, Command>());
     this.snapshotMode = options.snapshot ?? false;
@@ -159,18 +170,14 @@ export class Cluster {
       const snapshot = persister.readSnapshot();
       if (snapshot !== null) this.ingestSnapshot(i, snapshot.data, snapshot.index);
     }
-    const node = new SimNode({
-      id: i,
-      peers: Array.from({ length: this.n }, (_, j) => j),
-      scheduler: this.scheduler,
-      persister,
-      ends,
-      random: this.nodeRandom.fork(),
-      timing: this.timing,
-      apply: (entry) => (this.snapshotMode ? this.applySnapshotMode(i, entry) : this.applyChecked(i, entry)),
-      applySnapshot: (snapshot) => this.applyIncomingSnapshot(i, snapshot),
-      trace: this.trace,
-    });
+    const peers = Array.from({ length: this.n }, (_, j) => j);
+    const apply = (entry: Entry): void => (this.snapshotMode ? this.applySnapshotMode(i, entry) : this.applyChecked(i, entry));
+    const applySnapshot = (snapshot: Snapshot): void => this.applyIncomingSnapshot(i, snapshot);
+    const random = this.nodeRandom.fork();
+    const node: HarnessServer =
+      this.driver === 'sim'
+        ? new SimNode({ id: i, peers, scheduler: this.scheduler, persister, ends, random, timing: this.timing, apply, applySnapshot, trace: this.trace })
+        : new RuntimeServer({ id: i, peers, persister, ends, timing: this.timing, seed: random.nextUint32(), apply, applySnapshot });
     this.rafts[i] = node;
     this.net.addServer(String(i), node);
   }

@@ -22,6 +22,8 @@ export interface SuiteTest {
 export interface RunOptions {
   readonly seed: number;
   readonly clock: Clock;
+  /** Which driver runs the servers; real time defaults to the runtime's RaftNode. */
+  readonly driver?: 'sim' | 'runtime';
   readonly timing?: SimTiming;
   /** Output lines (begin/end, warnings); silent when omitted. */
   readonly log?: (line: string) => void;
@@ -54,6 +56,7 @@ export async function runSuiteTest(test: SuiteTest, options: RunOptions): Promis
         unreliable,
         snapshot,
         scheduler,
+        driver: options.driver ?? (options.clock === 'real' ? 'runtime' : 'sim'),
         seed: options.seed,
         log,
         onFigures: (f) => figures.push(f),

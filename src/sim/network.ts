@@ -9,9 +9,13 @@ import type { Scheduler } from './scheduler.js';
  * Prng and all timing from the injected Scheduler, so one seed gives one run.
  */
 
-/** A synchronous handler; returning null means "no reply" (the caller sees a failure). */
+/**
+ * A request handler; returning null means "no reply" (the caller sees a failure). A handler may
+ * answer later through a promise (a driver that persists before it replies): while it runs, the
+ * network checks every 100 ms whether the server is dead, as labrpc does.
+ */
 export interface RpcServer<Req, Rep> {
-  dispatch(request: Req): Rep | null;
+  dispatch(request: Req): Rep | null | Promise<Rep | null>;
 }
 
 export interface NetworkOptions<Req, Rep> {
@@ -52,6 +56,8 @@ const REORDER_SPREAD = 2000;
 /** Failure delay on a dead link: 0..6999 ms with long delays, else 0..99 ms. */
 const LONG_FAILURE_MODULUS = 7000;
 const SHORT_FAILURE_MODULUS = 100;
+/** How often a call waiting on an asynchronous handler checks whether the server died. */
+const DEAD_POLL_MS = 100;
 
 export class Network<Req, Rep> {
   private readonly scheduler: Scheduler;
@@ -200,9 +206,41 @@ export class Network<Req, Rep> {
         return;
       }
       entry.count++;
-      const reply = entry.server.dispatch(request);
-      // "Dead": the endpoint was disabled, or the name now maps to another server or none.
-      if (!end.enabled || this.servers.get(serverName) !== entry) {
+      const answer = entry.server.dispatch(request);
+      if (answer instanceof Promise) {
+        let settled = false;
+        const poll = (): void => {
+          if (settled) return;
+          if (isDead()) {
+            settled = true;
+            finish(null);
+            return;
+          }
+          scheduler.schedule(DEAD_POLL_MS, poll);
+        };
+        scheduler.schedule(DEAD_POLL_MS, poll);
+        answer.then(
+          (reply) => {
+            if (settled) return;
+            settled = true;
+            afterHandler(reply);
+          },
+          () => {
+            if (settled) return;
+            settled = true;
+            finish(null);
+          },
+        );
+        return;
+      }
+      afterHandler(answer);
+    };
+
+    // "Dead": the endpoint was disabled, or the name now maps to another server or none.
+    const isDead = (): boolean => !end.enabled || this.servers.get(serverName) !== entry;
+
+    const afterHandler = (reply: Rep | null): void => {
+      if (this.closed || isDead()) {
         finish(null);
         return;
       }

@@ -1,0 +1,718 @@
+/**
+ * A TCP transport for Raft messages.
+ *
+ * Connections. Each node dials one outbound connection to every peer and only writes to it; it
+ * only reads from the connections it accepts. A pair of nodes therefore uses two connections, one
+ * per direction, and neither side ever has to decide which of two simultaneous dials wins.
+ *
+ * Frames. Every frame is `u32 length (little endian) | payload`, where `length` counts the payload
+ * only and may not exceed `maxFrameBytes`. The first frame on a connection is the hello (below);
+ * every later payload is one message encoded with the project codec (`encodeMessage`).
+ *
+ * Hello. `"TSRAFT1"` (7 ASCII bytes) | cluster id (varint length + UTF-8 bytes, at most
+ * MAX_CLUSTER_ID_BYTES) | sender node id (varint) | the node id the sender believes it is calling
+ * (varint). The acceptor refuses (logs one line and closes) a hello for another cluster or another
+ * node; a hello that does not parse is a malformed frame. No message is delivered before a valid
+ * hello, and a message whose `from` is not the hello's sender or whose `to` is not this node is
+ * dropped and counted.
+ *
+ * Sending. `send()` encodes the message at once (so an oversized one is dropped and counted right
+ * away) and queues the frame for its peer. A peer's queue holds at most `sendQueueMax` frames in
+ * two classes: InstallSnapshot chunks are bulk, everything else is urgent and is written before any
+ * queued bulk frame. Bulk frames are only written while the socket is not backed up, so at most a
+ * socket buffer of snapshot data can sit in front of a heartbeat. When the queue is full the oldest
+ * bulk frame is dropped (the oldest urgent one if there is no bulk frame): Raft tolerates loss, and
+ * a newer message is worth more than an older one. Frames queued together are written together in
+ * one corked batch.
+ *
+ * Reconnecting. A peer is dialled on the first send and redialled, with jittered exponential
+ * backoff between `reconnectMinMs` and `reconnectMaxMs`, for as long as frames are queued for it.
+ * The backoff resets once a connection has stayed up for `reconnectMaxMs` (a connection that the
+ * acceptor refuses right after the hello therefore keeps backing off). A peer that is down costs at
+ * most one dial per backoff period and `sendQueueMax` queued frames.
+ *
+ * Nothing that arrives from the network throws out of the transport: malformed frames, bad hellos
+ * and oversized lengths close that one connection and are counted in `stats`.
+ */
+import * as net from 'node:net';
+import { ByteReader, ByteWriter, CodecError, decodeMessage, messageSize, writeMessage } from '../codec/codec.js';
+import type { Message, NodeId } from '../core/messages.js';
+import type { PeerAddress, Transport } from './transport.js';
+
+export interface TcpTransportOptions {
+  /** Connections between nodes of different clusters are refused. */
+  readonly clusterId: string;
+  readonly nodeId: NodeId;
+  /** Where to accept connections; port 0 picks a free port (see `TcpTransport.port`). */
+  readonly listen: { readonly host: string; readonly port: number };
+  /** Every other node; an entry for `nodeId` itself is ignored. */
+  readonly peers: readonly PeerAddress[];
+  /** The largest frame payload sent or accepted, in bytes. Default 8 MiB. */
+  readonly maxFrameBytes?: number;
+  /** The most frames queued for one peer. Default 1024. */
+  readonly sendQueueMax?: number;
+  /** The first reconnect delay. Default 50 ms. */
+  readonly reconnectMinMs?: number;
+  /** The largest reconnect delay. Default 2000 ms. */
+  readonly reconnectMaxMs?: number;
+  /** Receives one line per notable event (refused handshakes, malformed frames, lost peers). */
+  readonly log?: (line: string) => void;
+  /** Uniform in [0, 1), for the reconnect jitter. Default Math.random. */
+  readonly random?: () => number;
+}
+
+export interface TcpTransportStats {
+  /** Message frames handed to a socket (the hello is not counted). */
+  readonly sent: number;
+  /** Messages delivered to the `onMessage` callback. */
+  readonly received: number;
+  readonly dropped: {
+    /** Evicted from a full send queue. */
+    readonly queueFull: number;
+    /** Encoded larger than `maxFrameBytes`, never sent. */
+    readonly tooLarge: number;
+    /** Addressed to an unknown node, or sent after close(); also frames still queued at close(). */
+    readonly noConnection: number;
+    /** Received with a `from` other than the hello's sender or a `to` other than this node. */
+    readonly misaddressed: number;
+  };
+  /** Connections closed for an undecodable message, a bad hello or an oversized length. */
+  readonly malformedFrames: number;
+  /** Connections refused for a foreign cluster id or a hello addressed to another node. */
+  readonly refusedHandshakes: number;
+  /** Open connections right now: connected outbound plus accepted inbound past the hello. */
+  readonly connections: number;
+  /** Outbound dials started so far. */
+  readonly connectAttempts: number;
+}
+
+/** The hello frame's payload. */
+export interface Hello {
+  readonly clusterId: string;
+  /** The dialling node. */
+  readonly from: NodeId;
+  /** The node the dialler believes it is calling. */
+  readonly to: NodeId;
+}
+
+export const HELLO_MAGIC = 'TSRAFT1';
+export const MAX_CLUSTER_ID_BYTES = 255;
+/** An upper bound on a hello payload; a longer hello frame is malformed. */
+export const MAX_HELLO_BYTES = 1024;
+export const FRAME_HEADER_BYTES = 4;
+const MAX_FRAME_LIMIT = 0xffffffff;
+
+const DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024;
+const DEFAULT_SEND_QUEUE_MAX = 1024;
+const DEFAULT_RECONNECT_MIN_MS = 50;
+const DEFAULT_RECONNECT_MAX_MS = 2000;
+/** A dial that has not connected by then is abandoned (and retried after the backoff). */
+const CONNECT_TIMEOUT_MS = 5000;
+/** An accepted connection must send its hello within this time. */
+const HELLO_TIMEOUT_MS = 5000;
+/** Stop adding frames to one corked batch after this many bytes. */
+const BATCH_BYTES = 64 * 1024;
+
+const MAGIC_BYTES = new TextEncoder().encode(HELLO_MAGIC);
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** The payload of a hello frame (without the length prefix). */
+export function encodeHello(hello: Hello): Uint8Array {
+  const id = new TextEncoder().encode(hello.clusterId);
+  if (id.length > MAX_CLUSTER_ID_BYTES) throw new Error(`cluster id longer than ${MAX_CLUSTER_ID_BYTES} bytes`);
+  const w = new ByteWriter(MAGIC_BYTES.length + 2 + id.length + 16);
+  for (const b of MAGIC_BYTES) w.writeByte(b);
+  w.writeBytes(id, 'hello.clusterId');
+  w.writeVarint(hello.from, 'hello.from');
+  w.writeVarint(hello.to, 'hello.to');
+  return w.finish();
+}
+
+/** Parses a hello payload; throws CodecError if it is not one. */
+export function decodeHello(payload: Uint8Array): Hello {
+  const r = new ByteReader(payload);
+  for (const b of MAGIC_BYTES) {
+    if (r.readByte('hello magic') !== b) throw new CodecError(`bad hello magic (expected "${HELLO_MAGIC}")`);
+  }
+  const idBytes = r.readBytes();
+  if (idBytes.length > MAX_CLUSTER_ID_BYTES) throw new CodecError(`hello cluster id longer than ${MAX_CLUSTER_ID_BYTES} bytes`);
+  let clusterId: string;
+  try {
+    clusterId = utf8Decoder.decode(idBytes);
+  } catch {
+    throw new CodecError('hello cluster id is not valid UTF-8');
+  }
+  const from = r.readVarint();
+  const to = r.readVarint();
+  r.expectEnd('hello');
+  return { clusterId, from, to };
+}
+
+/** `payload` with its u32 LE length prefix. */
+export function frame(payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
+  out.writeUInt32LE(payload.length, 0);
+  out.set(payload, FRAME_HEADER_BYTES);
+  return out;
+}
+
+/** A FIFO of frames with O(1) push and shift. */
+class FrameQueue {
+  private items: (Buffer | undefined)[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: Buffer): void {
+    this.items.push(item);
+  }
+
+  shift(): Buffer | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head];
+    this.items[this.head++] = undefined;
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+
+  clear(): void {
+    this.items = [];
+    this.head = 0;
+  }
+}
+
+/** The outbound side of one peer. */
+interface Peer {
+  readonly id: NodeId;
+  readonly host: string;
+  readonly port: number;
+  readonly urgent: FrameQueue;
+  readonly bulk: FrameQueue;
+  socket: net.Socket | null;
+  /** `socket` has connected and carries our hello. */
+  connected: boolean;
+  connectedAt: number;
+  /** The last write returned false; wait for 'drain'. */
+  blocked: boolean;
+  flushScheduled: boolean;
+  /** Consecutive failed dials, for the backoff. */
+  failures: number;
+  reconnectTimer: NodeJS.Timeout | null;
+  connectTimer: NodeJS.Timeout | null;
+  /** The last dial error logged, to log a down peer once rather than on every retry. */
+  lastError: string | null;
+}
+
+/** The inbound side of one accepted connection. */
+interface Inbound {
+  readonly socket: net.Socket;
+  readonly label: string;
+  /** The hello's sender once the hello was accepted. */
+  peer: NodeId | null;
+  chunks: Buffer[];
+  buffered: number;
+  /** The payload length of the frame being read, or -1 while reading a header. */
+  need: number;
+  helloTimer: NodeJS.Timeout | null;
+  dead: boolean;
+}
+
+export class TcpTransport implements Transport {
+  private readonly clusterId: string;
+  private readonly nodeId: NodeId;
+  private readonly listenHost: string;
+  private readonly listenPort: number;
+  private readonly maxFrameBytes: number;
+  private readonly sendQueueMax: number;
+  private readonly reconnectMinMs: number;
+  private readonly reconnectMaxMs: number;
+  private readonly log: (line: string) => void;
+  private readonly random: () => number;
+  private readonly peers = new Map<NodeId, Peer>();
+  private readonly inbound = new Set<Inbound>();
+
+  private server: net.Server | null = null;
+  private boundPort = -1;
+  private onMessage: ((message: Message) => void) | null = null;
+  private started = false;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  private loggedTooLarge = false;
+  private readonly loggedUnknown = new Set<NodeId>();
+
+  private counters = {
+    sent: 0,
+    received: 0,
+    queueFull: 0,
+    tooLarge: 0,
+    noConnection: 0,
+    misaddressed: 0,
+    malformedFrames: 0,
+    refusedHandshakes: 0,
+    connectAttempts: 0,
+  };
+
+  constructor(options: TcpTransportOptions) {
+    this.clusterId = options.clusterId;
+    if (new TextEncoder().encode(this.clusterId).length > MAX_CLUSTER_ID_BYTES) {
+      throw new Error(`clusterId must be at most ${MAX_CLUSTER_ID_BYTES} UTF-8 bytes`);
+    }
+    this.nodeId = checkInt(options.nodeId, 'nodeId', 0, Number.MAX_SAFE_INTEGER);
+    this.listenHost = options.listen.host;
+    this.listenPort = checkInt(options.listen.port, 'listen.port', 0, 65535);
+    this.maxFrameBytes = checkInt(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, 'maxFrameBytes', 1, MAX_FRAME_LIMIT);
+    this.sendQueueMax = checkInt(options.sendQueueMax ?? DEFAULT_SEND_QUEUE_MAX, 'sendQueueMax', 1, Number.MAX_SAFE_INTEGER);
+    this.reconnectMinMs = checkInt(options.reconnectMinMs ?? DEFAULT_RECONNECT_MIN_MS, 'reconnectMinMs', 1, 2 ** 31 - 1);
+    this.reconnectMaxMs = checkInt(options.reconnectMaxMs ?? DEFAULT_RECONNECT_MAX_MS, 'reconnectMaxMs', 1, 2 ** 31 - 1);
+    if (this.reconnectMaxMs < this.reconnectMinMs) throw new Error('reconnectMaxMs must be >= reconnectMinMs');
+    const id = this.nodeId;
+    this.log = options.log ?? ((line) => process.stderr.write(`tsraft tcp transport (node ${id}): ${line}\n`));
+    this.random = options.random ?? Math.random;
+    for (const p of options.peers) {
+      checkInt(p.id, 'peer id', 0, Number.MAX_SAFE_INTEGER);
+      if (p.id === this.nodeId) continue;
+      if (this.peers.has(p.id)) throw new Error(`duplicate peer id ${p.id}`);
+      checkInt(p.port, `port of peer ${p.id}`, 1, 65535);
+      this.peers.set(p.id, {
+        id: p.id,
+        host: p.host,
+        port: p.port,
+        urgent: new FrameQueue(),
+        bulk: new FrameQueue(),
+        socket: null,
+        connected: false,
+        connectedAt: 0,
+        blocked: false,
+        flushScheduled: false,
+        failures: 0,
+        reconnectTimer: null,
+        connectTimer: null,
+        lastError: null,
+      });
+    }
+  }
+
+  /** The port the listener is bound to; valid after start() resolved. */
+  get port(): number {
+    if (this.boundPort < 0) throw new Error('TcpTransport.port is only known after start()');
+    return this.boundPort;
+  }
+
+  get stats(): TcpTransportStats {
+    const c = this.counters;
+    let connections = 0;
+    for (const p of this.peers.values()) if (p.connected) connections++;
+    for (const conn of this.inbound) if (conn.peer !== null && !conn.dead) connections++;
+    return {
+      sent: c.sent,
+      received: c.received,
+      dropped: { queueFull: c.queueFull, tooLarge: c.tooLarge, noConnection: c.noConnection, misaddressed: c.misaddressed },
+      malformedFrames: c.malformedFrames,
+      refusedHandshakes: c.refusedHandshakes,
+      connections,
+      connectAttempts: c.connectAttempts,
+    };
+  }
+
+  /** How many frames are queued for `peer` (0 for an unknown peer). */
+  queued(peer: NodeId): number {
+    const p = this.peers.get(peer);
+    return p === undefined ? 0 : p.urgent.length + p.bulk.length;
+  }
+
+  start(onMessage: (message: Message) => void): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('TcpTransport is closed'));
+    if (this.started) return Promise.reject(new Error('TcpTransport already started'));
+    this.started = true;
+    this.onMessage = onMessage;
+    const server = net.createServer((socket) => this.accept(socket));
+    this.server = server;
+    return new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => {
+        this.server = null;
+        reject(err);
+      };
+      server.once('error', onError);
+      server.listen({ host: this.listenHost, port: this.listenPort }, () => {
+        server.off('error', onError);
+        server.on('error', (err) => this.log(`listener error: ${err.message}`));
+        const address = server.address();
+        this.boundPort = typeof address === 'object' && address !== null ? address.port : this.listenPort;
+        if (this.closed) {
+          // close() ran while listening was in progress; it already closed the server.
+          reject(new Error('TcpTransport closed during start()'));
+          return;
+        }
+        resolve();
+      });
+    });
+  }
+
+  send(message: Message): void {
+    if (this.closed) {
+      this.counters.noConnection++;
+      return;
+    }
+    if (message.from !== this.nodeId) {
+      throw new Error(`TcpTransport of node ${this.nodeId} asked to send a message from node ${message.from}`);
+    }
+    const peer = this.peers.get(message.to);
+    if (peer === undefined) {
+      this.counters.noConnection++;
+      if (!this.loggedUnknown.has(message.to)) {
+        this.loggedUnknown.add(message.to);
+        this.log(`dropping ${message.type} to node ${message.to}: not a known peer`);
+      }
+      return;
+    }
+    const size = messageSize(message); // validates every field; throws on a caller's bug
+    if (size > this.maxFrameBytes) {
+      this.counters.tooLarge++;
+      if (!this.loggedTooLarge) {
+        this.loggedTooLarge = true;
+        this.log(
+          `dropping ${message.type} to node ${message.to}: ${size} bytes exceeds maxFrameBytes ${this.maxFrameBytes}` +
+            ' (further drops are only counted)',
+        );
+      }
+      return;
+    }
+    const w = new ByteWriter(FRAME_HEADER_BYTES + size);
+    w.writeByte(size & 0xff);
+    w.writeByte((size >>> 8) & 0xff);
+    w.writeByte((size >>> 16) & 0xff);
+    w.writeByte((size >>> 24) & 0xff);
+    writeMessage(w, message);
+    const bytes = w.finish();
+    if (bytes.length !== FRAME_HEADER_BYTES + size) throw new Error('codec size pass and write pass disagree');
+    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+    if (peer.urgent.length + peer.bulk.length >= this.sendQueueMax) {
+      if (peer.bulk.length > 0) peer.bulk.shift();
+      else peer.urgent.shift();
+      this.counters.queueFull++;
+    }
+    if (message.type === 'InstallSnapshot') peer.bulk.push(buf);
+    else peer.urgent.push(buf);
+
+    if (peer.connected) this.scheduleFlush(peer);
+    else if (peer.socket === null && peer.reconnectTimer === null) {
+      // Dial at once unless the last connection failed; then wait out the backoff first.
+      if (peer.failures === 0) this.dial(peer);
+      else this.scheduleReconnect(peer);
+    }
+  }
+
+  close(): Promise<void> {
+    if (this.closing !== null) return this.closing;
+    this.closed = true;
+    const waits: Promise<void>[] = [];
+    for (const peer of this.peers.values()) {
+      this.counters.noConnection += peer.urgent.length + peer.bulk.length;
+      peer.urgent.clear();
+      peer.bulk.clear();
+      clearPeerTimers(peer);
+      if (peer.socket !== null) {
+        waits.push(destroyed(peer.socket));
+        peer.socket.destroy();
+      }
+    }
+    for (const conn of this.inbound) {
+      if (conn.helloTimer !== null) clearTimeout(conn.helloTimer);
+      conn.helloTimer = null;
+      conn.dead = true;
+      waits.push(destroyed(conn.socket));
+      conn.socket.destroy();
+    }
+    const server = this.server;
+    if (server !== null) {
+      waits.push(
+        new Promise<void>((resolve) => {
+          if (server.listening) server.close(() => resolve());
+          else {
+            // start() is still binding: close as soon as it is bound, or give up if binding fails.
+            server.once('listening', () => server.close(() => resolve()));
+            server.once('error', () => resolve());
+          }
+        }),
+      );
+    }
+    this.closing = Promise.all(waits).then(() => undefined);
+    return this.closing;
+  }
+
+  // ---- outbound ----
+
+  private dial(peer: Peer): void {
+    if (this.closed || peer.socket !== null) return;
+    this.counters.connectAttempts++;
+    const socket = net.connect({ host: peer.host, port: peer.port });
+    socket.setNoDelay(true);
+    peer.socket = socket;
+    peer.connected = false;
+    peer.blocked = false;
+    peer.connectTimer = setTimeout(() => {
+      peer.connectTimer = null;
+      socket.destroy(new Error(`connect timeout after ${CONNECT_TIMEOUT_MS} ms`));
+    }, CONNECT_TIMEOUT_MS);
+
+    socket.on('connect', () => {
+      if (peer.connectTimer !== null) clearTimeout(peer.connectTimer);
+      peer.connectTimer = null;
+      if (this.closed || peer.socket !== socket) return;
+      socket.setKeepAlive(true, 10_000);
+      peer.connected = true;
+      peer.connectedAt = Date.now();
+      if (peer.lastError !== null) this.log(`connected to node ${peer.id} at ${peer.host}:${peer.port}`);
+      peer.lastError = null;
+      socket.write(frame(encodeHello({ clusterId: this.clusterId, from: this.nodeId, to: peer.id })));
+      this.flush(peer);
+    });
+    socket.on('drain', () => {
+      if (peer.socket !== socket) return;
+      peer.blocked = false;
+      this.flush(peer);
+    });
+    // The acceptor never writes; reading keeps the socket flowing so that its close is noticed.
+    socket.on('data', () => {});
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (this.closed) return;
+      const what = err.code ?? err.message;
+      if (peer.lastError !== what) {
+        peer.lastError = what;
+        this.log(`node ${peer.id} at ${peer.host}:${peer.port}: ${err.message}; retrying while messages are queued`);
+      }
+    });
+    socket.on('close', () => {
+      if (peer.connectTimer !== null) clearTimeout(peer.connectTimer);
+      peer.connectTimer = null;
+      if (peer.socket !== socket) return;
+      const wasConnected = peer.connected;
+      peer.socket = null;
+      peer.connected = false;
+      peer.blocked = false;
+      if (this.closed) return;
+      if (wasConnected && Date.now() - peer.connectedAt >= this.reconnectMaxMs) peer.failures = 0;
+      else peer.failures++;
+      if (wasConnected && peer.lastError === null) {
+        peer.lastError = 'closed';
+        this.log(`lost connection to node ${peer.id} at ${peer.host}:${peer.port}`);
+      }
+      if (peer.urgent.length + peer.bulk.length > 0) this.scheduleReconnect(peer);
+    });
+  }
+
+  private scheduleReconnect(peer: Peer): void {
+    if (this.closed || peer.reconnectTimer !== null || peer.socket !== null) return;
+    const delay = peer.failures === 0 ? 0 : this.backoff(peer.failures);
+    peer.reconnectTimer = setTimeout(() => {
+      peer.reconnectTimer = null;
+      if (peer.urgent.length + peer.bulk.length > 0) this.dial(peer);
+    }, delay);
+  }
+
+  /** Jittered exponential backoff: uniform in [base/2, base], base = min * 2^(failures-1), within [min, max]. */
+  private backoff(failures: number): number {
+    const base = Math.min(this.reconnectMaxMs, this.reconnectMinMs * 2 ** Math.min(failures - 1, 30));
+    const jittered = base / 2 + (base / 2) * this.random();
+    return Math.round(Math.min(this.reconnectMaxMs, Math.max(this.reconnectMinMs, jittered)));
+  }
+
+  private scheduleFlush(peer: Peer): void {
+    if (peer.flushScheduled) return;
+    peer.flushScheduled = true;
+    // Sends made in the same turn of the event loop are written as one batch.
+    queueMicrotask(() => {
+      peer.flushScheduled = false;
+      this.flush(peer);
+    });
+  }
+
+  /** Writes queued frames, urgent first, until the queues are empty or the socket pushes back. */
+  private flush(peer: Peer): void {
+    const socket = peer.socket;
+    if (this.closed || socket === null || !peer.connected || socket.destroyed) return;
+    while (!peer.blocked && peer.urgent.length + peer.bulk.length > 0) {
+      let bytes = 0;
+      let ok = true;
+      socket.cork();
+      while (ok && bytes < BATCH_BYTES) {
+        const next = peer.urgent.length > 0 ? peer.urgent.shift() : peer.bulk.shift();
+        if (next === undefined) break;
+        ok = socket.write(next);
+        bytes += next.length;
+        this.counters.sent++;
+      }
+      socket.uncork();
+      if (!ok) peer.blocked = true;
+    }
+  }
+
+  // ---- inbound ----
+
+  private accept(socket: net.Socket): void {
+    const label = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 10_000);
+    const conn: Inbound = { socket, label, peer: null, chunks: [], buffered: 0, need: -1, helloTimer: null, dead: false };
+    this.inbound.add(conn);
+    conn.helloTimer = setTimeout(() => {
+      conn.helloTimer = null;
+      this.malformed(conn, `no hello within ${HELLO_TIMEOUT_MS} ms`);
+    }, HELLO_TIMEOUT_MS);
+    socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
+    socket.on('error', () => {
+      // 'close' follows; a reset from a dialler that went away is routine.
+    });
+    socket.on('close', () => {
+      if (conn.helloTimer !== null) clearTimeout(conn.helloTimer);
+      conn.helloTimer = null;
+      conn.dead = true;
+      conn.chunks = [];
+      this.inbound.delete(conn);
+    });
+  }
+
+  private onData(conn: Inbound, chunk: Buffer): void {
+    if (conn.dead) return;
+    conn.chunks.push(chunk);
+    conn.buffered += chunk.length;
+    while (!conn.dead) {
+      if (conn.need < 0) {
+        if (conn.buffered < FRAME_HEADER_BYTES) return;
+        const length = take(conn, FRAME_HEADER_BYTES).readUInt32LE(0);
+        const limit = conn.peer === null ? Math.min(MAX_HELLO_BYTES, this.maxFrameBytes) : this.maxFrameBytes;
+        if (length > limit) {
+          this.malformed(conn, `frame length ${length} exceeds ${conn.peer === null ? 'the hello limit' : 'maxFrameBytes'} ${limit}`);
+          return;
+        }
+        conn.need = length;
+      }
+      if (conn.buffered < conn.need) return;
+      const payload = take(conn, conn.need);
+      conn.need = -1;
+      if (conn.peer === null) this.onHello(conn, payload);
+      else this.onFrame(conn, conn.peer, payload);
+    }
+  }
+
+  private onHello(conn: Inbound, payload: Buffer): void {
+    let hello: Hello;
+    try {
+      hello = decodeHello(payload);
+    } catch (err) {
+      this.malformed(conn, `bad hello: ${errorMessage(err)}`);
+      return;
+    }
+    let refusal: string | null = null;
+    if (hello.clusterId !== this.clusterId) {
+      refusal = `cluster ${JSON.stringify(hello.clusterId)} is not ${JSON.stringify(this.clusterId)}`;
+    } else if (hello.to !== this.nodeId) {
+      refusal = `node ${hello.from} is calling node ${hello.to}, but this is node ${this.nodeId}`;
+    }
+    if (refusal !== null) {
+      this.counters.refusedHandshakes++;
+      this.log(`refusing connection from ${conn.label}: ${refusal}`);
+      this.kill(conn);
+      return;
+    }
+    if (conn.helloTimer !== null) clearTimeout(conn.helloTimer);
+    conn.helloTimer = null;
+    conn.peer = hello.from;
+  }
+
+  private onFrame(conn: Inbound, peer: NodeId, payload: Buffer): void {
+    let message: Message;
+    try {
+      message = decodeMessage(payload);
+    } catch (err) {
+      if (!(err instanceof CodecError)) this.log(`unexpected decoder error: ${errorMessage(err)}`);
+      this.malformed(conn, `undecodable message from node ${peer}: ${errorMessage(err)}`);
+      return;
+    }
+    if (message.from !== peer || message.to !== this.nodeId) {
+      this.counters.misaddressed++;
+      return;
+    }
+    if (this.closed || this.onMessage === null) return;
+    this.counters.received++;
+    try {
+      this.onMessage(message);
+    } catch (err) {
+      this.log(`onMessage threw on ${message.type} from node ${peer}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
+  }
+
+  private malformed(conn: Inbound, why: string): void {
+    this.counters.malformedFrames++;
+    this.log(`closing connection from ${conn.label}${conn.peer === null ? '' : ` (node ${conn.peer})`}: ${why}`);
+    this.kill(conn);
+  }
+
+  private kill(conn: Inbound): void {
+    if (conn.helloTimer !== null) clearTimeout(conn.helloTimer);
+    conn.helloTimer = null;
+    conn.dead = true;
+    conn.chunks = [];
+    conn.buffered = 0;
+    conn.socket.destroy();
+  }
+}
+
+/** Removes the first `n` buffered bytes of `conn` (n <= conn.buffered), copying only across chunks. */
+function take(conn: Inbound, n: number): Buffer {
+  conn.buffered -= n;
+  const first = conn.chunks[0];
+  if (first !== undefined && first.length >= n) {
+    if (first.length === n) conn.chunks.shift();
+    else conn.chunks[0] = first.subarray(n);
+    return first.subarray(0, n);
+  }
+  const out = Buffer.allocUnsafe(n);
+  let filled = 0;
+  while (filled < n) {
+    const chunk = conn.chunks[0]!;
+    const k = Math.min(chunk.length, n - filled);
+    chunk.copy(out, filled, 0, k);
+    filled += k;
+    if (k === chunk.length) conn.chunks.shift();
+    else conn.chunks[0] = chunk.subarray(k);
+  }
+  return out;
+}
+
+function clearPeerTimers(peer: Peer): void {
+  if (peer.reconnectTimer !== null) clearTimeout(peer.reconnectTimer);
+  if (peer.connectTimer !== null) clearTimeout(peer.connectTimer);
+  peer.reconnectTimer = null;
+  peer.connectTimer = null;
+}
+
+/** Resolves once `socket` has emitted 'close' (at once if it already has). */
+function destroyed(socket: net.Socket): Promise<void> {
+  if (socket.closed) return Promise.resolve();
+  return new Promise((resolve) => socket.once('close', () => resolve()));
+}
+
+function checkInt(value: number, name: string, min: number, max: number): number {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new Error(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
+  }
+  return value;
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
