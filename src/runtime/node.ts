@@ -347,8 +347,21 @@ export class RaftNode {
 
   private async handleReady(): Promise<void> {
     const ready = this.core.ready();
-    await this.options.storage.save(ready.hardState, ready.snapshotWrite, ready.logWrite);
-    for (const message of ready.messages) this.options.transport.send(message);
+    const transport = this.options.transport;
+    if (ready.hardState !== null || ready.snapshotWrite !== null || ready.logWrite !== null) {
+      // A leader's AppendEntries and snapshot chunks vouch for nothing durable (the leader counts
+      // its own copy only once it is durable, thesis §10.2.1), so they go out while the disk
+      // writes; votes and acknowledgements wait for the fsync.
+      const replies: Message[] = [];
+      for (const message of ready.messages) {
+        if (message.type === 'AppendEntries' || message.type === 'InstallSnapshot') transport.send(message);
+        else replies.push(message);
+      }
+      await this.options.storage.save(ready.hardState, ready.snapshotWrite, ready.logWrite);
+      for (const message of replies) transport.send(message);
+    } else {
+      for (const message of ready.messages) transport.send(message);
+    }
     if (ready.snapshotToApply !== null) {
       this.appliedThrough = ready.snapshotToApply.index;
       this.options.stateMachine?.restore(ready.snapshotToApply);

@@ -611,7 +611,7 @@ export class TcpTransport implements Transport {
   private onHello(conn: Inbound, payload: Buffer): void {
     let hello: Hello;
     try {
-      hello = decodeHello(payload);
+      hello = decodeHello(plain(payload));
     } catch (err) {
       this.malformed(conn, `bad hello: ${errorMessage(err)}`);
       return;
@@ -636,7 +636,7 @@ export class TcpTransport implements Transport {
   private onFrame(conn: Inbound, peer: NodeId, payload: Buffer): void {
     let message: Message;
     try {
-      message = decodeMessage(payload);
+      message = decodeMessage(plain(payload));
     } catch (err) {
       if (!(err instanceof CodecError)) this.log(`unexpected decoder error: ${errorMessage(err)}`);
       this.malformed(conn, `undecodable message from node ${peer}: ${errorMessage(err)}`);
@@ -691,6 +691,15 @@ function take(conn: Inbound, n: number): Buffer {
     else conn.chunks[0] = chunk.subarray(k);
   }
   return out;
+}
+
+/**
+ * A plain Uint8Array view of `buf`. The decoder copies byte strings out with `slice()`, which on a
+ * Buffer would return a view instead: decoded messages would then alias (and keep alive) the socket's
+ * read buffers, and carry Buffers rather than Uint8Arrays.
+ */
+function plain(buf: Buffer): Uint8Array {
+  return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
 function clearPeerTimers(peer: Peer): void {

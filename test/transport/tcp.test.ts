@@ -1,0 +1,524 @@
+/**
+ * The TCP transport over loopback: round trips, reconnects, refused handshakes, hostile input,
+ * queue bounds, priorities, frame limits and a clean shutdown. Every wait is a bounded poll.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { spawn } from 'node:child_process';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import type { AppendEntries, Message, NodeId } from '../../src/core/messages.js';
+import { encodeMessage } from '../../src/codec/codec.js';
+import { encodeHello, frame, TcpTransport, type TcpTransportOptions } from '../../src/transport/tcp.js';
+import type { PeerAddress } from '../../src/transport/transport.js';
+
+const HOST = '127.0.0.1';
+const CLUSTER = 'prod';
+
+interface Node {
+  readonly t: TcpTransport;
+  readonly got: Message[];
+  readonly logs: string[];
+}
+
+type NodeOptions = Omit<TcpTransportOptions, 'clusterId' | 'listen' | 'log'> & { clusterId?: string; port?: number };
+
+/** Starts a transport that records what it receives and logs. */
+async function startNode(opts: NodeOptions, all: Node[]): Promise<Node> {
+  const got: Message[] = [];
+  const logs: string[] = [];
+  const { port, clusterId, ...rest } = opts;
+  const t = new TcpTransport({
+    ...rest,
+    clusterId: clusterId ?? CLUSTER,
+    listen: { host: HOST, port: port ?? 0 },
+    log: (line) => logs.push(line),
+  });
+  const node = { t, got, logs };
+  all.push(node);
+  await t.start((m) => got.push(m));
+  return node;
+}
+
+async function closeAll(all: Node[]): Promise<void> {
+  await Promise.all(all.map((n) => n.t.close()));
+}
+
+/** `n` distinct free loopback ports (bound to port 0, read, released). */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Server>((resolve, reject) => {
+          const s = net.createServer();
+          s.once('error', reject);
+          s.listen({ host: HOST, port: 0 }, () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  return ports;
+}
+
+const peer = (id: NodeId, port: number): PeerAddress => ({ id, host: HOST, port });
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `cond` every 5 ms for at most `ms`; fails with `what` if it never holds. */
+async function waitFor(cond: () => boolean, what: string, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+const bytes = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
+
+function ae(from: NodeId, to: NodeId, leaderCommit: number, commandBytes = 3): AppendEntries {
+  return {
+    type: 'AppendEntries',
+    from,
+    to,
+    term: 7,
+    prevLogIndex: 4,
+    prevLogTerm: 6,
+    entries: [{ index: 5, term: 7, command: bytes(commandBytes, leaderCommit) }],
+    leaderCommit,
+  };
+}
+
+function chunk(from: NodeId, to: NodeId, offset: number, size: number, done = false): Message {
+  return { type: 'InstallSnapshot', from, to, term: 7, lastIncludedIndex: 90, lastIncludedTerm: 6, offset, data: bytes(size, offset), done };
+}
+
+/** One message of every type from `from` to `to`. */
+function everyType(from: NodeId, to: NodeId): Message[] {
+  return [
+    { type: 'RequestVote', from, to, term: 3, lastLogIndex: 10, lastLogTerm: 2 },
+    { type: 'RequestVoteReply', from, to, term: 3, voteGranted: true },
+    { type: 'PreVote', from, to, term: 4, lastLogIndex: 2 ** 40, lastLogTerm: 3 },
+    { type: 'PreVoteReply', from, to, term: 4, voteGranted: false },
+    {
+      type: 'AppendEntries',
+      from,
+      to,
+      term: 5,
+      prevLogIndex: 9,
+      prevLogTerm: 4,
+      entries: [
+        { index: 10, term: 5, command: bytes(10, 1) },
+        { index: 11, term: 5, command: new Uint8Array(0) },
+        { index: 12, term: 5, command: bytes(70_000, 2) },
+      ],
+      leaderCommit: 9,
+    },
+    { type: 'AppendEntries', from, to, term: 5, prevLogIndex: 12, prevLogTerm: 5, entries: [], leaderCommit: 12 },
+    {
+      type: 'AppendEntriesReply',
+      from,
+      to,
+      term: 5,
+      success: false,
+      prevLogIndex: 9,
+      matchIndex: 0,
+      conflictTerm: 3,
+      conflictIndex: 6,
+      lastLogIndex: 8,
+    },
+    chunk(from, to, 0, 1000),
+    chunk(from, to, 1000, 17, true),
+    { type: 'InstallSnapshotReply', from, to, term: 5, lastIncludedIndex: 90, nextOffset: 1017, installed: true },
+  ];
+}
+
+/** A deterministic byte generator for the garbage test. */
+function garbage(n: number, seed: number): Buffer {
+  const out = Buffer.alloc(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/** Connects a raw socket, writes `chunks` and resolves once the server has closed it (or after `ms`). */
+async function rawExchange(port: number, chunks: Uint8Array[], ms = 2000): Promise<'closed' | 'open'> {
+  const socket = net.connect({ host: HOST, port });
+  socket.on('error', () => {});
+  socket.on('data', () => {});
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  for (const c of chunks) socket.write(c);
+  const result = await new Promise<'closed' | 'open'>((resolve) => {
+    const timer = setTimeout(() => resolve('open'), ms);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve('closed');
+    });
+  });
+  socket.destroy();
+  return result;
+}
+
+const lengthPrefix = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n, 0);
+  return b;
+};
+
+describe('TcpTransport', () => {
+  test('round trip of every message type, both ways, on ports chosen with port 0', { timeout: 5000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pa, pb] = (await freePorts(2)) as [number, number];
+      const a = await startNode({ nodeId: 0, port: pa, peers: [peer(0, pa), peer(1, pb)] }, all);
+      const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, pa), peer(1, pb)] }, all);
+      assert.equal(a.t.port, pa);
+
+      const solo = await startNode({ nodeId: 5, peers: [] }, all); // listen.port 0
+      assert.ok(solo.t.port > 0 && solo.t.port < 65536);
+
+      const ab = everyType(0, 1);
+      const ba = everyType(1, 0);
+      for (const m of ab) a.t.send(m);
+      for (const m of ba) b.t.send(m);
+      await waitFor(() => b.got.length === ab.length && a.got.length === ba.length, 'both directions');
+      assert.deepEqual(b.got, ab);
+      assert.deepEqual(a.got, ba);
+      assert.equal(a.t.stats.sent, ab.length);
+      assert.equal(b.t.stats.received, ab.length);
+      assert.equal(a.t.stats.connections, 2, 'one outbound and one inbound connection');
+      assert.equal(a.t.stats.malformedFrames, 0);
+      assert.deepEqual(a.logs, []);
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('three nodes all-to-all, in order per sender', { timeout: 5000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const ports = await freePorts(3);
+      const peers = ports.map((p, i) => peer(i, p));
+      const nodes = await Promise.all(ports.map((p, i) => startNode({ nodeId: i, port: p, peers }, all)));
+      const PER_PAIR = 50;
+      for (let k = 0; k < PER_PAIR; k++) {
+        for (let from = 0; from < 3; from++) {
+          for (let to = 0; to < 3; to++) if (from !== to) nodes[from]!.t.send(ae(from, to, k));
+        }
+      }
+      await waitFor(() => nodes.every((n) => n.got.length === 2 * PER_PAIR), 'all messages');
+      for (let to = 0; to < 3; to++) {
+        for (let from = 0; from < 3; from++) {
+          if (from === to) continue;
+          const seen = nodes[to]!.got.filter((m) => m.from === from).map((m) => (m as AppendEntries).leaderCommit);
+          assert.deepEqual(seen, Array.from({ length: PER_PAIR }, (_, k) => k), `node ${to} from node ${from}`);
+        }
+        assert.ok(nodes[to]!.got.every((m) => m.to === to));
+      }
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('a peer that starts later is connected to and receives new messages within 1 s', { timeout: 5000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pa, pb] = (await freePorts(2)) as [number, number];
+      const a = await startNode({ nodeId: 0, port: pa, peers: [peer(1, pb)] }, all); // default backoff 50..2000 ms
+      a.t.send(ae(0, 1, 0)); // B is down: may be dropped
+      await sleep(300);
+      assert.ok(a.t.stats.connectAttempts >= 2, 'kept dialling while a message was queued');
+      const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, pa)] }, all);
+      const upAt = Date.now();
+      // Like a leader's heartbeats: keep sending until one arrives (bounded).
+      for (let i = 1; i <= 40 && !b.got.some((m) => m.type === 'AppendEntries' && m.leaderCommit > 0); i++) {
+        a.t.send(ae(0, 1, i));
+        await sleep(25);
+      }
+      const delay = Date.now() - upAt;
+      assert.ok(b.got.some((m) => m.type === 'AppendEntries' && m.leaderCommit > 0), 'a new message arrived');
+      assert.ok(delay < 1000, `delivered ${delay} ms after the peer came up`);
+      assert.ok(a.logs.some((l) => l.includes('ECONNREFUSED')), 'the down peer was logged');
+      assert.ok(a.logs.filter((l) => l.includes('ECONNREFUSED')).length === 1, 'and only once');
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('a peer that restarts on the same port is reconnected to', { timeout: 5000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pa, pb] = (await freePorts(2)) as [number, number];
+      const a = await startNode({ nodeId: 0, port: pa, peers: [peer(1, pb)], reconnectMaxMs: 200 }, all);
+      const b1 = await startNode({ nodeId: 1, port: pb, peers: [peer(0, pa)] }, all);
+      a.t.send(ae(0, 1, 1));
+      await waitFor(() => b1.got.length === 1, 'first delivery');
+      await b1.t.close();
+      const b2 = await startNode({ nodeId: 1, port: pb, peers: [peer(0, pa)] }, all);
+      for (let i = 2; i <= 60 && b2.got.length === 0; i++) {
+        a.t.send(ae(0, 1, i));
+        await sleep(25);
+      }
+      assert.ok(b2.got.length > 0, 'the restarted peer receives messages');
+      await waitFor(() => a.t.stats.connections === 1, 'one outbound connection again');
+      // And the restarted node can talk back.
+      b2.t.send(ae(1, 0, 99));
+      await waitFor(() => a.got.length === 1, 'reply from the restarted node');
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('a wrong cluster id or a wrong target node is refused and logged; nothing is delivered', { timeout: 5000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pb] = (await freePorts(1)) as [number];
+      const b = await startNode({ nodeId: 1, port: pb, peers: [] }, all);
+      const other = await startNode({ nodeId: 0, clusterId: 'other', peers: [peer(1, pb)] }, all);
+      const wrongTarget = await startNode({ nodeId: 2, peers: [peer(3, pb)] }, all); // believes node 3 is there
+      other.t.send(ae(0, 1, 1));
+      wrongTarget.t.send(ae(2, 3, 1));
+      await waitFor(() => b.t.stats.refusedHandshakes >= 2, 'two refusals');
+      await sleep(50);
+      assert.deepEqual(b.got, []);
+      assert.equal(b.t.stats.received, 0);
+      assert.ok(
+        b.logs.some((l) => /^refusing connection from 127\.0\.0\.1:\d+: cluster "other" is not "prod"$/.test(l)),
+        b.logs.join('\n'),
+      );
+      assert.ok(
+        b.logs.some((l) => /^refusing connection from 127\.0\.0\.1:\d+: node 2 is calling node 3, but this is node 1$/.test(l)),
+        b.logs.join('\n'),
+      );
+      assert.equal(b.t.stats.malformedFrames, 0);
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('garbage on the listening port is counted as malformed and good peers keep working', { timeout: 8000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pa, pb] = (await freePorts(2)) as [number, number];
+      const a = await startNode({ nodeId: 0, port: pa, peers: [peer(1, pb)] }, all);
+      const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, pa)] }, all);
+      a.t.send(ae(0, 1, 1));
+      await waitFor(() => b.got.length === 1, 'a good message before the garbage');
+
+      const hello = frame(encodeHello({ clusterId: CLUSTER, from: 0, to: 1 }));
+      const cases: [string, Uint8Array[]][] = [
+        ['random bytes', [garbage(4096, 7)]],
+        ['a huge length prefix', [lengthPrefix(0xffffffff), garbage(64, 3)]],
+        ['a valid-length hello frame with a garbage payload', [frame(garbage(40, 11))]],
+        ['an empty hello frame', [lengthPrefix(0)]],
+        ['a hello with trailing bytes', [frame(Buffer.concat([encodeHello({ clusterId: CLUSTER, from: 0, to: 1 }), Buffer.of(1)]))]],
+        ['a valid hello, then a garbage message', [hello, frame(garbage(40, 5))]],
+        ['a valid hello, then an unknown message tag', [hello, frame(Buffer.of(0, 0, 1, 1))]],
+        ['a valid hello, then a truncated message', [hello, frame(encodeMessage(ae(0, 1, 2)).subarray(0, 6))]],
+        ['a valid hello, then a huge length prefix', [hello, lengthPrefix(0xfffffff0)]],
+        ['a valid hello split byte by byte, then garbage', [...[...hello].map((x) => Buffer.of(x)), frame(garbage(9, 9))]],
+      ];
+      let expected = 0;
+      for (const [what, chunks] of cases) {
+        assert.equal(await rawExchange(pb, chunks), 'closed', `${what}: the connection is closed`);
+        expected++;
+        await waitFor(() => b.t.stats.malformedFrames === expected, `${what}: counted`, 1000);
+      }
+      assert.equal(b.got.length, 1, 'no garbage was delivered');
+
+      // A message forged with someone else's `from` is dropped and counted, and the connection stays.
+      const forged = await rawExchange(pb, [hello, frame(encodeMessage(ae(2, 1, 3))), frame(encodeMessage(ae(0, 2, 3)))], 200);
+      assert.equal(forged, 'open');
+      assert.equal(b.t.stats.dropped.misaddressed, 2);
+      assert.equal(b.got.length, 1);
+
+      a.t.send(ae(0, 1, 4));
+      b.t.send(ae(1, 0, 5));
+      await waitFor(() => b.got.length === 2 && a.got.length === 1, 'good traffic after the garbage');
+      assert.equal(a.t.stats.malformedFrames, 0);
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('with the peer down the queue stays bounded, drops the oldest and dials at a bounded rate', { timeout: 5000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pb] = (await freePorts(1)) as [number];
+      const QMAX = 16;
+      const a = await startNode({ nodeId: 0, peers: [peer(1, pb)], sendQueueMax: QMAX, reconnectMinMs: 20, reconnectMaxMs: 100 }, all);
+      for (let i = 0; i < 10 * QMAX; i++) {
+        a.t.send(ae(0, 1, i));
+        assert.ok(a.t.queued(1) <= QMAX);
+      }
+      assert.equal(a.t.queued(1), QMAX);
+      assert.equal(a.t.stats.dropped.queueFull, 9 * QMAX);
+      const attemptsBefore = a.t.stats.connectAttempts;
+      await sleep(400);
+      const attempts = a.t.stats.connectAttempts - attemptsBefore;
+      assert.ok(attempts >= 2 && attempts <= 12, `${attempts} dials in 400 ms`);
+
+      // When the peer appears it receives exactly the newest QMAX messages, in order.
+      const b = await startNode({ nodeId: 1, port: pb, peers: [] }, all);
+      await waitFor(() => b.got.length === QMAX, 'the queued messages', 1500);
+      assert.deepEqual(
+        b.got.map((m) => (m as AppendEntries).leaderCommit),
+        Array.from({ length: QMAX }, (_, k) => 9 * QMAX + k),
+      );
+      assert.equal(a.t.queued(1), 0);
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('a full queue evicts bulk snapshot chunks before urgent messages', { timeout: 5000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pb] = (await freePorts(1)) as [number];
+      const a = await startNode({ nodeId: 0, peers: [peer(1, pb)], sendQueueMax: 4, reconnectMinMs: 20, reconnectMaxMs: 50 }, all);
+      a.t.send(chunk(0, 1, 0, 100));
+      a.t.send(chunk(0, 1, 100, 100));
+      for (let i = 0; i < 4; i++) a.t.send(ae(0, 1, i));
+      assert.equal(a.t.queued(1), 4);
+      assert.equal(a.t.stats.dropped.queueFull, 2);
+      const b = await startNode({ nodeId: 1, port: pb, peers: [] }, all);
+      await waitFor(() => b.got.length === 4, 'the surviving messages', 1500);
+      assert.deepEqual(
+        b.got.map((m) => m.type),
+        ['AppendEntries', 'AppendEntries', 'AppendEntries', 'AppendEntries'],
+      );
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('an AppendEntries overtakes a queued InstallSnapshot backlog', { timeout: 8000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pa, pb] = (await freePorts(2)) as [number, number];
+      const a = await startNode({ nodeId: 0, port: pa, peers: [peer(1, pb)] }, all);
+      const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, pa)] }, all);
+      a.t.send(ae(0, 1, 0));
+      await waitFor(() => b.got.length === 1, 'warm-up');
+      b.got.length = 0;
+
+      const CHUNKS = 200;
+      const SIZE = 64 * 1024;
+      for (let i = 0; i < CHUNKS; i++) a.t.send(chunk(0, 1, i * SIZE, SIZE, i === CHUNKS - 1));
+      await yieldToLoop(); // the first chunks go out and the socket pushes back
+      const stillQueued = a.t.queued(1);
+      assert.ok(stillQueued > 0 && stillQueued < CHUNKS, `${stillQueued} chunks still queued`);
+      a.t.send(ae(0, 1, 1));
+      await waitFor(() => b.got.length === CHUNKS + 1, 'everything', 6000);
+      const at = b.got.findIndex((m) => m.type === 'AppendEntries');
+      const chunksAfter = CHUNKS - at;
+      assert.ok(chunksAfter >= stillQueued, `AppendEntries arrived after ${at} chunks; ${stillQueued} were queued behind it`);
+      const offsets = b.got.filter((m) => m.type === 'InstallSnapshot').map((m) => m.offset);
+      assert.deepEqual(offsets, Array.from({ length: CHUNKS }, (_, i) => i * SIZE), 'chunks stay in order');
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('frames over maxFrameBytes are never sent, and an oversized incoming length closes the connection', { timeout: 5000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pa, pb, pc] = (await freePorts(3)) as [number, number, number];
+      const peers = [peer(0, pa), peer(1, pb), peer(2, pc)];
+      const a = await startNode({ nodeId: 0, port: pa, peers, maxFrameBytes: 1024 }, all);
+      const b = await startNode({ nodeId: 1, port: pb, peers, maxFrameBytes: 1024 }, all);
+      const c = await startNode({ nodeId: 2, port: pc, peers, reconnectMaxMs: 100 }, all); // default 8 MiB limit
+
+      a.t.send(ae(0, 1, 1, 2000));
+      assert.equal(a.t.stats.dropped.tooLarge, 1);
+      assert.equal(a.t.queued(1), 0);
+      a.t.send(ae(0, 1, 2, 900)); // fits: 900 bytes of command plus a few header bytes
+      await waitFor(() => b.got.length === 1, 'the small message');
+      assert.equal((b.got[0] as AppendEntries).leaderCommit, 2);
+      assert.equal(a.logs.filter((l) => l.includes('exceeds maxFrameBytes')).length, 1);
+
+      // C does not know B's limit; B refuses the frame by closing the connection.
+      c.t.send(ae(2, 1, 3, 2000));
+      await waitFor(() => b.t.stats.malformedFrames === 1, 'the oversized frame counted');
+      for (let i = 4; i <= 40 && !b.got.some((m) => m.from === 2); i++) {
+        c.t.send(ae(2, 1, i, 10));
+        await sleep(25);
+      }
+      assert.ok(b.got.some((m) => m.from === 2), 'C reconnects and small messages get through');
+      assert.ok(!b.got.some((m) => m.type === 'AppendEntries' && m.leaderCommit === 3));
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('close() is idempotent, drops later sends and clears queues', { timeout: 5000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pb] = (await freePorts(1)) as [number];
+      const a = await startNode({ nodeId: 0, peers: [peer(1, pb)] }, all);
+      a.t.send(ae(0, 1, 1)); // B is down: stays queued, a reconnect timer is pending
+      await sleep(60);
+      const first = a.t.close();
+      assert.equal(a.t.close(), first);
+      await first;
+      a.t.send(ae(0, 1, 2));
+      assert.equal(a.t.queued(1), 0);
+      assert.equal(a.t.stats.dropped.noConnection, 2, 'the queued message and the late one');
+      await assert.rejects(a.t.start(() => {}));
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('after close() the process has no open handles and exits promptly', { timeout: 8000 }, async () => {
+    const tcpModule = new URL('../../src/transport/tcp.js', import.meta.url).href;
+    const script = `
+      import { TcpTransport } from ${JSON.stringify(tcpModule)};
+      const got = [];
+      const mk = (id, port, peers) => new TcpTransport({ clusterId: 'c', nodeId: id, listen: { host: '127.0.0.1', port }, peers, log: () => {} });
+      const a = mk(0, 0, []);
+      await a.start((m) => got.push(m));
+      const b = mk(1, 0, [{ id: 0, host: '127.0.0.1', port: a.port }, { id: 2, host: '127.0.0.1', port: 1 }]);
+      await b.start((m) => got.push(m));
+      b.send({ type: 'RequestVote', from: 1, to: 0, term: 1, lastLogIndex: 0, lastLogTerm: 0 });
+      b.send({ type: 'RequestVote', from: 1, to: 2, term: 1, lastLogIndex: 0, lastLogTerm: 0 }); // never up
+      for (let i = 0; i < 200 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      if (got.length !== 1) { console.log('not delivered'); process.exit(3); }
+      await new Promise((r) => setTimeout(r, 100)); // let the dead peer's reconnect timer get armed
+      await Promise.all([a.close(), b.close()]);
+      console.log('closed');
+    `;
+    const started = Date.now();
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let closedAt = 0;
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (closedAt === 0 && out.includes('closed')) closedAt = Date.now();
+    });
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | string>((resolve) => {
+      const killer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve('killed: still running after 5 s');
+      }, 5000);
+      child.once('exit', (c, signal) => {
+        clearTimeout(killer);
+        resolve(c ?? String(signal));
+      });
+    });
+    assert.equal(code, 0, out);
+    assert.equal(out.trim(), 'closed');
+    const lingered = Date.now() - closedAt;
+    assert.ok(lingered < 1000, `the process lingered ${lingered} ms after close()`);
+    assert.ok(Date.now() - started < 5000);
+  });
+});

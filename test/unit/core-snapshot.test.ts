@@ -1,0 +1,1078 @@
+/**
+ * Unit tests for log compaction and InstallSnapshot in RaftCore (src/core/raft.ts), driven directly:
+ * no simulator, no timers. A synchronous in-test loop plays the driver for every node: it persists
+ * hardState / snapshotWrite / logWrite to a per-node fake disk, sends the messages, applies
+ * snapshotToApply and then committed entries to a per-node state-machine record, and calls
+ * advance(). Section numbers refer to the extended Raft paper (§7: log compaction, Figure 13).
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { InvariantError } from '../../src/core/assert.js';
+import { DEFAULT_TIMING, type RaftConfig } from '../../src/core/config.js';
+import {
+  NO_VOTE,
+  type AppendEntries,
+  type Entry,
+  type HardState,
+  type InstallSnapshot,
+  type InstallSnapshotReply,
+  type LogIndex,
+  type Message,
+  type NodeId,
+  type PersistentState,
+  type Snapshot,
+  type Term,
+} from '../../src/core/messages.js';
+import { RaftCore } from '../../src/core/raft.js';
+import type { Ready } from '../../src/core/ready.js';
+import type { RandomSource } from '../../src/core/rng.js';
+
+// ===================================================================================== helpers
+
+/** Always draws the minimum election timeout (DEFAULT_TIMING: exactly ET_MIN ticks). */
+const FIXED: RandomSource = { nextInt: () => 0 };
+const ET_MIN = DEFAULT_TIMING.electionTimeoutTicksMin;
+const ET_MAX = DEFAULT_TIMING.electionTimeoutTicksMax;
+const HB = DEFAULT_TIMING.heartbeatIntervalTicks;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const bytes = (s: string): Uint8Array => encoder.encode(s);
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+function ent(index: LogIndex, term: Term, command = `${index}@${term}`): Entry {
+  return { index, term, command: bytes(command) };
+}
+/** Entries 1..terms.length with the given terms. */
+function log(...terms: Term[]): Entry[] {
+  return terms.map((term, i) => ent(i + 1, term));
+}
+
+/** Deterministic pseudo-random bytes (xorshift32): a misplaced, repeated or missing chunk changes them. */
+function patternBytes(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = (seed * 0x9e3779b1) >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+/** The snapshot format of the in-test state machine: the JSON list of commands 1..index. */
+function encodeState(commands: readonly string[]): Uint8Array {
+  return bytes(JSON.stringify(commands));
+}
+
+function isSnap(m: Message): m is InstallSnapshot {
+  return m.type === 'InstallSnapshot';
+}
+function isSnapReply(m: Message): m is InstallSnapshotReply {
+  return m.type === 'InstallSnapshotReply';
+}
+
+function only<T>(items: readonly T[]): T {
+  assert.equal(items.length, 1, `expected exactly one item, got ${items.length}`);
+  return items[0]!;
+}
+
+function installSnapshot(
+  from: NodeId,
+  to: NodeId,
+  term: Term,
+  lastIncludedIndex: LogIndex,
+  lastIncludedTerm: Term,
+  data: Uint8Array,
+  offset = 0,
+  done = true,
+): InstallSnapshot {
+  return { type: 'InstallSnapshot', from, to, term, lastIncludedIndex, lastIncludedTerm, offset, data, done };
+}
+function ae(
+  from: NodeId,
+  to: NodeId,
+  term: Term,
+  prevLogIndex: LogIndex,
+  prevLogTerm: Term,
+  entries: Entry[],
+  leaderCommit: LogIndex,
+): AppendEntries {
+  return { type: 'AppendEntries', from, to, term, prevLogIndex, prevLogTerm, entries, leaderCommit };
+}
+
+function makeConfig(id: NodeId, n: number, chunkBytes: number | undefined): RaftConfig {
+  const config: RaftConfig = { id, peers: range(n), ...DEFAULT_TIMING, random: FIXED };
+  return chunkBytes === undefined ? config : { ...config, snapshotChunkBytes: chunkBytes };
+}
+
+// ----------------------------------------------------------------- fake disk and state machine
+
+interface Disk {
+  hardState: HardState;
+  snapshot: Snapshot | null;
+  /** The durable log after the snapshot, consecutive from snapshot.index + 1. */
+  entries: Entry[];
+}
+
+type Applied =
+  | { readonly kind: 'entry'; readonly index: LogIndex; readonly term: Term; readonly command: string }
+  /** snapshotToApply from a Ready. */
+  | { readonly kind: 'snapshot'; readonly index: LogIndex; readonly term: Term; readonly data: Uint8Array }
+  /** The driver loading the durable snapshot at a restart. */
+  | { readonly kind: 'restore'; readonly index: LogIndex; readonly term: Term; readonly data: Uint8Array };
+
+interface StateMachine {
+  lastIndex: LogIndex;
+  readonly events: Applied[];
+}
+
+/** A compact label per applied event: an entry's index, or `S<index>` for a snapshot, `R<index>` for a restore. */
+function labels(sm: StateMachine): Array<number | string> {
+  return sm.events.map((e) => (e.kind === 'entry' ? e.index : e.kind === 'snapshot' ? `S${e.index}` : `R${e.index}`));
+}
+
+/** The commands 1..lastIndex the state machine holds (snapshots in the JSON format). */
+function stateOf(sm: StateMachine): string[] {
+  let commands: string[] = [];
+  for (const e of sm.events) {
+    if (e.kind === 'entry') {
+      assert.equal(e.index, commands.length + 1, 'state machine gap');
+      commands.push(e.command);
+    } else {
+      commands = JSON.parse(decoder.decode(e.data)) as string[];
+      assert.equal(commands.length, e.index, 'snapshot does not hold exactly its prefix');
+    }
+  }
+  return commands;
+}
+
+function freshDisk(restored?: PersistentState): Disk {
+  return {
+    hardState: restored?.hardState ?? { term: 0, votedFor: NO_VOTE },
+    snapshot: restored?.snapshot ?? null,
+    entries: [...(restored?.entries ?? [])],
+  };
+}
+
+function persist(id: NodeId, disk: Disk, ready: Ready): void {
+  if (ready.hardState !== null) disk.hardState = ready.hardState;
+  if (ready.snapshotWrite !== null) {
+    const s = ready.snapshotWrite;
+    const previous = disk.snapshot?.index ?? 0;
+    assert.ok(s.index > previous, `node ${id}: snapshotWrite at ${s.index} does not move past the durable one at ${previous}`);
+    disk.snapshot = { index: s.index, term: s.term, data: s.data.slice() };
+    disk.entries = disk.entries.filter((e) => e.index > s.index);
+    const first = disk.entries[0];
+    if (first !== undefined) assert.equal(first.index, s.index + 1, `node ${id}: durable log does not follow the snapshot`);
+  }
+  if (ready.logWrite !== null) {
+    const { fromIndex, entries } = ready.logWrite;
+    const base = disk.snapshot?.index ?? 0;
+    const last = base + disk.entries.length;
+    assert.ok(fromIndex > base, `node ${id}: logWrite from ${fromIndex} overwrites the snapshot at ${base}`);
+    assert.ok(fromIndex <= last + 1, `node ${id}: logWrite from ${fromIndex} leaves a gap after ${last}`);
+    disk.entries.length = fromIndex - base - 1;
+    entries.forEach((entry, i) => assert.equal(entry.index, fromIndex + i, 'logWrite entries must be consecutive'));
+    disk.entries.push(...entries);
+  }
+}
+
+function diskHolds(disk: Disk, index: LogIndex): boolean {
+  return (disk.snapshot?.index ?? 0) >= index || disk.entries.some((e) => e.index === index);
+}
+
+/** Persist-before-send: a message must not promise what the disk does not hold. */
+function checkDurable(id: NodeId, disk: Disk, message: Message): void {
+  if (message.type !== 'PreVote' && message.type !== 'PreVoteReply') {
+    assert.equal(disk.hardState.term, message.term, `node ${id} sends term ${message.term} before persisting it`);
+  }
+  if (message.type === 'InstallSnapshotReply' && message.installed) {
+    assert.ok(diskHolds(disk, message.lastIncludedIndex), `node ${id} acknowledges snapshot ${message.lastIncludedIndex} before persisting it`);
+  }
+  if (message.type === 'AppendEntriesReply' && message.success && message.matchIndex > 0) {
+    assert.ok(diskHolds(disk, message.matchIndex), `node ${id} acknowledges index ${message.matchIndex} before persisting it`);
+  }
+}
+
+function apply(id: NodeId, sm: StateMachine, disk: Disk, ready: Ready): void {
+  const snap = ready.snapshotToApply;
+  if (snap !== null) {
+    assert.ok(snap.index > sm.lastIndex, `node ${id}: snapshot ${snap.index} would move the state machine back from ${sm.lastIndex}`);
+    assert.equal(disk.snapshot?.index, snap.index, `node ${id}: applies snapshot ${snap.index} before it is durable`);
+    sm.events.push({ kind: 'snapshot', index: snap.index, term: snap.term, data: snap.data.slice() });
+    sm.lastIndex = snap.index;
+  }
+  for (const entry of ready.committed) {
+    assert.equal(entry.index, sm.lastIndex + 1, `node ${id}: applies ${entry.index} after ${sm.lastIndex} (gap or repeat)`);
+    const durable = disk.entries.find((e) => e.index === entry.index);
+    assert.equal(durable?.term, entry.term, `node ${id}: applies entry ${entry.index} before it is durable`);
+    sm.events.push({ kind: 'entry', index: entry.index, term: entry.term, command: decoder.decode(entry.command) });
+    sm.lastIndex = entry.index;
+  }
+}
+
+/** After a full ready/advance cycle the durable log is exactly the in-memory one. */
+function checkMirror(id: NodeId, disk: Disk, core: RaftCore): void {
+  const status = core.status();
+  assert.equal(disk.snapshot?.index ?? 0, status.snapshotIndex, `node ${id}: durable snapshot differs from the core's`);
+  assert.equal(disk.entries.length, status.lastIndex - status.snapshotIndex, `node ${id}: durable log length differs`);
+  disk.entries.forEach((e, i) => {
+    assert.equal(e.index, status.firstIndex + i, `node ${id}: durable log is not consecutive`);
+    assert.equal(e.term, core.entryAt(e.index)?.term, `node ${id}: durable entry ${e.index} differs from memory`);
+  });
+}
+
+/** One core plus its fake disk and state machine, and the driver loop for it. */
+class Node {
+  core: RaftCore;
+  disk: Disk;
+  sm: StateMachine;
+
+  constructor(
+    readonly id: NodeId,
+    readonly n: number,
+    readonly chunkBytes?: number,
+    restored?: PersistentState,
+  ) {
+    this.disk = freshDisk(restored);
+    this.core = new RaftCore(makeConfig(id, n, chunkBytes), restored);
+    this.sm = Node.smFromDisk(this.disk);
+  }
+
+  private static smFromDisk(disk: Disk): StateMachine {
+    const s = disk.snapshot;
+    if (s === null) return { lastIndex: 0, events: [] };
+    return { lastIndex: s.index, events: [{ kind: 'restore', index: s.index, term: s.term, data: s.data.slice() }] };
+  }
+
+  /** Crash and restart from the fake disk: the state machine reloads the durable snapshot. */
+  restart(): void {
+    const restored: PersistentState = {
+      hardState: this.disk.hardState,
+      snapshot: this.disk.snapshot,
+      entries: [...this.disk.entries],
+    };
+    this.core = new RaftCore(makeConfig(this.id, this.n, this.chunkBytes), restored);
+    this.sm = Node.smFromDisk(this.disk);
+  }
+
+  /** Plays the driver once: persist, check, (the caller sends), apply, advance. */
+  process(): Ready | null {
+    if (!this.core.hasReady()) return null;
+    const ready = this.core.ready();
+    persist(this.id, this.disk, ready);
+    for (const message of ready.messages) checkDurable(this.id, this.disk, message);
+    apply(this.id, this.sm, this.disk, ready);
+    this.core.advance(ready);
+    checkMirror(this.id, this.disk, this.core);
+    return ready;
+  }
+
+  /** step() then process(); the Ready (which must exist) is returned for inspection. */
+  feed(message: Message): Ready {
+    this.core.step(message);
+    const ready = this.process();
+    assert.ok(ready !== null, `node ${this.id}: no Ready after ${message.type}`);
+    return ready;
+  }
+
+  /** Processes until quiet; returns all messages produced. */
+  drain(): Message[] {
+    const out: Message[] = [];
+    for (let ready = this.process(); ready !== null; ready = this.process()) out.push(...ready.messages);
+    return out;
+  }
+}
+
+// ----------------------------------------------------------------- the in-test cluster
+
+/**
+ * n nodes wired by a synchronous FIFO network. Every message handed out is recorded in `sent`
+ * (lost or not); `isolated` and `drop` lose messages at send time; `onQueue` may inject extra
+ * messages (duplicates, stale copies) into the queue.
+ */
+class Cluster {
+  readonly nodes: Node[] = [];
+  queue: Message[] = [];
+  readonly sent: Message[] = [];
+  readonly delivered: Message[] = [];
+  readonly isolated = new Set<NodeId>();
+  drop: (message: Message) => boolean = () => false;
+  onQueue: (message: Message) => void = () => {};
+
+  constructor(n: number, options: { chunkBytes?: number; restored?: ReadonlyArray<PersistentState | undefined> } = {}) {
+    for (const id of range(n)) this.nodes.push(new Node(id, n, options.chunkBytes, options.restored?.[id]));
+  }
+
+  node(id: NodeId): Node {
+    return this.nodes[id]!;
+  }
+  core(id: NodeId): RaftCore {
+    return this.node(id).core;
+  }
+
+  collect(id: NodeId): void {
+    const ready = this.node(id).process();
+    if (ready === null) return;
+    for (const message of ready.messages) {
+      this.sent.push(message);
+      if (this.isolated.has(message.from) || this.isolated.has(message.to)) continue;
+      if (this.drop(message)) continue;
+      this.queue.push(message);
+      this.onQueue(message);
+    }
+  }
+
+  collectAll(): void {
+    for (const node of this.nodes) this.collect(node.id);
+  }
+
+  deliverOne(): boolean {
+    const message = this.queue.shift();
+    if (message === undefined) return false;
+    this.core(message.to).step(message);
+    this.delivered.push(message);
+    this.collect(message.to);
+    return true;
+  }
+
+  /** Delivers until nothing is in flight, or until `stop` holds (checked after every delivery). */
+  deliverAll(stop: () => boolean = () => false): boolean {
+    this.collectAll();
+    for (let steps = 0; ; steps++) {
+      assert.ok(steps < 20_000, 'message storm: the network never went quiet');
+      if (stop()) return true;
+      if (!this.deliverOne()) return false;
+    }
+  }
+
+  tick(ids: readonly NodeId[] = range(this.nodes.length)): void {
+    for (const id of ids) this.core(id).tick();
+    this.collectAll();
+  }
+
+  run(ticks: number): void {
+    for (let i = 0; i < ticks; i++) {
+      this.tick();
+      this.deliverAll();
+    }
+  }
+
+  /** Ticks everyone and delivers until `done` holds (checked after every delivery too). */
+  runUntil(done: () => boolean, maxTicks: number, what: string): void {
+    if (this.deliverAll(done)) return;
+    for (let i = 0; i < maxTicks; i++) {
+      this.tick();
+      if (this.deliverAll(done)) return;
+    }
+    assert.fail(`not within ${maxTicks} ticks: ${what}`);
+  }
+
+  /** Ticks only the leaders, delivering after each tick, so that commit indices propagate. */
+  settle(ticks = 5): void {
+    for (let i = 0; i < ticks; i++) {
+      this.tick(this.nodes.filter((n) => n.core.isLeader).map((n) => n.id));
+      this.deliverAll();
+    }
+  }
+
+  /** Ticks only `id` (delivering after every tick) until it leads. */
+  elect(id: NodeId): void {
+    for (let i = 0; i < 3 * ET_MAX && !this.core(id).isLeader; i++) {
+      this.tick([id]);
+      this.deliverAll();
+    }
+    assert.ok(this.core(id).isLeader, `node ${id} could not win an election`);
+  }
+
+  propose(id: NodeId, command: string): LogIndex {
+    const result = this.core(id).propose(bytes(command));
+    assert.ok(result !== null, `node ${id} is not leader`);
+    return result.index;
+  }
+
+  /** The application on `id` snapshots at `index` (default data: its commands 1..index as JSON). */
+  snapshot(id: NodeId, index: LogIndex, data?: Uint8Array): Uint8Array {
+    const payload = data ?? encodeState(stateOf(this.node(id).sm).slice(0, index));
+    this.core(id).snapshot(index, payload);
+    this.collect(id);
+    return payload;
+  }
+
+  chunksTo(to: NodeId, since = 0): InstallSnapshot[] {
+    return this.sent.slice(since).filter(isSnap).filter((m) => m.to === to);
+  }
+  snapshotRepliesFrom(from: NodeId, since = 0): InstallSnapshotReply[] {
+    return this.sent.slice(since).filter(isSnapReply).filter((m) => m.from === from);
+  }
+}
+
+/**
+ * A 3-node cluster led by node 0 in term 1. Node 2 applies entries 1..3 and is then cut off while
+ * the others commit and apply 4..total; nodes 0 and 1 then snapshot at `snapshotAt`. Node 2 is
+ * still isolated on return.
+ */
+function laggingFollower(opts: { total: number; snapshotAt: number; chunkBytes?: number; data?: Uint8Array }): {
+  c: Cluster;
+  data: Uint8Array;
+} {
+  const c = new Cluster(3, opts.chunkBytes === undefined ? {} : { chunkBytes: opts.chunkBytes });
+  c.elect(0);
+  assert.equal(c.core(0).term, 1);
+  for (let i = 1; i <= 3; i++) c.propose(0, `c${i}`);
+  c.settle();
+  assert.deepEqual(labels(c.node(2).sm), [1, 2, 3]);
+  c.isolated.add(2);
+  for (let i = 4; i <= opts.total; i++) c.propose(0, `c${i}`);
+  c.settle();
+  for (const id of [0, 1]) {
+    assert.equal(c.core(id).status().appliedIndex, opts.total, `node ${id} applied everything`);
+  }
+  assert.equal(c.core(2).status().lastIndex, 3);
+  const data = c.snapshot(0, opts.snapshotAt, opts.data);
+  c.snapshot(1, opts.snapshotAt, opts.data);
+  assert.equal(c.core(0).status().snapshotIndex, opts.snapshotAt);
+  return { c, data };
+}
+
+const heal = (c: Cluster, id: NodeId): void => void c.isolated.delete(id);
+const appliedTo = (c: Cluster, id: NodeId, index: LogIndex) => (): boolean => c.core(id).status().appliedIndex >= index;
+
+// ===================================================================================== snapshot()
+
+describe('snapshot(index, data): log compaction (§7)', () => {
+  /** A single-node leader of term 1 that has committed and applied entries 1..n. */
+  function soloLeader(n: number): Node {
+    const node = new Node(0, 1);
+    for (let i = 0; i < ET_MIN && !node.core.isLeader; i++) node.core.tick();
+    assert.equal(node.core.isLeader, true);
+    node.drain();
+    for (let i = 1; i <= n; i++) node.core.propose(bytes(`c${i}`));
+    node.drain();
+    assert.equal(node.core.status().appliedIndex, n);
+    return node;
+  }
+
+  test('compacts the prefix and emits snapshotWrite with the right term in the next Ready, once', () => {
+    const node = soloLeader(10);
+    const data = bytes('state@6');
+    node.core.snapshot(6, data);
+    const status = node.core.status();
+    assert.equal(status.snapshotIndex, 6);
+    assert.equal(status.firstIndex, 7);
+    assert.equal(status.lastIndex, 10);
+    assert.equal(status.commitIndex, 10);
+    assert.equal(status.appliedIndex, 10);
+    assert.equal(node.core.entryAt(6), undefined, 'entry 6 is compacted');
+    assert.equal(node.core.entryAt(7)?.term, 1);
+    assert.equal(node.core.hasReady(), true, 'the snapshot must be persisted');
+
+    const ready = node.process()!;
+    assert.deepEqual(ready.snapshotWrite, { index: 6, term: 1, data });
+    assert.equal(ready.logWrite, null);
+    assert.equal(ready.snapshotToApply, null, 'the application made this snapshot itself');
+    assert.deepEqual(ready.committed, []);
+    assert.deepEqual(node.disk.entries.map((e) => e.index), [7, 8, 9, 10]);
+    assert.equal(node.core.hasReady(), false, 'snapshotWrite is emitted once');
+  });
+
+  test('snapshotWrite carries the term of the entry at index, not the current term', () => {
+    // Restored log in terms 1,1,2,2,3; re-elected in term 4, which commits everything with entry 6.
+    const restored: PersistentState = { hardState: { term: 3, votedFor: NO_VOTE }, snapshot: null, entries: log(1, 1, 2, 2, 3) };
+    const node = new Node(0, 1, undefined, restored);
+    for (let i = 0; i < ET_MIN && !node.core.isLeader; i++) node.core.tick();
+    assert.equal(node.core.term, 4);
+    node.drain();
+    node.core.propose(bytes('x'));
+    node.drain();
+    assert.equal(node.core.status().appliedIndex, 6);
+
+    node.core.snapshot(4, bytes('s4'));
+    assert.deepEqual(node.process()?.snapshotWrite, { index: 4, term: 2, data: bytes('s4') });
+    node.core.snapshot(5, bytes('s5'));
+    assert.deepEqual(node.process()?.snapshotWrite, { index: 5, term: 3, data: bytes('s5') });
+    assert.deepEqual(node.disk.snapshot, { index: 5, term: 3, data: bytes('s5') });
+    assert.deepEqual(node.disk.entries.map((e) => [e.index, e.term]), [[6, 4]]);
+    assert.equal(node.core.status().lastTerm, 4);
+  });
+
+  test('an index at or below the current snapshot is ignored', () => {
+    const node = soloLeader(10);
+    node.core.snapshot(6, bytes('s6'));
+    node.process();
+    const before = node.core.status();
+    node.core.snapshot(6, bytes('again'));
+    node.core.snapshot(3, bytes('older'));
+    assert.equal(node.core.hasReady(), false, 'nothing to persist');
+    const after = node.core.status();
+    assert.equal(after.snapshotIndex, 6);
+    assert.equal(after.firstIndex, before.firstIndex);
+    assert.equal(after.lastIndex, before.lastIndex);
+    assert.deepEqual(node.disk.snapshot?.data, bytes('s6'));
+  });
+
+  test('throws for an index beyond the applied index (also when merely committed), changing nothing', () => {
+    const node = soloLeader(10);
+    assert.throws(() => node.core.snapshot(11, bytes('x')), InvariantError);
+    // Commit 11 without applying it yet: the Ready that applies it has not been taken.
+    node.core.propose(bytes('c11'));
+    const write = node.core.ready(); // logWrite of 11
+    persist(0, node.disk, write);
+    node.core.advance(write);
+    assert.equal(node.core.status().commitIndex, 11);
+    assert.equal(node.core.status().appliedIndex, 10);
+    assert.throws(() => node.core.snapshot(11, bytes('x')), InvariantError);
+    const status = node.core.status();
+    assert.equal(status.snapshotIndex, 0);
+    assert.equal(status.firstIndex, 1);
+    node.drain();
+    assert.equal(node.core.status().appliedIndex, 11);
+    node.core.snapshot(11, bytes('ok'));
+    assert.equal(node.core.status().snapshotIndex, 11);
+  });
+
+  test('a leader that compacted still replicates normally to up-to-date followers', () => {
+    const c = new Cluster(3);
+    c.elect(0);
+    for (let i = 1; i <= 5; i++) c.propose(0, `c${i}`);
+    c.settle();
+    c.snapshot(0, 5);
+    const mark = c.sent.length;
+    c.propose(0, 'c6');
+    c.settle();
+    assert.deepEqual(c.chunksTo(1, mark), [], 'no InstallSnapshot to a follower that has the entries');
+    assert.deepEqual(c.chunksTo(2, mark), []);
+    for (const id of [1, 2]) assert.deepEqual(labels(c.node(id).sm), [1, 2, 3, 4, 5, 6]);
+  });
+});
+
+// ===================================================================================== catch-up
+
+describe('InstallSnapshot: a follower behind the leader’s compacted log catches up (§7)', () => {
+  test('receives the snapshot, applies it before later entries without gaps or repeats, and its log continues after it', () => {
+    const { c, data } = laggingFollower({ total: 25, snapshotAt: 20 });
+    const mark = c.sent.length;
+    heal(c, 2);
+    c.runUntil(appliedTo(c, 2, 25), 2 * HB, 'node 2 catches up');
+    c.deliverAll(); // its acknowledgement reaches the leader
+
+    const chunks = c.chunksTo(2, mark);
+    const chunk = only(chunks);
+    assert.equal(chunk.lastIncludedIndex, 20);
+    assert.equal(chunk.lastIncludedTerm, 1);
+    assert.equal(chunk.offset, 0);
+    assert.equal(chunk.done, true);
+    assert.deepEqual(chunk.data, data);
+
+    const f = c.node(2);
+    assert.deepEqual(labels(f.sm), [1, 2, 3, 'S20', 21, 22, 23, 24, 25], 'snapshot first, then the entries after it');
+    assert.deepEqual(stateOf(f.sm), stateOf(c.node(0).sm), 'same state as the leader');
+    assert.deepEqual(stateOf(f.sm), range(25).map((i) => `c${i + 1}`));
+
+    const status = f.core.status();
+    assert.equal(status.snapshotIndex, 20);
+    assert.equal(status.firstIndex, 21);
+    assert.equal(status.lastIndex, 25);
+    assert.equal(status.commitIndex, 25);
+    assert.equal(status.appliedIndex, 25);
+    assert.equal(f.core.entryAt(20), undefined);
+    assert.equal(decoder.decode(f.core.entryAt(21)!.command), 'c21');
+    assert.deepEqual(f.disk.snapshot, { index: 20, term: 1, data });
+    assert.deepEqual(f.disk.entries.map((e) => e.index), [21, 22, 23, 24, 25]);
+
+    const pr = c.core(0).status().progress.get(2)!;
+    assert.equal(pr.match, 25);
+    assert.equal(pr.state, 'replicate');
+
+    // The log simply continues.
+    c.propose(0, 'c26');
+    c.settle();
+    assert.deepEqual(labels(f.sm).slice(-2), [25, 26]);
+    assert.equal(f.core.entryAt(26)?.index, 26);
+    assert.equal(c.chunksTo(2, mark).length, 1, 'no further snapshot was needed');
+  });
+});
+
+// ===================================================================================== chunking
+
+describe('InstallSnapshot chunking', () => {
+  const SIZE = 10_000;
+  const CHUNK = 1_000;
+  const offsets = range(10).map((i) => i * CHUNK);
+
+  test('a 10,000-byte snapshot in 1,000-byte chunks: exactly 10 messages, offsets 0..9000, done only on the last, exact bytes', () => {
+    const original = patternBytes(SIZE, 1);
+    const { c } = laggingFollower({ total: 25, snapshotAt: 20, chunkBytes: CHUNK, data: original });
+    const mark = c.sent.length;
+    heal(c, 2);
+    c.runUntil(appliedTo(c, 2, 25), 2 * HB, 'node 2 catches up');
+
+    const chunks = c.chunksTo(2, mark);
+    assert.deepEqual(chunks.map((m) => m.offset), offsets);
+    assert.deepEqual(chunks.map((m) => m.done), [...Array<boolean>(9).fill(false), true]);
+    assert.deepEqual(chunks.map((m) => m.data.length), Array<number>(10).fill(CHUNK));
+    assert.ok(chunks.every((m) => m.lastIncludedIndex === 20 && m.lastIncludedTerm === 1 && m.term === 1));
+    assert.deepEqual(concat(chunks.map((m) => m.data)), original);
+
+    const replies = c.snapshotRepliesFrom(2, mark);
+    assert.deepEqual(replies.map((r) => r.nextOffset), offsets.map((o) => o + CHUNK));
+    assert.deepEqual(replies.map((r) => r.installed), [...Array<boolean>(9).fill(false), true]);
+
+    const f = c.node(2);
+    const applied = f.sm.events.filter((e) => e.kind === 'snapshot');
+    assert.equal(applied.length, 1, 'installed exactly once');
+    assert.deepEqual(applied[0]!.kind === 'snapshot' ? applied[0]!.data : null, original, 'the reassembled bytes are the original');
+    assert.deepEqual(f.disk.snapshot?.data, original);
+    assert.deepEqual(labels(f.sm), [1, 2, 3, 'S20', 21, 22, 23, 24, 25]);
+  });
+
+  test('a lost 4th chunk is resent from offset 3000 by the heartbeat retry; nothing restarts from 0', () => {
+    const original = patternBytes(SIZE, 2);
+    const { c } = laggingFollower({ total: 25, snapshotAt: 20, chunkBytes: CHUNK, data: original });
+    let dropped = false;
+    c.drop = (m) => {
+      if (!dropped && isSnap(m) && m.offset === 3 * CHUNK) return (dropped = true);
+      return false;
+    };
+    const mark = c.sent.length;
+    heal(c, 2);
+    c.runUntil(appliedTo(c, 2, 25), 3 * HB, 'node 2 catches up despite the lost chunk');
+    assert.equal(dropped, true);
+
+    const chunks = c.chunksTo(2, mark);
+    assert.deepEqual(
+      chunks.map((m) => m.offset),
+      [0, 1000, 2000, 3000, 3000, 4000, 5000, 6000, 7000, 8000, 9000],
+      'one resend of the lost chunk, then onwards',
+    );
+    assert.equal(chunks.filter((m) => m.offset === 0).length, 1, 'the transfer did not restart from offset 0');
+    assert.deepEqual(chunks.filter((m) => m.done).length, 1);
+    assert.deepEqual(c.node(2).disk.snapshot?.data, original);
+    assert.deepEqual(labels(c.node(2).sm), [1, 2, 3, 'S20', 21, 22, 23, 24, 25]);
+  });
+
+  test("a lost reply: the leader's retry of an older chunk is answered with the follower's nextOffset and it resumes there", () => {
+    const original = patternBytes(SIZE, 3);
+    const { c } = laggingFollower({ total: 25, snapshotAt: 20, chunkBytes: CHUNK, data: original });
+    let dropped = false;
+    c.drop = (m) => {
+      if (!dropped && isSnapReply(m) && m.nextOffset === 4 * CHUNK) return (dropped = true);
+      return false;
+    };
+    const mark = c.sent.length;
+    heal(c, 2);
+    c.runUntil(appliedTo(c, 2, 25), 3 * HB, 'node 2 catches up despite the lost reply');
+    assert.equal(dropped, true);
+
+    // The follower already holds 4000 bytes; the retry of chunk 3000 must not be appended twice.
+    assert.deepEqual(c.chunksTo(2, mark).map((m) => m.offset), [0, 1000, 2000, 3000, 3000, 4000, 5000, 6000, 7000, 8000, 9000]);
+    const replies = c.snapshotRepliesFrom(2, mark);
+    assert.deepEqual(
+      replies.map((r) => [r.nextOffset, r.installed]),
+      [
+        [1000, false], [2000, false], [3000, false], [4000, false], // the 4000 one is lost
+        [4000, false], // answer to the retried chunk 3000: "I hold 4000 bytes"
+        [5000, false], [6000, false], [7000, false], [8000, false], [9000, false], [10000, true],
+      ],
+    );
+    assert.deepEqual(c.node(2).disk.snapshot?.data, original);
+  });
+
+  test('a stale chunk delivered again out of order does not corrupt the reassembly nor lose bytes', () => {
+    const original = patternBytes(SIZE, 4);
+    const { c } = laggingFollower({ total: 25, snapshotAt: 20, chunkBytes: CHUNK, data: original });
+    let stale: InstallSnapshot | null = null;
+    let injected = false;
+    c.onQueue = (m) => {
+      if (!isSnap(m)) return;
+      if (m.offset === 2 * CHUNK && stale === null) stale = m;
+      if (m.offset === 5 * CHUNK && stale !== null && !injected) {
+        injected = true;
+        c.queue.splice(c.queue.length - 1, 0, stale); // the old chunk 2000 arrives just before chunk 5000
+      }
+    };
+    const mark = c.sent.length;
+    heal(c, 2);
+    c.runUntil(appliedTo(c, 2, 25), 3 * HB, 'node 2 catches up');
+    assert.equal(injected, true);
+
+    const f = c.node(2);
+    assert.deepEqual(f.disk.snapshot?.data, original);
+    assert.equal(f.sm.events.filter((e) => e.kind === 'snapshot').length, 1, 'installed exactly once');
+    assert.deepEqual(labels(f.sm), [1, 2, 3, 'S20', 21, 22, 23, 24, 25]);
+    const replies = c.snapshotRepliesFrom(2, mark);
+    const held = replies.filter((r) => !r.installed).map((r) => r.nextOffset);
+    assert.ok(held.includes(5000), 'the stale chunk is answered with what the follower holds');
+    for (let i = 1; i < held.length; i++) {
+      assert.ok(held[i]! >= held[i - 1]!, `the follower's nextOffset went back: ${held.join(',')}`);
+    }
+  });
+
+  test('a duplicated first chunk mid-transfer and a duplicated last chunk after the install do not corrupt the snapshot', () => {
+    const original = patternBytes(SIZE, 5);
+    const { c } = laggingFollower({ total: 25, snapshotAt: 20, chunkBytes: CHUNK, data: original });
+    let first: InstallSnapshot | null = null;
+    let last: InstallSnapshot | null = null;
+    let injectedFirst = false;
+    c.onQueue = (m) => {
+      if (!isSnap(m)) return;
+      if (m.offset === 0 && first === null) first = m;
+      if (m.offset === 6 * CHUNK && first !== null && !injectedFirst) {
+        injectedFirst = true;
+        c.queue.push(first);
+      }
+      if (m.done && last === null) last = m;
+    };
+    heal(c, 2);
+    c.runUntil(appliedTo(c, 2, 25), 3 * HB, 'node 2 catches up');
+    assert.equal(injectedFirst, true);
+    assert.ok(last !== null);
+
+    // The last chunk arrives once more after the install and after entries 21..25 were applied.
+    const f = c.node(2);
+    const ready = f.feed(last);
+    const reply = only(ready.messages.filter(isSnapReply));
+    assert.equal(reply.installed, true);
+    assert.equal(ready.snapshotToApply, null);
+    assert.equal(ready.snapshotWrite, null);
+
+    assert.deepEqual(f.disk.snapshot?.data, original);
+    assert.equal(f.sm.events.filter((e) => e.kind === 'snapshot').length, 1, 'installed exactly once');
+    assert.deepEqual(labels(f.sm), [1, 2, 3, 'S20', 21, 22, 23, 24, 25]);
+    assert.equal(f.core.status().lastIndex, 25);
+  });
+
+  test('a newer leader snapshot taken during a transfer restarts it at offset 0 with the new snapshot; the follower ends with the newer one', () => {
+    const s1 = patternBytes(SIZE, 6);
+    const s2 = patternBytes(5_500, 7);
+    const { c } = laggingFollower({ total: 30, snapshotAt: 20, chunkBytes: CHUNK, data: s1 });
+    heal(c, 2);
+    const chunkDelivered = (offset: number) => (): boolean => {
+      const m = c.delivered[c.delivered.length - 1];
+      return m !== undefined && isSnap(m) && m.to === 2 && m.offset === offset;
+    };
+    c.runUntil(chunkDelivered(3 * CHUNK), 2 * HB, 'the transfer of S1 reaches chunk 3000');
+    assert.equal(c.core(0).status().progress.get(2)?.state, 'snapshot');
+
+    const mark = c.sent.length;
+    c.snapshot(0, 30, s2);
+    c.runUntil(appliedTo(c, 2, 30), 3 * HB, 'node 2 installs S2');
+
+    const chunks = c.chunksTo(2, mark);
+    assert.ok(chunks.length > 0);
+    assert.equal(chunks[0]!.offset, 0, 'the new transfer starts at offset 0');
+    assert.ok(chunks.every((m) => m.lastIncludedIndex === 30 && m.lastIncludedTerm === 1), 'only S2 is sent after it was taken');
+    assert.deepEqual(chunks.map((m) => m.offset), [0, 1000, 2000, 3000, 4000, 5000]);
+    assert.deepEqual(chunks.map((m) => m.done), [false, false, false, false, false, true]);
+    assert.deepEqual(concat(chunks.map((m) => m.data)), s2);
+
+    const f = c.node(2);
+    assert.deepEqual(labels(f.sm), [1, 2, 3, 'S30'], 'S1 was never installed');
+    assert.deepEqual(f.disk.snapshot, { index: 30, term: 1, data: s2 });
+    const status = f.core.status();
+    assert.equal(status.snapshotIndex, 30);
+    assert.equal(status.firstIndex, 31);
+    assert.equal(status.lastIndex, 30);
+
+    c.propose(0, 'c31');
+    c.settle();
+    assert.deepEqual(labels(f.sm), [1, 2, 3, 'S30', 31]);
+  });
+
+  test('proposals during a transfer do not send extra chunks (one chunk in flight, progress.ts)', () => {
+    const original = patternBytes(SIZE, 8);
+    const { c } = laggingFollower({ total: 25, snapshotAt: 20, chunkBytes: CHUNK, data: original });
+    const mark = c.sent.length;
+    heal(c, 2);
+    const chunkDelivered = (offset: number) => (): boolean => {
+      const m = c.delivered[c.delivered.length - 1];
+      return m !== undefined && isSnap(m) && m.to === 2 && m.offset === offset;
+    };
+    c.runUntil(chunkDelivered(3 * CHUNK), 2 * HB, 'the transfer reaches chunk 3000');
+    // Three separate batches of proposals while chunk 4000 is being requested.
+    for (let i = 26; i <= 28; i++) {
+      c.propose(0, `c${i}`);
+      c.collect(0);
+    }
+    c.runUntil(appliedTo(c, 2, 28), 3 * HB, 'node 2 catches up');
+    assert.deepEqual(c.node(2).disk.snapshot?.data, original);
+    assert.deepEqual(
+      c.chunksTo(2, mark).map((m) => m.offset),
+      offsets,
+      'each chunk is sent once: proposals must not add chunks to a transfer in flight',
+    );
+  });
+});
+
+// ===================================================================================== follower log
+
+describe('InstallSnapshot: the follower’s log (§7, Figure 13 steps 6–7)', () => {
+  const restored = (term: Term, entries: Entry[]): PersistentState => ({
+    hardState: { term, votedFor: NO_VOTE },
+    snapshot: null,
+    entries,
+  });
+
+  test('a log containing the snapshot’s last entry (same index and term) keeps the entries after it', () => {
+    const f = new Node(1, 3, undefined, restored(2, log(1, 1, 1, 2, 2, 2, 2, 2)));
+    const data = bytes('s5');
+    const ready = f.feed(installSnapshot(0, 1, 2, 5, 2, data));
+    assert.deepEqual(ready.snapshotWrite, { index: 5, term: 2, data });
+    assert.deepEqual(ready.snapshotToApply, { index: 5, term: 2, data });
+    assert.equal(ready.logWrite, null, 'the kept entries were already durable');
+    assert.deepEqual(ready.committed, []);
+    const reply = only(ready.messages.filter(isSnapReply));
+    assert.deepEqual(reply, {
+      type: 'InstallSnapshotReply',
+      from: 1,
+      to: 0,
+      term: 2,
+      lastIncludedIndex: 5,
+      nextOffset: data.length,
+      installed: true,
+    });
+
+    const status = f.core.status();
+    assert.equal(status.snapshotIndex, 5);
+    assert.equal(status.firstIndex, 6);
+    assert.equal(status.lastIndex, 8);
+    assert.equal(status.lastTerm, 2);
+    assert.equal(status.commitIndex, 5);
+    assert.equal(status.appliedIndex, 5);
+    assert.deepEqual([6, 7, 8].map((i) => decoder.decode(f.core.entryAt(i)!.command)), ['6@2', '7@2', '8@2']);
+    assert.deepEqual(f.disk.entries.map((e) => e.index), [6, 7, 8]);
+
+    // Survives a restart, and the kept entries commit normally afterwards.
+    f.restart();
+    assert.equal(f.core.status().firstIndex, 6);
+    assert.equal(f.core.status().lastIndex, 8);
+    assert.equal(f.core.status().commitIndex, 5);
+    f.feed(ae(0, 1, 2, 8, 2, [], 8));
+    assert.deepEqual(labels(f.sm), ['R5', 6, 7, 8]);
+  });
+
+  test('a log that conflicts at the snapshot’s last index is discarded entirely', () => {
+    const f = new Node(1, 3, undefined, restored(2, log(1, 1, 1, 2, 2, 2, 2, 2)));
+    const data = bytes('s5@3');
+    const ready = f.feed(installSnapshot(0, 1, 3, 5, 3, data));
+    assert.deepEqual(ready.hardState, { term: 3, votedFor: NO_VOTE });
+    assert.deepEqual(ready.snapshotWrite, { index: 5, term: 3, data });
+    assert.deepEqual(ready.logWrite, { fromIndex: 6, entries: [] }, 'the durable entries after the snapshot are dropped too');
+    assert.equal(only(ready.messages.filter(isSnapReply)).installed, true);
+
+    const status = f.core.status();
+    assert.equal(status.snapshotIndex, 5);
+    assert.equal(status.firstIndex, 6);
+    assert.equal(status.lastIndex, 5);
+    assert.equal(status.lastTerm, 3);
+    assert.equal(status.commitIndex, 5);
+    assert.equal(f.core.entryAt(6), undefined);
+    assert.deepEqual(f.disk.entries, []);
+    assert.deepEqual(labels(f.sm), ['S5']);
+
+    f.restart();
+    assert.equal(f.core.status().lastIndex, 5);
+    assert.equal(f.core.status().lastTerm, 3);
+  });
+
+  test('a log shorter than the snapshot is replaced by it', () => {
+    const f = new Node(1, 3, undefined, restored(1, log(1, 1, 1)));
+    const ready = f.feed(installSnapshot(0, 1, 1, 10, 1, bytes('s10')));
+    assert.deepEqual(ready.snapshotWrite, { index: 10, term: 1, data: bytes('s10') });
+    const status = f.core.status();
+    assert.equal(status.snapshotIndex, 10);
+    assert.equal(status.firstIndex, 11);
+    assert.equal(status.lastIndex, 10);
+    assert.deepEqual(f.disk.entries, []);
+    // The next AppendEntries anchored at the snapshot is accepted.
+    const next = f.feed(ae(0, 1, 1, 10, 1, [ent(11, 1)], 11));
+    const reply = only(next.messages.filter((m) => m.type === 'AppendEntriesReply'));
+    assert.equal(reply.type === 'AppendEntriesReply' && reply.success, true);
+    assert.deepEqual(labels(f.sm), ['S10', 11]);
+  });
+});
+
+// ===================================================================================== stale snapshots
+
+describe('InstallSnapshot that tells the follower nothing new', () => {
+  /** Follower 1 in term 2 with entries 1..8 (terms 1,1,1,2,...), commit 6, applied 6. */
+  function committedFollower(): Node {
+    const f = new Node(1, 3, undefined, { hardState: { term: 2, votedFor: NO_VOTE }, snapshot: null, entries: log(1, 1, 1, 2, 2, 2, 2, 2) });
+    f.feed(ae(0, 1, 2, 8, 2, [], 6));
+    assert.equal(f.core.status().commitIndex, 6);
+    assert.equal(f.core.status().appliedIndex, 6);
+    return f;
+  }
+
+  for (const index of [5, 6]) {
+    test(`a snapshot at ${index}, at or below the commit index 6, is acknowledged (installed=true) and changes nothing`, () => {
+      const f = committedFollower();
+      const before = f.core.status();
+      const data = bytes(`s${index}`);
+      const ready = f.feed(installSnapshot(0, 1, 2, index, index <= 3 ? 1 : 2, data));
+      assert.deepEqual(only(ready.messages.filter(isSnapReply)), {
+        type: 'InstallSnapshotReply',
+        from: 1,
+        to: 0,
+        term: 2,
+        lastIncludedIndex: index,
+        nextOffset: data.length,
+        installed: true,
+      });
+      assert.equal(ready.hardState, null);
+      assert.equal(ready.snapshotWrite, null);
+      assert.equal(ready.snapshotToApply, null);
+      assert.equal(ready.logWrite, null);
+      assert.deepEqual(ready.committed, []);
+      const after = f.core.status();
+      for (const key of ['snapshotIndex', 'firstIndex', 'lastIndex', 'commitIndex', 'appliedIndex', 'term'] as const) {
+        assert.equal(after[key], before[key], key);
+      }
+      assert.equal(f.disk.snapshot, null);
+      assert.equal(f.disk.entries.length, 8);
+      assert.deepEqual(labels(f.sm), [1, 2, 3, 4, 5, 6]);
+    });
+  }
+
+  test('a middle chunk of a snapshot at or below the commit index is acknowledged with offset + length', () => {
+    const f = committedFollower();
+    const ready = f.feed(installSnapshot(0, 1, 2, 4, 2, new Uint8Array(1000), 2000, false));
+    const reply = only(ready.messages.filter(isSnapReply));
+    assert.equal(reply.installed, true);
+    assert.equal(reply.nextOffset, 3000);
+    assert.equal(f.core.status().snapshotIndex, 0);
+  });
+
+  test('a stale snapshot (at or below commit) does not disturb the transfer of a newer one in progress', () => {
+    const f = committedFollower();
+    const s10 = patternBytes(3000, 9);
+    const r1 = f.feed(installSnapshot(0, 1, 2, 10, 2, s10.subarray(0, 1000), 0, false));
+    assert.equal(only(r1.messages.filter(isSnapReply)).nextOffset, 1000);
+    // A delayed chunk of an old snapshot (index 5 <= commit 6) turns up.
+    f.feed(installSnapshot(0, 1, 2, 5, 2, bytes('old'), 0, true));
+    // The transfer of snapshot 10 continues where it was.
+    const r2 = f.feed(installSnapshot(0, 1, 2, 10, 2, s10.subarray(1000, 2000), 1000, false));
+    assert.deepEqual(
+      [only(r2.messages.filter(isSnapReply)).nextOffset, only(r2.messages.filter(isSnapReply)).installed],
+      [2000, false],
+      'the follower threw away the 1000 bytes of snapshot 10 it held',
+    );
+    const r3 = f.feed(installSnapshot(0, 1, 2, 10, 2, s10.subarray(2000), 2000, true));
+    assert.equal(only(r3.messages.filter(isSnapReply)).installed, true);
+    assert.deepEqual(f.disk.snapshot?.data, s10);
+  });
+
+  test('InstallSnapshot from an older term is refused with the current term and changes nothing', () => {
+    const f = new Node(1, 3, undefined, { hardState: { term: 3, votedFor: 2 }, snapshot: null, entries: log(1, 1, 3) });
+    const before = f.core.status();
+    const ready = f.feed(installSnapshot(0, 1, 2, 10, 2, bytes('0123456789'), 0, false));
+    assert.deepEqual(only(ready.messages), {
+      type: 'InstallSnapshotReply',
+      from: 1,
+      to: 0,
+      term: 3,
+      lastIncludedIndex: 10,
+      nextOffset: 0,
+      installed: false,
+    });
+    assert.equal(ready.hardState, null);
+    assert.equal(ready.snapshotWrite, null);
+    assert.equal(ready.snapshotToApply, null);
+    assert.equal(ready.logWrite, null);
+    const after = f.core.status();
+    for (const key of ['term', 'votedFor', 'leaderId', 'role', 'snapshotIndex', 'firstIndex', 'lastIndex', 'commitIndex'] as const) {
+      assert.equal(after[key], before[key], key);
+    }
+    // Nothing of the stale chunk was kept: a current-term chunk continuing at offset 10 is refused.
+    const next = f.feed(installSnapshot(2, 1, 3, 10, 2, bytes('abcdefghij'), 10, true));
+    const reply = only(next.messages.filter(isSnapReply));
+    assert.deepEqual([reply.installed, reply.nextOffset], [false, 0]);
+    assert.equal(f.core.status().snapshotIndex, 0);
+    // A complete older-term snapshot (done) is refused too.
+    const done = f.feed(installSnapshot(0, 1, 2, 10, 2, bytes('x'), 0, true));
+    assert.deepEqual([only(done.messages.filter(isSnapReply)).installed, only(done.messages.filter(isSnapReply)).term], [false, 3]);
+    assert.equal(done.snapshotToApply, null);
+    assert.equal(f.core.status().snapshotIndex, 0);
+    assert.equal(f.disk.snapshot, null);
+  });
+});
+
+// ===================================================================================== restart
+
+describe('restart from PersistentState with a snapshot', () => {
+  test('commitIndex = appliedIndex = snapshot.index, firstIndex = snapshot.index + 1, nothing to do', () => {
+    const data = encodeState(range(30).map((i) => `c${i + 1}`));
+    const state: PersistentState = {
+      hardState: { term: 2, votedFor: 0 },
+      snapshot: { index: 30, term: 2, data },
+      entries: [ent(31, 2), ent(32, 2), ent(33, 2)],
+    };
+    const core = new RaftCore(makeConfig(1, 3, undefined), state);
+    const status = core.status();
+    assert.equal(status.snapshotIndex, 30);
+    assert.equal(status.firstIndex, 31);
+    assert.equal(status.lastIndex, 33);
+    assert.equal(status.lastTerm, 2);
+    assert.equal(status.commitIndex, 30);
+    assert.equal(status.appliedIndex, 30);
+    assert.equal(status.term, 2);
+    assert.equal(status.votedFor, 0);
+    assert.equal(core.entryAt(30), undefined);
+    assert.equal(core.entryAt(31)?.term, 2);
+    assert.equal(core.hasReady(), false, 'the driver restores the state machine itself; nothing to apply or persist');
+
+    const empty = new RaftCore(makeConfig(1, 3, undefined), { ...state, entries: [] });
+    assert.equal(empty.status().firstIndex, 31);
+    assert.equal(empty.status().lastIndex, 30);
+    assert.equal(empty.status().lastTerm, 2);
+  });
+
+  test('a leader restarted from its disk (snapshot + later entries) brings a far-behind follower up to date via InstallSnapshot', () => {
+    const { c, data } = laggingFollower({ total: 30, snapshotAt: 25 });
+    c.node(0).restart();
+    c.node(1).restart();
+    const s0 = c.core(0).status();
+    assert.equal(s0.role, 'follower');
+    assert.equal(s0.commitIndex, 25);
+    assert.equal(s0.appliedIndex, 25);
+    assert.equal(s0.snapshotIndex, 25);
+    assert.equal(s0.firstIndex, 26);
+    assert.equal(s0.lastIndex, 30);
+    assert.deepEqual(labels(c.node(0).sm), ['R25']);
+
+    c.elect(0);
+    assert.equal(c.core(0).term, 2);
+    c.propose(0, 'c31'); // commits 26..30 with it (§5.4.2)
+    c.settle();
+    assert.equal(c.core(1).status().commitIndex, 31);
+
+    const mark = c.sent.length;
+    heal(c, 2);
+    c.runUntil(appliedTo(c, 2, 31), 3 * HB, 'node 2 catches up from the restarted leader');
+    const chunk = only(c.chunksTo(2, mark));
+    assert.deepEqual(
+      [chunk.term, chunk.lastIncludedIndex, chunk.lastIncludedTerm, chunk.offset, chunk.done],
+      [2, 25, 1, 0, true],
+    );
+    assert.deepEqual(chunk.data, data, 'the restored snapshot bytes are sent');
+    const f = c.node(2);
+    assert.deepEqual(labels(f.sm), [1, 2, 3, 'S25', 26, 27, 28, 29, 30, 31]);
+    assert.deepEqual(stateOf(f.sm), stateOf(c.node(0).sm));
+    assert.deepEqual(stateOf(f.sm), range(31).map((i) => `c${i + 1}`));
+    assert.equal(f.core.status().firstIndex, 26);
+  });
+});
