@@ -496,12 +496,20 @@ export class RaftCore {
     this.acceptLeader(request.from);
     const index = request.lastIncludedIndex;
     if (index <= this.log.commitIndex) {
-      this.incomingSnapshot = null;
+      // A stale or duplicated snapshot: acknowledge it, but keep any newer transfer in progress.
+      if (this.incomingSnapshot !== null && this.incomingSnapshot.index <= this.log.commitIndex) this.incomingSnapshot = null;
       this.replySnapshot(request, request.offset + request.data.length, true);
       return;
     }
-    if (request.offset === 0) {
+    const current = this.incomingSnapshot;
+    const sameSnapshot = current !== null && current.index === index && current.term === request.lastIncludedTerm;
+    if (request.offset === 0 && !sameSnapshot) {
       this.incomingSnapshot = { index, term: request.lastIncludedTerm, chunks: [], bytes: 0 };
+    } else if (request.offset === 0 && current !== null && current.bytes > 0) {
+      // The first chunk again (a duplicate, or a new leader starting over with the same snapshot):
+      // tell the sender where to continue instead of throwing away what arrived.
+      this.replySnapshot(request, current.bytes, false);
+      return;
     }
     const incoming = this.incomingSnapshot;
     if (
@@ -608,7 +616,8 @@ export class RaftCore {
   private broadcastAppend(): void {
     for (const peer of this.others) {
       const pr = this.progress.get(peer)!;
-      if (pr.state === 'probe' && pr.probeInFlight) continue;
+      // A probe or a snapshot chunk in flight is answered or retried on its own; new entries wait.
+      if (pr.state === 'snapshot' || (pr.state === 'probe' && pr.probeInFlight)) continue;
       if (pr.next <= this.log.lastIndex()) this.sendAppend(peer, pr);
     }
   }

@@ -5,29 +5,14 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freeLoopbackPorts } from '../../src/testing/local-cluster.js';
 
 const ENTRY = fileURLToPath(new URL('./raft-process.js', import.meta.url));
 
 type Reply = { op: string; id?: number; [key: string]: unknown };
-
-/** Ports that were free a moment ago on 127.0.0.1. */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () =>
-      new Promise<import('node:net').Server>((resolve) => {
-        const server = createServer();
-        server.listen({ host: '127.0.0.1', port: 0 }, () => resolve(server));
-      }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
-}
 
 class NodeProcess {
   child: ChildProcess | null = null;
@@ -122,7 +107,7 @@ export class ProcessCluster {
   }
 
   static async start(size: number): Promise<ProcessCluster> {
-    const cluster = new ProcessCluster(await freePorts(size), mkdtempSync(join(tmpdir(), 'tsraft-process-')));
+    const cluster = new ProcessCluster(await freeLoopbackPorts(size), mkdtempSync(join(tmpdir(), 'tsraft-process-')));
     await Promise.all(cluster.nodes.map((n) => n.start()));
     return cluster;
   }
