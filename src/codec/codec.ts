@@ -213,7 +213,9 @@ export class ByteReader {
     if (len > this.remaining) {
       throw new CodecError(`truncated byte string at offset ${start}: length ${len}, ${this.remaining} bytes remain`);
     }
-    const out = this.buf.slice(this.pos, this.pos + len);
+    // A plain Uint8Array copy even when the input is a Node Buffer, whose slice() would be a view.
+    const out = new Uint8Array(len);
+    out.set(this.buf.subarray(this.pos, this.pos + len));
     this.pos += len;
     return out;
   }

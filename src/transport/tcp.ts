@@ -468,6 +468,11 @@ export class TcpTransport implements Transport {
       if (peer.connectTimer !== null) clearTimeout(peer.connectTimer);
       peer.connectTimer = null;
       if (this.closed || peer.socket !== socket) return;
+      if (socket.localPort === socket.remotePort && socket.localAddress === socket.remoteAddress) {
+        // TCP simultaneous open: dialling a free local port can connect the socket to itself.
+        socket.destroy(new Error('connected to itself (the peer is down)'));
+        return;
+      }
       socket.setKeepAlive(true, 10_000);
       peer.connected = true;
       peer.connectedAt = Date.now();

@@ -74,7 +74,11 @@ async function waitFor(cond: () => boolean, what: string, ms = 2000): Promise<vo
   }
 }
 
-const bytes = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
+function bytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = (i * 31 + seed) & 0xff;
+  return out;
+}
 
 function ae(from: NodeId, to: NodeId, leaderCommit: number, commandBytes = 3): AppendEntries {
   return {
@@ -423,8 +427,8 @@ describe('TcpTransport', () => {
       a.t.send(ae(0, 1, 1));
       await waitFor(() => b.got.length === CHUNKS + 1, 'everything', 6000);
       const at = b.got.findIndex((m) => m.type === 'AppendEntries');
-      const chunksAfter = CHUNKS - at;
-      assert.ok(chunksAfter >= stillQueued, `AppendEntries arrived after ${at} chunks; ${stillQueued} were queued behind it`);
+      // Strict priority: it is written at the first opportunity, ahead of every chunk still queued.
+      assert.equal(at, CHUNKS - stillQueued, `AppendEntries arrived after ${at} chunks; ${stillQueued} were queued behind it`);
       const offsets = b.got.filter((m) => m.type === 'InstallSnapshot').map((m) => m.offset);
       assert.deepEqual(offsets, Array.from({ length: CHUNKS }, (_, i) => i * SIZE), 'chunks stay in order');
     } finally {

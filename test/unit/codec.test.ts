@@ -326,3 +326,25 @@ test('codec: a 5000-byte command costs at most 5000 + 16 bytes in a one-entry Ap
   assert.equal(encodeMessage(m).length, size);
   assert.ok(size <= 5000 + 16, `size ${size}`);
 });
+
+test('decoding from a Node Buffer returns plain, unaliased Uint8Arrays', async () => {
+  const { encodeMessage: encode, decodeMessage: decode } = await import('../../src/codec/index.js');
+  const message = {
+    type: 'AppendEntries' as const,
+    from: 1,
+    to: 2,
+    term: 3,
+    prevLogIndex: 4,
+    prevLogTerm: 3,
+    entries: [{ index: 5, term: 3, command: new Uint8Array([9, 8, 7]) }],
+    leaderCommit: 4,
+  };
+  const buffer = Buffer.from(encode(message));
+  const decoded = decode(buffer);
+  assert.equal(decoded.type, 'AppendEntries');
+  if (decoded.type !== 'AppendEntries') return;
+  const command = decoded.entries[0]!.command;
+  assert.equal(Buffer.isBuffer(command), false);
+  buffer.fill(0);
+  assert.deepEqual([...command], [9, 8, 7]);
+});

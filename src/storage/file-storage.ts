@@ -1,0 +1,540 @@
+/**
+ * FileStorage: a node's durable state in one directory, as a write-ahead log plus snapshot files.
+ * The record and file formats are described in wal-format.ts.
+ *
+ * Writing. save() validates its input, queues it and returns a promise. One flush loop takes
+ * everything queued, encodes it (one record per save), writes it with ONE write and ONE fdatasync,
+ * and only then resolves those saves, in call order. Saves that arrive meanwhile form the next
+ * batch (group commit). If a write or sync fails, those saves and every later one reject with
+ * TSRAFT_STORAGE_IO: the node must stop, since what it promised may not be on disk.
+ *
+ * Segments. The active segment rolls over to a new file once it holds segmentBytes or more; the
+ * directory is fsynced after a segment file is created.
+ *
+ * Snapshots and compaction. A batch containing a snapshot (only its latest snapshot counts):
+ *   1. writes `snap-<index>.snap.tmp`, fsyncs it, renames it to `snap-<index>.snap`, fsyncs the dir;
+ *   2. starts a new segment whose first record is a CHECKPOINT: the complete state after that save
+ *      (hard state, snapshot marker, every entry after the snapshot), followed by the batch's later
+ *      saves; one write, one fdatasync, and the directory fsync for the new file;
+ *   3. deletes every older segment and the previous snapshot file, and fsyncs the directory.
+ * Recovery starts from the newest segment that begins with a valid checkpoint (or from the first
+ * segment, which must then start at sequence 0) and deletes older segments, so a crash anywhere in
+ * 1-3 leaves either the old state (new snapshot file unreferenced, deleted at startup) or the new
+ * one. The price: each snapshot rewrites the entries after it; snapshots are rare and the log after
+ * one is short, so that is cheap, and no segment ever needs rewriting in place.
+ *
+ * Recovery (open): a bad record (incomplete or failing its CRC) at the end of the last segment, with
+ * no valid record after it, is a write that was never acknowledged: it is truncated away. Any other
+ * damage (in an earlier segment, followed by valid records, a missing segment, a snapshot file that
+ * fails its checks) stops startup with TSRAFT_STORAGE_CORRUPT naming the file and byte offset.
+ * Segments are read whole; entries' commands are views into those buffers, not copies.
+ *
+ * Memory: the log after the snapshot is kept in memory (the Entry objects are shared with the core's
+ * log), to answer open() and to write checkpoints.
+ *
+ * Lock: `LOCK` holds the owner's pid. A live owner (process.kill(pid, 0)) makes open() fail with
+ * TSRAFT_STORAGE_LOCKED; a dead one's lock is taken over. (Advisory: it guards against a second
+ * tsraft process, or a second FileStorage in this one, on the same directory.)
+ */
+import type { FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { dirname, join, resolve as resolvePath } from 'node:path';
+import type { HardState, PersistentState, Snapshot } from '../core/messages.js';
+import type { LogWrite } from '../core/ready.js';
+import { crc32c } from './crc32c.js';
+import { LogState, WriteCursor } from './log-state.js';
+import { StorageError, type Storage } from './storage.js';
+import {
+  decodeSnapshotFile,
+  encodeRecord,
+  encodeSnapshotHeader,
+  parseSegmentName,
+  parseSnapshotName,
+  replaySegment,
+  segmentName,
+  snapshotName,
+  startsWithCheckpoint,
+  TEMP_SUFFIX,
+  validRecordAfter,
+  type RecordParts,
+  type SnapshotMeta,
+} from './wal-format.js';
+
+export interface FileStorageOptions {
+  /** The data directory (created if missing). One node per directory. */
+  readonly dir: string;
+  /** Roll over to a new segment file once the active one holds this many bytes. Default 64 MiB. */
+  readonly segmentBytes?: number;
+  /**
+   * fsync/fdatasync before acknowledging a save. Default true. UNSAFE when false: a machine crash
+   * (not just a process crash) can then lose acknowledged saves. For tests and benchmarks only.
+   */
+  readonly fsync?: boolean;
+}
+
+/** Counters since construction: write-ahead log writes and bytes, and sync calls (file and directory). */
+export interface FileStorageStats {
+  readonly writes: number;
+  readonly syncs: number;
+  readonly bytes: number;
+}
+
+interface PendingSave {
+  readonly hardState: HardState | null;
+  readonly snapshot: Snapshot | null;
+  readonly logWrite: LogWrite | null;
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+}
+
+interface Segment {
+  readonly name: string;
+  readonly firstSeq: number;
+}
+
+const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+const LOCK_FILE = 'LOCK';
+
+export class FileStorage implements Storage {
+  readonly dir: string;
+  private readonly segmentBytes: number;
+  private readonly fsync: boolean;
+  private readonly counters = { writes: 0, syncs: 0, bytes: 0 };
+
+  private phase: 'new' | 'opening' | 'open' | 'closed' = 'new';
+  private opening: Promise<unknown> | null = null;
+  private closing: Promise<void> | null = null;
+  private lockHeld = false;
+
+  private state = new LogState<SnapshotMeta>();
+  private cursor = new WriteCursor();
+  /** Live segments, oldest first; the last one is the active segment. */
+  private segments: Segment[] = [];
+  private active: FileHandle | null = null;
+  private activeBytes = 0;
+  private activeRecords = 0;
+  private nextSeq = 0;
+
+  private queue: PendingSave[] = [];
+  private flushing: Promise<void> | null = null;
+  private failure: StorageError | null = null;
+
+  constructor(options: FileStorageOptions) {
+    const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    if (!Number.isSafeInteger(segmentBytes) || segmentBytes < 1) throw new Error(`segmentBytes must be a positive integer, got ${segmentBytes}`);
+    this.dir = options.dir;
+    this.segmentBytes = segmentBytes;
+    this.fsync = options.fsync ?? true;
+  }
+
+  get stats(): FileStorageStats {
+    return { ...this.counters };
+  }
+
+  // ------------------------------------------------------------------ open and recovery
+
+  open(): Promise<PersistentState> {
+    if (this.phase === 'closed' || this.closing !== null) return Promise.reject(closedError());
+    if (this.phase !== 'new') return Promise.reject(new Error('FileStorage.open() may be called only once'));
+    this.phase = 'opening';
+    const opening = this.openAndRecover();
+    this.opening = opening;
+    return opening;
+  }
+
+  private async openAndRecover(): Promise<PersistentState> {
+    try {
+      const created = await mkdir(this.dir, { recursive: true });
+      if (created !== undefined) await this.syncDir(dirname(resolvePath(this.dir)));
+      await this.lock();
+      const state = await this.recover();
+      this.phase = 'open';
+      return state;
+    } catch (error) {
+      await this.release().catch(() => undefined);
+      this.phase = 'closed';
+      throw asStorageError(error, `cannot open the data directory ${this.dir}`);
+    }
+  }
+
+  private async recover(): Promise<PersistentState> {
+    const names = (await readdir(this.dir)).sort();
+    let deleted = false;
+    for (const name of names) {
+      if (name.endsWith(TEMP_SUFFIX) && parseSnapshotName(name.slice(0, -TEMP_SUFFIX.length)) !== null) {
+        await unlink(this.path(name));
+        deleted = true;
+      }
+    }
+    const all: Segment[] = [];
+    const snapshotFiles: string[] = [];
+    for (const name of names) {
+      const seq = parseSegmentName(name);
+      if (seq !== null) all.push({ name, firstSeq: seq });
+      else if (parseSnapshotName(name) !== null) snapshotFiles.push(name);
+    }
+    if (all.length === 0) {
+      if (snapshotFiles.length > 0) {
+        throw corrupt(`${this.path(snapshotFiles[0]!)} exists but the write-ahead log is missing`);
+      }
+      if (deleted) await this.syncDir();
+      await this.startSegment(0);
+      return { hardState: this.state.hardState, snapshot: null, entries: [] };
+    }
+
+    // Replay from the newest segment that starts with a checkpoint; older ones are obsolete.
+    const buffers: Uint8Array[] = [];
+    let start = all.length - 1;
+    for (; start >= 0; start--) {
+      const buf = await this.readWhole(all[start]!.name);
+      buffers[start] = buf;
+      if (startsWithCheckpoint(buf, all[start]!.firstSeq)) break;
+    }
+    if (start < 0) {
+      start = 0;
+      if (all[0]!.firstSeq !== 0) {
+        throw corrupt(`${this.path(all[0]!.name)} at byte offset 0: the log does not begin at sequence 0 nor with a valid checkpoint (segments are missing)`);
+      }
+    }
+    const live = all.slice(start);
+    let seq = live[0]!.firstSeq;
+    for (let i = 0; i < live.length; i++) {
+      const segment = live[i]!;
+      const file = this.path(segment.name);
+      const buf = buffers[start + i]!;
+      if (segment.firstSeq !== seq) {
+        throw corrupt(`${file} at byte offset 0: it begins at sequence ${segment.firstSeq}, expected ${seq} (a segment is missing or damaged)`);
+      }
+      const scan = replaySegment(this.state, buf, segment.firstSeq);
+      seq += scan.records;
+      const last = i === live.length - 1;
+      if (scan.problem !== null) {
+        const { offset, reason, mayBeTorn } = scan.problem;
+        if (!last || !mayBeTorn || validRecordAfter(buf, offset, seq)) {
+          const where = last ? 'valid records follow it' : 'it is not in the last segment';
+          throw corrupt(`${file} at byte offset ${offset}: ${reason}${mayBeTorn ? ` (${where}, so it is not a torn write)` : ''}`);
+        }
+        // A torn write: never acknowledged. Cut it off and carry on.
+        await this.truncateSegment(segment.name, offset);
+      }
+      if (last) {
+        this.activeBytes = scan.end;
+        this.activeRecords = scan.records;
+      }
+    }
+    this.nextSeq = seq;
+    this.segments = live;
+
+    // The snapshot the log references must be intact; any other snapshot file is a leftover.
+    let snapshot: Snapshot | null = null;
+    const meta = this.state.snapshot;
+    if (meta !== null) {
+      const name = snapshotName(meta.index);
+      if (!snapshotFiles.includes(name)) throw corrupt(`${this.path(name)}: the snapshot file the log references is missing`);
+      const data = decodeSnapshotFile(await this.readWhole(name), meta);
+      if (typeof data === 'string') throw corrupt(`${this.path(name)}: ${data}`);
+      snapshot = { index: meta.index, term: meta.term, data };
+    }
+    for (const name of snapshotFiles) {
+      if (meta === null || name !== snapshotName(meta.index)) {
+        await unlink(this.path(name));
+        deleted = true;
+      }
+    }
+    for (const old of all.slice(0, start)) {
+      await unlink(this.path(old.name));
+      deleted = true;
+    }
+    if (deleted) await this.syncDir();
+
+    this.active = await open(this.path(live[live.length - 1]!.name), 'r+');
+    this.cursor = WriteCursor.of(this.state);
+    return { hardState: this.state.hardState, snapshot, entries: this.state.entries.slice() };
+  }
+
+  private async readWhole(name: string): Promise<Uint8Array> {
+    const b = await readFile(this.path(name));
+    return new Uint8Array(b.buffer, b.byteOffset, b.length);
+  }
+
+  private async truncateSegment(name: string, length: number): Promise<void> {
+    const fh = await open(this.path(name), 'r+');
+    try {
+      await fh.truncate(length);
+      await this.syncFile(fh);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  // ------------------------------------------------------------------ saving
+
+  save(hardState: HardState | null, snapshot: Snapshot | null, logWrite: LogWrite | null): Promise<void> {
+    if (this.phase === 'closed' || this.closing !== null) return Promise.reject(closedError());
+    if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.phase !== 'open') return Promise.reject(new Error('FileStorage.save() called before open() finished'));
+    try {
+      this.cursor.accept(hardState, snapshot, logWrite);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ hardState, snapshot, logWrite, resolve, reject });
+      // Start on a microtask, so that saves made in the same turn share the first batch too.
+      this.flushing ??= Promise.resolve().then(() => this.flushLoop());
+    });
+  }
+
+  private async flushLoop(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue;
+      this.queue = [];
+      if (this.failure === null) {
+        try {
+          await this.writeBatch(batch);
+          for (const save of batch) save.resolve();
+          continue;
+        } catch (error) {
+          this.failure = asStorageError(error, `write-ahead log write failed in ${this.dir}; the node must stop`, 'TSRAFT_STORAGE_IO');
+        }
+      }
+      for (const save of batch) save.reject(this.failure);
+    }
+    this.flushing = null;
+  }
+
+  private async writeBatch(batch: readonly PendingSave[]): Promise<void> {
+    let last = -1;
+    for (let i = 0; i < batch.length; i++) if (batch[i]!.snapshot !== null) last = i;
+    const records: Uint8Array[] = [];
+    if (last < 0) {
+      for (const save of batch) this.encodeSave(save, null, records);
+      if (records.length === 0) return;
+      if (this.activeBytes >= this.segmentBytes && this.activeRecords > 0) await this.rollOver();
+      await this.append(records);
+      return;
+    }
+    // Everything up to the latest snapshot is folded into one checkpoint record.
+    const snapshot = batch[last]!.snapshot!;
+    const meta = await this.writeSnapshotFile(snapshot);
+    const previousSnapshot = this.state.snapshot;
+    for (let i = 0; i <= last; i++) this.applySave(batch[i]!, i === last ? meta : null);
+    const state = this.state;
+    const checkpoint: RecordParts = {
+      checkpoint: true,
+      hardState: state.hardState,
+      snapshot: state.snapshot,
+      fromIndex: state.snapshotIndex + 1,
+      entries: state.entries,
+    };
+    const checkpointSeq = this.nextSeq++;
+    records.push(encodeRecord(checkpointSeq, checkpoint));
+    for (let i = last + 1; i < batch.length; i++) this.encodeSave(batch[i]!, null, records);
+    // An empty active segment (named checkpointSeq) can take the checkpoint itself.
+    const reuse = this.activeRecords === 0;
+    const obsolete = reuse ? this.segments.slice(0, -1) : this.segments.slice();
+    if (!reuse) await this.startSegment(checkpointSeq);
+    await this.append(records);
+    for (const segment of obsolete) await unlink(this.path(segment.name)).catch(ignoreMissing);
+    this.segments = this.segments.slice(-1);
+    if (previousSnapshot !== null) await unlink(this.path(snapshotName(previousSnapshot.index))).catch(ignoreMissing);
+    await this.syncDir();
+  }
+
+  /** Applies a save to the in-memory state; `meta` stands for its snapshot if it has one. */
+  private applySave(save: PendingSave, meta: SnapshotMeta | null): void {
+    const { hardState, snapshot, logWrite } = save;
+    if (hardState !== null) this.state.setHardState(hardState);
+    if (snapshot !== null) {
+      // A snapshot superseded within the batch is never written: only its position matters.
+      this.state.applySnapshot(meta ?? { index: snapshot.index, term: snapshot.term, length: snapshot.data.length, crc: 0 });
+    }
+    if (logWrite !== null) this.state.applyLogWrite(logWrite.fromIndex, logWrite.entries);
+  }
+
+  /** Applies a save without a snapshot and adds its record (if it has any content) to `records`. */
+  private encodeSave(save: PendingSave, meta: SnapshotMeta | null, records: Uint8Array[]): void {
+    this.applySave(save, meta);
+    const { hardState, logWrite } = save;
+    if (hardState === null && logWrite === null) return;
+    const parts: RecordParts = {
+      checkpoint: false,
+      hardState,
+      snapshot: null,
+      fromIndex: logWrite?.fromIndex ?? 0,
+      entries: logWrite?.entries ?? null,
+    };
+    records.push(encodeRecord(this.nextSeq++, parts));
+  }
+
+  /** One write and one sync of `records` at the end of the active segment. */
+  private async append(records: readonly Uint8Array[]): Promise<void> {
+    const fh = this.active!;
+    const buf = records.length === 1 ? records[0]! : Buffer.concat(records);
+    await writeAll(fh, buf, this.activeBytes);
+    this.counters.writes++;
+    this.counters.bytes += buf.length;
+    await this.syncFile(fh);
+    this.activeBytes += buf.length;
+    this.activeRecords += records.length;
+  }
+
+  private async rollOver(): Promise<void> {
+    await this.startSegment(this.nextSeq);
+  }
+
+  /** Creates a new, empty active segment whose first record will have `firstSeq`. */
+  private async startSegment(firstSeq: number): Promise<void> {
+    const name = segmentName(firstSeq);
+    const fh = await open(this.path(name), 'wx');
+    try {
+      await this.syncDir();
+    } catch (error) {
+      await fh.close();
+      throw error;
+    }
+    const previous = this.active;
+    this.active = fh;
+    this.activeBytes = 0;
+    this.activeRecords = 0;
+    this.segments.push({ name, firstSeq });
+    await previous?.close();
+  }
+
+  private async writeSnapshotFile(snapshot: Snapshot): Promise<SnapshotMeta> {
+    const meta: SnapshotMeta = { index: snapshot.index, term: snapshot.term, length: snapshot.data.length, crc: crc32c(snapshot.data) };
+    const name = snapshotName(snapshot.index);
+    const temp = this.path(name + TEMP_SUFFIX);
+    const fh = await open(temp, 'w');
+    try {
+      const header = encodeSnapshotHeader(meta);
+      await writeAll(fh, header, 0);
+      await writeAll(fh, snapshot.data, header.length);
+      await this.syncFile(fh);
+    } finally {
+      await fh.close();
+    }
+    await rename(temp, this.path(name));
+    await this.syncDir();
+    return meta;
+  }
+
+  // ------------------------------------------------------------------ close, lock, helpers
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    await this.opening?.catch(() => undefined);
+    while (this.flushing !== null) await this.flushing;
+    this.phase = 'closed';
+    await this.release();
+  }
+
+  /** Closes the active segment and removes the lock (if held). */
+  private async release(): Promise<void> {
+    const fh = this.active;
+    this.active = null;
+    try {
+      await fh?.close();
+    } finally {
+      if (this.lockHeld) {
+        this.lockHeld = false;
+        await unlink(this.path(LOCK_FILE)).catch(ignoreMissing);
+      }
+    }
+  }
+
+  private async lock(): Promise<void> {
+    const path = this.path(LOCK_FILE);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const fh = await open(path, 'wx');
+        this.lockHeld = true;
+        try {
+          await fh.writeFile(`${process.pid}\n`);
+        } finally {
+          await fh.close();
+        }
+        return;
+      } catch (error) {
+        if (errorCode(error) !== 'EEXIST') throw error;
+      }
+      const text = await readFile(path, 'utf8').catch(() => '');
+      const pid = Number(text.trim());
+      if (Number.isSafeInteger(pid) && pid > 0 && processAlive(pid)) {
+        throw new StorageError(`data directory ${this.dir} is in use by process ${pid} (${path})`, 'TSRAFT_STORAGE_LOCKED');
+      }
+      // Stale: its owner is gone (or never wrote its pid). Take it over.
+      await unlink(path).catch(ignoreMissing);
+    }
+    throw new StorageError(`data directory ${this.dir}: could not take ${path}, other processes keep taking it`, 'TSRAFT_STORAGE_LOCKED');
+  }
+
+  private async syncFile(fh: FileHandle): Promise<void> {
+    if (!this.fsync) return;
+    await fh.datasync();
+    this.counters.syncs++;
+  }
+
+  private async syncDir(dir = this.dir): Promise<void> {
+    if (!this.fsync) return;
+    const fh = await open(dir, 'r');
+    try {
+      await fh.sync();
+      this.counters.syncs++;
+    } catch (error) {
+      // Some platforms cannot fsync a directory; there is nothing more to do there.
+      if (!['EISDIR', 'EINVAL', 'EPERM', 'EBADF'].includes(errorCode(error) ?? '')) throw error;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private path(name: string): string {
+    return join(this.dir, name);
+  }
+}
+
+/** Writes all of `buf` at `position` (one write call unless the OS writes less). */
+async function writeAll(fh: FileHandle, buf: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+    if (bytesWritten <= 0) throw new Error('write made no progress');
+    done += bytesWritten;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return errorCode(error) === 'EPERM';
+  }
+}
+
+function errorCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function ignoreMissing(error: unknown): void {
+  if (errorCode(error) !== 'ENOENT') throw error;
+}
+
+function closedError(): StorageError {
+  return new StorageError('storage is closed', 'TSRAFT_STORAGE_CLOSED');
+}
+
+function corrupt(what: string): StorageError {
+  return new StorageError(`corrupt write-ahead log data: ${what}`, 'TSRAFT_STORAGE_CORRUPT');
+}
+
+function asStorageError(error: unknown, context: string, code: StorageError['code'] = 'TSRAFT_STORAGE_IO'): StorageError {
+  if (error instanceof StorageError) return error;
+  return new StorageError(`${context}: ${(error as Error)?.message ?? String(error)}`, code);
+}
