@@ -30,11 +30,11 @@
  * Segments are read whole; entries' commands are views into those buffers, not copies.
  *
  * Memory: the log after the snapshot is kept in memory (the Entry objects are shared with the core's
- * log), to answer open() and to write checkpoints.
+ * log), to answer open() and to write checkpoints. Recovered commands are views into the segment
+ * buffers read at startup, which therefore stay alive until those entries are compacted away.
  *
- * Lock: `LOCK` holds the owner's pid. A live owner (process.kill(pid, 0)) makes open() fail with
- * TSRAFT_STORAGE_LOCKED; a dead one's lock is taken over. (Advisory: it guards against a second
- * tsraft process, or a second FileStorage in this one, on the same directory.)
+ * Lock: `LOCK` holds the owner's pid; a live owner makes open() fail with TSRAFT_STORAGE_LOCKED, a
+ * dead one's lock is taken over (fs-util.ts). close() removes it.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
@@ -42,6 +42,7 @@ import { dirname, join, resolve as resolvePath } from 'node:path';
 import type { HardState, PersistentState, Snapshot } from '../core/messages.js';
 import type { LogWrite } from '../core/ready.js';
 import { crc32c } from './crc32c.js';
+import { acquireLock, errorCode, ignoreMissing, releaseLock, writeAll } from './fs-util.js';
 import { LogState, WriteCursor } from './log-state.js';
 import { StorageError, type Storage } from './storage.js';
 import {
@@ -93,7 +94,6 @@ interface Segment {
 }
 
 const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
-const LOCK_FILE = 'LOCK';
 
 export class FileStorage implements Storage {
   readonly dir: string;
@@ -146,7 +146,8 @@ export class FileStorage implements Storage {
     try {
       const created = await mkdir(this.dir, { recursive: true });
       if (created !== undefined) await this.syncDir(dirname(resolvePath(this.dir)));
-      await this.lock();
+      await acquireLock(this.dir);
+      this.lockHeld = true;
       const state = await this.recover();
       this.phase = 'open';
       return state;
@@ -308,9 +309,10 @@ export class FileStorage implements Storage {
     for (let i = 0; i < batch.length; i++) if (batch[i]!.snapshot !== null) last = i;
     const records: Uint8Array[] = [];
     if (last < 0) {
-      for (const save of batch) this.encodeSave(save, null, records);
+      const firstSeq = this.nextSeq;
+      for (const save of batch) this.encodeSave(save, records);
       if (records.length === 0) return;
-      if (this.activeBytes >= this.segmentBytes && this.activeRecords > 0) await this.rollOver();
+      if (this.activeBytes >= this.segmentBytes && this.activeRecords > 0) await this.startSegment(firstSeq);
       await this.append(records);
       return;
     }
@@ -329,7 +331,7 @@ export class FileStorage implements Storage {
     };
     const checkpointSeq = this.nextSeq++;
     records.push(encodeRecord(checkpointSeq, checkpoint));
-    for (let i = last + 1; i < batch.length; i++) this.encodeSave(batch[i]!, null, records);
+    for (let i = last + 1; i < batch.length; i++) this.encodeSave(batch[i]!, records);
     // An empty active segment (named checkpointSeq) can take the checkpoint itself.
     const reuse = this.activeRecords === 0;
     const obsolete = reuse ? this.segments.slice(0, -1) : this.segments.slice();
@@ -353,8 +355,8 @@ export class FileStorage implements Storage {
   }
 
   /** Applies a save without a snapshot and adds its record (if it has any content) to `records`. */
-  private encodeSave(save: PendingSave, meta: SnapshotMeta | null, records: Uint8Array[]): void {
-    this.applySave(save, meta);
+  private encodeSave(save: PendingSave, records: Uint8Array[]): void {
+    this.applySave(save, null);
     const { hardState, logWrite } = save;
     if (hardState === null && logWrite === null) return;
     const parts: RecordParts = {
@@ -377,10 +379,6 @@ export class FileStorage implements Storage {
     await this.syncFile(fh);
     this.activeBytes += buf.length;
     this.activeRecords += records.length;
-  }
-
-  private async rollOver(): Promise<void> {
-    await this.startSegment(this.nextSeq);
   }
 
   /** Creates a new, empty active segment whose first record will have `firstSeq`. */
@@ -419,7 +417,7 @@ export class FileStorage implements Storage {
     return meta;
   }
 
-  // ------------------------------------------------------------------ close, lock, helpers
+  // ------------------------------------------------------------------ close and helpers
 
   close(): Promise<void> {
     this.closing ??= this.shutdown();
@@ -430,6 +428,7 @@ export class FileStorage implements Storage {
     await this.opening?.catch(() => undefined);
     while (this.flushing !== null) await this.flushing;
     this.phase = 'closed';
+    this.state = new LogState<SnapshotMeta>(); // let the log's memory go
     await this.release();
   }
 
@@ -442,35 +441,9 @@ export class FileStorage implements Storage {
     } finally {
       if (this.lockHeld) {
         this.lockHeld = false;
-        await unlink(this.path(LOCK_FILE)).catch(ignoreMissing);
+        await releaseLock(this.dir);
       }
     }
-  }
-
-  private async lock(): Promise<void> {
-    const path = this.path(LOCK_FILE);
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        const fh = await open(path, 'wx');
-        this.lockHeld = true;
-        try {
-          await fh.writeFile(`${process.pid}\n`);
-        } finally {
-          await fh.close();
-        }
-        return;
-      } catch (error) {
-        if (errorCode(error) !== 'EEXIST') throw error;
-      }
-      const text = await readFile(path, 'utf8').catch(() => '');
-      const pid = Number(text.trim());
-      if (Number.isSafeInteger(pid) && pid > 0 && processAlive(pid)) {
-        throw new StorageError(`data directory ${this.dir} is in use by process ${pid} (${path})`, 'TSRAFT_STORAGE_LOCKED');
-      }
-      // Stale: its owner is gone (or never wrote its pid). Take it over.
-      await unlink(path).catch(ignoreMissing);
-    }
-    throw new StorageError(`data directory ${this.dir}: could not take ${path}, other processes keep taking it`, 'TSRAFT_STORAGE_LOCKED');
   }
 
   private async syncFile(fh: FileHandle): Promise<void> {
@@ -496,34 +469,6 @@ export class FileStorage implements Storage {
   private path(name: string): string {
     return join(this.dir, name);
   }
-}
-
-/** Writes all of `buf` at `position` (one write call unless the OS writes less). */
-async function writeAll(fh: FileHandle, buf: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
-    if (bytesWritten <= 0) throw new Error('write made no progress');
-    done += bytesWritten;
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return errorCode(error) === 'EPERM';
-  }
-}
-
-function errorCode(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
-
-function ignoreMissing(error: unknown): void {
-  if (errorCode(error) !== 'ENOENT') throw error;
 }
 
 function closedError(): StorageError {

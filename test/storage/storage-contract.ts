@@ -143,6 +143,17 @@ export function runStorageContract(name: string, create: () => Promise<StorageFi
     assert.deepEqual(state.entries.map((e) => e.index), Array.from({ length: 200 }, (_, i) => i + 1));
   });
 
+  test(`${name}: close waits for pending saves`, async () => {
+    const fixture = await create();
+    const s = fixture.storage;
+    await s.open();
+    const saves = [1, 2, 3].map((i) => s.save({ term: i, votedFor: 0 }, null, { fromIndex: i, entries: [entry(i, i)] }));
+    const state = await reopened(fixture); // closes without awaiting the saves first
+    await Promise.all(saves);
+    assert.deepEqual(state.hardState, { term: 3, votedFor: 0 });
+    assert.equal(state.entries.length, 3);
+  });
+
   test(`${name}: an invalid save rejects and leaves the storage usable`, async () => {
     const fixture = await create();
     const s = fixture.storage;

@@ -1,0 +1,354 @@
+/**
+ * FileStorage: the storage contract, group commit, segments, snapshots and compaction, the lock,
+ * I/O failure, and fault injection (torn tails at every byte, bit flips across the whole log).
+ */
+import assert from 'node:assert/strict';
+import type { FileHandle } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import type { HardState, Snapshot } from '../../src/core/messages.js';
+import type { LogWrite } from '../../src/core/ready.js';
+import { FileStorage } from '../../src/storage/file-storage.js';
+import { MemoryStorage } from '../../src/storage/memory.js';
+import { StorageError } from '../../src/storage/storage.js';
+import { describe, entries, entry, runStorageContract, snapshot } from './storage-contract.js';
+
+const dirs: string[] = [];
+after(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'tsraft-file-storage-'));
+  dirs.push(dir);
+  return dir;
+}
+
+const isStorageError = (code: StorageError['code'], message?: RegExp) => (error: unknown): boolean => {
+  assert.ok(error instanceof StorageError, `expected a StorageError, got ${String(error)}`);
+  assert.equal(error.code, code, error.message);
+  if (message !== undefined) assert.match(error.message, message);
+  return true;
+};
+
+const walFiles = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((n) => n.startsWith('wal-')).sort();
+const snapFiles = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((n) => n.startsWith('snap-')).sort();
+
+runStorageContract('FileStorage', async () => {
+  const dir = await tempDir();
+  return { storage: new FileStorage({ dir }), reopen: () => Promise.resolve(new FileStorage({ dir })) };
+});
+
+test('FileStorage: group commit shares one write and one sync among concurrent saves', async (t) => {
+  const dir = await tempDir();
+  const s = new FileStorage({ dir });
+  await s.open();
+  const before = s.stats;
+  const order: number[] = [];
+  const saves: Promise<void>[] = [];
+  for (let i = 1; i <= 100; i++) saves.push(s.save({ term: 1, votedFor: 0 }, null, { fromIndex: i, entries: [entry(i, 1)] }).then(() => void order.push(i)));
+  await Promise.all(saves);
+  const burst = s.stats;
+  t.diagnostic(`100 concurrent saves: ${burst.writes - before.writes} writes, ${burst.syncs - before.syncs} syncs, ${burst.bytes - before.bytes} bytes`);
+  assert.ok(burst.syncs - before.syncs < 20, `${burst.syncs - before.syncs} syncs`);
+  assert.ok(burst.writes - before.writes < 20);
+
+  // Saves arriving while a sync runs go into the next batch.
+  for (let wave = 0; wave < 10; wave++) {
+    for (let j = 0; j < 10; j++) {
+      const i = 101 + wave * 10 + j;
+      saves.push(s.save(null, null, { fromIndex: i, entries: [entry(i, 1)] }).then(() => void order.push(i)));
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await Promise.all(saves);
+  const waves = s.stats;
+  t.diagnostic(`100 saves in 10 waves: ${waves.writes - burst.writes} writes, ${waves.syncs - burst.syncs} syncs`);
+  assert.ok(waves.syncs - burst.syncs < 20, `${waves.syncs - burst.syncs} syncs`);
+  assert.deepEqual(order, Array.from({ length: 200 }, (_, i) => i + 1));
+  await s.close();
+  const again = new FileStorage({ dir });
+  assert.equal((await again.open()).entries.length, 200);
+  await again.close();
+});
+
+test('FileStorage: segments roll over, and the log reads back across them', async () => {
+  const dir = await tempDir();
+  const model = new MemoryStorage();
+  await model.open();
+  let s = new FileStorage({ dir, segmentBytes: 1024, fsync: false });
+  await s.open();
+  const both = async (h: HardState | null, l: LogWrite | null): Promise<void> => {
+    await s.save(h, null, l);
+    await model.save(h, null, l);
+  };
+  for (let i = 0; i < 60; i++) await both(i % 7 === 0 ? { term: i + 1, votedFor: i % 3 } : null, { fromIndex: 3 * i + 1, entries: entries(3 * i + 1, 3 * i + 3, 1) });
+  await s.close();
+  assert.ok((await walFiles(dir)).length >= 4, `${(await walFiles(dir)).length} segments`);
+  s = new FileStorage({ dir, segmentBytes: 1024, fsync: false });
+  assert.deepEqual(describe(await s.open()), describe(model.state()));
+  await both(null, { fromIndex: 100, entries: entries(100, 130, 9) });
+  await s.close();
+  s = new FileStorage({ dir, segmentBytes: 1024, fsync: false });
+  assert.deepEqual(describe(await s.open()), describe(model.state()));
+  await s.close();
+});
+
+test('FileStorage: a snapshot starts a checkpoint segment and deletes older segments and snapshots', async () => {
+  const dir = await tempDir();
+  const options = { dir, segmentBytes: 512 };
+  let s = new FileStorage(options);
+  await s.open();
+  await s.save({ term: 1, votedFor: 0 }, null, null);
+  for (let i = 0; i < 50; i++) await s.save(null, null, { fromIndex: 3 * i + 1, entries: entries(3 * i + 1, 3 * i + 3, 1) });
+  assert.ok((await walFiles(dir)).length >= 3);
+  await s.save(null, snapshot(100, 1), null);
+  assert.equal((await walFiles(dir)).length, 1);
+  assert.deepEqual(await snapFiles(dir), ['snap-0000000000000100.snap']);
+
+  // A snapshot in the middle of concurrent saves: earlier ones fold into the checkpoint.
+  await Promise.all([
+    s.save({ term: 2, votedFor: 1 }, null, { fromIndex: 151, entries: entries(151, 160, 2) }),
+    s.save(null, snapshot(140, 2), null),
+    s.save(null, null, { fromIndex: 161, entries: entries(161, 165, 2) }),
+  ]);
+  assert.equal((await walFiles(dir)).length, 1);
+  assert.deepEqual(await snapFiles(dir), ['snap-0000000000000140.snap']);
+  await s.close();
+  s = new FileStorage(options);
+  const state = await s.open();
+  assert.deepEqual(describe(state), {
+    hardState: { term: 2, votedFor: 1 },
+    snapshot: { index: 140, term: 2, data: 'state@140' },
+    entries: [...entries(141, 150, 1), ...entries(151, 165, 2)].map((e) => `${e.index}/${e.term}/cmd-${e.index}-${e.term}`),
+  });
+  await s.close();
+});
+
+test('FileStorage: recovery deletes leftovers; a damaged or missing snapshot file is corruption', async () => {
+  const dir = await tempDir();
+  let s = new FileStorage({ dir });
+  await s.open();
+  await s.save({ term: 1, votedFor: 0 }, snapshot(10, 1, 'x'.repeat(1000)), { fromIndex: 11, entries: entries(11, 12, 1) });
+  await s.close();
+  await writeFile(join(dir, 'snap-0000000000000020.snap.tmp'), 'half-written');
+  await writeFile(join(dir, 'snap-0000000000000005.snap'), 'an old one');
+  s = new FileStorage({ dir });
+  assert.equal((await s.open()).snapshot?.data.length, 1000);
+  await s.close();
+  assert.deepEqual(await snapFiles(dir), ['snap-0000000000000010.snap']);
+
+  const damaged = await copyDir(dir);
+  const bytes = await readFile(join(damaged, 'snap-0000000000000010.snap'));
+  bytes[500] = bytes[500]! ^ 0x10;
+  await writeFile(join(damaged, 'snap-0000000000000010.snap'), bytes);
+  await assert.rejects(new FileStorage({ dir: damaged }).open(), isStorageError('TSRAFT_STORAGE_CORRUPT', /snap-0000000000000010\.snap: data CRC mismatch/));
+  await rm(join(damaged, 'snap-0000000000000010.snap'));
+  await assert.rejects(new FileStorage({ dir: damaged }).open(), isStorageError('TSRAFT_STORAGE_CORRUPT', /snap-0000000000000010\.snap.*missing/));
+});
+
+test('FileStorage: the lock refuses a second user and takes over a stale lock', async () => {
+  const dir = await tempDir();
+  const first = new FileStorage({ dir });
+  await first.open();
+  assert.equal((await readFile(join(dir, 'LOCK'), 'utf8')).trim(), String(process.pid));
+  await assert.rejects(new FileStorage({ dir }).open(), isStorageError('TSRAFT_STORAGE_LOCKED', new RegExp(`in use by process ${process.pid}`)));
+  await first.save({ term: 3, votedFor: 1 }, null, null);
+  await first.close();
+  await assert.rejects(stat(join(dir, 'LOCK')), /ENOENT/);
+
+  let dead = 2 ** 22 + 12345;
+  while (alive(dead)) dead++;
+  await writeFile(join(dir, 'LOCK'), `${dead}\n`);
+  const second = new FileStorage({ dir });
+  assert.deepEqual((await second.open()).hardState, { term: 3, votedFor: 1 });
+  assert.equal((await readFile(join(dir, 'LOCK'), 'utf8')).trim(), String(process.pid));
+  await second.close();
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === 'EPERM';
+  }
+}
+
+test('FileStorage: a failed write rejects that save and every later one with TSRAFT_STORAGE_IO', async () => {
+  const dir = await tempDir();
+  const s = new FileStorage({ dir });
+  await s.open();
+  await s.save({ term: 1, votedFor: 0 }, null, { fromIndex: 1, entries: [entry(1, 1)] });
+  // Pull the file out from under it: the next write fails.
+  await (s as unknown as { active: FileHandle }).active.close();
+  const failed = [s.save(null, null, { fromIndex: 2, entries: [entry(2, 1)] }), s.save(null, null, { fromIndex: 3, entries: [entry(3, 1)] })];
+  for (const save of failed) await assert.rejects(save, isStorageError('TSRAFT_STORAGE_IO', /node must stop/));
+  await assert.rejects(s.save(null, null, null), isStorageError('TSRAFT_STORAGE_IO'));
+  await s.close();
+  const again = new FileStorage({ dir });
+  assert.equal((await again.open()).entries.length, 1);
+  await again.close();
+});
+
+// ---------------------------------------------------------------- fault injection
+
+async function copyDir(dir: string): Promise<string> {
+  const copy = await tempDir();
+  await mkdir(copy, { recursive: true });
+  for (const name of await readdir(dir)) await copyFile(join(dir, name), join(copy, name));
+  return copy;
+}
+
+interface RecordSpan {
+  readonly file: string;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** Walks the record headers (u32 length | u32 crc | payload) of every segment, oldest first. */
+async function recordSpans(dir: string): Promise<RecordSpan[]> {
+  const spans: RecordSpan[] = [];
+  for (const file of await walFiles(dir)) {
+    const buf = await readFile(join(dir, file));
+    for (let at = 0; at < buf.length; ) {
+      const end = at + 8 + buf.readUInt32LE(at);
+      spans.push({ file, start: at, end });
+      at = end;
+    }
+  }
+  return spans;
+}
+
+interface Scenario {
+  readonly dir: string;
+  /** describe()d state after each record on disk: states[k] holds records 0..k. */
+  readonly states: unknown[];
+  readonly spans: RecordSpan[];
+}
+
+/** Writes a log of single-record saves (with rollovers, truncations, optionally a snapshot first). */
+async function buildScenario(withSnapshot: boolean): Promise<Scenario> {
+  const dir = await tempDir();
+  const s = new FileStorage({ dir, segmentBytes: 700, fsync: false });
+  const model = new MemoryStorage();
+  await s.open();
+  await model.open();
+  const states: unknown[] = [];
+  const save = async (h: HardState | null, snap: Snapshot | null, l: LogWrite | null): Promise<void> => {
+    await s.save(h, snap, l);
+    await model.save(h, snap, l);
+    states.push(describe(model.state()));
+  };
+  let term = 1;
+  let last = 0;
+  if (withSnapshot) {
+    for (let i = 1; i <= 12; i++) await save({ term, votedFor: 0 }, null, { fromIndex: i, entries: [entry(i, term)] });
+    await save(null, snapshot(8, term), null);
+    states.splice(0, states.length - 1); // the checkpoint record replaces everything before it
+    last = 12;
+  }
+  // Enough saves for at least three segments, the last one holding at least four records.
+  const enough = async (): Promise<boolean> => {
+    const spans = await recordSpans(dir);
+    const lastFile = spans[spans.length - 1]?.file;
+    return new Set(spans.map((r) => r.file)).size >= 3 && spans.filter((r) => r.file === lastFile).length >= 4;
+  };
+  for (let i = 0; i < 36 || !(await enough()); i++) {
+    if (i % 6 === 5 && last >= 3) {
+      term++;
+      const from = last - 1;
+      await save({ term, votedFor: i % 3 }, null, { fromIndex: from, entries: entries(from, from + 1, term) });
+      last = from + 1;
+    } else {
+      const n = 1 + (i % 3);
+      await save(i % 4 === 0 ? { term, votedFor: 1 } : null, null, { fromIndex: last + 1, entries: entries(last + 1, last + n, term) });
+      last += n;
+    }
+  }
+  await s.close();
+  const spans = await recordSpans(dir);
+  assert.equal(spans.length, states.length, 'one record per save');
+  return { dir, states, spans };
+}
+
+async function openCopy(dir: string): Promise<unknown> {
+  const s = new FileStorage({ dir, fsync: false });
+  try {
+    return describe(await s.open());
+  } finally {
+    await s.close();
+  }
+}
+
+for (const withSnapshot of [false, true]) {
+  const label = withSnapshot ? ' (log starting with a checkpoint)' : '';
+
+  test(`FileStorage: a torn tail at every byte of the last three records is cut off cleanly${label}`, async (t) => {
+    const { dir, states, spans } = await buildScenario(withSnapshot);
+    const lastFile = spans[spans.length - 1]!.file;
+    assert.ok(spans.filter((r) => r.file === lastFile).length >= 3 && new Set(spans.map((r) => r.file)).size >= 3);
+    let cases = 0;
+    for (let k = spans.length - 3; k < spans.length; k++) {
+      const span = spans[k]!;
+      for (let cut = span.start; cut < span.end; cut++) {
+        const copy = await copyDir(dir);
+        await truncate(join(copy, span.file), cut);
+        assert.deepEqual(await openCopy(copy), states[k - 1], `cut at ${span.file}:${cut}`);
+        assert.equal((await stat(join(copy, span.file))).size, span.start, 'the partial record is gone');
+        await rm(copy, { recursive: true });
+        cases++;
+      }
+    }
+    // The recovered log takes new records after the cut.
+    const copy = await copyDir(dir);
+    await truncate(join(copy, lastFile), spans[spans.length - 1]!.end - 3);
+    const s = new FileStorage({ dir: copy, fsync: false });
+    const state = await s.open();
+    const next = state.entries[state.entries.length - 1]!.index + 1;
+    await s.save(null, null, { fromIndex: next, entries: [entry(next, 99)] });
+    await s.close();
+    const reopened = (await openCopy(copy)) as { entries: string[] };
+    assert.equal(reopened.entries[reopened.entries.length - 1], `${next}/99/cmd-${next}-99`);
+    t.diagnostic(`${cases} torn tails recovered`);
+    assert.ok(cases > 100, `${cases} cuts`);
+  });
+
+  test(`FileStorage: a flipped bit anywhere in the log is detected, never misread${label}`, async (t) => {
+    const { dir, states, spans } = await buildScenario(withSnapshot);
+    const final = spans[spans.length - 1]!;
+    let recovered = 0;
+    let refused = 0;
+    for (const file of await walFiles(dir)) {
+      const size = (await stat(join(dir, file))).size;
+      for (let offset = 0; offset < size; offset += 7) {
+        const copy = await copyDir(dir);
+        const bytes = await readFile(join(copy, file));
+        bytes[offset] = bytes[offset]! ^ (1 << offset % 8);
+        await writeFile(join(copy, file), bytes);
+        const where = `bit ${offset % 8} of ${file}:${offset}`;
+        let outcome: unknown;
+        try {
+          outcome = await openCopy(copy);
+        } catch (error) {
+          assert.ok(error instanceof StorageError, `${where}: ${String(error)}`);
+          assert.equal(error.code, 'TSRAFT_STORAGE_CORRUPT', `${where}: ${error.message}`);
+          assert.ok(error.message.includes(join(copy, file)), `${where}: the error names the file: ${error.message}`);
+          assert.match(error.message, /byte offset \d+/);
+          refused++;
+          await rm(copy, { recursive: true });
+          continue;
+        }
+        // Recovering is only right if the flip hit the final record, which is then dropped as torn.
+        assert.ok(file === final.file && offset >= final.start, `${where}: recovered from damage before the final record`);
+        assert.deepEqual(outcome, states[states.length - 2], where);
+        recovered++;
+        await rm(copy, { recursive: true });
+      }
+    }
+    t.diagnostic(`${refused} flips refused as corrupt, ${recovered} recovered as a torn final record`);
+    assert.ok(refused > 100 && recovered > 0, `${refused} refused, ${recovered} recovered`);
+  });
+}
