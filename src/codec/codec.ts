@@ -274,7 +274,8 @@ export function messageSize(m: Message): number {
         uintSize(m.prevLogIndex, 'AppendEntries.prevLogIndex') +
         uintSize(m.prevLogTerm, 'AppendEntries.prevLogTerm') +
         entriesSize(m.entries) +
-        uintSize(m.leaderCommit, 'AppendEntries.leaderCommit');
+        uintSize(m.leaderCommit, 'AppendEntries.leaderCommit') +
+        uintSize(m.readContext, 'AppendEntries.readContext');
       break;
     case 'AppendEntriesReply':
       body =
@@ -283,7 +284,8 @@ export function messageSize(m: Message): number {
         uintSize(m.matchIndex, 'AppendEntriesReply.matchIndex') +
         uintSize(m.conflictTerm, 'AppendEntriesReply.conflictTerm') +
         uintSize(m.conflictIndex, 'AppendEntriesReply.conflictIndex') +
-        uintSize(m.lastLogIndex, 'AppendEntriesReply.lastLogIndex');
+        uintSize(m.lastLogIndex, 'AppendEntriesReply.lastLogIndex') +
+        uintSize(m.readContext, 'AppendEntriesReply.readContext');
       break;
     case 'InstallSnapshot':
       body =
@@ -349,6 +351,7 @@ export function writeMessage(w: ByteWriter, m: Message): void {
       w.writeVarint(m.prevLogTerm);
       writeEntries(w, m.entries);
       w.writeVarint(m.leaderCommit);
+      w.writeVarint(m.readContext);
       return;
     case 'AppendEntriesReply':
       w.writeBool(m.success);
@@ -357,6 +360,7 @@ export function writeMessage(w: ByteWriter, m: Message): void {
       w.writeVarint(m.conflictTerm);
       w.writeVarint(m.conflictIndex);
       w.writeVarint(m.lastLogIndex);
+      w.writeVarint(m.readContext);
       return;
     case 'InstallSnapshot':
       w.writeVarint(m.lastIncludedIndex);
@@ -419,7 +423,8 @@ export function readMessage(r: ByteReader): Message {
       const prevLogIndex = r.readVarint();
       const prevLogTerm = r.readVarint();
       const entries = readEntries(r);
-      return { type, from, to, term, prevLogIndex, prevLogTerm, entries, leaderCommit: r.readVarint() };
+      const leaderCommit = r.readVarint();
+      return { type, from, to, term, prevLogIndex, prevLogTerm, entries, leaderCommit, readContext: r.readVarint() };
     }
     case 'AppendEntriesReply': {
       const success = r.readBool();
@@ -428,7 +433,8 @@ export function readMessage(r: ByteReader): Message {
       const conflictTerm = r.readVarint();
       const conflictIndex = r.readVarint();
       const lastLogIndex = r.readVarint();
-      return { type, from, to, term, success, prevLogIndex, matchIndex, conflictTerm, conflictIndex, lastLogIndex };
+      const readContext = r.readVarint();
+      return { type, from, to, term, success, prevLogIndex, matchIndex, conflictTerm, conflictIndex, lastLogIndex, readContext };
     }
     case 'InstallSnapshot': {
       const lastIncludedIndex = r.readVarint();

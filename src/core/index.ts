@@ -9,7 +9,7 @@ export {
 } from './config.js';
 export * from './messages.js';
 export { RaftCore, type ProposeResult, type RaftStatus, type Role } from './raft.js';
-export type { Ready, LogWrite } from './ready.js';
+export type { Ready, LogWrite, ReadState } from './ready.js';
 export { isEmptyReady } from './ready.js';
 export type { RandomSource } from './rng.js';
 export type { Progress, ProgressState } from './progress.js';

@@ -67,6 +67,11 @@ export interface AppendEntries {
   readonly prevLogTerm: Term;
   readonly entries: readonly Entry[];
   readonly leaderCommit: LogIndex;
+  /**
+   * The leader's read round when it sent this (ReadIndex, thesis §6.4); the follower echoes it, so
+   * a reply proves the leader still led after every read registered up to that round.
+   */
+  readonly readContext: number;
 }
 
 /**
@@ -89,6 +94,8 @@ export interface AppendEntriesReply {
   readonly conflictIndex: LogIndex;
   /** On rejection: the follower's last log index. */
   readonly lastLogIndex: LogIndex;
+  /** The request's readContext, echoed. */
+  readonly readContext: number;
 }
 
 /**

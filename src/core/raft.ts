@@ -22,7 +22,7 @@ import {
   type Term,
 } from './messages.js';
 import { newProgress, type Progress } from './progress.js';
-import type { Ready } from './ready.js';
+import type { ReadState, Ready } from './ready.js';
 
 /** How long a commit notice may wait for new entries to ride along with (see scheduleCommitNotice). */
 const COMMIT_NOTICE_DELAY_TICKS = 2;
@@ -86,6 +86,13 @@ export class RaftCore {
 
   private outbox: Message[] = [];
   private handedOut: Ready | null = null;
+
+  /** ReadIndex (thesis §6.4): the current read round, reads waiting for it, and each peer's echo. */
+  private readContext = 0;
+  private readonly pendingReads: { id: number; context: number }[] = [];
+  private readonly readEchoes = new Map<NodeId, number>();
+  private readRoundPending = false;
+  private readStates: ReadState[] = [];
 
   /** The latest snapshot's bytes, kept to send to followers that need it. */
   private snapshotData: Uint8Array = new Uint8Array(0);
@@ -203,6 +210,28 @@ export class RaftCore {
   }
 
   /**
+   * Asks for a linearizable read (ReadIndex, thesis §6.4). On the leader the read is registered and
+   * a round of heartbeats confirms that no newer leader exists; once a majority has answered and
+   * the leader has committed an entry of its own term, a ReadState { id, index } appears in a Ready:
+   * the read may be served from the state machine as soon as it has applied `index`. Returns false
+   * (nothing registered) on a follower or candidate. A leader that has not yet committed an entry
+   * of its term appends an empty entry so that its commit index becomes current; the application
+   * must ignore entries with empty commands. Reads still waiting when leadership is lost are
+   * dropped silently: the driver must time them out or fail them on a role change.
+   */
+  requestRead(id: number): boolean {
+    this.assertNoReadyOutstanding();
+    if (this.role !== 'leader') return false;
+    this.readContext++;
+    this.pendingReads.push({ id, context: this.readContext });
+    this.readRoundPending = true;
+    const ownTermCommitted = this.log.term(this.log.commitIndex) === this.currentTerm;
+    if (!ownTermCommitted && this.log.lastTerm() !== this.currentTerm) this.propose(new Uint8Array(0));
+    this.confirmReads();
+    return true;
+  }
+
+  /**
    * The application has captured everything up to and including `index` (which it has applied) in
    * `data`: discard that prefix of the log and keep the snapshot to persist and to send to
    * followers that fall behind it (6.824 `Snapshot(index, data)`). An index at or below the
@@ -226,6 +255,8 @@ export class RaftCore {
       this.replicationPending ||
       this.snapshotToPersist !== null ||
       this.snapshotToApply !== null ||
+      this.readStates.length > 0 ||
+      this.readRoundPending ||
       this.log.hasUnstable() ||
       this.log.commitIndex > this.log.appliedIndex
     );
@@ -238,6 +269,11 @@ export class RaftCore {
       this.replicationPending = false;
       this.broadcastAppend();
     }
+    if (this.readRoundPending) {
+      // One heartbeat round confirms every read registered since the last one.
+      this.readRoundPending = false;
+      if (this.role === 'leader') this.broadcastHeartbeat();
+    }
     const hardState: HardState | null = this.hardStateDirty
       ? { term: this.currentTerm, votedFor: this.voteForgotten ? NO_VOTE : this.votedFor }
       : null;
@@ -249,8 +285,10 @@ export class RaftCore {
       messages: this.outbox,
       snapshotToApply: this.snapshotToApply,
       committed: this.log.unapplied(),
+      readStates: this.readStates,
     };
     this.outbox = [];
+    this.readStates = [];
     this.snapshotToPersist = null;
     this.snapshotToApply = null;
     this.handedOut = ready;
@@ -324,6 +362,9 @@ export class RaftCore {
     this.progress.clear();
     this.votesGranted.clear();
     this.replicationPending = false;
+    this.pendingReads.length = 0;
+    this.readEchoes.clear();
+    this.readRoundPending = false;
   }
 
   private preCampaign(): void {
@@ -569,6 +610,7 @@ export class RaftCore {
       conflictTerm: outcome.conflictTerm,
       conflictIndex: outcome.conflictIndex,
       lastLogIndex: this.log.lastIndex(),
+      readContext: request.readContext,
     });
   }
 
@@ -577,6 +619,11 @@ export class RaftCore {
   private handleAppendReply(reply: AppendEntriesReply): void {
     const pr = this.progress.get(reply.from);
     assert(pr !== undefined, () => `append reply from unknown peer ${reply.from}`);
+    // Any answer in our term, success or not, shows the follower still accepted us as leader.
+    if (reply.readContext > (this.readEchoes.get(reply.from) ?? 0)) {
+      this.readEchoes.set(reply.from, reply.readContext);
+      this.confirmReads();
+    }
     if (reply.success) {
       if (reply.matchIndex > pr.match) pr.match = reply.matchIndex;
       if (pr.next <= pr.match) pr.next = pr.match + 1;
@@ -681,6 +728,7 @@ export class RaftCore {
       prevLogTerm,
       entries: [],
       leaderCommit: this.log.commitIndex,
+      readContext: this.readContext,
     });
     pr.commitSent = Math.max(pr.commitSent, Math.min(this.log.commitIndex, pr.match));
     pr.lastSentTick = this.ticks;
@@ -705,6 +753,7 @@ export class RaftCore {
       prevLogTerm,
       entries,
       leaderCommit: this.log.commitIndex,
+      readContext: this.readContext,
     });
     pr.lastSentTick = this.ticks;
     if (entries.length > 0) pr.entriesSentAtTick = this.ticks;
@@ -778,6 +827,24 @@ export class RaftCore {
     if (this.log.term(quorumIndex) !== this.currentTerm && !this.hasBug('commit-old-term')) return;
     this.log.commitTo(quorumIndex);
     this.notifyCommit();
+    this.confirmReads();
+  }
+
+  /**
+   * Releases the reads whose round a majority has echoed, once the leader's commit index is
+   * current (it has committed an entry of its own term). They read at the present commit index.
+   */
+  private confirmReads(): void {
+    if (this.pendingReads.length === 0 || this.log.term(this.log.commitIndex) !== this.currentTerm) return;
+    const echoes = [Number.POSITIVE_INFINITY];
+    for (const peer of this.others) echoes.push(this.readEchoes.get(peer) ?? 0);
+    echoes.sort((a, b) => b - a);
+    const confirmed = echoes[Math.floor(this.config.peers.length / 2)]!;
+    let released = 0;
+    while (released < this.pendingReads.length && this.pendingReads[released]!.context <= confirmed) released++;
+    for (const read of this.pendingReads.splice(0, released)) {
+      this.readStates.push({ id: read.id, index: this.log.commitIndex });
+    }
   }
 
   /** Followers that have acknowledged everything sent learn the new commit index soon, not at the next heartbeat. */

@@ -28,6 +28,14 @@ export interface Ready {
   readonly snapshotToApply: Snapshot | null;
   /** Committed entries to apply, consecutive and in index order, after the writes above. */
   readonly committed: readonly Entry[];
+  /** Confirmed linearizable reads: serve each once the state machine has applied its index. */
+  readonly readStates: readonly ReadState[];
+}
+
+/** A read confirmed by the leader (see RaftCore.requestRead). */
+export interface ReadState {
+  readonly id: number;
+  readonly index: LogIndex;
 }
 
 /**
@@ -45,6 +53,7 @@ export function isEmptyReady(ready: Ready): boolean {
     ready.snapshotWrite === null &&
     ready.logWrite === null &&
     ready.snapshotToApply === null &&
+    ready.readStates.length === 0 &&
     ready.messages.length === 0 &&
     ready.committed.length === 0
   );

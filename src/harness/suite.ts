@@ -45,7 +45,9 @@ export interface RunResult {
 
 /** Runs one suite test on one seed and reports its figures or its failure; never throws. */
 export async function runSuiteTest(test: SuiteTest, options: RunOptions): Promise<RunResult> {
-  const scheduler: Scheduler = options.clock === 'virtual' ? new VirtualScheduler() : new RealScheduler();
+  // A virtual run that takes more than two minutes of wall time is livelocked, not slow.
+  const scheduler: Scheduler =
+    options.clock === 'virtual' ? new VirtualScheduler({ wallBudgetMs: 120_000 }) : new RealScheduler();
   const figures: TestFigures[] = [];
   const clusters: Cluster[] = [];
   const log = options.log ?? (() => undefined);

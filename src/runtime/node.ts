@@ -82,7 +82,16 @@ interface PendingProposal {
 
 type Input =
   | { readonly kind: 'message'; readonly message: Message }
+  | { readonly kind: 'read'; readonly id: number }
   | { readonly kind: 'snapshot'; readonly index: LogIndex; readonly data: Uint8Array };
+
+interface PendingRead {
+  readonly resolve: (index: LogIndex) => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: ReturnType<typeof setTimeout>;
+  /** Set once the leader confirmed the read: it may be served when this index is applied. */
+  index: LogIndex | undefined;
+}
 
 interface ProposalRequest {
   readonly command: Uint8Array;
@@ -116,6 +125,8 @@ export class RaftNode {
   private appliedWaiter: (() => void) | null = null;
   private appliedDrained: (() => void) | null = null;
   private subscribed = false;
+  private readonly reads = new Map<number, PendingRead>();
+  private nextReadId = 1;
   /** The last index handed to the state machine (it may be mid-Ready, not yet advanced). */
   private appliedThrough: LogIndex = 0;
 
@@ -197,6 +208,28 @@ export class RaftNode {
     if (this.pending.size >= limit) return Promise.reject(new BusyError(limit));
     return new Promise((resolve, reject) => {
       this.startProposal({ command, resolve, reject, timeoutMs: options.timeoutMs ?? this.options.proposeTimeoutMs ?? 10_000 });
+      this.signal();
+    });
+  }
+
+  /**
+   * A linearizable read barrier (ReadIndex): resolves with an index once this node, as leader, has
+   * confirmed with a majority that it still leads and its state machine has applied that index.
+   * Reading the state machine right after it resolves observes every write that completed before
+   * read() was called. Rejects with NotLeaderError on a follower or if leadership is lost, and with
+   * ProposalTimeoutError after `timeoutMs` (default: proposeTimeoutMs).
+   */
+  read(options: { timeoutMs?: number } = {}): Promise<LogIndex> {
+    if (this.stopped) return Promise.reject(this.fatal ?? new NodeStoppedError());
+    if (!this.core.isLeader) return Promise.reject(this.notLeader());
+    const id = this.nextReadId++;
+    const timeoutMs = options.timeoutMs ?? this.options.proposeTimeoutMs ?? 10_000;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.reads.delete(id)) reject(new ProposalTimeoutError(timeoutMs));
+      }, timeoutMs);
+      this.reads.set(id, { resolve, reject, timer, index: undefined });
+      this.inbox.push({ kind: 'read', id });
       this.signal();
     });
   }
@@ -312,6 +345,9 @@ export class RaftNode {
         case 'snapshot':
           this.core.snapshot(input.index, input.data);
           break;
+        case 'read':
+          if (!this.core.requestRead(input.id)) this.settleRead(input.id, this.notLeader());
+          break;
       }
     }
     this.noticeLeadershipLoss();
@@ -341,6 +377,9 @@ export class RaftNode {
     if (this.lastLeaderTerm >= 0 && this.pending.size > 0) {
       const status = this.core.status();
       this.rejectAll(this.notLeader('leadership was lost before the proposal committed (it may still commit)', status.leaderId));
+    }
+    if (this.lastLeaderTerm >= 0) {
+      for (const id of [...this.reads.keys()]) this.settleRead(id, this.notLeader('leadership was lost before the read was confirmed'));
     }
     this.lastLeaderTerm = -1;
   }
@@ -377,6 +416,11 @@ export class RaftNode {
       const proposal = this.pending.get(entry.index);
       if (proposal !== undefined) this.settle(proposal, entry);
     }
+    for (const state of ready.readStates) {
+      const read = this.reads.get(state.id);
+      if (read !== undefined) read.index = state.index;
+    }
+    this.releaseReads();
     this.core.advance(ready);
     if (this.appliedQueue.length >= APPLIED_QUEUE_HIGH_WATER) {
       // The application reads slower than we apply: stop taking new work until it catches up.
@@ -385,6 +429,22 @@ export class RaftNode {
       });
       this.appliedDrained = null;
     }
+  }
+
+  /** Serves every confirmed read whose index the state machine has reached. */
+  private releaseReads(): void {
+    for (const [id, read] of this.reads) {
+      if (read.index !== undefined && read.index <= this.appliedThrough) this.settleRead(id, read.index);
+    }
+  }
+
+  private settleRead(id: number, outcome: LogIndex | Error): void {
+    const read = this.reads.get(id);
+    if (read === undefined) return;
+    this.reads.delete(id);
+    clearTimeout(read.timer);
+    if (typeof outcome === 'number') read.resolve(outcome);
+    else read.reject(outcome);
   }
 
   private settle(proposal: PendingProposal, entry: Entry | null): void {
@@ -410,6 +470,7 @@ export class RaftNode {
       proposal.reject(error);
     }
     this.pending.clear();
+    for (const id of [...this.reads.keys()]) this.settleRead(id, error);
   }
 
   private notLeader(reason?: string, leader?: NodeId): NotLeaderError {

@@ -110,6 +110,11 @@ function releaseSettleHook(): void {
 }
 
 export interface VirtualSchedulerOptions {
+  /**
+   * Wall-clock milliseconds run() may take before it gives up with an error (checked every few
+   * thousand events), so a livelocked simulation fails instead of hanging. Default: no limit.
+   */
+  wallBudgetMs?: number;
   /** run() rejects when the simulated clock would pass this many ms. Default: 10 minutes. */
   maxVirtualMs?: number;
 }
@@ -117,6 +122,7 @@ export interface VirtualSchedulerOptions {
 export class VirtualScheduler implements Scheduler {
   readonly kind = 'virtual' as const;
   private readonly maxVirtualMs: number;
+  private readonly wallBudgetMs: number;
   private readonly heap: VirtualEvent[] = [];
   private clock = 0;
   private nextSeq = 0;
@@ -130,6 +136,7 @@ export class VirtualScheduler implements Scheduler {
     const max = options?.maxVirtualMs ?? 10 * 60 * 1000;
     if (!(max >= 0)) throw new RangeError(`maxVirtualMs must be >= 0, got ${max}`);
     this.maxVirtualMs = max;
+    this.wallBudgetMs = options?.wallBudgetMs ?? Number.POSITIVE_INFINITY;
   }
 
   now(): number {
@@ -210,6 +217,7 @@ export class VirtualScheduler implements Scheduler {
       },
     );
     const precise = acquireSettleHook();
+    const wallDeadline = performance.now() + this.wallBudgetMs;
     try {
       await macrotaskBoundary();
       const heap = this.heap;
@@ -243,6 +251,9 @@ export class VirtualScheduler implements Scheduler {
           executingScheduler = null;
         }
         this.executed++;
+        if ((this.executed & 4095) === 0 && performance.now() > wallDeadline) {
+          throw new Error(`simulation exceeded its wall-clock budget of ${this.wallBudgetMs} ms at t=${this.clock}ms (livelock?)`);
+        }
         if (this.woke) await macrotaskBoundary();
       }
     } finally {

@@ -90,6 +90,7 @@ function ae(from: NodeId, to: NodeId, leaderCommit: number, commandBytes = 3): A
     prevLogTerm: 6,
     entries: [{ index: 5, term: 7, command: bytes(commandBytes, leaderCommit) }],
     leaderCommit,
+    readContext: 0,
   };
 }
 
@@ -117,8 +118,9 @@ function everyType(from: NodeId, to: NodeId): Message[] {
         { index: 12, term: 5, command: bytes(70_000, 2) },
       ],
       leaderCommit: 9,
+      readContext: 3,
     },
-    { type: 'AppendEntries', from, to, term: 5, prevLogIndex: 12, prevLogTerm: 5, entries: [], leaderCommit: 12 },
+    { type: 'AppendEntries', from, to, term: 5, prevLogIndex: 12, prevLogTerm: 5, entries: [], leaderCommit: 12, readContext: 0 },
     {
       type: 'AppendEntriesReply',
       from,
@@ -130,6 +132,7 @@ function everyType(from: NodeId, to: NodeId): Message[] {
       conflictTerm: 3,
       conflictIndex: 6,
       lastLogIndex: 8,
+      readContext: 3,
     },
     chunk(from, to, 0, 1000),
     chunk(from, to, 1000, 17, true),

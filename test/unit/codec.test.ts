@@ -41,12 +41,12 @@ function isr(v: number, installed: boolean): Message {
   return { type: 'InstallSnapshotReply', from: v, to: v, term: v, lastIncludedIndex: v, nextOffset: v, installed };
 }
 function ae(v: number, entries: Entry[]): Message {
-  return { type: 'AppendEntries', from: v, to: v, term: v, prevLogIndex: v, prevLogTerm: v, entries, leaderCommit: v };
+  return { type: 'AppendEntries', from: v, to: v, term: v, prevLogIndex: v, prevLogTerm: v, entries, leaderCommit: v, readContext: v };
 }
 function aer(v: number, success: boolean): Message {
   return {
     type: 'AppendEntriesReply', from: v, to: v, term: v, success,
-    prevLogIndex: v, matchIndex: v, conflictTerm: v, conflictIndex: v, lastLogIndex: v,
+    prevLogIndex: v, matchIndex: v, conflictTerm: v, conflictIndex: v, lastLogIndex: v, readContext: v,
   };
 }
 
@@ -114,12 +114,12 @@ test('codec: wire format and tags are pinned', () => {
   assert.deepEqual([...encodeMessage({ type: 'RequestVote', from: 1, to: 2, term: 3, lastLogIndex: 4, lastLogTerm: 5 })], [1, 1, 2, 3, 4, 5]);
   assert.deepEqual([...encodeMessage({ type: 'RequestVoteReply', from: 2, to: 1, term: 3, voteGranted: true })], [2, 2, 1, 3, 1]);
   assert.deepEqual(
-    [...encodeMessage({ type: 'AppendEntries', from: 0, to: 1, term: 2, prevLogIndex: 3, prevLogTerm: 1, entries: [entry(4, 2, bytes(9, 8))], leaderCommit: 3 })],
-    [3, 0, 1, 2, 3, 1, 1, 2, 4, 2, 9, 8, 3],
+    [...encodeMessage({ type: 'AppendEntries', from: 0, to: 1, term: 2, prevLogIndex: 3, prevLogTerm: 1, entries: [entry(4, 2, bytes(9, 8))], leaderCommit: 3, readContext: 6 })],
+    [3, 0, 1, 2, 3, 1, 1, 2, 4, 2, 9, 8, 3, 6],
   );
   assert.deepEqual(
-    [...encodeMessage({ type: 'AppendEntriesReply', from: 1, to: 0, term: 2, success: false, prevLogIndex: 3, matchIndex: 0, conflictTerm: 1, conflictIndex: 2, lastLogIndex: 200 })],
-    [4, 1, 0, 2, 0, 3, 0, 1, 2, 0xc8, 0x01],
+    [...encodeMessage({ type: 'AppendEntriesReply', from: 1, to: 0, term: 2, success: false, prevLogIndex: 3, matchIndex: 0, conflictTerm: 1, conflictIndex: 2, lastLogIndex: 200, readContext: 6 })],
+    [4, 1, 0, 2, 0, 3, 0, 1, 2, 0xc8, 0x01, 6],
   );
   assert.deepEqual([...encodeMessage({ type: 'PreVote', from: 1, to: 2, term: 3, lastLogIndex: 4, lastLogTerm: 5 })], [5, 1, 2, 3, 4, 5]);
   assert.deepEqual([...encodeMessage({ type: 'PreVoteReply', from: 2, to: 1, term: 3, voteGranted: false })], [6, 2, 1, 3, 0]);
@@ -241,13 +241,13 @@ test('codec: 2000 random messages round-trip (seeded property test)', () => {
       case 1: m = { type: 'RequestVoteReply', from: uint(), to: uint(), term: uint(), voteGranted: below(2) === 1 }; break;
       case 2: {
         const entries = Array.from({ length: below(6) }, () => entry(uint(), uint(), cmd(below(300), next())));
-        m = { type: 'AppendEntries', from: uint(), to: uint(), term: uint(), prevLogIndex: uint(), prevLogTerm: uint(), entries, leaderCommit: uint() };
+        m = { type: 'AppendEntries', from: uint(), to: uint(), term: uint(), prevLogIndex: uint(), prevLogTerm: uint(), entries, leaderCommit: uint(), readContext: uint() };
         break;
       }
       default:
         m = {
           type: 'AppendEntriesReply', from: uint(), to: uint(), term: uint(), success: below(2) === 1,
-          prevLogIndex: uint(), matchIndex: uint(), conflictTerm: uint(), conflictIndex: uint(), lastLogIndex: uint(),
+          prevLogIndex: uint(), matchIndex: uint(), conflictTerm: uint(), conflictIndex: uint(), lastLogIndex: uint(), readContext: uint(),
         };
     }
     rtMessage(m);
@@ -321,7 +321,7 @@ test('codec: encoders reject invalid fields with a plain Error naming the field'
 });
 
 test('codec: a 5000-byte command costs at most 5000 + 16 bytes in a one-entry AppendEntries', () => {
-  const m: Message = { type: 'AppendEntries', from: 0, to: 4, term: 7, prevLogIndex: 41, prevLogTerm: 7, entries: [entry(42, 7, cmd(5000))], leaderCommit: 40 };
+  const m: Message = { type: 'AppendEntries', from: 0, to: 4, term: 7, prevLogIndex: 41, prevLogTerm: 7, entries: [entry(42, 7, cmd(5000))], leaderCommit: 40, readContext: 0 };
   const size = messageSize(m);
   assert.equal(encodeMessage(m).length, size);
   assert.ok(size <= 5000 + 16, `size ${size}`);
@@ -338,6 +338,7 @@ test('decoding from a Node Buffer returns plain, unaliased Uint8Arrays', async (
     prevLogTerm: 3,
     entries: [{ index: 5, term: 3, command: new Uint8Array([9, 8, 7]) }],
     leaderCommit: 4,
+    readContext: 0,
   };
   const buffer = Buffer.from(encode(message));
   const decoded = decode(buffer);

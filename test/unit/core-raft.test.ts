@@ -91,7 +91,7 @@ function ae(
   entries: Entry[],
   leaderCommit: LogIndex,
 ): AppendEntries {
-  return { type: 'AppendEntries', from, to, term, prevLogIndex, prevLogTerm, entries, leaderCommit };
+  return { type: 'AppendEntries', from, to, term, prevLogIndex, prevLogTerm, entries, leaderCommit, readContext: 0 };
 }
 function aer(
   from: NodeId,
@@ -113,6 +113,7 @@ function aer(
     conflictTerm: 0,
     conflictIndex: 0,
     lastLogIndex,
+    readContext: 0,
   };
 }
 
@@ -748,6 +749,7 @@ describe('AppendEntries consistency check (§5.3)', () => {
       conflictTerm: 0,
       conflictIndex: 0,
       lastLogIndex: 5,
+      readContext: 0,
     });
     assert.equal(ready.logWrite, null);
     assert.equal(f.status().leaderId, 0, 'the rejection still recognises the leader');

@@ -111,7 +111,7 @@ function ae(
   entries: Entry[],
   leaderCommit: LogIndex,
 ): AppendEntries {
-  return { type: 'AppendEntries', from, to, term, prevLogIndex, prevLogTerm, entries, leaderCommit };
+  return { type: 'AppendEntries', from, to, term, prevLogIndex, prevLogTerm, entries, leaderCommit, readContext: 0 };
 }
 
 function makeConfig(id: NodeId, n: number, chunkBytes: number | undefined): RaftConfig {

@@ -1,0 +1,338 @@
+/**
+ * The replicated KV service's commands (what goes into the Raft log) and results (what applying one
+ * returns), with their binary encodings.
+ *
+ * Command format (every integer an unsigned LEB128 varint, every byte string varint-length-prefixed,
+ * as in src/codec/codec.ts):
+ *
+ *     op tag (1 byte: KV_OP_TAGS)  clientId (UTF-8 bytes)  seq  key
+ *     put, append:  value
+ *     cas:          value  expected-presence (1 byte: 0 = null/absent, 1 = present)  [expected]
+ *     delete, get:  nothing more
+ *
+ * Result format:
+ *
+ *     ok:     tag 1, value-presence (1 byte: 0 = no field, 1 = null, 2 = bytes) [value],
+ *             swapped (1 byte: 0 = no field, 1 = false, 2 = true)
+ *     error:  tag 2, error kind (1 byte: KV_ERROR_TAGS), message (UTF-8 bytes)
+ *
+ * Tag 0 is never valid, so a zeroed or empty buffer does not decode. Tags are append-only.
+ *
+ * Decoders check structure only (tags, lengths, UTF-8, no trailing bytes) and throw CodecError on
+ * malformed input; limits are checked by validateKvCommand, which the state machine runs on every
+ * decoded command, and by encodeKvCommand, so a client never proposes a command that would be
+ * rejected. Decoded byte strings are fresh copies that never alias the input.
+ */
+import { ByteReader, ByteWriter, CodecError } from '../codec/codec.js';
+
+// ---- limits ----
+
+/** Largest key, in bytes (keys are 1..KEY_BYTES_MAX bytes). */
+export const KEY_BYTES_MAX = 1024;
+/** Largest value, in bytes, for put/cas values, cas expected values and the result of an append. */
+export const VALUE_BYTES_MAX = 1024 * 1024;
+/** Largest client id, in bytes of its UTF-8 encoding. */
+export const CLIENT_ID_BYTES_MAX = 128;
+
+// ---- types ----
+
+export type KvOp = 'put' | 'append' | 'delete' | 'cas' | 'get';
+
+export interface KvCommand {
+  readonly op: KvOp;
+  /** The client session for exactly-once; '' for a session-less command (never deduplicated). */
+  readonly clientId: string;
+  /** The client's request number within its session: a non-negative safe integer, increasing. */
+  readonly seq: number;
+  readonly key: Uint8Array;
+  /** put/append/cas: the value to store (append: the bytes to add). Absent for delete/get. */
+  readonly value?: Uint8Array;
+  /** cas only: the value the key must currently hold, or null for "the key is absent". */
+  readonly expected?: Uint8Array | null;
+}
+
+/**
+ * - `stale-request`: the session has already applied a later seq; this request was not applied.
+ * - `invalid-command`: the entry did not decode or broke a limit; it was applied as a no-op.
+ */
+export type KvErrorKind = 'stale-request' | 'invalid-command';
+
+export type KvResult =
+  | {
+      readonly ok: true;
+      /** get: the current value; put/append/delete/cas: the previous value. null if absent. */
+      readonly value?: Uint8Array | null;
+      /** cas: whether the value was replaced. */
+      readonly swapped?: boolean;
+    }
+  | { readonly ok: false; readonly error: KvErrorKind; readonly message: string };
+
+/** The wire tag of each op. Append-only: never renumber. */
+export const KV_OP_TAGS = {
+  put: 1,
+  append: 2,
+  delete: 3,
+  cas: 4,
+  get: 5,
+} as const satisfies Record<KvOp, number>;
+
+/** The wire tag of each error kind. Append-only: never renumber. */
+export const KV_ERROR_TAGS = {
+  'stale-request': 1,
+  'invalid-command': 2,
+} as const satisfies Record<KvErrorKind, number>;
+
+const OP_BY_TAG: (KvOp | undefined)[] = [];
+for (const [op, tag] of Object.entries(KV_OP_TAGS)) OP_BY_TAG[tag] = op as KvOp;
+const ERROR_BY_TAG: (KvErrorKind | undefined)[] = [];
+for (const [kind, tag] of Object.entries(KV_ERROR_TAGS)) ERROR_BY_TAG[tag] = kind as KvErrorKind;
+
+const RESULT_OK = 1;
+const RESULT_ERROR = 2;
+
+// ---- strings ----
+
+const utf8Encoder = new TextEncoder();
+// fatal: malformed UTF-8 throws instead of becoming U+FFFD; ignoreBOM: a leading U+FEFF is kept.
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** Whether `s` has no lone surrogates, i.e. survives a UTF-8 round trip unchanged. */
+export function isWellFormedString(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const next = i + 1 < s.length ? s.charCodeAt(i + 1) : 0;
+      if (next < 0xdc00 || next > 0xdfff) return false;
+      i++;
+    } else if (c >= 0xdc00 && c <= 0xdfff) {
+      return false;
+    }
+  }
+  return true;
+}
+
+export function utf8Encode(s: string): Uint8Array {
+  return utf8Encoder.encode(s);
+}
+
+/** Decodes strict UTF-8, throwing CodecError on malformed input. */
+export function utf8Decode(bytes: Uint8Array, what: string, at: number): string {
+  try {
+    return utf8Decoder.decode(bytes);
+  } catch {
+    throw new CodecError(`${what} at offset ${at} is not valid UTF-8`);
+  }
+}
+
+// ---- validation ----
+
+const OPS_WITH_VALUE: ReadonlySet<KvOp> = new Set<KvOp>(['put', 'append', 'cas']);
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (v instanceof Uint8Array) return `${v.length} bytes`;
+  if (typeof v === 'string') return `a string`;
+  return typeof v;
+}
+
+/**
+ * Checks a command against the op's shape and the limits. Returns a description of the first
+ * problem, or null if the command is valid.
+ */
+export function validateKvCommand(cmd: KvCommand): string | null {
+  if (typeof cmd !== 'object' || cmd === null) return `command must be an object, got ${describe(cmd)}`;
+  const op = cmd.op as unknown;
+  if (typeof op !== 'string' || !Object.hasOwn(KV_OP_TAGS, op)) {
+    return `op must be one of ${Object.keys(KV_OP_TAGS).join(', ')}, got ${String(op)}`;
+  }
+  const clientId = cmd.clientId as unknown;
+  if (typeof clientId !== 'string') return `clientId must be a string, got ${describe(clientId)}`;
+  if (!isWellFormedString(clientId)) return 'clientId must be well-formed Unicode (no lone surrogates)';
+  const clientIdBytes = utf8Encode(clientId).length;
+  if (clientIdBytes > CLIENT_ID_BYTES_MAX) {
+    return `clientId must be 0..${CLIENT_ID_BYTES_MAX} bytes of UTF-8, got ${clientIdBytes}`;
+  }
+  const seq = cmd.seq as unknown;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) {
+    return `seq must be a non-negative safe integer, got ${String(seq)}`;
+  }
+  const key = cmd.key as unknown;
+  if (!(key instanceof Uint8Array)) return `key must be a Uint8Array, got ${describe(key)}`;
+  if (key.length < 1 || key.length > KEY_BYTES_MAX) return `key must be 1..${KEY_BYTES_MAX} bytes, got ${key.length}`;
+
+  const value = cmd.value as unknown;
+  if (OPS_WITH_VALUE.has(op as KvOp)) {
+    if (!(value instanceof Uint8Array)) return `${op} needs a value (Uint8Array), got ${describe(value)}`;
+    if (value.length > VALUE_BYTES_MAX) return `value must be 0..${VALUE_BYTES_MAX} bytes, got ${value.length}`;
+  } else if (value !== undefined) {
+    return `${op} takes no value, got ${describe(value)}`;
+  }
+
+  const expected = cmd.expected as unknown;
+  if (op === 'cas') {
+    if (expected === undefined) return 'cas needs expected (a Uint8Array, or null for "absent")';
+    if (expected !== null) {
+      if (!(expected instanceof Uint8Array)) return `expected must be a Uint8Array or null, got ${describe(expected)}`;
+      if (expected.length > VALUE_BYTES_MAX) {
+        return `expected must be 0..${VALUE_BYTES_MAX} bytes, got ${expected.length}`;
+      }
+    }
+  } else if (expected !== undefined) {
+    return `${op} takes no expected value, got ${describe(expected)}`;
+  }
+  return null;
+}
+
+// ---- commands ----
+
+/** Encodes a command; throws RangeError (with validateKvCommand's description) if it is invalid. */
+export function encodeKvCommand(cmd: KvCommand): Uint8Array {
+  const problem = validateKvCommand(cmd);
+  if (problem !== null) throw new RangeError(`invalid KV command: ${problem}`);
+  const clientId = utf8Encode(cmd.clientId);
+  const value = cmd.value;
+  const expected = cmd.expected;
+  const w = new ByteWriter(
+    16 + clientId.length + cmd.key.length + (value?.length ?? 0) + (expected instanceof Uint8Array ? expected.length : 0),
+  );
+  w.writeByte(KV_OP_TAGS[cmd.op]);
+  w.writeBytes(clientId, 'clientId');
+  w.writeVarint(cmd.seq, 'seq');
+  w.writeBytes(cmd.key, 'key');
+  if (value !== undefined) w.writeBytes(value, 'value');
+  if (cmd.op === 'cas') {
+    if (expected instanceof Uint8Array) {
+      w.writeByte(1);
+      w.writeBytes(expected, 'expected');
+    } else {
+      w.writeByte(0);
+    }
+  }
+  return w.finish();
+}
+
+/**
+ * Decodes a command; throws CodecError on malformed input. The result is structurally complete for
+ * its op but may still break a limit: run validateKvCommand before trusting it.
+ */
+export function decodeKvCommand(bytes: Uint8Array): KvCommand {
+  const r = new ByteReader(bytes);
+  const tag = r.readByte('op tag');
+  const op = OP_BY_TAG[tag];
+  if (op === undefined) throw new CodecError(`unknown KV op tag ${tag} at offset 0`);
+  const clientIdAt = r.offset;
+  const clientId = utf8Decode(r.readBytes(), 'clientId', clientIdAt);
+  const seq = r.readVarint();
+  const key = r.readBytes();
+  let cmd: KvCommand;
+  switch (op) {
+    case 'put':
+    case 'append':
+      cmd = { op, clientId, seq, key, value: r.readBytes() };
+      break;
+    case 'cas': {
+      const value = r.readBytes();
+      const at = r.offset;
+      const presence = r.readByte('expected presence');
+      if (presence > 1) throw new CodecError(`invalid expected presence ${presence} at offset ${at}`);
+      cmd = { op, clientId, seq, key, value, expected: presence === 1 ? r.readBytes() : null };
+      break;
+    }
+    case 'delete':
+    case 'get':
+      cmd = { op, clientId, seq, key };
+      break;
+  }
+  r.expectEnd('KV command');
+  return cmd;
+}
+
+// ---- results ----
+
+function checkResult(result: KvResult): void {
+  if (typeof result !== 'object' || result === null) throw new RangeError('KV result must be an object');
+  if (result.ok === true) {
+    const value = result.value as unknown;
+    if (value !== undefined && value !== null && !(value instanceof Uint8Array)) {
+      throw new RangeError(`KV result value must be a Uint8Array, null or absent, got ${describe(value)}`);
+    }
+    const swapped = result.swapped as unknown;
+    if (swapped !== undefined && typeof swapped !== 'boolean') {
+      throw new RangeError(`KV result swapped must be a boolean or absent, got ${describe(swapped)}`);
+    }
+  } else if (result.ok === false) {
+    if (!Object.hasOwn(KV_ERROR_TAGS, result.error)) throw new RangeError(`unknown KV error kind ${String(result.error)}`);
+    if (typeof result.message !== 'string' || !isWellFormedString(result.message)) {
+      throw new RangeError('KV error message must be a well-formed string');
+    }
+  } else {
+    throw new RangeError('KV result ok must be a boolean');
+  }
+}
+
+/** Appends a result to a writer (used by the snapshot encoding too). Throws RangeError if malformed. */
+export function writeKvResult(w: ByteWriter, result: KvResult): void {
+  checkResult(result);
+  if (result.ok) {
+    w.writeByte(RESULT_OK);
+    const value = result.value;
+    if (value === undefined) {
+      w.writeByte(0);
+    } else if (value === null) {
+      w.writeByte(1);
+    } else {
+      w.writeByte(2);
+      w.writeBytes(value, 'value');
+    }
+    w.writeByte(result.swapped === undefined ? 0 : result.swapped ? 2 : 1);
+  } else {
+    w.writeByte(RESULT_ERROR);
+    w.writeByte(KV_ERROR_TAGS[result.error]);
+    w.writeBytes(utf8Encode(result.message), 'message');
+  }
+}
+
+/** Reads one result; throws CodecError on malformed input. */
+export function readKvResult(r: ByteReader): KvResult {
+  const at = r.offset;
+  const tag = r.readByte('result tag');
+  if (tag === RESULT_OK) {
+    const valueAt = r.offset;
+    const presence = r.readByte('value presence');
+    let value: Uint8Array | null | undefined;
+    if (presence === 1) value = null;
+    else if (presence === 2) value = r.readBytes();
+    else if (presence !== 0) throw new CodecError(`invalid value presence ${presence} at offset ${valueAt}`);
+    const swappedAt = r.offset;
+    const swappedByte = r.readByte('swapped');
+    if (swappedByte > 2) throw new CodecError(`invalid swapped byte ${swappedByte} at offset ${swappedAt}`);
+    // Built field by field: exactOptionalPropertyTypes forbids an explicit `undefined`.
+    const result: { ok: true; value?: Uint8Array | null; swapped?: boolean } = { ok: true };
+    if (value !== undefined) result.value = value;
+    if (swappedByte !== 0) result.swapped = swappedByte === 2;
+    return result;
+  }
+  if (tag === RESULT_ERROR) {
+    const kindAt = r.offset;
+    const kindTag = r.readByte('error kind');
+    const error = ERROR_BY_TAG[kindTag];
+    if (error === undefined) throw new CodecError(`unknown KV error kind tag ${kindTag} at offset ${kindAt}`);
+    const messageAt = r.offset;
+    const message = utf8Decode(r.readBytes(), 'error message', messageAt);
+    return { ok: false, error, message };
+  }
+  throw new CodecError(`unknown KV result tag ${tag} at offset ${at}`);
+}
+
+export function encodeKvResult(result: KvResult): Uint8Array {
+  const w = new ByteWriter(result.ok && result.value instanceof Uint8Array ? result.value.length + 8 : 64);
+  writeKvResult(w, result);
+  return w.finish();
+}
+
+export function decodeKvResult(bytes: Uint8Array): KvResult {
+  const r = new ByteReader(bytes);
+  const result = readKvResult(r);
+  r.expectEnd('KV result');
+  return result;
+}

@@ -1,0 +1,386 @@
+/**
+ * The replicated KV store's deterministic core: applies committed log entries (encoded KvCommands)
+ * to an in-memory map of byte keys to byte values, with client sessions for exactly-once semantics.
+ *
+ * Pure: no I/O, no clocks, no randomness, no dependence on Map iteration order except orders this
+ * class establishes itself. Every replica that applies the same log computes the same results and
+ * the same snapshot bytes.
+ *
+ * Keys are stored in a Map under their latin1 string form: one UTF-16 code unit (0..255) per byte.
+ * It is lossless for any bytes and, unlike base64, JS string comparison (`<`) on it is exactly
+ * lexicographic byte order, so sorting the map's keys sorts the keys by bytes.
+ *
+ * Ownership: values stored and results cached are never mutated in place (puts store the freshly
+ * decoded bytes, appends build a new array), so results may share them internally; everything
+ * handed out through the public API (get, applyCommand, takeResult) is a copy.
+ *
+ * Snapshot format (varints and length-prefixed byte strings as in src/codec/codec.ts):
+ *
+ *     version (1 byte, SNAPSHOT_VERSION)  appliedIndex
+ *     key count, then per key in ascending byte order: key, value
+ *     session count, then per session in ascending clientId order (JS string comparison):
+ *         clientId (UTF-8), lastSeq, lastIndex, cached result (see writeKvResult)
+ *
+ * The encoding is canonical: restore() rejects unsorted or duplicate keys and sessions, so a
+ * restored machine re-snapshots to the very same bytes.
+ */
+import { ByteReader, ByteWriter, CodecError } from '../codec/codec.js';
+import type { Entry, LogIndex, Snapshot } from '../core/messages.js';
+import type { StateMachine } from '../runtime/node.js';
+import {
+  decodeKvCommand,
+  KEY_BYTES_MAX,
+  readKvResult,
+  utf8Decode,
+  utf8Encode,
+  validateKvCommand,
+  VALUE_BYTES_MAX,
+  writeKvResult,
+  type KvCommand,
+  type KvResult,
+} from './commands.js';
+
+/** The snapshot encoding's version byte. */
+export const SNAPSHOT_VERSION = 1;
+/** Default bound on client sessions. */
+export const DEFAULT_MAX_SESSIONS = 10_000;
+/** Default number of most recent log indices whose results are kept for takeResult. */
+export const DEFAULT_RESULTS_MAX = 100_000;
+
+export interface KvStateMachineOptions {
+  /**
+   * Client sessions kept (default 10,000, at least 1). Beyond it the session with the oldest last
+   * activity (log index of its last command; ties by clientId) is evicted, and that client loses
+   * duplicate detection for requests it sent before. Every replica must use the same value.
+   */
+  readonly maxSessions?: number;
+  /** Results kept for takeResult: those of the last `resultsMax` log indices (default 100,000). */
+  readonly resultsMax?: number;
+}
+
+export interface KvStats {
+  /** Number of keys. */
+  readonly keys: number;
+  /** Sum of key and value lengths, in bytes. */
+  readonly bytes: number;
+  /** Number of client sessions. */
+  readonly sessions: number;
+}
+
+export interface KvSessionInfo {
+  readonly lastSeq: number;
+  /** Log index of the session's last command (its last activity). */
+  readonly lastIndex: LogIndex;
+}
+
+interface Session {
+  lastSeq: number;
+  lastIndex: LogIndex;
+  result: KvResult;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** The latin1 form of bytes: one char per byte. Lossless, and `<` on it is byte order. */
+export function bytesToKeyString(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 4096) {
+    s += String.fromCharCode(...bytes.subarray(i, i + 4096));
+  }
+  return s;
+}
+
+/** The inverse of bytesToKeyString. */
+export function keyStringToBytes(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** A copy of a result that shares no bytes with the state machine. */
+function cloneResult(result: KvResult): KvResult {
+  if (!result.ok || result.value === undefined || result.value === null) return result;
+  return { ...result, value: result.value.slice() };
+}
+
+function invalid(message: string): KvResult {
+  return { ok: false, error: 'invalid-command', message };
+}
+
+function checkPositiveInteger(n: number, what: string): number {
+  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`${what} must be a positive integer, got ${String(n)}`);
+  return n;
+}
+
+export class KvStateMachine implements StateMachine {
+  private readonly maxSessions: number;
+  private readonly resultsMax: number;
+  /** latin1 key → value. */
+  private data = new Map<string, Uint8Array>();
+  /**
+   * clientId → session, in ascending (lastIndex, clientId) order: a touched session is moved to
+   * the end, and its new lastIndex is the largest of all, so the first entry is the one to evict.
+   */
+  private sessions = new Map<string, Session>();
+  /** log index → result, in ascending index order, for takeResult. */
+  private readonly results = new Map<LogIndex, KvResult>();
+  private applied: LogIndex = 0;
+  private totalBytes = 0;
+
+  constructor(options: KvStateMachineOptions = {}) {
+    this.maxSessions = checkPositiveInteger(options.maxSessions ?? DEFAULT_MAX_SESSIONS, 'maxSessions');
+    this.resultsMax = checkPositiveInteger(options.resultsMax ?? DEFAULT_RESULTS_MAX, 'resultsMax');
+  }
+
+  /** The index of the last applied log entry (or restored snapshot); 0 initially. */
+  get appliedIndex(): LogIndex {
+    return this.applied;
+  }
+
+  get stats(): KvStats {
+    return { keys: this.data.size, bytes: this.totalBytes, sessions: this.sessions.size };
+  }
+
+  /** The current value of a key (a copy), or null if absent. */
+  get(key: Uint8Array): Uint8Array | null {
+    if (key.length > KEY_BYTES_MAX) return null;
+    return this.data.get(bytesToKeyString(key))?.slice() ?? null;
+  }
+
+  /** A client's session, or undefined if it has none (never had one, or it was evicted). */
+  session(clientId: string): KvSessionInfo | undefined {
+    const s = this.sessions.get(clientId);
+    return s === undefined ? undefined : { lastSeq: s.lastSeq, lastIndex: s.lastIndex };
+  }
+
+  // ---- applying ----
+
+  /** The runtime's StateMachine hook: applies the entry and keeps its result for takeResult. */
+  apply(entry: Entry): void {
+    const result = this.applyEntry(entry.index, entry.command);
+    this.results.set(entry.index, result);
+    const oldest = entry.index - this.resultsMax;
+    for (const index of this.results.keys()) {
+      if (index > oldest) break;
+      this.results.delete(index);
+    }
+  }
+
+  /**
+   * The result of the entry at `index`, removing it. Undefined if it was never applied here (e.g.
+   * it arrived inside a snapshot), was already taken, or is older than the last `resultsMax` indices.
+   */
+  takeResult(index: LogIndex): KvResult | undefined {
+    const result = this.results.get(index);
+    if (result === undefined) return undefined;
+    this.results.delete(index);
+    return cloneResult(result);
+  }
+
+  /**
+   * Decodes and applies the command at log index `index`. Never throws for any `bytes`: a
+   * malformed or invalid command is a no-op with an `invalid-command` result. Throws RangeError
+   * only if `index` does not follow appliedIndex, which is the caller's bug, not the log's.
+   */
+  applyCommand(index: LogIndex, bytes: Uint8Array): KvResult {
+    return cloneResult(this.applyEntry(index, bytes));
+  }
+
+  private applyEntry(index: LogIndex, bytes: Uint8Array): KvResult {
+    if (!Number.isSafeInteger(index) || index <= this.applied) {
+      throw new RangeError(`log index ${String(index)} must be a safe integer above appliedIndex ${this.applied}`);
+    }
+    this.applied = index;
+    let cmd: KvCommand;
+    try {
+      cmd = decodeKvCommand(bytes);
+    } catch (e) {
+      return invalid(`malformed command: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    const problem = validateKvCommand(cmd);
+    if (problem !== null) return invalid(`invalid command: ${problem}`);
+
+    const clientId = cmd.clientId;
+    if (clientId === '') return this.execute(cmd);
+    const session = this.sessions.get(clientId);
+    if (session === undefined) {
+      const result = this.execute(cmd);
+      this.sessions.set(clientId, { lastSeq: cmd.seq, lastIndex: index, result });
+      this.evictSessions();
+      return result;
+    }
+    // Any request shows the client is alive: move its session to the most recent end.
+    this.sessions.delete(clientId);
+    session.lastIndex = index;
+    this.sessions.set(clientId, session);
+    if (cmd.seq === session.lastSeq) return session.result;
+    if (cmd.seq < session.lastSeq) {
+      return {
+        ok: false,
+        error: 'stale-request',
+        message: `request seq ${cmd.seq} of client ${JSON.stringify(clientId)} is older than its last applied seq ${session.lastSeq}`,
+      };
+    }
+    const result = this.execute(cmd);
+    session.lastSeq = cmd.seq;
+    session.result = result;
+    return result;
+  }
+
+  private evictSessions(): void {
+    while (this.sessions.size > this.maxSessions) {
+      const oldest = this.sessions.keys().next();
+      if (oldest.done === true) return;
+      this.sessions.delete(oldest.value);
+    }
+  }
+
+  /** Applies a valid command to the data. Values in `cmd` are fresh decoded copies we now own. */
+  private execute(cmd: KvCommand): KvResult {
+    const k = bytesToKeyString(cmd.key);
+    const prev = this.data.get(k) ?? null;
+    switch (cmd.op) {
+      case 'get':
+        return { ok: true, value: prev };
+      case 'put':
+        this.set(k, prev, cmd.value ?? EMPTY);
+        return { ok: true, value: prev };
+      case 'append': {
+        const add = cmd.value ?? EMPTY;
+        if (prev === null) {
+          this.set(k, prev, add);
+          return { ok: true, value: prev };
+        }
+        const length = prev.length + add.length;
+        if (length > VALUE_BYTES_MAX) {
+          // State-dependent, so (unlike a malformed command) this consumes the session's seq.
+          return invalid(`append would make the value ${length} bytes, over the limit of ${VALUE_BYTES_MAX}`);
+        }
+        const next = new Uint8Array(length);
+        next.set(prev);
+        next.set(add, prev.length);
+        this.set(k, prev, next);
+        return { ok: true, value: prev };
+      }
+      case 'delete':
+        if (prev !== null) {
+          this.data.delete(k);
+          this.totalBytes -= k.length + prev.length;
+        }
+        return { ok: true, value: prev };
+      case 'cas': {
+        const expected = cmd.expected ?? null;
+        const swapped = prev === null || expected === null ? prev === expected : bytesEqual(prev, expected);
+        if (swapped) this.set(k, prev, cmd.value ?? EMPTY);
+        return { ok: true, value: prev, swapped };
+      }
+    }
+  }
+
+  private set(k: string, prev: Uint8Array | null, value: Uint8Array): void {
+    this.data.set(k, value);
+    this.totalBytes += prev === null ? k.length + value.length : value.length - prev.length;
+  }
+
+  // ---- snapshots ----
+
+  /** The whole state, canonically encoded; restore() of it reproduces this machine exactly. */
+  snapshot(): Uint8Array {
+    const keys = [...this.data.keys()].sort(compareStrings);
+    const clientIds = [...this.sessions.keys()].sort(compareStrings);
+    const w = new ByteWriter(32 + this.totalBytes + 8 * keys.length + 256 * clientIds.length);
+    w.writeByte(SNAPSHOT_VERSION);
+    w.writeVarint(this.applied, 'appliedIndex');
+    w.writeVarint(keys.length, 'key count');
+    for (const k of keys) {
+      w.writeBytes(keyStringToBytes(k), 'key');
+      w.writeBytes(this.data.get(k)!, 'value');
+    }
+    w.writeVarint(clientIds.length, 'session count');
+    for (const clientId of clientIds) {
+      const s = this.sessions.get(clientId)!;
+      w.writeBytes(utf8Encode(clientId), 'clientId');
+      w.writeVarint(s.lastSeq, 'lastSeq');
+      w.writeVarint(s.lastIndex, 'lastIndex');
+      writeKvResult(w, s.result);
+    }
+    return w.finish();
+  }
+
+  /**
+   * Replaces the whole state with a snapshot's. Throws CodecError if the data is malformed or not
+   * canonical, or if its applied index is not `snapshot.index`; the state is unchanged then.
+   * Results kept for takeResult beyond the restored index are dropped.
+   */
+  restore(snapshot: Snapshot): void {
+    const r = new ByteReader(snapshot.data);
+    const version = r.readByte('snapshot version');
+    if (version !== SNAPSHOT_VERSION) throw new CodecError(`unknown KV snapshot version ${version}`);
+    const applied = r.readVarint();
+    if (applied !== snapshot.index) {
+      throw new CodecError(`KV snapshot covers index ${applied} but is labelled index ${snapshot.index}`);
+    }
+
+    const data = new Map<string, Uint8Array>();
+    let totalBytes = 0;
+    const keyCount = r.readVarint();
+    // Every key takes at least 3 bytes (two lengths and a key byte): reject absurd counts early.
+    if (keyCount * 3 > r.remaining) throw new CodecError(`KV snapshot: ${keyCount} keys cannot fit in ${r.remaining} bytes`);
+    let previousKey: string | null = null;
+    for (let i = 0; i < keyCount; i++) {
+      const at = r.offset;
+      const key = r.readBytes();
+      if (key.length === 0) throw new CodecError(`KV snapshot: empty key at offset ${at}`);
+      const k = bytesToKeyString(key);
+      if (previousKey !== null && !(previousKey < k)) {
+        throw new CodecError(`KV snapshot: key at offset ${at} is not after the previous key`);
+      }
+      previousKey = k;
+      const value = r.readBytes();
+      data.set(k, value);
+      totalBytes += key.length + value.length;
+    }
+
+    const sessionCount = r.readVarint();
+    // Every session takes at least 6 bytes.
+    if (sessionCount * 6 > r.remaining) {
+      throw new CodecError(`KV snapshot: ${sessionCount} sessions cannot fit in ${r.remaining} bytes`);
+    }
+    const list: [string, Session][] = [];
+    let previousId: string | null = null;
+    for (let i = 0; i < sessionCount; i++) {
+      const at = r.offset;
+      const clientId = utf8Decode(r.readBytes(), 'clientId', at);
+      if (clientId === '') throw new CodecError(`KV snapshot: empty clientId at offset ${at}`);
+      if (previousId !== null && !(previousId < clientId)) {
+        throw new CodecError(`KV snapshot: session at offset ${at} is not after the previous one`);
+      }
+      previousId = clientId;
+      const lastSeq = r.readVarint();
+      const lastIndex = r.readVarint();
+      if (lastIndex > applied) {
+        throw new CodecError(`KV snapshot: session at offset ${at} was active at ${lastIndex}, after ${applied}`);
+      }
+      list.push([clientId, { lastSeq, lastIndex, result: readKvResult(r) }]);
+    }
+    r.expectEnd('KV snapshot');
+
+    list.sort(([aId, a], [bId, b]) => a.lastIndex - b.lastIndex || compareStrings(aId, bId));
+    this.data = data;
+    this.totalBytes = totalBytes;
+    this.sessions = new Map(list);
+    this.evictSessions();
+    this.applied = applied;
+    for (const index of [...this.results.keys()]) if (index > applied) this.results.delete(index);
+  }
+}
