@@ -1,3 +1,22 @@
-/** tsraft: the Raft consensus algorithm as a pure, deterministic state machine. */
+/** tsraft: the Raft consensus algorithm as a pure, deterministic core, and a runtime to drive it. */
 export * from './core/index.js';
 export * as codec from './codec/index.js';
+export { RaftNode } from './runtime/node.js';
+export type { Applied, NodeStatus, PeerStatus, RaftNodeOptions, RaftNodeTiming, StateMachine } from './runtime/node.js';
+export {
+  BusyError,
+  ConfigError,
+  NodeStoppedError,
+  NotLeaderError,
+  ProposalDroppedError,
+  ProposalTimeoutError,
+  RaftError,
+} from './runtime/errors.js';
+export { FileStorage } from './storage/file-storage.js';
+export type { FileStorageOptions } from './storage/file-storage.js';
+export { MemoryStorage } from './storage/memory.js';
+export { StorageError, type Storage } from './storage/storage.js';
+export { TcpTransport } from './transport/tcp.js';
+export type { TcpTransportOptions } from './transport/tcp.js';
+export { MemoryTransport, MemoryTransportHub } from './transport/memory.js';
+export type { PeerAddress, Transport } from './transport/transport.js';

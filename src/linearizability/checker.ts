@@ -10,8 +10,9 @@
  *   before returns on ties. A depth-first search walks a doubly linked list of the events not yet
  *   linearized: at a call, it tries to linearize that operation (if its step is legal in the current
  *   model state, the call and its return are unlinked and the search restarts from the front); at a
- *   return, the operation it belongs to was not linearized in time, so the search backtracks to the
- *   last linearization and tries the next candidate.
+ *   return, the operation it belongs to was not linearized in time, so (once the candidates of
+ *   unknown outcome are tried too, see below) the search backtracks to the last linearization and
+ *   tries the next candidate.
  * - Memoisation: every (set of linearized operations, model state) reached is stored in a hash set
  *   (the set as a bitset, hashed incrementally with per-operation random words); reaching one again
  *   is pruned, since the rest of the search depends on nothing else.
@@ -130,7 +131,7 @@ function validateOperation(op: Operation): void {
     }
     validateOutput(op.input, op.output);
   } else if (op.outcome !== 'unknown') {
-    throw new TypeError(`operation #${op.id}: outcome must be 'ok' or 'unknown'`);
+    throw new TypeError(`operation #${(op as Operation).id}: outcome must be 'ok' or 'unknown'`);
   }
 }
 
@@ -299,6 +300,14 @@ function sameBits(a: Uint32Array, b: Uint32Array): boolean {
 
 // ---------------------------------------------------------------------------------------------
 // The search for one key.
+//
+// Known operations (outcome learned) contribute a call and a return event to one linked list;
+// operations of unknown outcome contribute only a call, kept in a second list sorted by call
+// time. At each search node the candidates are, as in Lowe's algorithm, the calls that precede
+// the first remaining return event R: first the known calls before R (in time order), then the
+// unknown calls whose time is <= R's (calls sort before returns on ties). Trying known operations
+// first is only an ordering heuristic (the candidate set is the same): it lets the search skip
+// unknown operations that never took effect without ever trying them.
 
 type KeyOutcome = { kind: 'ok' } | { kind: 'timeout' } | { kind: 'illegal'; partial: PartialOrder };
 
@@ -320,38 +329,53 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
 
   const model = new KeyModel(ops);
 
-  // Events: index 0 is the list head; calls and (known) returns follow, sorted by time with calls
-  // before returns on ties, then by operation order for determinism.
+  // Event nodes: 0 heads the known list, its events follow (sorted by time, calls before returns
+  // on ties, then by operation order for determinism); then the unknown list's head and its calls.
   interface Ev {
     time: number;
     isReturn: number;
     op: number;
   }
-  const evs: Ev[] = [];
+  const knownEvs: Ev[] = [];
+  const unknownEvs: Ev[] = [];
   for (let i = 0; i < n; i++) {
     const op = ops[i]!;
-    evs.push({ time: op.call, isReturn: 0, op: i });
-    if (op.outcome === 'ok') evs.push({ time: op.return, isReturn: 1, op: i });
+    if (op.outcome === 'ok') {
+      knownEvs.push({ time: op.call, isReturn: 0, op: i }, { time: op.return, isReturn: 1, op: i });
+    } else {
+      unknownEvs.push({ time: op.call, isReturn: 0, op: i });
+    }
   }
-  evs.sort((a, b) => a.time - b.time || a.isReturn - b.isReturn || a.op - b.op);
-  const size = evs.length + 1;
-  const evOp = new Int32Array(size);
+  const order = (a: Ev, b: Ev): number => a.time - b.time || a.isReturn - b.isReturn || a.op - b.op;
+  knownEvs.sort(order);
+  unknownEvs.sort(order);
+  const KNOWN_HEAD = 0;
+  const UNKNOWN_HEAD = knownEvs.length + 1;
+  const size = UNKNOWN_HEAD + 1 + unknownEvs.length;
+  const evOp = new Int32Array(size).fill(-1);
+  const evTime = new Float64Array(size);
   const evIsCall = new Uint8Array(size);
   const evMatch = new Int32Array(size); // call event -> its return event, 0 if none
   const next = new Int32Array(size);
   const prev = new Int32Array(size);
   const returnOf = new Int32Array(n);
-  for (let e = 1; e < size; e++) {
-    const ev = evs[e - 1]!;
-    evOp[e] = ev.op;
-    evIsCall[e] = ev.isReturn === 0 ? 1 : 0;
-    if (ev.isReturn === 1) returnOf[ev.op] = e;
-  }
-  for (let e = 1; e < size; e++) if (evIsCall[e] === 1) evMatch[e] = returnOf[evOp[e]!]!;
-  for (let e = 0; e < size; e++) {
-    next[e] = e + 1 < size ? e + 1 : -1;
-    prev[e] = e - 1;
-  }
+  const place = (list: Ev[], head: number): void => {
+    for (let j = 0; j < list.length; j++) {
+      const e = head + 1 + j;
+      const ev = list[j]!;
+      evOp[e] = ev.op;
+      evTime[e] = ev.time;
+      evIsCall[e] = ev.isReturn === 0 ? 1 : 0;
+      if (ev.isReturn === 1) returnOf[ev.op] = e;
+    }
+    for (let e = head; e <= head + list.length; e++) {
+      next[e] = e < head + list.length ? e + 1 : -1;
+      prev[e] = e === head ? -1 : e - 1;
+    }
+  };
+  place(knownEvs, KNOWN_HEAD);
+  place(unknownEvs, UNKNOWN_HEAD);
+  for (let e = 1; e < UNKNOWN_HEAD; e++) if (evIsCall[e] === 1) evMatch[e] = returnOf[evOp[e]!]!;
 
   const unlink = (e: number): void => {
     const p = prev[e]!;
@@ -375,6 +399,7 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
 
   const stackEv = new Int32Array(n);
   const stackState = new Int32Array(n);
+  const stackBound = new Float64Array(n);
   let sp = 0;
   let state = ABSENT;
 
@@ -384,10 +409,28 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
   let grewSinceBacktrack = false;
 
   let steps = 0;
-  let entry = next[0]!;
+  let scanningUnknown = false;
+  let bound = 0; // while scanning unknown calls: the time of the first remaining return
+  let entry = next[KNOWN_HEAD]!;
   while (knownRemaining > 0) {
     if (++steps % CLOCK_EVERY === 0 && performance.now() >= deadline) return { kind: 'timeout' };
-    if (entry !== -1 && evIsCall[entry] === 1) {
+    let candidate = false;
+    if (!scanningUnknown) {
+      if (entry !== -1 && evIsCall[entry] === 1) candidate = true;
+      else if (entry !== -1) {
+        // The first remaining return: now the unknown calls that precede it.
+        scanningUnknown = true;
+        bound = evTime[entry]!;
+        entry = next[UNKNOWN_HEAD]!;
+        continue;
+      }
+      // entry === -1 cannot happen while a known operation remains (its return is in the list);
+      // treat it as a dead end all the same.
+    } else if (entry !== -1 && evTime[entry]! <= bound) {
+      candidate = true;
+    }
+
+    if (candidate) {
       const i = evOp[entry]!;
       const after = model.step(state, i);
       if (after !== -1) {
@@ -398,6 +441,7 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
         if (memo.add(hash, bits, after)) {
           stackEv[sp] = entry;
           stackState[sp] = state;
+          stackBound[sp] = bound;
           sp++;
           state = after;
           if (model.known[i] === 1) knownRemaining--;
@@ -405,7 +449,8 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
           const ret = evMatch[entry]!;
           if (ret !== 0) unlink(ret);
           grewSinceBacktrack = true;
-          entry = next[0]!;
+          scanningUnknown = false;
+          entry = next[KNOWN_HEAD]!;
           continue;
         }
         bits[w] = bits[w]! & ~m;
@@ -414,7 +459,8 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
       entry = next[entry]!;
       continue;
     }
-    // A return event (or, defensively, the end of the list): backtrack.
+
+    // No candidate left at this node: backtrack.
     if (grewSinceBacktrack && sp > best.length) {
       best = Array.from(stackEv.subarray(0, sp), (e) => evOp[e]!);
       bestState = state;
@@ -427,12 +473,15 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
     const e = stackEv[sp]!;
     const i = evOp[e]!;
     state = stackState[sp]!;
+    bound = stackBound[sp]!;
     bits[i >>> 5] = bits[i >>> 5]! & ~(1 << (i & 31));
     hash = (hash ^ zobrist[i]!) >>> 0;
-    if (model.known[i] === 1) knownRemaining++;
+    const known = model.known[i] === 1;
+    if (known) knownRemaining++;
     const ret = evMatch[e]!;
     if (ret !== 0) relink(ret);
     relink(e);
+    scanningUnknown = !known;
     entry = next[e]!;
   }
   return { kind: 'ok' };

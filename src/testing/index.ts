@@ -12,3 +12,4 @@ export { Persister } from '../sim/persister.js';
 export { Prng } from '../sim/prng.js';
 export { RealScheduler, VirtualScheduler, type Scheduler, type Timer } from '../sim/scheduler.js';
 export { SimNode, type SimNodeOptions, type SimTiming } from '../sim/sim-node.js';
+export { freeLoopbackPorts, LocalCluster, type LocalClusterOptions } from './local-cluster.js';
