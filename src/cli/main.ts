@@ -1,0 +1,77 @@
+#!/usr/bin/env node
+/**
+ * The `tsraft` command line: a local cluster (`start`), one cluster member (`node`), the KV client
+ * commands (`get`, `put`, `del`, `append`, `cas`) and `status`. One file per command beside this
+ * one; `tsraft <command> --help` describes each.
+ *
+ * Exit codes (every command): 0 ok, 1 not found / cas not swapped / runtime failure, 2 usage error,
+ * 3 cluster unavailable. Bad input never prints a stack trace (set TSRAFT_DEBUG=1 to see one for an
+ * unexpected error).
+ */
+import { Command, CommanderError } from 'commander';
+import { appendCommand } from './append.js';
+import { casCommand } from './cas.js';
+import { CliError, EXIT, UsageError, errorMessage } from './common.js';
+import { delCommand } from './del.js';
+import { getCommand } from './get.js';
+import { nodeCommand } from './node.js';
+import { putCommand } from './put.js';
+import { startCommand } from './start.js';
+import { statusCommand } from './status.js';
+
+export function buildProgram(): Command {
+  const program = new Command('tsraft');
+  program
+    .description('Raft and a replicated key-value store, in TypeScript')
+    .version('0.1.0', '-V, --version')
+    .exitOverride()
+    .showHelpAfterError('(add --help for usage)')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 ok, 1 not found / cas not swapped / failure, 2 usage error, 3 cluster unavailable.
+
+Examples:
+  tsraft start                         a 3-node cluster on 127.0.0.1 (raft 7000-7002, HTTP 8000-8002)
+  tsraft put greeting hello            write through the cluster
+  tsraft get greeting                  read it back (linearizable; --stale for a local read)
+  tsraft status                        role, term, commit and lag of every node`,
+    );
+  // Commands are added after exitOverride() so they inherit it.
+  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), statusCommand()]) {
+    command.exitOverride().showHelpAfterError('(add --help for usage)');
+    program.addCommand(command);
+  }
+  return program;
+}
+
+/** Runs the CLI on `argv` (process.argv layout) and returns the exit code. */
+export async function runCli(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv]);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Commander already printed its message (or the help / version text).
+      if (error.exitCode === 0 || error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return EXIT.ok;
+      return EXIT.usage;
+    }
+    if (error instanceof UsageError) {
+      process.stderr.write(`tsraft: error: ${error.message}\n(add --help for usage)\n`);
+      return EXIT.usage;
+    }
+    if (error instanceof CliError) {
+      process.stderr.write(`tsraft: ${error.message}\n`);
+      return error.code;
+    }
+    process.stderr.write(`tsraft: error: ${errorMessage(error)}\n`);
+    if (process.env['TSRAFT_DEBUG'] !== undefined && error instanceof Error && error.stack !== undefined) process.stderr.write(`${error.stack}\n`);
+    return EXIT.failed;
+  }
+}
+
+const code = await runCli(process.argv);
+process.exitCode = code;
+// Leave time for output to drain, but do not let a stray handle (a keep-alive socket) hold the process.
+setTimeout(() => process.exit(code), 200).unref();
