@@ -22,6 +22,8 @@ import {
   type Term,
 } from './messages.js';
 import { newProgress, type Progress } from './progress.js';
+import { ReadIndexQueue } from './read-index.js';
+import { SnapshotReceiver } from './snapshot-receiver.js';
 import type { ReadState, Ready } from './ready.js';
 
 /** How long a commit notice may wait for new entries to ride along with (see scheduleCommitNotice). */
@@ -87,11 +89,8 @@ export class RaftCore {
   private outbox: Message[] = [];
   private handedOut: Ready | null = null;
 
-  /** ReadIndex (thesis §6.4): the current read round, reads waiting for it, and each peer's echo. */
-  private readContext = 0;
-  private readonly pendingReads: { id: number; context: number }[] = [];
-  private readonly readEchoes = new Map<NodeId, number>();
-  private readRoundPending = false;
+  /** ReadIndex (thesis §6.4): reads waiting for a majority to echo their round. */
+  private readonly reads = new ReadIndexQueue();
   private readStates: ReadState[] = [];
 
   /** The latest snapshot's bytes, kept to send to followers that need it. */
@@ -99,7 +98,7 @@ export class RaftCore {
   private snapshotToPersist: Snapshot | null = null;
   private snapshotToApply: Snapshot | null = null;
   /** Follower: the chunks of an incoming snapshot received so far. */
-  private incomingSnapshot: { index: LogIndex; term: Term; chunks: Uint8Array[]; bytes: number } | null = null;
+  private readonly snapshotReceiver = new SnapshotReceiver();
 
   constructor(config: RaftConfig, restored?: PersistentState) {
     const problems = validateConfig(config);
@@ -222,9 +221,7 @@ export class RaftCore {
   requestRead(id: number): boolean {
     this.assertNoReadyOutstanding();
     if (this.role !== 'leader') return false;
-    this.readContext++;
-    this.pendingReads.push({ id, context: this.readContext });
-    this.readRoundPending = true;
+    this.reads.add(id);
     const ownTermCommitted = this.log.term(this.log.commitIndex) === this.currentTerm;
     if (!ownTermCommitted && this.log.lastTerm() !== this.currentTerm) this.propose(new Uint8Array(0));
     this.confirmReads();
@@ -256,7 +253,7 @@ export class RaftCore {
       this.snapshotToPersist !== null ||
       this.snapshotToApply !== null ||
       this.readStates.length > 0 ||
-      this.readRoundPending ||
+      this.reads.broadcastPending ||
       this.log.hasUnstable() ||
       this.log.commitIndex > this.log.appliedIndex
     );
@@ -269,9 +266,9 @@ export class RaftCore {
       this.replicationPending = false;
       this.broadcastAppend();
     }
-    if (this.readRoundPending) {
+    if (this.reads.broadcastPending) {
       // One heartbeat round confirms every read registered since the last one.
-      this.readRoundPending = false;
+      this.reads.broadcastPending = false;
       if (this.role === 'leader') this.broadcastHeartbeat();
     }
     const hardState: HardState | null = this.hardStateDirty
@@ -362,9 +359,7 @@ export class RaftCore {
     this.progress.clear();
     this.votesGranted.clear();
     this.replicationPending = false;
-    this.pendingReads.length = 0;
-    this.readEchoes.clear();
-    this.readRoundPending = false;
+    this.reads.clear();
   }
 
   private preCampaign(): void {
@@ -538,45 +533,21 @@ export class RaftCore {
     const index = request.lastIncludedIndex;
     if (index <= this.log.commitIndex) {
       // A stale or duplicated snapshot: acknowledge it, but keep any newer transfer in progress.
-      if (this.incomingSnapshot !== null && this.incomingSnapshot.index <= this.log.commitIndex) this.incomingSnapshot = null;
+      this.snapshotReceiver.dropIfCovered(this.log.commitIndex);
       this.replySnapshot(request, request.offset + request.data.length, true);
       return;
     }
-    const current = this.incomingSnapshot;
-    const sameSnapshot = current !== null && current.index === index && current.term === request.lastIncludedTerm;
-    if (request.offset === 0 && !sameSnapshot) {
-      this.incomingSnapshot = { index, term: request.lastIncludedTerm, chunks: [], bytes: 0 };
-    } else if (request.offset === 0 && current !== null && current.bytes > 0) {
-      // The first chunk again (a duplicate, or a new leader starting over with the same snapshot):
-      // tell the sender where to continue instead of throwing away what arrived.
-      this.replySnapshot(request, current.bytes, false);
+    const outcome = this.snapshotReceiver.accept(index, request.lastIncludedTerm, request.offset, request.data, request.done);
+    if ('resumeAt' in outcome) {
+      this.replySnapshot(request, outcome.resumeAt, false);
       return;
     }
-    const incoming = this.incomingSnapshot;
-    if (
-      incoming === null ||
-      incoming.index !== index ||
-      incoming.term !== request.lastIncludedTerm ||
-      incoming.bytes !== request.offset
-    ) {
-      const resumeAt = incoming !== null && incoming.index === index ? incoming.bytes : 0;
-      this.replySnapshot(request, resumeAt, false);
-      return;
-    }
-    incoming.chunks.push(request.data.slice());
-    incoming.bytes += request.data.length;
-    if (!request.done) {
-      this.replySnapshot(request, incoming.bytes, false);
-      return;
-    }
-    const data = concatBytes(incoming.chunks, incoming.bytes);
-    this.incomingSnapshot = null;
-    this.log.installSnapshot(index, incoming.term);
-    this.snapshotData = data;
-    const snapshot: Snapshot = { index, term: incoming.term, data };
+    this.log.installSnapshot(index, request.lastIncludedTerm);
+    this.snapshotData = outcome.data;
+    const snapshot: Snapshot = { index, term: request.lastIncludedTerm, data: outcome.data };
     this.snapshotToPersist = snapshot;
     this.snapshotToApply = snapshot;
-    this.replySnapshot(request, incoming.bytes, true);
+    this.replySnapshot(request, outcome.data.length, true);
   }
 
   private replySnapshot(request: InstallSnapshot, nextOffset: number, installed: boolean): void {
@@ -620,10 +591,7 @@ export class RaftCore {
     const pr = this.progress.get(reply.from);
     assert(pr !== undefined, () => `append reply from unknown peer ${reply.from}`);
     // Any answer in our term, success or not, shows the follower still accepted us as leader.
-    if (reply.readContext > (this.readEchoes.get(reply.from) ?? 0)) {
-      this.readEchoes.set(reply.from, reply.readContext);
-      this.confirmReads();
-    }
+    if (this.reads.echo(reply.from, reply.readContext)) this.confirmReads();
     if (reply.success) {
       if (reply.matchIndex > pr.match) pr.match = reply.matchIndex;
       if (pr.next <= pr.match) pr.next = pr.match + 1;
@@ -728,7 +696,7 @@ export class RaftCore {
       prevLogTerm,
       entries: [],
       leaderCommit: this.log.commitIndex,
-      readContext: this.readContext,
+      readContext: this.reads.round,
     });
     pr.commitSent = Math.max(pr.commitSent, Math.min(this.log.commitIndex, pr.match));
     pr.lastSentTick = this.ticks;
@@ -753,7 +721,7 @@ export class RaftCore {
       prevLogTerm,
       entries,
       leaderCommit: this.log.commitIndex,
-      readContext: this.readContext,
+      readContext: this.reads.round,
     });
     pr.lastSentTick = this.ticks;
     if (entries.length > 0) pr.entriesSentAtTick = this.ticks;
@@ -835,16 +803,8 @@ export class RaftCore {
    * current (it has committed an entry of its own term). They read at the present commit index.
    */
   private confirmReads(): void {
-    if (this.pendingReads.length === 0 || this.log.term(this.log.commitIndex) !== this.currentTerm) return;
-    const echoes = [Number.POSITIVE_INFINITY];
-    for (const peer of this.others) echoes.push(this.readEchoes.get(peer) ?? 0);
-    echoes.sort((a, b) => b - a);
-    const confirmed = echoes[Math.floor(this.config.peers.length / 2)]!;
-    let released = 0;
-    while (released < this.pendingReads.length && this.pendingReads[released]!.context <= confirmed) released++;
-    for (const read of this.pendingReads.splice(0, released)) {
-      this.readStates.push({ id: read.id, index: this.log.commitIndex });
-    }
+    if (this.reads.size === 0 || this.log.term(this.log.commitIndex) !== this.currentTerm) return;
+    this.readStates.push(...this.reads.release(this.others, this.config.peers.length, this.log.commitIndex));
   }
 
   /** Followers that have acknowledged everything sent learn the new commit index soon, not at the next heartbeat. */
@@ -890,12 +850,3 @@ export class RaftCore {
   }
 }
 
-function concatBytes(chunks: readonly Uint8Array[], totalBytes: number): Uint8Array {
-  const result = new Uint8Array(totalBytes);
-  let offset = 0;
-  for (const chunk of chunks) {
-    result.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return result;
-}

@@ -7,12 +7,11 @@
  * - P-compositionality: a history is linearizable iff its restriction to each key is, so the
  *   history is split by key and each key is checked on its own, in sorted key order.
  * - Per key, each operation becomes a call event and a return event, sorted by time with calls
- *   before returns on ties. A depth-first search walks a doubly linked list of the events not yet
- *   linearized: at a call, it tries to linearize that operation (if its step is legal in the current
- *   model state, the call and its return are unlinked and the search restarts from the front); at a
- *   return, the operation it belongs to was not linearized in time, so (once the candidates of
- *   unknown outcome are tried too, see below) the search backtracks to the last linearization and
- *   tries the next candidate.
+ *   before returns on ties, kept in a doubly linked list of the events not yet linearized. A
+ *   depth-first search linearizes, one at a time, an operation whose call precedes the first
+ *   remaining return and whose step is legal in the current model state (unlinking its call and
+ *   return); when no such operation leads anywhere, it backtracks and tries the next one. On top
+ *   of Lowe's algorithm: a read-only reduction and a candidate order, described at `checkKey`.
  * - Memoisation: every (set of linearized operations, model state) reached is stored in a hash set
  *   (the set as a bitset, hashed incrementally with per-operation random words); reaching one again
  *   is pruned, since the rest of the search depends on nothing else.
@@ -175,6 +174,8 @@ class KeyModel {
   readonly outputId: Int32Array;
   /** known cas: 1 if swapped. */
   readonly swapped: Uint8Array;
+  /** 1 for a completed operation that never changes the state: a get, or a cas that failed. */
+  readonly readOnly: Uint8Array;
   readonly appendValue: string[];
   /** append transitions, keyed by state id * n + op. */
   private readonly appendCache = new Map<number, number>();
@@ -187,6 +188,7 @@ class KeyModel {
     this.expectedId = new Int32Array(n);
     this.outputId = new Int32Array(n).fill(-1);
     this.swapped = new Uint8Array(n);
+    this.readOnly = new Uint8Array(n);
     this.appendValue = new Array<string>(n).fill('');
     for (let i = 0; i < n; i++) {
       const op = ops[i]!;
@@ -195,7 +197,10 @@ class KeyModel {
       switch (input.kind) {
         case 'get':
           this.kind[i] = K_GET;
-          if (op.outcome === 'ok') this.outputId[i] = this.states.intern((op.output as GetOutput).value);
+          if (op.outcome === 'ok') {
+            this.outputId[i] = this.states.intern((op.output as GetOutput).value);
+            this.readOnly[i] = 1;
+          }
           break;
         case 'put':
           this.kind[i] = K_PUT;
@@ -215,6 +220,7 @@ class KeyModel {
           if (op.outcome === 'ok') {
             const out = op.output as CasOutput;
             this.swapped[i] = out.swapped ? 1 : 0;
+            this.readOnly[i] = out.swapped ? 0 : 1;
             if (!out.swapped && out.value !== undefined) this.outputId[i] = this.states.intern(out.value);
           }
           break;
@@ -302,17 +308,39 @@ function sameBits(a: Uint32Array, b: Uint32Array): boolean {
 // The search for one key.
 //
 // Known operations (outcome learned) contribute a call and a return event to one linked list;
-// operations of unknown outcome contribute only a call, kept in a second list sorted by call
-// time. At each search node the candidates are, as in Lowe's algorithm, the calls that precede
-// the first remaining return event R: first the known calls before R (in time order), then the
-// unknown calls whose time is <= R's (calls sort before returns on ties). Trying known operations
-// first is only an ordering heuristic (the candidate set is the same): it lets the search skip
-// unknown operations that never took effect without ever trying them.
+// operations of unknown outcome contribute only a call, to a second list sorted by call time.
+// At each search node the candidates are, as in Lowe's algorithm, the operations whose call
+// precedes the first remaining return event R (calls sort before returns on ties) and whose step
+// is legal in the current state. The search tries them one by one, each leading to a child node
+// unless the memo has seen (linearized set, state) before; when none is left it backtracks.
+//
+// Two things keep the search small without changing its verdict:
+//
+// - Read-only reduction. If a candidate is a completed read (a get, or a cas that reported
+//   failure) that is legal in the current state, it is linearized at once and is the node's only
+//   candidate. This loses nothing: given any linearization extending the current prefix, moving
+//   that read to right after the prefix keeps every step legal (it reads the state the prefix
+//   leaves and changes nothing) and respects real time (every operation that returned before the
+//   read was called is already in the prefix, or the read would not be a candidate).
+// - Candidate order (a heuristic only; every candidate is still tried). First the writes whose
+//   resulting state is exactly, then a prefix of, the value some pending read wants; then the
+//   operation whose return R is next, which must be linearized before anything called after R
+//   (linearizing "just in time"); then the other completed operations in call order; then the
+//   operations of unknown outcome, which most often never need to be tried at all.
 
 type KeyOutcome = { kind: 'ok' } | { kind: 'timeout' } | { kind: 'illegal'; partial: PartialOrder };
 
 /** How many search steps between clock reads. */
-const CLOCK_EVERY = 512;
+const CLOCK_EVERY = 256;
+
+/** One search node on the stack: its candidates, which one is taken, the state before it. */
+interface Frame {
+  readonly ops: number[];
+  readonly after: number[];
+  index: number;
+  readonly state: number;
+  readonly forced: boolean;
+}
 
 function checkKey(key: string, all: readonly Operation[], deadline: number): KeyOutcome {
   if (performance.now() >= deadline) return { kind: 'timeout' };
@@ -355,10 +383,10 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
   const evOp = new Int32Array(size).fill(-1);
   const evTime = new Float64Array(size);
   const evIsCall = new Uint8Array(size);
-  const evMatch = new Int32Array(size); // call event -> its return event, 0 if none
   const next = new Int32Array(size);
   const prev = new Int32Array(size);
-  const returnOf = new Int32Array(n);
+  const callOf = new Int32Array(n);
+  const returnOf = new Int32Array(n); // 0 for unknown operations
   const place = (list: Ev[], head: number): void => {
     for (let j = 0; j < list.length; j++) {
       const e = head + 1 + j;
@@ -367,6 +395,7 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
       evTime[e] = ev.time;
       evIsCall[e] = ev.isReturn === 0 ? 1 : 0;
       if (ev.isReturn === 1) returnOf[ev.op] = e;
+      else callOf[ev.op] = e;
     }
     for (let e = head; e <= head + list.length; e++) {
       next[e] = e < head + list.length ? e + 1 : -1;
@@ -375,7 +404,6 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
   };
   place(knownEvs, KNOWN_HEAD);
   place(unknownEvs, UNKNOWN_HEAD);
-  for (let e = 1; e < UNKNOWN_HEAD; e++) if (evIsCall[e] === 1) evMatch[e] = returnOf[evOp[e]!]!;
 
   const unlink = (e: number): void => {
     const p = prev[e]!;
@@ -396,12 +424,105 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
   const bits = new Uint32Array((n + 31) >>> 5);
   let hash = 0;
   const memo = new Memo();
+  const stateValues = model.states.values;
 
-  const stackEv = new Int32Array(n);
-  const stackState = new Int32Array(n);
-  const stackBound = new Float64Array(n);
-  let sp = 0;
   let state = ABSENT;
+  const stack: Frame[] = [];
+
+  const apply = (i: number, after: number): void => {
+    bits[i >>> 5] = bits[i >>> 5]! | (1 << (i & 31));
+    hash = (hash ^ zobrist[i]!) >>> 0;
+    state = after;
+    if (model.known[i] === 1) knownRemaining--;
+    unlink(callOf[i]!);
+    const ret = returnOf[i]!;
+    if (ret !== 0) unlink(ret);
+  };
+  const undo = (i: number, before: number): void => {
+    bits[i >>> 5] = bits[i >>> 5]! & ~(1 << (i & 31));
+    hash = (hash ^ zobrist[i]!) >>> 0;
+    state = before;
+    if (model.known[i] === 1) knownRemaining++;
+    const ret = returnOf[i]!;
+    if (ret !== 0) relink(ret);
+    relink(callOf[i]!);
+  };
+  /** Whether (linearized set + i, after) is new; records it if so. */
+  const fresh = (i: number, after: number): boolean => {
+    bits[i >>> 5] = bits[i >>> 5]! | (1 << (i & 31));
+    const added = memo.add((hash ^ zobrist[i]!) >>> 0, bits, after);
+    bits[i >>> 5] = bits[i >>> 5]! & ~(1 << (i & 31));
+    return added;
+  };
+
+  // Scratch space for building a node's candidates.
+  const rank: number[] = [];
+  const wanted: (string | null)[] = [];
+
+  /** The current node's candidates, best first (see above), with their resulting states. */
+  const candidates = (): Frame => {
+    const ops: number[] = [];
+    const after: number[] = [];
+    wanted.length = 0;
+    let deadlineOp = -1;
+    let e = next[KNOWN_HEAD]!;
+    for (; e !== -1 && evIsCall[e] === 1; e = next[e]!) {
+      const i = evOp[e]!;
+      const a = model.step(state, i);
+      if (a === -1) {
+        if (model.kind[i] === K_GET) wanted.push(stateValues[model.outputId[i]!] ?? null);
+        continue;
+      }
+      if (model.readOnly[i] === 1) return { ops: [i], after: [a], index: 0, state, forced: true };
+      ops.push(i);
+      after.push(a);
+    }
+    // e is now the first remaining return (it exists: some known operation remains).
+    const bound = e === -1 ? Infinity : evTime[e]!;
+    if (e !== -1) deadlineOp = evOp[e]!;
+    const knownCount = ops.length;
+    for (let u = next[UNKNOWN_HEAD]!; u !== -1 && evTime[u]! <= bound; u = next[u]!) {
+      const i = evOp[u]!;
+      ops.push(i);
+      after.push(model.step(state, i));
+    }
+    if (ops.length > 1) {
+      rank.length = 0;
+      for (let j = 0; j < ops.length; j++) {
+        const i = ops[j]!;
+        let r = j < knownCount ? 3 : 4;
+        if (i === deadlineOp) r = 2;
+        if (wanted.length > 0) {
+          const s = stateValues[after[j]!] ?? null;
+          for (const w of wanted) {
+            if (w === s) {
+              r = 0;
+              break;
+            }
+            if (w !== null && s !== null && w.startsWith(s)) r = Math.min(r, 1);
+          }
+        }
+        rank.push(r * 0x10000 + j);
+      }
+      const perm = rank.map((_, j) => j).sort((x, y) => rank[x]! - rank[y]!);
+      return { ops: perm.map((j) => ops[j]!), after: perm.map((j) => after[j]!), index: -1, state, forced: false };
+    }
+    return { ops, after, index: -1, state, forced: false };
+  };
+
+  /** Descends into the first untried candidate of `frame` from `from` on; false if none. */
+  const descend = (frame: Frame, from: number): boolean => {
+    for (let j = from; j < frame.ops.length; j++) {
+      const i = frame.ops[j]!;
+      const a = frame.after[j]!;
+      if (!fresh(i, a)) continue;
+      frame.index = j;
+      stack.push(frame);
+      apply(i, a);
+      return true;
+    }
+    return false;
+  };
 
   // The longest prefix seen: captured when the search turns back from a new maximum depth.
   let best: number[] = [];
@@ -409,80 +530,33 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
   let grewSinceBacktrack = false;
 
   let steps = 0;
-  let scanningUnknown = false;
-  let bound = 0; // while scanning unknown calls: the time of the first remaining return
-  let entry = next[KNOWN_HEAD]!;
   while (knownRemaining > 0) {
     if (++steps % CLOCK_EVERY === 0 && performance.now() >= deadline) return { kind: 'timeout' };
-    let candidate = false;
-    if (!scanningUnknown) {
-      if (entry !== -1 && evIsCall[entry] === 1) candidate = true;
-      else if (entry !== -1) {
-        // The first remaining return: now the unknown calls that precede it.
-        scanningUnknown = true;
-        bound = evTime[entry]!;
-        entry = next[UNKNOWN_HEAD]!;
-        continue;
-      }
-      // entry === -1 cannot happen while a known operation remains (its return is in the list);
-      // treat it as a dead end all the same.
-    } else if (entry !== -1 && evTime[entry]! <= bound) {
-      candidate = true;
-    }
-
-    if (candidate) {
-      const i = evOp[entry]!;
-      const after = model.step(state, i);
-      if (after !== -1) {
-        const w = i >>> 5;
-        const m = 1 << (i & 31);
-        bits[w] = bits[w]! | m;
-        hash = (hash ^ zobrist[i]!) >>> 0;
-        if (memo.add(hash, bits, after)) {
-          stackEv[sp] = entry;
-          stackState[sp] = state;
-          stackBound[sp] = bound;
-          sp++;
-          state = after;
-          if (model.known[i] === 1) knownRemaining--;
-          unlink(entry);
-          const ret = evMatch[entry]!;
-          if (ret !== 0) unlink(ret);
-          grewSinceBacktrack = true;
-          scanningUnknown = false;
-          entry = next[KNOWN_HEAD]!;
-          continue;
-        }
-        bits[w] = bits[w]! & ~m;
-        hash = (hash ^ zobrist[i]!) >>> 0;
-      }
-      entry = next[entry]!;
+    // (A forced read-only step is the node's only candidate; the memo may still have seen the
+    // child through another path, in which case it already failed and so does this node.)
+    if (descend(candidates(), 0)) {
+      grewSinceBacktrack = true;
       continue;
     }
 
-    // No candidate left at this node: backtrack.
-    if (grewSinceBacktrack && sp > best.length) {
-      best = Array.from(stackEv.subarray(0, sp), (e) => evOp[e]!);
+    // Dead end: backtrack to the nearest node with an untried candidate.
+    if (grewSinceBacktrack && stack.length > best.length) {
+      best = stack.map((f) => f.ops[f.index]!);
       bestState = state;
     }
     grewSinceBacktrack = false;
-    if (sp === 0) {
-      return { kind: 'illegal', partial: partialOrder(key, ops, model, best, bestState) };
+    let resumed = false;
+    while (!resumed) {
+      const top = stack.pop();
+      if (top === undefined) {
+        return { kind: 'illegal', partial: partialOrder(key, ops, model, best, bestState) };
+      }
+      undo(top.ops[top.index]!, top.state);
+      if (top.forced) continue;
+      if (++steps % CLOCK_EVERY === 0 && performance.now() >= deadline) return { kind: 'timeout' };
+      resumed = descend(top, top.index + 1);
     }
-    sp--;
-    const e = stackEv[sp]!;
-    const i = evOp[e]!;
-    state = stackState[sp]!;
-    bound = stackBound[sp]!;
-    bits[i >>> 5] = bits[i >>> 5]! & ~(1 << (i & 31));
-    hash = (hash ^ zobrist[i]!) >>> 0;
-    const known = model.known[i] === 1;
-    if (known) knownRemaining++;
-    const ret = evMatch[e]!;
-    if (ret !== 0) relink(ret);
-    relink(e);
-    scanningUnknown = !known;
-    entry = next[e]!;
+    grewSinceBacktrack = true;
   }
   return { kind: 'ok' };
 }

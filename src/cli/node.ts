@@ -1,0 +1,207 @@
+/**
+ * `tsraft node`: one cluster member in this process (a KvServer: Raft over TCP, the KV state
+ * machine, the HTTP API), until SIGTERM or SIGINT. `tsraft start` runs its nodes with this command.
+ */
+import { Command } from 'commander';
+import { KvServer } from '../kv/server.js';
+import {
+  CliError,
+  EXIT,
+  PEERS_SYNTAX,
+  UsageError,
+  errorMessage,
+  parseBytes,
+  parseHostPort,
+  parseIntOption,
+  parseNodeId,
+  parsePeers,
+  type HostPort,
+  type PeerSpec,
+} from './common.js';
+
+interface NodeOptions {
+  id?: string;
+  peers?: string;
+  dataDir?: string;
+  listen?: string;
+  http?: string;
+  clusterId: string;
+  maxRaftState?: string;
+  fsync: boolean;
+  heartbeatMs?: string;
+  electionTimeoutMs?: string;
+  readMode?: string;
+  quiet?: boolean;
+}
+
+export interface NodeConfig {
+  readonly id: number;
+  readonly peers: readonly PeerSpec[];
+  readonly dataDir: string;
+  readonly listen: HostPort;
+  readonly http: HostPort;
+  readonly clusterId: string;
+  readonly maxRaftStateBytes?: number;
+  readonly fsync: boolean;
+  readonly timing?: { heartbeatMs?: number; electionTimeoutMinMs?: number; electionTimeoutMaxMs?: number };
+  readonly readMode?: string;
+  readonly quiet: boolean;
+}
+
+/** Validates the options of `tsraft node`; throws UsageError. */
+export function parseNodeOptions(options: NodeOptions): NodeConfig {
+  if (options.id === undefined) throw new UsageError('missing --id <n> (this node\'s id, one of the ids in --peers)');
+  if (options.peers === undefined) throw new UsageError(`missing --peers <list>: ${PEERS_SYNTAX}`);
+  if (options.dataDir === undefined || options.dataDir.trim() === '') throw new UsageError('missing --data-dir <dir> (where this node keeps its log and snapshots)');
+  const id = parseNodeId(options.id, '--id');
+  const peers = parsePeers(options.peers);
+  const self = peers.find((p) => p.id === id);
+  if (self === undefined) throw new UsageError(`--peers: this node's id ${id} is not in the peer list (ids: ${peers.map((p) => p.id).join(', ')})`);
+  const listen = options.listen === undefined ? { host: self.raftHost, port: self.raftPort } : parseHostPort(options.listen, '--listen');
+  let http: HostPort;
+  if (options.http === undefined) {
+    const url = new URL(self.httpUrl);
+    http = { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port) };
+  } else {
+    http = parseHostPort(options.http, '--http', true);
+  }
+  if (listen.port === http.port && (listen.host === http.host || listen.host === '0.0.0.0' || http.host === '0.0.0.0')) {
+    throw new UsageError(`--listen and --http use the same port ${http.port}`);
+  }
+  const clusterId = options.clusterId.trim();
+  if (clusterId === '' || Buffer.byteLength(clusterId) > 255) throw new UsageError('--cluster-id must be 1..255 bytes');
+  const timing: { heartbeatMs?: number; electionTimeoutMinMs?: number; electionTimeoutMaxMs?: number } = {};
+  if (options.heartbeatMs !== undefined) timing.heartbeatMs = parseIntOption(options.heartbeatMs, '--heartbeat-ms', 1, 60_000);
+  if (options.electionTimeoutMs !== undefined) {
+    const m = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(options.electionTimeoutMs);
+    if (m === null) throw new UsageError(`--election-timeout-ms: expected MIN-MAX in milliseconds (e.g. 300-600), got ${JSON.stringify(options.electionTimeoutMs)}`);
+    const min = parseIntOption(m[1]!, '--election-timeout-ms (min)', 1, 600_000);
+    const max = parseIntOption(m[2]!, '--election-timeout-ms (max)', 1, 600_000);
+    if (max <= min) throw new UsageError(`--election-timeout-ms: max (${max}) must be greater than min (${min})`);
+    timing.electionTimeoutMinMs = min;
+    timing.electionTimeoutMaxMs = max;
+  }
+  const hb = timing.heartbeatMs ?? 100;
+  if (timing.electionTimeoutMinMs !== undefined && timing.electionTimeoutMinMs <= hb) {
+    throw new UsageError(`--election-timeout-ms: the minimum (${timing.electionTimeoutMinMs}) must exceed the heartbeat interval (${hb} ms)`);
+  }
+  let readMode: string | undefined;
+  if (options.readMode !== undefined) {
+    if (!['read-index', 'log'].includes(options.readMode)) throw new UsageError(`--read-mode must be read-index or log, got ${JSON.stringify(options.readMode)}`);
+    readMode = options.readMode;
+  }
+  return {
+    id,
+    peers,
+    dataDir: options.dataDir,
+    listen,
+    http,
+    clusterId,
+    ...(options.maxRaftState === undefined ? {} : { maxRaftStateBytes: parseBytes(options.maxRaftState, '--max-raft-state') }),
+    fsync: options.fsync,
+    ...(Object.keys(timing).length === 0 ? {} : { timing }),
+    ...(readMode === undefined ? {} : { readMode }),
+    quiet: options.quiet === true,
+  };
+}
+
+function timestamp(): string {
+  return new Date().toISOString().slice(11, 23);
+}
+
+/** Runs a node until SIGTERM/SIGINT (or, when forked by `tsraft start`, until its parent goes away). */
+export async function runNode(config: NodeConfig): Promise<number> {
+  const log = (line: string): void => {
+    if (!config.quiet) process.stdout.write(`${timestamp()} ${line}\n`);
+  };
+  // A parent that goes away closes our pipes: never die of EPIPE on a log line.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
+
+  let server: KvServer;
+  try {
+    server = await KvServer.start({
+      id: config.id,
+      peers: config.peers.map((p) => ({ id: p.id, raftHost: p.raftHost, raftPort: p.raftPort, httpUrl: p.httpUrl })),
+      dataDir: config.dataDir,
+      clusterId: config.clusterId,
+      httpListen: config.http,
+      raftListen: config.listen,
+      fsync: config.fsync,
+      ...(config.maxRaftStateBytes === undefined ? {} : { maxRaftStateBytes: config.maxRaftStateBytes }),
+      ...(config.timing === undefined ? {} : { timing: config.timing }),
+      ...(config.readMode === undefined ? {} : { readMode: config.readMode as 'read-index' }),
+      log,
+    });
+  } catch (error) {
+    throw new CliError(`node ${config.id} failed to start: ${errorMessage(error)}`, EXIT.failed);
+  }
+  log(
+    `node ${config.id} up: raft ${config.listen.host}:${config.listen.port}, http http://${config.http.host}:${server.httpPort}, ` +
+      `data ${config.dataDir}, ${config.peers.length} members, fsync ${config.fsync ? 'on' : 'off'}, pid ${process.pid}`,
+  );
+
+  const supervised = typeof process.send === 'function';
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (why: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log(`node ${config.id} stopping (${why})`);
+      const force = setTimeout(() => {
+        log(`node ${config.id}: stop took over 10 s, exiting anyway`);
+        resolve(EXIT.failed);
+      }, 10_000);
+      force.unref();
+      server.stop().then(
+        () => {
+          clearTimeout(force);
+          log(`node ${config.id} stopped`);
+          resolve(EXIT.ok);
+        },
+        (error: unknown) => {
+          clearTimeout(force);
+          log(`node ${config.id}: error while stopping: ${errorMessage(error)}`);
+          resolve(EXIT.failed);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    // Under `tsraft start` a Ctrl-C reaches the whole process group: the parent stops us with
+    // SIGTERM in its own time, so the terminal's SIGINT is ignored here.
+    process.on('SIGINT', () => (supervised ? undefined : stop('SIGINT')));
+    if (supervised) process.on('disconnect', () => stop('parent went away'));
+  });
+}
+
+export function nodeCommand(): Command {
+  return new Command('node')
+    .description('run one cluster member (Raft over TCP + the KV HTTP API) in this process until SIGTERM or SIGINT')
+    .option('--id <n>', "this node's id (one of the ids in --peers)")
+    .option('--peers <list>', 'every member, this one included: ID=HOST:PORT/HTTP-URL entries separated by commas')
+    .option('--data-dir <dir>', "this node's data directory (created if missing; locked while the node runs)")
+    .option('--listen <host:port>', "where to accept raft connections (default: this node's raft address in --peers)")
+    .option('--http <host:port>', "where to serve the HTTP API (default: this node's HTTP URL in --peers)")
+    .option('--cluster-id <id>', 'cluster name; nodes of different clusters refuse each other', 'tsraft')
+    .option('--max-raft-state <bytes>', 'snapshot once the raft log exceeds this many bytes (e.g. 1048576 or 64m)')
+    .option('--no-fsync', 'do not fsync writes (faster; a machine crash can lose acknowledged writes)')
+    .option('--heartbeat-ms <ms>', 'leader heartbeat interval (default 100)')
+    .option('--election-timeout-ms <min-max>', 'election timeout range in milliseconds (default 1000-2000)')
+    .option('--read-mode <mode>', 'how linearizable reads are served: read-index or log')
+    .option('-q, --quiet', 'print no log lines')
+    .addHelpText(
+      'after',
+      `
+Peer list format (--peers): ${PEERS_SYNTAX}
+  Each entry is the node id, "=", its raft address HOST:PORT, "/", and its HTTP base URL.
+  Ids are non-negative integers, unique; this node's --id must be one of them.
+
+Example (node 1 of a 3-node cluster on this machine):
+  tsraft node --id 1 --data-dir ./data/node-1 \\
+    --peers 0=127.0.0.1:7000/http://127.0.0.1:8000,1=127.0.0.1:7001/http://127.0.0.1:8001,2=127.0.0.1:7002/http://127.0.0.1:8002`,
+    )
+    .action(async (options: NodeOptions) => {
+      const config = parseNodeOptions(options);
+      process.exitCode = await runNode(config);
+    });
+}

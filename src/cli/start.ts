@@ -1,0 +1,422 @@
+/**
+ * `tsraft start`: a local cluster of `tsraft node` child processes on 127.0.0.1.
+ *
+ * - Node i listens for raft on base-port + i and for HTTP on http-base-port + i, and keeps its data
+ *   in <data-dir>/node-<i>. The table of addresses (and each child's pid) is printed at start.
+ * - Each child's output is copied line by line, prefixed `[node i]`.
+ * - The leader is found by polling every node's /v1/status; its election (and every later change)
+ *   is printed.
+ * - SIGINT (Ctrl-C) and SIGTERM stop every child: SIGTERM, then SIGKILL for any child still alive
+ *   5 s later. The process exits 0 once all of them are gone.
+ * - A child that dies on its own is restarted, at most 5 times within a minute per node.
+ * - Refuses to start if the data directory is in use by another running cluster or node, or if a
+ *   port is taken.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve as resolvePath } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import { CliError, EXIT, UsageError, errorCode, errorMessage, formatPeers, formatTable, parseIntOption, parsePort, sleep, type PeerSpec } from './common.js';
+
+const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
+const HOST = '127.0.0.1';
+/** The cluster lock in the data directory: the pid of the `tsraft start` that owns it. */
+export const CLUSTER_LOCK = 'tsraft-start.pid';
+const STOP_GRACE_MS = 5000;
+const RESTART_LIMIT = 5;
+const RESTART_WINDOW_MS = 60_000;
+
+interface StartOptions {
+  nodes: string;
+  dataDir: string;
+  basePort: string;
+  httpBasePort: string;
+  fresh?: boolean;
+  fsync: boolean;
+  clusterId: string;
+  maxRaftState?: string;
+}
+
+export interface StartConfig {
+  readonly nodes: number;
+  readonly dataDir: string;
+  readonly basePort: number;
+  readonly httpBasePort: number;
+  readonly fresh: boolean;
+  readonly fsync: boolean;
+  readonly clusterId: string;
+  readonly maxRaftState?: string;
+}
+
+export function parseStartOptions(options: StartOptions): StartConfig {
+  const nodes = parseIntOption(options.nodes, '--nodes', 1, 99);
+  const basePort = parsePort(options.basePort, '--base-port');
+  const httpBasePort = parsePort(options.httpBasePort, '--http-base-port');
+  if (basePort + nodes - 1 > 65535) throw new UsageError(`--base-port ${basePort} leaves no room for ${nodes} nodes (ports up to ${basePort + nodes - 1})`);
+  if (httpBasePort + nodes - 1 > 65535) throw new UsageError(`--http-base-port ${httpBasePort} leaves no room for ${nodes} nodes`);
+  if (basePort < httpBasePort + nodes && httpBasePort < basePort + nodes) {
+    throw new UsageError(
+      `raft ports ${basePort}-${basePort + nodes - 1} and HTTP ports ${httpBasePort}-${httpBasePort + nodes - 1} overlap; pick other --base-port / --http-base-port`,
+    );
+  }
+  if (options.dataDir.trim() === '') throw new UsageError('--data-dir must not be empty');
+  return {
+    nodes,
+    dataDir: options.dataDir,
+    basePort,
+    httpBasePort,
+    fresh: options.fresh === true,
+    fsync: options.fsync,
+    clusterId: options.clusterId,
+    ...(options.maxRaftState === undefined ? {} : { maxRaftState: options.maxRaftState }),
+  };
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return errorCode(error) === 'EPERM';
+  }
+}
+
+function readPid(path: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(path, 'utf8').trim());
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Takes <dataDir>/tsraft-start.pid, refusing if a live process holds it or a node dir's LOCK. */
+function lockDataDir(dataDir: string, nodes: number): string {
+  try {
+    mkdirSync(dataDir, { recursive: true });
+  } catch (error) {
+    throw new CliError(`cannot create the data directory ${dataDir}: ${errorMessage(error)}`, EXIT.failed);
+  }
+  const path = join(dataDir, CLUSTER_LOCK);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });
+    } catch (error) {
+      if (errorCode(error) !== 'EEXIST') throw new CliError(`cannot lock the data directory ${dataDir}: ${errorMessage(error)}`, EXIT.failed);
+      const owner = readPid(path);
+      if (owner !== undefined && owner !== process.pid && pidAlive(owner)) {
+        throw new CliError(
+          `the data directory ${dataDir} is locked by another running cluster (tsraft start, pid ${owner}). ` +
+            'Stop it first (Ctrl-C in its terminal), or use another --data-dir.',
+          EXIT.failed,
+        );
+      }
+      try {
+        unlinkSync(path); // stale: its owner is gone
+      } catch {
+        // someone else took it over meanwhile; try again
+      }
+      continue;
+    }
+    // Node directories locked by live processes (e.g. a `tsraft node` started by hand).
+    for (let i = 0; i < nodes; i++) {
+      const owner = readPid(join(dataDir, `node-${i}`, 'LOCK'));
+      if (owner !== undefined && pidAlive(owner)) {
+        unlinkSync(path);
+        throw new CliError(
+          `${join(dataDir, `node-${i}`)} is in use by process ${owner} (a running tsraft node). Stop it first, or use another --data-dir.`,
+          EXIT.failed,
+        );
+      }
+    }
+    return path;
+  }
+  throw new CliError(`cannot lock the data directory ${dataDir}: other processes keep taking ${path}`, EXIT.failed);
+}
+
+function unlockDataDir(path: string): void {
+  if (readPid(path) === process.pid) {
+    try {
+      unlinkSync(path);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Resolves to null if `port` can be bound on 127.0.0.1, else to the error code (EADDRINUSE...). */
+function probePort(port: number): Promise<string | null> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', (error) => resolve(errorCode(error) ?? errorMessage(error)));
+    server.listen({ host: HOST, port, exclusive: true }, () => server.close(() => resolve(null)));
+  });
+}
+
+interface Member {
+  readonly spec: PeerSpec;
+  readonly dir: string;
+  child: ChildProcess | null;
+  pid: number | undefined;
+  /** Times (ms) of the automatic restarts in the last minute. */
+  restarts: number[];
+  gaveUp: boolean;
+  exited: Promise<void>;
+}
+
+class Supervisor {
+  private readonly members: Member[];
+  private readonly startedAt = performance.now();
+  private shuttingDown = false;
+  private leaderId: number | undefined;
+  private leaderTerm = -1;
+  private finish: ((code: number) => void) | null = null;
+  readonly done: Promise<number>;
+
+  constructor(
+    private readonly config: StartConfig,
+    private readonly peerList: string,
+    peers: readonly PeerSpec[],
+  ) {
+    this.members = peers.map((spec) => ({
+      spec,
+      dir: join(config.dataDir, `node-${spec.id}`),
+      child: null,
+      pid: undefined,
+      restarts: [],
+      gaveUp: false,
+      exited: Promise.resolve(),
+    }));
+    this.done = new Promise((resolve) => (this.finish = resolve));
+  }
+
+  say(line: string): void {
+    process.stdout.write(`[start] ${line}\n`);
+  }
+
+  spawnAll(): void {
+    for (const member of this.members) this.spawn(member);
+  }
+
+  private spawn(member: Member): void {
+    const { spec } = member;
+    const args = [
+      'node',
+      '--id',
+      String(spec.id),
+      '--peers',
+      this.peerList,
+      '--data-dir',
+      member.dir,
+      '--listen',
+      `${spec.raftHost}:${spec.raftPort}`,
+      '--http',
+      `${HOST}:${this.config.httpBasePort + spec.id}`,
+      '--cluster-id',
+      this.config.clusterId,
+      ...(this.config.fsync ? [] : ['--no-fsync']),
+      ...(this.config.maxRaftState === undefined ? [] : ['--max-raft-state', this.config.maxRaftState]),
+    ];
+    const child = fork(MAIN, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    member.child = child;
+    member.pid = child.pid;
+    const prefix = `[node ${spec.id}] `;
+    for (const stream of [child.stdout, child.stderr]) {
+      if (stream === null) continue;
+      const out = stream === child.stderr ? process.stderr : process.stdout;
+      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => out.write(`${prefix}${line}\n`));
+    }
+    // The IPC channel exists only so the child notices when we go away (even by SIGKILL).
+    child.on('error', (error) => this.say(`node ${spec.id}: ${errorMessage(error)}`));
+    member.exited = new Promise<void>((resolve) => {
+      child.once('exit', (code, signal) => {
+        if (member.child === child) member.child = null;
+        resolve();
+        this.onExit(member, code, signal);
+      });
+    });
+  }
+
+  private onExit(member: Member, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.shuttingDown) return;
+    const how = signal !== null ? `killed by ${signal}` : `exited with code ${code ?? '?'}`;
+    const now = Date.now();
+    member.restarts = member.restarts.filter((t) => now - t < RESTART_WINDOW_MS);
+    if (member.restarts.length >= RESTART_LIMIT) {
+      member.gaveUp = true;
+      this.say(`node ${member.spec.id} (pid ${member.pid ?? '?'}) ${how}; it was restarted ${RESTART_LIMIT} times in the last minute, giving up on it`);
+      if (this.members.every((m) => m.gaveUp)) {
+        this.say('every node has failed repeatedly; stopping');
+        void this.shutdown(EXIT.failed);
+      }
+      return;
+    }
+    member.restarts.push(now);
+    const delay = 250 * member.restarts.length;
+    this.say(`node ${member.spec.id} (pid ${member.pid ?? '?'}) ${how} unexpectedly; restarting it in ${delay} ms (restart ${member.restarts.length} of ${RESTART_LIMIT} per minute)`);
+    setTimeout(() => {
+      if (this.shuttingDown || member.child !== null) return;
+      this.spawn(member);
+      this.say(`node ${member.spec.id} restarted (pid ${member.pid ?? '?'})`);
+    }, delay);
+  }
+
+  printTable(): void {
+    const rows = [['node', 'raft address', 'HTTP URL', 'pid', 'data']];
+    for (const m of this.members) rows.push([String(m.spec.id), `${m.spec.raftHost}:${m.spec.raftPort}`, m.spec.httpUrl, String(m.pid ?? '-'), m.dir]);
+    process.stdout.write(`${formatTable(rows)}\n`);
+  }
+
+  /** Polls /v1/status until shutdown; prints the first leader and every change of leader. */
+  async watchLeader(): Promise<void> {
+    while (!this.shuttingDown) {
+      let found: { id: number; term: number; url: string } | undefined;
+      await Promise.all(
+        this.members.map(async (m) => {
+          try {
+            const response = await fetch(`${m.spec.httpUrl}/v1/status`, { signal: AbortSignal.timeout(1000) });
+            if (!response.ok) {
+              await response.body?.cancel();
+              return;
+            }
+            const status = (await response.json()) as { role?: unknown; term?: unknown };
+            if (status.role === 'leader' && typeof status.term === 'number' && (found === undefined || status.term > found.term)) {
+              found = { id: m.spec.id, term: status.term, url: m.spec.httpUrl };
+            }
+          } catch {
+            // down or starting: ignore
+          }
+        }),
+      );
+      if (this.shuttingDown) return;
+      if (found !== undefined && (found.id !== this.leaderId || found.term > this.leaderTerm)) {
+        const first = this.leaderId === undefined;
+        const changed = found.id !== this.leaderId;
+        this.leaderId = found.id;
+        this.leaderTerm = found.term;
+        if (first) {
+          const seconds = ((performance.now() - this.startedAt) / 1000).toFixed(1);
+          this.say(`leader: node ${found.id} (${found.url}), elected ${seconds} s after start (term ${found.term})`);
+          this.say(`try: tsraft put hello world && tsraft get hello && tsraft status   (Ctrl-C stops the cluster)`);
+        } else if (changed) {
+          this.say(`leader: node ${found.id} (${found.url}), term ${found.term}`);
+        }
+      }
+      await sleep(this.leaderId === undefined ? 100 : 500);
+    }
+  }
+
+  async shutdown(code: number): Promise<void> {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    const alive = this.members.filter((m) => m.child !== null);
+    this.say(`stopping ${alive.length} node${alive.length === 1 ? '' : 's'}...`);
+    for (const m of alive) m.child?.kill('SIGTERM');
+    const all = Promise.all(alive.map((m) => m.exited));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = await Promise.race([all.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), STOP_GRACE_MS)))]);
+    clearTimeout(timer);
+    if (timedOut) {
+      for (const m of alive) {
+        if (m.child !== null) {
+          this.say(`node ${m.spec.id} (pid ${m.pid ?? '?'}) did not stop within ${STOP_GRACE_MS / 1000} s; sending SIGKILL`);
+          m.child.kill('SIGKILL');
+        }
+      }
+      await all;
+    }
+    this.say('all nodes stopped');
+    this.finish?.(code);
+  }
+}
+
+export async function runStart(config: StartConfig): Promise<number> {
+  const dataDir = resolvePath(config.dataDir);
+  const lockPath = lockDataDir(dataDir, config.nodes);
+  try {
+    // Ports: refuse before anything starts.
+    const busy: string[] = [];
+    for (let i = 0; i < config.nodes; i++) {
+      for (const [what, port] of [
+        ['raft', config.basePort + i],
+        ['HTTP', config.httpBasePort + i],
+      ] as const) {
+        const problem = await probePort(port);
+        if (problem !== null) busy.push(`${HOST}:${port} (${what} port of node ${i}): ${problem === 'EADDRINUSE' ? 'already in use' : problem}`);
+      }
+    }
+    if (busy.length > 0) {
+      throw new CliError(
+        `cannot start: ${busy.length === 1 ? 'a port is' : 'ports are'} not available:\n  ${busy.join('\n  ')}\n` +
+          'Is another cluster running? Stop it, or choose other ports with --base-port / --http-base-port.',
+        EXIT.failed,
+      );
+    }
+    if (config.fresh) {
+      for (const name of readdirSync(dataDir)) {
+        if (/^node-\d+$/.test(name)) rmSync(join(dataDir, name), { recursive: true, force: true });
+      }
+    }
+    const peers: PeerSpec[] = Array.from({ length: config.nodes }, (_, i) => ({
+      id: i,
+      raftHost: HOST,
+      raftPort: config.basePort + i,
+      httpUrl: `http://${HOST}:${config.httpBasePort + i}`,
+    }));
+    const existing = peers.filter((p) => existsSync(join(dataDir, `node-${p.id}`))).length;
+    const supervisor = new Supervisor({ ...config, dataDir: config.dataDir }, formatPeers(peers), peers);
+    const onSignal = (signal: NodeJS.Signals): void => {
+      process.stdout.write('\n');
+      supervisor.say(`${signal} received`);
+      void supervisor.shutdown(EXIT.ok);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    process.stdout.on('error', () => undefined);
+    try {
+      supervisor.say(
+        `${config.nodes}-node cluster on ${HOST}, data in ${config.dataDir}` +
+          (config.fresh ? ' (fresh)' : existing > 0 ? ` (reusing the data of ${existing} node${existing === 1 ? '' : 's'}; --fresh to wipe)` : '') +
+          `, fsync ${config.fsync ? 'on' : 'off'}, pid ${process.pid}`,
+      );
+      supervisor.spawnAll();
+      supervisor.printTable();
+      void supervisor.watchLeader();
+      return await supervisor.done;
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  } finally {
+    unlockDataDir(lockPath);
+  }
+}
+
+export function startCommand(): Command {
+  return new Command('start')
+    .description('run a local cluster of `tsraft node` processes on 127.0.0.1 until Ctrl-C')
+    .option('--nodes <n>', 'number of nodes', '3')
+    .option('--data-dir <dir>', 'data directory; node i keeps its data in <dir>/node-<i>', './data')
+    .option('--base-port <port>', 'raft port of node 0; node i uses base-port + i', '7000')
+    .option('--http-base-port <port>', 'HTTP port of node 0; node i uses http-base-port + i', '8000')
+    .option('--fresh', 'delete the nodes\' data (<data-dir>/node-*) before starting')
+    .option('--no-fsync', 'run the nodes without fsync (faster, not crash-safe)')
+    .option('--cluster-id <id>', 'cluster name passed to every node', 'tsraft')
+    .option('--max-raft-state <bytes>', 'snapshot threshold passed to every node (e.g. 64m)')
+    .addHelpText(
+      'after',
+      `
+Each node is a child process running \`tsraft node\`; its output is prefixed [node i].
+Ctrl-C (or SIGTERM) stops every node (SIGTERM, then SIGKILL after 5 s) and exits.
+A node that dies on its own is restarted (at most ${RESTART_LIMIT} times a minute).
+
+Example: tsraft start --nodes 5 --data-dir /tmp/raft --base-port 9000 --http-base-port 9100 --fresh`,
+    )
+    .action(async (options: StartOptions) => {
+      const config = parseStartOptions(options);
+      process.exitCode = await runStart(config);
+    });
+}
