@@ -89,6 +89,8 @@ export function parseHostPort(text: string, what: string, allowZeroPort = false)
 
 /** An http:// base URL with host and port, returned without a trailing slash. */
 export function parseHttpUrl(text: string, what: string): string {
+  const port = /^http:\/\/(?:\[[^\]]*\]|[^/:]*):(\d+)\/?$/i.exec(text.trim());
+  if (port !== null) parsePort(port[1]!, `${what} (${JSON.stringify(text)})`);
   let url: URL;
   try {
     url = new URL(text.trim());

@@ -6,8 +6,9 @@
  * - Each child's output is copied line by line, prefixed `[node i]`.
  * - The leader is found by polling every node's /v1/status; its election (and every later change)
  *   is printed.
- * - SIGINT (Ctrl-C) and SIGTERM stop every child: SIGTERM, then SIGKILL for any child still alive
- *   5 s later. The process exits 0 once all of them are gone.
+ * - SIGINT (Ctrl-C), SIGTERM and SIGHUP stop every child: SIGTERM, then SIGKILL for any child
+ *   still alive 5 s later (or at once on a second signal). The process exits 0 once all of them are
+ *   gone. Each child also stops by itself if this process dies (its IPC channel closes).
  * - A child that dies on its own is restarted, at most 5 times within a minute per node.
  * - Refuses to start if the data directory is in use by another running cluster or node, or if a
  *   port is taken.
@@ -309,6 +310,14 @@ class Supervisor {
     }
   }
 
+  get stopping(): boolean {
+    return this.shuttingDown;
+  }
+
+  killAll(): void {
+    for (const m of this.members) m.child?.kill('SIGKILL');
+  }
+
   async shutdown(code: number): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
@@ -370,11 +379,16 @@ export async function runStart(config: StartConfig): Promise<number> {
     const supervisor = new Supervisor({ ...config, dataDir: config.dataDir }, formatPeers(peers), peers);
     const onSignal = (signal: NodeJS.Signals): void => {
       process.stdout.write('\n');
+      if (supervisor.stopping) {
+        supervisor.say(`${signal} received again: killing every node now`);
+        supervisor.killAll();
+        return;
+      }
       supervisor.say(`${signal} received`);
       void supervisor.shutdown(EXIT.ok);
     };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+    for (const signal of signals) process.on(signal, onSignal);
     process.stdout.on('error', () => undefined);
     try {
       supervisor.say(
@@ -387,8 +401,7 @@ export async function runStart(config: StartConfig): Promise<number> {
       void supervisor.watchLeader();
       return await supervisor.done;
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      for (const signal of signals) process.off(signal, onSignal);
     }
   } finally {
     unlockDataDir(lockPath);

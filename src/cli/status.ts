@@ -71,7 +71,7 @@ export function statusTable(statuses: readonly EndpointStatus[]): string[][] {
 export function statusCommand(): Command {
   return new Command('status')
     .description("show every node's role, term, commit and applied index, lag and leader (from GET /v1/status)")
-    .option('--endpoints <urls>', 'comma-separated HTTP base URLs of the nodes (env TSRAFT_ENDPOINTS)', process.env['TSRAFT_ENDPOINTS'] ?? DEFAULT_ENDPOINTS)
+    .option('--endpoints <urls>', 'comma-separated HTTP base URLs of the nodes (env TSRAFT_ENDPOINTS)', process.env['TSRAFT_ENDPOINTS'] || DEFAULT_ENDPOINTS)
     .option('--timeout <ms>', 'how long to wait for each node', '2000')
     .option('--json', 'print the raw status documents as JSON')
     .addHelpText('after', '\nlag = the leader\'s commit index - this node\'s applied index. Exit code 3 if no node answers.')

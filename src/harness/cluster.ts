@@ -1,7 +1,7 @@
 import { DEFAULT_TIMING } from '../core/config.js';
 import type { Entry, Message, Snapshot } from '../core/messages.js';
 import { messageSize } from '../codec/index.js';
-import { Network } from '../sim/network.js';
+import { Network, type RpcServer } from '../sim/network.js';
 import { Persister } from '../sim/persister.js';
 import { Prng } from '../sim/prng.js';
 import type { Scheduler } from '../sim/scheduler.js';
@@ -30,6 +30,25 @@ export interface TestFigures {
   readonly rpcs: number;
   readonly bytes: number;
   readonly commands: number;
+}
+
+/**
+ * A replicated service run on every server in place of the apply checker (the kvraft harness,
+ * src/harness/kv-cluster.ts); see `attachService`.
+ */
+export interface ClusterService {
+  /** start1(i) calls this before it makes server i's node, with the persister the node starts from. */
+  startReplica(i: number, persister: Persister): ServiceReplica;
+  /** Encoded size of one of the service's own RPC requests or replies; undefined for a Raft message. */
+  rpcSize(message: unknown): number | undefined;
+}
+
+/** One server's instance of a ClusterService. */
+export interface ServiceReplica {
+  apply(entry: Entry): void;
+  applySnapshot(snapshot: Snapshot): void;
+  /** Given the server's new node: what to register as the server on the network (serving both). */
+  serve(node: HarnessServer): RpcServer<Message, Message>;
 }
 
 export interface ClusterOptions {
@@ -93,6 +112,7 @@ export class Cluster {
   private bytesAtBegin = 0;
   private finished = false;
   private backgroundFailure: unknown = undefined;
+  private service: ClusterService | null = null;
 
   constructor(options: ClusterOptions) {
     this.n = options.n;
@@ -111,8 +131,8 @@ export class Cluster {
     this.net = new Network<Message, Message>({
       scheduler: this.scheduler,
       prng: root.fork(),
-      requestSize: messageSize,
-      replySize: messageSize,
+      requestSize: (m) => this.service?.rpcSize(m) ?? messageSize(m),
+      replySize: (m) => this.service?.rpcSize(m) ?? messageSize(m),
     });
     this.net.setReliable(!options.unreliable);
     this.net.setLongDelays(true);
@@ -164,22 +184,39 @@ export class Cluster {
     // On-sync disks: SimNode must sync before it sends, or a crash would lose what it vouched for.
     const persister = this.saved[i]?.copy() ?? new Persister('on-sync');
     this.saved[i] = persister;
-    if (this.snapshotMode) {
+    const replica = this.service?.startReplica(i, persister) ?? null;
+    if (this.snapshotMode && replica === null) {
       // As a service would on restart: load the snapshot before Raft replays what follows it.
       this.lastApplied[i] = 0;
       const snapshot = persister.readSnapshot();
       if (snapshot !== null) this.ingestSnapshot(i, snapshot.data, snapshot.index);
     }
     const peers = Array.from({ length: this.n }, (_, j) => j);
-    const apply = (entry: Entry): void => (this.snapshotMode ? this.applySnapshotMode(i, entry) : this.applyChecked(i, entry));
-    const applySnapshot = (snapshot: Snapshot): void => this.applyIncomingSnapshot(i, snapshot);
+    const apply = (entry: Entry): void =>
+      replica !== null ? replica.apply(entry) : this.snapshotMode ? this.applySnapshotMode(i, entry) : this.applyChecked(i, entry);
+    const applySnapshot = (snapshot: Snapshot): void =>
+      replica !== null ? replica.applySnapshot(snapshot) : this.applyIncomingSnapshot(i, snapshot);
     const random = this.nodeRandom.fork();
     const node: HarnessServer =
       this.driver === 'sim'
         ? new SimNode({ id: i, peers, scheduler: this.scheduler, persister, ends, random, timing: this.timing, apply, applySnapshot, trace: this.trace })
         : new RuntimeServer({ id: i, peers, persister, ends, timing: this.timing, seed: random.nextUint32(), apply, applySnapshot });
     this.rafts[i] = node;
-    this.net.addServer(String(i), node);
+    this.net.addServer(String(i), replica?.serve(node) ?? node);
+  }
+
+  /**
+   * Runs `service` on every server instead of the apply checker (call it right after construction):
+   * restarts each server so that start1 takes its apply callbacks and RPC server from the service,
+   * and reconnects the servers that were connected.
+   */
+  attachService(service: ClusterService): void {
+    this.service = service;
+    for (let i = 0; i < this.n; i++) {
+      const wasConnected = this.connected[i]!;
+      this.start1(i);
+      if (wasConnected) this.connect(i);
+    }
   }
 
   /** Shuts server i down, keeping what it persisted; a late write by the dead instance goes nowhere. */
@@ -465,7 +502,11 @@ export class Cluster {
     this.maxIndexAtBegin = this.maxIndex;
   }
 
-  end(): TestFigures {
+  /**
+   * Prints the Passed line and reports the figures. `ops` (kvraft: clerk operations made through the
+   * test wrappers) replaces the committed-command count and selects kvraft's four-field line.
+   */
+  end(ops?: number): TestFigures {
     this.checkTimeout();
     this.checkBackground();
     const figures: TestFigures = {
@@ -474,10 +515,12 @@ export class Cluster {
       peers: this.n,
       rpcs: this.rpcTotal() - this.rpcsAtBegin,
       bytes: this.bytesTotal() - this.bytesAtBegin,
-      commands: this.maxIndex - this.maxIndexAtBegin,
+      commands: ops ?? this.maxIndex - this.maxIndexAtBegin,
     };
     this.log(
-      `  ... Passed --  ${figures.seconds.toFixed(1).padStart(4)}  ${figures.peers} ${String(figures.rpcs).padStart(4)} ${String(figures.bytes).padStart(7)} ${String(figures.commands).padStart(4)}`,
+      ops === undefined
+        ? `  ... Passed --  ${figures.seconds.toFixed(1).padStart(4)}  ${figures.peers} ${String(figures.rpcs).padStart(4)} ${String(figures.bytes).padStart(7)} ${String(figures.commands).padStart(4)}`
+        : `  ... Passed --  ${figures.seconds.toFixed(1).padStart(4)}  ${figures.peers} ${String(figures.rpcs).padStart(5)} ${String(ops).padStart(4)}`,
     );
     this.onFigures?.(figures);
     return figures;

@@ -176,6 +176,15 @@ class KeyModel {
   readonly swapped: Uint8Array;
   /** 1 for a completed operation that never changes the state: a get, or a cas that failed. */
   readonly readOnly: Uint8Array;
+  /** The state a completed operation must see when it takes effect, or -1 if any will do. */
+  readonly wants: Int32Array;
+  /**
+   * The wanted states (see `wants`) each operation may leave behind, as a compressed list: op i's
+   * are producesList[producesStart[i] .. producesStart[i+1]). A put or cas may leave its value, a
+   * delete the absent state, an append any wanted state ending with its value.
+   */
+  readonly producesStart: Int32Array;
+  readonly producesList: Int32Array;
   readonly appendValue: string[];
   /** append transitions, keyed by state id * n + op. */
   private readonly appendCache = new Map<number, number>();
@@ -227,6 +236,50 @@ class KeyModel {
         }
       }
     }
+    this.wants = new Int32Array(n).fill(-1);
+    const produces: number[][] = Array.from({ length: n }, () => []);
+    const appendsByValue = new Map<string, number[]>();
+    for (let i = 0; i < n; i++) {
+      const known = this.known[i] === 1;
+      switch (this.kind[i]!) {
+        case K_GET:
+          if (known) this.wants[i] = this.outputId[i]!;
+          break;
+        case K_PUT:
+          produces[i]!.push(this.valueId[i]!);
+          break;
+        case K_APPEND: {
+          const list = appendsByValue.get(this.appendValue[i]!);
+          if (list === undefined) appendsByValue.set(this.appendValue[i]!, [i]);
+          else list.push(i);
+          break;
+        }
+        case K_DELETE:
+          produces[i]!.push(ABSENT);
+          break;
+        default: // K_CAS
+          if (known && this.swapped[i] === 1) this.wants[i] = this.expectedId[i]!;
+          else if (known) this.wants[i] = this.outputId[i]!; // -1 when no value was reported
+          if (!known || this.swapped[i] === 1) produces[i]!.push(this.valueId[i]!);
+      }
+    }
+    if (appendsByValue.size > 0) {
+      const lengths = [...new Set([...appendsByValue.keys()].map((v) => v.length))];
+      const wanted = new Set<number>();
+      for (let i = 0; i < n; i++) if (this.wants[i]! >= 0) wanted.add(this.wants[i]!);
+      for (const v of wanted) {
+        const value = this.states.values[v];
+        if (value === null || value === undefined) continue;
+        for (const len of lengths) {
+          if (len > value.length) continue;
+          for (const i of appendsByValue.get(value.slice(value.length - len)) ?? []) produces[i]!.push(v);
+        }
+      }
+    }
+    this.producesStart = new Int32Array(n + 1);
+    for (let i = 0; i < n; i++) this.producesStart[i + 1] = this.producesStart[i]! + produces[i]!.length;
+    this.producesList = new Int32Array(this.producesStart[n]!);
+    for (let i = 0; i < n; i++) this.producesList.set(produces[i]!, this.producesStart[i]!);
   }
 
   /** The state after applying op i in `state`, or -1 if that step is illegal. */
@@ -349,7 +402,15 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
   // after every known operation has returned can always be left out: drop them too.
   let lastKnownReturn = -Infinity;
   for (const op of all) if (op.outcome === 'ok' && op.return > lastKnownReturn) lastKnownReturn = op.return;
-  const ops = all.filter((op) => op.outcome === 'ok' || (op.input.kind !== 'get' && op.call <= lastKnownReturn));
+  let ops = all.filter((op) => op.outcome === 'ok' || (op.input.kind !== 'get' && op.call <= lastKnownReturn));
+  // Unknown operations no completed operation could observe can be left out (see `unknownObservers`).
+  if (!ops.some(isBlindFailedCas)) {
+    const observers = unknownObservers(ops);
+    ops = ops.filter((_, i) => {
+      const list = observers[i];
+      return list === undefined || list === null || list.length > 0;
+    });
+  }
   const n = ops.length;
   let knownRemaining = 0;
   for (const op of ops) if (op.outcome === 'ok') knownRemaining++;
@@ -429,6 +490,69 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
   let state = ABSENT;
   const stack: Frame[] = [];
 
+  // Dead-end detection. A remaining completed operation that must see state v (a get that
+  // returned v, a cas that swapped from v or reported v) can only succeed if the state is v now or
+  // some remaining operation can still produce v. `deadWants` counts the states wanted by some
+  // remaining operation that no remaining operation can produce.
+  const stateCount = model.states.values.length;
+  const wantCount = new Int32Array(stateCount);
+  const producerCount = new Int32Array(stateCount);
+  const { producesStart, producesList } = model;
+  let deadWants = 0;
+  for (let i = 0; i < n; i++) {
+    const w = model.wants[i]!;
+    if (w >= 0) wantCount[w]!++;
+    for (let k = producesStart[i]!; k < producesStart[i + 1]!; k++) producerCount[producesList[k]!]!++;
+  }
+  for (let v = 0; v < stateCount; v++) if (wantCount[v]! > 0 && producerCount[v] === 0) deadWants++;
+  const hopeless = (): boolean =>
+    deadWants > 1 || (deadWants === 1 && !((wantCount[state] ?? 0) > 0 && producerCount[state] === 0));
+
+  // Relevance of unknown operations (see `unknownObservers`): an unknown operation U is tried as
+  // the next step only while some remaining operation could observe its effect, or while a
+  // completed cas B that failed without reporting the value it saw (it observes "the state is not
+  // e") could be in U's stretch: B remains, and no remaining completed put, delete or successful
+  // cas P must precede B (P returned before B was called), for such a P would come between U, the
+  // next step, and B.
+  const observers = unknownObservers(ops);
+  const alwaysRelevant = new Uint8Array(n);
+  const relevantCount = new Int32Array(n);
+  const blind = new Uint8Array(n);
+  let blindRemaining = 0;
+  const observes: number[][] = Array.from({ length: n }, () => []);
+  for (let i = 0; i < n; i++) {
+    if (isBlindFailedCas(ops[i]!)) {
+      blind[i] = 1;
+      blindRemaining++;
+    }
+    const list = observers[i];
+    if (list === null) alwaysRelevant[i] = 1;
+    else if (list !== undefined) {
+      relevantCount[i] = list.length;
+      for (const j of list) observes[j]!.push(i);
+    }
+  }
+  const resets = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const kind = model.kind[i]!;
+    if (model.known[i] === 1 && (kind === K_PUT || kind === K_DELETE || (kind === K_CAS && model.swapped[i] === 1))) resets[i] = 1;
+  }
+  /** Whether a remaining blind failed cas is called before the first return of a remaining reset. */
+  const blindNear = (): boolean => {
+    if (blindRemaining === 0) return false;
+    for (let e = next[KNOWN_HEAD]!; e !== -1; e = next[e]!) {
+      const i = evOp[e]!;
+      if (evIsCall[e] === 1) {
+        if (blind[i] === 1) return true;
+      } else if (resets[i] === 1) return false;
+    }
+    return false;
+  };
+  const observesStart = new Int32Array(n + 1);
+  for (let i = 0; i < n; i++) observesStart[i + 1] = observesStart[i]! + observes[i]!.length;
+  const observesList = new Int32Array(observesStart[n]!);
+  for (let i = 0; i < n; i++) observesList.set(observes[i]!, observesStart[i]!);
+
   const apply = (i: number, after: number): void => {
     bits[i >>> 5] = bits[i >>> 5]! | (1 << (i & 31));
     hash = (hash ^ zobrist[i]!) >>> 0;
@@ -437,8 +561,24 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
     unlink(callOf[i]!);
     const ret = returnOf[i]!;
     if (ret !== 0) unlink(ret);
+    const w = model.wants[i]!;
+    if (w >= 0 && --wantCount[w]! === 0 && producerCount[w] === 0) deadWants--;
+    blindRemaining -= blind[i]!;
+    for (let k = observesStart[i]!; k < observesStart[i + 1]!; k++) relevantCount[observesList[k]!]!--;
+    for (let k = producesStart[i]!; k < producesStart[i + 1]!; k++) {
+      const p = producesList[k]!;
+      if (--producerCount[p]! === 0 && wantCount[p]! > 0) deadWants++;
+    }
   };
   const undo = (i: number, before: number): void => {
+    blindRemaining += blind[i]!;
+    for (let k = observesStart[i]!; k < observesStart[i + 1]!; k++) relevantCount[observesList[k]!]!++;
+    for (let k = producesStart[i]!; k < producesStart[i + 1]!; k++) {
+      const p = producesList[k]!;
+      if (producerCount[p]!++ === 0 && wantCount[p]! > 0) deadWants--;
+    }
+    const w = model.wants[i]!;
+    if (w >= 0 && wantCount[w]!++ === 0 && producerCount[w] === 0) deadWants++;
     bits[i >>> 5] = bits[i >>> 5]! & ~(1 << (i & 31));
     hash = (hash ^ zobrist[i]!) >>> 0;
     state = before;
@@ -457,7 +597,7 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
 
   // Scratch space for building a node's candidates.
   const rank: number[] = [];
-  const wanted: (string | null)[] = [];
+  const wanted: number[] = [];
 
   /** The current node's candidates, best first (see above), with their resulting states. */
   const candidates = (): Frame => {
@@ -470,7 +610,8 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
       const i = evOp[e]!;
       const a = model.step(state, i);
       if (a === -1) {
-        if (model.kind[i] === K_GET) wanted.push(stateValues[model.outputId[i]!] ?? null);
+        const w = model.wants[i]!;
+        if (w >= 0) wanted.push(w);
         continue;
       }
       if (model.readOnly[i] === 1) return { ops: [i], after: [a], index: 0, state, forced: true };
@@ -481,8 +622,10 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
     const bound = e === -1 ? Infinity : evTime[e]!;
     if (e !== -1) deadlineOp = evOp[e]!;
     const knownCount = ops.length;
+    let blindIsNear: boolean | undefined;
     for (let u = next[UNKNOWN_HEAD]!; u !== -1 && evTime[u]! <= bound; u = next[u]!) {
       const i = evOp[u]!;
+      if (alwaysRelevant[i] === 0 && relevantCount[i] === 0 && !(blindIsNear ??= blindNear())) continue;
       ops.push(i);
       after.push(model.step(state, i));
     }
@@ -493,13 +636,15 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
         let r = j < knownCount ? 3 : 4;
         if (i === deadlineOp) r = 2;
         if (wanted.length > 0) {
-          const s = stateValues[after[j]!] ?? null;
+          const a = after[j]!;
+          const s = stateValues[a] ?? null;
           for (const w of wanted) {
-            if (w === s) {
+            if (w === a) {
               r = 0;
               break;
             }
-            if (w !== null && s !== null && w.startsWith(s)) r = Math.min(r, 1);
+            const ws = stateValues[w] ?? null;
+            if (ws !== null && s !== null && ws.startsWith(s)) r = Math.min(r, 1);
           }
         }
         rank.push(r * 0x10000 + j);
@@ -516,9 +661,13 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
       const i = frame.ops[j]!;
       const a = frame.after[j]!;
       if (!fresh(i, a)) continue;
+      apply(i, a);
+      if (hopeless()) {
+        undo(i, frame.state);
+        continue;
+      }
       frame.index = j;
       stack.push(frame);
-      apply(i, a);
       return true;
     }
     return false;
@@ -559,6 +708,82 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
     grewSinceBacktrack = true;
   }
   return { kind: 'ok' };
+}
+
+/** A completed cas that failed without reporting the value it saw: it observes "the state is not e". */
+function isBlindFailedCas(op: Operation): boolean {
+  return op.outcome === 'ok' && op.input.kind === 'cas' && !(op.output as CasOutput).swapped && (op.output as CasOutput).value === undefined;
+}
+
+/**
+ * Which operations could observe the effect of each unknown operation: for ops[i] of unknown
+ * outcome, the indices of the other operations whose required state could derive from it, or null
+ * if it must always be considered; undefined for operations of known outcome.
+ *
+ * An operation "requires" a state: a completed get the value it returned, a completed cas that
+ * swapped its expected value, a completed cas that failed the value it reported; an unknown cas
+ * its expected value (for its effect to happen). The states deriving from an unknown put or cas
+ * of v are v followed by appends, so they start with v; those deriving from an unknown append of
+ * x contain x; those deriving from an unknown delete are absent, or start with an append's value.
+ * (An unknown append of "" is always considered.)
+ *
+ * Why an unobserved unknown operation U can be left out: take a linearization that includes U and
+ * remove U. Only the states in U's stretch, between U and the next put, delete or successful cas,
+ * change, from states deriving from U to others. Every operation in that stretch still has a
+ * legal step: none requires a state (it would derive from U, and none does); puts, appends and
+ * deletes accept any state; an unknown cas that now matches its expected value may be left out
+ * too. The exception is a completed cas that failed without reporting what it saw: it requires
+ * "not e", which may no longer hold, so the callers only drop U when no such cas can be in U's
+ * stretch.
+ */
+function unknownObservers(ops: readonly Operation[]): (number[] | null | undefined)[] {
+  // The state each operation requires, undefined if none (null: absent).
+  const required: (string | null | undefined)[] = ops.map((op) => {
+    const input = op.input;
+    if (op.outcome === 'ok') {
+      if (input.kind === 'get') return (op.output as GetOutput).value;
+      if (input.kind === 'cas') {
+        const out = op.output as CasOutput;
+        return out.swapped ? input.expected : out.value;
+      }
+      return undefined;
+    }
+    return input.kind === 'cas' ? input.expected : undefined;
+  });
+  const appendValues = new Set<string>();
+  for (const op of ops) if (op.input.kind === 'append') appendValues.add(op.input.value);
+  const appendLengths = [...new Set([...appendValues].map((v) => v.length))];
+  /** Whether s could be built by appends alone, starting from absent. */
+  const startsWithAnAppend = (s: string): boolean => appendLengths.some((len) => appendValues.has(s.slice(0, len)));
+  return ops.map((op, u) => {
+    if (op.outcome === 'ok') return undefined;
+    const input = op.input;
+    let derives: (s: string | null) => boolean;
+    switch (input.kind) {
+      case 'get':
+        return [];
+      case 'delete':
+        // Absent, then appends.
+        derives = (s) => s === null || startsWithAnAppend(s);
+        break;
+      case 'append': {
+        const x = input.value;
+        if (x === '') return null;
+        derives = (s) => s !== null && s.includes(x);
+        break;
+      }
+      default: {
+        const v = input.value;
+        derives = (s) => s !== null && s.startsWith(v);
+      }
+    }
+    const list: number[] = [];
+    for (let j = 0; j < ops.length; j++) {
+      const r = required[j];
+      if (j !== u && r !== undefined && derives(r)) list.push(j);
+    }
+    return list;
+  });
 }
 
 function partialOrder(key: string, ops: readonly Operation[], model: KeyModel, best: readonly number[], bestState: number): PartialOrder {

@@ -112,7 +112,7 @@ function simulate(rng: Rng, o: SimOptions): Operation[] {
     let r = rng.float() * totalWeight;
     let kind = 0;
     while (kind < 4 && r >= o.mix[kind]!) r -= o.mix[kind++]!;
-    const value = `v${valueCounter++}`;
+    const value = `<${valueCounter++}>`;
     let input: KvInput;
     switch (kind) {
       case 0:
@@ -122,7 +122,7 @@ function simulate(rng: Rng, o: SimOptions): Operation[] {
         input = put(key, value);
         break;
       case 2:
-        input = append(key, `.${value}`);
+        input = append(key, value);
         break;
       case 3:
         input = del(key);

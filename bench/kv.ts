@@ -1,0 +1,291 @@
+/**
+ * KV service benchmark: a 3-node cluster of `tsraft node` processes (fsync on) on 127.0.0.1 and an
+ * HTTP load generator (node:http, keep-alive, one connection per concurrent worker) in this
+ * process. Writes (PUT, each worker an exactly-once session) and linearizable reads (GET, ReadIndex
+ * on the leader) are measured separately at each concurrency, with 100-byte values; each cell is
+ * the median of `--runs` runs of `--seconds` seconds.
+ *
+ *   npm run bench:kv -- [--seconds 5] [--runs 3] [--concurrency 1,64,256] [--value-bytes 100] [--no-fsync]
+ *                       [--client raw|node-http]
+ *
+ * The default load generator is a minimal HTTP/1.1 keep-alive client on raw sockets (one
+ * connection per worker, one request at a time, responses parsed by Content-Length), so that on a
+ * small machine the generator takes as little CPU from the nodes as possible; `--client node-http`
+ * uses node:http with a keep-alive Agent instead.
+ *
+ * Requests go straight to the leader (as a client does once it has found it), so redirects are not
+ * measured. Latency is from just before the request is written until its full response is read.
+ */
+import { Agent, request } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { cpus, loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { ProcessCluster } from '../src/cli/processes.js';
+import { formatTable } from '../src/cli/common.js';
+
+function usage(message: string): never {
+  console.error(`bench:kv: ${message}\nusage: npm run bench:kv -- [--seconds 5] [--runs 3] [--concurrency 1,64,256] [--value-bytes 100] [--no-fsync]`);
+  process.exit(2);
+}
+
+let parsed;
+try {
+  parsed = parseArgs({
+    options: {
+      seconds: { type: 'string', default: '5' },
+      runs: { type: 'string', default: '3' },
+      concurrency: { type: 'string', default: '1,64,256' },
+      'value-bytes': { type: 'string', default: '100' },
+      warmup: { type: 'string', default: '1' },
+      'no-fsync': { type: 'boolean', default: false },
+      client: { type: 'string', default: 'raw' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+} catch (error) {
+  usage((error as Error).message);
+}
+const values = parsed.values;
+if (values.help) usage('help');
+const int = (name: string, text: string, min: number, max: number): number => {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < min || n > max) usage(`--${name} must be an integer in ${min}..${max}, got ${text}`);
+  return n;
+};
+const seconds = int('seconds', values.seconds, 1, 600);
+const runs = int('runs', values.runs, 1, 20);
+const warmupSeconds = int('warmup', values.warmup, 0, 60);
+const valueBytes = int('value-bytes', values['value-bytes'], 0, 1024 * 1024);
+const concurrencies = values.concurrency.split(',').map((c) => int('concurrency', c.trim(), 1, 4096));
+const fsync = !values['no-fsync'];
+if (values.client !== 'raw' && values.client !== 'node-http') usage(`--client must be raw or node-http, got ${values.client}`);
+const clientKind = values.client;
+
+/** One keep-alive HTTP/1.1 connection; one request at a time. */
+class RawConnection {
+  private readonly socket: Socket;
+  private buffer: Buffer = Buffer.alloc(0);
+  private waiting: { resolve: (status: number) => void; reject: (error: Error) => void } | null = null;
+  private closed: Error | null = null;
+  private readonly ready: Promise<void>;
+
+  constructor(host: string, port: number) {
+    this.socket = connect({ host, port, noDelay: true });
+    this.ready = new Promise((resolve, reject) => {
+      this.socket.once('connect', resolve);
+      this.socket.once('error', reject);
+    });
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    const fail = (error: Error): void => {
+      this.closed = error;
+      const w = this.waiting;
+      this.waiting = null;
+      w?.reject(error);
+    };
+    this.socket.on('error', fail);
+    this.socket.on('close', () => fail(new Error('connection closed')));
+  }
+
+  private onData(chunk: Buffer): void {
+    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+    const headerEnd = this.buffer.indexOf('\r\n\r\n');
+    if (headerEnd < 0) return;
+    const head = this.buffer.toString('latin1', 0, headerEnd);
+    const m = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+    if (m === null) {
+      this.socket.destroy(new Error(`response without Content-Length: ${head.slice(0, 100)}`));
+      return;
+    }
+    const total = headerEnd + 4 + Number(m[1]);
+    if (this.buffer.length < total) return;
+    const status = Number(head.slice(9, 12));
+    this.buffer = this.buffer.subarray(total);
+    const w = this.waiting;
+    this.waiting = null;
+    w?.resolve(status);
+  }
+
+  async send(request: Buffer): Promise<number> {
+    await this.ready;
+    if (this.closed !== null) throw this.closed;
+    return new Promise((resolve, reject) => {
+      this.waiting = { resolve, reject };
+      this.socket.write(request);
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+interface RunResult {
+  readonly ops: number;
+  readonly errors: number;
+  readonly opsPerSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+const KEYS = 1000;
+const value = Buffer.alloc(valueBytes, 'x');
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/** One HTTP request; resolves to the status code once the whole response is read. */
+function send(agent: Agent, base: URL, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ agent, host: base.hostname, port: base.port, method, path, headers }, (res) => {
+      res.on('data', () => undefined);
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+let runCounter = 0;
+
+/** `concurrency` workers, each one request at a time, for `ms` (after a warmup that is not counted). */
+async function load(leaderUrl: string, kind: 'put' | 'get', concurrency: number, ms: number, warmupMs: number): Promise<RunResult> {
+  const base = new URL(leaderUrl);
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency, maxFreeSockets: concurrency });
+  const runId = `${process.pid}-${runCounter++}`;
+  const latencies: number[] = [];
+  let errors = 0;
+  let counted = 0;
+  const t0 = performance.now();
+  const measureFrom = t0 + warmupMs;
+  const end = measureFrom + ms;
+  let firstError: string | undefined;
+  const worker = async (w: number): Promise<void> => {
+    let seq = 0;
+    const clientId = `bench-${runId}-${w}`;
+    let conn: RawConnection | null = null;
+    const rawSend = async (method: string, path: string, headers: string, body: Buffer | undefined): Promise<number> => {
+      const c = (conn ??= new RawConnection(base.hostname, Number(base.port)));
+      const head = Buffer.from(`${method} ${path} HTTP/1.1\r\nHost: ${base.host}\r\n${headers}Content-Length: ${body?.length ?? 0}\r\n\r\n`, 'latin1');
+      try {
+        return await c.send(body === undefined ? head : Buffer.concat([head, body]));
+      } catch (error) {
+        c.close();
+        conn = null;
+        throw error;
+      }
+    };
+    const once = (key: string): Promise<number> => {
+      if (kind === 'put') {
+        seq++;
+        return clientKind === 'raw'
+          ? rawSend('PUT', `/v1/kv/${key}`, `X-Client-Id: ${clientId}\r\nX-Request-Seq: ${seq}\r\n`, value)
+          : send(agent, base, 'PUT', `/v1/kv/${key}`, { 'X-Client-Id': clientId, 'X-Request-Seq': String(seq), 'Content-Length': String(value.length) }, value);
+      }
+      return clientKind === 'raw' ? rawSend('GET', `/v1/kv/${key}`, '', undefined) : send(agent, base, 'GET', `/v1/kv/${key}`, {}, undefined);
+    };
+    for (let i = 0; i < 100_000_000 && performance.now() < end; i++) {
+      const key = `k${(w * 7919 + i) % KEYS}`;
+      const started = performance.now();
+      try {
+        const status = await once(key);
+        const finished = performance.now();
+        if (status !== 200 && status !== 404) {
+          errors++;
+          firstError ??= `HTTP ${status}`;
+          await new Promise((r) => setTimeout(r, 10));
+        } else if (started >= measureFrom && finished <= end) {
+          latencies.push(finished - started);
+          counted++;
+        }
+      } catch (error) {
+        errors++;
+        firstError ??= (error as Error).message;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+    (conn as RawConnection | null)?.close();
+  };
+  await Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
+  agent.destroy();
+  if (firstError !== undefined) console.log(`    (${errors} errors, first: ${firstError})`);
+  const sorted = Float64Array.from(latencies).sort();
+  return { ops: counted, errors, opsPerSecond: counted / (ms / 1000), p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99) };
+}
+
+console.log(
+  `bench:kv — 3 tsraft node processes on 127.0.0.1, fsync ${fsync ? 'on' : 'off'}, ${valueBytes}-byte values, ${KEYS} keys, ` +
+    `concurrency ${concurrencies.join('/')}, ${runs} runs × ${seconds} s (+${warmupSeconds} s warmup) per cell, median reported`,
+);
+const loadBefore = loadavg()[0]!;
+console.log(`machine: ${cpus().length} cores, 1-min load average ${loadBefore.toFixed(2)} before the run (other work on the machine skews the numbers)`);
+const cluster = await ProcessCluster.start({ size: 3, fsync, tmpPrefix: 'tsraft-bench-kv-', nodeArgs: ['--quiet'] });
+const rows: string[][] = [['op', 'concurrency', 'ops/s', 'p50 ms', 'p99 ms', 'errors', 'runs (ops/s)']];
+const results = new Map<string, { opsPerSecond: number; p50Ms: number; p99Ms: number }>();
+try {
+  const leader = await cluster.waitForLeader(20_000);
+  console.log(`leader: node ${leader.id} (${leader.url})`);
+  // Every key exists before the reads.
+  {
+    const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+    const base = new URL(leader.url);
+    for (let k = 0; k < KEYS; k += 64) {
+      await Promise.all(
+        Array.from({ length: Math.min(64, KEYS - k) }, (_, j) => send(agent, base, 'PUT', `/v1/kv/k${k + j}`, { 'Content-Length': String(value.length) }, value)),
+      );
+    }
+    agent.destroy();
+  }
+  for (const kind of ['put', 'get'] as const) {
+    for (const concurrency of concurrencies) {
+      const perRun: RunResult[] = [];
+      for (let r = 0; r < runs; r++) {
+        const current = (await cluster.leader()) ?? leader;
+        const result = await load(current.url, kind, concurrency, seconds * 1000, warmupSeconds * 1000);
+        perRun.push(result);
+        console.log(
+          `  ${kind} c=${concurrency} run ${r + 1}: ${Math.round(result.opsPerSecond)} ops/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms` +
+            (result.errors > 0 ? `, ${result.errors} errors` : ''),
+        );
+      }
+      const cell = {
+        opsPerSecond: median(perRun.map((r) => r.opsPerSecond)),
+        p50Ms: median(perRun.map((r) => r.p50Ms)),
+        p99Ms: median(perRun.map((r) => r.p99Ms)),
+      };
+      results.set(`${kind}/${concurrency}`, cell);
+      rows.push([
+        kind === 'put' ? 'write (PUT)' : 'read (GET, linearizable)',
+        String(concurrency),
+        String(Math.round(cell.opsPerSecond)),
+        cell.p50Ms.toFixed(2),
+        cell.p99Ms.toFixed(2),
+        String(perRun.reduce((n, r) => n + r.errors, 0)),
+        perRun.map((r) => Math.round(r.opsPerSecond)).join(' / '),
+      ]);
+    }
+  }
+} finally {
+  await cluster.stop();
+}
+
+console.log('');
+console.log(`1-min load average after the run: ${loadavg()[0]!.toFixed(2)}`);
+console.log(formatTable(rows, new Set([1, 2, 3, 4, 5])));
+const w64 = results.get('put/64');
+const w1 = results.get('put/1');
+console.log('');
+if (w64 !== undefined) {
+  console.log(
+    `bar: writes at concurrency 64 >= 8000 ops/s: ${Math.round(w64.opsPerSecond)} ${w64.opsPerSecond >= 8000 ? 'PASS' : 'MISS'}; ` +
+      `p99 < 40 ms: ${w64.p99Ms.toFixed(2)} ms ${w64.p99Ms < 40 ? 'PASS' : 'MISS'}`,
+  );
+}
+if (w1 !== undefined) console.log(`bar: write p50 at concurrency 1 < 1 ms: ${w1.p50Ms.toFixed(2)} ms ${w1.p50Ms < 1 ? 'PASS' : 'MISS'}`);

@@ -1,0 +1,340 @@
+/**
+ * KvClient: a client of the replicated KV service's HTTP API (see src/kv/server.ts), for the CLI,
+ * tests and benchmarks. It uses the global fetch (keep-alive connections by default).
+ *
+ * - Leader finding: requests go to the last endpoint that answered well; a 307 from a follower is
+ *   followed by hand (`redirect: 'manual'`) and its target remembered.
+ * - Retries: connection errors, 502/503/504 and redirect loops are retried with jittered exponential
+ *   backoff (from `retryDelayMs`, at most `maxRetryDelayMs`) until the operation's overall
+ *   `timeoutMs`, moving on to the next endpoint when the one tried is unreachable or knows no leader.
+ *   Then the operation rejects with KvClientError code 'timeout', carrying the last error as `cause`.
+ * - Exactly-once: every write carries X-Client-Id / X-Request-Seq, and every retry of one write
+ *   sends the same pair, so it applies once however often it is resent. A session sends one write
+ *   at a time; concurrent writes on one KvClient use further sessions (`<clientId>.<n>`), so a
+ *   KvClient may be shared by concurrent callers. A client id must not be reused by another client
+ *   instance (its seqs restart at 1 and would be refused as stale): keep the random default.
+ * - Client mistakes (invalid key, value too large, ...) reject at once with code 'bad-request'.
+ */
+import { randomUUID } from 'node:crypto';
+import { CLIENT_ID_BYTES_MAX } from './commands.js';
+import type { KvServerStatus } from './server.js';
+
+export type KvClientErrorCode = 'timeout' | 'bad-request' | 'stale-request' | 'server-error';
+
+export class KvClientError extends Error {
+  override readonly name = 'KvClientError';
+  constructor(
+    readonly code: KvClientErrorCode,
+    message: string,
+    /** The HTTP status of the answer that caused it, if any. */
+    readonly status?: number,
+    /** The server's error code (e.g. 'invalid-key'), if any. */
+    readonly serverCode?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export interface KvClientOptions {
+  /** Base URLs of the members' HTTP APIs, e.g. `http://127.0.0.1:8080`. */
+  readonly endpoints: readonly string[];
+  /** The exactly-once session id (default: a random UUID). Printable ASCII. */
+  readonly clientId?: string;
+  /** Overall time one operation may take, retries included (default 10 s). */
+  readonly timeoutMs?: number;
+  /** The first retry delay (default 25 ms); it doubles per retry up to maxRetryDelayMs. */
+  readonly retryDelayMs?: number;
+  /** The largest retry delay (default 500 ms). */
+  readonly maxRetryDelayMs?: number;
+}
+
+export interface KvWriteResult {
+  /** The log index the write was applied at. */
+  readonly index: number;
+  /** The value before the write (null if the key was absent), as text. */
+  readonly previous: string | null;
+}
+
+export interface KvCasResult {
+  readonly swapped: boolean;
+  /** swapped: the value replaced (null if the key was absent); not swapped: the current value. */
+  readonly value: string | null;
+  readonly index: number;
+}
+
+export type KvKey = string | Uint8Array;
+export type KvValue = string | Uint8Array;
+
+interface Session {
+  readonly id: string;
+  seq: number;
+}
+
+interface Answer {
+  readonly status: number;
+  readonly json: Record<string, unknown>;
+}
+
+/** The most sessions a client id may spread over: the suffix ".<n>" must fit CLIENT_ID_BYTES_MAX. */
+const SESSION_SUFFIX_BYTES = 8;
+
+const encoder = new TextEncoder();
+const lenientDecoder = new TextDecoder('utf-8', { ignoreBOM: true });
+
+function toBytes(v: KvValue): Uint8Array {
+  return typeof v === 'string' ? encoder.encode(v) : v;
+}
+
+/** Percent-encodes every byte but the URL-unreserved characters. */
+export function percentEncodeBytes(bytes: Uint8Array): string {
+  let out = '';
+  for (const b of bytes) {
+    const unreserved = (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b === 0x2d || b === 0x2e || b === 0x5f || b === 0x7e;
+    out += unreserved ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) {
+    const cause = (error as { cause?: unknown }).cause;
+    return cause instanceof Error ? `${error.message} (${cause.message})` : error.message;
+  }
+  return String(error);
+}
+
+function errorOf(json: Record<string, unknown>): { code: string | undefined; message: string | undefined } {
+  const e = json['error'];
+  if (typeof e !== 'object' || e === null) return { code: undefined, message: undefined };
+  const { code, message } = e as { code?: unknown; message?: unknown };
+  return { code: typeof code === 'string' ? code : undefined, message: typeof message === 'string' ? message : undefined };
+}
+
+/** A `{value, encoding}` pair from the server as bytes. */
+function valueBytes(value: unknown, encoding: unknown): Uint8Array | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== 'string') throw new KvClientError('server-error', 'malformed answer: value is not a string');
+  if (encoding === 'base64') return new Uint8Array(Buffer.from(value, 'base64'));
+  return encoder.encode(value);
+}
+
+function valueText(value: unknown, encoding: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'string' && encoding !== 'base64') return value;
+  const bytes = valueBytes(value, encoding);
+  return bytes === null ? null : lenientDecoder.decode(bytes);
+}
+
+export class KvClient {
+  readonly clientId: string;
+  private readonly endpoints: readonly string[];
+  private readonly timeoutMs: number;
+  private readonly retryDelayMs: number;
+  private readonly maxRetryDelayMs: number;
+  /** The base URL to try first: the last one that answered well (or a redirect's target). */
+  private current: string;
+  private readonly freeSessions: Session[] = [];
+  private sessionsMade = 0;
+
+  constructor(options: KvClientOptions) {
+    if (options.endpoints.length === 0) throw new RangeError('KvClient needs at least one endpoint');
+    this.endpoints = options.endpoints.map((e) => {
+      const url = new URL(e); // throws on a malformed URL
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new RangeError(`endpoint must be http(s): ${e}`);
+      return e.replace(/\/+$/, '');
+    });
+    this.clientId = options.clientId ?? randomUUID();
+    if (!/^[\x21-\x7e]+$/.test(this.clientId) || this.clientId.length > CLIENT_ID_BYTES_MAX - SESSION_SUFFIX_BYTES) {
+      throw new RangeError(`clientId must be 1..${CLIENT_ID_BYTES_MAX - SESSION_SUFFIX_BYTES} printable ASCII characters`);
+    }
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.retryDelayMs = options.retryDelayMs ?? 25;
+    this.maxRetryDelayMs = Math.max(this.retryDelayMs, options.maxRetryDelayMs ?? 500);
+    this.current = this.endpoints[0]!;
+  }
+
+  /** The value as text (invalid UTF-8 decoded with U+FFFD), or null if the key is absent. */
+  async get(key: KvKey, options: { stale?: boolean } = {}): Promise<string | null> {
+    const answer = await this.request('GET', this.path(key, options.stale === true ? { stale: 'true' } : {}), { write: false });
+    if (answer.status === 404) return null;
+    return valueText(answer.json['value'], answer.json['encoding']);
+  }
+
+  /** The value's bytes, or null if the key is absent. */
+  async getBytes(key: KvKey, options: { stale?: boolean } = {}): Promise<Uint8Array | null> {
+    const query: Record<string, string> = { encoding: 'base64' };
+    if (options.stale === true) query['stale'] = 'true';
+    const answer = await this.request('GET', this.path(key, query), { write: false });
+    if (answer.status === 404) return null;
+    return valueBytes(answer.json['value'], answer.json['encoding']);
+  }
+
+  put(key: KvKey, value: KvValue): Promise<KvWriteResult> {
+    return this.write('PUT', this.path(key, {}), toBytes(value));
+  }
+
+  append(key: KvKey, value: KvValue): Promise<KvWriteResult> {
+    return this.write('POST', this.path(key, { op: 'append' }), toBytes(value));
+  }
+
+  delete(key: KvKey): Promise<KvWriteResult> {
+    return this.write('DELETE', this.path(key, {}), undefined);
+  }
+
+  /** Sets `value` if the key holds `expected` (null: if the key is absent). */
+  async cas(key: KvKey, expected: KvValue | null, value: KvValue): Promise<KvCasResult> {
+    const query = expected === null ? 'cas-absent=true' : `cas=${percentEncodeBytes(toBytes(expected))}`;
+    const answer = await this.withSession((session) =>
+      this.request('POST', `${this.path(key, {})}?${query}`, { write: true, body: toBytes(value), session }),
+    );
+    const swapped = answer.json['swapped'] === true;
+    const v = swapped ? answer.json['previous'] : answer.json['value'];
+    return { swapped, value: valueText(v, answer.json['encoding']), index: Number(answer.json['index']) };
+  }
+
+  /** A member's status (default: the current endpoint's). */
+  async status(endpoint?: string): Promise<KvServerStatus> {
+    const answer = await this.request('GET', '/v1/status', { write: false, ...(endpoint === undefined ? {} : { endpoint: endpoint.replace(/\/+$/, '') }) });
+    return answer.json as unknown as KvServerStatus;
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private path(key: KvKey, query: Record<string, string>): string {
+    const bytes = toBytes(key);
+    const segment = percentEncodeBytes(bytes);
+    // URL parsers treat "." and ".." (even percent-encoded) as dot segments and remove them.
+    if (segment === '.' || segment === '..') throw new KvClientError('bad-request', `the key "${segment}" cannot be addressed in a URL path`);
+    const q = Object.entries(query)
+      .map(([k, v]) => `${k}=${encodeURIComponent(v)}`)
+      .join('&');
+    return `/v1/kv/${segment}${q === '' ? '' : `?${q}`}`;
+  }
+
+  private async write(method: string, pathAndQuery: string, body: Uint8Array | undefined): Promise<KvWriteResult> {
+    const answer = await this.withSession((session) =>
+      this.request(method, pathAndQuery, { write: true, session, ...(body === undefined ? {} : { body }) }),
+    );
+    return { index: Number(answer.json['index']), previous: valueText(answer.json['previous'], answer.json['encoding']) };
+  }
+
+  /** Runs one write with a session of its own and the session's next seq. */
+  private async withSession<T>(run: (session: { id: string; seq: number }) => Promise<T>): Promise<T> {
+    let session = this.freeSessions.pop();
+    if (session === undefined) {
+      const n = this.sessionsMade++;
+      session = { id: n === 0 ? this.clientId : `${this.clientId}.${n}`, seq: 0 };
+    }
+    session.seq++;
+    try {
+      return await run({ id: session.id, seq: session.seq });
+    } finally {
+      this.freeSessions.push(session);
+    }
+  }
+
+  private nextEndpoint(after: string): string {
+    const i = this.endpoints.indexOf(after);
+    return this.endpoints[(i + 1) % this.endpoints.length]!;
+  }
+
+  /** One operation: tries, follows redirects and retries until it gets a final answer or times out. */
+  private async request(
+    method: string,
+    pathAndQuery: string,
+    options: { write: boolean; body?: Uint8Array; session?: { id: string; seq: number }; endpoint?: string },
+  ): Promise<Answer> {
+    const deadline = Date.now() + this.timeoutMs;
+    const fixed = options.endpoint;
+    let base = fixed ?? this.current;
+    let failures = 0;
+    let hops = 0;
+    let lastError: unknown;
+    /** The last error that was not the deadline cutting an attempt short. */
+    let lastAnswer: unknown;
+    const headers: Record<string, string> = {};
+    if (options.session !== undefined) {
+      headers['X-Client-Id'] = options.session.id;
+      headers['X-Request-Seq'] = String(options.session.seq);
+    }
+    if (options.body !== undefined) headers['Content-Type'] = 'application/octet-stream';
+    const backoff = async (): Promise<void> => {
+      const delay = Math.min(this.maxRetryDelayMs, this.retryDelayMs * 2 ** Math.min(failures, 20));
+      failures++;
+      await sleep(Math.max(0, Math.min(delay * (0.5 + Math.random() / 2), deadline - Date.now())));
+    };
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        const before = lastAnswer !== undefined && lastAnswer !== lastError ? `; before that: ${describe(lastAnswer)}` : '';
+        throw new KvClientError(
+          'timeout',
+          `${method} ${pathAndQuery} did not complete within ${this.timeoutMs} ms; last error: ${describe(lastError)}${before}`,
+          undefined,
+          undefined,
+          { cause: lastError },
+        );
+      }
+      let status: number;
+      let location: string | null;
+      let text: string;
+      try {
+        const response = await fetch(base + pathAndQuery, {
+          method,
+          headers,
+          redirect: 'manual',
+          signal: AbortSignal.timeout(remaining),
+          ...(options.body === undefined ? {} : { body: options.body }),
+        });
+        status = response.status;
+        location = response.headers.get('location');
+        text = await response.text();
+      } catch (error) {
+        lastError = error;
+        if (!(error instanceof Error && error.name === 'TimeoutError')) lastAnswer = error;
+        if (fixed === undefined) base = this.nextEndpoint(base);
+        await backoff();
+        continue;
+      }
+      let json: Record<string, unknown> = {};
+      try {
+        const parsed: unknown = JSON.parse(text);
+        if (typeof parsed === 'object' && parsed !== null) json = parsed as Record<string, unknown>;
+      } catch {
+        // not JSON: handled by status below
+      }
+      const { code, message } = errorOf(json);
+      const detail = `${status}${code === undefined ? '' : ` ${code}`}: ${message ?? text.slice(0, 200)}`;
+
+      if (status >= 300 && status < 400 && location !== null && fixed === undefined) {
+        const target = new URL(location, base + pathAndQuery).href;
+        base = target.endsWith(pathAndQuery) ? target.slice(0, target.length - pathAndQuery.length) : new URL(target).origin;
+        lastError = lastAnswer = new Error(`redirected: ${detail}`);
+        if (++hops > 2 * this.endpoints.length) {
+          hops = 0;
+          await backoff();
+        }
+        continue;
+      }
+      if ((status >= 200 && status < 300) || (status === 404 && code === 'not-found') || (status === 409 && json['swapped'] === false)) {
+        if (fixed === undefined) this.current = base;
+        return { status, json };
+      }
+      if (status === 502 || status === 503 || status === 504) {
+        lastError = lastAnswer = new Error(detail);
+        // Another member may know the leader (or be in the majority); a busy one is worth waiting for.
+        if (fixed === undefined && code !== 'busy') base = this.nextEndpoint(base);
+        await backoff();
+        continue;
+      }
+      if (status === 409 && code === 'stale-request') throw new KvClientError('stale-request', detail, status, code);
+      if (status >= 400 && status < 500) throw new KvClientError('bad-request', detail, status, code);
+      throw new KvClientError('server-error', detail, status, code);
+    }
+  }
+}

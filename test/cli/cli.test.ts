@@ -1,0 +1,257 @@
+/**
+ * The `tsraft` CLI end to end: `tsraft start` runs a real 3-node cluster of child processes; the
+ * client commands talk to it; SIGINT stops everything and leaves no process behind. Plus usage
+ * errors: exit code 2, a clear message, never a stack trace.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function tsraft(args: readonly string[], timeoutMs = 20_000): Promise<Run> {
+  return new Promise((resolve) => {
+    const env = { ...process.env };
+    delete env['TSRAFT_ENDPOINTS'];
+    execFile(process.execPath, [MAIN, ...args], { timeout: timeoutMs, env }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof (error as { code?: unknown }).code === 'number' ? ((error as { code: number }).code) : null;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function listen(port: number): Promise<Server | null> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(null));
+    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => resolve(server));
+  });
+}
+
+/** A base port such that base..base+count-1 are all free on 127.0.0.1 right now. */
+async function freeRange(count: number, avoid: ReadonlySet<number> = new Set()): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    if ([...Array(count).keys()].some((i) => avoid.has(base + i))) continue;
+    const servers: Server[] = [];
+    let ok = true;
+    for (let i = 0; i < count && ok; i++) {
+      const server = await listen(base + i);
+      if (server === null) ok = false;
+      else servers.push(server);
+    }
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    if (ok) return base;
+  }
+  throw new Error('no free port range');
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function assertNoStackTrace(text: string): void {
+  assert.doesNotMatch(text, /^\s+at .+:\d+:\d+\)?$/m, `unexpected stack trace:\n${text}`);
+}
+
+describe('tsraft start + client commands', { timeout: 120_000 }, () => {
+  let dir: string;
+  let start: ChildProcess;
+  let output = '';
+  let endpoints: string;
+  let exit: Promise<number | null>;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tsraft-cli-'));
+    const base = await freeRange(3);
+    const httpBase = await freeRange(3, new Set([base, base + 1, base + 2]));
+    endpoints = [0, 1, 2].map((i) => `http://127.0.0.1:${httpBase + i}`).join(',');
+    start = spawn(process.execPath, [MAIN, 'start', '--nodes', '3', '--data-dir', join(dir, 'data'), '--base-port', String(base), '--http-base-port', String(httpBase)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    start.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    start.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    exit = new Promise((resolve) => start.once('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 30_000;
+    while (!/\[start\] leader: node \d+ \(http:\/\/127\.0\.0\.1:\d+\), elected [\d.]+ s after start/.test(output)) {
+      if (Date.now() > deadline || start.exitCode !== null) throw new Error(`no leader line; output so far:\n${output}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
+  after(() => {
+    if (start.exitCode === null) start.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('prints the address table with one pid per node', () => {
+    const rows = output.split('\n').filter((line) => /^\d+\s+127\.0\.0\.1:\d+\s+http:\/\/127\.0\.0\.1:\d+\s+\d+\s/.test(line));
+    assert.equal(rows.length, 3, output);
+    assert.match(output, /\[node 0\] .*node 0 up/);
+  });
+
+  it('put, get, status', async () => {
+    const put = await tsraft(['put', 'a', '1', '--endpoints', endpoints]);
+    assert.equal(put.code, 0, put.stderr);
+    assert.equal(put.stdout, 'OK\n');
+
+    const get = await tsraft(['get', 'a', '--endpoints', endpoints]);
+    assert.equal(get.code, 0, get.stderr);
+    assert.equal(get.stdout, '1\n');
+
+    const stale = await tsraft(['get', 'a', '--stale', '--endpoints', endpoints]);
+    assert.equal(stale.code, 0, stale.stderr);
+
+    const missing = await tsraft(['get', 'no-such-key', '--endpoints', endpoints]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /not found/);
+
+    const casFail = await tsraft(['cas', 'a', 'x', 'y', '--endpoints', endpoints]);
+    assert.equal(casFail.code, 1);
+    assert.match(casFail.stderr, /not swapped: "a" holds "1"/);
+    const casOk = await tsraft(['cas', 'a', '1', '2', '--endpoints', endpoints]);
+    assert.equal(casOk.code, 0, casOk.stderr);
+    assert.equal((await tsraft(['append', 'a', '3', '--endpoints', endpoints])).code, 0);
+    assert.equal((await tsraft(['get', 'a', '--endpoints', endpoints])).stdout, '23\n');
+    assert.equal((await tsraft(['del', 'a', '--endpoints', endpoints])).code, 0);
+    assert.equal((await tsraft(['get', 'a', '--endpoints', endpoints])).code, 1);
+
+    const status = await tsraft(['status', '--endpoints', endpoints]);
+    assert.equal(status.code, 0, status.stderr);
+    const lines = status.stdout.split('\n');
+    assert.match(lines[0]!, /^node\s+role\s+term\s+commit\s+applied\s+lag\s+leader/);
+    const rows = lines.filter((line) => /^\d+\s+(leader|follower|candidate|pre-candidate|precandidate)\s/.test(line));
+    assert.equal(rows.length, 3, status.stdout);
+    assert.equal(rows.filter((r) => /^\d+\s+leader\s/.test(r)).length, 1, status.stdout);
+  });
+
+  it('restarts a node that dies unexpectedly', async () => {
+    const m = /^1\s+127\.0\.0\.1:\d+\s+http:\/\/127\.0\.0\.1:\d+\s+(\d+)\s/m.exec(output);
+    assert.ok(m !== null, output);
+    process.kill(Number(m[1]), 'SIGKILL');
+    const deadline = Date.now() + 15_000;
+    while (!/\[start\] node 1 restarted \(pid \d+\)/.test(output)) {
+      assert.ok(Date.now() < deadline, `node 1 was not restarted:\n${output}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.match(output, /node 1 \(pid \d+\) killed by SIGKILL unexpectedly; restarting it/);
+    // The restarted node serves again (the cluster answers through it).
+    const node1 = endpoints.split(',')[1]!;
+    let ok = false;
+    for (let i = 0; i < 100 && !ok; i++) {
+      ok = (await fetch(`${node1}/healthz`).then((r) => r.ok, () => false));
+      if (!ok) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(ok, 'the restarted node does not answer /healthz');
+  });
+
+  it('refuses a second cluster on the same data directory', async () => {
+    const second = await tsraft(['start', '--data-dir', join(dir, 'data'), '--base-port', '1', '--http-base-port', '100']);
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /locked by another running cluster/);
+  });
+
+  it('SIGINT stops every node and exits 0, leaving no process behind', async () => {
+    const pids = [...output.matchAll(/^\d+\s+127\.0\.0\.1:\d+\s+http:\/\/127\.0\.0\.1:\d+\s+(\d+)\s/gm)].map((m) => Number(m[1]));
+    pids.push(...[...output.matchAll(/restarted \(pid (\d+)\)/g)].map((m) => Number(m[1])));
+    assert.equal(pids.length >= 3, true);
+    for (const pid of pids.slice(0, 3)) assert.equal(alive(pid), true, `node pid ${pid} should be running`);
+    start.kill('SIGINT');
+    const timer = setTimeout(() => start.kill('SIGKILL'), 15_000);
+    const code = await exit;
+    clearTimeout(timer);
+    assert.equal(code, 0, output);
+    assert.match(output, /all nodes stopped/);
+    for (const pid of pids) assert.equal(alive(pid), false, `node pid ${pid} is still running`);
+  });
+});
+
+describe('tsraft usage errors', { timeout: 60_000 }, () => {
+  const bad: [string, string[], RegExp][] = [
+    ['peer entry without "="', ['node', '--id', '0', '--data-dir', '/tmp/x', '--peers', '127.0.0.1:7000'], /has no "="/],
+    ['duplicate ids', ['node', '--id', '0', '--data-dir', '/tmp/x', '--peers', '0=127.0.0.1:7000/http://127.0.0.1:8000,0=127.0.0.1:7001/http://127.0.0.1:8001'], /duplicate node id 0/],
+    ['own id missing', ['node', '--id', '5', '--data-dir', '/tmp/x', '--peers', '0=127.0.0.1:7000/http://127.0.0.1:8000'], /id 5 is not in the peer list/],
+    ['malformed address', ['node', '--id', '0', '--data-dir', '/tmp/x', '--peers', '0=127.0.0.1/http://127.0.0.1:8000'], /expected HOST:PORT/],
+    ['port out of range', ['node', '--id', '0', '--data-dir', '/tmp/x', '--peers', '0=127.0.0.1:70000/http://127.0.0.1:8000'], /port 70000 is out of range/],
+    ['HTTP port out of range', ['node', '--id', '0', '--data-dir', '/tmp/x', '--peers', '0=127.0.0.1:7000/http://127.0.0.1:0'], /port 0 is out of range/],
+    ['no HTTP URL', ['node', '--id', '0', '--data-dir', '/tmp/x', '--peers', '0=127.0.0.1:7000'], /no HTTP URL/],
+    ['not an http URL', ['node', '--id', '0', '--data-dir', '/tmp/x', '--peers', '0=127.0.0.1:7000/ftp://x:1'], /only http/],
+    ['missing --peers', ['node', '--id', '0', '--data-dir', '/tmp/x'], /missing --peers/],
+    ['bad --id', ['node', '--id', 'one', '--data-dir', '/tmp/x', '--peers', '0=127.0.0.1:7000/http://127.0.0.1:8000'], /node id must be a non-negative integer/],
+    ['unknown option', ['get', 'a', '--bogus'], /unknown option '--bogus'/],
+    ['unknown command', ['frobnicate'], /unknown command/],
+    ['missing argument', ['put', 'a'], /missing required argument 'value'/],
+    ['bad endpoints', ['get', 'a', '--endpoints', 'not a url'], /invalid URL/],
+    ['bad --nodes', ['start', '--nodes', '0'], /--nodes: 0 is out of range/],
+    ['overlapping ports', ['start', '--base-port', '8000', '--http-base-port', '8001'], /overlap/],
+    ['cas without NEW', ['cas', 'k', 'v'], /missing NEW/],
+  ];
+  for (const [name, args, message] of bad) {
+    it(`${name} → exit 2`, async () => {
+      const run = await tsraft(args);
+      assert.equal(run.code, 2, `exit code for ${args.join(' ')}: ${run.code}\n${run.stderr}`);
+      assert.match(run.stderr, message);
+      assertNoStackTrace(run.stderr);
+    });
+  }
+
+  it('--help works for every command', async () => {
+    for (const command of ['start', 'node', 'get', 'put', 'del', 'append', 'cas', 'status']) {
+      const run = await tsraft([command, '--help']);
+      assert.equal(run.code, 0, `${command} --help: ${run.stderr}`);
+      assert.match(run.stdout, new RegExp(`^Usage: tsraft ${command}`));
+    }
+    const node = await tsraft(['node', '--help']);
+    assert.match(node.stdout, /Peer list format/);
+  });
+
+  it('an unreachable cluster → exit 3', async () => {
+    const port = await freeRange(1);
+    const run = await tsraft(['get', 'a', '--endpoints', `http://127.0.0.1:${port}`, '--timeout', '300']);
+    assert.equal(run.code, 3, run.stderr);
+    assert.match(run.stderr, /unavailable/);
+    assertNoStackTrace(run.stderr);
+    const status = await tsraft(['status', '--endpoints', `http://127.0.0.1:${port}`]);
+    assert.equal(status.code, 3);
+    assert.match(status.stdout, /down/);
+  });
+
+  it('start refuses a port in use, and a data directory held by a running node', async () => {
+    const base = await freeRange(6);
+    const blocker = await listen(base + 1);
+    assert.notEqual(blocker, null);
+    const dir = mkdtempSync(join(tmpdir(), 'tsraft-cli-refuse-'));
+    try {
+      const run = await tsraft(['start', '--data-dir', join(dir, 'a'), '--base-port', String(base), '--http-base-port', String(base + 3)]);
+      assert.equal(run.code, 1);
+      assert.match(run.stderr, new RegExp(`127\\.0\\.0\\.1:${base + 1} \\(raft port of node 1\\): already in use`));
+      assertNoStackTrace(run.stderr);
+
+      // A node directory whose LOCK names a live process (this test's own pid).
+      mkdirSync(join(dir, 'b', 'node-2'), { recursive: true });
+      writeFileSync(join(dir, 'b', 'node-2', 'LOCK'), `${process.pid}\n`);
+      const locked = await tsraft(['start', '--data-dir', join(dir, 'b'), '--base-port', String(base + 3), '--http-base-port', String(base + 6)]);
+      assert.equal(locked.code, 1);
+      assert.match(locked.stderr, /node-2 is in use by process/);
+    } finally {
+      await new Promise((r) => blocker?.close(r));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
