@@ -595,7 +595,9 @@ export class RaftCore {
     if (reply.success) {
       if (reply.matchIndex > pr.match) pr.match = reply.matchIndex;
       if (pr.next <= pr.match) pr.next = pr.match + 1;
-      if (pr.state === 'probe') {
+      // A probe answered, or a follower that (through a reply overtaking the snapshot transfer)
+      // turns out to hold everything the snapshot covers: stream entries from here on.
+      if (pr.state === 'probe' || (pr.state === 'snapshot' && pr.match >= pr.snapshotIndex)) {
         pr.state = 'replicate';
         pr.probeInFlight = false;
         pr.next = pr.match + 1;
@@ -765,7 +767,16 @@ export class RaftCore {
     const pr = this.progress.get(reply.from);
     assert(pr !== undefined, () => `snapshot reply from unknown peer ${reply.from}`);
     if (reply.installed) {
-      if (reply.lastIncludedIndex <= pr.match) return;
+      if (reply.lastIncludedIndex <= pr.match) {
+        // Already known to match beyond this snapshot; a transfer still marked in progress is over.
+        if (pr.state === 'snapshot') {
+          pr.state = 'replicate';
+          pr.probeInFlight = false;
+          pr.next = pr.match + 1;
+          if (pr.next <= this.log.lastIndex()) this.sendAppend(reply.from, pr);
+        }
+        return;
+      }
       pr.match = reply.lastIncludedIndex;
       pr.next = pr.match + 1;
       pr.state = 'replicate';

@@ -1076,3 +1076,31 @@ describe('restart from PersistentState with a snapshot', () => {
     assert.equal(f.core.status().firstIndex, 26);
   });
 });
+
+describe('snapshot transfer overtaken by the log', () => {
+  test('a success reply that shows the follower already beyond the snapshot ends the transfer (liveness)', () => {
+    // Found with three real KvServers: a late AppendEntries success raised match above the
+    // snapshot while the peer stayed in `snapshot` state, and the installed=true answer to the
+    // snapshot (at an index <= match) was ignored, so the follower never got new entries again.
+    const { c } = laggingFollower({ total: 20, snapshotAt: 15, chunkBytes: 4 });
+    const progress = (): { state: string; match: number; next: number } => {
+      const pr = c.core(0).status().progress.get(2)!;
+      return { state: pr.state, match: pr.match, next: pr.next };
+    };
+    // Node 2 (still cut off) says its log ends at 3: the leader must send the snapshot.
+    c.node(0).feed({ type: 'AppendEntriesReply', from: 2, to: 0, term: 1, success: false, prevLogIndex: progress().next - 1, matchIndex: 0, conflictTerm: 0, conflictIndex: 0, lastLogIndex: 3, readContext: 0 });
+    assert.equal(progress().state, 'snapshot');
+    // A late success reply (to an AppendEntries sent before node 2 fell behind in this story)
+    // says node 2 matches the leader up to 18, past the snapshot at 15.
+    c.node(0).feed({ type: 'AppendEntriesReply', from: 2, to: 0, term: 1, success: true, prevLogIndex: 15, matchIndex: 18, conflictTerm: 0, conflictIndex: 0, lastLogIndex: 18, readContext: 0 });
+    assert.equal(progress().state, 'replicate');
+    assert.equal(progress().match, 18);
+    assert.equal(progress().next, 21, 'entries 19..20 were sent');
+    // Back to snapshot state once more: an installed=true answer at or below match ends it too.
+    c.node(0).feed({ type: 'AppendEntriesReply', from: 2, to: 0, term: 1, success: false, prevLogIndex: 20, matchIndex: 0, conflictTerm: 0, conflictIndex: 0, lastLogIndex: 3, readContext: 0 });
+    assert.equal(progress().state, 'probe', 'a rejection with match 18 known probes from 19, which is not compacted');
+    c.core(0).step({ type: 'InstallSnapshotReply', from: 2, to: 0, term: 1, lastIncludedIndex: 15, nextOffset: 0, installed: true });
+    c.node(0).drain();
+    assert.equal(progress().state, 'probe', 'a stale installed answer does not disturb a probe');
+  });
+});
