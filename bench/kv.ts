@@ -20,7 +20,7 @@ import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { ProcessCluster } from '../src/cli/processes.js';
+import { abortAllClusters, ProcessCluster } from '../src/cli/processes.js';
 import { formatTable } from '../src/cli/common.js';
 
 function usage(message: string): never {
@@ -224,6 +224,13 @@ console.log(
   `bench:kv — 3 tsraft node processes on 127.0.0.1, fsync ${fsync ? 'on' : 'off'}, ${valueBytes}-byte values, ${KEYS} keys, ` +
     `concurrency ${concurrencies.join('/')}, ${runs} runs × ${seconds} s (+${warmupSeconds} s warmup) per cell, median reported`,
 );
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`bench:kv: ${signal}: killing the nodes`);
+    abortAllClusters();
+    process.exit(130);
+  });
+}
 const loadBefore = loadavg()[0]!;
 console.log(`machine: ${cpus().length} cores, 1-min load average ${loadBefore.toFixed(2)} before the run (other work on the machine skews the numbers)`);
 const cluster = await ProcessCluster.start({ size: 3, fsync, tmpPrefix: 'tsraft-bench-kv-', nodeArgs: ['--quiet'] });

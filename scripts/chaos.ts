@@ -5,13 +5,17 @@
  *
  *   npm run chaos -- --seconds 60 [--clients 8] [--seed N] [--check-budget 120] [--verbose]
  *
+ * --stale-reads is a negative control: clients read from any node without confirmation, which is
+ * not linearizable, so that run is expected to FAIL (it shows the checks can catch a violation).
+ *
  * Exits 1 on any violation, 2 on bad arguments.
  */
 import { parseArgs } from 'node:util';
+import { abortAllClusters } from '../src/cli/processes.js';
 import { formatChaosReport, runChaos } from '../test/chaos/chaos-run.js';
 
 function usage(message: string): never {
-  console.error(`chaos: ${message}\nusage: npm run chaos -- [--seconds 60] [--clients 8] [--seed N] [--check-budget SECONDS] [--verbose]`);
+  console.error(`chaos: ${message}\nusage: npm run chaos -- [--seconds 60] [--clients 8] [--seed N] [--check-budget SECONDS] [--verbose] [--stale-reads]`);
   process.exit(2);
 }
 
@@ -24,6 +28,7 @@ try {
       seed: { type: 'string' },
       'check-budget': { type: 'string', default: '120' },
       verbose: { type: 'boolean', default: false },
+      'stale-reads': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   }));
@@ -41,11 +46,21 @@ const clients = int('clients', values.clients, 1, 256);
 const checkBudget = int('check-budget', values['check-budget'], 1, 3600);
 const seed = values.seed === undefined ? undefined : int('seed', values.seed, 0, 2 ** 31 - 1);
 
+// Ctrl-C: no node may be left behind, paused ones included.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`chaos: ${signal}: killing the nodes`);
+    abortAllClusters();
+    process.exit(130);
+  });
+}
+
 const t0 = Date.now();
 const report = await runChaos({
   seconds,
   clients,
   checkBudgetMs: checkBudget * 1000,
+  staleReads: values['stale-reads'],
   ...(seed === undefined ? {} : { seed }),
   log: (line) => console.log(`[chaos ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${line}`),
   ...(values.verbose ? { nodeOutput: (id: number, line: string) => console.log(`[node ${id}] ${line}`) } : {}),

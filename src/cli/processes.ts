@@ -38,6 +38,29 @@ export async function freePorts(count: number): Promise<number[]> {
   return ports;
 }
 
+/** Every node process started here and not yet exited, for killAllNodeProcesses. */
+const liveChildren = new Set<ChildProcess>();
+
+/**
+ * SIGKILLs every node process this process started (a paused one too: SIGKILL ends a stopped
+ * process). Synchronous, for signal handlers and 'exit'. Runs by itself when this process exits.
+ */
+export function killAllNodeProcesses(): void {
+  for (const child of liveChildren) child.kill('SIGKILL');
+  liveChildren.clear();
+}
+
+/** Data directories of clusters not yet stopped, for abortAllClusters. */
+const liveRoots = new Set<string>();
+
+/** For a signal handler: SIGKILLs every node process and removes the clusters' data directories. */
+export function abortAllClusters(): void {
+  killAllNodeProcesses();
+  for (const root of liveRoots) rmSync(root, { recursive: true, force: true, maxRetries: 3 });
+  liveRoots.clear();
+}
+process.once('exit', killAllNodeProcesses);
+
 export interface ProcessClusterOptions {
   readonly size: number;
   /** fsync the write-ahead log (default true). */
@@ -80,6 +103,7 @@ export class ClusterNode {
     if (this.child !== null) throw new Error(`node ${this.id} is already running`);
     const child = fork(MAIN, [...this.args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     this.child = child;
+    liveChildren.add(child);
     this.paused = false;
     for (const stream of [child.stdout, child.stderr]) {
       if (stream === null) continue;
@@ -92,6 +116,7 @@ export class ClusterNode {
     child.on('error', () => undefined);
     this.exited = new Promise((resolve) =>
       child.once('exit', (code, signal) => {
+        liveChildren.delete(child);
         if (this.child === child) this.child = null;
         this.output.push(`<exited: ${signal ?? `code ${code ?? '?'}`}>`);
         resolve();
@@ -160,6 +185,7 @@ export class ProcessCluster {
 
   private constructor(options: ProcessClusterOptions, ports: number[]) {
     this.root = mkdtempSync(join(tmpdir(), options.tmpPrefix ?? 'tsraft-nodes-'));
+    liveRoots.add(this.root);
     const size = options.size;
     this.peers = Array.from({ length: size }, (_, i) => ({
       id: i,
@@ -243,6 +269,7 @@ export class ProcessCluster {
   /** Stops every node (SIGCONT first if paused) and removes the data directory. */
   async stop(keepData = false): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.stop()));
+    liveRoots.delete(this.root);
     if (!keepData) rmSync(this.root, { recursive: true, force: true });
   }
 }

@@ -20,7 +20,7 @@ import { join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { CliError, EXIT, UsageError, errorCode, errorMessage, formatPeers, formatTable, parseIntOption, parsePort, sleep, type PeerSpec } from './common.js';
+import { CliError, EXIT, UsageError, errorCode, errorMessage, formatPeers, formatTable, parseBytes, parseIntOption, parsePort, sleep, type PeerSpec } from './common.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 const HOST = '127.0.0.1';
@@ -64,6 +64,8 @@ export function parseStartOptions(options: StartOptions): StartConfig {
     );
   }
   if (options.dataDir.trim() === '') throw new UsageError('--data-dir must not be empty');
+  if (options.maxRaftState !== undefined) parseBytes(options.maxRaftState, '--max-raft-state');
+  if (options.clusterId.trim() === '' || Buffer.byteLength(options.clusterId) > 255) throw new UsageError('--cluster-id must be 1..255 bytes');
   return {
     nodes,
     dataDir: options.dataDir,
@@ -377,13 +379,18 @@ export async function runStart(config: StartConfig): Promise<number> {
     }));
     const existing = peers.filter((p) => existsSync(join(dataDir, `node-${p.id}`))).length;
     const supervisor = new Supervisor({ ...config, dataDir: config.dataDir }, formatPeers(peers), peers);
+    let firstSignalAt = 0;
     const onSignal = (signal: NodeJS.Signals): void => {
+      // One Ctrl-C can arrive twice (from the terminal and forwarded by npm): repeats within 1 s
+      // are the same request.
+      if (supervisor.stopping && Date.now() - firstSignalAt < 1000) return;
       process.stdout.write('\n');
       if (supervisor.stopping) {
         supervisor.say(`${signal} received again: killing every node now`);
         supervisor.killAll();
         return;
       }
+      firstSignalAt = Date.now();
       supervisor.say(`${signal} received`);
       void supervisor.shutdown(EXIT.ok);
     };

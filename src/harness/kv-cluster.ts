@@ -15,12 +15,17 @@
  * - Snapshots: when maxraftstate > 0 and the persisted raft state reaches maxraftstate bytes, the
  *   server snapshots the state machine at its applied index; a restarted server restores the state
  *   machine from its persisted snapshot before Raft replays the rest of the log.
- * - Service time: a successful reply leaves the server no sooner than `serviceMs` (default
- *   KV_SERVICE_MS) after the request arrived. On the reliable simulated network everything else
- *   takes zero virtual time (Raft replicates on a 0 ms Ready), so without it an operation would
- *   complete in zero virtual time and the tests' "run clients for 5 seconds" loops would never let
- *   the clock advance. It stands for the CPU and scheduling time a real server spends; it is the
- *   only source of latency on a reliable network.
+ * - Service time: each server serves one request at a time, each taking `serviceMs` (default
+ *   KV_SERVICE_MS) of virtual time. A request the leader accepts is started on Raft at once (so
+ *   concurrent requests still batch in the log), takes the server's next free service slot, and
+ *   is answered at the end of that slot or when its entry is applied, whichever is later. On the
+ *   reliable simulated network everything else takes zero virtual time (Raft replicates on a 0 ms
+ *   Ready), so without a service time an operation would complete in zero virtual time and the
+ *   tests' "run clients for 5 seconds" loops would never let the clock advance. It stands for the
+ *   CPU and scheduling time a real server spends. Serving one request at a time caps a server at
+ *   1000 / serviceMs operations per second, whatever the number of clients, which keeps the
+ *   many-client tests' operation counts (and their cost in wall time) near one client's, as in
+ *   the staff figures (spec §6.4).
  * - Clerks record every operation they start in one HistoryRecorder (virtual-clock call and return
  *   times), checked by `end()` with the linearizability checker.
  */
@@ -36,7 +41,11 @@ import type { Timer } from '../sim/scheduler.js';
 import type { HarnessServer } from './runtime-server.js';
 import type { SuiteContext } from './suite.js';
 
-/** Default virtual milliseconds a server takes to answer a successful request (see the header). */
+/**
+ * Default virtual milliseconds a server spends on each request (see the header). 16 ms puts one
+ * client at about the staff solution's figures (2024 "one client": ~900 operations; "ops complete
+ * fast enough": ~16 ms per operation, under the 33.3 ms bound).
+ */
 export const KV_SERVICE_MS = 16;
 /** A handler gives up (ErrWrongLeader) after this long, so a deposed leader answers within ~1 s. */
 export const WAIT_TIMEOUT_MS = 1000;
@@ -116,6 +125,8 @@ const WRONG_LEADER: KvRpcReply = { rpc: 'KVServer.Reply', err: 'ErrWrongLeader',
 interface Waiter {
   readonly term: number;
   readonly arrived: number;
+  /** When the reply may leave at the earliest. */
+  readonly replyAt: number;
   readonly op: KvRpcRequest['op'];
   readonly resolve: (reply: KvRpcReply) => void;
   timer: Timer | null;
@@ -132,6 +143,8 @@ export class KvServer implements ServiceReplica {
   private readonly waiters = new Map<number, Waiter>();
   private killed = false;
   private snapshotScheduled = false;
+  /** The end of the last service slot given out. */
+  private busyUntil = 0;
 
   constructor(
     readonly id: number,
@@ -200,7 +213,11 @@ export class KvServer implements ServiceReplica {
     return new Promise<KvRpcReply>((resolve) => {
       const previous = this.waiters.get(index);
       if (previous !== undefined) this.settle(previous, WRONG_LEADER);
-      const waiter: Waiter = { term, arrived: scheduler.now(), op: request.op, resolve, timer: null };
+      // The request takes the server's next free service slot (see KV_SERVICE_MS).
+      const now = scheduler.now();
+      const replyAt = Math.max(now, this.busyUntil) + this.kv.serviceMs;
+      this.busyUntil = replyAt;
+      const waiter: Waiter = { term, arrived: now, replyAt, op: request.op, resolve, timer: null };
       this.waiters.set(index, waiter);
       const poll = (): void => {
         if (this.waiters.get(index) !== waiter) return;
@@ -216,12 +233,14 @@ export class KvServer implements ServiceReplica {
     });
   }
 
-  /** Answers a waiter whose entry was applied: OK after the service time. */
+  /** Answers a waiter whose entry was applied, at the end of its service slot. */
   private answer(waiter: Waiter, result: KvResult): void {
     let reply: KvRpcReply;
     if (!result.ok) {
-      // stale-request cannot reach a waiting clerk (clerks send one request at a time); treat any
-      // error as "try again" rather than inventing an outcome.
+      // A command the clerk built cannot be invalid: retrying it would loop forever, so fail.
+      if (result.error === 'invalid-command') throw new TestFailure(`KV server ${this.id}: ${result.message}`);
+      // stale-request: an old copy of a request whose clerk has moved on (after the network failed
+      // this call); nobody listens to this answer any more.
       reply = WRONG_LEADER;
     } else if (waiter.op === 'get') {
       const value = result.value ?? null;
@@ -229,7 +248,7 @@ export class KvServer implements ServiceReplica {
     } else {
       reply = { rpc: 'KVServer.Reply', err: 'OK', value: null };
     }
-    const delay = waiter.arrived + this.kv.serviceMs - this.kv.scheduler.now();
+    const delay = waiter.replyAt - this.kv.scheduler.now();
     waiter.timer?.cancel();
     if (delay > 0) {
       waiter.timer = this.kv.scheduler.schedule(delay, () => waiter.resolve(reply));
@@ -275,13 +294,17 @@ export class KvServer implements ServiceReplica {
 
 // ------------------------------------------------------------------------------------ clerk
 
-/** 6.824's Clerk: tries servers in turn (remembering the leader) until one answers. */
+/**
+ * 6.824's Clerk: tries servers in turn (remembering the leader) until one answers, sleeping after a
+ * full round of failures. Records each operation in the cluster's history under its `number` (Go
+ * records the test's client index instead; the checker does not use the id).
+ */
 export class Clerk {
   /** The session id the state machine deduplicates by. */
   readonly clientId: string;
-  /** ends[k] is this clerk's endpoint to server serverOf[k] (shuffled, as in 6.824). */
+  /** Endpoints to every server, in random order (as in 6.824). */
   private readonly ends: ClientEnd<Message, Message>[];
-  readonly endNames: string[];
+  /** Index into `ends` of the server that answered last. */
   private leader = 0;
   private seq = 0;
 
@@ -292,7 +315,6 @@ export class Clerk {
   ) {
     this.clientId = `c${number}`;
     this.ends = ends;
-    this.endNames = ends.map((end) => end.name);
   }
 
   /** The value of `key`, or "" if it has none. */
@@ -347,7 +369,7 @@ export interface KvClusterOptions {
   readonly unreliable: boolean;
   /** Snapshot when the persisted raft state reaches this many bytes; -1 never. */
   readonly maxraftstate: number;
-  /** Virtual ms a successful reply takes at the earliest (default KV_SERVICE_MS). */
+  /** Virtual ms each server spends on each request (default KV_SERVICE_MS). */
   readonly serviceMs?: number;
 }
 

@@ -546,7 +546,9 @@ export class KvServer {
       leaderId: s.leaderId ?? null,
       leaderUrl: s.leaderId === undefined ? null : (this.urls.get(s.leaderId) ?? null),
       commitIndex: s.commitIndex,
-      appliedIndex: s.appliedIndex,
+      // The KV state machine's, which is what reads serve: Raft counts an incoming snapshot as
+      // applied as soon as it accepts it, a little before the state machine is restored from it.
+      appliedIndex: this.sm.appliedIndex,
       lastIndex: s.lastIndex,
       snapshotIndex: s.snapshotIndex,
       peers: s.peers.map((p) => ({ id: p.id, url: this.urls.get(p.id) ?? null, match: p.match, next: p.next, state: p.state })),
@@ -938,7 +940,7 @@ export class KvServer {
     out += '# HELP tsraft_role 1 for the role this node has now, 0 for the others.\n# TYPE tsraft_role gauge\n';
     for (const role of ROLES) out += `tsraft_role{role="${role}"} ${s.role === role ? 1 : 0}\n`;
     out += metric('tsraft_commit_index', 'gauge', 'Highest log index known to be committed.', s.commitIndex);
-    out += metric('tsraft_applied_index', 'gauge', 'Highest log index applied to the state machine.', s.appliedIndex);
+    out += metric('tsraft_applied_index', 'gauge', 'Highest log index applied to the KV state machine.', this.sm.appliedIndex);
     out += metric('tsraft_last_index', 'gauge', 'Index of the last entry in the log.', s.lastIndex);
     out += metric('tsraft_snapshot_index', 'gauge', 'Last log index covered by the latest snapshot.', s.snapshotIndex);
     out += metric('tsraft_snapshots_taken_total', 'counter', 'Snapshots this server handed to Raft for log compaction.', this.snapshotsTaken);

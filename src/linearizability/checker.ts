@@ -10,11 +10,22 @@
  *   before returns on ties, kept in a doubly linked list of the events not yet linearized. A
  *   depth-first search linearizes, one at a time, an operation whose call precedes the first
  *   remaining return and whose step is legal in the current model state (unlinking its call and
- *   return); when no such operation leads anywhere, it backtracks and tries the next one. On top
- *   of Lowe's algorithm: a read-only reduction and a candidate order, described at `checkKey`.
+ *   return); when no such operation leads anywhere, it backtracks and tries the next one.
  * - Memoisation: every (set of linearized operations, model state) reached is stored in a hash set
  *   (the set as a bitset, hashed incrementally with per-operation random words); reaching one again
- *   is pruned, since the rest of the search depends on nothing else.
+ *   is pruned, since the rest of the search depends on nothing else. (Extended to subsumption
+ *   for operations of unknown outcome: see `Memo`.)
+ *
+ * On top of Lowe's algorithm, all described where they are implemented (`checkKey`), and none
+ * changing the verdict:
+ * - a read-only reduction: a completed read that is legal now is linearized at once, with no
+ *   alternatives;
+ * - a candidate order: writes that produce a value a pending read wants first, then the operation
+ *   whose return is next ("just in time"), then the rest, then operations of unknown outcome;
+ * - dead-end tests: a prefix is abandoned as soon as some remaining operation needs a state that
+ *   no remaining operation can produce (in time, for the next few such operations, reasoning about
+ *   chains of appends);
+ * - unknown-outcome operations that no remaining operation could observe are not tried.
  *
  * Operations of unknown outcome have no return event (their return is +Infinity, so they never
  * force an order) and accept any output. The search succeeds as soon as every operation with a
@@ -38,7 +49,11 @@ export interface CheckOptions {
 /** Where the search for one key got furthest, reported with an `illegal` verdict. */
 export interface PartialOrder {
   readonly key: string;
-  /** The longest linearizable prefix the search found, in linearization order. */
+  /**
+   * The longest linearizable prefix the search reached, in linearization order. (The search
+   * prunes prefixes that provably cannot be extended, so this is a useful witness, not
+   * necessarily the longest one that exists.)
+   */
   readonly prefix: readonly Operation[];
   /** The key's state after that prefix. */
   readonly stateAfterPrefix: string | null;
@@ -47,6 +62,12 @@ export interface PartialOrder {
    * earliest return of a remaining operation); none of them led to a full linearization.
    */
   readonly candidates: readonly Operation[];
+  /**
+   * Operations not in the prefix that need a state (a get's value, a cas's expected or reported
+   * value) which differs from the state after the prefix and which no operation outside the
+   * prefix can produce: often the direct cause (e.g. a read of a value nobody wrote).
+   */
+  readonly unsatisfiable: readonly Operation[];
 }
 
 export interface CheckResult {
@@ -145,10 +166,27 @@ const K_CAS = 4;
 
 /** The initial state (absent) always has id 0. */
 const ABSENT = 0;
+/** All dead states (see StateTable) have id 1. */
+const DEAD = 1;
 
+/**
+ * Interned states. A state no later operation can tell apart from any other such state is
+ * "dead" and shares the id DEAD: a string that is not a prefix of any observed string (a value a
+ * get returned, a cas expected or reported). From a dead state, every later state until the
+ * next put, delete or successful cas is dead too, and every operation behaves the same (gets,
+ * successful cas and failed cas that report a value are illegal; failed cas that report nothing
+ * are legal; unknown cas do nothing), so merging them loses nothing and lets the memo recognise,
+ * e.g., all orders of appends nobody ever read as one.
+ */
 class StateTable {
   private readonly ids = new Map<string | null, number>([[null, ABSENT]]);
-  readonly values: (string | null)[] = [null];
+  /** The values; DEAD's entry is a placeholder. */
+  readonly values: (string | null)[] = [null, '\u0000(dead)'];
+  private readonly observed: string[];
+
+  constructor(observed: Iterable<string>) {
+    this.observed = [...new Set(observed)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
 
   intern(value: string | null): number {
     let id = this.ids.get(value);
@@ -159,11 +197,46 @@ class StateTable {
     }
     return id;
   }
+
+  /** The id of `value` as the result of a write: DEAD unless some observed string starts with it. */
+  result(value: string | null): number {
+    if (value === null) return ABSENT;
+    const known = this.ids.get(value);
+    if (known !== undefined) return known;
+    const o = this.observed;
+    let lo = 0;
+    let hi = o.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (o[mid]! < value) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < o.length && o[lo]!.startsWith(value) ? this.intern(value) : DEAD;
+  }
+}
+
+const CHAIN_NONE = 0;
+const CHAIN_ROOT = 1;
+const CHAIN_AMBIGUOUS = 2;
+const CHAIN_LINK = 3;
+
+/** See KeyModel.buildChains. Arrays are indexed by state id (states interned after: CHAIN_NONE). */
+interface AppendChains {
+  /** The number of distinct append values. */
+  readonly appendCount: number;
+  /** Per operation: the index of its append value, or -1 if it is not an append. */
+  readonly appendOf: Int32Array;
+  readonly kind: Int8Array;
+  readonly parent: Int32Array;
+  /** The append value (index) that leads from parent to this state. */
+  readonly link: Int32Array;
+  /** The id of "" (a chain of appends may start from it or from absent). */
+  readonly emptyId: number;
 }
 
 /** One key's operations, compiled. Index i refers to ops[i]. */
 class KeyModel {
-  readonly states = new StateTable();
+  readonly states: StateTable;
   readonly kind: Uint8Array;
   readonly known: Uint8Array;
   /** put/append/cas: the value's state id (append: unused). */
@@ -191,6 +264,18 @@ class KeyModel {
 
   constructor(readonly ops: readonly Operation[]) {
     const n = ops.length;
+    const observed: string[] = [];
+    for (const op of ops) {
+      const input = op.input;
+      if (input.kind === 'cas' && input.expected !== null) observed.push(input.expected);
+      if (op.outcome !== 'ok') continue;
+      if (input.kind === 'get' && (op.output as GetOutput).value !== null) observed.push((op.output as GetOutput).value!);
+      if (input.kind === 'cas') {
+        const reported = (op.output as CasOutput).value;
+        if (reported !== undefined && reported !== null) observed.push(reported);
+      }
+    }
+    this.states = new StateTable(observed);
     this.kind = new Uint8Array(n);
     this.known = new Uint8Array(n);
     this.valueId = new Int32Array(n);
@@ -213,7 +298,7 @@ class KeyModel {
           break;
         case 'put':
           this.kind[i] = K_PUT;
-          this.valueId[i] = this.states.intern(input.value);
+          this.valueId[i] = this.states.result(input.value);
           break;
         case 'append':
           this.kind[i] = K_APPEND;
@@ -224,7 +309,7 @@ class KeyModel {
           break;
         case 'cas': {
           this.kind[i] = K_CAS;
-          this.valueId[i] = this.states.intern(input.value);
+          this.valueId[i] = this.states.result(input.value);
           this.expectedId[i] = this.states.intern(input.expected);
           if (op.outcome === 'ok') {
             const out = op.output as CasOutput;
@@ -282,6 +367,82 @@ class KeyModel {
     for (let i = 0; i < n; i++) this.producesList.set(produces[i]!, this.producesStart[i]!);
   }
 
+  /**
+   * Decomposes every wanted state into "a start state followed by appends", for the reachability
+   * test in `checkKey`. Working back from a wanted string r: if exactly one append value (among
+   * this key's appends) is a suffix of r, r's chain link is that append and its parent is r without
+   * it; if none is, r is a chain root (no append can have produced it); if several are, the
+   * decomposition is ambiguous and r gets no link (the test gives up on it). Returns undefined if
+   * some append's value is "" (every string would be ambiguous).
+   */
+  buildChains(): AppendChains | undefined {
+    const n = this.ops.length;
+    const appendIndex = new Map<string, number>();
+    const appendOf = new Int32Array(n).fill(-1);
+    for (let i = 0; i < n; i++) {
+      if (this.kind[i] !== K_APPEND) continue;
+      const v = this.appendValue[i]!;
+      if (v === '') return undefined;
+      let idx = appendIndex.get(v);
+      if (idx === undefined) {
+        idx = appendIndex.size;
+        appendIndex.set(v, idx);
+      }
+      appendOf[i] = idx;
+    }
+    const lengths = [...new Set([...appendIndex.keys()].map((v) => v.length))].sort((a, b) => a - b);
+    const kind: number[] = [];
+    const parent: number[] = [];
+    const link: number[] = [];
+    const todo: number[] = [];
+    for (let i = 0; i < n; i++) if (this.wants[i]! >= 0) todo.push(this.wants[i]!);
+    while (todo.length > 0) {
+      const id = todo.pop()!;
+      if ((kind[id] ?? CHAIN_NONE) !== CHAIN_NONE) continue;
+      const r = this.states.values[id];
+      if (r === null || r === undefined) {
+        kind[id] = CHAIN_ROOT; // absent: no append leaves it
+        continue;
+      }
+      let match = -1;
+      let matchLen = 0;
+      let matches = 0;
+      for (const len of lengths) {
+        if (len > r.length) break;
+        const idx = appendIndex.get(r.slice(r.length - len));
+        if (idx !== undefined) {
+          matches++;
+          match = idx;
+          matchLen = len;
+        }
+      }
+      if (matches === 0) kind[id] = CHAIN_ROOT;
+      else if (matches > 1) kind[id] = CHAIN_AMBIGUOUS;
+      else {
+        const p = this.states.intern(r.slice(0, r.length - matchLen));
+        kind[id] = CHAIN_LINK;
+        parent[id] = p;
+        link[id] = match;
+        todo.push(p);
+      }
+    }
+    const size = this.states.values.length;
+    const chains: AppendChains = {
+      appendCount: appendIndex.size,
+      appendOf,
+      kind: new Int8Array(size),
+      parent: new Int32Array(size).fill(-1),
+      link: new Int32Array(size).fill(-1),
+      emptyId: this.states.intern(''),
+    };
+    for (let id = 0; id < size; id++) {
+      chains.kind[id] = kind[id] ?? CHAIN_NONE;
+      chains.parent[id] = parent[id] ?? -1;
+      chains.link[id] = link[id] ?? -1;
+    }
+    return chains;
+  }
+
   /** The state after applying op i in `state`, or -1 if that step is illegal. */
   step(state: number, i: number): number {
     switch (this.kind[i]!) {
@@ -291,10 +452,11 @@ class KeyModel {
       case K_PUT:
         return this.valueId[i]!;
       case K_APPEND: {
+        if (state === DEAD) return DEAD;
         const cacheKey = state * this.ops.length + i;
         let next = this.appendCache.get(cacheKey);
         if (next === undefined) {
-          next = this.states.intern((this.states.values[state] ?? '') + this.appendValue[i]!);
+          next = this.states.result((this.states.values[state] ?? '') + this.appendValue[i]!);
           this.appendCache.set(cacheKey, next);
         }
         return next;
@@ -327,34 +489,58 @@ function mix32(value: number): number {
 interface MemoEntry {
   readonly bits: Uint32Array;
   readonly state: number;
+  /** Set once the search has backtracked out of this node: no linearization extends it. */
+  finished: boolean;
 }
 
+/**
+ * The visited search nodes, as (set of linearized operations, state). A node is pruned if it was
+ * visited before, or if a finished (failed) node had the same state, the same completed
+ * operations linearized and a subset of its unknown operations linearized: an unknown operation
+ * may be left out, so every way to finish the new node also finishes the old one. (Only finished
+ * nodes subsume: an unfinished one is an ancestor still being searched.) The hash covers the
+ * completed operations and the state only, so such nodes share a bucket.
+ */
 class Memo {
   private readonly buckets = new Map<number, MemoEntry | MemoEntry[]>();
   size = 0;
 
-  /** Adds (bits, state) under `hash`; false if it was already there. `bits` is copied. */
-  add(hash: number, bits: Uint32Array, state: number): boolean {
+  /** @param knownMask the bits of completed operations (the others are of unknown outcome). */
+  constructor(private readonly knownMask: Uint32Array) {}
+
+  /** Adds (bits, state) under `hash` and returns its entry; undefined if it is pruned. */
+  add(hash: number, bits: Uint32Array, state: number): MemoEntry | undefined {
     const h = (hash ^ mix32(state + 0x9e3779b9)) >>> 0;
     const slot = this.buckets.get(h);
-    const entry = (): MemoEntry => ({ bits: bits.slice(), state });
-    if (slot === undefined) {
-      this.buckets.set(h, entry());
-    } else if (Array.isArray(slot)) {
-      for (const e of slot) if (e.state === state && sameBits(e.bits, bits)) return false;
-      slot.push(entry());
-    } else {
-      if (slot.state === state && sameBits(slot.bits, bits)) return false;
-      this.buckets.set(h, [slot, entry()]);
+    if (slot !== undefined) {
+      if (Array.isArray(slot)) {
+        for (const e of slot) if (this.subsumes(e, bits, state)) return undefined;
+      } else if (this.subsumes(slot, bits, state)) return undefined;
     }
+    const entry: MemoEntry = { bits: bits.slice(), state, finished: false };
+    if (slot === undefined) this.buckets.set(h, entry);
+    else if (Array.isArray(slot)) slot.push(entry);
+    else this.buckets.set(h, [slot, entry]);
     this.size++;
-    return true;
+    return entry;
   }
-}
 
-function sameBits(a: Uint32Array, b: Uint32Array): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+  private subsumes(e: MemoEntry, bits: Uint32Array, state: number): boolean {
+    if (e.state !== state) return false;
+    const a = e.bits;
+    const km = this.knownMask;
+    let same = true;
+    for (let w = 0; w < a.length; w++) {
+      const x = a[w]!;
+      const y = bits[w]!;
+      if (x === y) continue;
+      same = false;
+      const k = km[w]!;
+      // Completed operations must match; the entry's unknown ones must be among ours.
+      if (((x ^ y) & k) !== 0 || (x & ~y & ~k) !== 0) return false;
+    }
+    return same || e.finished;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -383,6 +569,9 @@ function sameBits(a: Uint32Array, b: Uint32Array): boolean {
 
 type KeyOutcome = { kind: 'ok' } | { kind: 'timeout' } | { kind: 'illegal'; partial: PartialOrder };
 
+/** How many of the next operations that need a state the reachability test looks at. */
+const CHAIN_LOOKAHEAD = 8;
+
 /** How many search steps between clock reads. */
 const CLOCK_EVERY = 256;
 
@@ -393,6 +582,8 @@ interface Frame {
   index: number;
   readonly state: number;
   readonly forced: boolean;
+  /** The memo entry of the child being searched. */
+  child: MemoEntry | undefined;
 }
 
 function checkKey(key: string, all: readonly Operation[], deadline: number): KeyOutcome {
@@ -481,10 +672,13 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
 
   // Per-operation random words for the incremental bitset hash.
   const zobrist = new Uint32Array(n);
-  for (let i = 0; i < n; i++) zobrist[i] = mix32(mix32(i + 0x2545f491) ^ 0x6a09e667);
+  // (Zero for unknown operations: see Memo.)
+  for (let i = 0; i < n; i++) if (model.known[i] === 1) zobrist[i] = mix32(mix32(i + 0x2545f491) ^ 0x6a09e667);
   const bits = new Uint32Array((n + 31) >>> 5);
   let hash = 0;
-  const memo = new Memo();
+  const knownMask = new Uint32Array(bits.length);
+  for (let i = 0; i < n; i++) if (model.known[i] === 1) knownMask[i >>> 5] = knownMask[i >>> 5]! | (1 << (i & 31));
+  const memo = new Memo(knownMask);
   const stateValues = model.states.values;
 
   let state = ABSENT;
@@ -494,6 +688,7 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
   // returned v, a cas that swapped from v or reported v) can only succeed if the state is v now or
   // some remaining operation can still produce v. `deadWants` counts the states wanted by some
   // remaining operation that no remaining operation can produce.
+  const chains = model.buildChains(); // (interns more states: before stateCount)
   const stateCount = model.states.values.length;
   const wantCount = new Int32Array(stateCount);
   const producerCount = new Int32Array(stateCount);
@@ -505,15 +700,99 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
     for (let k = producesStart[i]!; k < producesStart[i + 1]!; k++) producerCount[producesList[k]!]!++;
   }
   for (let v = 0; v < stateCount; v++) if (wantCount[v]! > 0 && producerCount[v] === 0) deadWants++;
+
+  // A finer test for the operations that will need a state soonest. Say a remaining operation r
+  // needs state v (r is not linearized yet). Look at the last put, delete or successful cas
+  // before r in a linearization extending the current prefix (or at the current state if there
+  // is none): v = (the state it leaves, or the current state) + (values of remaining appends), and
+  // each of those operations precedes r, so was called no later than r returned. When v's
+  // decomposition into a start and appends is unique (see buildChains), this means: walking from
+  // v towards its chain's root through appends that remain and were called by r's return, we
+  // meet the current state, or a state that a remaining put/cas called by then leaves (or "" when
+  // the state is absent or such a delete remains).
+  //
+  // For "remains and was called by T" each producer list (the put/cas/delete operations leaving a
+  // given state; the appends of a given value) is sorted by call time with a pointer to its first
+  // remaining operation, maintained by apply/undo.
+  const appendLists = chains?.appendCount ?? 0;
+  const listOf = new Int32Array(n).fill(-1);
+  const members: number[][] = Array.from({ length: stateCount + appendLists }, () => []);
+  for (let i = 0; i < n; i++) {
+    const kind = model.kind[i]!;
+    let list = -1;
+    if (kind === K_PUT || (kind === K_CAS && (model.known[i] === 0 || model.swapped[i] === 1))) list = model.valueId[i]!;
+    else if (kind === K_DELETE) list = ABSENT;
+    else if (kind === K_APPEND && chains !== undefined) list = stateCount + chains.appendOf[i]!;
+    if (list >= 0) {
+      listOf[i] = list;
+      members[list]!.push(i);
+    }
+  }
+  const listStart = new Int32Array(members.length + 1);
+  for (let l = 0; l < members.length; l++) listStart[l + 1] = listStart[l]! + members[l]!.length;
+  const listOps = new Int32Array(listStart[members.length]!);
+  const listFirst = new Int32Array(members.length); // index into listOps of the first remaining
+  const posInList = new Int32Array(n);
+  for (let l = 0; l < members.length; l++) {
+    const sorted = members[l]!.sort((a, b) => ops[a]!.call - ops[b]!.call || a - b);
+    listFirst[l] = listStart[l]!;
+    for (let k = 0; k < sorted.length; k++) {
+      listOps[listStart[l]! + k] = sorted[k]!;
+      posInList[sorted[k]!] = listStart[l]! + k;
+    }
+  }
+  const isLinearized = (i: number): boolean => (bits[i >>> 5]! & (1 << (i & 31))) !== 0;
+  /** The call time of the first remaining operation of list l (Infinity if none). */
+  const firstCall = (l: number): number => {
+    const k = listFirst[l]!;
+    return k < listStart[l + 1]! ? ops[listOps[k]!]!.call : Infinity;
+  };
+  const listApplied = (i: number): void => {
+    const l = listOf[i]!;
+    if (l < 0 || posInList[i] !== listFirst[l]) return;
+    let k = listFirst[l]!;
+    while (k < listStart[l + 1]! && isLinearized(listOps[k]!)) k++;
+    listFirst[l] = k;
+  };
+  const listUndone = (i: number): void => {
+    const l = listOf[i]!;
+    if (l >= 0 && posInList[i]! < listFirst[l]!) listFirst[l] = posInList[i]!;
+  };
+  /** Whether state `wanted` can still be reached by an operation that returned at `by`. */
+  const reachable = (wanted: number, by: number): boolean => {
+    if (chains === undefined) return true;
+    for (let v = wanted; ; ) {
+      if (v === state || firstCall(v) <= by) return true;
+      if (v === chains.emptyId && (state === ABSENT || firstCall(ABSENT) <= by)) return true;
+      const kind = chains.kind[v] ?? CHAIN_NONE;
+      if (kind === CHAIN_ROOT) return false;
+      if (kind !== CHAIN_LINK) return true;
+      if (firstCall(stateCount + chains.link[v]!) > by) return false;
+      v = chains.parent[v]!;
+    }
+  };
+  /** Whether one of the next few operations that need a state can no longer get it. */
+  const unreachableSoon = (): boolean => {
+    if (chains === undefined) return false;
+    let seen = 0;
+    for (let e = next[KNOWN_HEAD]!; e !== -1 && seen < CHAIN_LOOKAHEAD; e = next[e]!) {
+      if (evIsCall[e] !== 1) continue;
+      const i = evOp[e]!;
+      const w = model.wants[i]!;
+      if (w < 0) continue;
+      seen++;
+      if (w !== state && !reachable(w, ops[i]!.return)) return true;
+    }
+    return false;
+  };
+
   const hopeless = (): boolean =>
-    deadWants > 1 || (deadWants === 1 && !((wantCount[state] ?? 0) > 0 && producerCount[state] === 0));
+    deadWants > 1 || (deadWants === 1 && !((wantCount[state] ?? 0) > 0 && producerCount[state] === 0)) || unreachableSoon();
 
   // Relevance of unknown operations (see `unknownObservers`): an unknown operation U is tried as
   // the next step only while some remaining operation could observe its effect, or while a
   // completed cas B that failed without reporting the value it saw (it observes "the state is not
-  // e") could be in U's stretch: B remains, and no remaining completed put, delete or successful
-  // cas P must precede B (P returned before B was called), for such a P would come between U, the
-  // next step, and B.
+  // e") could be in U's stretch and need U (see blindNear).
   const observers = unknownObservers(ops);
   const alwaysRelevant = new Uint8Array(n);
   const relevantCount = new Int32Array(n);
@@ -537,13 +816,23 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
     const kind = model.kind[i]!;
     if (model.known[i] === 1 && (kind === K_PUT || kind === K_DELETE || (kind === K_CAS && model.swapped[i] === 1))) resets[i] = 1;
   }
-  /** Whether a remaining blind failed cas is called before the first return of a remaining reset. */
+  /**
+   * Whether a remaining blind failed cas B, expecting e, could be in the stretch of an unknown
+   * operation U taken as the next step, and could need U: B is called before the first return of
+   * a remaining reset, and without U the stretch's states would be the current state s followed by
+   * appends, so B could see e only if e starts with s (any e if s is absent).
+   */
   const blindNear = (): boolean => {
     if (blindRemaining === 0) return false;
+    if (state === DEAD) return false; // the stretch's states are all dead: never e
+    const s = stateValues[state] ?? null;
     for (let e = next[KNOWN_HEAD]!; e !== -1; e = next[e]!) {
       const i = evOp[e]!;
       if (evIsCall[e] === 1) {
-        if (blind[i] === 1) return true;
+        if (blind[i] === 1) {
+          const expected = stateValues[model.expectedId[i]!] ?? null;
+          if (s === null || (expected !== null && expected.startsWith(s))) return true;
+        }
       } else if (resets[i] === 1) return false;
     }
     return false;
@@ -563,6 +852,7 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
     if (ret !== 0) unlink(ret);
     const w = model.wants[i]!;
     if (w >= 0 && --wantCount[w]! === 0 && producerCount[w] === 0) deadWants--;
+    listApplied(i);
     blindRemaining -= blind[i]!;
     for (let k = observesStart[i]!; k < observesStart[i + 1]!; k++) relevantCount[observesList[k]!]!--;
     for (let k = producesStart[i]!; k < producesStart[i + 1]!; k++) {
@@ -586,13 +876,14 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
     const ret = returnOf[i]!;
     if (ret !== 0) relink(ret);
     relink(callOf[i]!);
+    listUndone(i);
   };
   /** Whether (linearized set + i, after) is new; records it if so. */
-  const fresh = (i: number, after: number): boolean => {
+  const fresh = (i: number, after: number): MemoEntry | undefined => {
     bits[i >>> 5] = bits[i >>> 5]! | (1 << (i & 31));
-    const added = memo.add((hash ^ zobrist[i]!) >>> 0, bits, after);
+    const entry = memo.add((hash ^ zobrist[i]!) >>> 0, bits, after);
     bits[i >>> 5] = bits[i >>> 5]! & ~(1 << (i & 31));
-    return added;
+    return entry;
   };
 
   // Scratch space for building a node's candidates.
@@ -614,7 +905,7 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
         if (w >= 0) wanted.push(w);
         continue;
       }
-      if (model.readOnly[i] === 1) return { ops: [i], after: [a], index: 0, state, forced: true };
+      if (model.readOnly[i] === 1) return { ops: [i], after: [a], index: 0, state, forced: true, child: undefined };
       ops.push(i);
       after.push(a);
     }
@@ -625,9 +916,14 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
     let blindIsNear: boolean | undefined;
     for (let u = next[UNKNOWN_HEAD]!; u !== -1 && evTime[u]! <= bound; u = next[u]!) {
       const i = evOp[u]!;
+      // An unknown operation that would leave the state as it is (a cas whose expected value
+      // does not match, say) is never worth taking now: whatever follows it could follow
+      // without it, the operation being left out.
+      const a = model.step(state, i);
+      if (a === state) continue;
       if (alwaysRelevant[i] === 0 && relevantCount[i] === 0 && !(blindIsNear ??= blindNear())) continue;
       ops.push(i);
-      after.push(model.step(state, i));
+      after.push(a);
     }
     if (ops.length > 1) {
       rank.length = 0;
@@ -635,7 +931,7 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
         const i = ops[j]!;
         let r = j < knownCount ? 3 : 4;
         if (i === deadlineOp) r = 2;
-        if (wanted.length > 0) {
+        if (wanted.length > 0 && after[j] !== DEAD) {
           const a = after[j]!;
           const s = stateValues[a] ?? null;
           for (const w of wanted) {
@@ -650,33 +946,42 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
         rank.push(r * 0x10000 + j);
       }
       const perm = rank.map((_, j) => j).sort((x, y) => rank[x]! - rank[y]!);
-      return { ops: perm.map((j) => ops[j]!), after: perm.map((j) => after[j]!), index: -1, state, forced: false };
+      return { ops: perm.map((j) => ops[j]!), after: perm.map((j) => after[j]!), index: -1, state, forced: false, child: undefined };
     }
-    return { ops, after, index: -1, state, forced: false };
+    return { ops, after, index: -1, state, forced: false, child: undefined };
   };
+
+  // The longest prefix seen: captured when the search turns back from a new maximum depth (or
+  // finds a child hopeless).
+  let best: number[] = [];
+  let bestState = ABSENT;
+  let grewSinceBacktrack = false;
 
   /** Descends into the first untried candidate of `frame` from `from` on; false if none. */
   const descend = (frame: Frame, from: number): boolean => {
     for (let j = from; j < frame.ops.length; j++) {
       const i = frame.ops[j]!;
       const a = frame.after[j]!;
-      if (!fresh(i, a)) continue;
+      const entry = fresh(i, a);
+      if (entry === undefined) continue;
       apply(i, a);
       if (hopeless()) {
+        entry.finished = true;
+        if (stack.length + 1 > best.length) {
+          best = [...stack.map((f) => f.ops[f.index]!), i];
+          bestState = a;
+        }
         undo(i, frame.state);
         continue;
       }
       frame.index = j;
+      frame.child = entry;
       stack.push(frame);
       return true;
     }
     return false;
   };
 
-  // The longest prefix seen: captured when the search turns back from a new maximum depth.
-  let best: number[] = [];
-  let bestState = ABSENT;
-  let grewSinceBacktrack = false;
 
   let steps = 0;
   while (knownRemaining > 0) {
@@ -700,6 +1005,7 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
       if (top === undefined) {
         return { kind: 'illegal', partial: partialOrder(key, ops, model, best, bestState) };
       }
+      top.child!.finished = true;
       undo(top.ops[top.index]!, top.state);
       if (top.forced) continue;
       if (++steps % CLOCK_EVERY === 0 && performance.now() >= deadline) return { kind: 'timeout' };
@@ -797,12 +1103,37 @@ function partialOrder(key: string, ops: readonly Operation[], model: KeyModel, b
   const candidates: Operation[] = [];
   for (let i = 0; i < ops.length; i++) if (done[i] === 0 && ops[i]!.call <= earliestReturn) candidates.push(ops[i]!);
   candidates.sort((a, b) => a.call - b.call || a.id - b.id);
+  // Remaining operations needing a state that no remaining operation can leave behind.
+  const producers = new Int32Array(model.states.values.length);
+  for (let i = 0; i < ops.length; i++) {
+    if (done[i] === 1) continue;
+    for (let k = model.producesStart[i]!; k < model.producesStart[i + 1]!; k++) producers[model.producesList[k]!]!++;
+  }
+  const unsatisfiable: Operation[] = [];
+  for (let i = 0; i < ops.length; i++) {
+    const w = model.wants[i]!;
+    if (done[i] === 0 && w >= 0 && w !== bestState && producers[w] === 0) unsatisfiable.push(ops[i]!);
+  }
+  unsatisfiable.sort((a, b) => a.call - b.call || a.id - b.id);
   return {
     key,
     prefix: best.map((i) => ops[i]!),
-    stateAfterPrefix: model.states.values[bestState] ?? null,
+    stateAfterPrefix: bestState === DEAD ? replay(best.map((i) => ops[i]!)) : (model.states.values[bestState] ?? null),
     candidates,
+    unsatisfiable,
   };
+}
+
+/** The state after applying `ops` in order from absent (outputs are not checked). */
+function replay(ops: readonly Operation[]): string | null {
+  let state: string | null = null;
+  for (const { input } of ops) {
+    if (input.kind === 'put') state = input.value;
+    else if (input.kind === 'append') state = (state ?? '') + input.value;
+    else if (input.kind === 'delete') state = null;
+    else if (input.kind === 'cas' && state === input.expected) state = input.value;
+  }
+  return state;
 }
 
 const MAX_LISTED = 30;
@@ -816,7 +1147,7 @@ function explainIllegal(partial: PartialOrder, all: readonly Operation[]): strin
       `(${all.length - unknown} completed, ${unknown} of unknown outcome).`,
   );
   const p = partial.prefix;
-  lines.push(`Longest linearizable prefix found: ${p.length} operations${p.length === 0 ? '' : ', in order'}:`);
+  lines.push(`Longest linearizable prefix the search reached: ${p.length} operations${p.length === 0 ? '' : ', in order'}:`);
   const skip = Math.max(0, p.length - MAX_LISTED);
   if (skip > 0) lines.push(`  … ${skip} earlier operations`);
   for (let j = skip; j < p.length; j++) lines.push(`  ${j + 1}. ${describeOperation(p[j]!)}`);
@@ -829,5 +1160,10 @@ function explainIllegal(partial: PartialOrder, all: readonly Operation[]): strin
     lines.push(`  ${describeOperation(op)}${legal ? '' : `   ← illegal in state ${fmt(partial.stateAfterPrefix)}`}`);
   });
   if (partial.candidates.length > MAX_LISTED) lines.push(`  … ${partial.candidates.length - MAX_LISTED} more`);
+  if (partial.unsatisfiable.length > 0) {
+    lines.push('After the prefix, no remaining operation can produce the state these need:');
+    for (const op of partial.unsatisfiable.slice(0, MAX_LISTED)) lines.push(`  ${describeOperation(op)}`);
+    if (partial.unsatisfiable.length > MAX_LISTED) lines.push(`  … ${partial.unsatisfiable.length - MAX_LISTED} more`);
+  }
   return lines.join('\n');
 }

@@ -36,6 +36,11 @@ export interface ChaosOptions {
   readonly opTimeoutMs?: number;
   /** Mean pause between a client's operations, in ms (default 5); keeps the history checkable. */
   readonly thinkMs?: number;
+  /**
+   * Negative control: clients read with `stale: true` (any node, unconfirmed). The history is then
+   * expected NOT to be linearizable; this shows the checks can fail.
+   */
+  readonly staleReads?: boolean;
   /** Progress lines (default: none). */
   readonly log?: (line: string) => void;
   /** Copy every node's output lines here (default: kept for the failure report only). */
@@ -138,6 +143,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     // ---- clients
     const client = async (c: number): Promise<void> => {
       const kv = new KvClient({ endpoints: cluster.endpoints, clientId: `chaos-${seed}-${c}`, timeoutMs: opTimeoutMs, retryDelayMs: 10, maxRetryDelayMs: 200 });
+      // Negative control: reads pinned to one node each (followers too), unconfirmed.
+      const reader = options.staleReads === true ? new KvClient({ endpoints: [cluster.endpoints[c % cluster.endpoints.length]!], timeoutMs: opTimeoutMs }) : kv;
       const crand = rng(seed * 1000 + c + 1);
       let n = 0;
       const lastSeen = new Map<string, string | null>();
@@ -163,7 +170,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         try {
           switch (input.kind) {
             case 'get': {
-              const value = await kv.get(input.key);
+              const value = await reader.get(input.key, { stale: options.staleReads === true });
               pending.ok({ value });
               lastSeen.set(input.key, value);
               break;

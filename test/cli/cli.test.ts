@@ -168,10 +168,19 @@ describe('tsraft start + client commands', { timeout: 120_000 }, () => {
   });
 
   it('SIGINT stops every node and exits 0, leaving no process behind', async () => {
-    const pids = [...output.matchAll(/^\d+\s+127\.0\.0\.1:\d+\s+http:\/\/127\.0\.0\.1:\d+\s+(\d+)\s/gm)].map((m) => Number(m[1]));
-    pids.push(...[...output.matchAll(/restarted \(pid (\d+)\)/g)].map((m) => Number(m[1])));
-    assert.equal(pids.length >= 3, true);
-    for (const pid of pids.slice(0, 3)) assert.equal(alive(pid), true, `node pid ${pid} should be running`);
+    // The latest pid of each node: from the table, then from "node N restarted (pid P)" lines.
+    const latest = new Map<number, number>();
+    const pids: number[] = [];
+    for (const m of output.matchAll(/^(\d+)\s+127\.0\.0\.1:\d+\s+http:\/\/127\.0\.0\.1:\d+\s+(\d+)\s/gm)) {
+      latest.set(Number(m[1]), Number(m[2]));
+      pids.push(Number(m[2]));
+    }
+    for (const m of output.matchAll(/node (\d+) restarted \(pid (\d+)\)/g)) {
+      latest.set(Number(m[1]), Number(m[2]));
+      pids.push(Number(m[2]));
+    }
+    assert.equal(latest.size, 3, output);
+    for (const pid of latest.values()) assert.equal(alive(pid), true, `node pid ${pid} should be running`);
     start.kill('SIGINT');
     const timer = setTimeout(() => start.kill('SIGKILL'), 15_000);
     const code = await exit;

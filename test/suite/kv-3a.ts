@@ -2,13 +2,15 @@
  * Part 3A of the 6.824 kvraft tests (2021–2024 `src/kvraft/test_test.go`, spec §6): a replicated
  * key/value service on Raft, without snapshots. The GenericTest family, Speed, UnreliableOneKey and
  * OnePartition follow the Go tests step by step: the same cluster sizes, client counts, sleeps,
- * probabilities, bounds and failure messages. Beyond the Go tests, every test (not only the
- * GenericTest family) checks its whole clerk history for linearizability at `end()`.
+ * probabilities, bounds and failure messages. Beyond the Go tests, every test but
+ * UnreliableOneKey (not only the GenericTest family) checks its whole clerk history for
+ * linearizability at `end()`, including the operations Go leaves out of its log.
  *
  * Porting conventions as in raft-2c.ts: a goroutine is `cfg.go(async () => ...)`, Go's
  * `rand.Int() % N` is `cfg.rand(N)` drawn in the Go test's order. Virtual time: on the reliable
  * network an operation takes the KV server's service time (kv-cluster.ts, KV_SERVICE_MS), so the
- * operation counts depend on it.
+ * operation counts depend on it. The `ops` figure (the suite runner's "cmds" column) counts the
+ * operations made through the counting wrappers cfg.get/put/append/check, as Go's cfg.op() does.
  */
 import { ELECTION_TIMEOUT_MS as ET, KvCluster, type Clerk } from '../../src/harness/kv-cluster.js';
 import type { SuiteContext, SuiteTest } from '../../src/harness/suite.js';
