@@ -503,7 +503,6 @@ interface MemoEntry {
  */
 class Memo {
   private readonly buckets = new Map<number, MemoEntry | MemoEntry[]>();
-  size = 0;
 
   /** @param knownMask the bits of completed operations (the others are of unknown outcome). */
   constructor(private readonly knownMask: Uint32Array) {}
@@ -521,7 +520,6 @@ class Memo {
     if (slot === undefined) this.buckets.set(h, entry);
     else if (Array.isArray(slot)) slot.push(entry);
     else this.buckets.set(h, [slot, entry]);
-    this.size++;
     return entry;
   }
 
@@ -553,7 +551,7 @@ class Memo {
 // is legal in the current state. The search tries them one by one, each leading to a child node
 // unless the memo has seen (linearized set, state) before; when none is left it backtracks.
 //
-// Two things keep the search small without changing its verdict:
+// What keeps the search small without changing its verdict:
 //
 // - Read-only reduction. If a candidate is a completed read (a get, or a cas that reported
 //   failure) that is legal in the current state, it is linearized at once and is the node's only
@@ -566,6 +564,13 @@ class Memo {
 //   operation whose return R is next, which must be linearized before anything called after R
 //   (linearizing "just in time"); then the other completed operations in call order; then the
 //   operations of unknown outcome, which most often never need to be tried at all.
+// - Dead-end tests (`hopeless`): a child is abandoned at once if some remaining operation needs a
+//   state that can no longer come about (counting producers for all of them; reasoning about
+//   time and chains of appends for the next few).
+// - Unknown operations are not tried when they would change nothing, or when no remaining
+//   operation could observe them (`unknownObservers`, `blindNear`).
+// - Dead states are merged (`StateTable`), and the memo lets a failed node subsume nodes that
+//   differ only by more unknown operations (`Memo`).
 
 type KeyOutcome = { kind: 'ok' } | { kind: 'timeout' } | { kind: 'illegal'; partial: PartialOrder };
 
@@ -786,6 +791,7 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
     return false;
   };
 
+  /** Whether the current node provably has no completion (see above). */
   const hopeless = (): boolean =>
     deadWants > 1 || (deadWants === 1 && !((wantCount[state] ?? 0) > 0 && producerCount[state] === 0)) || unreachableSoon();
 
@@ -981,7 +987,6 @@ function checkKey(key: string, all: readonly Operation[], deadline: number): Key
     }
     return false;
   };
-
 
   let steps = 0;
   while (knownRemaining > 0) {
