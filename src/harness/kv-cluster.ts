@@ -576,7 +576,7 @@ export class KvCluster implements ClusterService {
   /**
    * Checks the whole history so far (operations still in flight count as unknown: they may or may
    * not take effect) and prints the kvraft Passed line: seconds, peers, RPCs, ops. With
-   * `linearizability: false` the history is not checked (see UnreliableOneKey in kv-3a.ts).
+   * `linearizability: false` the history is not checked.
    */
   end(options: { readonly linearizability?: boolean } = {}): TestFigures {
     this.cluster.checkBackground();
