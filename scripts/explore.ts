@@ -8,6 +8,7 @@
  *   npm run explore -- --seed 4711 --nodes 5
  *   npm run explore -- --bug commit-old-term --seeds 200
  */
+import { integerOption, isUsageError, median, seedList, UsageError } from './args.js';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
@@ -35,7 +36,6 @@ interface Plan {
   keepGoing: boolean;
 }
 
-class UsageError extends Error {}
 
 function parsePlan(argv: string[]): Plan {
   const { values } = parseArgs({
@@ -58,20 +58,8 @@ function parsePlan(argv: string[]): Plan {
     console.log(USAGE);
     process.exit(0);
   }
-  const integer = (name: string, text: string, min: number): number => {
-    const value = Number(text);
-    if (!Number.isSafeInteger(value) || value < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${text}"`);
-    return value;
-  };
-  let seeds: number[];
-  if (values.seed !== undefined) {
-    if (values.seeds !== undefined) throw new UsageError('give either --seed or --seeds, not both');
-    seeds = [integer('seed', values.seed, 0)];
-  } else {
-    const count = integer('seeds', values.seeds ?? '100', 1);
-    const first = integer('first-seed', values['first-seed'] ?? '1', 0);
-    seeds = Array.from({ length: count }, (_, i) => first + i);
-  }
+  const integer = integerOption;
+  const seeds = seedList(values, 100);
   const nodeCounts = values.nodes?.split(',').map((n) => integer('nodes', n.trim(), 1));
   const bugs = new Set<InjectedBug>();
   let driverBug: DriverBug | undefined;
@@ -116,18 +104,13 @@ function report(result: ExploreResult, plan: Plan): void {
   console.log(`  replay: ${exploreReplayCommand(result.seed, plan.options)}`);
 }
 
-function median(values: number[]): number {
-  if (values.length === 0) return 0;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 async function main(): Promise<number> {
   let plan: Plan;
   try {
     plan = parsePlan(process.argv.slice(2));
   } catch (error) {
-    if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (isUsageError(error)) {
       console.error(`error: ${(error as Error).message}\n\n${USAGE}`);
       return 2;
     }

@@ -7,6 +7,7 @@
  *   npm run suite -- --part 2B --run Backup --seed 17
  *   npm run suite:realtime -- --part 2A,2B
  */
+import { isUsageError, median, seedList, UsageError } from './args.js';
 import { parseArgs } from 'node:util';
 import type { TestFigures } from '../src/harness/cluster.js';
 import { staffFigures } from '../src/harness/reference.js';
@@ -61,20 +62,7 @@ function parseOptions(argv: string[]): Options {
   for (const part of parts) {
     if (!(part in SUITE)) throw new UsageError(`unknown part "${part}"; known parts: ${PARTS.join(', ')}`);
   }
-  const integer = (name: string, text: string, min: number): number => {
-    const value = Number(text);
-    if (!Number.isSafeInteger(value) || value < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${text}"`);
-    return value;
-  };
-  let seeds: number[];
-  if (values.seed !== undefined) {
-    if (values.seeds !== undefined) throw new UsageError('give either --seed or --seeds, not both');
-    seeds = [integer('seed', values.seed, 0)];
-  } else {
-    const count = integer('seeds', values.seeds ?? '1', 1);
-    const first = integer('first-seed', values['first-seed'] ?? '1', 0);
-    seeds = Array.from({ length: count }, (_, i) => first + i);
-  }
+  const seeds = seedList(values, 1);
   const names = values.run?.split(',').map((n) => n.trim());
   if (names !== undefined) {
     const known = parts.flatMap((part) => SUITE[part]!.map((t) => t.name));
@@ -88,13 +76,7 @@ function parseOptions(argv: string[]): Options {
   return { parts, seeds, names, clock: values.realtime ? 'real' : 'virtual', driver, verbose: values.verbose || seeds.length === 1, trace: values.trace };
 }
 
-class UsageError extends Error {}
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 function printTable(figuresByTitle: Map<string, TestFigures[]>, clock: Clock): void {
   const unit = clock === 'virtual' ? 'virtual s' : 's';
@@ -122,7 +104,7 @@ async function main(): Promise<number> {
   try {
     options = parseOptions(process.argv.slice(2));
   } catch (error) {
-    if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (isUsageError(error)) {
       console.error(`error: ${(error as Error).message}\n\n${USAGE}`);
       return 2;
     }
