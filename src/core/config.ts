@@ -44,7 +44,10 @@ export interface RaftConfig {
  * - `forget-vote`: keep the vote in memory only, so a restart forgets it (Figure 2);
  * - `truncate-on-stale-append`: drop everything after prevLogIndex even when entries match, so a
  *   stale, reordered AppendEntries deletes newer entries;
- * - `apply-before-commit`: a follower treats everything it receives as committed.
+ * - `apply-before-commit`: a follower treats everything it receives as committed;
+ * - `stuck-snapshot-transfer`: a follower shown (by a late reply) to be past the snapshot being
+ *   sent stays in snapshot state, so it gets no new entries until the leader compacts again (a
+ *   liveness bug this project once had).
  */
 export const INJECTABLE_BUGS = [
   'commit-old-term',
@@ -52,6 +55,7 @@ export const INJECTABLE_BUGS = [
   'forget-vote',
   'truncate-on-stale-append',
   'apply-before-commit',
+  'stuck-snapshot-transfer',
 ] as const;
 export type InjectedBug = (typeof INJECTABLE_BUGS)[number];
 

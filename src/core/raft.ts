@@ -597,7 +597,8 @@ export class RaftCore {
       if (pr.next <= pr.match) pr.next = pr.match + 1;
       // A probe answered, or a follower that (through a reply overtaking the snapshot transfer)
       // turns out to hold everything the snapshot covers: stream entries from here on.
-      if (pr.state === 'probe' || (pr.state === 'snapshot' && pr.match >= pr.snapshotIndex)) {
+      const pastSnapshot = pr.state === 'snapshot' && pr.match >= pr.snapshotIndex && !this.hasBug('stuck-snapshot-transfer');
+      if (pr.state === 'probe' || pastSnapshot) {
         pr.state = 'replicate';
         pr.probeInFlight = false;
         pr.next = pr.match + 1;
@@ -769,7 +770,7 @@ export class RaftCore {
     if (reply.installed) {
       if (reply.lastIncludedIndex <= pr.match) {
         // Already known to match beyond this snapshot; a transfer still marked in progress is over.
-        if (pr.state === 'snapshot') {
+        if (pr.state === 'snapshot' && !this.hasBug('stuck-snapshot-transfer')) {
           pr.state = 'replicate';
           pr.probeInFlight = false;
           pr.next = pr.match + 1;

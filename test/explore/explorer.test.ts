@@ -19,6 +19,7 @@ const CATCH_WITHIN: Record<InjectedBug | DriverBug, number> = {
   'forget-vote': 50,
   'truncate-on-stale-append': 50,
   'apply-before-commit': 50,
+  'stuck-snapshot-transfer': 300,
   'send-before-sync': 10,
 };
 

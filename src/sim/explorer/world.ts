@@ -8,6 +8,9 @@ import { Prng } from '../prng.js';
 import { VirtualScheduler, type Timer } from '../scheduler.js';
 import { SafetyChecker, SafetyViolation } from './invariants.js';
 
+/** After healing, a new marker command is proposed only if none was accepted for this long. */
+const MARKER_RETRY_MS = 3000;
+
 /** Mistakes a driver (not the core) can be told to make, to show the strict disk catches them. */
 export const DRIVER_BUGS = ['send-before-sync'] as const;
 export type DriverBug = (typeof DRIVER_BUGS)[number];
@@ -223,6 +226,7 @@ export class World {
   /** Commands proposed after the heal, and the first index at which one of them was applied. */
   private readonly markers = new Set<string>();
   private markerIndex = -1;
+  private lastMarkerAt = Number.NEGATIVE_INFINITY;
   private recoveredAt = -1;
   readonly options: WorldOptions;
   /** Counters for the summary. */
@@ -381,12 +385,19 @@ export class World {
   private scheduleProposal(): void {
     this.scheduler.schedule(1 + this.prng.nextInt(this.shape.proposalGapMaxMs), () => {
       const target = this.healed ? this.leaderId() : this.prng.nextInt(this.shape.nodes);
-      if (target !== -1) {
+      // After healing the cluster must converge on its own: one marker, and another only if none
+      // was accepted for a while (a new leader may have dropped it). A steady stream of writes would
+      // keep leaders compacting and could hide a follower that is stuck without them.
+      const quiet = this.healed && this.now - this.lastMarkerAt < MARKER_RETRY_MS;
+      if (target !== -1 && !quiet) {
         const key = `${this.healed ? 'm' : 'c'}${this.nextCommand++}`;
         const command = new TextEncoder().encode(key);
         if (this.nodes[target]!.propose(command)) {
           this.stats.proposals++;
-          if (this.healed) this.markers.add(key);
+          if (this.healed) {
+            this.markers.add(key);
+            this.lastMarkerAt = this.now;
+          }
           this.trace(`client proposes ${key} to n${target}`);
         }
       }
