@@ -148,7 +148,8 @@ export function validateKvCommand(cmd: KvCommand): string | null {
   const clientId = cmd.clientId as unknown;
   if (typeof clientId !== 'string') return `clientId must be a string, got ${describe(clientId)}`;
   if (!isWellFormedString(clientId)) return 'clientId must be well-formed Unicode (no lone surrogates)';
-  const clientIdBytes = utf8Encode(clientId).length;
+  // A UTF-16 code unit never takes more than 3 UTF-8 bytes: short ids need no encoding pass.
+  const clientIdBytes = clientId.length * 3 <= CLIENT_ID_BYTES_MAX ? 0 : utf8Encode(clientId).length;
   if (clientIdBytes > CLIENT_ID_BYTES_MAX) {
     return `clientId must be 0..${CLIENT_ID_BYTES_MAX} bytes of UTF-8, got ${clientIdBytes}`;
   }

@@ -84,6 +84,11 @@ const EMPTY = new Uint8Array(0);
 /** The latin1 form of bytes: one char per byte. Lossless, and `<` on it is byte order. */
 export function bytesToKeyString(bytes: Uint8Array): string {
   let s = '';
+  if (bytes.length <= 64) {
+    // Most keys are short; a plain loop beats spreading into fromCharCode for them.
+    for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]!);
+    return s;
+  }
   for (let i = 0; i < bytes.length; i += 4096) {
     s += String.fromCharCode(...bytes.subarray(i, i + 4096));
   }
