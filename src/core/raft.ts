@@ -1,15 +1,13 @@
 import { assert, InvariantError, unreachable } from './assert.js';
-import { DEFAULT_SNAPSHOT_CHUNK_BYTES, validateConfig, type InjectedBug, type RaftConfig } from './config.js';
+import { validateConfig, type InjectedBug, type RaftConfig } from './config.js';
 import { RaftLog } from './log.js';
 import {
   NO_LEADER,
   NO_VOTE,
   type AppendEntries,
-  type AppendEntriesReply,
   type Entry,
   type HardState,
   type InstallSnapshot,
-  type InstallSnapshotReply,
   type LogIndex,
   type Message,
   type NodeId,
@@ -21,13 +19,11 @@ import {
   type Snapshot,
   type Term,
 } from './messages.js';
-import { newProgress, type Progress } from './progress.js';
+import type { Progress } from './progress.js';
+import { Replicator } from './replication.js';
 import { ReadIndexQueue } from './read-index.js';
 import { SnapshotReceiver } from './snapshot-receiver.js';
 import type { ReadState, Ready } from './ready.js';
-
-/** How long a commit notice may wait for new entries to ride along with (see scheduleCommitNotice). */
-const COMMIT_NOTICE_DELAY_TICKS = 2;
 
 export type Role = 'follower' | 'precandidate' | 'candidate' | 'leader';
 
@@ -82,7 +78,8 @@ export class RaftCore {
   private electionTimeoutTicks = 0;
 
   private readonly votesGranted = new Set<NodeId>();
-  private readonly progress = new Map<NodeId, Progress>();
+  /** The leader's replication state; null unless this node leads. */
+  private replicator: Replicator | null = null;
   /** Leader: new entries were proposed and not yet sent; sending waits for the next Ready so they batch. */
   private replicationPending = false;
 
@@ -127,7 +124,7 @@ export class RaftCore {
     this.assertNoReadyOutstanding();
     this.ticks++;
     if (this.role === 'leader') {
-      this.heartbeatDue();
+      this.replicator!.heartbeatDue();
       return;
     }
     this.electionElapsedTicks++;
@@ -178,13 +175,17 @@ export class RaftCore {
         if (this.role === 'candidate') this.handleVoteReply(message);
         return;
       case 'AppendEntriesReply':
-        if (this.role === 'leader') this.handleAppendReply(message);
+        if (this.replicator !== null) {
+          // Any answer in our term, success or not, shows the follower still accepted us as leader.
+          if (this.reads.echo(message.from, message.readContext)) this.confirmReads();
+          this.replicator.handleAppendReply(message);
+        }
         return;
       case 'InstallSnapshot':
         this.handleInstallSnapshot(message);
         return;
       case 'InstallSnapshotReply':
-        if (this.role === 'leader') this.handleInstallSnapshotReply(message);
+        this.replicator?.handleInstallSnapshotReply(message);
         return;
       default:
         unreachable(message, 'message type');
@@ -204,7 +205,7 @@ export class RaftCore {
     const entry: Entry = { index: this.log.lastIndex() + 1, term: this.currentTerm, command };
     this.log.append(entry);
     this.replicationPending = true;
-    if (this.others.length === 0) this.maybeCommit();
+    if (this.others.length === 0) this.replicator!.maybeCommit();
     return { index: entry.index, term: entry.term };
   }
 
@@ -264,12 +265,12 @@ export class RaftCore {
     assert(this.handedOut === null, 'ready() called again before advance()');
     if (this.replicationPending) {
       this.replicationPending = false;
-      this.broadcastAppend();
+      this.replicator?.broadcastAppend();
     }
     if (this.reads.broadcastPending) {
       // One heartbeat round confirms every read registered since the last one.
       this.reads.broadcastPending = false;
-      if (this.role === 'leader') this.broadcastHeartbeat();
+      this.replicator?.broadcastHeartbeat();
     }
     const hardState: HardState | null = this.hardStateDirty
       ? { term: this.currentTerm, votedFor: this.voteForgotten ? NO_VOTE : this.votedFor }
@@ -303,7 +304,7 @@ export class RaftCore {
     const lastApplied = ready.committed[ready.committed.length - 1];
     if (lastApplied !== undefined) this.log.appliedTo(lastApplied.index);
     // The leader's own copy counts towards a majority only once it is durable.
-    if (this.role === 'leader' && ready.logWrite !== null) this.maybeCommit();
+    if (ready.logWrite !== null) this.replicator?.maybeCommit();
   }
 
   // ---------------------------------------------------------------- queries
@@ -318,7 +319,7 @@ export class RaftCore {
 
   status(): RaftStatus {
     const progress = new Map<NodeId, Readonly<Progress>>();
-    for (const [peer, pr] of this.progress) progress.set(peer, { ...pr });
+    for (const [peer, pr] of this.replicator?.progress ?? []) progress.set(peer, { ...pr });
     return {
       id: this.id,
       role: this.role,
@@ -356,7 +357,7 @@ export class RaftCore {
     if (this.role === 'leader') this.resetElectionTimer();
     this.role = 'follower';
     this.leaderId = leaderId;
-    this.progress.clear();
+    this.replicator = null;
     this.votesGranted.clear();
     this.replicationPending = false;
     this.reads.clear();
@@ -413,10 +414,21 @@ export class RaftCore {
     assert(this.role === 'candidate', () => `only a candidate can become leader, not a ${this.role}`);
     this.role = 'leader';
     this.leaderId = this.id;
-    this.progress.clear();
-    for (const peer of this.others) this.progress.set(peer, newProgress(this.log.lastIndex()));
+    this.replicator = new Replicator({
+      id: this.id,
+      others: this.others,
+      config: this.config,
+      log: this.log,
+      term: () => this.currentTerm,
+      ticks: () => this.ticks,
+      snapshotData: () => this.snapshotData,
+      readRound: () => this.reads.round,
+      hasBug: (bug) => this.hasBug(bug),
+      send: (message) => this.send(message),
+      committed: () => this.confirmReads(),
+    });
     // Announce leadership at once; each of these is also the first probe of the follower's log.
-    this.broadcastHeartbeat();
+    this.replicator.broadcastHeartbeat();
   }
 
   private resetElectionTimer(): void {
@@ -585,231 +597,6 @@ export class RaftCore {
     });
   }
 
-  // ---------------------------------------------------------------- replication: leader side
-
-  private handleAppendReply(reply: AppendEntriesReply): void {
-    const pr = this.progress.get(reply.from);
-    assert(pr !== undefined, () => `append reply from unknown peer ${reply.from}`);
-    // Any answer in our term, success or not, shows the follower still accepted us as leader.
-    if (this.reads.echo(reply.from, reply.readContext)) this.confirmReads();
-    if (reply.success) {
-      if (reply.matchIndex > pr.match) pr.match = reply.matchIndex;
-      if (pr.next <= pr.match) pr.next = pr.match + 1;
-      // A probe answered, or a follower that (through a reply overtaking the snapshot transfer)
-      // turns out to hold everything the snapshot covers: stream entries from here on.
-      const pastSnapshot = pr.state === 'snapshot' && pr.match >= pr.snapshotIndex && !this.hasBug('stuck-snapshot-transfer');
-      if (pr.state === 'probe' || pastSnapshot) {
-        pr.state = 'replicate';
-        pr.probeInFlight = false;
-        pr.next = pr.match + 1;
-      }
-      this.maybeCommit();
-      if (pr.next <= this.log.lastIndex()) this.sendAppend(reply.from, pr);
-      else this.scheduleCommitNotice(pr);
-      return;
-    }
-    // A rejection of a request we have since moved past is stale (reordered or duplicated).
-    const stale = pr.state === 'probe' ? reply.prevLogIndex !== pr.next - 1 : reply.prevLogIndex < pr.match;
-    if (stale) return;
-    const hinted = this.nextIndexFromRejection(reply);
-    pr.next = Math.max(pr.match + 1, Math.min(hinted, reply.prevLogIndex));
-    pr.state = 'probe';
-    pr.probeInFlight = false;
-    this.sendAppend(reply.from, pr);
-  }
-
-  /**
-   * Fast log backtracking: skip a whole conflicting term per round trip instead of one entry.
-   * - follower's log too short: continue right after its last entry;
-   * - we hold entries of the conflicting term: continue after our last one of that term;
-   * - we do not: skip the follower's whole run of that term.
-   */
-  private nextIndexFromRejection(reply: AppendEntriesReply): LogIndex {
-    if (reply.conflictTerm === 0) return reply.lastLogIndex + 1;
-    const ourLast = this.log.lastIndexOfTerm(reply.conflictTerm, reply.prevLogIndex);
-    return ourLast > 0 ? ourLast + 1 : reply.conflictIndex;
-  }
-
-  /** Sends whatever each follower is missing, after proposals; probes already in flight wait. */
-  private broadcastAppend(): void {
-    for (const peer of this.others) {
-      const pr = this.progress.get(peer)!;
-      // A probe or a snapshot chunk in flight is answered or retried on its own; new entries wait.
-      if (pr.state === 'snapshot' || (pr.state === 'probe' && pr.probeInFlight)) continue;
-      if (pr.next <= this.log.lastIndex()) this.sendAppend(peer, pr);
-    }
-  }
-
-  /**
-   * Contacts each follower that has heard nothing from us for a heartbeat interval. Followers that
-   * receive entries or commit updates get no extra heartbeats, so a busy leader sends no more than
-   * an idle one.
-   */
-  private heartbeatDue(): void {
-    for (const peer of this.others) {
-      const pr = this.progress.get(peer)!;
-      if (this.ticks - pr.lastSentTick >= this.config.heartbeatIntervalTicks) {
-        this.heartbeat(peer, pr);
-      } else if (this.ticks >= pr.commitNoticeAtTick) {
-        if (pr.next <= this.log.lastIndex()) this.sendAppend(peer, pr);
-        else this.sendHeartbeat(peer, pr);
-      }
-    }
-  }
-
-  private broadcastHeartbeat(): void {
-    for (const peer of this.others) this.heartbeat(peer, this.progress.get(peer)!);
-  }
-
-  private heartbeat(peer: NodeId, pr: Progress): void {
-    if (pr.state === 'probe' || pr.state === 'snapshot') {
-      // The heartbeat doubles as the retry of a probe or snapshot chunk that got no answer.
-      this.sendAppend(peer, pr);
-      return;
-    }
-    const ticksSinceEntries = this.ticks - pr.entriesSentAtTick;
-    if (pr.match < this.log.lastIndex() && ticksSinceEntries >= this.config.heartbeatIntervalTicks) {
-      // Entries sent a whole interval ago are still unacknowledged: assume them lost, and the
-      // follower possibly gone. Fall back to probing so that an unreachable follower costs one
-      // message per heartbeat instead of one per batch of proposals.
-      pr.state = 'probe';
-      pr.next = pr.match + 1;
-      this.sendAppend(peer, pr);
-    } else {
-      this.sendHeartbeat(peer, pr);
-    }
-  }
-
-  /** An empty AppendEntries anchored at the acknowledged match, which the follower always accepts. */
-  private sendHeartbeat(peer: NodeId, pr: Progress): void {
-    const prevLogTerm = this.log.term(pr.match);
-    if (prevLogTerm === undefined) {
-      // What the follower acknowledged has been compacted since: it will need the snapshot.
-      pr.state = 'probe';
-      pr.next = pr.match + 1;
-      this.sendAppend(peer, pr);
-      return;
-    }
-    this.send({
-      type: 'AppendEntries',
-      from: this.id,
-      to: peer,
-      term: this.currentTerm,
-      prevLogIndex: pr.match,
-      prevLogTerm,
-      entries: [],
-      leaderCommit: this.log.commitIndex,
-      readContext: this.reads.round,
-    });
-    pr.commitSent = Math.max(pr.commitSent, Math.min(this.log.commitIndex, pr.match));
-    pr.lastSentTick = this.ticks;
-    this.clearCommitNotice(pr);
-  }
-
-  private sendAppend(peer: NodeId, pr: Progress): void {
-    const prevLogIndex = pr.next - 1;
-    const prevLogTerm = this.log.term(prevLogIndex);
-    if (prevLogTerm === undefined || pr.state === 'snapshot') {
-      this.sendSnapshotChunk(peer, pr);
-      return;
-    }
-    const last = this.log.lastIndex();
-    const entries = pr.next <= last ? this.log.slice(pr.next, last, this.config.appendBytesMax) : [];
-    this.send({
-      type: 'AppendEntries',
-      from: this.id,
-      to: peer,
-      term: this.currentTerm,
-      prevLogIndex,
-      prevLogTerm,
-      entries,
-      leaderCommit: this.log.commitIndex,
-      readContext: this.reads.round,
-    });
-    pr.lastSentTick = this.ticks;
-    if (entries.length > 0) pr.entriesSentAtTick = this.ticks;
-    pr.commitSent = Math.max(pr.commitSent, Math.min(this.log.commitIndex, prevLogIndex + entries.length));
-    this.clearCommitNotice(pr);
-    if (pr.state === 'probe') {
-      pr.probeInFlight = true;
-    } else {
-      pr.next = prevLogIndex + entries.length + 1;
-    }
-  }
-
-  /**
-   * Sends the follower the next chunk of our current snapshot. A transfer of an older snapshot
-   * (we compacted again meanwhile) restarts from offset 0 with the new one.
-   */
-  private sendSnapshotChunk(peer: NodeId, pr: Progress): void {
-    if (pr.state !== 'snapshot' || pr.snapshotIndex !== this.log.snapshotIndex) {
-      pr.state = 'snapshot';
-      pr.snapshotIndex = this.log.snapshotIndex;
-      pr.snapshotOffset = 0;
-    }
-    const chunkBytes = this.config.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES;
-    const end = Math.min(pr.snapshotOffset + chunkBytes, this.snapshotData.length);
-    this.send({
-      type: 'InstallSnapshot',
-      from: this.id,
-      to: peer,
-      term: this.currentTerm,
-      lastIncludedIndex: this.log.snapshotIndex,
-      lastIncludedTerm: this.log.snapshotTerm,
-      offset: pr.snapshotOffset,
-      data: this.snapshotData.subarray(pr.snapshotOffset, end),
-      done: end === this.snapshotData.length,
-    });
-    pr.probeInFlight = true;
-    pr.lastSentTick = this.ticks;
-  }
-
-  private handleInstallSnapshotReply(reply: InstallSnapshotReply): void {
-    const pr = this.progress.get(reply.from);
-    assert(pr !== undefined, () => `snapshot reply from unknown peer ${reply.from}`);
-    if (reply.installed) {
-      if (reply.lastIncludedIndex <= pr.match) {
-        // Already known to match beyond this snapshot; a transfer still marked in progress is over.
-        if (pr.state === 'snapshot' && !this.hasBug('stuck-snapshot-transfer')) {
-          pr.state = 'replicate';
-          pr.probeInFlight = false;
-          pr.next = pr.match + 1;
-          if (pr.next <= this.log.lastIndex()) this.sendAppend(reply.from, pr);
-        }
-        return;
-      }
-      pr.match = reply.lastIncludedIndex;
-      pr.next = pr.match + 1;
-      pr.state = 'replicate';
-      pr.probeInFlight = false;
-      this.maybeCommit();
-      if (pr.next <= this.log.lastIndex()) this.sendAppend(reply.from, pr);
-      else this.sendHeartbeat(reply.from, pr);
-      return;
-    }
-    // A chunk was lost or reordered: continue from what the follower holds, if this is still the
-    // transfer in progress.
-    if (pr.state !== 'snapshot' || reply.lastIncludedIndex !== pr.snapshotIndex) return;
-    pr.snapshotOffset = reply.nextOffset;
-    this.sendSnapshotChunk(reply.from, pr);
-  }
-
-  /**
-   * §5.4.2: advance commitIndex to the highest index of the *current* term stored on a majority.
-   * Entries of earlier terms commit indirectly, with the first current-term entry above them.
-   */
-  private maybeCommit(): void {
-    const matches = [this.log.stableIndex];
-    for (const peer of this.others) matches.push(this.progress.get(peer)!.match);
-    matches.sort((a, b) => b - a);
-    const quorumIndex = matches[Math.floor(this.config.peers.length / 2)]!;
-    if (quorumIndex <= this.log.commitIndex) return;
-    if (this.log.term(quorumIndex) !== this.currentTerm && !this.hasBug('commit-old-term')) return;
-    this.log.commitTo(quorumIndex);
-    this.notifyCommit();
-    this.confirmReads();
-  }
-
   /**
    * Releases the reads whose round a majority has echoed, once the leader's commit index is
    * current (it has committed an entry of its own term). They read at the present commit index.
@@ -818,33 +605,9 @@ export class RaftCore {
     if (this.reads.size === 0 || this.log.term(this.log.commitIndex) !== this.currentTerm) return;
     this.readStates.push(...this.reads.release(this.others, this.config.peers.length, this.log.commitIndex));
   }
-
-  /** Followers that have acknowledged everything sent learn the new commit index soon, not at the next heartbeat. */
-  private notifyCommit(): void {
-    for (const peer of this.others) {
-      const pr = this.progress.get(peer)!;
-      // A follower with entries in flight will learn the commit index from the answer to its reply.
-      if (pr.state === 'replicate' && pr.next === pr.match + 1) this.scheduleCommitNotice(pr);
-    }
-  }
-
-  /**
-   * A follower that has not been told the commit index gets it within COMMIT_NOTICE_DELAY_TICKS:
-   * if new entries go to it before then, they carry it and the separate notice is saved.
-   */
-  private scheduleCommitNotice(pr: Progress): void {
-    if (pr.commitSent >= Math.min(this.log.commitIndex, pr.match)) return;
-    if (pr.commitNoticeAtTick === Number.POSITIVE_INFINITY) pr.commitNoticeAtTick = this.ticks + COMMIT_NOTICE_DELAY_TICKS;
-  }
-
   private hasBug(bug: InjectedBug): boolean {
     return this.config.injectedBugs?.has(bug) ?? false;
   }
-
-  private clearCommitNotice(pr: Progress): void {
-    if (pr.commitSent >= Math.min(this.log.commitIndex, pr.match)) pr.commitNoticeAtTick = Number.POSITIVE_INFINITY;
-  }
-
   /** Inputs between ready() and advance() would change what the driver is busy persisting. */
   private assertNoReadyOutstanding(): void {
     assert(this.handedOut === null, 'the core takes no input between ready() and advance()');

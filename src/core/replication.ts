@@ -1,0 +1,286 @@
+import { assert } from './assert.js';
+import { DEFAULT_SNAPSHOT_CHUNK_BYTES, type InjectedBug, type RaftConfig } from './config.js';
+import type { RaftLog } from './log.js';
+import type { AppendEntriesReply, InstallSnapshotReply, LogIndex, Message, NodeId, Term } from './messages.js';
+import { newProgress, type Progress } from './progress.js';
+
+/** How long a commit notice may wait for new entries to ride along with (see scheduleCommitNotice). */
+const COMMIT_NOTICE_DELAY_TICKS = 2;
+
+/** What the leader's replication needs from the node it runs in. */
+export interface LeaderContext {
+  readonly id: NodeId;
+  readonly others: readonly NodeId[];
+  readonly config: RaftConfig;
+  readonly log: RaftLog;
+  term(): Term;
+  ticks(): number;
+  snapshotData(): Uint8Array;
+  /** The current ReadIndex round, stamped on every AppendEntries. */
+  readRound(): number;
+  hasBug(bug: InjectedBug): boolean;
+  send(message: Message): void;
+  /** The commit index advanced (confirmed reads may now be released). */
+  committed(): void;
+}
+
+/**
+ * A leader's side of log replication for one term: what it knows of each follower (Progress), what
+ * it sends them (entries, heartbeats, snapshot chunks, commit notices), how it reads their answers
+ * (fast backtracking on rejections), and when an entry commits (§5.4.2). It exists only while its
+ * node leads; the node's step() has already dropped every message of another term or role.
+ */
+export class Replicator {
+  readonly progress = new Map<NodeId, Progress>();
+
+  constructor(private readonly ctx: LeaderContext) {
+    for (const peer of ctx.others) this.progress.set(peer, newProgress(ctx.log.lastIndex()));
+  }
+
+  handleAppendReply(reply: AppendEntriesReply): void {
+    const pr = this.progress.get(reply.from);
+    assert(pr !== undefined, () => `append reply from unknown peer ${reply.from}`);
+    if (reply.success) {
+      if (reply.matchIndex > pr.match) pr.match = reply.matchIndex;
+      if (pr.next <= pr.match) pr.next = pr.match + 1;
+      // A probe answered, or a follower that (through a reply overtaking the snapshot transfer)
+      // turns out to hold everything the snapshot covers: stream entries from here on.
+      const pastSnapshot = pr.state === 'snapshot' && pr.match >= pr.snapshotIndex && !this.ctx.hasBug('stuck-snapshot-transfer');
+      if (pr.state === 'probe' || pastSnapshot) {
+        pr.state = 'replicate';
+        pr.probeInFlight = false;
+        pr.next = pr.match + 1;
+      }
+      this.maybeCommit();
+      if (pr.next <= this.ctx.log.lastIndex()) this.sendAppend(reply.from, pr);
+      else this.scheduleCommitNotice(pr);
+      return;
+    }
+    // A rejection of a request we have since moved past is stale (reordered or duplicated).
+    const stale = pr.state === 'probe' ? reply.prevLogIndex !== pr.next - 1 : reply.prevLogIndex < pr.match;
+    if (stale) return;
+    const hinted = this.nextIndexFromRejection(reply);
+    pr.next = Math.max(pr.match + 1, Math.min(hinted, reply.prevLogIndex));
+    pr.state = 'probe';
+    pr.probeInFlight = false;
+    this.sendAppend(reply.from, pr);
+  }
+
+  /**
+   * Fast log backtracking: skip a whole conflicting term per round trip instead of one entry.
+   * - follower's log too short: continue right after its last entry;
+   * - we hold entries of the conflicting term: continue after our last one of that term;
+   * - we do not: skip the follower's whole run of that term.
+   */
+  private nextIndexFromRejection(reply: AppendEntriesReply): LogIndex {
+    if (reply.conflictTerm === 0) return reply.lastLogIndex + 1;
+    const ourLast = this.ctx.log.lastIndexOfTerm(reply.conflictTerm, reply.prevLogIndex);
+    return ourLast > 0 ? ourLast + 1 : reply.conflictIndex;
+  }
+
+  /** Sends whatever each follower is missing, after proposals; probes already in flight wait. */
+  broadcastAppend(): void {
+    for (const peer of this.ctx.others) {
+      const pr = this.progress.get(peer)!;
+      // A probe or a snapshot chunk in flight is answered or retried on its own; new entries wait.
+      if (pr.state === 'snapshot' || (pr.state === 'probe' && pr.probeInFlight)) continue;
+      if (pr.next <= this.ctx.log.lastIndex()) this.sendAppend(peer, pr);
+    }
+  }
+
+  /**
+   * Contacts each follower that has heard nothing from us for a heartbeat interval. Followers that
+   * receive entries or commit updates get no extra heartbeats, so a busy leader sends no more than
+   * an idle one.
+   */
+  heartbeatDue(): void {
+    for (const peer of this.ctx.others) {
+      const pr = this.progress.get(peer)!;
+      if (this.ctx.ticks() - pr.lastSentTick >= this.ctx.config.heartbeatIntervalTicks) {
+        this.heartbeat(peer, pr);
+      } else if (this.ctx.ticks() >= pr.commitNoticeAtTick) {
+        if (pr.next <= this.ctx.log.lastIndex()) this.sendAppend(peer, pr);
+        else this.sendHeartbeat(peer, pr);
+      }
+    }
+  }
+
+  broadcastHeartbeat(): void {
+    for (const peer of this.ctx.others) this.heartbeat(peer, this.progress.get(peer)!);
+  }
+
+  private heartbeat(peer: NodeId, pr: Progress): void {
+    if (pr.state === 'probe' || pr.state === 'snapshot') {
+      // The heartbeat doubles as the retry of a probe or snapshot chunk that got no answer.
+      this.sendAppend(peer, pr);
+      return;
+    }
+    const ticksSinceEntries = this.ctx.ticks() - pr.entriesSentAtTick;
+    if (pr.match < this.ctx.log.lastIndex() && ticksSinceEntries >= this.ctx.config.heartbeatIntervalTicks) {
+      // Entries sent a whole interval ago are still unacknowledged: assume them lost, and the
+      // follower possibly gone. Fall back to probing so that an unreachable follower costs one
+      // message per heartbeat instead of one per batch of proposals.
+      pr.state = 'probe';
+      pr.next = pr.match + 1;
+      this.sendAppend(peer, pr);
+    } else {
+      this.sendHeartbeat(peer, pr);
+    }
+  }
+
+  /** An empty AppendEntries anchored at the acknowledged match, which the follower always accepts. */
+  private sendHeartbeat(peer: NodeId, pr: Progress): void {
+    const prevLogTerm = this.ctx.log.term(pr.match);
+    if (prevLogTerm === undefined) {
+      // What the follower acknowledged has been compacted since: it will need the snapshot.
+      pr.state = 'probe';
+      pr.next = pr.match + 1;
+      this.sendAppend(peer, pr);
+      return;
+    }
+    this.ctx.send({
+      type: 'AppendEntries',
+      from: this.ctx.id,
+      to: peer,
+      term: this.ctx.term(),
+      prevLogIndex: pr.match,
+      prevLogTerm,
+      entries: [],
+      leaderCommit: this.ctx.log.commitIndex,
+      readContext: this.ctx.readRound(),
+    });
+    pr.commitSent = Math.max(pr.commitSent, Math.min(this.ctx.log.commitIndex, pr.match));
+    pr.lastSentTick = this.ctx.ticks();
+    this.clearCommitNotice(pr);
+  }
+
+  private sendAppend(peer: NodeId, pr: Progress): void {
+    const prevLogIndex = pr.next - 1;
+    const prevLogTerm = this.ctx.log.term(prevLogIndex);
+    if (prevLogTerm === undefined || pr.state === 'snapshot') {
+      this.sendSnapshotChunk(peer, pr);
+      return;
+    }
+    const last = this.ctx.log.lastIndex();
+    const entries = pr.next <= last ? this.ctx.log.slice(pr.next, last, this.ctx.config.appendBytesMax) : [];
+    this.ctx.send({
+      type: 'AppendEntries',
+      from: this.ctx.id,
+      to: peer,
+      term: this.ctx.term(),
+      prevLogIndex,
+      prevLogTerm,
+      entries,
+      leaderCommit: this.ctx.log.commitIndex,
+      readContext: this.ctx.readRound(),
+    });
+    pr.lastSentTick = this.ctx.ticks();
+    if (entries.length > 0) pr.entriesSentAtTick = this.ctx.ticks();
+    pr.commitSent = Math.max(pr.commitSent, Math.min(this.ctx.log.commitIndex, prevLogIndex + entries.length));
+    this.clearCommitNotice(pr);
+    if (pr.state === 'probe') {
+      pr.probeInFlight = true;
+    } else {
+      pr.next = prevLogIndex + entries.length + 1;
+    }
+  }
+
+  /**
+   * Sends the follower the next chunk of our current snapshot. A transfer of an older snapshot
+   * (we compacted again meanwhile) restarts from offset 0 with the new one.
+   */
+  private sendSnapshotChunk(peer: NodeId, pr: Progress): void {
+    if (pr.state !== 'snapshot' || pr.snapshotIndex !== this.ctx.log.snapshotIndex) {
+      pr.state = 'snapshot';
+      pr.snapshotIndex = this.ctx.log.snapshotIndex;
+      pr.snapshotOffset = 0;
+    }
+    const chunkBytes = this.ctx.config.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES;
+    const end = Math.min(pr.snapshotOffset + chunkBytes, this.ctx.snapshotData().length);
+    this.ctx.send({
+      type: 'InstallSnapshot',
+      from: this.ctx.id,
+      to: peer,
+      term: this.ctx.term(),
+      lastIncludedIndex: this.ctx.log.snapshotIndex,
+      lastIncludedTerm: this.ctx.log.snapshotTerm,
+      offset: pr.snapshotOffset,
+      data: this.ctx.snapshotData().subarray(pr.snapshotOffset, end),
+      done: end === this.ctx.snapshotData().length,
+    });
+    pr.probeInFlight = true;
+    pr.lastSentTick = this.ctx.ticks();
+  }
+
+  handleInstallSnapshotReply(reply: InstallSnapshotReply): void {
+    const pr = this.progress.get(reply.from);
+    assert(pr !== undefined, () => `snapshot reply from unknown peer ${reply.from}`);
+    if (reply.installed) {
+      if (reply.lastIncludedIndex <= pr.match) {
+        // Already known to match beyond this snapshot; a transfer still marked in progress is over.
+        if (pr.state === 'snapshot' && !this.ctx.hasBug('stuck-snapshot-transfer')) {
+          pr.state = 'replicate';
+          pr.probeInFlight = false;
+          pr.next = pr.match + 1;
+          if (pr.next <= this.ctx.log.lastIndex()) this.sendAppend(reply.from, pr);
+        }
+        return;
+      }
+      pr.match = reply.lastIncludedIndex;
+      pr.next = pr.match + 1;
+      pr.state = 'replicate';
+      pr.probeInFlight = false;
+      this.maybeCommit();
+      if (pr.next <= this.ctx.log.lastIndex()) this.sendAppend(reply.from, pr);
+      else this.sendHeartbeat(reply.from, pr);
+      return;
+    }
+    // A chunk was lost or reordered: continue from what the follower holds, if this is still the
+    // transfer in progress.
+    if (pr.state !== 'snapshot' || reply.lastIncludedIndex !== pr.snapshotIndex) return;
+    pr.snapshotOffset = reply.nextOffset;
+    this.sendSnapshotChunk(reply.from, pr);
+  }
+
+  /**
+   * §5.4.2: advance commitIndex to the highest index of the *current* term stored on a majority.
+   * Entries of earlier terms commit indirectly, with the first current-term entry above them.
+   */
+  maybeCommit(): void {
+    const matches = [this.ctx.log.stableIndex];
+    for (const peer of this.ctx.others) matches.push(this.progress.get(peer)!.match);
+    matches.sort((a, b) => b - a);
+    const quorumIndex = matches[Math.floor(this.ctx.config.peers.length / 2)]!;
+    if (quorumIndex <= this.ctx.log.commitIndex) return;
+    if (this.ctx.log.term(quorumIndex) !== this.ctx.term() && !this.ctx.hasBug('commit-old-term')) return;
+    this.ctx.log.commitTo(quorumIndex);
+    this.notifyCommit();
+    this.ctx.committed();
+  }
+
+
+
+  /** Followers that have acknowledged everything sent learn the new commit index soon, not at the next heartbeat. */
+  private notifyCommit(): void {
+    for (const peer of this.ctx.others) {
+      const pr = this.progress.get(peer)!;
+      // A follower with entries in flight will learn the commit index from the answer to its reply.
+      if (pr.state === 'replicate' && pr.next === pr.match + 1) this.scheduleCommitNotice(pr);
+    }
+  }
+
+  /**
+   * A follower that has not been told the commit index gets it within COMMIT_NOTICE_DELAY_TICKS:
+   * if new entries go to it before then, they carry it and the separate notice is saved.
+   */
+  private scheduleCommitNotice(pr: Progress): void {
+    if (pr.commitSent >= Math.min(this.ctx.log.commitIndex, pr.match)) return;
+    if (pr.commitNoticeAtTick === Number.POSITIVE_INFINITY) pr.commitNoticeAtTick = this.ctx.ticks() + COMMIT_NOTICE_DELAY_TICKS;
+  }
+
+
+
+  private clearCommitNotice(pr: Progress): void {
+    if (pr.commitSent >= Math.min(this.ctx.log.commitIndex, pr.match)) pr.commitNoticeAtTick = Number.POSITIVE_INFINITY;
+  }
+}
