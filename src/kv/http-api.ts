@@ -1,0 +1,379 @@
+/**
+ * The KV service's HTTP/JSON API, served by every KvServer (see server.ts) on node:http, HTTP/1.1
+ * keep-alive. Every response is JSON with `Content-Type: application/json`, except /metrics:
+ *
+ *     GET    /v1/kv/{key}                     read; 200 {"key","value","encoding","index"} or 404 not-found
+ *              ?stale=true                      served from this node's state machine, on any node, unconfirmed
+ *              ?encoding=base64                 always base64 (default: UTF-8 text when the value is valid UTF-8)
+ *     PUT    /v1/kv/{key}        body = value  put;    200 {"index","previous","encoding"}
+ *     POST   /v1/kv/{key}?op=append  body      append; 200 {"index","previous","encoding"}
+ *     POST   /v1/kv/{key}?op=put     body      put (same as PUT)
+ *     POST   /v1/kv/{key}?cas=<expected> body  compare-and-swap: 200 {"swapped":true,"index","previous"}
+ *     POST   /v1/kv/{key}?cas-absent=true body   or 409 {"swapped":false,"value","encoding","index"}
+ *     DELETE /v1/kv/{key}                     delete; 200 {"index","previous","encoding"}
+ *     GET    /v1/status                        this node's Raft and KV status
+ *     GET    /healthz                          200 {"ok":true} (503 once the node stopped)
+ *     GET    /metrics                          Prometheus text format
+ *
+ * Keys are the rest of the path after `/v1/kv/`, percent-decoded to bytes (so a key may hold any
+ * byte, `/` included, when encoded). `previous`/`value` are null when the key was absent; their
+ * `encoding` says whether the string is UTF-8 text or base64. `?encoding=base64` works on writes too
+ * (for `previous`). The cas expected value is the percent-decoded query value, taken as raw bytes.
+ *
+ * Reads are linearizable by default: the leader confirms its leadership (ReadIndex) and answers from
+ * its state machine; with `readMode: 'log'` a read is a `get` command through the log instead.
+ *
+ * Exactly-once: `X-Client-Id` (1..CLIENT_ID_BYTES_MAX bytes of printable ASCII) and `X-Request-Seq`
+ * (a positive integer) make a write part of that client's session: resending the same (id, seq)
+ * returns the first answer and applies nothing again. A client must send its requests one at a time
+ * per id, with increasing seqs; an older seq than the last applied one answers 409 stale-request.
+ * Without the headers a write is session-less (never deduplicated).
+ *
+ * Errors are `{"error":{"code","message",...}}`:
+ *
+ *     307 not-leader      writes and linearizable reads on a follower; `Location` is the leader's URL
+ *                         with the same path and query; the body names the leader (leaderId, leaderUrl)
+ *     503 no-leader       no leader known (Retry-After: 1); also busy, dropped, stopped
+ *     504 timeout         the proposal or read did not complete in requestTimeoutMs (a write may still apply)
+ *     400 invalid-key, malformed-percent-encoding, unknown-op, unknown-parameter, bad-parameter,
+ *         bad-header, invalid-command, bad-request
+ *     404 not-found (absent key), no-route
+ *     405 method-not-allowed (with Allow)
+ *     409 stale-request, or a cas that did not swap (not an error object: {"swapped":false,...})
+ *     413 value-too-large  as soon as the body passes VALUE_BYTES_MAX (or Content-Length says it will);
+ *                         the rest of the body is discarded unread, up to DRAIN_BYTES_MAX / DRAIN_MS,
+ *                         after which the connection is closed
+ *     431 / 400 from the HTTP parser (request line or headers too large or malformed), as JSON
+ *     500 internal        a bug; logged
+ *
+ * Limits: KEY_BYTES_MAX (1024) bytes per key, VALUE_BYTES_MAX (1 MiB) per value (and per append
+ * result), CLIENT_ID_BYTES_MAX (128) per client id (all three from commands.ts),
+ * HTTP_HEADER_BYTES_MAX (64 KiB) for the request line plus headers (which bounds keys and cas
+ * expected values once encoded), REQUEST_SEQ_MAX (2^53 - 1), and the server's
+ * PROPOSALS_IN_FLIGHT_MAX proposals waiting for commit at once (then 503 busy).
+ *
+ * This module turns requests into calls on a KvApiBackend and their outcomes into responses; the
+ * byte-level decoding and encoding is in http-io.ts.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { BusyError, NodeStoppedError, NotLeaderError, ProposalDroppedError, ProposalTimeoutError } from '../runtime/errors.js';
+import { CLIENT_ID_BYTES_MAX, encodeKvCommand, KEY_BYTES_MAX, VALUE_BYTES_MAX, type KvCommand, type KvResult } from './commands.js';
+import { describeError } from './describe-error.js';
+import { answerMalformedRequest, HttpError, jsonValue, parseQuery, percentDecode, readBody, sendError, sendJson, textParam } from './http-io.js';
+import type { KvServerStatus } from './server.js';
+
+/** The largest X-Request-Seq. */
+export const REQUEST_SEQ_MAX = Number.MAX_SAFE_INTEGER;
+/** Request line plus headers, in bytes (node:http's maxHeaderSize). */
+export const HTTP_HEADER_BYTES_MAX = 64 * 1024;
+
+/**
+ * What the HTTP API needs from the member it serves. A narrow interface rather than the KvServer
+ * itself, so the API cannot reach into Raft beyond the operations it answers requests with.
+ */
+export interface KvApiBackend {
+  /** How linearizable reads are served: confirm leadership then read locally, or a `get` through the log. */
+  readonly readMode: 'read-index' | 'log';
+  /** Reads the key from this node's state machine, with the index it has applied. */
+  readLocal(key: Uint8Array): { value: Uint8Array | null; index: number };
+  /** Confirms leadership for a linearizable read (ReadIndex); rejects with the RaftNode's errors. */
+  confirmRead(): Promise<unknown>;
+  /**
+   * Proposes an encoded KvCommand and waits for it to be applied; rejects with the RaftNode's
+   * errors. `result` is undefined if the state machine no longer held it by then.
+   */
+  commit(command: Uint8Array): Promise<{ index: number; result: KvResult | undefined }>;
+  /** The HTTP base URL of a member, for redirects to the leader. */
+  leaderUrl(id: number): string | undefined;
+  /** True once KvServer.stop() was called: every request then answers 503 stopped. */
+  isStopping(): boolean;
+  /** True once the RaftNode stopped (e.g. on a fatal error), for /healthz. */
+  isNodeStopped(): boolean;
+  status(): KvServerStatus;
+  /** The /metrics page. */
+  metricsText(): string;
+  /** Called with the status of every response sent, for the metrics. */
+  countResponse(status: number): void;
+  log(line: string): void;
+}
+
+/** Creates the API's HTTP server and listens; port 0 picks a free port (read it from `address()`). */
+export async function startHttpApi(backend: KvApiBackend, listen: { readonly host: string; readonly port: number }): Promise<Server> {
+  const api = new KvHttpApi(backend);
+  const http = createServer({ keepAlive: true, maxHeaderSize: HTTP_HEADER_BYTES_MAX }, (req, res) => api.handle(req, res));
+  http.on('clientError', answerMalformedRequest);
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen({ host: listen.host, port: listen.port }, () => {
+      http.off('error', reject);
+      resolve();
+    });
+  });
+  http.on('error', (error) => backend.log(`http server error: ${describeError(error)}`));
+  return http;
+}
+
+const KV_PREFIX = '/v1/kv/';
+
+/** The query parameters each method accepts on /v1/kv/{key}; a method missing here is 405. */
+const ALLOWED_PARAMS: Record<string, ReadonlySet<string>> = {
+  GET: new Set(['stale', 'encoding']),
+  PUT: new Set(['encoding']),
+  POST: new Set(['op', 'cas', 'cas-absent', 'encoding']),
+  DELETE: new Set(['encoding']),
+};
+
+/** A /v1/kv/{key} request once its key, query and session headers are decoded and checked. */
+interface KvRequest {
+  readonly method: string;
+  readonly rawPath: string;
+  readonly rawQuery: string;
+  readonly key: Uint8Array;
+  readonly params: Map<string, Uint8Array>;
+  readonly session: { clientId: string; seq: number } | null;
+  readonly base64: boolean;
+}
+
+class KvHttpApi {
+  constructor(private readonly backend: KvApiBackend) {}
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    res.on('finish', () => this.backend.countResponse(res.statusCode));
+    this.route(req, res).catch((error: unknown) => {
+      if (error instanceof HttpError) {
+        sendError(res, error.status, error.code, error.message, {}, error.headers);
+        return;
+      }
+      this.backend.log(`internal error serving ${req.method} ${req.url}: ${describeError(error)}`);
+      sendError(res, 500, 'internal', 'internal server error');
+    });
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const rawPath = q < 0 ? url : url.slice(0, q);
+    const rawQuery = q < 0 ? '' : url.slice(q + 1);
+    const method = req.method ?? 'GET';
+    if (this.backend.isStopping()) throw new HttpError(503, 'stopped', 'the server is stopping', { 'Retry-After': '1' });
+
+    if (rawPath === '/healthz' || rawPath === '/v1/status' || rawPath === '/metrics') {
+      if (method !== 'GET') throw new HttpError(405, 'method-not-allowed', `${method} is not allowed on ${rawPath}; use GET`, { Allow: 'GET' });
+      if (rawPath === '/healthz') {
+        const stopped = this.backend.isNodeStopped();
+        sendJson(res, stopped ? 503 : 200, stopped ? { ok: false } : { ok: true });
+      } else if (rawPath === '/v1/status') {
+        sendJson(res, 200, this.backend.status());
+      } else {
+        const body = this.backend.metricsText();
+        res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+        res.end(body);
+      }
+      return;
+    }
+    if (rawPath === '/v1/kv' || rawPath.startsWith(KV_PREFIX)) {
+      await this.serveKv(req, res, method, rawPath, rawQuery);
+      return;
+    }
+    throw new HttpError(404, 'no-route', `no such endpoint: ${rawPath}`);
+  }
+
+  private async serveKv(req: IncomingMessage, res: ServerResponse, method: string, rawPath: string, rawQuery: string): Promise<void> {
+    const allowed = ALLOWED_PARAMS[method];
+    if (allowed === undefined) {
+      throw new HttpError(405, 'method-not-allowed', `${method} is not allowed on /v1/kv/{key}; use GET, PUT, POST or DELETE`, {
+        Allow: 'GET, PUT, POST, DELETE',
+      });
+    }
+    const key = percentDecode(rawPath.slice(KV_PREFIX.length), 'key', false);
+    if (key.length === 0) throw new HttpError(400, 'invalid-key', 'the key is empty: use /v1/kv/{key}');
+    if (key.length > KEY_BYTES_MAX) throw new HttpError(400, 'invalid-key', `the key is ${key.length} bytes; keys are 1..${KEY_BYTES_MAX} bytes`);
+    const params = parseQuery(rawQuery);
+    for (const name of params.keys()) {
+      if (!allowed.has(name)) throw new HttpError(400, 'unknown-parameter', `unknown query parameter "${name}" for ${method}`);
+    }
+    const encoding = textParam(params, 'encoding');
+    if (encoding !== undefined && encoding !== 'base64' && encoding !== 'utf8' && encoding !== 'auto') {
+      throw new HttpError(400, 'bad-parameter', `encoding must be base64, utf8 or auto, got "${encoding}"`);
+    }
+    const request: KvRequest = { method, rawPath, rawQuery, key, params, session: this.session(req), base64: encoding === 'base64' };
+
+    switch (method) {
+      case 'GET':
+        await this.serveGet(res, request);
+        return;
+      case 'DELETE':
+        await this.write(res, request, { op: 'delete', key });
+        return;
+      case 'PUT': {
+        const value = await readBody(req, res);
+        if (value !== null) await this.write(res, request, { op: 'put', key, value });
+        return;
+      }
+      default: {
+        // POST
+        const op = textParam(params, 'op');
+        const cas = params.get('cas');
+        const casAbsent = textParam(params, 'cas-absent');
+        if (casAbsent !== undefined && casAbsent !== 'true') throw new HttpError(400, 'bad-parameter', `cas-absent must be "true", got "${casAbsent}"`);
+        if (cas !== undefined && casAbsent !== undefined) throw new HttpError(400, 'bad-parameter', 'give either cas or cas-absent, not both');
+        let expected: Uint8Array | null | undefined;
+        if (cas !== undefined || casAbsent !== undefined) {
+          if (op !== undefined && op !== 'cas') throw new HttpError(400, 'unknown-op', `op "${op}" cannot be combined with cas`);
+          if (cas !== undefined && cas.length > VALUE_BYTES_MAX) {
+            throw new HttpError(413, 'value-too-large', `the expected value is ${cas.length} bytes; values are 0..${VALUE_BYTES_MAX} bytes`);
+          }
+          expected = cas ?? null;
+        } else if (op === undefined) {
+          throw new HttpError(400, 'unknown-op', 'POST needs ?op=append, ?op=put, ?cas=<expected> or ?cas-absent=true');
+        } else if (op === 'cas') {
+          throw new HttpError(400, 'bad-parameter', 'op=cas needs ?cas=<expected> or ?cas-absent=true');
+        } else if (op !== 'append' && op !== 'put') {
+          throw new HttpError(400, 'unknown-op', `unknown op "${op}": POST supports op=append, op=put and cas`);
+        }
+        const value = await readBody(req, res);
+        if (value === null) return;
+        if (expected !== undefined) await this.write(res, request, { op: 'cas', key, value, expected });
+        else await this.write(res, request, { op: op === 'put' ? 'put' : 'append', key, value });
+        return;
+      }
+    }
+  }
+
+  /** The X-Client-Id / X-Request-Seq session, or null for a session-less request. */
+  private session(req: IncomingMessage): { clientId: string; seq: number } | null {
+    const rawId = req.headers['x-client-id'];
+    const rawSeq = req.headers['x-request-seq'];
+    if (rawId === undefined && rawSeq === undefined) return null;
+    if (typeof rawId !== 'string' || typeof rawSeq !== 'string') {
+      throw new HttpError(400, 'bad-header', 'X-Client-Id and X-Request-Seq must be sent together, once each');
+    }
+    if (rawId.length === 0 || rawId.length > CLIENT_ID_BYTES_MAX || !/^[\x21-\x7e]+$/.test(rawId)) {
+      throw new HttpError(400, 'bad-header', `X-Client-Id must be 1..${CLIENT_ID_BYTES_MAX} printable ASCII characters`);
+    }
+    const seq = /^[1-9][0-9]{0,15}$/.test(rawSeq) ? Number(rawSeq) : NaN;
+    if (!Number.isSafeInteger(seq) || seq > REQUEST_SEQ_MAX) {
+      throw new HttpError(400, 'bad-header', `X-Request-Seq must be a positive integer up to ${REQUEST_SEQ_MAX}, got "${rawSeq.slice(0, 40)}"`);
+    }
+    return { clientId: rawId, seq };
+  }
+
+  private async serveGet(res: ServerResponse, request: KvRequest): Promise<void> {
+    const stale = textParam(request.params, 'stale');
+    if (stale !== undefined && stale !== 'true' && stale !== 'false') throw new HttpError(400, 'bad-parameter', `stale must be true or false, got "${stale}"`);
+    let value: Uint8Array | null;
+    let index: number;
+    if (stale === 'true') {
+      ({ value, index } = this.backend.readLocal(request.key));
+    } else if (this.backend.readMode === 'read-index') {
+      try {
+        await this.backend.confirmRead();
+      } catch (error) {
+        this.raftError(res, request, error);
+        return;
+      }
+      ({ value, index } = this.backend.readLocal(request.key));
+    } else {
+      const outcome = await this.propose(res, request, { op: 'get', clientId: '', seq: 0, key: request.key });
+      if (outcome === null) return;
+      if (!outcome.result.ok) {
+        this.resultError(res, outcome.result);
+        return;
+      }
+      value = outcome.result.value ?? null;
+      index = outcome.index;
+    }
+    if (value === null) {
+      sendError(res, 404, 'not-found', `key ${JSON.stringify(keyText(request.key))} does not exist`, { index });
+      return;
+    }
+    const v = jsonValue(value, request.base64);
+    const key = jsonValue(request.key, false);
+    sendJson(res, 200, { key: key.value, ...(key.encoding === 'base64' ? { keyEncoding: 'base64' } : {}), value: v.value, encoding: v.encoding, index });
+  }
+
+  private async write(
+    res: ServerResponse,
+    request: KvRequest,
+    command: { op: 'put' | 'append' | 'cas' | 'delete'; key: Uint8Array; value?: Uint8Array; expected?: Uint8Array | null },
+  ): Promise<void> {
+    const session = request.session ?? { clientId: '', seq: 0 };
+    const cmd: KvCommand = { ...command, clientId: session.clientId, seq: session.seq };
+    const outcome = await this.propose(res, request, cmd);
+    if (outcome === null) return;
+    const result = outcome.result;
+    if (!result.ok) {
+      this.resultError(res, result);
+      return;
+    }
+    const previous = jsonValue(result.value ?? null, request.base64);
+    if (command.op === 'cas') {
+      if (result.swapped === true) {
+        sendJson(res, 200, { swapped: true, index: outcome.index, previous: previous.value, encoding: previous.encoding });
+      } else {
+        sendJson(res, 409, { swapped: false, index: outcome.index, value: previous.value, encoding: previous.encoding });
+      }
+      return;
+    }
+    sendJson(res, 200, { index: outcome.index, previous: previous.value, encoding: previous.encoding });
+  }
+
+  /** Proposes a command and takes its result; answers the error itself and returns null on failure. */
+  private async propose(res: ServerResponse, request: KvRequest, cmd: KvCommand): Promise<{ index: number; result: KvResult } | null> {
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeKvCommand(cmd);
+    } catch (error) {
+      throw new HttpError(400, 'invalid-command', error instanceof Error ? error.message : String(error));
+    }
+    let committed: { index: number; result: KvResult | undefined };
+    try {
+      committed = await this.backend.commit(bytes);
+    } catch (error) {
+      this.raftError(res, request, error);
+      return null;
+    }
+    const { index, result } = committed;
+    if (result === undefined) {
+      // Only if more than the state machine's result window was applied before we got here.
+      this.backend.log(`the result of entry ${index} was no longer available`);
+      sendError(res, 500, 'result-unavailable', `the command was applied at index ${index} but its result is no longer available`, { index });
+      return null;
+    }
+    return { index, result };
+  }
+
+  private resultError(res: ServerResponse, result: KvResult & { ok: false }): void {
+    if (result.error === 'stale-request') sendError(res, 409, 'stale-request', result.message);
+    else sendError(res, 400, 'invalid-command', result.message);
+  }
+
+  /** Answers a RaftNode rejection; anything else is rethrown (and answered 500 internal). */
+  private raftError(res: ServerResponse, request: KvRequest, error: unknown): void {
+    if (error instanceof NotLeaderError) {
+      const leaderUrl = error.leaderId === undefined ? undefined : (error.leaderAddress ?? this.backend.leaderUrl(error.leaderId));
+      if (error.leaderId === undefined || leaderUrl === undefined) {
+        sendError(res, 503, 'no-leader', error.message, {}, { 'Retry-After': '1' });
+        return;
+      }
+      const location = `${leaderUrl}${request.rawPath}${request.rawQuery === '' ? '' : `?${request.rawQuery}`}`;
+      sendError(res, 307, 'not-leader', error.message, { leaderId: error.leaderId, leaderUrl }, { Location: location });
+    } else if (error instanceof ProposalTimeoutError) {
+      sendError(res, 504, 'timeout', error.message);
+    } else if (error instanceof BusyError) {
+      sendError(res, 503, 'busy', error.message, {}, { 'Retry-After': '1' });
+    } else if (error instanceof ProposalDroppedError) {
+      sendError(res, 503, 'dropped', error.message, {}, { 'Retry-After': '1' });
+    } else if (error instanceof NodeStoppedError) {
+      sendError(res, 503, 'stopped', error.message, {}, { 'Retry-After': '1' });
+    } else {
+      throw error;
+    }
+  }
+}
+
+/** A key for an error message: its text when it is UTF-8, else `base64:...`. */
+function keyText(key: Uint8Array): string {
+  const k = jsonValue(key, false);
+  return k.encoding === 'utf8' ? k.value! : `base64:${k.value!}`;
+}
