@@ -18,6 +18,7 @@
  * Keys are split so that appends never race with puts: `a*` keys only get appends (and reads),
  * `r*` keys get put / cas / delete (and reads).
  */
+import { Prng } from '../../src/sim/prng.js';
 import { KvClient, KvClientError } from '../../src/kv/client.js';
 import { ProcessCluster, type ClusterNode } from '../../src/cli/processes.js';
 import { checkLinearizable, type CheckResult } from '../../src/linearizability/checker.js';
@@ -72,25 +73,11 @@ const APPEND_KEYS = ['a0', 'a1', 'a2'];
 const REGISTER_KEYS = ['r0', 'r1', 'r2', 'r3'];
 const SEPARATOR = ';';
 
-/** mulberry32: small, seedable. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function pick<T>(random: () => number, items: readonly T[]): T {
-  return items[Math.floor(random() * items.length)]!;
-}
 
 /** The token one append adds: `<client>.<n>;`. */
 function token(client: number, n: number): string {
@@ -108,7 +95,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   if (!(seconds > 0 && seconds <= 3600)) throw new RangeError('seconds must be in (0, 3600]');
   if (!Number.isSafeInteger(clientCount) || clientCount < 1 || clientCount > 256) throw new RangeError('clients must be 1..256');
 
-  const random = rng(seed);
+  const random = new Prng(seed);
   const problems: string[] = [];
   const warnings: string[] = [];
   const recorder = new HistoryRecorder();
@@ -145,24 +132,24 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       const kv = new KvClient({ endpoints: cluster.endpoints, clientId: `chaos-${seed}-${c}`, timeoutMs: opTimeoutMs, retryDelayMs: 10, maxRetryDelayMs: 200 });
       // Negative control: reads pinned to one node each (followers too), unconfirmed.
       const reader = options.staleReads === true ? new KvClient({ endpoints: [cluster.endpoints[c % cluster.endpoints.length]!], timeoutMs: opTimeoutMs }) : kv;
-      const crand = rng(seed * 1000 + c + 1);
+      const crand = new Prng(seed * 1000 + c + 1);
       let n = 0;
       const lastSeen = new Map<string, string | null>();
       for (let i = 0; i < 1_000_000 && Date.now() < end; i++) {
-        const roll = crand();
+        const roll = crand.nextInt(100);
         let input: KvInput;
-        if (roll < 0.3) {
-          input = { kind: 'get', key: pick(crand, crand() < 0.5 ? APPEND_KEYS : REGISTER_KEYS) };
-        } else if (roll < 0.55) {
-          input = { kind: 'append', key: pick(crand, APPEND_KEYS), value: token(c, ++n) };
-        } else if (roll < 0.75) {
-          input = { kind: 'put', key: pick(crand, REGISTER_KEYS), value: `v${c}.${++n}` };
-        } else if (roll < 0.95) {
-          const key = pick(crand, REGISTER_KEYS);
-          const expected = crand() < 0.2 ? null : (lastSeen.get(key) ?? null);
+        if (roll < 30) {
+          input = { kind: 'get', key: crand.pick(crand.chance(1, 2) ? APPEND_KEYS : REGISTER_KEYS) };
+        } else if (roll < 55) {
+          input = { kind: 'append', key: crand.pick(APPEND_KEYS), value: token(c, ++n) };
+        } else if (roll < 75) {
+          input = { kind: 'put', key: crand.pick(REGISTER_KEYS), value: `v${c}.${++n}` };
+        } else if (roll < 95) {
+          const key = crand.pick(REGISTER_KEYS);
+          const expected = crand.chance(1, 5) ? null : (lastSeen.get(key) ?? null);
           input = { kind: 'cas', key, expected, value: `x${c}.${++n}` };
         } else {
-          input = { kind: 'delete', key: pick(crand, REGISTER_KEYS) };
+          input = { kind: 'delete', key: crand.pick(REGISTER_KEYS) };
         }
         opsByKind[input.kind] = (opsByKind[input.kind] ?? 0) + 1;
         if (input.kind === 'append') sentTokens.add(input.value);
@@ -214,32 +201,32 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
             problems.push(`client ${c}: ${input.kind} ${input.key} failed: ${error.code}: ${error.message}`);
           }
         }
-        if (thinkMs > 0) await sleep(crand() * 2 * thinkMs);
+        if (thinkMs > 0) await sleep(crand.nextInt(Math.max(1, Math.round(2 * thinkMs))));
       }
     };
 
     // ---- faults: one at a time, each bounded
     const faults = async (): Promise<void> => {
-      await sleep(500 + random() * 1000);
+      await sleep(500 + random.nextInt(1000));
       for (let i = 0; i < 10_000 && Date.now() < end - 1000; i++) {
-        const leader = random() < 0.5 ? await cluster.leader(300) : undefined;
-        const victim: ClusterNode = leader ?? pick(random, cluster.nodes);
-        if (random() < 0.6) {
-          const downMs = 300 + Math.floor(random() * 1200);
+        const leader = random.chance(1, 2) ? await cluster.leader(300) : undefined;
+        const victim: ClusterNode = leader ?? random.pick(cluster.nodes);
+        if (random.chance(3, 5)) {
+          const downMs = 300 + random.nextInt(1200);
           log(`fault: kill -9 node ${victim.id}${victim === leader ? ' (leader)' : ''}, restart after ${downMs} ms`);
           await victim.kill9();
           kills++;
           await sleep(downMs);
           victim.start();
         } else {
-          const pauseMs = 1000 + Math.floor(random() * 2000);
+          const pauseMs = 1000 + random.nextInt(2000);
           log(`fault: SIGSTOP node ${victim.id}${victim === leader ? ' (leader)' : ''} for ${pauseMs} ms`);
           victim.pause();
           pauses++;
           await sleep(pauseMs);
           victim.resume();
         }
-        await sleep(500 + random() * 1500);
+        await sleep(500 + random.nextInt(1500));
       }
     };
 

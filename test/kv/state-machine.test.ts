@@ -1,3 +1,4 @@
+import { Prng } from '../../src/sim/prng.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ByteWriter, CodecError } from '../../src/codec/codec.js';
@@ -447,21 +448,10 @@ test('malformed and invalid commands are deterministic no-ops on every replica',
 
 // ---- randomized determinism ----
 
-/** mulberry32: a small seeded PRNG, so the test is reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomLog(seed: number, length: number): Uint8Array[] {
-  const rand = prng(seed);
-  const int = (n: number): number => Math.floor(rand() * n);
+  const rand = new Prng(seed);
+  const int = (n: number): number => rand.nextInt(n);
   const clients = ['', '', 'a', 'b', 'c', 'd', 'e', 'f', 'g'];
   const seqs = new Map<string, number>();
   const randBytes = (max: number): Uint8Array => Uint8Array.from({ length: int(max + 1) }, () => int(256));

@@ -4,6 +4,7 @@
  * independent brute-force checker on random (often perturbed) histories, the time budget, and
  * performance.
  */
+import { Prng } from '../../src/sim/prng.js';
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { checkLinearizable, type CheckResult } from '../../src/linearizability/checker.js';
@@ -42,36 +43,27 @@ function verdict(ops: readonly Operation[]): CheckResult['result'] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A seeded PRNG (splitmix32), so every generated history is reproducible from its seed.
+// Every generated history is reproducible from its seed.
 
+/** The test's view of the project's seeded Prng: ranges, probabilities and fractions. */
 class Rng {
-  private s: number;
+  private readonly prng: Prng;
   constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  /** A uniform 32-bit unsigned integer. */
-  u32(): number {
-    this.s = (this.s + 0x9e3779b9) >>> 0;
-    let z = this.s;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return (z ^ (z >>> 16)) >>> 0;
+    this.prng = new Prng(seed);
   }
   /** Uniform in [0, 1). */
   float(): number {
-    return this.u32() / 0x1_0000_0000;
+    return this.prng.nextUint32() / 0x1_0000_0000;
   }
   /** Uniform integer in [lo, hi]. */
   int(lo: number, hi: number): number {
-    return lo + Math.floor(this.float() * (hi - lo + 1));
+    return lo + this.prng.nextInt(hi - lo + 1);
   }
   chance(p: number): boolean {
     return this.float() < p;
   }
   pick<T>(items: readonly T[]): T {
-    const item = items[Math.floor(this.float() * items.length)];
-    if (item === undefined) throw new Error('pick from an empty list');
-    return item;
+    return this.prng.pick(items);
   }
 }
 

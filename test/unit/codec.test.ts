@@ -1,3 +1,4 @@
+import { Prng } from '../../src/sim/prng.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Entry, HardState, Message, PersistentState } from '../../src/core/messages.js';
@@ -201,21 +202,11 @@ test('codec: decoded commands do not alias the input buffer', () => {
   assert.deepEqual(de.command, bytes(1, 2));
 });
 
-/** xorshift32 with a fixed seed: deterministic random test inputs. */
-function xorshift(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
 
 test('codec: 2000 random messages round-trip (seeded property test)', () => {
-  const next = xorshift(0x9e3779b9);
-  const below = (n: number): number => next() % n;
+  const prng = new Prng(0x9e3779b9);
+  const next = (): number => prng.nextUint32();
+  const below = (n: number): number => prng.nextInt(n);
   const uint = (): number => {
     switch (below(4)) {
       case 0: return EDGES[below(EDGES.length)]!;

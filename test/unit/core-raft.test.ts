@@ -3,6 +3,8 @@
  * numbers refer to the extended Raft paper (Ongaro & Ousterhout, "In Search of an Understandable
  * Consensus Algorithm"), Figure 2 unless stated otherwise.
  */
+import { FIXED, ET_MIN, ET_MAX, HB, bytes, range, ent, log, rv, rvr, ae, aer } from './core-fixtures.js';
+import { Prng } from '../../src/sim/prng.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvariantError } from '../../src/core/assert.js';
@@ -10,7 +12,6 @@ import { DEFAULT_TIMING, type RaftConfig } from '../../src/core/config.js';
 import {
   NO_LEADER,
   NO_VOTE,
-  type AppendEntries,
   type AppendEntriesReply,
   type Entry,
   type HardState,
@@ -18,8 +19,6 @@ import {
   type Message,
   type NodeId,
   type PersistentState,
-  type RequestVote,
-  type RequestVoteReply,
   type Term,
 } from '../../src/core/messages.js';
 import { RaftCore } from '../../src/core/raft.js';
@@ -28,93 +27,11 @@ import type { RandomSource } from '../../src/core/rng.js';
 
 // ===================================================================================== helpers
 
-/** xorshift32: deterministic, seedable, good enough for jitter and fault injection. */
-class Rng implements RandomSource {
-  private state: number;
-  constructor(seed: number) {
-    this.state = (Math.imul(seed + 0x9e3779b9, 0x85ebca6b) ^ 0xc2b2ae35) >>> 0 || 1;
-    for (let i = 0; i < 4; i++) this.nextU32();
-  }
-  nextU32(): number {
-    let x = this.state;
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    this.state = x;
-    return x;
-  }
-  nextInt(maxExclusive: number): number {
-    return this.nextU32() % maxExclusive;
-  }
-  chance(p: number): boolean {
-    return this.nextU32() / 0x1_0000_0000 < p;
-  }
-}
-
-/** Always draws the minimum election timeout (DEFAULT_TIMING: exactly 40 ticks). */
-const FIXED: RandomSource = { nextInt: () => 0 };
-const ET_MIN = DEFAULT_TIMING.electionTimeoutTicksMin;
-const ET_MAX = DEFAULT_TIMING.electionTimeoutTicksMax;
-const HB = DEFAULT_TIMING.heartbeatIntervalTicks;
-
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const bytes = (s: string): Uint8Array => encoder.encode(s);
 const text = (entry: Entry): string => decoder.decode(entry.command);
 
-function ent(index: LogIndex, term: Term, command = `${index}@${term}`): Entry {
-  return { index, term, command: bytes(command) };
-}
-/** Entries 1..terms.length with the given terms. */
-function log(...terms: Term[]): Entry[] {
-  return terms.map((term, i) => ent(i + 1, term));
-}
 function restoredState(term: Term, votedFor: NodeId, entries: Entry[]): PersistentState {
   return { hardState: { term, votedFor }, snapshot: null, entries };
-}
-const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
-
-function rv(from: NodeId, to: NodeId, term: Term, lastLogIndex: LogIndex, lastLogTerm: Term): RequestVote {
-  return { type: 'RequestVote', from, to, term, lastLogIndex, lastLogTerm };
-}
-function rvr(from: NodeId, to: NodeId, term: Term, voteGranted: boolean): RequestVoteReply {
-  return { type: 'RequestVoteReply', from, to, term, voteGranted };
-}
-function ae(
-  from: NodeId,
-  to: NodeId,
-  term: Term,
-  prevLogIndex: LogIndex,
-  prevLogTerm: Term,
-  entries: Entry[],
-  leaderCommit: LogIndex,
-): AppendEntries {
-  return { type: 'AppendEntries', from, to, term, prevLogIndex, prevLogTerm, entries, leaderCommit, readContext: 0 };
-}
-function aer(
-  from: NodeId,
-  to: NodeId,
-  term: Term,
-  success: boolean,
-  prevLogIndex: LogIndex,
-  matchIndex: LogIndex,
-  lastLogIndex = matchIndex,
-): AppendEntriesReply {
-  return {
-    type: 'AppendEntriesReply',
-    from,
-    to,
-    term,
-    success,
-    prevLogIndex,
-    matchIndex: success ? matchIndex : 0,
-    conflictTerm: 0,
-    conflictIndex: 0,
-    lastLogIndex,
-    readContext: 0,
-  };
 }
 
 /** A config with DEFAULT_TIMING; `preVote` undefined means the library's default. */
@@ -132,7 +49,7 @@ function makeCore(
   n: number,
   opts: { random?: RandomSource; restored?: PersistentState; preVote?: boolean } = {},
 ): RaftCore {
-  return new RaftCore(makeConfig(id, n, opts.random ?? new Rng(id + 1), opts.preVote ?? false), opts.restored);
+  return new RaftCore(makeConfig(id, n, opts.random ?? new Prng(id + 1), opts.preVote ?? false), opts.restored);
 }
 
 /** ready() + advance(): pretend the driver did everything; return what it was asked to do. */
@@ -201,8 +118,9 @@ class Cluster {
   /** Extra fault injection, asked once per message when it is sent: true drops it. */
   drop: (message: Message) => boolean = () => false;
   /** When set, the next message to deliver is picked at random (reordering). */
-  shuffle: Rng | null = null;
-  duplicateChance = 0;
+  shuffle: Prng | null = null;
+  /** Per mille of delivered messages that are also queued again. */
+  duplicatePerMille = 0;
   queue: Message[] = [];
   readonly sent: Array<{ tick: number; message: Message }> = [];
   readonly delivered: Message[] = [];
@@ -218,7 +136,7 @@ class Cluster {
     this.preVote = options.preVote;
     const seed = options.seed ?? 1;
     for (const id of range(n)) {
-      this.randoms.push(new Rng(seed * 1000 + id));
+      this.randoms.push(new Prng(seed * 1000 + id));
       const restored = options.restored?.[id];
       this.disks.push({
         hardState: restored?.hardState ?? { term: 0, votedFor: NO_VOTE },
@@ -339,7 +257,7 @@ class Cluster {
     if (this.queue.length === 0) return false;
     const at = this.shuffle === null ? 0 : this.shuffle.nextInt(this.queue.length);
     const message = this.queue.splice(at, 1)[0]!;
-    if (this.shuffle !== null && this.shuffle.chance(this.duplicateChance)) this.queue.push(message);
+    if (this.shuffle !== null && this.shuffle.chance(this.duplicatePerMille, 1000)) this.queue.push(message);
     this.core(message.to).step(message);
     this.delivered.push(message);
     this.collect(message.to);
@@ -1066,23 +984,23 @@ describe('elections (§5.2)', () => {
     let elections = 0;
     let commits = 0;
     for (let seed = 1; seed <= 200; seed++) {
-      const faults = new Rng(seed * 7919);
+      const faults = new Prng(seed * 7919);
       const n = seed % 2 === 0 ? 3 : 5;
       // Half the seeds with the library default (pre-vote on), half with the paper's elections.
       const c = new Cluster(n, seed % 4 < 2 ? { seed } : { seed, preVote: false });
-      const dropChance = 0.05 + (seed % 4) * 0.1;
-      c.drop = () => faults.chance(dropChance);
+      const dropPerMille = 50 + (seed % 4) * 100;
+      c.drop = () => faults.chance(dropPerMille, 1000);
       c.shuffle = faults;
-      c.duplicateChance = 0.05;
+      c.duplicatePerMille = 50;
       let proposals = 0;
       for (let t = 0; t < 400; t++) {
-        if (faults.chance(0.02)) {
+        if (faults.chance(20, 1000)) {
           c.isolated.clear();
-          if (faults.chance(0.7)) c.isolated.add(faults.nextInt(n));
+          if (faults.chance(7, 10)) c.isolated.add(faults.nextInt(n));
         }
-        if (faults.chance(0.005)) c.restart(faults.nextInt(n));
+        if (faults.chance(5, 1000)) c.restart(faults.nextInt(n));
         c.tick();
-        if (faults.chance(0.2)) {
+        if (faults.chance(2, 10)) {
           for (const id of c.leaders()) c.core(id).propose(bytes(`s${seed}-p${proposals++}`));
         }
         // Safety is checked by the harness after every single delivery.
@@ -1091,7 +1009,7 @@ describe('elections (§5.2)', () => {
       // Heal everything: the cluster must converge — one leader, and every node applies everything.
       c.isolated.clear();
       c.drop = () => false;
-      c.duplicateChance = 0;
+      c.duplicatePerMille = 0;
       c.run(4 * ET_MAX);
       const leader = only(c.leaders());
       c.propose(leader, `s${seed}-final`);

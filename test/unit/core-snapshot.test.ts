@@ -5,13 +5,13 @@
  * snapshotToApply and then committed entries to a per-node state-machine record, and calls
  * advance(). Section numbers refer to the extended Raft paper (§7: log compaction, Figure 13).
  */
+import { FIXED, ET_MIN, ET_MAX, HB, bytes, range, ent, log, ae } from './core-fixtures.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvariantError } from '../../src/core/assert.js';
 import { DEFAULT_TIMING, type RaftConfig } from '../../src/core/config.js';
 import {
   NO_VOTE,
-  type AppendEntries,
   type Entry,
   type HardState,
   type InstallSnapshot,
@@ -25,28 +25,10 @@ import {
 } from '../../src/core/messages.js';
 import { RaftCore } from '../../src/core/raft.js';
 import type { Ready } from '../../src/core/ready.js';
-import type { RandomSource } from '../../src/core/rng.js';
 
 // ===================================================================================== helpers
 
-/** Always draws the minimum election timeout (DEFAULT_TIMING: exactly ET_MIN ticks). */
-const FIXED: RandomSource = { nextInt: () => 0 };
-const ET_MIN = DEFAULT_TIMING.electionTimeoutTicksMin;
-const ET_MAX = DEFAULT_TIMING.electionTimeoutTicksMax;
-const HB = DEFAULT_TIMING.heartbeatIntervalTicks;
-
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const bytes = (s: string): Uint8Array => encoder.encode(s);
-const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
-
-function ent(index: LogIndex, term: Term, command = `${index}@${term}`): Entry {
-  return { index, term, command: bytes(command) };
-}
-/** Entries 1..terms.length with the given terms. */
-function log(...terms: Term[]): Entry[] {
-  return terms.map((term, i) => ent(i + 1, term));
-}
 
 /** Deterministic pseudo-random bytes (xorshift32): a misplaced, repeated or missing chunk changes them. */
 function patternBytes(length: number, seed: number): Uint8Array {
@@ -101,17 +83,6 @@ function installSnapshot(
   done = true,
 ): InstallSnapshot {
   return { type: 'InstallSnapshot', from, to, term, lastIncludedIndex, lastIncludedTerm, offset, data, done };
-}
-function ae(
-  from: NodeId,
-  to: NodeId,
-  term: Term,
-  prevLogIndex: LogIndex,
-  prevLogTerm: Term,
-  entries: Entry[],
-  leaderCommit: LogIndex,
-): AppendEntries {
-  return { type: 'AppendEntries', from, to, term, prevLogIndex, prevLogTerm, entries, leaderCommit, readContext: 0 };
 }
 
 function makeConfig(id: NodeId, n: number, chunkBytes: number | undefined): RaftConfig {
