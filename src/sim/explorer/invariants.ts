@@ -1,6 +1,6 @@
 import type { Entry, LogIndex, Message, NodeId, Snapshot, Term } from '../../core/messages.js';
 import { NO_VOTE } from '../../core/messages.js';
-import type { RaftCore } from '../../core/raft.js';
+import type { RaftCore, RaftStatus } from '../../core/raft.js';
 
 /** A safety property was broken. The explorer stops the run and prints the trace. */
 export class SafetyViolation extends Error {
@@ -86,8 +86,7 @@ export class SafetyChecker {
   }
 
   /** Called after every input to a node: checks whatever changed in its state. */
-  observe(id: NodeId, core: RaftCore): void {
-    const status = core.status();
+  observe(id: NodeId, core: RaftCore, status: RaftStatus = core.status()): void {
     if (status.role === 'leader') {
       const existing = this.leaders.get(status.term);
       if (existing !== undefined && existing !== id) {
@@ -96,7 +95,7 @@ export class SafetyChecker {
       this.leaders.set(status.term, id);
       if (this.wasLeader.get(id) !== status.term) {
         this.wasLeader.set(id, status.term);
-        this.checkLeaderCompleteness(id, core, status.term);
+        this.checkLeaderCompleteness(id, core, status.term, status.snapshotIndex);
       }
     }
     const previousCommit = this.commitSeen.get(id) ?? 0;
@@ -110,9 +109,9 @@ export class SafetyChecker {
     }
   }
 
-  /** A node applied a command. */
-  apply(id: NodeId, core: RaftCore, entry: Entry): void {
-    if (entry.index > core.status().commitIndex) {
+  /** A node whose commit index is `commitIndex` applied a command. */
+  apply(id: NodeId, commitIndex: LogIndex, entry: Entry): void {
+    if (entry.index > commitIndex) {
       throw new SafetyViolation('apply before commit', `node ${id} applied index ${entry.index} beyond its commit index`);
     }
     this.noteCommitted(id, entry);
@@ -156,11 +155,9 @@ export class SafetyChecker {
     }
   }
 
-  private checkLeaderCompleteness(id: NodeId, core: RaftCore, term: Term): void {
+  private checkLeaderCompleteness(id: NodeId, core: RaftCore, term: Term, snapshotIndex: LogIndex): void {
     for (const [index, entry] of this.committed) {
-      if (entry.term >= term) continue;
-      const status = core.status();
-      if (index <= status.snapshotIndex) continue;
+      if (entry.term >= term || index <= snapshotIndex) continue;
       const held = core.entryAt(index);
       if (held === undefined || held.term !== entry.term) {
         throw new SafetyViolation(

@@ -164,16 +164,17 @@ class ExplorerNode {
       for (const message of ready.messages) world.send(message);
       if (ready.logWrite !== null) world.checker.logWritten(this.id, this.core, ready.logWrite.fromIndex);
       if (ready.snapshotToApply !== null) this.installSnapshot(ready.snapshotToApply);
-      for (const entry of ready.committed) this.apply(entry);
+      const commitIndex = ready.committed.length > 0 ? this.core.status().commitIndex : 0;
+      for (const entry of ready.committed) this.apply(entry, commitIndex);
       this.core.advance(ready);
       this.maybeSnapshot();
     }
     if (this.alive) world.observe(this.id, this.core);
   }
 
-  private apply(entry: Entry): void {
+  private apply(entry: Entry, commitIndex: number): void {
     const world = this.world;
-    world.checker.apply(this.id, this.core, entry);
+    world.checker.apply(this.id, commitIndex, entry);
     this.applied = entry.index;
     this.digest = digestStep(this.digest, entry.command);
     world.checkDigest(this.id, entry.index, this.digest);
@@ -346,8 +347,8 @@ export class World {
   // ------------------------------------------------------------------ checks
 
   observe(id: NodeId, core: RaftCore): void {
-    this.checker.observe(id, core);
     const status = core.status();
+    this.checker.observe(id, core, status);
     const line = `${status.role} t${status.term} last=${status.lastIndex} commit=${status.commitIndex} snap=${status.snapshotIndex}`;
     if (this.lastObserved[id] !== line) {
       this.lastObserved[id] = line;
