@@ -21,6 +21,26 @@ export interface Storage {
   close(): Promise<void>;
 }
 
+/**
+ * A Storage that can also report a save's completion through a callback instead of a promise.
+ * The simulator's disk implements it so that virtual time runs without microtask boundaries;
+ * RaftNode uses it whenever a storage offers it. Same contract as `save()`: `done` is called once,
+ * in call order, when the write is durable, or with an error if it may not be (the node must stop).
+ * `done` may be called synchronously, from inside `saveWithCallback`.
+ */
+export interface CallbackStorage extends Storage {
+  saveWithCallback(
+    hardState: HardState | null,
+    snapshot: Snapshot | null,
+    logWrite: LogWrite | null,
+    done: (error: Error | null) => void,
+  ): void;
+}
+
+export function hasCallbackSave(storage: Storage): storage is CallbackStorage {
+  return typeof (storage as Partial<CallbackStorage>).saveWithCallback === 'function';
+}
+
 /** A storage problem a caller can act on: the data directory is locked, or corrupt at a named place. */
 export class StorageError extends Error {
   override readonly name = 'StorageError';

@@ -102,8 +102,10 @@ export const MAX_HELLO_BYTES = 1024;
 export const FRAME_HEADER_BYTES = 4;
 const MAX_FRAME_LIMIT = 0xffffffff;
 
-const DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024;
-const DEFAULT_SEND_QUEUE_MAX = 1024;
+/** The default frame payload limit (`maxFrameBytes`); the simulated transport uses it too. */
+export const DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024;
+/** The default bound on frames queued for one peer (`sendQueueMax`). */
+export const DEFAULT_SEND_QUEUE_MAX = 1024;
 const DEFAULT_RECONNECT_MIN_MS = 50;
 const DEFAULT_RECONNECT_MAX_MS = 2000;
 /** A dial that has not connected by then is abandoned (and retried after the backoff). */
@@ -301,6 +303,11 @@ export class TcpTransport implements Transport {
   }
 
   /** The port the listener is bound to; valid after start() resolved. */
+  /** A message is one frame: its encoded size may not exceed `maxFrameBytes`. */
+  get maxMessageBytes(): number {
+    return this.maxFrameBytes;
+  }
+
   get port(): number {
     if (this.boundPort < 0) throw new Error('TcpTransport.port is only known after start()');
     return this.boundPort;

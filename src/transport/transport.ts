@@ -12,6 +12,11 @@ export interface Transport {
   send(message: Message): void;
   /** Closes every connection and the listener. Idempotent. */
   close(): Promise<void>;
+  /**
+   * The largest encoded message (codec bytes, `messageSize`) this transport can carry; larger ones
+   * are dropped at send(). RaftNode refuses proposals that could not travel. Absent: no limit.
+   */
+  readonly maxMessageBytes?: number;
 }
 
 export interface PeerAddress {
