@@ -20,8 +20,8 @@ import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { abortAllClusters, ProcessCluster } from '../src/cli/processes.js';
 import { formatTable } from '../src/cli/common.js';
+import { abortAllClusters, KvProcessCluster } from '../src/testing/process-cluster.js';
 
 function usage(message: string): never {
   console.error(`bench:kv: ${message}\nusage: npm run bench:kv -- [--seconds 5] [--runs 3] [--concurrency 1,64,256] [--value-bytes 100] [--no-fsync]`);
@@ -233,7 +233,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 const loadBefore = loadavg()[0]!;
 console.log(`machine: ${cpus().length} cores, 1-min load average ${loadBefore.toFixed(2)} before the run (other work on the machine skews the numbers)`);
-const cluster = await ProcessCluster.start({ size: 3, fsync, tmpPrefix: 'tsraft-bench-kv-', nodeArgs: ['--quiet'] });
+const cluster = await KvProcessCluster.start({ size: 3, fsync, tmpPrefix: 'tsraft-bench-kv-', nodeArgs: ['--quiet'] });
 const rows: string[][] = [['op', 'concurrency', 'ops/s', 'p50 ms', 'p99 ms', 'errors', 'runs (ops/s)']];
 const results = new Map<string, { opsPerSecond: number; p50Ms: number; p99Ms: number }>();
 try {

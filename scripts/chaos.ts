@@ -11,7 +11,7 @@
  * Exits 1 on any violation, 2 on bad arguments.
  */
 import { parseArgs } from 'node:util';
-import { abortAllClusters } from '../src/cli/processes.js';
+import { abortAllClusters } from '../src/testing/process-cluster.js';
 import { formatChaosReport, runChaos } from '../test/chaos/chaos-run.js';
 
 function usage(message: string): never {

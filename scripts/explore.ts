@@ -12,9 +12,9 @@ import { integerOption, isUsageError, median, seedList, UsageError } from './arg
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { INJECTABLE_BUGS, type InjectedBug } from '../src/core/config.js';
+import { INJECTABLE_BUGS, type InjectedBug } from '../src/core/bugs.js';
+import { DRIVER_BUGS, type DriverBug } from '../src/driver/ready-driver.js';
 import { exploreReplayCommand, exploreSeed, type ExploreOptions, type ExploreResult } from '../src/sim/explorer/explorer.js';
-import { DRIVER_BUGS, type DriverBug } from '../src/sim/explorer/world.js';
 
 const USAGE = `usage: npm run explore -- [--seeds N | --seed S] [--first-seed S] [--seconds S] [--nodes 3,5,7]
                            [--bug NAME[,NAME]] [--jobs J] [--check-determinism] [--keep-going]
@@ -62,10 +62,10 @@ function parsePlan(argv: string[]): Plan {
   const seeds = seedList(values, 100);
   const nodeCounts = values.nodes?.split(',').map((n) => integer('nodes', n.trim(), 1));
   const bugs = new Set<InjectedBug>();
-  let driverBug: DriverBug | undefined;
+  const driverBugs = new Set<DriverBug>();
   for (const name of values.bug?.split(',').map((b) => b.trim()) ?? []) {
     if ((INJECTABLE_BUGS as readonly string[]).includes(name)) bugs.add(name as InjectedBug);
-    else if ((DRIVER_BUGS as readonly string[]).includes(name)) driverBug = name as DriverBug;
+    else if ((DRIVER_BUGS as readonly string[]).includes(name)) driverBugs.add(name as DriverBug);
     else throw new UsageError(`unknown bug "${name}"; known: ${[...INJECTABLE_BUGS, ...DRIVER_BUGS].join(', ')}`);
   }
   const jobs = values.jobs === undefined ? Math.min(8, availableParallelism()) : integer('jobs', values.jobs, 1);
@@ -75,7 +75,7 @@ function parsePlan(argv: string[]): Plan {
       ...(nodeCounts === undefined ? {} : { nodeCounts }),
       ...(values.seconds === undefined ? {} : { faultSeconds: integer('seconds', values.seconds, 1) }),
       bugs,
-      driverBug,
+      driverBugs,
     },
     jobs: Math.min(jobs, seeds.length),
     checkDeterminism: values['check-determinism'],
@@ -84,10 +84,10 @@ function parsePlan(argv: string[]): Plan {
 }
 
 /** Runs one seed (twice with --check-determinism) and returns what the parent needs to know. */
-function runOne(seed: number, plan: Pick<Plan, 'options' | 'checkDeterminism'>): ExploreResult {
-  const result = exploreSeed(seed, plan.options);
+async function runOne(seed: number, plan: Pick<Plan, 'options' | 'checkDeterminism'>): Promise<ExploreResult> {
+  const result = await exploreSeed(seed, plan.options);
   if (plan.checkDeterminism) {
-    const again = exploreSeed(seed, plan.options);
+    const again = await exploreSeed(seed, plan.options);
     if (again.digest !== result.digest) {
       return { ...result, invariant: 'determinism', message: `two runs of seed ${seed} produced different event traces (${result.digest} vs ${again.digest})` };
     }
@@ -116,7 +116,7 @@ async function main(): Promise<number> {
     }
     throw error;
   }
-  const bugNames = [...(plan.options.bugs ?? []), ...(plan.options.driverBug === undefined ? [] : [plan.options.driverBug])];
+  const bugNames = [...(plan.options.bugs ?? []), ...(plan.options.driverBugs ?? [])];
   console.log(
     `exploring ${plan.seeds.length} seed(s) from ${plan.seeds[0]}, ${plan.options.faultSeconds ?? 20} simulated s of faults each, ` +
       `${plan.jobs} worker(s)${bugNames.length > 0 ? `, injected bugs: ${bugNames.join(', ')}` : ''}`,
@@ -126,11 +126,16 @@ async function main(): Promise<number> {
   const recoveries: number[] = [];
   let done = 0;
   let virtualMs = 0;
+  let opsChecked = 0;
+  let checksIncomplete = 0;
   let lastProgress = started;
   let stop = false;
   const onResult = (result: ExploreResult): void => {
     done++;
     virtualMs += result.virtualMs;
+    opsChecked += result.stats.opsChecked;
+    if (result.stats.checkVerdict === 'unknown') checksIncomplete++;
+    if (plan.seeds.length === 1) console.log(`  seed ${result.seed}: ${JSON.stringify(result.stats)}\n  world: ${JSON.stringify(result.shape)}`);
     if (result.invariant === undefined) recoveries.push(result.recoveryMs);
     else {
       violations.push(result);
@@ -146,7 +151,7 @@ async function main(): Promise<number> {
   if (plan.jobs <= 1) {
     for (const seed of plan.seeds) {
       if (stop) break;
-      onResult(runOne(seed, plan));
+      onResult(await runOne(seed, plan));
     }
   } else {
     await runInWorkers(plan, onResult, () => stop);
@@ -156,6 +161,10 @@ async function main(): Promise<number> {
     `\n${done} seeds explored, ${violations.length} violations, ${seconds.toFixed(1)} s wall, ${(done / seconds).toFixed(1)} seeds/s, ` +
       `${(virtualMs / 1000 / 3600).toFixed(1)} simulated hours; median recovery after healing ${(median(recoveries) / 1000).toFixed(2)} s, ` +
       `max ${(Math.max(0, ...recoveries) / 1000).toFixed(2)} s`,
+  );
+  console.log(
+    `${opsChecked} client operations checked for linearizability (${(opsChecked / Math.max(1, done)).toFixed(0)} per seed)` +
+      (checksIncomplete > 0 ? `; ${checksIncomplete} seed(s) hit the checker's time budget (verdict unknown, not counted as passed or failed)` : ''),
   );
   if (violations.length > 0) {
     console.log(`first violating seed: ${violations[0]!.seed} (${violations[0]!.invariant})`);
@@ -167,7 +176,10 @@ async function main(): Promise<number> {
 async function runInWorkers(plan: Plan, onResult: (r: ExploreResult) => void, shouldStop: () => boolean): Promise<void> {
   let next = 0;
   const workers = Array.from({ length: plan.jobs }, () => new Worker(new URL(import.meta.url), {
-    workerData: { options: { ...plan.options, bugs: [...(plan.options.bugs ?? [])] }, checkDeterminism: plan.checkDeterminism },
+    workerData: {
+      options: { ...plan.options, bugs: [...(plan.options.bugs ?? [])], driverBugs: [...(plan.options.driverBugs ?? [])] },
+      checkDeterminism: plan.checkDeterminism,
+    },
   }));
   await Promise.all(
     workers.map(
@@ -194,9 +206,9 @@ async function runInWorkers(plan: Plan, onResult: (r: ExploreResult) => void, sh
 if (isMainThread) {
   process.exitCode = await main();
 } else {
-  const data = workerData as { options: ExploreOptions & { bugs: InjectedBug[] }; checkDeterminism: boolean };
-  const options: ExploreOptions = { ...data.options, bugs: new Set(data.options.bugs) };
+  const data = workerData as { options: ExploreOptions & { bugs: InjectedBug[]; driverBugs: DriverBug[] }; checkDeterminism: boolean };
+  const options: ExploreOptions = { ...data.options, bugs: new Set(data.options.bugs), driverBugs: new Set(data.options.driverBugs) };
   parentPort!.on('message', (seed: number) => {
-    parentPort!.postMessage(runOne(seed, { options, checkDeterminism: data.checkDeterminism }));
+    void runOne(seed, { options, checkDeterminism: data.checkDeterminism }).then((result) => parentPort!.postMessage(result));
   });
 }

@@ -4,7 +4,7 @@
  * on every node in the same order.   npm run soak:process -- --seconds 60 [--concurrency 32]
  */
 import { parseArgs } from 'node:util';
-import { ProcessCluster } from '../test/process/process-cluster.js';
+import { RaftProcessCluster } from '../src/testing/process-cluster.js';
 
 const { values } = parseArgs({
   options: { seconds: { type: 'string', default: '60' }, concurrency: { type: 'string', default: '32' }, 'kill-every-ms': { type: 'string', default: '3000' } },
@@ -19,7 +19,7 @@ for (const [name, value] of [['seconds', seconds], ['concurrency', concurrency],
   }
 }
 console.log(`soak: 3 node processes, ${concurrency} clients, ${seconds} s, kill -9 every ${killEveryMs} ms`);
-const cluster = await ProcessCluster.start(3);
+const cluster = await RaftProcessCluster.start(3);
 try {
   const report = await cluster.runLoad({ seconds, concurrency, killEveryMs, downMs: 500 });
   console.log(`acknowledged ${report.acknowledged} entries (max index ${report.maxIndex}), ${report.kills} kills`);

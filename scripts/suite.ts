@@ -97,6 +97,12 @@ function printTable(figuresByTitle: Map<string, TestFigures[]>, clock: Clock): v
         `${String(staff?.bytes ?? '-').padStart(8)} ${column((f) => f.commands).padStart(12)}`,
     );
   }
+  console.log(
+    "\nbytes, and the byte bounds the tests check (RPC byte count, MAXLOGSIZE, 8 × maxraftstate, the 500-byte snapshot),\n" +
+      "are measured in this project's encoding (the tsraft codec), not Go's gob. The bounds are Go's numbers and the\n" +
+      'staff bytes are gob bytes: compare magnitudes, not exact values.\n' +
+      "cmds: committed entries (Raft tests); clerk operations (kvraft tests, Go's ops).",
+  );
 }
 
 async function main(): Promise<number> {

@@ -2,7 +2,9 @@
 export * from './core/index.js';
 export * as codec from './codec/index.js';
 export { RaftNode } from './runtime/node.js';
-export type { Applied, NodeStatus, PeerStatus, RaftNodeOptions, RaftNodeTiming, StateMachine } from './runtime/node.js';
+export type { Applied, NodeStatus, PeerStatus, Proposed, RaftNodeOptions, RaftNodeTiming, StateMachine } from './runtime/node.js';
+export { realClock, type Clock, type ClockTimer } from './runtime/clock.js';
+export { ReadyDriver, type DurableWrite, type ReadyHandlers } from './driver/ready-driver.js';
 export {
   BusyError,
   ConfigError,
@@ -10,12 +12,13 @@ export {
   NotLeaderError,
   ProposalDroppedError,
   ProposalTimeoutError,
+  ProposalTooLargeError,
   RaftError,
 } from './runtime/errors.js';
 export { FileStorage } from './storage/file-storage.js';
 export type { FileStorageOptions } from './storage/file-storage.js';
 export { MemoryStorage } from './storage/memory.js';
-export { StorageError, type Storage } from './storage/storage.js';
+export { StorageError, type CallbackStorage, type Storage } from './storage/storage.js';
 export { TcpTransport } from './transport/tcp.js';
 export type { TcpTransportOptions } from './transport/tcp.js';
 export { MemoryTransport, MemoryTransportHub } from './transport/memory.js';

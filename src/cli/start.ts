@@ -20,7 +20,8 @@ import { join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { CliError, EXIT, UsageError, errorCode, errorMessage, formatPeers, formatTable, parseBytes, parseIntOption, parsePort, sleep, type PeerSpec } from './common.js';
+import { errorCode, LOCK_FILE, processAlive } from '../storage/fs-util.js';
+import { CliError, EXIT, UsageError, errorMessage, formatPeers, formatTable, parseBytes, parseIntOption, parsePort, sleep, type PeerSpec } from './common.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 const HOST = '127.0.0.1';
@@ -78,15 +79,6 @@ export function parseStartOptions(options: StartOptions): StartConfig {
   };
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return errorCode(error) === 'EPERM';
-  }
-}
-
 function readPid(path: string): number | undefined {
   try {
     const pid = Number(readFileSync(path, 'utf8').trim());
@@ -96,7 +88,10 @@ function readPid(path: string): number | undefined {
   }
 }
 
-/** Takes <dataDir>/tsraft-start.pid, refusing if a live process holds it or a node dir's LOCK. */
+/**
+ * Takes <dataDir>/tsraft-start.pid, refusing if a live process holds it or a node dir's LOCK (the
+ * FileStorage lock of src/storage/fs-util.ts, checked here without taking it).
+ */
 function lockDataDir(dataDir: string, nodes: number): string {
   try {
     mkdirSync(dataDir, { recursive: true });
@@ -110,7 +105,7 @@ function lockDataDir(dataDir: string, nodes: number): string {
     } catch (error) {
       if (errorCode(error) !== 'EEXIST') throw new CliError(`cannot lock the data directory ${dataDir}: ${errorMessage(error)}`, EXIT.failed);
       const owner = readPid(path);
-      if (owner !== undefined && owner !== process.pid && pidAlive(owner)) {
+      if (owner !== undefined && owner !== process.pid && processAlive(owner)) {
         throw new CliError(
           `the data directory ${dataDir} is locked by another running cluster (tsraft start, pid ${owner}). ` +
             'Stop it first (Ctrl-C in its terminal), or use another --data-dir.',
@@ -126,8 +121,8 @@ function lockDataDir(dataDir: string, nodes: number): string {
     }
     // Node directories locked by live processes (e.g. a `tsraft node` started by hand).
     for (let i = 0; i < nodes; i++) {
-      const owner = readPid(join(dataDir, `node-${i}`, 'LOCK'));
-      if (owner !== undefined && pidAlive(owner)) {
+      const owner = readPid(join(dataDir, `node-${i}`, LOCK_FILE));
+      if (owner !== undefined && processAlive(owner)) {
         unlinkSync(path);
         throw new CliError(
           `${join(dataDir, `node-${i}`)} is in use by process ${owner} (a running tsraft node). Stop it first, or use another --data-dir.`,

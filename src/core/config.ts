@@ -1,5 +1,6 @@
 import type { NodeId } from './messages.js';
 import type { RandomSource } from './rng.js';
+import { INJECTED_BUGS, type InjectedBug } from './bugs.js';
 
 /**
  * How a core instance behaves. Times are in ticks: the driver decides how long a tick is (the
@@ -28,39 +29,17 @@ export interface RaftConfig {
    */
   readonly preVote?: boolean;
   /**
-   * Known Raft bugs to switch on, for proving that the simulator's checkers catch them. Never set
-   * this outside tests: every one of them loses data.
+   * Known Raft bugs to switch on, for proving that the simulator's checkers catch them (see
+   * bugs.ts). Keyed by a symbol that only `tsraft/testing` exports: every one of them loses data.
    */
-  readonly injectedBugs?: ReadonlySet<InjectedBug>;
+  readonly [INJECTED_BUGS]?: ReadonlySet<InjectedBug>;
   /** Seeded randomness for election jitter. */
   readonly random: RandomSource;
 }
 
-/** Defaults for a 10 ms tick: heartbeats every 200 ms, elections after 800–1600 ms of silence. */
-/**
- * Classic Raft mistakes the core can be told to make (see RaftConfig.injectedBugs):
- * - `commit-old-term`: commit an entry of an earlier term by counting replicas (Figure 8);
- * - `vote-without-log-check`: grant votes without the up-to-date check (§5.4.1);
- * - `forget-vote`: keep the vote in memory only, so a restart forgets it (Figure 2);
- * - `truncate-on-stale-append`: drop everything after prevLogIndex even when entries match, so a
- *   stale, reordered AppendEntries deletes newer entries;
- * - `apply-before-commit`: a follower treats everything it receives as committed;
- * - `stuck-snapshot-transfer`: a follower shown (by a late reply) to be past the snapshot being
- *   sent stays in snapshot state, so it gets no new entries until the leader compacts again (a
- *   liveness bug this project once had).
- */
-export const INJECTABLE_BUGS = [
-  'commit-old-term',
-  'vote-without-log-check',
-  'forget-vote',
-  'truncate-on-stale-append',
-  'apply-before-commit',
-  'stuck-snapshot-transfer',
-] as const;
-export type InjectedBug = (typeof INJECTABLE_BUGS)[number];
-
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 64 * 1024;
 
+/** Defaults for a 10 ms tick: heartbeats every 200 ms, elections after 800–1600 ms of silence. */
 export const DEFAULT_TIMING = {
   electionTimeoutTicksMin: 80,
   electionTimeoutTicksMax: 160,

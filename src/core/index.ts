@@ -2,14 +2,12 @@ export { assert, InvariantError } from './assert.js';
 export {
   DEFAULT_SNAPSHOT_CHUNK_BYTES,
   DEFAULT_TIMING,
-  INJECTABLE_BUGS,
   validateConfig,
-  type InjectedBug,
   type RaftConfig,
 } from './config.js';
 export * from './messages.js';
 export { RaftCore, type ProposeResult, type RaftStatus, type Role } from './raft.js';
 export type { Ready, LogWrite, ReadState } from './ready.js';
-export { isEmptyReady } from './ready.js';
+export { hasWrites, isEmptyReady } from './ready.js';
 export type { RandomSource } from './rng.js';
 export type { Progress, ProgressState } from './progress.js';

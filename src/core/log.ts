@@ -1,6 +1,9 @@
 import { assert } from './assert.js';
 import type { Entry, LogIndex, Term } from './messages.js';
 
+/** An upper bound on what the codec adds to an entry's command (index, term, length prefix). */
+export const ENTRY_ENVELOPE_BYTES = 24;
+
 /**
  * The in-memory replicated log plus the cursors that say how much of it is committed, applied and
  * durable. Entries before `firstIndex()` have been compacted away (their position and term survive
@@ -118,7 +121,11 @@ export class RaftLog {
     return entry;
   }
 
-  /** Entries [from, to] inclusive, stopping early once `bytesMax` of commands is reached (at least one). */
+  /**
+   * Entries [from, to] inclusive, stopping early once `bytesMax` is reached (at least one entry).
+   * Each entry counts its command plus ENTRY_ENVELOPE_BYTES, so that a batch of many tiny commands
+   * is bounded on the wire too.
+   */
   slice(from: LogIndex, to: LogIndex, bytesMax = Number.POSITIVE_INFINITY): Entry[] {
     assert(from >= this.firstIndex(), () => `slice from ${from} is compacted (first ${this.firstIndex()})`);
     assert(to <= this.lastIndex(), () => `slice to ${to} is beyond last index ${this.lastIndex()}`);
@@ -126,7 +133,7 @@ export class RaftLog {
     let bytes = 0;
     for (let index = from; index <= to; index++) {
       const entry = this.entry(index);
-      bytes += entry.command.length;
+      bytes += entry.command.length + ENTRY_ENVELOPE_BYTES;
       if (result.length > 0 && bytes > bytesMax) break;
       result.push(entry);
     }

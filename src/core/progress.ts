@@ -1,4 +1,4 @@
-import type { LogIndex } from './messages.js';
+import type { LogIndex, Snapshot } from './messages.js';
 
 /**
  * What a leader knows about one follower's log.
@@ -22,9 +22,15 @@ export interface Progress {
   state: ProgressState;
   /** probe and snapshot: a message is outstanding; wait for its answer or the next heartbeat. */
   probeInFlight: boolean;
+  /** snapshot only: the snapshot being sent (kept even if the leader compacts again meanwhile). */
+  snapshot: Snapshot | null;
   /** snapshot only: which snapshot is being sent, and how much of it the follower holds. */
   snapshotIndex: LogIndex;
   snapshotOffset: number;
+  /** snapshot only: the end of what has been sent (at most a window ahead of `snapshotOffset`). */
+  snapshotSentOffset: number;
+  /** snapshot only: the offset named by the follower's latest answer, where a retry starts. */
+  snapshotResumeHint: number;
   /** The highest leaderCommit this follower has been sent with a message that it can act on. */
   commitSent: LogIndex;
   /** When to tell the follower a commit index it has not heard yet (+Infinity: nothing to tell). */
@@ -41,8 +47,11 @@ export function newProgress(lastIndex: LogIndex): Progress {
     next: lastIndex + 1,
     state: 'probe',
     probeInFlight: false,
+    snapshot: null,
     snapshotIndex: 0,
     snapshotOffset: 0,
+    snapshotSentOffset: 0,
+    snapshotResumeHint: 0,
     commitSent: 0,
     commitNoticeAtTick: Number.POSITIVE_INFINITY,
     lastSentTick: Number.NEGATIVE_INFINITY,

@@ -1,5 +1,6 @@
 import { assert, InvariantError, unreachable } from './assert.js';
-import { validateConfig, type InjectedBug, type RaftConfig } from './config.js';
+import { INJECTED_BUGS, type InjectedBug } from './bugs.js';
+import { validateConfig, type RaftConfig } from './config.js';
 import { RaftLog } from './log.js';
 import {
   NO_LEADER,
@@ -27,6 +28,8 @@ import type { ReadState, Ready } from './ready.js';
 
 export type Role = 'follower' | 'precandidate' | 'candidate' | 'leader';
 
+const NO_PROGRESS: ReadonlyMap<NodeId, Readonly<Progress>> = new Map();
+
 export interface ProposeResult {
   readonly index: LogIndex;
   readonly term: Term;
@@ -47,6 +50,8 @@ export interface RaftStatus {
   readonly appliedIndex: LogIndex;
   /** Leader only: per-follower replication state. */
   readonly progress: ReadonlyMap<NodeId, Readonly<Progress>>;
+  /** The latest ReadIndex round this node stamped on AppendEntries (it restarts at 0 with the process). */
+  readonly readRound: number;
 }
 
 /**
@@ -83,7 +88,10 @@ export class RaftCore {
   /** Leader: new entries were proposed and not yet sent; sending waits for the next Ready so they batch. */
   private replicationPending = false;
 
+  /** Messages to send once this Ready's writes are durable. */
   private outbox: Message[] = [];
+  /** Messages that vouch for nothing durable and may leave at once (see Ready.messagesBeforePersist). */
+  private outboxBeforePersist: Message[] = [];
   private handedOut: Ready | null = null;
 
   /** ReadIndex (thesis §6.4): reads waiting for a majority to echo their round. */
@@ -249,6 +257,7 @@ export class RaftCore {
   hasReady(): boolean {
     return (
       this.outbox.length > 0 ||
+      this.outboxBeforePersist.length > 0 ||
       this.hardStateDirty ||
       this.replicationPending ||
       this.snapshotToPersist !== null ||
@@ -270,7 +279,7 @@ export class RaftCore {
     if (this.reads.broadcastPending) {
       // One heartbeat round confirms every read registered since the last one.
       this.reads.broadcastPending = false;
-      this.replicator?.broadcastHeartbeat();
+      this.replicator?.broadcastReadRound();
     }
     const hardState: HardState | null = this.hardStateDirty
       ? { term: this.currentTerm, votedFor: this.voteForgotten ? NO_VOTE : this.votedFor }
@@ -280,12 +289,14 @@ export class RaftCore {
       hardState,
       snapshotWrite: this.snapshotToPersist,
       logWrite: this.log.unstable(),
+      messagesBeforePersist: this.outboxBeforePersist,
       messages: this.outbox,
       snapshotToApply: this.snapshotToApply,
       committed: this.log.unapplied(),
       readStates: this.readStates,
     };
     this.outbox = [];
+    this.outboxBeforePersist = [];
     this.readStates = [];
     this.snapshotToPersist = null;
     this.snapshotToApply = null;
@@ -317,9 +328,14 @@ export class RaftCore {
     return this.role === 'leader';
   }
 
-  status(): RaftStatus {
-    const progress = new Map<NodeId, Readonly<Progress>>();
-    for (const [peer, pr] of this.replicator?.progress ?? []) progress.set(peer, { ...pr });
+  /** This node's state; `withProgress` false skips copying the leader's per-follower progress (cheaper, for checkers). */
+  status(withProgress = true): RaftStatus {
+    let progress: ReadonlyMap<NodeId, Readonly<Progress>> = NO_PROGRESS;
+    if (withProgress && this.replicator !== null) {
+      const copy = new Map<NodeId, Readonly<Progress>>();
+      for (const [peer, pr] of this.replicator.progress) copy.set(peer, { ...pr });
+      progress = copy;
+    }
     return {
       id: this.id,
       role: this.role,
@@ -333,6 +349,7 @@ export class RaftCore {
       commitIndex: this.log.commitIndex,
       appliedIndex: this.log.appliedIndex,
       progress,
+      readRound: this.reads.round,
     };
   }
 
@@ -574,8 +591,15 @@ export class RaftCore {
     });
   }
 
+  /**
+   * Answers a leader of an older term so that it steps down. The reply must not echo the request's
+   * read round: rounds restart at 0 when a node restarts, so a round from a previous incarnation's
+   * message could confirm a read the restarted leader registered later (thesis §6.4 needs the echo
+   * to prove the follower answered after the read was registered).
+   */
   private rejectStaleAppend(request: AppendEntries): void {
-    this.replyAppend(request, { success: false, conflictTerm: 0, conflictIndex: 0 });
+    const echo = this.hasBug('stale-read-echo') ? request.readContext : 0;
+    this.replyAppend({ ...request, readContext: echo }, { success: false, conflictTerm: 0, conflictIndex: 0 });
   }
 
   private replyAppend(
@@ -606,7 +630,7 @@ export class RaftCore {
     this.readStates.push(...this.reads.release(this.others, this.config.peers.length, this.log.commitIndex));
   }
   private hasBug(bug: InjectedBug): boolean {
-    return this.config.injectedBugs?.has(bug) ?? false;
+    return this.config[INJECTED_BUGS]?.has(bug) ?? false;
   }
   /** Inputs between ready() and advance() would change what the driver is busy persisting. */
   private assertNoReadyOutstanding(): void {
@@ -621,7 +645,19 @@ export class RaftCore {
     } else {
       assert(message.term === this.currentTerm, 'messages carry the current term');
     }
-    this.outbox.push(message);
+    if (this.mayLeaveBeforePersist(message)) this.outboxBeforePersist.push(message);
+    else this.outbox.push(message);
+  }
+
+  /**
+   * The persistence rule, decided here and carried in the Ready: a leader's AppendEntries and
+   * snapshot chunks vouch for nothing durable (the leader counts its own copy only once it is
+   * durable, thesis §10.2.1), so they may leave while the disk writes. Votes, acknowledgements and
+   * everything else wait for the writes of their Ready.
+   */
+  private mayLeaveBeforePersist(message: Message): boolean {
+    if (message.type === 'AppendEntries' || message.type === 'InstallSnapshot') return true;
+    return message.type === 'AppendEntriesReply' && this.hasBug('ack-before-sync');
   }
 }
 

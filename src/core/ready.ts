@@ -3,12 +3,19 @@ import type { Entry, HardState, LogIndex, Message, Snapshot } from './messages.j
 /**
  * The work a driver must do after feeding the core an input, in this order:
  *
- * 1. Make `hardState`, `snapshotWrite` and `logWrite` (whichever are set) durable.
- * 2. Only then send `messages`: a vote reply or an acknowledgement of entries must never leave
+ * 1. Send `messagesBeforePersist` at once: they vouch for nothing this Ready writes.
+ * 2. Make `hardState`, `snapshotWrite` and `logWrite` (whichever are set) durable.
+ * 3. Only then send `messages`: a vote reply or an acknowledgement of entries must never leave
  *    before the vote or the entries it vouches for are on disk, or a crash could make a node break a
  *    promise it already gave.
- * 3. Apply `snapshotToApply` (if set) and then `committed` to the state machine, in order.
- * 4. Call `advance(ready)`, which tells the core that all of the above is done.
+ * 4. Apply `snapshotToApply` (if set) and then `committed` to the state machine, in order; serve
+ *    `readStates` once the state machine has applied their index.
+ * 5. Call `advance(ready)`, which tells the core that all of the above is done.
+ *
+ * The core, not the driver, decides which messages may leave before the writes are durable: a
+ * leader's AppendEntries and InstallSnapshot chunks (the leader counts its own copy of an entry
+ * towards commit only once `advance()` says it is durable, thesis §10.2.1), never a vote or an
+ * acknowledgement. src/driver/ready-driver.ts is the one loop that honours this and asserts it.
  *
  * A driver may batch several inputs before asking for a Ready; the core merges their effects.
  */
@@ -22,7 +29,9 @@ export interface Ready {
   readonly snapshotWrite: Snapshot | null;
   /** Log changes to persist before sending any message. */
   readonly logWrite: LogWrite | null;
-  /** Messages to send once the writes above are durable. */
+  /** Messages that may be sent before the writes above are durable (a leader's replication). */
+  readonly messagesBeforePersist: readonly Message[];
+  /** Messages to send once the writes above are durable (votes, acknowledgements, everything else). */
   readonly messages: readonly Message[];
   /** A snapshot received from the leader: replace the application's state with it, before `committed`. */
   readonly snapshotToApply: Snapshot | null;
@@ -55,6 +64,12 @@ export function isEmptyReady(ready: Ready): boolean {
     ready.snapshotToApply === null &&
     ready.readStates.length === 0 &&
     ready.messages.length === 0 &&
+    ready.messagesBeforePersist.length === 0 &&
     ready.committed.length === 0
   );
+}
+
+/** Whether a Ready has anything to make durable before its `messages` may be sent. */
+export function hasWrites(ready: Ready): boolean {
+  return ready.hardState !== null || ready.snapshotWrite !== null || ready.logWrite !== null;
 }

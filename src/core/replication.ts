@@ -1,8 +1,12 @@
 import { assert } from './assert.js';
-import { DEFAULT_SNAPSHOT_CHUNK_BYTES, type InjectedBug, type RaftConfig } from './config.js';
+import type { InjectedBug } from './bugs.js';
+import { DEFAULT_SNAPSHOT_CHUNK_BYTES, type RaftConfig } from './config.js';
 import type { RaftLog } from './log.js';
 import type { AppendEntriesReply, InstallSnapshotReply, LogIndex, Message, NodeId, Term } from './messages.js';
 import { newProgress, type Progress } from './progress.js';
+
+/** Snapshot chunks sent ahead of the follower's answers (a sliding window). */
+const SNAPSHOT_CHUNKS_IN_FLIGHT = 4;
 
 /** How long a commit notice may wait for new entries to ride along with (see scheduleCommitNotice). */
 const COMMIT_NOTICE_DELAY_TICKS = 2;
@@ -48,6 +52,7 @@ export class Replicator {
       const pastSnapshot = pr.state === 'snapshot' && pr.match >= pr.snapshotIndex && !this.ctx.hasBug('stuck-snapshot-transfer');
       if (pr.state === 'probe' || pastSnapshot) {
         pr.state = 'replicate';
+        pr.snapshot = null;
         pr.probeInFlight = false;
         pr.next = pr.match + 1;
       }
@@ -62,6 +67,7 @@ export class Replicator {
     const hinted = this.nextIndexFromRejection(reply);
     pr.next = Math.max(pr.match + 1, Math.min(hinted, reply.prevLogIndex));
     pr.state = 'probe';
+    pr.snapshot = null;
     pr.probeInFlight = false;
     this.sendAppend(reply.from, pr);
   }
@@ -98,7 +104,9 @@ export class Replicator {
       const pr = this.progress.get(peer)!;
       if (this.ctx.ticks() - pr.lastSentTick >= this.ctx.config.heartbeatIntervalTicks) {
         this.heartbeat(peer, pr);
-      } else if (this.ctx.ticks() >= pr.commitNoticeAtTick) {
+      } else if (pr.state === 'replicate' && this.ctx.ticks() >= pr.commitNoticeAtTick) {
+        // Only a follower in step with us gets commit notices; a probe or a snapshot chunk is
+        // retried on the heartbeat alone, or every tick would re-send it.
         if (pr.next <= this.ctx.log.lastIndex()) this.sendAppend(peer, pr);
         else this.sendHeartbeat(peer, pr);
       }
@@ -109,10 +117,25 @@ export class Replicator {
     for (const peer of this.ctx.others) this.heartbeat(peer, this.progress.get(peer)!);
   }
 
+  /**
+   * One round of AppendEntries whose answers confirm the reads registered so far (ReadIndex). A
+   * follower still probing gets an empty one anchored at what it acknowledged (cheap, and its answer
+   * echoes the round); a follower receiving a snapshot is left to its transfer: re-sending a chunk
+   * for every read round would flood its link with copies.
+   */
+  broadcastReadRound(): void {
+    for (const peer of this.ctx.others) {
+      const pr = this.progress.get(peer)!;
+      if (pr.state === 'replicate') this.heartbeat(peer, pr);
+      else if (pr.state === 'probe' && !pr.probeInFlight) this.sendAppend(peer, pr);
+      else if (pr.state === 'probe' && this.ctx.log.term(pr.match) !== undefined) this.sendHeartbeat(peer, pr);
+    }
+  }
+
   private heartbeat(peer: NodeId, pr: Progress): void {
     if (pr.state === 'probe' || pr.state === 'snapshot') {
       // The heartbeat doubles as the retry of a probe or snapshot chunk that got no answer.
-      this.sendAppend(peer, pr);
+      this.retrySnapshotChunk(peer, pr);
       return;
     }
     const ticksSinceEntries = this.ctx.ticks() - pr.entriesSentAtTick;
@@ -186,30 +209,62 @@ export class Replicator {
   }
 
   /**
-   * Sends the follower the next chunk of our current snapshot. A transfer of an older snapshot
-   * (we compacted again meanwhile) restarts from offset 0 with the new one.
+   * Sends the follower the next chunk of the snapshot it is being sent. A transfer keeps the
+   * snapshot it started with even if we compact again meanwhile: restarting it with every newer
+   * snapshot would starve a follower whose transfer takes longer than the compaction interval.
+   * Once it is installed, the follower needs the next snapshot only if the log moved past it.
    */
-  private sendSnapshotChunk(peer: NodeId, pr: Progress): void {
-    if (pr.state !== 'snapshot' || pr.snapshotIndex !== this.ctx.log.snapshotIndex) {
+  private sendSnapshotChunk(peer: NodeId, pr: Progress, chunksInFlight = SNAPSHOT_CHUNKS_IN_FLIGHT): void {
+    const restart = this.ctx.hasBug('snapshot-restart-on-compaction') && pr.snapshotIndex !== this.ctx.log.snapshotIndex;
+    if (pr.state !== 'snapshot' || pr.snapshot === null || restart) {
       pr.state = 'snapshot';
-      pr.snapshotIndex = this.ctx.log.snapshotIndex;
+      pr.snapshot = { index: this.ctx.log.snapshotIndex, term: this.ctx.log.snapshotTerm, data: this.ctx.snapshotData() };
+      pr.snapshotIndex = pr.snapshot.index;
       pr.snapshotOffset = 0;
+      pr.snapshotSentOffset = 0;
+      pr.snapshotResumeHint = 0;
     }
+    const snapshot = pr.snapshot;
+    const size = snapshot.data.length;
     const chunkBytes = this.ctx.config.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES;
-    const end = Math.min(pr.snapshotOffset + chunkBytes, this.ctx.snapshotData().length);
-    this.ctx.send({
-      type: 'InstallSnapshot',
-      from: this.ctx.id,
-      to: peer,
-      term: this.ctx.term(),
-      lastIncludedIndex: this.ctx.log.snapshotIndex,
-      lastIncludedTerm: this.ctx.log.snapshotTerm,
-      offset: pr.snapshotOffset,
-      data: this.ctx.snapshotData().subarray(pr.snapshotOffset, end),
-      done: end === this.ctx.snapshotData().length,
-    });
+    if (pr.snapshotSentOffset < pr.snapshotOffset) pr.snapshotSentOffset = pr.snapshotOffset;
+    // A window of chunks in flight: with one at a time a transfer would take a round trip per chunk.
+    const windowEnd = pr.snapshotOffset + chunksInFlight * chunkBytes;
+    let offset = pr.snapshotSentOffset;
+    do {
+      const end = Math.min(offset + chunkBytes, size);
+      this.ctx.send({
+        type: 'InstallSnapshot',
+        from: this.ctx.id,
+        to: peer,
+        term: this.ctx.term(),
+        lastIncludedIndex: snapshot.index,
+        lastIncludedTerm: snapshot.term,
+        offset,
+        data: snapshot.data.subarray(offset, end),
+        done: end === size,
+      });
+      offset = end;
+    } while (offset < size && offset < windowEnd);
+    pr.snapshotSentOffset = offset;
     pr.probeInFlight = true;
     pr.lastSentTick = this.ctx.ticks();
+    pr.commitNoticeAtTick = Number.POSITIVE_INFINITY;
+  }
+
+  /**
+   * No answer for a heartbeat interval: send again from what the follower last said it holds, one
+   * chunk only (go-back-N). Its answer re-opens the window; re-sending the whole window on every
+   * heartbeat would bury a slow link under copies.
+   */
+  private retrySnapshotChunk(peer: NodeId, pr: Progress): void {
+    if (pr.state !== 'snapshot' || pr.snapshot === null) {
+      this.sendAppend(peer, pr);
+      return;
+    }
+    if (pr.snapshotResumeHint < pr.snapshotOffset) pr.snapshotOffset = pr.snapshotResumeHint;
+    pr.snapshotSentOffset = pr.snapshotOffset;
+    this.sendSnapshotChunk(peer, pr, 1);
   }
 
   handleInstallSnapshotReply(reply: InstallSnapshotReply): void {
@@ -217,9 +272,13 @@ export class Replicator {
     assert(pr !== undefined, () => `snapshot reply from unknown peer ${reply.from}`);
     if (reply.installed) {
       if (reply.lastIncludedIndex <= pr.match) {
-        // Already known to match beyond this snapshot; a transfer still marked in progress is over.
-        if (pr.state === 'snapshot' && !this.ctx.hasBug('stuck-snapshot-transfer')) {
+        // Already known to match beyond this snapshot. A transfer still marked in progress is over,
+        // unless it is the transfer of a newer snapshot (a late answer about an older one must
+        // not restart it from offset 0).
+        const transferCovered = pr.snapshotIndex <= pr.match;
+        if (pr.state === 'snapshot' && transferCovered && !this.ctx.hasBug('stuck-snapshot-transfer')) {
           pr.state = 'replicate';
+          pr.snapshot = null;
           pr.probeInFlight = false;
           pr.next = pr.match + 1;
           if (pr.next <= this.ctx.log.lastIndex()) this.sendAppend(reply.from, pr);
@@ -229,17 +288,23 @@ export class Replicator {
       pr.match = reply.lastIncludedIndex;
       pr.next = pr.match + 1;
       pr.state = 'replicate';
+      pr.snapshot = null;
       pr.probeInFlight = false;
       this.maybeCommit();
       if (pr.next <= this.ctx.log.lastIndex()) this.sendAppend(reply.from, pr);
       else this.sendHeartbeat(reply.from, pr);
       return;
     }
-    // A chunk was lost or reordered: continue from what the follower holds, if this is still the
-    // transfer in progress.
+    // A chunk arrived (or was refused): continue from what the follower holds, if this is still
+    // the transfer in progress. Only news moves the transfer on: when a round trip is longer than
+    // the heartbeat, a retried chunk and the original both get answers, and following both would
+    // leave two streams of chunks running for the rest of the transfer.
     if (pr.state !== 'snapshot' || reply.lastIncludedIndex !== pr.snapshotIndex) return;
+    pr.snapshotResumeHint = reply.nextOffset;
+    if (reply.nextOffset <= pr.snapshotOffset) return;
     pr.snapshotOffset = reply.nextOffset;
-    this.sendSnapshotChunk(reply.from, pr);
+    // The window moved: send what it now allows (nothing if everything up to the end is in flight).
+    if (pr.snapshotSentOffset < (pr.snapshot?.data.length ?? 0) || pr.snapshotSentOffset < pr.snapshotOffset) this.sendSnapshotChunk(reply.from, pr);
   }
 
   /**

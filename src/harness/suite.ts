@@ -4,6 +4,15 @@ import { Cluster, type TestFigures } from './cluster.js';
 
 export type Clock = 'virtual' | 'real';
 
+/**
+ * Every byte figure (the Passed lines' and the table's bytes, LogSize, SnapshotSize) is the size
+ * of this project's encoding of the message or state (the tsraft codec, src/codec), not of Go's
+ * gob, and the byte bounds the ported tests check (RPCBytes, MAXLOGSIZE, 8 × maxraftstate, the
+ * 500-byte snapshot) are Go's numbers applied to those sizes. Said under the suite table and in
+ * the failure messages of those bounds.
+ */
+export const BYTES_NOTE = "bytes measured in this project's encoding, the tsraft codec, not Go's gob";
+
 /** Everything a suite test needs: a way to make its cluster, which the runner then cleans up. */
 export interface SuiteContext {
   /** A cluster of n servers; `snapshot` selects the 2D snapshot applier. */

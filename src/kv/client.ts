@@ -17,7 +17,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { CLIENT_ID_BYTES_MAX } from './commands.js';
-import type { KvServerStatus } from './server.js';
+import type { KvServerStatus } from './api-types.js';
 
 export type KvClientErrorCode = 'timeout' | 'bad-request' | 'stale-request' | 'server-error';
 

@@ -60,7 +60,7 @@ import { BusyError, NodeStoppedError, NotLeaderError, ProposalDroppedError, Prop
 import { CLIENT_ID_BYTES_MAX, encodeKvCommand, KEY_BYTES_MAX, VALUE_BYTES_MAX, type KvCommand, type KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
 import { answerMalformedRequest, HttpError, jsonValue, parseQuery, percentDecode, readBody, sendError, sendJson, textParam } from './http-io.js';
-import type { KvServerStatus } from './server.js';
+import type { KvServerStatus } from './api-types.js';
 
 /** The largest X-Request-Seq. */
 export const REQUEST_SEQ_MAX = Number.MAX_SAFE_INTEGER;
@@ -82,7 +82,7 @@ export interface KvApiBackend {
    * Proposes an encoded KvCommand and waits for it to be applied; rejects with the RaftNode's
    * errors. `result` is undefined if the state machine no longer held it by then.
    */
-  commit(command: Uint8Array): Promise<{ index: number; result: KvResult | undefined }>;
+  commit(command: Uint8Array): Promise<{ index: number; result: KvResult }>;
   /** The HTTP base URL of a member, for redirects to the leader. */
   leaderUrl(id: number): string | undefined;
   /** True once KvServer.stop() was called: every request then answers 503 stopped. */
@@ -318,7 +318,7 @@ class KvHttpApi {
     sendJson(res, 200, { index: outcome.index, previous: previous.value, encoding: previous.encoding });
   }
 
-  /** Proposes a command and takes its result; answers the error itself and returns null on failure. */
+  /** Proposes a command and returns its result; answers the error itself and returns null on failure. */
   private async propose(res: ServerResponse, request: KvRequest, cmd: KvCommand): Promise<{ index: number; result: KvResult } | null> {
     let bytes: Uint8Array;
     try {
@@ -326,21 +326,12 @@ class KvHttpApi {
     } catch (error) {
       throw new HttpError(400, 'invalid-command', error instanceof Error ? error.message : String(error));
     }
-    let committed: { index: number; result: KvResult | undefined };
     try {
-      committed = await this.backend.commit(bytes);
+      return await this.backend.commit(bytes);
     } catch (error) {
       this.raftError(res, request, error);
       return null;
     }
-    const { index, result } = committed;
-    if (result === undefined) {
-      // Only if more than the state machine's result window was applied before we got here.
-      this.backend.log(`the result of entry ${index} was no longer available`);
-      sendError(res, 500, 'result-unavailable', `the command was applied at index ${index} but its result is no longer available`, { index });
-      return null;
-    }
-    return { index, result };
   }
 
   private resultError(res: ServerResponse, result: KvResult & { ok: false }): void {

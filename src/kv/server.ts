@@ -1,32 +1,30 @@
 /**
  * KvServer: one member of the replicated KV service. It wires a RaftNode (FileStorage in
- * `dataDir`, TcpTransport between members) to a KvStateMachine and serves the HTTP/JSON API
+ * `dataDir`, TcpTransport between members) to a KvReplica (the KV state machine, its snapshots,
+ * writes and reads; replica.ts, which the explorer runs too) and serves the HTTP/JSON API
  * described in http-api.ts; its metrics are in metrics.ts.
  *
- * This module owns the member's lifecycle (options validation, start, stop), the glue between
- * Raft and the state machine (applying entries, keeping only the results someone waits for) and
- * snapshots.
+ * This module owns the member's lifecycle: options validation, start, stop.
  *
  * Limits (exported here, defined beside the code that enforces them): KEY_BYTES_MAX,
  * VALUE_BYTES_MAX and CLIENT_ID_BYTES_MAX (commands.ts), HTTP_HEADER_BYTES_MAX and REQUEST_SEQ_MAX
  * (http-api.ts), DRAIN_BYTES_MAX and DRAIN_MS (http-io.ts), PROPOSALS_IN_FLIGHT_MAX (below).
  *
- * Snapshots: the server counts the command bytes (+ ENTRY_OVERHEAD_BYTES per entry) applied since
- * the last snapshot; once that passes `maxRaftStateBytes` it hands the state machine's snapshot to
- * the RaftNode, which compacts its log. On restart the RaftNode restores the state machine from its
- * latest snapshot and replays the log after it.
+ * Snapshots (replica.ts): once `maxRaftStateBytes` of log was applied since the last snapshot.
+ * On restart the RaftNode restores the state machine from its latest snapshot and replays the log
+ * after it.
  */
 import type { Server } from 'node:http';
-import type { Entry } from '../core/messages.js';
 import { ConfigError } from '../runtime/errors.js';
-import { RaftNode, type NodeStatus, type RaftNodeTiming, type StateMachine } from '../runtime/node.js';
+import { RaftNode, type RaftNodeTiming } from '../runtime/node.js';
 import { FileStorage } from '../storage/file-storage.js';
 import { TcpTransport } from '../transport/tcp.js';
+import type { KvServerStatus } from './api-types.js';
 import type { KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
 import { startHttpApi } from './http-api.js';
 import { CountingTransport, KvMetrics, TimedStorage } from './metrics.js';
-import { KvStateMachine } from './state-machine.js';
+import { KvReplica } from './replica.js';
 
 export { CLIENT_ID_BYTES_MAX, KEY_BYTES_MAX, VALUE_BYTES_MAX } from './commands.js';
 export { HTTP_HEADER_BYTES_MAX, REQUEST_SEQ_MAX } from './http-api.js';
@@ -36,8 +34,7 @@ export { DRAIN_BYTES_MAX, DRAIN_MS } from './http-io.js';
 
 /** Default `maxRaftStateBytes`: snapshot once 8 MiB of log was applied since the last snapshot. */
 export const DEFAULT_MAX_RAFT_STATE_BYTES = 8 * 1024 * 1024;
-/** Bytes counted per applied entry on top of its command, for `maxRaftStateBytes`. */
-export const ENTRY_OVERHEAD_BYTES = 16;
+export { ENTRY_OVERHEAD_BYTES } from './replica.js';
 /** Default time a write or linearizable read may wait for commit or confirmation. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
 /** Proposals waiting for commit at once on this node before writes answer 503 busy. */
@@ -79,25 +76,6 @@ export interface KvServerOptions {
   readonly log?: (line: string) => void;
 }
 
-/** A member's Raft and KV status, as served at GET /v1/status. */
-export interface KvServerStatus {
-  readonly id: number;
-  readonly role: NodeStatus['role'];
-  readonly term: number;
-  readonly leaderId: number | null;
-  readonly leaderUrl: string | null;
-  readonly commitIndex: number;
-  readonly appliedIndex: number;
-  readonly lastIndex: number;
-  readonly snapshotIndex: number;
-  readonly peers: readonly { id: number; url: string | null; match: number; next: number; state: string }[];
-  readonly keys: number;
-  readonly bytes: number;
-  readonly sessions: number;
-  readonly snapshotsTaken: number;
-  readonly stopped: boolean;
-}
-
 // ---- the server ----
 
 /** One running member of the replicated KV service: start with KvServer.start, end with stop(). */
@@ -105,24 +83,19 @@ export class KvServer {
   readonly id: number;
   private readonly options: KvServerOptions;
   private readonly log: (line: string) => void;
-  private readonly sm = new KvStateMachine();
+  private readonly replica: KvReplica;
   private readonly urls = new Map<number, string>();
   private readonly maxRaftStateBytes: number;
   private readonly requestTimeoutMs: number;
   private readonly readMode: 'read-index' | 'log';
 
-  private node: RaftNode | null = null;
+  private node: RaftNode<KvResult> | null = null;
   private storage: TimedStorage | null = null;
   private transport: CountingTransport | null = null;
   private http: Server | null = null;
   private boundHttpPort = -1;
   private stopping: Promise<void> | null = null;
 
-  /** Proposals this server is waiting for: while none are, results are dropped as they are applied. */
-  private inflight = 0;
-  private bytesSinceSnapshot = 0;
-  private snapshotScheduled = false;
-  private snapshotsTaken = 0;
   private readonly metrics = new KvMetrics();
 
   private constructor(options: KvServerOptions) {
@@ -134,6 +107,7 @@ export class KvServer {
     this.maxRaftStateBytes = options.maxRaftStateBytes ?? DEFAULT_MAX_RAFT_STATE_BYTES;
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.readMode = options.readMode ?? 'read-index';
+    this.replica = new KvReplica({ maxRaftStateBytes: this.maxRaftStateBytes, defer: queueMicrotask, log: this.log });
   }
 
   /** Opens the data directory, starts Raft and the HTTP listener. Rejects with ConfigError on bad options. */
@@ -199,26 +173,20 @@ export class KvServer {
         log: (line) => this.log(`transport: ${line}`),
       }),
     );
-    const stateMachine: StateMachine = {
-      apply: (entry) => this.apply(entry),
-      restore: (snapshot) => {
-        this.sm.restore(snapshot);
-        this.bytesSinceSnapshot = 0;
-      },
-    };
     try {
       this.node = await RaftNode.start({
         id: options.id,
         peers: options.peers.map((p) => p.id),
         storage,
         transport,
-        stateMachine,
+        stateMachine: this.replica.stateMachine,
         addresses: this.urls,
         proposeTimeoutMs: this.requestTimeoutMs,
         proposalsInFlightMax: PROPOSALS_IN_FLIGHT_MAX,
         ...(options.timing === undefined ? {} : { timing: options.timing }),
         onFatal: (error) => this.log(`raft node stopped on a fatal error: ${describeError(error)}`),
       });
+      this.replica.attach(this.node);
     } catch (error) {
       // RaftNode.start does not release what it opened when a later step (e.g. listen) fails.
       await transport.close().catch(() => undefined);
@@ -234,12 +202,9 @@ export class KvServer {
     const http = await startHttpApi(
       {
         readMode: this.readMode,
-        readLocal: (key) => {
-          const value = this.sm.get(key);
-          return { value, index: this.sm.appliedIndex };
-        },
+        readLocal: (key) => this.replica.readLocal(key),
         // The RaftNode's promise itself, no async wrapper: the state machine is read in the tick the confirmation arrives.
-        confirmRead: () => this.node!.read({ timeoutMs: this.requestTimeoutMs }),
+        confirmRead: () => this.replica.confirmRead(this.requestTimeoutMs),
         commit: (command) => this.commit(command),
         leaderUrl: (id) => this.urls.get(id),
         isStopping: () => this.stopping !== null,
@@ -278,7 +243,7 @@ export class KvServer {
   status(): KvServerStatus {
     const node = this.node!;
     const s = node.status();
-    const stats = this.sm.stats;
+    const stats = this.replica.sm.stats;
     return {
       id: s.id,
       role: s.role,
@@ -288,73 +253,34 @@ export class KvServer {
       commitIndex: s.commitIndex,
       // The KV state machine's, which is what reads serve: Raft counts an incoming snapshot as
       // applied as soon as it accepts it, a little before the state machine is restored from it.
-      appliedIndex: this.sm.appliedIndex,
+      appliedIndex: this.replica.appliedIndex,
       lastIndex: s.lastIndex,
       snapshotIndex: s.snapshotIndex,
       peers: s.peers.map((p) => ({ id: p.id, url: this.urls.get(p.id) ?? null, match: p.match, next: p.next, state: p.state })),
       keys: stats.keys,
       bytes: stats.bytes,
       sessions: stats.sessions,
-      snapshotsTaken: this.snapshotsTaken,
+      snapshotsTaken: this.replica.snapshotsTaken,
       stopped: s.stopped || this.stopping !== null,
     };
   }
 
   // ------------------------------------------------------------------ state machine glue
 
-  /**
-   * Proposes an encoded command and waits for it to be applied, then takes its result (undefined
-   * if the state machine's result window passed it). Counted in `inflight` while waiting, so
-   * apply() keeps the results of entries applied meanwhile; rejects with the RaftNode's errors.
-   */
-  private async commit(command: Uint8Array): Promise<{ index: number; result: KvResult | undefined }> {
-    const node = this.node!;
+  /** Proposes an encoded command; resolves once it is applied here, with its result. */
+  private async commit(command: Uint8Array): Promise<{ index: number; result: KvResult }> {
     const started = performance.now();
-    this.inflight++;
-    let index: number;
-    try {
-      index = (await node.propose(command, { timeoutMs: this.requestTimeoutMs })).index;
-    } finally {
-      this.inflight--;
-    }
+    const committed = await this.replica.commit(command, this.requestTimeoutMs);
     this.metrics.proposalDuration.observe((performance.now() - started) / 1000);
-    return { index, result: this.sm.takeResult(index) };
-  }
-
-  private apply(entry: Entry): void {
-    this.sm.apply(entry);
-    // Empty commands are the leader's no-ops (e.g. for ReadIndex): the state machine records them as
-    // invalid-command no-ops; nobody waits for their result. Results nobody can be waiting for are
-    // dropped at once, so a follower keeps none.
-    if (entry.command.length === 0 || this.inflight === 0) this.sm.takeResult(entry.index);
-    if (this.maxRaftStateBytes < 0) return;
-    this.bytesSinceSnapshot += entry.command.length + ENTRY_OVERHEAD_BYTES;
-    if (this.bytesSinceSnapshot > this.maxRaftStateBytes && !this.snapshotScheduled) {
-      // After the Ready being applied: one snapshot covers every entry it commits.
-      this.snapshotScheduled = true;
-      queueMicrotask(() => this.takeSnapshot());
-    }
-  }
-
-  private takeSnapshot(): void {
-    this.snapshotScheduled = false;
-    const node = this.node;
-    if (node === null || this.bytesSinceSnapshot <= this.maxRaftStateBytes) return;
-    try {
-      node.snapshot(this.sm.appliedIndex, this.sm.snapshot());
-      this.bytesSinceSnapshot = 0;
-      this.snapshotsTaken++;
-    } catch (error) {
-      this.log(`snapshot at ${this.sm.appliedIndex} failed: ${describeError(error)}`);
-    }
+    return committed;
   }
 
   private metricsText(): string {
     return this.metrics.render({
       raft: this.node!.status(),
-      appliedIndex: this.sm.appliedIndex,
-      kv: this.sm.stats,
-      snapshotsTaken: this.snapshotsTaken,
+      appliedIndex: this.replica.appliedIndex,
+      kv: this.replica.sm.stats,
+      snapshotsTaken: this.replica.snapshotsTaken,
       transport: this.transport!,
       storage: this.storage!,
     });

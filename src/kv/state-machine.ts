@@ -12,7 +12,7 @@
  *
  * Ownership: values stored and results cached are never mutated in place (puts store the freshly
  * decoded bytes, appends build a new array), so results may share them internally; everything
- * handed out through the public API (get, applyCommand, takeResult) is a copy.
+ * handed out through the public API (get, applyCommand) is a copy.
  *
  * Snapshot format (varints and length-prefixed byte strings as in src/codec/codec.ts):
  *
@@ -44,8 +44,6 @@ import {
 export const SNAPSHOT_VERSION = 1;
 /** Default bound on client sessions. */
 export const DEFAULT_MAX_SESSIONS = 10_000;
-/** Default number of most recent log indices whose results are kept for takeResult. */
-export const DEFAULT_RESULTS_MAX = 100_000;
 
 export interface KvStateMachineOptions {
   /**
@@ -54,8 +52,6 @@ export interface KvStateMachineOptions {
    * duplicate detection for requests it sent before. Every replica must use the same value.
    */
   readonly maxSessions?: number;
-  /** Results kept for takeResult: those of the last `resultsMax` log indices (default 100,000). */
-  readonly resultsMax?: number;
 }
 
 export interface KvStats {
@@ -127,9 +123,8 @@ function checkPositiveInteger(n: number, what: string): number {
   return n;
 }
 
-export class KvStateMachine implements StateMachine {
+export class KvStateMachine implements StateMachine<KvResult> {
   private readonly maxSessions: number;
-  private readonly resultsMax: number;
   /** latin1 key → value. */
   private data = new Map<string, Uint8Array>();
   /**
@@ -137,14 +132,11 @@ export class KvStateMachine implements StateMachine {
    * the end, and its new lastIndex is the largest of all, so the first entry is the one to evict.
    */
   private sessions = new Map<string, Session>();
-  /** log index → result, in ascending index order, for takeResult. */
-  private readonly results = new Map<LogIndex, KvResult>();
   private applied: LogIndex = 0;
   private totalBytes = 0;
 
   constructor(options: KvStateMachineOptions = {}) {
     this.maxSessions = checkPositiveInteger(options.maxSessions ?? DEFAULT_MAX_SESSIONS, 'maxSessions');
-    this.resultsMax = checkPositiveInteger(options.resultsMax ?? DEFAULT_RESULTS_MAX, 'resultsMax');
   }
 
   /** The index of the last applied log entry (or restored snapshot); 0 initially. */
@@ -170,26 +162,14 @@ export class KvStateMachine implements StateMachine {
 
   // ---- applying ----
 
-  /** The runtime's StateMachine hook: applies the entry and keeps its result for takeResult. */
-  apply(entry: Entry): void {
-    const result = this.applyEntry(entry.index, entry.command);
-    this.results.set(entry.index, result);
-    const oldest = entry.index - this.resultsMax;
-    for (const index of this.results.keys()) {
-      if (index > oldest) break;
-      this.results.delete(index);
-    }
-  }
-
   /**
-   * The result of the entry at `index`, removing it. Undefined if it was never applied here (e.g.
-   * it arrived inside a snapshot), was already taken, or is older than the last `resultsMax` indices.
+   * The runtime's StateMachine hook: applies the entry and returns its result. Unlike
+   * applyCommand's, the result is not copied (every replica applies every entry, and copying an
+   * append's previous value on each would cost more than the append): it may share bytes with the
+   * state and the session cache, so treat it as read-only.
    */
-  takeResult(index: LogIndex): KvResult | undefined {
-    const result = this.results.get(index);
-    if (result === undefined) return undefined;
-    this.results.delete(index);
-    return cloneResult(result);
+  apply(entry: Entry): KvResult {
+    return this.applyEntry(entry.index, entry.command);
   }
 
   /**
@@ -325,7 +305,6 @@ export class KvStateMachine implements StateMachine {
   /**
    * Replaces the whole state with a snapshot's. Throws CodecError if the data is malformed or not
    * canonical, or if its applied index is not `snapshot.index`; the state is unchanged then.
-   * Results kept for takeResult beyond the restored index are dropped.
    */
   restore(snapshot: Snapshot): void {
     const r = new ByteReader(snapshot.data);
@@ -386,6 +365,5 @@ export class KvStateMachine implements StateMachine {
     this.sessions = new Map(list);
     this.evictSessions();
     this.applied = applied;
-    for (const index of [...this.results.keys()]) if (index > applied) this.results.delete(index);
   }
 }

@@ -8,8 +8,8 @@
  *
  * - P-compositionality: a history is linearizable iff its restriction to each key is, so the
  *   history is split by key and each key is checked on its own, in sorted key order (here).
- * - Per key, each operation becomes a call event and a return event, sorted by time with calls
- *   before returns on ties, kept in a doubly linked list of the events not yet linearized
+ * - Per key, each operation becomes a call event and a return event, sorted by time, kept in a
+ *   doubly linked list of the events not yet linearized
  *   (`events.ts`). A depth-first search linearizes, one at a time, an operation whose call
  *   precedes the first remaining return and whose step is legal in the current model state
  *   (`model.ts`), unlinking its call and return; when no such operation leads anywhere, it
@@ -41,8 +41,18 @@
  *
  * The model state of one key is `string | null` (null = absent), starting absent.
  *
+ * Ties. Porcupine sorts events by time with calls before returns on ties, so operations whose
+ * times touch overlap; with nanosecond clocks ties are rare. On a virtual clock they are the rule
+ * (a client calls again at the very time its previous operation returned), and treating them as
+ * overlapping would let the search reorder a client's own consecutive operations. So events at
+ * equal times are ordered by the recording order HistoryRecorder keeps (`callSeq`, `returnSeq`):
+ * an operation whose return was recorded before another's call precedes it. Only operations
+ * without those numbers (histories built by hand) fall back to Porcupine's rule
+ * (`rankEventTimes` in `events.ts`).
+ *
  * A time budget bounds the whole check: when it runs out the result is `unknown`, never `ok`.
  */
+import { rankEventTimes } from './events.js';
 import { describeOperation, validateInput, validateOutput, type Operation } from './history.js';
 import { DEAD, KeyModel } from './model.js';
 import { checkKey } from './search.js';
@@ -101,9 +111,21 @@ export function checkLinearizable(operations: readonly Operation[], options: Che
   }
   const deadline = start + budget;
 
+  for (const op of operations) validateOperation(op);
+  // The search sees ranks instead of times (ties settled by recording order); the results show
+  // the recorded operations.
+  const ranked = rankEventTimes(operations);
+  let recorded: Map<Operation, Operation> | undefined; // ranked → recorded, built only for a witness
+  const original = (ops: readonly Operation[]): Operation[] => {
+    if (recorded === undefined) {
+      recorded = new Map();
+      for (let i = 0; i < ranked.length; i++) recorded.set(ranked[i]!, operations[i]!);
+    }
+    return ops.map((op) => recorded!.get(op)!);
+  };
+
   const byKey = new Map<string, Operation[]>();
-  for (const op of operations) {
-    validateOperation(op);
+  for (const op of ranked) {
     let list = byKey.get(op.input.key);
     if (list === undefined) {
       list = [];
@@ -131,14 +153,20 @@ export function checkLinearizable(operations: readonly Operation[], options: Che
       };
     }
     if (outcome.kind === 'illegal') {
-      const partial = partialOrder(key, outcome.ops, outcome.model, outcome.prefix, outcome.stateAfterPrefix);
+      const rankedPartial = partialOrder(key, outcome.ops, outcome.model, outcome.prefix, outcome.stateAfterPrefix);
+      const partial: PartialOrder = {
+        ...rankedPartial,
+        prefix: original(rankedPartial.prefix),
+        candidates: original(rankedPartial.candidates),
+        unsatisfiable: original(rankedPartial.unsatisfiable),
+      };
       return {
         result: 'illegal',
         keys: keys.length,
         keysChecked: keysChecked + 1,
         elapsedMs: performance.now() - start,
         partialOrder: partial,
-        explanation: explainIllegal(partial, byKey.get(key)!),
+        explanation: explainIllegal(partial, original(byKey.get(key)!)),
       };
     }
     keysChecked++;
@@ -161,6 +189,14 @@ function validateOperation(op: Operation): void {
     validateOutput(op.input, op.output);
   } else if (op.outcome !== 'unknown') {
     throw new TypeError(`operation #${(op as Operation).id}: outcome must be 'ok' or 'unknown'`);
+  }
+  const badSeq = (seq: number | undefined): boolean => seq !== undefined && !(Number.isSafeInteger(seq) && seq >= 0);
+  if (badSeq(op.callSeq)) throw new RangeError(`operation #${op.id}: callSeq must be a non-negative integer, got ${String(op.callSeq)}`);
+  if (op.outcome === 'ok') {
+    if (badSeq(op.returnSeq)) throw new RangeError(`operation #${op.id}: returnSeq must be a non-negative integer, got ${String(op.returnSeq)}`);
+    if (op.callSeq !== undefined && op.returnSeq !== undefined && op.returnSeq <= op.callSeq) {
+      throw new RangeError(`operation #${op.id}: its return (event ${op.returnSeq}) was recorded before its call (event ${op.callSeq})`);
+    }
   }
 }
 
@@ -237,6 +273,9 @@ function explainIllegal(partial: PartialOrder, all: readonly Operation[]): strin
     lines.push(`  ${describeOperation(op)}${legal ? '' : `   ← illegal in state ${fmt(partial.stateAfterPrefix)}`}`);
   });
   if (partial.candidates.length > MAX_LISTED) lines.push(`  … ${partial.candidates.length - MAX_LISTED} more`);
+  if (all.some((op) => op.callSeq !== undefined)) {
+    lines.push('(Events at equal times are ordered as they were recorded: an operation that returned before another was called precedes it.)');
+  }
   if (partial.unsatisfiable.length > 0) {
     lines.push('After the prefix, no remaining operation can produce the state these need:');
     for (const op of partial.unsatisfiable.slice(0, MAX_LISTED)) lines.push(`  ${describeOperation(op)}`);

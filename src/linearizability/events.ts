@@ -12,8 +12,77 @@
  * Event nodes are array indices: `KNOWN_HEAD` (0) heads the known list, its events follow; then
  * `unknownHead` and the unknown operations' calls. The arrays are public for the search's and the
  * pruning rules' inner loops, which walk `next` from a head.
+ *
+ * The search sees times only through comparisons, so the checker first replaces them with ranks
+ * (`rankEventTimes`) that settle ties between equal times by recording order where it is known.
  */
 import type { Operation } from './history.js';
+
+/**
+ * The operations with their call and return times replaced by ranks in the order of events, for
+ * the search (other fields unchanged; unknown operations keep return +Infinity). Events are
+ * ordered by time; among events at one time:
+ * - if every one of them carries its recording position (`callSeq` / `returnSeq`, as
+ *   HistoryRecorder records them) and no two positions are equal, by that position, each event
+ *   getting a rank of its own: so an operation whose return was recorded before another's call
+ *   precedes it, and one recorded after it overlaps it;
+ * - otherwise all of them overlap: their calls share one rank and their returns the next one
+ *   (calls before returns, the rule for hand-built histories without positions).
+ * An operation precedes another in the result iff its return rank is below the other's call rank.
+ */
+export function rankEventTimes(ops: readonly Operation[]): Operation[] {
+  const n = ops.length;
+  // Event 2i is operation i's call, 2i+1 its return (completed operations only).
+  let m = 0;
+  for (const op of ops) m += op.outcome === 'ok' ? 2 : 1;
+  const evTime = new Float64Array(m);
+  const evSeq = new Float64Array(m); // NaN: not recorded
+  const evId = new Int32Array(m);
+  for (let i = 0, k = 0; i < n; i++) {
+    const op = ops[i]!;
+    evTime[k] = op.call;
+    evSeq[k] = op.callSeq ?? NaN;
+    evId[k++] = 2 * i;
+    if (op.outcome === 'ok') {
+      evTime[k] = op.return;
+      evSeq[k] = op.returnSeq ?? NaN;
+      evId[k++] = 2 * i + 1;
+    }
+  }
+  const order = new Int32Array(m);
+  for (let k = 0; k < m; k++) order[k] = k;
+  order.sort((a, b) => evTime[a]! - evTime[b]! || evId[a]! - evId[b]!);
+  const rankOf = new Float64Array(2 * n);
+  let rank = 0;
+  for (let start = 0; start < m; ) {
+    const time = evTime[order[start]!]!;
+    let end = start + 1;
+    while (end < m && evTime[order[end]!] === time) end++;
+    if (end - start === 1) {
+      rankOf[evId[order[start]!]!] = rank++;
+      start = end;
+      continue;
+    }
+    const group = order.subarray(start, end);
+    let recorded = true;
+    for (let j = 0; j < group.length && recorded; j++) if (Number.isNaN(evSeq[group[j]!])) recorded = false;
+    if (recorded) {
+      group.sort((a, b) => evSeq[a]! - evSeq[b]!);
+      for (let j = 1; j < group.length && recorded; j++) if (evSeq[group[j]!] === evSeq[group[j - 1]!]) recorded = false;
+    }
+    if (recorded) {
+      for (let j = 0; j < group.length; j++) rankOf[evId[group[j]!]!] = rank++;
+    } else {
+      for (let j = 0; j < group.length; j++) {
+        const e = evId[group[j]!]!;
+        rankOf[e] = e % 2 === 0 ? rank : rank + 1;
+      }
+      rank += 2;
+    }
+    start = end;
+  }
+  return ops.map((op, i) => ({ ...op, call: rankOf[2 * i]!, return: op.outcome === 'ok' ? rankOf[2 * i + 1]! : Infinity }) as Operation);
+}
 
 /** The head node of the list of completed operations' events. */
 export const KNOWN_HEAD = 0;

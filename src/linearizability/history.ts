@@ -9,8 +9,12 @@
  * or leave it out entirely (it never took effect).
  *
  * Times come from an injected clock so simulated time works; the clock must never go backwards.
- * Equal call and return times are allowed: the checker treats ties as concurrent (calls sort
- * before returns).
+ * Equal times are allowed, and common on a virtual clock (a client's next call at the very time
+ * its previous operation returned). The recorder therefore also numbers every call and return
+ * event in the order it recorded them (`callSeq`, `returnSeq`), and the checker orders events by
+ * (time, recording order): an operation whose return was recorded before another's call precedes
+ * it even at equal times, as it does in real time. Operations built by hand without these numbers
+ * keep the plain rule: equal times overlap (calls sort before returns).
  */
 
 export type ClientId = number | string;
@@ -68,6 +72,12 @@ interface OperationBase {
   readonly input: KvInput;
   /** Call time, from the recorder's clock. */
   readonly call: number;
+  /**
+   * The call event's position in the order the recorder recorded call and return events (0, 1,
+   * 2, … over all operations of one recorder). Breaks ties between equal times; optional (see
+   * the module comment). Numbers from different recorders must not be mixed in one history.
+   */
+  readonly callSeq?: number;
 }
 /** An operation whose outcome the client learned. */
 export interface CompletedOperation extends OperationBase {
@@ -75,6 +85,8 @@ export interface CompletedOperation extends OperationBase {
   readonly output: KvOutput;
   /** Return time; >= call. */
   readonly return: number;
+  /** The return event's position in the recording order (> callSeq); see `callSeq`. */
+  readonly returnSeq?: number;
 }
 /** An operation whose outcome the client never learned: it may or may not have taken effect. */
 export interface UnknownOperation extends OperationBase {
@@ -107,6 +119,7 @@ interface Slot {
   readonly clientId: ClientId;
   readonly input: KvInput;
   readonly call: number;
+  readonly callSeq: number;
   settled: Operation | undefined;
 }
 
@@ -114,6 +127,8 @@ export class HistoryRecorder {
   private readonly clock: () => number;
   private readonly slots: Slot[] = [];
   private lastTime = -Infinity;
+  /** The next event's position in the recording order (see `callSeq`). */
+  private nextSeq = 0;
 
   constructor(clock: () => number = () => performance.now()) {
     this.clock = clock;
@@ -134,7 +149,8 @@ export class HistoryRecorder {
   /** Records the call of an operation now and returns the handle that records its outcome. */
   invoke<I extends KvInput>(clientId: ClientId, input: I): PendingOperation<OutputFor<I>> {
     validateInput(input);
-    const slot: Slot = { id: this.slots.length, clientId, input: { ...input }, call: this.now(), settled: undefined };
+    const call = this.now();
+    const slot: Slot = { id: this.slots.length, clientId, input: { ...input }, call, callSeq: this.nextSeq++, settled: undefined };
     this.slots.push(slot);
     const settle = (op: Operation): void => {
       if (slot.settled !== undefined) {
@@ -147,10 +163,20 @@ export class HistoryRecorder {
       ok: (output: OutputFor<I>): void => {
         validateOutput(slot.input, output);
         const ret = this.now();
-        settle({ id: slot.id, clientId, input: slot.input, call: slot.call, outcome: 'ok', output: copyOutput(output), return: ret });
+        settle({
+          id: slot.id,
+          clientId,
+          input: slot.input,
+          call: slot.call,
+          callSeq: slot.callSeq,
+          outcome: 'ok',
+          output: copyOutput(output),
+          return: ret,
+          returnSeq: this.nextSeq++,
+        });
       },
       unknown: (): void => {
-        settle({ id: slot.id, clientId, input: slot.input, call: slot.call, outcome: 'unknown', return: Infinity });
+        settle({ id: slot.id, clientId, input: slot.input, call: slot.call, callSeq: slot.callSeq, outcome: 'unknown', return: Infinity });
       },
     };
   }
@@ -161,7 +187,7 @@ export class HistoryRecorder {
     for (const slot of this.slots) {
       if (slot.settled !== undefined) out.push(slot.settled);
       else if (options.pendingAsUnknown === true) {
-        out.push({ id: slot.id, clientId: slot.clientId, input: slot.input, call: slot.call, outcome: 'unknown', return: Infinity });
+        out.push({ id: slot.id, clientId: slot.clientId, input: slot.input, call: slot.call, callSeq: slot.callSeq, outcome: 'unknown', return: Infinity });
       }
     }
     return out;

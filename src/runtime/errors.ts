@@ -40,6 +40,20 @@ export class ProposalDroppedError extends RaftError {
   }
 }
 
+/** The command could never reach a follower: one message cannot carry it. */
+export class ProposalTooLargeError extends RaftError {
+  override readonly name = 'ProposalTooLargeError';
+  constructor(
+    readonly bytes: number,
+    readonly limitBytes: number,
+  ) {
+    super(
+      `a command of ${bytes} bytes is larger than the ${limitBytes} bytes one message can carry (the transport's frame limit, less the message envelope)`,
+      'TSRAFT_PROPOSAL_TOO_LARGE',
+    );
+  }
+}
+
 /** Too many proposals are waiting; try again later. */
 export class BusyError extends RaftError {
   override readonly name = 'BusyError';

@@ -1,19 +1,44 @@
 import { randomInt } from 'node:crypto';
-import { validateConfig, type RaftConfig } from '../core/config.js';
+import { INJECTED_BUGS, type InjectedBug } from '../core/bugs.js';
+import { DEFAULT_SNAPSHOT_CHUNK_BYTES, validateConfig, type RaftConfig } from '../core/config.js';
+import { ENTRY_ENVELOPE_BYTES } from '../core/log.js';
 import type { Entry, LogIndex, Message, NodeId, Snapshot, Term } from '../core/messages.js';
 import { RaftCore, type RaftStatus, type Role } from '../core/raft.js';
+import type { ReadState } from '../core/ready.js';
 import type { RandomSource } from '../core/rng.js';
-import { Prng } from '../sim/prng.js';
-import type { Storage } from '../storage/storage.js';
+import { ReadyDriver, type DriverBug, type DurableWrite } from '../driver/ready-driver.js';
+import { hasCallbackSave, type Storage } from '../storage/storage.js';
 import type { Transport } from '../transport/transport.js';
-import { BusyError, ConfigError, NodeStoppedError, NotLeaderError, ProposalDroppedError, ProposalTimeoutError } from './errors.js';
+import { realClock, type Clock, type ClockTimer } from './clock.js';
+import {
+  BusyError,
+  ConfigError,
+  NodeStoppedError,
+  NotLeaderError,
+  ProposalDroppedError,
+  ProposalTimeoutError,
+  ProposalTooLargeError,
+} from './errors.js';
+
+/** The RaftNodeOptions key under which driver bugs are switched on (exported by tsraft/testing). */
+export const INJECTED_DRIVER_BUGS: unique symbol = Symbol('tsraft.injectedDriverBugs');
+
+/**
+ * What an AppendEntries adds around its entries (type, ids, term, indices, commit, read round), at
+ * most; each entry adds ENTRY_ENVELOPE_BYTES more. A snapshot chunk's envelope is smaller.
+ */
+export const MESSAGE_ENVELOPE_BYTES = 128;
 
 /** What the application receives, in log order. */
 export type Applied = { readonly kind: 'entry'; readonly entry: Entry } | { readonly kind: 'snapshot'; readonly snapshot: Snapshot };
 
-/** The application's state machine, called synchronously in log order. */
-export interface StateMachine {
-  apply(entry: Entry): void;
+/**
+ * The application's state machine, called synchronously in log order. `apply` returns the
+ * command's result, which `propose()` resolves with on the node that proposed it (the leader).
+ * Entries with an empty command are the leader's no-ops; apply them like any other.
+ */
+export interface StateMachine<Result = unknown> {
+  apply(entry: Entry): Result;
   /** Replace the whole state with a snapshot received from the leader. */
   restore(snapshot: Snapshot): void;
 }
@@ -28,28 +53,48 @@ export interface RaftNodeTiming {
   readonly electionTimeoutMaxMs?: number;
 }
 
-export interface RaftNodeOptions {
+export interface RaftNodeOptions<Result = unknown> {
   readonly id: NodeId;
   /** Every member's id, this node included. */
   readonly peers: readonly NodeId[];
   readonly storage: Storage;
   readonly transport: Transport;
-  readonly stateMachine?: StateMachine;
+  readonly stateMachine?: StateMachine<Result>;
   readonly timing?: RaftNodeTiming;
-  /** How long propose() waits for commit before rejecting (default 10 s). */
+  /** How long propose() and read() wait before rejecting (default 10 s). */
   readonly proposeTimeoutMs?: number;
-  /** Proposals waiting for commit at once before propose() rejects with BusyError (default 65536). */
+  /** Proposals (and, separately, reads) waiting at once before new ones reject with BusyError (default 65536). */
   readonly proposalsInFlightMax?: number;
   /** Peer messages queued for the core before new ones are dropped (default 65536). */
   readonly inboxMax?: number;
   /** Addresses reported in NotLeaderError, e.g. an HTTP URL per node. */
   readonly addresses?: ReadonlyMap<NodeId, string>;
-  /** Election jitter; a cryptographically seeded PRNG by default. */
+  /** Election jitter; a cryptographically seeded generator by default. */
   readonly random?: RandomSource;
+  /** Bytes of commands per AppendEntries (default 1 MiB, and never more than one transport message holds). */
   readonly appendBytesMax?: number;
+  /** Bytes per snapshot chunk (default 64 KiB, and never more than one transport message holds). */
   readonly snapshotChunkBytes?: number;
+  /**
+   * Run a pre-vote round before each election (thesis §9.6), so a node that cannot win does not
+   * raise terms and depose a working leader when it rejoins (default true).
+   */
+  readonly preVote?: boolean;
+  /** Timers and time (default: real time). The simulator passes its virtual clock. */
+  readonly clock?: Clock;
   /** Called once if the node stops because of a fatal error (storage failure, broken invariant). */
   readonly onFatal?: (error: Error) => void;
+  /** Test only: Raft bugs to inject (see tsraft/testing). */
+  readonly [INJECTED_BUGS]?: ReadonlySet<InjectedBug>;
+  /** Test only: driver bugs to inject (see tsraft/testing). */
+  readonly [INJECTED_DRIVER_BUGS]?: ReadonlySet<DriverBug>;
+}
+
+/** What propose() resolves with: where the command committed, and what the state machine returned. */
+export interface Proposed<Result = unknown> {
+  readonly index: LogIndex;
+  readonly term: Term;
+  readonly result: Result;
 }
 
 export interface PeerStatus {
@@ -72,12 +117,13 @@ export interface NodeStatus {
   readonly stopped: boolean;
 }
 
+/** Not generic, so that a RaftNode<void> is also a RaftNode<unknown>. */
 interface PendingProposal {
   readonly index: LogIndex;
   readonly term: Term;
-  readonly resolve: (value: { index: LogIndex; term: Term }) => void;
+  readonly resolve: (value: Proposed<unknown>) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: ReturnType<typeof setTimeout>;
+  readonly timer: ClockTimer;
 }
 
 type Input =
@@ -88,74 +134,80 @@ type Input =
 interface PendingRead {
   readonly resolve: (index: LogIndex) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: ReturnType<typeof setTimeout>;
+  readonly timer: ClockTimer;
   /** Set once the leader confirmed the read: it may be served when this index is applied. */
   index: LogIndex | undefined;
 }
 
-interface ProposalRequest {
-  readonly command: Uint8Array;
-  readonly resolve: PendingProposal['resolve'];
-  readonly reject: PendingProposal['reject'];
-  readonly timeoutMs: number;
-}
-
 const APPLIED_QUEUE_HIGH_WATER = 10_000;
+const DEFAULT_APPEND_BYTES_MAX = 1024 * 1024;
 
 /**
- * A Raft node in the real world: the core driven by real timers, a durable Storage and a
- * Transport, behind an async API. One loop owns the core: inputs (ticks, messages, proposals)
- * queue while a Ready is being made durable, and are all fed to the core before the next Ready,
- * so one fsync covers everything that arrived during the previous one (group commit).
+ * A Raft node: the core driven by a clock, a durable Storage and a Transport, behind an async API.
+ * Its Readys go through the one ReadyDriver (src/driver/ready-driver.ts). Inputs (ticks, peer
+ * messages, reads, compactions) queue while a Ready is being made durable and are all fed to the
+ * core before the next one, so one fsync covers everything that arrived meanwhile (group commit).
+ * The same class runs in production (real timers, FileStorage, TcpTransport) and in the explorer
+ * (virtual clock, simulated disk and network).
  */
-export class RaftNode {
+export class RaftNode<Result = unknown> {
   readonly id: NodeId;
-  private readonly options: RaftNodeOptions;
+  private readonly options: RaftNodeOptions<Result>;
   private readonly core: RaftCore;
+  private readonly driver: ReadyDriver;
+  private readonly clock: Clock;
+  private readonly commandBytesMax: number;
   private readonly inbox: Input[] = [];
   private pendingTicks = 0;
   private readonly pending = new Map<LogIndex, PendingProposal>();
-  private wake: (() => void) | null = null;
+  private runScheduled = false;
   private stopped = false;
+  private stopping: Promise<void> | null = null;
+  private writeFinished: (() => void) | null = null;
   private fatal: Error | null = null;
-  private readonly tickTimer: ReturnType<typeof setInterval>;
-  private readonly loopDone: Promise<void>;
+  private readonly tickTimer: ClockTimer;
   private lastLeaderTerm: Term = -1;
   private readonly appliedQueue: Applied[] = [];
   private appliedWaiter: (() => void) | null = null;
-  private appliedDrained: (() => void) | null = null;
   private subscribed = false;
   private readonly reads = new Map<number, PendingRead>();
   private nextReadId = 1;
-  /** The last index handed to the state machine (it may be mid-Ready, not yet advanced). */
-  private appliedThrough: LogIndex = 0;
 
-  private constructor(options: RaftNodeOptions, core: RaftCore) {
+  private constructor(options: RaftNodeOptions<Result>, core: RaftCore, commandBytesMax: number) {
     this.options = options;
     this.id = options.id;
     this.core = core;
-    const tickMs = options.timing?.tickMs ?? 10;
-    this.tickTimer = setInterval(() => {
+    this.commandBytesMax = commandBytesMax;
+    this.clock = options.clock ?? realClock;
+    this.driver = new ReadyDriver(core, this.durableWrite(options.storage), {
+      feed: () => this.feedInputs(),
+      send: (message) => this.options.transport.send(message),
+      restore: (snapshot) => this.restore(snapshot),
+      apply: (entry) => this.apply(entry),
+      confirmReads: (states) => this.confirmReads(states),
+      fail: (error) => this.fail(error),
+      advanced: () => this.afterReady(),
+      held: () => this.stopping !== null || this.appliedQueue.length >= APPLIED_QUEUE_HIGH_WATER,
+    }, options[INJECTED_DRIVER_BUGS]);
+    this.tickTimer = this.clock.repeat(options.timing?.tickMs ?? 10, () => {
       this.pendingTicks++;
-      this.signal();
-    }, tickMs);
-    this.loopDone = this.loop();
+      this.kick();
+    });
   }
 
   /** Opens storage, starts the transport and the timers. Rejects with ConfigError on bad options. */
-  static async start(options: RaftNodeOptions): Promise<RaftNode> {
-    const config = RaftNode.coreConfig(options);
+  static async start<Result = unknown>(options: RaftNodeOptions<Result>): Promise<RaftNode<Result>> {
+    const { config, commandBytesMax } = RaftNode.coreConfig(options);
     const restored = await options.storage.open();
     const core = new RaftCore(config, restored);
     if (restored.snapshot !== null) options.stateMachine?.restore(restored.snapshot);
-    const node = new RaftNode(options, core);
-    node.appliedThrough = core.status().appliedIndex;
+    const node = new RaftNode(options, core, commandBytesMax);
     if (restored.snapshot !== null) node.publish({ kind: 'snapshot', snapshot: restored.snapshot });
     await options.transport.start((message) => node.receive(message));
     return node;
   }
 
-  private static coreConfig(options: RaftNodeOptions): RaftConfig {
+  private static coreConfig(options: RaftNodeOptions<unknown>): { config: RaftConfig; commandBytesMax: number } {
     const timing = options.timing ?? {};
     const tickMs = timing.tickMs ?? 10;
     const problems: string[] = [];
@@ -167,6 +219,13 @@ export class RaftNode {
     positive('timing.electionTimeoutMinMs', timing.electionTimeoutMinMs);
     positive('timing.electionTimeoutMaxMs', timing.electionTimeoutMaxMs);
     positive('proposeTimeoutMs', options.proposeTimeoutMs);
+    // Whatever the limits say, one message must be able to carry one entry and one snapshot chunk.
+    const messageMax = options.transport.maxMessageBytes ?? Number.POSITIVE_INFINITY;
+    const commandBytesMax = messageMax - MESSAGE_ENVELOPE_BYTES - ENTRY_ENVELOPE_BYTES;
+    if (commandBytesMax < 1024) {
+      problems.push(`the transport carries messages of at most ${messageMax} bytes; at least ${1024 + MESSAGE_ENVELOPE_BYTES + ENTRY_ENVELOPE_BYTES} are needed`);
+    }
+    const withinMessage = (bytes: number): number => Math.min(bytes, messageMax - MESSAGE_ENVELOPE_BYTES);
     const ticks = (ms: number): number => Math.max(1, Math.round(ms / tickMs));
     const config: RaftConfig = {
       id: options.id,
@@ -174,41 +233,72 @@ export class RaftNode {
       heartbeatIntervalTicks: ticks(timing.heartbeatMs ?? 100),
       electionTimeoutTicksMin: ticks(timing.electionTimeoutMinMs ?? 1000),
       electionTimeoutTicksMax: ticks(timing.electionTimeoutMaxMs ?? 2000),
-      appendBytesMax: options.appendBytesMax ?? 1024 * 1024,
-      random: options.random ?? new Prng(randomInt(2 ** 47)),
-      ...(options.snapshotChunkBytes === undefined ? {} : { snapshotChunkBytes: options.snapshotChunkBytes }),
+      appendBytesMax: withinMessage(options.appendBytesMax ?? DEFAULT_APPEND_BYTES_MAX),
+      snapshotChunkBytes: withinMessage(options.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES),
+      random: options.random ?? { nextInt: (max) => randomInt(max) },
+      ...(options.preVote === undefined ? {} : { preVote: options.preVote }),
+      ...(options[INJECTED_BUGS] === undefined ? {} : { [INJECTED_BUGS]: options[INJECTED_BUGS] }),
     };
-    problems.push(...validateConfig(config).map((p) => p.replace(/Ticks(Min|Max)?\b/g, ' (in ticks)')));
+    const names: Record<string, string> = {
+      heartbeatIntervalTicks: 'timing.heartbeatMs (in ticks)',
+      electionTimeoutTicksMin: 'timing.electionTimeoutMinMs (in ticks)',
+      electionTimeoutTicksMax: 'timing.electionTimeoutMaxMs (in ticks)',
+    };
+    problems.push(...validateConfig(config).map((p) => p.replace(/\b(heartbeatIntervalTicks|electionTimeoutTicksMin|electionTimeoutTicksMax)\b/g, (n) => names[n] ?? n)));
     if (problems.length > 0) throw new ConfigError(problems);
-    return config;
+    return { config, commandBytesMax };
+  }
+
+  /** The Storage's callback form when it has one (the simulator's disk), else its promise. */
+  private durableWrite(storage: Storage): DurableWrite {
+    if (hasCallbackSave(storage)) return (hardState, snapshot, logWrite, done) => storage.saveWithCallback(hardState, snapshot, logWrite, done);
+    return (hardState, snapshot, logWrite, done) => {
+      storage.save(hardState, snapshot, logWrite).then(
+        () => done(null),
+        (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
+      );
+    };
   }
 
   // ------------------------------------------------------------------ public API
 
   /**
    * Appends a command to the leader's log at once and returns its index and term without waiting
-   * for commit (6.824's Start()); returns null if this node is not the leader or is stopped.
+   * for commit (6.824's Start()); returns null if this node is not the leader, is stopped, or the
+   * command is too large for one message.
    */
   start(command: Uint8Array): { index: LogIndex; term: Term } | null {
-    if (this.stopped) return null;
+    if (this.stopped || this.stopping !== null || command.length > this.commandBytesMax) return null;
     const result = this.core.propose(command);
-    if (result !== null) this.signal();
+    if (result !== null) this.kick();
     return result;
   }
 
   /**
-   * Proposes a command. Resolves with its index and term once it is committed and applied here;
-   * rejects with NotLeaderError (with the leader's id and address when known) if this node is not
-   * the leader or stops being it, ProposalTimeoutError, ProposalDroppedError or BusyError.
+   * Proposes a command. Resolves once it is committed and applied here, with its index, term and
+   * the state machine's result; rejects with NotLeaderError (with the leader's id and address when
+   * known) if this node is not the leader or stops being it, ProposalTooLargeError,
+   * ProposalTimeoutError, ProposalDroppedError, BusyError or NodeStoppedError.
    */
-  propose(command: Uint8Array, options: { timeoutMs?: number } = {}): Promise<{ index: LogIndex; term: Term }> {
-    if (this.stopped) return Promise.reject(this.fatal ?? new NodeStoppedError());
+  propose(command: Uint8Array, options: { timeoutMs?: number } = {}): Promise<Proposed<Result>> {
+    if (this.stopped || this.stopping !== null) return Promise.reject(this.fatal ?? new NodeStoppedError());
+    if (command.length > this.commandBytesMax) return Promise.reject(new ProposalTooLargeError(command.length, this.commandBytesMax));
     if (!this.core.isLeader) return Promise.reject(this.notLeader());
     const limit = this.options.proposalsInFlightMax ?? 65_536;
     if (this.pending.size >= limit) return Promise.reject(new BusyError(limit));
+    const result = this.core.propose(command);
+    if (result === null) return Promise.reject(this.notLeader());
+    const timeoutMs = options.timeoutMs ?? this.options.proposeTimeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
-      this.startProposal({ command, resolve, reject, timeoutMs: options.timeoutMs ?? this.options.proposeTimeoutMs ?? 10_000 });
-      this.signal();
+      const timer = this.clock.schedule(timeoutMs, () => {
+        if (this.pending.get(result.index)?.timer === timer) {
+          this.pending.delete(result.index);
+          reject(new ProposalTimeoutError(timeoutMs));
+        }
+      });
+      const settle = resolve as (value: Proposed<unknown>) => void;
+      this.pending.set(result.index, { index: result.index, term: result.term, resolve: settle, reject, timer });
+      this.kick();
     });
   }
 
@@ -216,33 +306,36 @@ export class RaftNode {
    * A linearizable read barrier (ReadIndex): resolves with an index once this node, as leader, has
    * confirmed with a majority that it still leads and its state machine has applied that index.
    * Reading the state machine right after it resolves observes every write that completed before
-   * read() was called. Rejects with NotLeaderError on a follower or if leadership is lost, and with
-   * ProposalTimeoutError after `timeoutMs` (default: proposeTimeoutMs).
+   * read() was called. Rejects with NotLeaderError on a follower or if leadership is lost, with
+   * ProposalTimeoutError after `timeoutMs` (default: proposeTimeoutMs), and with BusyError when
+   * proposalsInFlightMax reads are already waiting.
    */
   read(options: { timeoutMs?: number } = {}): Promise<LogIndex> {
-    if (this.stopped) return Promise.reject(this.fatal ?? new NodeStoppedError());
+    if (this.stopped || this.stopping !== null) return Promise.reject(this.fatal ?? new NodeStoppedError());
     if (!this.core.isLeader) return Promise.reject(this.notLeader());
+    const limit = this.options.proposalsInFlightMax ?? 65_536;
+    if (this.reads.size >= limit) return Promise.reject(new BusyError(limit));
     const id = this.nextReadId++;
     const timeoutMs = options.timeoutMs ?? this.options.proposeTimeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.schedule(timeoutMs, () => {
         if (this.reads.delete(id)) reject(new ProposalTimeoutError(timeoutMs));
-      }, timeoutMs);
+      });
       this.reads.set(id, { resolve, reject, timer, index: undefined });
       this.inbox.push({ kind: 'read', id });
-      this.signal();
+      this.kick();
     });
   }
 
   /** Asks the core to compact its log up to `index`, which the state machine captured in `data`. */
   snapshot(index: LogIndex, data: Uint8Array): void {
     if (this.stopped) return;
-    const applied = this.appliedThrough;
+    const applied = this.driver.appliedIndex;
     if (!Number.isSafeInteger(index) || index < 0 || index > applied) {
       throw new RangeError(`snapshot index ${index} must be an applied index (0..${applied})`);
     }
     this.inbox.push({ kind: 'snapshot', index, data });
-    this.signal();
+    this.kick();
   }
 
   /** Applied entries and snapshots, in log order, from the moment of the first call. */
@@ -251,7 +344,8 @@ export class RaftNode {
     for (;;) {
       const item = this.appliedQueue.shift();
       if (item !== undefined) {
-        if (this.appliedQueue.length < APPLIED_QUEUE_HIGH_WATER / 2) this.appliedDrained?.();
+        // The loop holds while the queue is full; a drained queue lets it go on.
+        if (this.appliedQueue.length === APPLIED_QUEUE_HIGH_WATER / 2) this.kick();
         yield item;
         continue;
       }
@@ -278,58 +372,57 @@ export class RaftNode {
     };
   }
 
-  /** Stops the timers, finishes the Ready in progress, rejects waiting proposals, closes transport and storage. */
-  async stop(): Promise<void> {
-    if (!this.stopped) {
-      this.stopped = true;
-      clearInterval(this.tickTimer);
-      this.signal();
-      this.appliedDrained?.();
-    }
-    await this.loopDone;
-    await this.options.transport.close();
-    await this.options.storage.close();
+  /** The core's full status (for checkers and the simulator); `withProgress` false is cheaper. */
+  raftStatus(withProgress = true): RaftStatus {
+    return this.core.status(withProgress);
+  }
+
+  /** The entry at `index`, if this node's log holds it (for checkers). */
+  entryAt(index: LogIndex): Entry | undefined {
+    return this.core.entryAt(index);
+  }
+
+  /** The error that stopped this node, if one did. */
+  get fatalError(): Error | null {
+    return this.fatal;
+  }
+
+  /**
+   * Stops the timers, lets the write in progress finish (its messages are sent and its entries
+   * applied), rejects waiting proposals and reads, then closes transport and storage. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.tickTimer.cancel();
+      if (!this.stopped && this.driver.writePending) {
+        await new Promise<void>((resolve) => {
+          this.writeFinished = resolve;
+        });
+      }
+      this.halt(new NodeStoppedError());
+      await this.options.transport.close();
+      await this.options.storage.close();
+    })();
+    return this.stopping;
   }
 
   // ------------------------------------------------------------------ the loop
 
   private receive(message: Message): void {
-    if (this.stopped) return;
+    if (this.stopped || this.stopping !== null) return;
     if (this.inbox.length >= (this.options.inboxMax ?? 65_536)) return; // Raft tolerates a dropped message
     this.inbox.push({ kind: 'message', message });
-    this.signal();
+    this.kick();
   }
 
-  private signal(): void {
-    const wake = this.wake;
-    if (wake !== null) {
-      this.wake = null;
-      wake();
-    }
-  }
-
-  private async loop(): Promise<void> {
-    try {
-      while (!this.stopped) {
-        if (this.inbox.length === 0 && this.pendingTicks === 0 && !this.core.hasReady()) {
-          await new Promise<void>((resolve) => {
-            this.wake = resolve;
-          });
-          continue;
-        }
-        this.feedInputs();
-        if (this.core.hasReady()) await this.handleReady();
-      }
-    } catch (error) {
-      this.fatal = error instanceof Error ? error : new Error(String(error));
-      this.stopped = true;
-      clearInterval(this.tickTimer);
-      this.options.onFatal?.(this.fatal);
-    } finally {
-      this.rejectAll(this.fatal ?? new NodeStoppedError());
-      this.appliedWaiter?.();
-      this.appliedDrained?.();
-    }
+  /** Runs the driver soon: inputs that arrive together are fed to the core together. */
+  private kick(): void {
+    if (this.runScheduled || this.stopped) return;
+    this.runScheduled = true;
+    this.clock.defer(() => {
+      this.runScheduled = false;
+      this.driver.run();
+    });
   }
 
   private feedInputs(): void {
@@ -353,21 +446,6 @@ export class RaftNode {
     this.noticeLeadershipLoss();
   }
 
-  private startProposal(input: ProposalRequest): void {
-    const result = this.core.propose(input.command);
-    if (result === null) {
-      input.reject(this.notLeader());
-      return;
-    }
-    const timer = setTimeout(() => {
-      if (this.pending.get(result.index)?.timer === timer) {
-        this.pending.delete(result.index);
-        input.reject(new ProposalTimeoutError(input.timeoutMs));
-      }
-    }, input.timeoutMs);
-    this.pending.set(result.index, { index: result.index, term: result.term, resolve: input.resolve, reject: input.reject, timer });
-  }
-
   /** A leader that lost its term cannot vouch for its proposals: tell their callers now. */
   private noticeLeadershipLoss(): void {
     if (this.core.isLeader) {
@@ -384,57 +462,44 @@ export class RaftNode {
     this.lastLeaderTerm = -1;
   }
 
-  private async handleReady(): Promise<void> {
-    const ready = this.core.ready();
-    const transport = this.options.transport;
-    if (ready.hardState !== null || ready.snapshotWrite !== null || ready.logWrite !== null) {
-      // A leader's AppendEntries and snapshot chunks vouch for nothing durable (the leader counts
-      // its own copy only once it is durable, thesis §10.2.1), so they go out while the disk
-      // writes; votes and acknowledgements wait for the fsync.
-      const replies: Message[] = [];
-      for (const message of ready.messages) {
-        if (message.type === 'AppendEntries' || message.type === 'InstallSnapshot') transport.send(message);
-        else replies.push(message);
-      }
-      await this.options.storage.save(ready.hardState, ready.snapshotWrite, ready.logWrite);
-      for (const message of replies) transport.send(message);
-    } else {
-      for (const message of ready.messages) transport.send(message);
+  private restore(snapshot: Snapshot): void {
+    this.options.stateMachine?.restore(snapshot);
+    this.publish({ kind: 'snapshot', snapshot });
+    // Entries the snapshot covers were never applied here: their results are unknown.
+    for (const [index, proposal] of this.pending) {
+      if (index <= snapshot.index) this.settle(proposal, null, undefined);
     }
-    if (ready.snapshotToApply !== null) {
-      this.appliedThrough = ready.snapshotToApply.index;
-      this.options.stateMachine?.restore(ready.snapshotToApply);
-      this.publish({ kind: 'snapshot', snapshot: ready.snapshotToApply });
-      for (const [index, proposal] of this.pending) {
-        if (index <= ready.snapshotToApply.index) this.settle(proposal, null);
-      }
-    }
-    for (const entry of ready.committed) {
-      this.appliedThrough = entry.index;
-      this.options.stateMachine?.apply(entry);
-      this.publish({ kind: 'entry', entry });
-      const proposal = this.pending.get(entry.index);
-      if (proposal !== undefined) this.settle(proposal, entry);
-    }
-    for (const state of ready.readStates) {
+  }
+
+  private apply(entry: Entry): void {
+    const result: unknown = this.options.stateMachine?.apply(entry);
+    this.publish({ kind: 'entry', entry });
+    const proposal = this.pending.get(entry.index);
+    if (proposal !== undefined) this.settle(proposal, entry, result);
+  }
+
+  private confirmReads(states: readonly ReadState[]): void {
+    for (const state of states) {
       const read = this.reads.get(state.id);
       if (read !== undefined) read.index = state.index;
     }
+  }
+
+  private afterReady(): void {
     this.releaseReads();
-    this.core.advance(ready);
-    if (this.appliedQueue.length >= APPLIED_QUEUE_HIGH_WATER) {
-      // The application reads slower than we apply: stop taking new work until it catches up.
-      await new Promise<void>((resolve) => {
-        this.appliedDrained = resolve;
-      });
-      this.appliedDrained = null;
+    const finished = this.writeFinished;
+    if (finished !== null) {
+      this.writeFinished = null;
+      finished();
     }
   }
 
   /** Serves every confirmed read whose index the state machine has reached. */
   private releaseReads(): void {
+    if (this.reads.size === 0) return;
+    const applied = this.driver.appliedIndex;
     for (const [id, read] of this.reads) {
-      if (read.index !== undefined && read.index <= this.appliedThrough) this.settleRead(id, read.index);
+      if (read.index !== undefined && read.index <= applied) this.settleRead(id, read.index);
     }
   }
 
@@ -442,15 +507,15 @@ export class RaftNode {
     const read = this.reads.get(id);
     if (read === undefined) return;
     this.reads.delete(id);
-    clearTimeout(read.timer);
+    read.timer.cancel();
     if (typeof outcome === 'number') read.resolve(outcome);
     else read.reject(outcome);
   }
 
-  private settle(proposal: PendingProposal, entry: Entry | null): void {
-    clearTimeout(proposal.timer);
+  private settle(proposal: PendingProposal, entry: Entry | null, result: unknown): void {
+    proposal.timer.cancel();
     this.pending.delete(proposal.index);
-    if (entry !== null && entry.term === proposal.term) proposal.resolve({ index: proposal.index, term: proposal.term });
+    if (entry !== null && entry.term === proposal.term) proposal.resolve({ index: proposal.index, term: proposal.term, result });
     else proposal.reject(new ProposalDroppedError(proposal.index));
   }
 
@@ -464,9 +529,28 @@ export class RaftNode {
     }
   }
 
+  /** A write failed, or the core or the state machine threw: this node stops for good. */
+  private fail(error: Error): void {
+    this.fatal = error;
+    this.halt(error);
+    this.options.onFatal?.(error);
+  }
+
+  private halt(error: Error): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.tickTimer.cancel();
+    this.driver.stop();
+    this.rejectAll(error);
+    this.appliedWaiter?.();
+    const finished = this.writeFinished;
+    this.writeFinished = null;
+    finished?.();
+  }
+
   private rejectAll(error: Error): void {
     for (const proposal of this.pending.values()) {
-      clearTimeout(proposal.timer);
+      proposal.timer.cancel();
       proposal.reject(error);
     }
     this.pending.clear();

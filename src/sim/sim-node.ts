@@ -2,6 +2,7 @@ import { assert } from '../core/assert.js';
 import type { RaftConfig } from '../core/config.js';
 import { isRequest, type Entry, type Message, type NodeId, type Snapshot } from '../core/messages.js';
 import { RaftCore } from '../core/raft.js';
+import { ReadyDriver } from '../driver/ready-driver.js';
 import type { RandomSource } from '../core/rng.js';
 import type { ClientEnd, RpcServer } from './network.js';
 import type { Persister } from './persister.js';
@@ -37,8 +38,11 @@ export interface SimNodeOptions {
 
 /**
  * Drives one RaftCore inside the simulator: ticks it on the scheduler's clock, serves incoming RPCs
- * as a labrpc server, and handles every Ready in the required order (persist, send, apply, advance).
- * This is the 6.824 `Raft` object as the tests see it: `start()`, `getState()`, `kill()`.
+ * as a labrpc server, and hands every Ready to the one ReadyDriver (src/driver/ready-driver.ts)
+ * with a disk that is durable at once, so a request's reply is ready when dispatch() returns.
+ * This is the 6.824 `Raft` object as the tests see it: `start()`, `getState()`, `kill()`. (The
+ * real-time suite and the explorer run RaftNode itself; labrpc's call-and-reply model is why this
+ * adapter exists.)
  */
 export class SimNode implements RpcServer<Message, Message> {
   readonly id: NodeId;
@@ -46,10 +50,12 @@ export class SimNode implements RpcServer<Message, Message> {
   private readonly options: SimNodeOptions;
   private killed = false;
   private tickTimer: Timer | null = null;
+  private readonly driver: ReadyDriver;
   private readyScheduled = false;
   private processing = false;
   private snapshotRequests: { index: number; data: Uint8Array }[] = [];
-  /** The reply to the request being dispatched, captured from the Ready that follows it. */
+  /** The request being dispatched, whose reply is captured from the Ready that follows it. */
+  private request: Message | null = null;
   private pendingReply: Message | null = null;
 
   constructor(options: SimNodeOptions) {
@@ -67,6 +73,31 @@ export class SimNode implements RpcServer<Message, Message> {
       ...(options.snapshotChunkBytes === undefined ? {} : { snapshotChunkBytes: options.snapshotChunkBytes }),
     };
     this.core = new RaftCore(config, options.persister.read());
+    const persister = options.persister;
+    this.driver = new ReadyDriver(
+      this.core,
+      (hardState, snapshot, logWrite, done) => {
+        persister.save(hardState, snapshot, logWrite);
+        persister.sync();
+        done(null);
+      },
+      {
+        feed: () => {
+          for (const { index, data } of this.snapshotRequests.splice(0)) this.core.snapshot(index, data);
+        },
+        send: (message) => this.send(message),
+        restore: (snapshot) => {
+          assert(options.applySnapshot !== undefined, () => `node ${this.id} received a snapshot but has no snapshot applier`);
+          options.applySnapshot(snapshot);
+        },
+        apply: (entry) => options.apply(entry),
+        confirmReads: () => undefined,
+        // A failed check in the application or the core fails the test run at once.
+        fail: (error) => {
+          throw error;
+        },
+      },
+    );
     this.scheduleTick();
   }
 
@@ -102,10 +133,6 @@ export class SimNode implements RpcServer<Message, Message> {
     this.killed = true;
     this.tickTimer?.cancel();
     this.tickTimer = null;
-  }
-
-  get isKilled(): boolean {
-    return this.killed;
   }
 
   dispatch(request: Message): Message | null {
@@ -166,40 +193,27 @@ export class SimNode implements RpcServer<Message, Message> {
   private processReady(request: Message | null): void {
     if (this.options.trace !== undefined) this.traceState();
     this.processing = true;
+    this.request = request;
     try {
-      this.drainReady(request);
+      this.driver.run();
     } finally {
       this.processing = false;
+      this.request = null;
     }
     if (this.options.trace !== undefined) this.traceState();
   }
 
-  private drainReady(request: Message | null): void {
-    for (;;) {
-      for (const { index, data } of this.snapshotRequests.splice(0)) this.core.snapshot(index, data);
-      if (!this.core.hasReady()) return;
-      const ready = this.core.ready();
-      if (this.options.trace !== undefined) ready.messages.forEach((m) => this.traceMessage(m));
-      const persister = this.options.persister;
-      persister.save(ready.hardState, ready.snapshotWrite, ready.logWrite);
-      persister.sync();
-      for (const message of ready.messages) {
-        if (request !== null && !isRequest(message) && message.to === request.from) {
-          assert(this.pendingReply === null, () => `node ${this.id} produced two replies to one request`);
-          this.pendingReply = message;
-          continue;
-        }
-        assert(isRequest(message), () => `node ${this.id} sent an unsolicited ${message.type}`);
-        const end = this.options.ends[message.to];
-        assert(end !== undefined, () => `node ${this.id} has no endpoint to ${message.to}`);
-        end.call(message, (reply) => this.receiveReply(reply));
-      }
-      if (ready.snapshotToApply !== null) {
-        assert(this.options.applySnapshot !== undefined, () => `node ${this.id} received a snapshot but has no snapshot applier`);
-        this.options.applySnapshot(ready.snapshotToApply);
-      }
-      for (const entry of ready.committed) this.options.apply(entry);
-      this.core.advance(ready);
+  private send(message: Message): void {
+    if (this.options.trace !== undefined) this.traceMessage(message);
+    const request = this.request;
+    if (request !== null && !isRequest(message) && message.to === request.from) {
+      assert(this.pendingReply === null, () => `node ${this.id} produced two replies to one request`);
+      this.pendingReply = message;
+      return;
     }
+    assert(isRequest(message), () => `node ${this.id} sent an unsolicited ${message.type}`);
+    const end = this.options.ends[message.to];
+    assert(end !== undefined, () => `node ${this.id} has no endpoint to ${message.to}`);
+    end.call(message, (reply) => this.receiveReply(reply));
   }
 }

@@ -45,7 +45,8 @@ export async function releaseLock(dir: string): Promise<void> {
   await unlink(join(dir, LOCK_FILE)).catch(ignoreMissing);
 }
 
-function processAlive(pid: number): boolean {
+/** Whether process `pid` exists (signal 0 succeeds, or is refused because another user owns it). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -64,6 +65,7 @@ export async function writeAll(fh: FileHandle, buf: Uint8Array, position: number
   }
 }
 
+/** The `code` of a Node system error (ENOENT, EEXIST, ...), if it has one. */
 export function errorCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;

@@ -12,4 +12,12 @@ export { Persister } from '../sim/persister.js';
 export { Prng } from '../sim/prng.js';
 export { RealScheduler, VirtualScheduler, type Scheduler, type Timer } from '../sim/scheduler.js';
 export { SimNode, type SimNodeOptions, type SimTiming } from '../sim/sim-node.js';
-export { freeLoopbackPorts, LocalCluster, type LocalClusterOptions } from './local-cluster.js';
+export { LocalCluster, type LocalClusterOptions } from './local-cluster.js';
+export { freeLoopbackPorts } from './ports.js';
+export { SimDisk, SimStorage, type SimDiskOptions, type SimDiskStats } from '../sim/sim-storage.js';
+export { SimNetwork, SimTransport, type SimNetworkOptions, type SimNetworkStats } from '../sim/sim-network.js';
+export { exploreSeed, exploreReplayCommand, type ExploreOptions, type ExploreResult } from '../sim/explorer/explorer.js';
+/** The bug zoo: switches that make the core or the driver misbehave, to prove checkers can fail. */
+export { INJECTABLE_BUGS, INJECTED_BUGS, type InjectedBug } from '../core/bugs.js';
+export { DRIVER_BUGS, type DriverBug } from '../driver/ready-driver.js';
+export { INJECTED_DRIVER_BUGS } from '../runtime/node.js';

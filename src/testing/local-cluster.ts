@@ -1,28 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Entry, NodeId } from '../core/messages.js';
 import { RaftNode, type RaftNodeTiming } from '../runtime/node.js';
 import { FileStorage } from '../storage/file-storage.js';
 import { TcpTransport } from '../transport/tcp.js';
-
-/** Ports that were free a moment ago on 127.0.0.1. */
-export async function freeLoopbackPorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<Server>((resolve) => {
-          const server = createServer();
-          server.listen({ host: '127.0.0.1', port: 0 }, () => resolve(server));
-        }),
-    ),
-  );
-  const ports = servers.map((server) => (server.address() as { port: number }).port);
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  return ports;
-}
+import { freeLoopbackPorts } from './ports.js';
 
 export interface LocalClusterOptions {
   readonly size: number;

@@ -20,7 +20,7 @@
  */
 import { Prng } from '../../src/sim/prng.js';
 import { KvClient, KvClientError } from '../../src/kv/client.js';
-import { ProcessCluster, type ClusterNode } from '../../src/cli/processes.js';
+import { KvProcessCluster, type KvNodeProcess } from '../../src/testing/process-cluster.js';
 import { checkLinearizable, type CheckResult } from '../../src/linearizability/checker.js';
 import { HistoryRecorder, describeOperation, type KvInput } from '../../src/linearizability/history.js';
 
@@ -111,7 +111,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let pauses = 0;
 
   log(`chaos: seed ${seed}, ${clientCount} clients, ${seconds} s, keys ${[...APPEND_KEYS, ...REGISTER_KEYS].join(' ')}`);
-  const cluster = await ProcessCluster.start({
+  const cluster = await KvProcessCluster.start({
     size: 3,
     fsync: true,
     nodeArgs: ['--heartbeat-ms', '50', '--election-timeout-ms', '300-600', '--max-raft-state', '262144'],
@@ -210,7 +210,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       await sleep(500 + random.nextInt(1000));
       for (let i = 0; i < 10_000 && Date.now() < end - 1000; i++) {
         const leader = random.chance(1, 2) ? await cluster.leader(300) : undefined;
-        const victim: ClusterNode = leader ?? random.pick(cluster.nodes);
+        const victim: KvNodeProcess = leader ?? random.pick(cluster.nodes);
         if (random.chance(3, 5)) {
           const downMs = 300 + random.nextInt(1200);
           log(`fault: kill -9 node ${victim.id}${victim === leader ? ' (leader)' : ''}, restart after ${downMs} ms`);

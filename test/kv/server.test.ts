@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { KvClient, KvClientError } from '../../src/kv/client.js';
 import { KEY_BYTES_MAX, KvServer, VALUE_BYTES_MAX, type KvPeer, type KvServerOptions } from '../../src/kv/server.js';
-import { freeLoopbackPorts } from '../../src/testing/local-cluster.js';
+import { freeLoopbackPorts } from '../../src/testing/ports.js';
 
 const TIMING = { heartbeatMs: 50, electionTimeoutMinMs: 300, electionTimeoutMaxMs: 600 };
 

@@ -157,7 +157,6 @@ test('values handed out are copies: mutating them does not change the state', ()
   assert.ok(prev.ok && prev.value instanceof Uint8Array);
   prev.value[0] = 0x7a;
   assert.deepEqual(r.run(put('k', 'def', 'c', 2)), okValue('abc')); // the cached result is intact
-  assert.deepEqual(r.sm.takeResult(1), okValue(null));
 });
 
 test('append beyond VALUE_BYTES_MAX is refused and consumes the seq', () => {
@@ -303,18 +302,15 @@ test('session eviction breaks ties in last activity by clientId', () => {
 
 // ---- results for the server ----
 
-test('apply keeps each result for takeResult, once, and only for the last resultsMax indices', () => {
-  const sm = new KvStateMachine({ resultsMax: 3 });
-  for (let i = 1; i <= 5; i++) sm.apply({ index: i, term: 1, command: encodeKvCommand(append('k', String(i))) });
-  assert.equal(sm.takeResult(1), undefined);
-  assert.equal(sm.takeResult(2), undefined);
-  assert.deepEqual(sm.takeResult(3), okValue('12'));
-  assert.equal(sm.takeResult(3), undefined);
-  assert.deepEqual(sm.takeResult(5), okValue('1234'));
-  assert.deepEqual(sm.takeResult(4), okValue('123'));
-  sm.apply({ index: 6, term: 1, command: new Uint8Array([0]) });
-  const bad = sm.takeResult(6);
-  assert.ok(bad !== undefined && !bad.ok && bad.error === 'invalid-command');
+test('apply returns each command\'s result; a malformed command is an invalid-command no-op', () => {
+  const sm = new KvStateMachine();
+  for (let i = 1; i <= 3; i++) {
+    const previous = i === 1 ? null : '123'.slice(0, i - 1);
+    assert.deepEqual(sm.apply({ index: i, term: 1, command: encodeKvCommand(append('k', String(i))) }), okValue(previous));
+  }
+  const bad = sm.apply({ index: 4, term: 1, command: new Uint8Array([0]) });
+  assert.ok(!bad.ok && bad.error === 'invalid-command');
+  assert.equal(sm.appliedIndex, 4);
 });
 
 test('applyCommand rejects an index that does not follow appliedIndex', () => {
@@ -508,10 +504,8 @@ test('randomized: two replicas fed the same log stay byte-identical, across a sn
         assert.equal(hex(c.snapshot()), hex(snap));
       }
       const entry = { index, term: 1, command: log[i]! };
-      a.apply(entry);
-      c.apply(entry);
-      const ra = a.takeResult(index);
-      const rc = c.takeResult(index);
+      const ra = a.apply(entry);
+      const rc = c.apply(entry);
       assert.deepEqual(rc, ra, `seed ${seed} index ${index}`);
       if (ra !== undefined && !ra.ok && ra.error === 'stale-request') staleSeen++;
       if (ra !== undefined && ra.ok) okSeen++;

@@ -184,8 +184,9 @@ function corruptOneRead(rng: Rng, ops: readonly Operation[]): { ops: Operation[]
 // ---------------------------------------------------------------------------------------------
 // An independent brute-force checker for small histories: tries every order of the operations
 // that respects real time (an operation may go next unless some remaining completed operation
-// returned strictly before it was called), over the whole multi-key store at once (no
-// partitioning), memoised on (done set, store). Operations of unknown outcome may be left out.
+// returned strictly before it was called, or at the same time but recorded before the call), over
+// the whole multi-key store at once (no partitioning), memoised on (done set, store). Operations
+// of unknown outcome may be left out.
 
 function bruteForce(ops: readonly Operation[]): boolean {
   const n = ops.length;
@@ -203,7 +204,7 @@ function bruteForce(ops: readonly Operation[]): boolean {
       let blocked = false;
       for (let j = 0; j < n && !blocked; j++) {
         const other = ops[j]!;
-        if (j !== i && !(doneMask & bit(j)) && other.outcome === 'ok' && other.return < op.call) blocked = true;
+        if (j !== i && !(doneMask & bit(j)) && other.outcome === 'ok' && precedes(other, op)) blocked = true;
       }
       if (blocked) continue;
       const after = applyOp(store, op);
@@ -212,6 +213,35 @@ function bruteForce(ops: readonly Operation[]): boolean {
     return false;
   };
   return search(0n, new Map());
+}
+
+/** Whether completed operation a returned before b was called (ties: by recording order, when both have one). */
+function precedes(a: CompletedOperation, b: Operation): boolean {
+  if (a.return !== b.call) return a.return < b.call;
+  return a.returnSeq !== undefined && b.callSeq !== undefined && a.returnSeq < b.callSeq;
+}
+
+/**
+ * The history with every call and return numbered in one recording order consistent with the
+ * times (`callSeq`, `returnSeq`), as HistoryRecorder numbers them; events at equal times in a
+ * random order, an operation's call always before its return.
+ */
+function recordingOrder(rng: Rng, ops: readonly Operation[]): Operation[] {
+  const events: { time: number; tie: number; op: number; isReturn: boolean }[] = [];
+  ops.forEach((op, i) => {
+    events.push({ time: op.call, tie: rng.float(), op: i, isReturn: false });
+    if (op.outcome === 'ok') events.push({ time: op.return, tie: rng.float(), op: i, isReturn: true });
+  });
+  events.sort((a, b) => a.time - b.time || a.tie - b.tie);
+  const callSeq = new Array<number>(ops.length);
+  const returnSeq = new Array<number>(ops.length);
+  events.forEach((e, seq) => ((e.isReturn ? returnSeq : callSeq)[e.op] = seq));
+  return ops.map((op, i) => {
+    if (op.outcome !== 'ok') return { ...op, callSeq: callSeq[i]! };
+    // A zero-length operation whose two events drew the wrong way round: swap them.
+    const [c, r] = callSeq[i]! < returnSeq[i]! ? [callSeq[i]!, returnSeq[i]!] : [returnSeq[i]!, callSeq[i]!];
+    return { ...op, callSeq: c, returnSeq: r };
+  });
 }
 
 /** The store after `op`, or undefined if `op`'s recorded output is impossible in `store`. */
@@ -503,6 +533,137 @@ describe('checkLinearizable: cas', () => {
     assert.equal(verdict([base, first, done(3, cas('x', 'a', 'c'), 3, 11, { swapped: false })]), 'ok');
     // A chain a → b → c is fine.
     assert.equal(verdict([base, first, done(3, cas('x', 'b', 'c'), 3, 11, { swapped: true }), done(1, get('x'), 12, 13, read('c'))]), 'ok');
+  });
+});
+
+describe('checkLinearizable: equal times, ordered by recording order', () => {
+  test("a client's next operation, called when its previous one returned, comes after it", () => {
+    // put x=a returns at t=10; the same client then calls get at t=10, which reads the initial
+    // value. Only if the two overlapped could the get go first: recorded in this order, they did not.
+    let now = 0;
+    const recorder = new HistoryRecorder(() => now);
+    const p = recorder.invoke(1, put('x', 'a'));
+    now = 10;
+    p.ok({});
+    const g = recorder.invoke(1, get('x'));
+    now = 12;
+    g.ok({ value: null });
+    const ops = recorder.operations();
+    assert.deepEqual(
+      ops.map((op) => [op.call, op.return, op.callSeq, op.outcome === 'ok' ? op.returnSeq : undefined]),
+      [
+        [0, 10, 0, 1],
+        [10, 12, 2, 3],
+      ],
+    );
+    const r = checkLinearizable(ops, BUDGET);
+    assert.equal(r.result, 'illegal');
+    assert.deepEqual(
+      r.partialOrder?.prefix.map((op) => op.id),
+      [ops[0]!.id],
+    );
+    assert.equal(r.partialOrder?.prefix[0], ops[0], 'the witness shows the recorded operations');
+    assert.match(r.explanation ?? '', /get\("x"\) → null \[10, 12\].*illegal in state "a"/);
+    assert.match(r.explanation ?? '', /ordered as they were recorded/);
+    // The same times without the recording order: the operations touch, so they overlap, and the
+    // get may go first (Porcupine's rule: calls before returns on ties).
+    const unnumbered = ops.map(({ callSeq: _c, ...rest }) => {
+      if (rest.outcome !== 'ok') return rest;
+      const { returnSeq: _r, ...plain } = rest;
+      return plain;
+    });
+    assert.equal(verdict(unnumbered), 'ok');
+  });
+
+  test('across clients too: a call recorded after a return at the same time follows it', () => {
+    let now = 0;
+    const recorder = new HistoryRecorder(() => now);
+    const p = recorder.invoke(1, put('x', 'a'));
+    now = 10;
+    p.ok({});
+    const g = recorder.invoke(2, get('x')); // client 2 calls at t=10, after put's return was recorded
+    g.ok({ value: null }); // and returns at t=10 too: a zero-length operation
+    assert.equal(verdict(recorder.operations()), 'illegal');
+  });
+
+  test('operations at the same time recorded as overlapping stay concurrent', () => {
+    let now = 0;
+    const recorder = new HistoryRecorder(() => now);
+    const p = recorder.invoke(1, put('x', 'a'));
+    now = 10;
+    const g = recorder.invoke(2, get('x')); // called at t=10 before put's return is recorded
+    p.ok({});
+    now = 12;
+    g.ok({ value: null }); // so it may precede the put
+    assert.equal(verdict(recorder.operations()), 'ok');
+
+    // Everything at one instant, interleaved: put and get both called, then both returned.
+    let t = 5;
+    const at = new HistoryRecorder(() => t);
+    const w = at.invoke(1, append('y', 'b'));
+    const r1 = at.invoke(2, get('y'));
+    const r2 = at.invoke(3, get('y'));
+    r1.ok({ value: null }); // before the append
+    w.ok({});
+    r2.ok({ value: 'b' }); // after it
+    t = 6;
+    const r3 = at.invoke(2, get('y')); // later: must see it
+    r3.ok({ value: 'b' });
+    assert.equal(verdict(at.operations()), 'ok');
+    // ...but a read that started after the append's return was recorded may not miss it.
+    const r4 = at.invoke(3, get('y'));
+    r4.ok({ value: null });
+    assert.equal(verdict(at.operations()), 'illegal');
+  });
+
+  test('hand-built operations keep the overlapping rule; a group with a missing number falls back to it', () => {
+    const a = { ...done(1, put('x', 'a'), 0, 10), callSeq: 0, returnSeq: 1 };
+    const b = { ...done(2, get('x'), 10, 12, read(null)), callSeq: 2, returnSeq: 3 };
+    assert.equal(verdict([a, b]), 'illegal');
+    const { callSeq: _c, ...bWithout } = b;
+    assert.equal(verdict([a, bWithout]), 'ok', 'without its call number the get overlaps the put');
+    const bSameNumber = { ...b, callSeq: 1, returnSeq: 3 };
+    assert.equal(verdict([a, bSameNumber]), 'ok', 'equal numbers tell nothing: overlap');
+  });
+
+  test('rejects recording numbers that are malformed or put a return before its call', () => {
+    const a = done(1, put('x', 'a'), 0, 10);
+    assert.throws(() => checkLinearizable([{ ...a, callSeq: 3, returnSeq: 3 }], BUDGET), /recorded before its call/);
+    assert.throws(() => checkLinearizable([{ ...a, callSeq: -1 }], BUDGET), /callSeq must be a non-negative integer/);
+    assert.throws(() => checkLinearizable([{ ...a, returnSeq: 1.5 }], BUDGET), /returnSeq must be a non-negative integer/);
+  });
+
+  test('agrees with the brute-force checker on 3000 histories full of equal times', () => {
+    let ok = 0;
+    let illegal = 0;
+    let stricter = 0; // illegal only because of the recording order
+    for (let seed = 1; seed <= 3000; seed++) {
+      const rng = new Rng(3_000_000 + seed);
+      const ops = simulate(rng, {
+        keys: rng.int(1, 2),
+        clients: rng.int(2, 5),
+        ops: rng.int(2, 12),
+        maxDuration: 2,
+        maxGap: 1,
+        unknownRate: rng.pick([0, 0.15]),
+        mix: rng.pick<SimOptions['mix']>([
+          [4, 2, 2, 1, 2],
+          [4, 1, 4, 0, 0],
+        ]),
+      });
+      const history = recordingOrder(rng, rng.chance(0.7) ? perturb(rng, ops) : ops);
+      const expected = bruteForce(history);
+      const r = checkLinearizable(history, BUDGET);
+      assert.equal(r.result, expected ? 'ok' : 'illegal', `seed ${seed}: ${JSON.stringify(history)}`);
+      if (expected) ok++;
+      else {
+        illegal++;
+        const plain = history.map(({ callSeq: _c, ...rest }) => rest as Operation);
+        if (verdict(plain) === 'ok') stricter++;
+      }
+    }
+    console.log(`  equal-times cross-check: ${ok} ok, ${illegal} illegal (${stricter} only by recording order)`);
+    assert.ok(ok > 500 && illegal > 500 && stricter > 100, `ok ${ok}, illegal ${illegal}, stricter ${stricter}`);
   });
 });
 

@@ -6,10 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ProcessCluster } from './process-cluster.js';
+import { RaftProcessCluster } from '../../src/testing/process-cluster.js';
 
 test('kill -9 during heavy proposing loses no acknowledged entry', { timeout: 90_000 }, async () => {
-  const cluster = await ProcessCluster.start(3);
+  const cluster = await RaftProcessCluster.start(3);
   try {
     const report = await cluster.runLoad({ seconds: 8, concurrency: 16, killEveryMs: 2500, downMs: 500 });
     assert.deepEqual(report.problems, []);

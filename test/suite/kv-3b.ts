@@ -4,7 +4,7 @@
  * variants of GenericTest. See kv-3a.ts for the porting conventions.
  */
 import { ELECTION_TIMEOUT_MS as ET, KvCluster } from '../../src/harness/kv-cluster.js';
-import type { SuiteContext, SuiteTest } from '../../src/harness/suite.js';
+import { BYTES_NOTE, type SuiteContext, type SuiteTest } from '../../src/harness/suite.js';
 import { genericTest, genericTestSpeed } from './kv-3a.js';
 
 const generic =
@@ -37,7 +37,7 @@ export const testsKV3B: SuiteTest[] = [
 
       // check that the majority partition has thrown away most of its log entries.
       const sz = cfg.logSize();
-      if (sz > 8 * maxraftstate) cfg.fail(`logs were not trimmed (${sz} > 8*${maxraftstate})`);
+      if (sz > 8 * maxraftstate) cfg.fail(`logs were not trimmed (${sz} > 8*${maxraftstate}; ${BYTES_NOTE})`);
 
       // now make group that requires participation of lagging server, so that it has to catch up.
       cfg.partition([0, 2], [1]);
@@ -82,11 +82,11 @@ export const testsKV3B: SuiteTest[] = [
 
       // check that servers have thrown away most of their log entries
       const sz = cfg.logSize();
-      if (sz > 8 * maxraftstate) cfg.fail(`logs were not trimmed (${sz} > 8*${maxraftstate})`);
+      if (sz > 8 * maxraftstate) cfg.fail(`logs were not trimmed (${sz} > 8*${maxraftstate}; ${BYTES_NOTE})`);
 
       // check that the snapshots are not unreasonably large
       const ssz = cfg.snapshotSize();
-      if (ssz > maxsnapshotstate) cfg.fail(`snapshot too large (${ssz} > ${maxsnapshotstate})`);
+      if (ssz > maxsnapshotstate) cfg.fail(`snapshot too large (${ssz} > ${maxsnapshotstate}; ${BYTES_NOTE})`);
       cfg.end();
     },
   },

@@ -4,7 +4,7 @@
  */
 import { ELECTION_TIMEOUT_MS as ET, type Cluster } from '../../src/harness/cluster.js';
 import type { Command } from '../../src/harness/command.js';
-import type { SuiteTest } from '../../src/harness/suite.js';
+import { BYTES_NOTE, type SuiteTest } from '../../src/harness/suite.js';
 
 export const tests2B: SuiteTest[] = [
   {
@@ -40,7 +40,7 @@ export const tests2B: SuiteTest[] = [
       }
       const got = cfg.bytesTotal() - bytes0;
       const expected = 3 * sent;
-      if (got > expected + 50_000) cfg.fail(`too many RPC bytes; got ${got}, expected ${expected}`);
+      if (got > expected + 50_000) cfg.fail(`too many RPC bytes; got ${got}, expected ${expected} (${BYTES_NOTE})`);
       cfg.end();
     },
   },

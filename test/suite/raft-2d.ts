@@ -6,7 +6,7 @@
  * only drive the usual helpers and check the persisted raft-state size.
  */
 import type { Cluster } from '../../src/harness/cluster.js';
-import type { SuiteContext, SuiteTest } from '../../src/harness/suite.js';
+import { BYTES_NOTE, type SuiteContext, type SuiteTest } from '../../src/harness/suite.js';
 
 /** 6.824 `SnapShotInterval`: the applier snapshots after every index i with (i+1) % 10 == 0. */
 const SNAPSHOT_INTERVAL = 10;
@@ -154,7 +154,7 @@ async function snapcommon(
     } else {
       await cfg.one(cfg.randCommand(), servers - 1, true);
     }
-    if (cfg.logSize() >= MAX_LOG_SIZE) cfg.fail('Log size too large');
+    if (cfg.logSize() >= MAX_LOG_SIZE) cfg.fail(`Log size too large (${cfg.logSize()} >= ${MAX_LOG_SIZE}, ${BYTES_NOTE})`);
     if (disconnect) {
       // reconnect a follower, who maybe behind and needs to receive a snapshot to catch up.
       cfg.connect(victim);

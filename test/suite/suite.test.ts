@@ -30,6 +30,20 @@ for (const [part, tests] of Object.entries(SUITE)) {
   });
 }
 
+describe('kvraft service', () => {
+  test('servers serve clerks in parallel: 5 clients make several times the operations of one', async () => {
+    const ops = async (name: string): Promise<number> => {
+      const result = await runSuiteTest(SUITE['3A']!.find((t) => t.name === name)!, { seed: 5, clock: 'virtual' });
+      assert.equal(result.error, undefined);
+      return result.figures[0]!.commands;
+    };
+    const one = await ops('Basic'); // "one client": ~880 operations in 3 × 5 s
+    const many = await ops('Concurrent'); // "many clients": 5 clients
+    assert.ok(one > 600, `one client made only ${one} operations`);
+    assert.ok(many > 4 * one, `5 clients made ${many} operations, one client ${one}: requests queue behind each other`);
+  });
+});
+
 describe('replay', () => {
   for (const [part, name] of [['2B', 'Backup'], ['2C', 'Figure8Unreliable'], ['2D', 'SnapshotInstallUnCrash']] as const) {
     test(`${name}${part}: one seed gives a byte-identical run`, async () => {

@@ -11,6 +11,7 @@ import type { AppendEntries, Message, NodeId } from '../../src/core/messages.js'
 import { encodeMessage } from '../../src/codec/codec.js';
 import { encodeHello, frame, TcpTransport, type TcpTransportOptions } from '../../src/transport/tcp.js';
 import type { PeerAddress } from '../../src/transport/transport.js';
+import { freeLoopbackPorts } from '../../src/testing/ports.js';
 
 const HOST = '127.0.0.1';
 const CLUSTER = 'prod';
@@ -42,24 +43,6 @@ async function startNode(opts: NodeOptions, all: Node[]): Promise<Node> {
 
 async function closeAll(all: Node[]): Promise<void> {
   await Promise.all(all.map((n) => n.t.close()));
-}
-
-/** `n` distinct free loopback ports (bound to port 0, read, released). */
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<net.Server>((resolve, reject) => {
-          const s = net.createServer();
-          s.once('error', reject);
-          s.listen({ host: HOST, port: 0 }, () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  return ports;
 }
 
 const peer = (id: NodeId, port: number): PeerAddress => ({ id, host: HOST, port });
@@ -184,7 +167,7 @@ describe('TcpTransport', () => {
   test('round trip of every message type, both ways, on ports chosen with port 0', { timeout: 5000 }, async () => {
     const all: Node[] = [];
     try {
-      const [pa, pb] = (await freePorts(2)) as [number, number];
+      const [pa, pb] = (await freeLoopbackPorts(2)) as [number, number];
       const a = await startNode({ nodeId: 0, port: pa, peers: [peer(0, pa), peer(1, pb)] }, all);
       const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, pa), peer(1, pb)] }, all);
       assert.equal(a.t.port, pa);
@@ -216,7 +199,7 @@ describe('TcpTransport', () => {
   test('three nodes all-to-all, in order per sender', { timeout: 5000 }, async () => {
     const all: Node[] = [];
     try {
-      const ports = await freePorts(3);
+      const ports = await freeLoopbackPorts(3);
       const peers = ports.map((p, i) => peer(i, p));
       const nodes = await Promise.all(ports.map((p, i) => startNode({ nodeId: i, port: p, peers }, all)));
       const PER_PAIR = 50;
@@ -242,7 +225,7 @@ describe('TcpTransport', () => {
   test('a peer that starts later is connected to and receives new messages within 1 s', { timeout: 5000 }, async () => {
     const all: Node[] = [];
     try {
-      const [pa, pb] = (await freePorts(2)) as [number, number];
+      const [pa, pb] = (await freeLoopbackPorts(2)) as [number, number];
       const a = await startNode({ nodeId: 0, port: pa, peers: [peer(1, pb)] }, all); // default backoff 50..2000 ms
       a.t.send(ae(0, 1, 0)); // B is down: may be dropped
       await sleep(300);
@@ -267,7 +250,7 @@ describe('TcpTransport', () => {
   test('a peer that restarts on the same port is reconnected to', { timeout: 5000 }, async () => {
     const all: Node[] = [];
     try {
-      const [pa, pb] = (await freePorts(2)) as [number, number];
+      const [pa, pb] = (await freeLoopbackPorts(2)) as [number, number];
       const a = await startNode({ nodeId: 0, port: pa, peers: [peer(1, pb)], reconnectMaxMs: 200 }, all);
       const b1 = await startNode({ nodeId: 1, port: pb, peers: [peer(0, pa)] }, all);
       a.t.send(ae(0, 1, 1));
@@ -291,7 +274,7 @@ describe('TcpTransport', () => {
   test('a wrong cluster id or a wrong target node is refused and logged; nothing is delivered', { timeout: 5000 }, async () => {
     const all: Node[] = [];
     try {
-      const [pb] = (await freePorts(1)) as [number];
+      const [pb] = (await freeLoopbackPorts(1)) as [number];
       const b = await startNode({ nodeId: 1, port: pb, peers: [] }, all);
       const other = await startNode({ nodeId: 0, clusterId: 'other', peers: [peer(1, pb)] }, all);
       const wrongTarget = await startNode({ nodeId: 2, peers: [peer(3, pb)] }, all); // believes node 3 is there
@@ -318,7 +301,7 @@ describe('TcpTransport', () => {
   test('garbage on the listening port is counted as malformed and good peers keep working', { timeout: 8000 }, async () => {
     const all: Node[] = [];
     try {
-      const [pa, pb] = (await freePorts(2)) as [number, number];
+      const [pa, pb] = (await freeLoopbackPorts(2)) as [number, number];
       const a = await startNode({ nodeId: 0, port: pa, peers: [peer(1, pb)] }, all);
       const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, pa)] }, all);
       a.t.send(ae(0, 1, 1));
@@ -363,7 +346,7 @@ describe('TcpTransport', () => {
   test('with the peer down the queue stays bounded, drops the oldest and dials at a bounded rate', { timeout: 5000 }, async () => {
     const all: Node[] = [];
     try {
-      const [pb] = (await freePorts(1)) as [number];
+      const [pb] = (await freeLoopbackPorts(1)) as [number];
       const QMAX = 16;
       const a = await startNode({ nodeId: 0, peers: [peer(1, pb)], sendQueueMax: QMAX, reconnectMinMs: 20, reconnectMaxMs: 100 }, all);
       for (let i = 0; i < 10 * QMAX; i++) {
@@ -393,7 +376,7 @@ describe('TcpTransport', () => {
   test('a full queue evicts bulk snapshot chunks before urgent messages', { timeout: 5000 }, async () => {
     const all: Node[] = [];
     try {
-      const [pb] = (await freePorts(1)) as [number];
+      const [pb] = (await freeLoopbackPorts(1)) as [number];
       const a = await startNode({ nodeId: 0, peers: [peer(1, pb)], sendQueueMax: 4, reconnectMinMs: 20, reconnectMaxMs: 50 }, all);
       a.t.send(chunk(0, 1, 0, 100));
       a.t.send(chunk(0, 1, 100, 100));
@@ -414,7 +397,7 @@ describe('TcpTransport', () => {
   test('an AppendEntries overtakes a queued InstallSnapshot backlog', { timeout: 8000 }, async () => {
     const all: Node[] = [];
     try {
-      const [pa, pb] = (await freePorts(2)) as [number, number];
+      const [pa, pb] = (await freeLoopbackPorts(2)) as [number, number];
       const a = await startNode({ nodeId: 0, port: pa, peers: [peer(1, pb)] }, all);
       const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, pa)] }, all);
       a.t.send(ae(0, 1, 0));
@@ -442,7 +425,7 @@ describe('TcpTransport', () => {
   test('frames over maxFrameBytes are never sent, and an oversized incoming length closes the connection', { timeout: 5000 }, async () => {
     const all: Node[] = [];
     try {
-      const [pa, pb, pc] = (await freePorts(3)) as [number, number, number];
+      const [pa, pb, pc] = (await freeLoopbackPorts(3)) as [number, number, number];
       const peers = [peer(0, pa), peer(1, pb), peer(2, pc)];
       const a = await startNode({ nodeId: 0, port: pa, peers, maxFrameBytes: 1024 }, all);
       const b = await startNode({ nodeId: 1, port: pb, peers, maxFrameBytes: 1024 }, all);
@@ -473,7 +456,7 @@ describe('TcpTransport', () => {
   test('close() is idempotent, drops later sends and clears queues', { timeout: 5000 }, async () => {
     const all: Node[] = [];
     try {
-      const [pb] = (await freePorts(1)) as [number];
+      const [pb] = (await freeLoopbackPorts(1)) as [number];
       const a = await startNode({ nodeId: 0, peers: [peer(1, pb)] }, all);
       a.t.send(ae(0, 1, 1)); // B is down: stays queued, a reconnect timer is pending
       await sleep(60);

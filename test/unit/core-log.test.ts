@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvariantError } from '../../src/core/assert.js';
-import { RaftLog } from '../../src/core/log.js';
+import { ENTRY_ENVELOPE_BYTES, RaftLog } from '../../src/core/log.js';
 import type { Entry, LogIndex, Term } from '../../src/core/messages.js';
 
 /** An entry whose command is `size` bytes, each byte = index (so entries are distinguishable). */
@@ -94,11 +94,19 @@ describe('RaftLog.slice', () => {
 
   test('stops once bytesMax would be exceeded', () => {
     const log = new RaftLog(withTerms([1, 1, 1, 1, 1], 10));
-    // 10 + 10 = 20 fits in 25, the third would make 30.
-    assert.deepEqual(log.slice(1, 5, 25).map((x) => x.index), [1, 2]);
+    // Each entry counts its command and ENTRY_ENVELOPE_BYTES (index, term, length on the wire).
+    const each = 10 + ENTRY_ENVELOPE_BYTES;
+    // Two entries fit in 2.5 entries' worth, the third would exceed it.
+    assert.deepEqual(log.slice(1, 5, 2.5 * each).map((x) => x.index), [1, 2]);
     // Exactly at the limit is still allowed.
-    assert.deepEqual(log.slice(1, 5, 30).map((x) => x.index), [1, 2, 3]);
+    assert.deepEqual(log.slice(1, 5, 3 * each).map((x) => x.index), [1, 2, 3]);
+    assert.deepEqual(log.slice(1, 5, 3 * each - 1).map((x) => x.index), [1, 2]);
     assert.deepEqual(log.slice(2, 5, 1_000).map((x) => x.index), [2, 3, 4, 5]);
+  });
+
+  test('many tiny commands are bounded by their envelopes: empty commands still count', () => {
+    const log = new RaftLog(withTerms(Array<number>(100).fill(1), 0));
+    assert.deepEqual(log.slice(1, 100, 10 * ENTRY_ENVELOPE_BYTES).map((x) => x.index), Array.from({ length: 10 }, (_, i) => i + 1));
   });
 
   test('always returns at least one entry even if it alone exceeds bytesMax', () => {

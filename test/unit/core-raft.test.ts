@@ -1,20 +1,23 @@
 /**
- * Unit tests for RaftCore (src/core/raft.ts), driven directly: no simulator, no timers. Section
- * numbers refer to the extended Raft paper (Ongaro & Ousterhout, "In Search of an Understandable
- * Consensus Algorithm"), Figure 2 unless stated otherwise.
+ * Unit tests for RaftCore (src/core/raft.ts): no simulator, no timers. Every core is run by the
+ * real ReadyDriver (src/driver/ready-driver.ts) through the test kit's DrivenCore, whose fake disk
+ * checks that nothing leaves before what it vouches for is durable; tests that look at one Ready
+ * in detail get it back from the driver (cycle) or take it by hand. Section numbers refer to the
+ * extended Raft paper (Ongaro & Ousterhout, "In Search of an Understandable Consensus Algorithm"),
+ * Figure 2 unless stated otherwise.
  */
-import { FIXED, ET_MIN, ET_MAX, HB, bytes, range, ent, log, rv, rvr, ae, aer } from './core-fixtures.js';
+import { FIXED, ET_MIN, ET_MAX, HB, bytes, range, ent, log, rv, rvr, ae, aer, allMessages, DrivenCore } from './core-fixtures.js';
 import { Prng } from '../../src/sim/prng.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvariantError } from '../../src/core/assert.js';
+import { INJECTED_BUGS, type InjectedBug } from '../../src/core/bugs.js';
 import { DEFAULT_TIMING, type RaftConfig } from '../../src/core/config.js';
 import {
   NO_LEADER,
   NO_VOTE,
   type AppendEntriesReply,
   type Entry,
-  type HardState,
   type LogIndex,
   type Message,
   type NodeId,
@@ -23,6 +26,7 @@ import {
 } from '../../src/core/messages.js';
 import { RaftCore } from '../../src/core/raft.js';
 import type { Ready } from '../../src/core/ready.js';
+import type { DriverBug } from '../../src/driver/ready-driver.js';
 import type { RandomSource } from '../../src/core/rng.js';
 
 // ===================================================================================== helpers
@@ -40,24 +44,56 @@ function makeConfig(id: NodeId, n: number, random: RandomSource, preVote: boolea
   return preVote === undefined ? config : { ...config, preVote };
 }
 
+/** The driver of each core made by makeCore (cycle() runs it). */
+const drivers = new WeakMap<RaftCore, DrivenCore>();
+
 /**
- * One core. Pre-vote is OFF unless asked for: these tests check the paper's (Figure 2) election
- * rules; the pre-vote extension (thesis §9.6) has its own tests below.
+ * One core, run by the real ReadyDriver with a synchronous fake disk (see cycle). Pre-vote is OFF
+ * unless asked for: these tests check the paper's (Figure 2) election rules; the pre-vote
+ * extension (thesis §9.6) has its own tests below.
  */
 function makeCore(
   id: NodeId,
   n: number,
-  opts: { random?: RandomSource; restored?: PersistentState; preVote?: boolean } = {},
+  opts: { random?: RandomSource; restored?: PersistentState; preVote?: boolean; bugs?: ReadonlySet<InjectedBug> } = {},
 ): RaftCore {
-  return new RaftCore(makeConfig(id, n, opts.random ?? new Prng(id + 1), opts.preVote ?? false), opts.restored);
+  const base = makeConfig(id, n, opts.random ?? new Prng(id + 1), opts.preVote ?? false);
+  const config: RaftConfig = opts.bugs === undefined ? base : { ...base, [INJECTED_BUGS]: opts.bugs };
+  const core = new RaftCore(config, opts.restored);
+  drivers.set(core, new DrivenCore({ config, core, ...(opts.restored === undefined ? {} : { restored: opts.restored }) }));
+  return core;
 }
 
-/** ready() + advance(): pretend the driver did everything; return what it was asked to do. */
+/**
+ * Runs the core's driver (persist to its fake disk, send, apply, advance) and returns the one Ready
+ * it handled, or an empty Ready if there was nothing to do. For tests that feed one core by hand
+ * and look at what came out.
+ */
 function cycle(core: RaftCore): Ready {
-  const ready = core.ready();
-  core.advance(ready);
-  return ready;
+  const driven = drivers.get(core);
+  assert.ok(driven !== undefined, 'cycle() needs a core made by makeCore()');
+  const readys = driven.run();
+  assert.ok(readys.length <= 1, `expected at most one Ready, the driver handled ${readys.length}`);
+  return readys[0] ?? EMPTY_READY;
 }
+
+/** For a test that takes a Ready by hand: make its writes durable on the core's fake disk, as the driver would. */
+function persistByHand(core: RaftCore, ready: Ready): void {
+  const driven = drivers.get(core);
+  assert.ok(driven !== undefined, 'persistByHand() needs a core made by makeCore()');
+  driven.disk.write(ready.hardState, ready.snapshotWrite, ready.logWrite);
+}
+
+const EMPTY_READY: Ready = {
+  hardState: null,
+  snapshotWrite: null,
+  logWrite: null,
+  messagesBeforePersist: [],
+  messages: [],
+  snapshotToApply: null,
+  committed: [],
+  readStates: [],
+};
 
 function only<T>(items: readonly T[]): T {
   assert.equal(items.length, 1, `expected exactly one item, got ${items.length}`);
@@ -76,8 +112,8 @@ function tickN(core: RaftCore, n: number): void {
  * Node 0 of an n-node cluster (FIXED timeouts), made leader by hand: it times out, and a bare
  * majority of peers grant their votes. Its outputs are consumed.
  */
-function makeLeader(n: number, restored?: PersistentState): RaftCore {
-  const core = restored === undefined ? makeCore(0, n, { random: FIXED }) : makeCore(0, n, { random: FIXED, restored });
+function makeLeader(n: number, restored?: PersistentState, bugs?: ReadonlySet<InjectedBug>): RaftCore {
+  const core = makeCore(0, n, { random: FIXED, ...(restored === undefined ? {} : { restored }), ...(bugs === undefined ? {} : { bugs }) });
   tickN(core, ET_MIN);
   assert.equal(core.status().role, 'candidate');
   cycle(core);
@@ -87,30 +123,30 @@ function makeLeader(n: number, restored?: PersistentState): RaftCore {
   return core;
 }
 
-// ----------------------------------------------------------------- the in-test cluster driver
-
-interface Disk {
-  hardState: HardState;
-  log: Entry[];
-}
+// ----------------------------------------------------------------- the in-test cluster
 
 interface ClusterOptions {
   seed?: number;
   restored?: ReadonlyArray<PersistentState | undefined>;
   /** Undefined: the library default (pre-vote on). Scenarios that steer elections by hand turn it off. */
   preVote?: boolean;
+  /** Injected core bugs, on every node. */
+  bugs?: ReadonlySet<InjectedBug>;
+  /** Injected driver bugs, on every node. */
+  driverBugs?: ReadonlySet<DriverBug>;
+  /** Disk writes: 'sync' (default) or 'deferred' (durable only when the test calls sync, or see autoSyncPerMille). */
+  writes?: 'sync' | 'deferred';
 }
 
 /**
- * n cores wired by a synchronous network. `collect` plays the driver: persist, send, apply,
- * advance — checking on the way that nothing leaves before what it vouches for is on the fake
- * disk. After every delivery it checks election safety, leader completeness, state machine safety
- * and commit monotonicity.
+ * n cores, each run by the real ReadyDriver (a DrivenCore: persist to a fake disk, send, apply,
+ * advance, in the order the driver asserts; the fake disk checks that nothing leaves before what
+ * it vouches for is durable), wired by a synchronous network. After every delivery the cluster
+ * checks election safety, leader completeness, state machine safety and commit monotonicity.
  */
 class Cluster {
   readonly n: number;
-  readonly cores: RaftCore[] = [];
-  readonly disks: Disk[] = [];
+  readonly nodes: DrivenCore[] = [];
   readonly applied: Entry[][] = [];
   private readonly randoms: RandomSource[] = [];
   /** Messages to or from these nodes are lost. */
@@ -121,6 +157,13 @@ class Cluster {
   shuffle: Prng | null = null;
   /** Per mille of delivered messages that are also queued again. */
   duplicatePerMille = 0;
+  /**
+   * Deferred disks only: when set, after every delivery and at every tick each outstanding write
+   * completes with this chance (else it stays outstanding, and a restart loses it). Unset: writes
+   * complete only when the test calls sync.
+   */
+  autoSyncPerMille: number | null = null;
+  private readonly syncRandom: Prng;
   queue: Message[] = [];
   readonly sent: Array<{ tick: number; message: Message }> = [];
   readonly delivered: Message[] = [];
@@ -128,97 +171,82 @@ class Cluster {
   /** Every entry any node has applied, by index (state machine safety). */
   readonly committed = new Map<LogIndex, Entry>();
   private readonly commitSeen: LogIndex[] = [];
-  private readonly preVote: boolean | undefined;
+  private readonly options: ClusterOptions;
   now = 0;
 
   constructor(n: number, options: ClusterOptions = {}) {
     this.n = n;
-    this.preVote = options.preVote;
+    this.options = options;
     const seed = options.seed ?? 1;
+    this.syncRandom = new Prng(seed * 31 + 7);
     for (const id of range(n)) {
       this.randoms.push(new Prng(seed * 1000 + id));
       const restored = options.restored?.[id];
-      this.disks.push({
-        hardState: restored?.hardState ?? { term: 0, votedFor: NO_VOTE },
-        log: [...(restored?.entries ?? [])],
-      });
-      this.cores.push(new RaftCore(this.config(id), restored));
+      this.nodes.push(
+        new DrivenCore({
+          config: this.config(id),
+          ...(restored === undefined ? {} : { restored }),
+          ...(options.writes === undefined ? {} : { writes: options.writes }),
+          ...(options.driverBugs === undefined ? {} : { driverBugs: options.driverBugs }),
+          onSend: (message) => this.route(message),
+          onApply: (entry) => this.record(id, entry),
+        }),
+      );
       this.applied.push([]);
       this.commitSeen.push(0);
     }
   }
 
   config(id: NodeId): RaftConfig {
-    return makeConfig(id, this.n, this.randoms[id]!, this.preVote);
+    const config = makeConfig(id, this.n, this.randoms[id]!, this.options.preVote);
+    return this.options.bugs === undefined ? config : { ...config, [INJECTED_BUGS]: this.options.bugs };
+  }
+
+  node(id: NodeId): DrivenCore {
+    return this.nodes[id]!;
+  }
+
+  get cores(): RaftCore[] {
+    return this.nodes.map((node) => node.core);
   }
 
   core(id: NodeId): RaftCore {
-    return this.cores[id]!;
+    return this.node(id).core;
   }
 
-  /** Crash and restart from the fake disk: volatile state (commit, applied, role) is lost. */
+  /** Crash and restart from the fake disk: volatile state (commit, applied, role) and an unfinished write are lost. */
   restart(id: NodeId): void {
-    const disk = this.disks[id]!;
-    this.cores[id] = new RaftCore(this.config(id), { hardState: disk.hardState, snapshot: null, entries: [...disk.log] });
+    this.node(id).restart(this.config(id));
     this.applied[id] = [];
     this.commitSeen[id] = 0;
   }
 
-  /** Plays the driver for one node: persist, then send, then apply, then advance. */
-  collect(id: NodeId): Ready | null {
-    const core = this.core(id);
-    if (!core.hasReady()) return null;
-    const ready = core.ready();
-    const disk = this.disks[id]!;
-    // Nothing here compacts the log, so no snapshot may appear (`== null`: tolerate a core that omits the fields).
-    assert.ok(ready.snapshotWrite == null && ready.snapshotToApply == null, `node ${id}: unexpected snapshot`);
-    if (ready.hardState !== null) disk.hardState = ready.hardState;
-    if (ready.logWrite !== null) {
-      const { fromIndex, entries } = ready.logWrite;
-      assert.ok(fromIndex >= 1 && fromIndex <= disk.log.length + 1, `node ${id}: logWrite from ${fromIndex} leaves a gap`);
-      disk.log.length = fromIndex - 1;
-      entries.forEach((entry, i) => assert.equal(entry.index, fromIndex + i, 'logWrite entries must be consecutive'));
-      disk.log.push(...entries);
-    }
-    for (const message of ready.messages) {
-      this.checkDurable(id, message);
-      this.sent.push({ tick: this.now, message });
-      if (this.isolated.has(message.from) || this.isolated.has(message.to) || this.drop(message)) continue;
-      this.queue.push(message);
-    }
-    const applied = this.applied[id]!;
-    for (const entry of ready.committed) {
-      assert.equal(entry.index, applied.length + 1, `node ${id} applies out of order`);
-      assert.equal(disk.log[entry.index - 1]?.term, entry.term, `node ${id} applies entry ${entry.index} before it is durable`);
-      const known = this.committed.get(entry.index);
-      if (known === undefined) this.committed.set(entry.index, entry);
-      else {
-        assert.equal(entry.term, known.term, `state machine safety: index ${entry.index} applied with two terms`);
-        assert.equal(text(entry), text(known), `state machine safety: index ${entry.index} applied with two commands`);
-      }
-      applied.push(entry);
-    }
-    core.advance(ready);
-    return ready;
+  /** Runs one node's driver; returns the Readys it handled. */
+  collect(id: NodeId): Ready[] {
+    const readys = this.node(id).run();
+    // Nothing here compacts the log, so no snapshot may appear.
+    for (const ready of readys) assert.ok(ready.snapshotWrite === null && ready.snapshotToApply === null, `node ${id}: unexpected snapshot`);
+    return readys;
   }
 
-  /** Persist-before-send: a message must not promise what the disk does not hold. */
-  private checkDurable(id: NodeId, message: Message): void {
-    const disk = this.disks[id]!;
-    // Pre-vote traffic speaks of the next term hypothetically; everything else carries the durable term.
-    if (message.type !== 'PreVote' && message.type !== 'PreVoteReply') {
-      assert.equal(disk.hardState.term, message.term, `node ${id} sends term ${message.term} before persisting it`);
+  /** The driver sends: record the message, and queue it unless the network loses it. */
+  private route(message: Message): void {
+    this.sent.push({ tick: this.now, message });
+    if (this.isolated.has(message.from) || this.isolated.has(message.to) || this.drop(message)) return;
+    this.queue.push(message);
+  }
+
+  /** The driver applies: state machine safety across all nodes. */
+  private record(id: NodeId, entry: Entry): void {
+    const applied = this.applied[id]!;
+    assert.equal(entry.index, applied.length + 1, `node ${id} applies out of order`);
+    const known = this.committed.get(entry.index);
+    if (known === undefined) this.committed.set(entry.index, entry);
+    else {
+      assert.equal(entry.term, known.term, `state machine safety: index ${entry.index} applied with two terms`);
+      assert.equal(text(entry), text(known), `state machine safety: index ${entry.index} applied with two commands`);
     }
-    if (message.type === 'RequestVoteReply' && message.voteGranted) {
-      assert.equal(disk.hardState.votedFor, message.to, `node ${id} grants a vote before persisting it`);
-    }
-    if (message.type === 'AppendEntriesReply' && message.success && message.matchIndex > 0) {
-      assert.equal(
-        disk.log[message.matchIndex - 1]?.term,
-        this.core(id).entryAt(message.matchIndex)?.term,
-        `node ${id} acknowledges index ${message.matchIndex} before persisting it`,
-      );
-    }
+    applied.push(entry);
   }
 
   collectAll(): void {
@@ -258,11 +286,21 @@ class Cluster {
     const at = this.shuffle === null ? 0 : this.shuffle.nextInt(this.queue.length);
     const message = this.queue.splice(at, 1)[0]!;
     if (this.shuffle !== null && this.shuffle.chance(this.duplicatePerMille, 1000)) this.queue.push(message);
-    this.core(message.to).step(message);
     this.delivered.push(message);
-    this.collect(message.to);
+    this.node(message.to).step(message);
     this.checkSafety();
+    this.autoSync();
     return true;
+  }
+
+  /** Completes outstanding deferred writes at random (see autoSyncPerMille). */
+  private autoSync(): void {
+    const perMille = this.autoSyncPerMille;
+    if (perMille === null) return;
+    for (const node of this.nodes) {
+      if (node.writePending && this.syncRandom.chance(perMille, 1000)) node.sync();
+    }
+    this.checkSafety();
   }
 
   /** Delivers until nothing is in flight, or until `stop` holds (checked after every delivery). */
@@ -276,8 +314,9 @@ class Cluster {
 
   tick(ids: readonly NodeId[] = range(this.n)): void {
     this.now++;
-    for (const id of ids) this.core(id).tick();
-    this.collectAll();
+    this.autoSync();
+    for (const id of ids) this.node(id).tick();
+    this.checkSafety();
   }
 
   /** `ticks` rounds of: tick everyone, deliver everything. */
@@ -488,7 +527,7 @@ describe('higher terms (§5.1: "If RPC request or response contains term T > cur
     assert.equal(c.status().role, 'follower');
     assert.equal(c.term, 6);
     assert.deepEqual(ready.hardState, { term: 6, votedFor: NO_VOTE });
-    assert.equal(ready.messages.length, 0);
+    assert.deepEqual(allMessages(ready), []);
     // And a late grant from the old term no longer elects it.
     c.step(rvr(2, 0, 1, true));
     assert.equal(c.isLeader, false);
@@ -980,14 +1019,22 @@ describe('elections (§5.2)', () => {
     });
   }
 
-  test('no two leaders in one term over 200 seeds with drops, reordering, duplication, partitions and restarts; convergence after healing', () => {
+  test('no two leaders in one term over 200 seeds with drops, reordering, duplication, partitions, restarts and late disk writes; convergence after healing', () => {
     let elections = 0;
     let commits = 0;
+    let lostWrites = 0;
     for (let seed = 1; seed <= 200; seed++) {
       const faults = new Prng(seed * 7919);
       const n = seed % 2 === 0 ? 3 : 5;
       // Half the seeds with the library default (pre-vote on), half with the paper's elections.
-      const c = new Cluster(n, seed % 4 < 2 ? { seed } : { seed, preVote: false });
+      // A third of them with disks that finish writes late, so that a restart may lose one.
+      const deferred = seed % 3 === 0;
+      const c = new Cluster(n, {
+        seed,
+        ...(seed % 4 < 2 ? {} : { preVote: false }),
+        ...(deferred ? { writes: 'deferred' as const } : {}),
+      });
+      if (deferred) c.autoSyncPerMille = 300;
       const dropPerMille = 50 + (seed % 4) * 100;
       c.drop = () => faults.chance(dropPerMille, 1000);
       c.shuffle = faults;
@@ -998,7 +1045,11 @@ describe('elections (§5.2)', () => {
           c.isolated.clear();
           if (faults.chance(7, 10)) c.isolated.add(faults.nextInt(n));
         }
-        if (faults.chance(5, 1000)) c.restart(faults.nextInt(n));
+        if (faults.chance(5, 1000)) {
+          const victim = faults.nextInt(n);
+          if (c.node(victim).writePending) lostWrites++;
+          c.restart(victim);
+        }
         c.tick();
         if (faults.chance(2, 10)) {
           for (const id of c.leaders()) c.core(id).propose(bytes(`s${seed}-p${proposals++}`));
@@ -1010,6 +1061,7 @@ describe('elections (§5.2)', () => {
       c.isolated.clear();
       c.drop = () => false;
       c.duplicatePerMille = 0;
+      if (deferred) c.autoSyncPerMille = 1000;
       c.run(4 * ET_MAX);
       const leader = only(c.leaders());
       c.propose(leader, `s${seed}-final`);
@@ -1033,6 +1085,7 @@ describe('elections (§5.2)', () => {
     // The run must actually have exercised something.
     assert.ok(elections > 250, `only ${elections} leaderships`);
     assert.ok(commits > 1000, `only ${commits} commits`);
+    assert.ok(lostWrites > 0, 'no restart ever lost an outstanding write');
   });
 });
 
@@ -1152,9 +1205,8 @@ describe('propose (§5.3)', () => {
     c.elect(0);
     for (const id of [1, 2]) assert.equal(c.core(0).status().progress.get(id)?.state, 'replicate');
     for (const cmd of ['a', 'b', 'c']) c.propose(0, cmd);
-    const ready = c.collect(0);
-    assert.ok(ready !== null);
-    const appends = ofType(ready.messages, 'AppendEntries');
+    const ready = only(c.collect(0));
+    const appends = ofType(allMessages(ready), 'AppendEntries');
     assert.deepEqual(
       appends.map((m) => [m.to, m.prevLogIndex, m.entries.map(text)]),
       [
@@ -1173,8 +1225,10 @@ describe('propose (§5.3)', () => {
     c.elect(0);
     const big = 'x'.repeat(DEFAULT_TIMING.appendBytesMax / 2 + 1);
     for (let i = 0; i < 4; i++) c.propose(0, big + i);
-    const ready = c.collect(0)!;
-    for (const m of ofType(ready.messages, 'AppendEntries')) assert.equal(m.entries.length, 1);
+    const ready = only(c.collect(0));
+    const appends = ofType(allMessages(ready), 'AppendEntries');
+    assert.equal(appends.length, 2, 'one AppendEntries per follower');
+    for (const m of appends) assert.equal(m.entries.length, 1);
     c.deliverAll();
     c.settle();
     assert.deepEqual(c.applied.map((a) => a.length), [4, 4, 4]);
@@ -1299,12 +1353,13 @@ describe('ready/advance contract', () => {
     assert.equal(solo.term, 1);
     const election = cycle(solo);
     assert.deepEqual(election.hardState, { term: 1, votedFor: 0 });
-    assert.deepEqual(election.messages, []);
+    assert.deepEqual(allMessages(election), []);
     assert.deepEqual(solo.propose(bytes('a')), { index: 1, term: 1 });
     assert.deepEqual(solo.propose(bytes('b')), { index: 2, term: 1 });
     const write = solo.ready();
     assert.deepEqual(write.committed, [], 'nothing commits before the leader\'s own write is durable');
     assert.deepEqual(write.logWrite?.entries.map(text), ['a', 'b']);
+    persistByHand(solo, write);
     solo.advance(write);
     assert.equal(solo.status().commitIndex, 2);
     const apply = cycle(solo);
@@ -1312,6 +1367,195 @@ describe('ready/advance contract', () => {
     assert.equal(solo.status().appliedIndex, 2);
     assert.equal(solo.hasReady(), false);
   });
+});
+
+// ========================================================================= persistence order
+
+describe('persistence order: what may leave before the write (thesis §10.2.1)', () => {
+  const types = (messages: readonly Message[]): string[] => [...new Set(messages.map((m) => m.type))].sort();
+
+  test("messages are classified: a leader's AppendEntries and InstallSnapshot may leave before the write, votes and replies only after", () => {
+    // Candidate: RequestVote waits for its own vote to be durable.
+    const candidate = makeCore(0, 3, { random: FIXED });
+    tickN(candidate, ET_MIN);
+    const campaign = cycle(candidate);
+    assert.deepEqual([types(campaign.messagesBeforePersist), types(campaign.messages)], [[], ['RequestVote']]);
+
+    // Voter: the vote (granted or not) waits for the hardState.
+    const voter = makeCore(1, 3);
+    voter.step(rv(0, 1, 1, 0, 0));
+    const vote = cycle(voter);
+    assert.deepEqual([types(vote.messagesBeforePersist), types(vote.messages)], [[], ['RequestVoteReply']]);
+
+    // Leader: its AppendEntries (heartbeats and entries) may leave at once.
+    const leader = makeLeader(3);
+    for (const peer of [1, 2]) leader.step(aer(peer, 0, 1, true, 0, 0)); // both answer the first heartbeat
+    cycle(leader);
+    leader.propose(bytes('a'));
+    const append = cycle(leader);
+    assert.ok(append.logWrite !== null);
+    assert.deepEqual([types(append.messagesBeforePersist), types(append.messages)], [['AppendEntries'], []]);
+    assert.equal(ofType(append.messagesBeforePersist, 'AppendEntries').length, 2);
+
+    // Follower: the acknowledgement waits for the entries it acknowledges.
+    const follower = makeCore(1, 3);
+    follower.step(ae(0, 1, 1, 0, 0, [ent(1, 1)], 0));
+    const ack = cycle(follower);
+    assert.deepEqual([types(ack.messagesBeforePersist), types(ack.messages)], [[], ['AppendEntriesReply']]);
+
+    // Leader with a compacted log: the snapshot chunk may leave at once; the follower's answer waits.
+    leader.step(aer(1, 0, 1, true, 0, 1));
+    cycle(leader); // applies entry 1
+    leader.snapshot(1, bytes('s1'));
+    cycle(leader);
+    leader.step({ ...aer(2, 0, 1, false, 0, 0), lastLogIndex: 0 });
+    const chunk = cycle(leader);
+    assert.deepEqual([types(chunk.messagesBeforePersist), types(chunk.messages)], [['InstallSnapshot'], []]);
+    const receiver = makeCore(2, 3);
+    receiver.step(only(ofType(chunk.messagesBeforePersist, 'InstallSnapshot')));
+    const installed = cycle(receiver);
+    assert.ok(installed.snapshotWrite !== null);
+    assert.deepEqual([types(installed.messagesBeforePersist), types(installed.messages)], [[], ['InstallSnapshotReply']]);
+
+    // Pre-vote: request and answer both wait (they change no durable state, so nothing is held up).
+    const pre = makeCore(0, 3, { random: FIXED, preVote: true, restored: restoredState(2, NO_VOTE, log(1, 2)) });
+    tickN(pre, ET_MIN);
+    const preVote = cycle(pre);
+    assert.deepEqual([types(preVote.messagesBeforePersist), types(preVote.messages)], [[], ['PreVote']]);
+    const preVoter = makeCore(1, 3, { preVote: true, restored: restoredState(2, NO_VOTE, log(1, 2)) });
+    preVoter.step({ type: 'PreVote', from: 0, to: 1, term: 3, lastLogIndex: 2, lastLogTerm: 2 });
+    const preVoteReply = cycle(preVoter);
+    assert.deepEqual([types(preVoteReply.messagesBeforePersist), types(preVoteReply.messages)], [[], ['PreVoteReply']]);
+  });
+
+  test('ack-before-sync: the AppendEntriesReply is classified as safe to send early, and the fake disk catches the promise', () => {
+    const inTerm1 = restoredState(1, NO_VOTE, []);
+    const follower = makeCore(1, 3, { bugs: new Set(['ack-before-sync']), restored: inTerm1 });
+    follower.step(ae(0, 1, 1, 0, 0, [ent(1, 1), ent(2, 1)], 0));
+    const ready = follower.ready();
+    assert.ok(ready.logWrite !== null);
+    assert.deepEqual([types(ready.messagesBeforePersist), types(ready.messages)], [['AppendEntriesReply'], []]);
+    // Run through the driver, the reply leaves before its entries are on the disk.
+    const driven = makeCore(1, 3, { bugs: new Set(['ack-before-sync']), restored: inTerm1 });
+    driven.step(ae(0, 1, 1, 0, 0, [ent(1, 1), ent(2, 1)], 0));
+    assert.throws(() => cycle(driven), /node 1 acknowledges index 2 before persisting it/);
+    // In a new term the reply would even carry a term the disk does not hold yet.
+    const newTerm = makeCore(1, 3, { bugs: new Set(['ack-before-sync']) });
+    newTerm.step(ae(0, 1, 1, 0, 0, [ent(1, 1)], 0));
+    assert.throws(() => cycle(newTerm), /node 1 sends AppendEntriesReply in term 1 before persisting it/);
+  });
+
+  test('the driver sends messagesBeforePersist before the write completes and messages only after it', () => {
+    const node = new DrivenCore({ config: makeConfig(0, 3, FIXED, false), writes: 'deferred' });
+    const kinds = (from: number): string[] =>
+      node.events.slice(from).map((e) => (e.kind === 'send' ? `send ${e.message.type}>${e.message.to}` : e.kind));
+
+    // The campaign: the RequestVotes wait for the candidate's own vote.
+    node.tick(ET_MIN);
+    assert.deepEqual(kinds(0), ['write']);
+    assert.equal(node.writePending, true);
+    node.sync();
+    assert.deepEqual(kinds(0), ['write', 'synced', 'send RequestVote>1', 'send RequestVote>2', 'advanced']);
+
+    // Elected: a Ready without writes finishes at once.
+    let mark = node.events.length;
+    node.step(rvr(1, 0, 1, true));
+    assert.equal(node.core.isLeader, true);
+    assert.deepEqual(kinds(mark), ['send AppendEntries>1', 'send AppendEntries>2', 'advanced']);
+    for (const peer of [1, 2]) node.step(aer(peer, 0, 1, true, 0, 0)); // both answer: entries will stream
+
+    // One Ready with both kinds: entries to replicate, and a refusal of a stale candidate's vote.
+    mark = node.events.length;
+    node.core.propose(bytes('a'));
+    node.step(rv(2, 0, 0, 0, 0));
+    assert.deepEqual(kinds(mark), ['send AppendEntries>1', 'send AppendEntries>2', 'write'], 'the refusal waits for the write');
+    // Inputs that arrive meanwhile wait too (the core takes no input while its Ready is outstanding).
+    node.step(aer(1, 0, 1, true, 0, 1));
+    assert.deepEqual(kinds(mark), ['send AppendEntries>1', 'send AppendEntries>2', 'write']);
+    assert.equal(node.core.status().commitIndex, 0);
+    node.sync();
+    assert.deepEqual(kinds(mark), [
+      'send AppendEntries>1',
+      'send AppendEntries>2',
+      'write',
+      'synced',
+      'send RequestVoteReply>2',
+      'advanced',
+      // The acknowledgement, fed after the write: entry 1 commits and is applied.
+      'apply',
+      'advanced',
+    ]);
+    assert.equal(node.core.status().commitIndex, 1);
+  });
+
+  /** A single-node leader with deferred writes, elected and with its vote durable. */
+  function soloLeader(bugs?: ReadonlySet<InjectedBug>): DrivenCore {
+    const base = makeConfig(0, 1, FIXED, false);
+    const node = new DrivenCore({ config: bugs === undefined ? base : { ...base, [INJECTED_BUGS]: bugs }, writes: 'deferred' });
+    node.tick(ET_MIN);
+    node.syncAll();
+    assert.equal(node.core.isLeader, true);
+    return node;
+  }
+
+  test('a single-node leader commits its entry only once its own copy is durable', () => {
+    const node = soloLeader();
+    node.propose(bytes('a'));
+    assert.equal(node.writePending, true);
+    assert.equal(node.disk.lastIndex, 0);
+    assert.equal(node.core.status().commitIndex, 0, 'the commit index must not pass the durable index');
+    node.sync();
+    assert.equal(node.disk.lastIndex, 1);
+    assert.equal(node.core.status().commitIndex, 1);
+    assert.deepEqual(node.events.filter((e) => e.kind === 'apply').map((e) => e.kind === 'apply' && text(e.entry)), ['a']);
+  });
+
+  for (const driverBugs of [undefined, new Set<DriverBug>(['leader-counts-unsynced'])]) {
+    const title = driverBugs === undefined
+      ? "a 3-node leader whose follower acknowledges before the leader's own write completes does not commit until it does"
+      : 'driver bug leader-counts-unsynced: the leader commits and applies with one follower and its own unsynced copy';
+    test(title, () => {
+      const c = new Cluster(3, { seed: 21, preVote: false, writes: 'deferred', ...(driverBugs === undefined ? {} : { driverBugs }) });
+      // Elect node 0 with every disk completing at once.
+      const syncEveryone = (): void => {
+        for (let i = 0; i < 100 && c.nodes.some((node) => node.writePending); i++) {
+          for (const node of c.nodes) node.syncAll();
+          c.deliverAll();
+        }
+      };
+      for (let i = 0; i <= ET_MAX && !c.core(0).isLeader; i++) {
+        c.tick([0]);
+        syncEveryone();
+      }
+      assert.equal(c.core(0).isLeader, true);
+      syncEveryone();
+
+      c.propose(0, 'a');
+      c.collect(0);
+      assert.equal(c.node(0).writePending || driverBugs !== undefined, true, "the leader's write is outstanding");
+      // The AppendEntries left before it; node 1 stores the entry and acknowledges it.
+      c.isolated.add(2);
+      if (driverBugs !== undefined) {
+        // The bug: one follower and the leader's unsynced copy count as a majority, and the entry
+        // is applied while the leader's copy is on no disk. The fake disk's check catches it.
+        assert.throws(() => {
+          c.deliverAll();
+          c.node(1).syncAll();
+          c.deliverAll();
+        }, /applies entry 1 before it is durable/);
+        return;
+      }
+      c.deliverAll();
+      c.node(1).syncAll();
+      c.deliverAll();
+      assert.ok(c.delivered.some((m) => m.type === 'AppendEntriesReply' && m.from === 1 && m.matchIndex === 1), 'node 1 acknowledged');
+      assert.equal(c.node(0).disk.lastIndex, 0);
+      assert.equal(c.core(0).status().commitIndex, 0, 'one follower and an unsynced leader are not a majority');
+      c.node(0).syncAll();
+      assert.equal(c.core(0).status().commitIndex, 1, 'durable on the leader too: committed');
+      assert.deepEqual(c.applied[0]!.map(text), ['a']);
+    });
+  }
 });
 
 // ================================================================================== restart
@@ -1338,12 +1582,12 @@ describe('restart from PersistentState (§5.2: currentTerm and votedFor are pers
     c.isolated.add(2);
     c.campaign(0);
     assert.equal(c.core(0).isLeader, true);
-    assert.deepEqual(c.disks[1]!.hardState, { term: 1, votedFor: 0 });
+    assert.deepEqual(c.node(1).disk.hardState, { term: 1, votedFor: 0 });
     c.restart(1);
     c.isolated.clear();
     // Node 2 asks node 1 for a vote in the same term: refused, because of the durable vote.
     c.core(1).step(rv(2, 1, 1, 0, 0));
-    const ready = c.collect(1)!;
+    const ready = only(c.collect(1));
     assert.deepEqual(only(ofType(ready.messages, 'RequestVoteReply')), rvr(1, 2, 1, false));
   });
 

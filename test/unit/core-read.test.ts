@@ -1,14 +1,16 @@
 /**
  * ReadIndex (Raft thesis §6.4): a leader serves a read at its commit index only after a majority
  * has answered a heartbeat round sent after the read arrived, and only once it has committed an
- * entry of its own term. These tests drive three cores by hand.
+ * entry of its own term. These tests run three cores, each through the real ReadyDriver (a
+ * DrivenCore with a synchronous fake disk), and carry their messages by hand.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DEFAULT_TIMING } from '../../src/core/config.js';
-import type { Message, NodeId } from '../../src/core/messages.js';
-import { RaftCore } from '../../src/core/raft.js';
+import { INJECTED_BUGS, type InjectedBug } from '../../src/core/bugs.js';
+import { DEFAULT_TIMING, type RaftConfig } from '../../src/core/config.js';
+import type { AppendEntries, Message, NodeId } from '../../src/core/messages.js';
 import type { ReadState } from '../../src/core/ready.js';
+import { DrivenCore } from './core-fixtures.js';
 
 /** Deterministic but different per node, or two nodes would time out in lockstep forever. */
 const counterRandom = (seed: number): { nextInt(max: number): number } => {
@@ -17,30 +19,34 @@ const counterRandom = (seed: number): { nextInt(max: number): number } => {
 };
 
 interface Net {
-  cores: RaftCore[];
+  nodes: DrivenCore[];
+  /** Sent and not yet delivered. */
   inflight: Message[];
-  reads: Map<NodeId, ReadState[]>;
 }
 
-function makeNet(size: number): Net {
+function makeNet(size: number, options: { preVote?: boolean; bugs?: ReadonlySet<InjectedBug> } = {}): Net {
   const peers = Array.from({ length: size }, (_, i) => i);
-  return {
-    cores: peers.map((id) => new RaftCore({ id, peers, ...DEFAULT_TIMING, random: counterRandom(id) })),
-    inflight: [],
-    reads: new Map(),
-  };
+  const net: Net = { nodes: [], inflight: [] };
+  for (const id of peers) {
+    let config: RaftConfig = { id, peers, ...DEFAULT_TIMING, random: counterRandom(id) };
+    if (options.preVote !== undefined) config = { ...config, preVote: options.preVote };
+    if (options.bugs !== undefined) config = { ...config, [INJECTED_BUGS]: options.bugs };
+    net.nodes.push(new DrivenCore({ config, onSend: (message) => net.inflight.push(message) }));
+  }
+  return net;
 }
 
-/** Runs every Ready of every core once, collecting messages and read states. */
+const core = (net: Net, id: NodeId) => net.nodes[id]!.core;
+
+/** The reads node `id` has confirmed so far (undefined: none). */
+function reads(net: Net, id: NodeId): ReadState[] | undefined {
+  const states = net.nodes[id]!.readStates;
+  return states.length === 0 ? undefined : [...states];
+}
+
+/** Runs every node's driver (inputs given to a core directly are handled; messages go in flight). */
 function flush(net: Net): void {
-  for (const core of net.cores) {
-    while (core.hasReady()) {
-      const ready = core.ready();
-      net.inflight.push(...ready.messages);
-      if (ready.readStates.length > 0) net.reads.set(core.id, [...(net.reads.get(core.id) ?? []), ...ready.readStates]);
-      core.advance(ready);
-    }
-  }
+  for (const node of net.nodes) node.run();
 }
 
 /** Delivers messages (optionally filtered) until none are left. */
@@ -48,59 +54,58 @@ function deliver(net: Net, allow: (m: Message) => boolean = () => true): void {
   flush(net);
   for (let round = 0; round < 100 && net.inflight.length > 0; round++) {
     const batch = net.inflight.splice(0);
-    for (const message of batch) if (allow(message)) net.cores[message.to]!.step(message);
-    flush(net);
+    for (const message of batch) if (allow(message)) net.nodes[message.to]!.step(message);
   }
 }
 
-function elect(net: Net, id: NodeId): void {
-  const core = net.cores[id]!;
-  for (let i = 0; i < DEFAULT_TIMING.electionTimeoutTicksMax && !core.isLeader; i++) {
-    core.tick();
-    deliver(net);
+function elect(net: Net, id: NodeId, allow: (m: Message) => boolean = () => true): void {
+  const node = net.nodes[id]!;
+  for (let i = 0; i < DEFAULT_TIMING.electionTimeoutTicksMax && !node.core.isLeader; i++) {
+    node.tick();
+    deliver(net, allow);
   }
-  assert.ok(core.isLeader, `node ${id} should have won the election`);
+  assert.ok(node.core.isLeader, `node ${id} should have won the election`);
 }
 
 test('a leader with a committed entry of its term releases a read after a majority echoes the round', () => {
   const net = makeNet(3);
   elect(net, 0);
-  const leader = net.cores[0]!;
+  const leader = core(net, 0);
   leader.propose(new TextEncoder().encode('x'));
   deliver(net);
   const commit = leader.status().commitIndex;
   assert.equal(commit, 1);
   assert.equal(leader.requestRead(7), true);
   flush(net);
-  assert.deepEqual(net.reads.get(0), undefined, 'nothing is released before the round is answered');
+  assert.deepEqual(reads(net, 0), undefined, 'nothing is released before the round is answered');
   const round = net.inflight.filter((m) => m.type === 'AppendEntries');
   assert.equal(round.length, 2, 'one heartbeat per follower');
   assert.ok(round.every((m) => m.type === 'AppendEntries' && m.readContext === 1));
   // Only one follower answers: with the leader that is a majority of three.
   deliver(net, (m) => m.from !== 2 && m.to !== 2);
-  assert.deepEqual(net.reads.get(0), [{ id: 7, index: commit }]);
+  assert.deepEqual(reads(net, 0), [{ id: 7, index: commit }]);
 });
 
 test('a new leader without an entry of its term appends an empty one and releases the read once it commits', () => {
   const net = makeNet(3);
   elect(net, 0);
-  net.cores[0]!.propose(new TextEncoder().encode('x'));
+  core(net, 0).propose(new TextEncoder().encode('x'));
   deliver(net);
   // Node 0 is cut off; node 1 or 2 takes over, holding entry 1 of the old term but nothing of its own.
   const isolated = (m: Message): boolean => m.from !== 0 && m.to !== 0;
-  for (let i = 0; i < DEFAULT_TIMING.electionTimeoutTicksMax * 3 && !net.cores[1]!.isLeader && !net.cores[2]!.isLeader; i++) {
-    net.cores[1]!.tick();
-    net.cores[2]!.tick();
+  for (let i = 0; i < DEFAULT_TIMING.electionTimeoutTicksMax * 3 && !core(net, 1).isLeader && !core(net, 2).isLeader; i++) {
+    core(net, 1).tick();
+    core(net, 2).tick();
     deliver(net, isolated);
   }
-  const leader = net.cores[1]!.isLeader ? net.cores[1]! : net.cores[2]!;
+  const leader = core(net, 1).isLeader ? core(net, 1) : core(net, 2);
   assert.ok(leader.isLeader);
   const lastBefore = leader.status().lastIndex;
   assert.equal(leader.requestRead(1), true);
   assert.equal(leader.status().lastIndex, lastBefore + 1, 'an empty entry was appended');
   assert.equal(leader.entryAt(lastBefore + 1)?.command.length, 0);
   deliver(net, isolated);
-  const released = net.reads.get(leader.id);
+  const released = reads(net, leader.id);
   assert.equal(released?.length, 1);
   assert.equal(released[0]!.index, lastBefore + 1, 'the read sees the commit index that includes the empty entry');
 });
@@ -108,10 +113,10 @@ test('a new leader without an entry of its term appends an empty one and release
 test('followers refuse; a leader deposed before confirmation releases nothing', () => {
   const net = makeNet(3);
   elect(net, 0);
-  net.cores[0]!.propose(new TextEncoder().encode('x'));
+  core(net, 0).propose(new TextEncoder().encode('x'));
   deliver(net);
-  assert.equal(net.cores[1]!.requestRead(1), false);
-  const leader = net.cores[0]!;
+  assert.equal(core(net, 1).requestRead(1), false);
+  const leader = core(net, 0);
   assert.equal(leader.requestRead(2), true);
   flush(net);
   net.inflight.length = 0; // the round is lost
@@ -119,13 +124,13 @@ test('followers refuse; a leader deposed before confirmation releases nothing', 
   leader.step({ type: 'RequestVoteReply', from: 1, to: 0, term: leader.term + 1, voteGranted: false });
   assert.equal(leader.isLeader, false);
   deliver(net);
-  assert.equal(net.reads.get(0), undefined);
+  assert.equal(reads(net, 0), undefined);
 });
 
 test('an echo of an earlier round does not confirm a later read', () => {
   const net = makeNet(3);
   elect(net, 0);
-  const leader = net.cores[0]!;
+  const leader = core(net, 0);
   leader.propose(new TextEncoder().encode('x'));
   deliver(net);
   leader.requestRead(1);
@@ -134,11 +139,68 @@ test('an echo of an earlier round does not confirm a later read', () => {
   leader.requestRead(2);
   flush(net);
   net.inflight.length = 0; // the second round is lost
-  for (const message of firstRound) net.cores[message.to]!.step(message);
+  for (const message of firstRound) net.nodes[message.to]!.step(message);
   deliver(net);
   assert.deepEqual(
-    net.reads.get(0)?.map((r) => r.id),
+    reads(net, 0)?.map((r) => r.id),
     [1],
     'only the read whose round was echoed is released',
   );
+});
+
+/**
+ * The stale-read regression (injected bug `stale-read-echo`). Node 0 leads term 1 and sends node 1
+ * a heartbeat of read round 3, which is delayed. Node 0 crashes and restarts, so its rounds start
+ * again at 0; it wins term 2 with node 1's vote, commits an entry of term 2 and registers a read
+ * (round 1 of the new incarnation) whose heartbeat round is lost. Then the delayed term-1
+ * heartbeat reaches node 1, which rejects it as stale. Returns the reads node 0 released.
+ */
+function staleEchoAfterRestart(bugs?: ReadonlySet<InjectedBug>): { released: ReadState[] | undefined; echoed: number } {
+  const net = makeNet(3, bugs === undefined ? { preVote: false } : { preVote: false, bugs });
+  elect(net, 0);
+  net.nodes[0]!.propose(new TextEncoder().encode('x'));
+  deliver(net);
+  assert.equal(core(net, 0).status().commitIndex, 1);
+  // Three reads of term 1 (rounds 1..3) share one heartbeat round, which carries round 3.
+  for (const id of [1, 2, 3]) assert.equal(core(net, 0).requestRead(id), true);
+  flush(net);
+  const toFollower = net.inflight.filter((m): m is AppendEntries => m.type === 'AppendEntries' && m.to === 1);
+  const delayed = toFollower[toFollower.length - 1]!;
+  assert.deepEqual([delayed.term, delayed.readContext], [1, 3]);
+  net.inflight.length = 0; // the round is delayed (to node 1) or lost (to node 2)
+
+  // Node 0 crashes and restarts from its disk; node 2 stays cut off. Node 1 votes for it in term 2.
+  net.nodes[0]!.restart();
+  const withoutNode2 = (m: Message): boolean => m.from !== 2 && m.to !== 2;
+  elect(net, 0, withoutNode2);
+  assert.equal(core(net, 0).term, 2);
+  net.nodes[0]!.propose(new TextEncoder().encode('y'));
+  deliver(net, withoutNode2);
+  assert.equal(core(net, 0).status().commitIndex, 2, 'an entry of term 2 is committed: reads may be served at once');
+  assert.equal(reads(net, 0), undefined, 'the reads of the previous incarnation are gone');
+
+  // A read in the new incarnation: round 1. Its heartbeat round is lost.
+  assert.equal(core(net, 0).requestRead(99), true);
+  flush(net);
+  assert.ok(net.inflight.some((m) => m.type === 'AppendEntries' && m.readContext === 1));
+  net.inflight.length = 0;
+
+  // The pre-crash heartbeat (term 1, round 3) reaches node 1 at last: rejected as stale, in term 2.
+  net.nodes[1]!.step(delayed);
+  const rejection = net.inflight.find((m) => m.type === 'AppendEntriesReply' && m.from === 1);
+  assert.ok(rejection !== undefined && rejection.type === 'AppendEntriesReply');
+  assert.deepEqual([rejection.term, rejection.success], [2, false]);
+  deliver(net);
+  return { released: reads(net, 0), echoed: rejection.readContext };
+}
+
+test('a rejection of a stale AppendEntries echoes no read round, so it cannot confirm a read of a restarted leader', () => {
+  const fixed = staleEchoAfterRestart();
+  assert.equal(fixed.echoed, 0, 'the rejection echoes round 0, not the stale request\'s round');
+  assert.equal(fixed.released, undefined, 'no follower answered round 1: the read must wait');
+  // With the old behaviour (the rejection echoes the request's round 3) the read is confirmed by
+  // an answer to a message sent before the read existed: a stale read once a newer leader commits.
+  const buggy = staleEchoAfterRestart(new Set(['stale-read-echo']));
+  assert.equal(buggy.echoed, 3);
+  assert.deepEqual(buggy.released?.map((r) => r.id), [99], 'stale-read-echo: the stale echo confirms the read');
 });

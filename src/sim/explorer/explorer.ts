@@ -1,7 +1,7 @@
-import { InvariantError } from '../../core/assert.js';
-import type { InjectedBug } from '../../core/config.js';
+import type { InjectedBug } from '../../core/bugs.js';
+import type { DriverBug } from '../../driver/ready-driver.js';
+import { isViolation, LivenessViolation, World, type WorldShape } from './world.js';
 import { SafetyViolation } from './invariants.js';
-import { LivenessViolation, World, type DriverBug, type WorldShape } from './world.js';
 
 export interface ExploreOptions {
   readonly nodeCounts?: readonly number[];
@@ -10,7 +10,7 @@ export interface ExploreOptions {
   /** Simulated seconds allowed for recovery after the faults heal (default 15). */
   readonly healSeconds?: number;
   readonly bugs?: ReadonlySet<InjectedBug>;
-  readonly driverBug?: DriverBug | undefined;
+  readonly driverBugs?: ReadonlySet<DriverBug>;
   /** Trace lines kept for a failure report (default 300; 0 keeps none, which is faster). */
   readonly traceLines?: number;
 }
@@ -30,25 +30,25 @@ export interface ExploreResult {
 }
 
 /** Runs one seed's world to the end and reports the first violation, if any. Never throws for one. */
-export function exploreSeed(seed: number, options: ExploreOptions = {}): ExploreResult {
+export async function exploreSeed(seed: number, options: ExploreOptions = {}): Promise<ExploreResult> {
   const world = new World({
     seed,
     nodeCounts: options.nodeCounts ?? [3, 5, 7],
     faultSeconds: options.faultSeconds ?? 20,
     healSeconds: options.healSeconds ?? 15,
     bugs: options.bugs ?? new Set(),
-    driverBug: options.driverBug,
+    driverBugs: options.driverBugs ?? new Set(),
     traceLines: options.traceLines ?? 300,
   });
   let invariant: string | undefined;
   let message: string | undefined;
   try {
-    world.run();
+    await world.run();
   } catch (error) {
+    if (!isViolation(error)) throw error;
     if (error instanceof SafetyViolation) invariant = error.invariant;
     else if (error instanceof LivenessViolation) invariant = 'liveness';
-    else if (error instanceof InvariantError) invariant = 'core assertion';
-    else throw error;
+    else invariant = 'assertion';
     message = error.message;
     world.trace(`VIOLATION ${message}`);
   }
@@ -66,11 +66,11 @@ export function exploreSeed(seed: number, options: ExploreOptions = {}): Explore
 }
 
 /** The command that replays one seed exactly. */
-export function exploreReplayCommand(seed: number, options: ExploreOptions & { seconds?: number }): string {
+export function exploreReplayCommand(seed: number, options: ExploreOptions): string {
   const parts = [`npm run explore -- --seed ${seed}`];
   if (options.nodeCounts !== undefined) parts.push(`--nodes ${options.nodeCounts.join(',')}`);
   if (options.faultSeconds !== undefined) parts.push(`--seconds ${options.faultSeconds}`);
-  if (options.bugs !== undefined && options.bugs.size > 0) parts.push(`--bug ${[...options.bugs].join(',')}`);
-  if (options.driverBug !== undefined) parts.push(`--bug ${options.driverBug}`);
+  const bugs = [...(options.bugs ?? []), ...(options.driverBugs ?? [])];
+  if (bugs.length > 0) parts.push(`--bug ${bugs.join(',')}`);
   return parts.join(' ');
 }

@@ -1,6 +1,11 @@
 import type { Entry, LogIndex, Message, NodeId, Snapshot, Term } from '../../core/messages.js';
 import { NO_VOTE } from '../../core/messages.js';
-import type { RaftCore, RaftStatus } from '../../core/raft.js';
+import type { RaftStatus } from '../../core/raft.js';
+
+/** What the checker reads of a node: its status and the entries its log holds (a RaftNode or a RaftCore). */
+export interface NodeView {
+  entryAt(index: LogIndex): Entry | undefined;
+}
 
 /** A safety property was broken. The explorer stops the run and prints the trace. */
 export class SafetyViolation extends Error {
@@ -15,8 +20,8 @@ export class SafetyViolation extends Error {
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+  // A native comparison: commands can be large (snapshot-sized state, values near the frame limit).
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
 interface LedgerEntry {
@@ -40,6 +45,8 @@ interface LedgerEntry {
  */
 export class SafetyChecker {
   private readonly leaders = new Map<Term, NodeId>();
+  /** When the first leader of each term was seen (for the ReadIndex check). */
+  private readonly electedAt = new Map<Term, number>();
   private readonly ledger = new Map<string, LedgerEntry>();
   /** The command committed at each index, as far as any node has said. */
   private readonly committed = new Map<LogIndex, { term: Term; command: Uint8Array }>();
@@ -52,8 +59,7 @@ export class SafetyChecker {
   private readonly wasLeader = new Map<NodeId, Term>();
 
   /** A node (re)started: nothing it held in memory counts any more, but its durable promises do. */
-  restarted(id: NodeId, core: RaftCore, snapshotIndex: LogIndex): void {
-    const status = core.status();
+  restarted(id: NodeId, status: RaftStatus, snapshotIndex: LogIndex): void {
     const used = this.termUsed.get(id) ?? 0;
     if (status.term < used) {
       throw new SafetyViolation('durable term', `node ${id} restarted in term ${status.term} after sending messages in term ${used}`);
@@ -86,12 +92,13 @@ export class SafetyChecker {
   }
 
   /** Called after every input to a node: checks whatever changed in its state. */
-  observe(id: NodeId, core: RaftCore, status: RaftStatus = core.status()): void {
+  observe(id: NodeId, core: NodeView, status: RaftStatus, now = 0): void {
     if (status.role === 'leader') {
       const existing = this.leaders.get(status.term);
       if (existing !== undefined && existing !== id) {
         throw new SafetyViolation('election safety', `nodes ${existing} and ${id} are both leaders of term ${status.term}`);
       }
+      if (!this.leaders.has(status.term)) this.electedAt.set(status.term, now);
       this.leaders.set(status.term, id);
       if (this.wasLeader.get(id) !== status.term) {
         this.wasLeader.set(id, status.term);
@@ -136,6 +143,39 @@ export class SafetyChecker {
     this.lastApplied.set(id, snapshot.index);
   }
 
+  /**
+   * A leader receives an answer in its own term that echoes a ReadIndex round. It can only be the
+   * echo of an AppendEntries it sent in this term, so the round cannot be one it never reached: a
+   * larger one is an echo of a message from an earlier incarnation of this node, and would confirm
+   * reads that no follower confirmed.
+   */
+  echoReceived(id: NodeId, status: RaftStatus, message: Message): void {
+    if (message.type !== 'AppendEntriesReply' || status.role !== 'leader' || message.term !== status.term) return;
+    if (message.readContext > status.readRound) {
+      throw new SafetyViolation(
+        'read index',
+        `leader ${id} of term ${status.term} received an answer from node ${message.from} echoing read round ${message.readContext}, but it has only reached round ${status.readRound} (an echo of a message its previous incarnation sent)`,
+      );
+    }
+  }
+
+  /**
+   * ReadIndex safety (thesis §6.4): a read that leader `id` of `term` registered at `registeredAt`
+   * and served must have been confirmed by a majority that still followed it after that moment,
+   * so no leader of a later term can have been elected before it. (A stale read needs exactly
+   * that; this check sees the cause even when no write happened to make the read visibly stale.)
+   */
+  readServed(id: NodeId, term: Term, registeredAt: number): void {
+    for (const [laterTerm, at] of this.electedAt) {
+      if (laterTerm > term && at < registeredAt) {
+        throw new SafetyViolation(
+          'read index',
+          `node ${id}, leader of term ${term}, served a read registered at ${registeredAt.toFixed(0)} ms although node ${this.leaders.get(laterTerm)} had been elected leader of term ${laterTerm} at ${at.toFixed(0)} ms`,
+        );
+      }
+    }
+  }
+
   get highestCommitted(): LogIndex {
     return this.committedMax;
   }
@@ -155,7 +195,7 @@ export class SafetyChecker {
     }
   }
 
-  private checkLeaderCompleteness(id: NodeId, core: RaftCore, term: Term, snapshotIndex: LogIndex): void {
+  private checkLeaderCompleteness(id: NodeId, core: NodeView, term: Term, snapshotIndex: LogIndex): void {
     for (const [index, entry] of this.committed) {
       if (entry.term >= term || index <= snapshotIndex) continue;
       const held = core.entryAt(index);
@@ -169,8 +209,7 @@ export class SafetyChecker {
   }
 
   /** Entries from `fromIndex` on were (re)written in node `id`'s log: check them against the ledger. */
-  logWritten(id: NodeId, core: RaftCore, fromIndex: LogIndex): void {
-    const status = core.status();
+  logWritten(id: NodeId, core: NodeView, status: RaftStatus, fromIndex: LogIndex): void {
     for (let index = Math.max(fromIndex, status.firstIndex); index <= status.lastIndex; index++) {
       const entry = core.entryAt(index)!;
       const previousTerm = index - 1 === status.snapshotIndex ? -1 : (core.entryAt(index - 1)?.term ?? -1);

@@ -1,21 +1,25 @@
-import { assert } from '../../core/assert.js';
-import type { InjectedBug } from '../../core/config.js';
-import { DEFAULT_TIMING } from '../../core/config.js';
-import type { Entry, Message, NodeId, Snapshot } from '../../core/messages.js';
-import { RaftCore } from '../../core/raft.js';
-import { Persister } from '../persister.js';
+import { InvariantError } from '../../core/assert.js';
+import type { InjectedBug } from '../../core/bugs.js';
+import type { Message, NodeId } from '../../core/messages.js';
+import type { DriverBug } from '../../driver/ready-driver.js';
+import { VALUE_BYTES_MAX } from '../../kv/commands.js';
+import { checkLinearizable } from '../../linearizability/checker.js';
+import { StorageError } from '../../storage/storage.js';
+import { DEFAULT_MAX_FRAME_BYTES } from '../../transport/tcp.js';
+import { MESSAGE_ENVELOPE_BYTES } from '../../runtime/node.js';
+import { ENTRY_ENVELOPE_BYTES } from '../../core/log.js';
 import { Prng } from '../prng.js';
-import { VirtualScheduler, type Timer } from '../scheduler.js';
+import { VirtualScheduler } from '../scheduler.js';
+import { SimNetwork } from '../sim-network.js';
+import { ExplorerNode, type NodeHost } from './explorer-node.js';
 import { SafetyChecker, SafetyViolation } from './invariants.js';
+import { Nemesis } from './nemesis.js';
+import { Workload } from './workload.js';
 
-/** After healing, a new marker command is proposed only if none was accepted for this long. */
-const MARKER_RETRY_MS = 3000;
+/** Liveness under faults: a connected majority must complete some client operation within this. */
+const PROGRESS_WINDOW_MS = 12_000;
 
-/** Mistakes a driver (not the core) can be told to make, to show the strict disk catches them. */
-export const DRIVER_BUGS = ['send-before-sync'] as const;
-export type DriverBug = (typeof DRIVER_BUGS)[number];
-
-/** Liveness failed: the cluster did not recover after the faults stopped. */
+/** Liveness failed: the cluster made no progress although it could have. */
 export class LivenessViolation extends Error {
   override readonly name = 'LivenessViolation';
 }
@@ -26,10 +30,10 @@ export interface WorldOptions {
   readonly nodeCounts: readonly number[];
   /** Simulated seconds of load and faults before everything heals. */
   readonly faultSeconds: number;
-  /** Simulated seconds after healing within which a new command must commit on every node. */
+  /** Simulated seconds after healing within which a new write must be applied on every node. */
   readonly healSeconds: number;
   readonly bugs: ReadonlySet<InjectedBug>;
-  readonly driverBug?: DriverBug | undefined;
+  readonly driverBugs: ReadonlySet<DriverBug>;
   /** How many trace lines to keep for a failure report. */
   readonly traceLines: number;
 }
@@ -37,248 +41,185 @@ export interface WorldOptions {
 /** The random shape of one world, drawn from its seed (printed with every failure). */
 export interface WorldShape {
   readonly nodes: number;
+  /** Per node: the length of its tick; its timeouts are counted in ticks, so clocks run unevenly. */
   readonly tickMs: readonly number[];
   readonly delayMaxMs: number;
   readonly lossPerMille: number;
   readonly duplicatePerMille: number;
   readonly longDelayPerMille: number;
+  /** Link bandwidth: a 64 KiB snapshot chunk takes 64 KiB / bytesPerMs on the wire. */
+  readonly bytesPerMs: number;
+  /** The transport's frame limit (the TCP default, or a small one so that large values reach it). */
+  readonly maxFrameBytes: number;
+  readonly syncLatencyMsMax: number;
+  readonly tearPerMille: number;
   readonly faultGapMaxMs: number;
-  readonly proposalGapMaxMs: number;
-  /** The state machine snapshots after this many applied entries (0: never). */
-  readonly snapshotEvery: number;
+  readonly clients: number;
+  readonly keys: number;
+  readonly opGapMaxMs: number;
+  readonly readMode: 'read-index' | 'log';
+  /** Snapshot after this much log was applied since the last one (-1: never). */
+  readonly maxRaftStateBytes: number;
+  /** Bytes of state written before the load starts (so snapshots are of a realistic size). */
+  readonly preloadBytes: number;
+  /** Values near and over the frame limit are written now and then. */
+  readonly largeValues: boolean;
   /**
-   * `mixed`: partitions of every kind, crashes and restarts. `leader-churn`: the scenario of the
-   * paper's Figure 8, leaders dying right after appending locally or after re-replicating old entries.
+   * `mixed`: partitions of every kind, crashes and restarts, failing disks. `leader-churn`: the
+   * scenario of the paper's Figure 8, leaders dying right after appending locally, restarting while
+   * their previous incarnation's messages are still in flight.
    */
   readonly faultMix: 'mixed' | 'leader-churn';
+  /** Pre-vote on (the default) or off: without it, elections go straight to RequestVote. */
+  readonly preVote: boolean;
+  /** After healing, clients go quiet (the cluster must converge by itself) or keep writing. */
+  readonly healLoad: 'quiet' | 'steady';
 }
 
-/** The explorer's state machine: a running digest of every command applied, snapshot as bytes. */
-function digestStep(digest: number, command: Uint8Array): number {
-  let h = digest ^ 0x9e3779b9;
-  for (let i = 0; i < command.length; i++) h = Math.imul(h ^ command[i]!, 0x01000193);
-  return h >>> 0;
-}
-
-function encodeAppState(index: number, digest: number): Uint8Array {
-  return new TextEncoder().encode(`${index}:${digest}`);
-}
-
-function decodeAppState(data: Uint8Array): { index: number; digest: number } {
-  const [index, digest] = new TextDecoder().decode(data).split(':').map(Number);
-  assert(Number.isSafeInteger(index) && Number.isSafeInteger(digest), 'malformed explorer snapshot');
-  return { index: index!, digest: digest! };
-}
-
-/** One server: a core, its disk, its state machine, driven on its own (uneven) tick. */
-class ExplorerNode {
-  core: RaftCore;
-  alive = true;
-  applied = 0;
-  digest = 0;
-  /** Injected fault: the next Ready is made durable, then the node dies before sending it. */
-  crashBeforeNextSend = false;
-  private tickTimer: Timer | null = null;
-  private unsyncedSince = false;
-
-  constructor(
-    readonly id: NodeId,
-    private readonly world: World,
-    public persister: Persister,
-    random: Prng,
-  ) {
-    this.core = this.makeCore(random);
-  }
-
-  makeCore(random: Prng): RaftCore {
-    const restored = this.persister.read();
-    const core = new RaftCore(
-      {
-        id: this.id,
-        peers: this.world.peerIds,
-        ...DEFAULT_TIMING,
-        snapshotChunkBytes: 8,
-        injectedBugs: this.world.options.bugs,
-        random,
-      },
-      restored,
-    );
-    const snapshot = restored?.snapshot ?? null;
-    const state = snapshot === null ? { index: 0, digest: 0 } : decodeAppState(snapshot.data);
-    this.applied = state.index;
-    this.digest = state.digest;
-    return core;
-  }
-
-  start(): void {
-    this.scheduleTick();
-  }
-
-  stop(): void {
-    this.alive = false;
-    this.tickTimer?.cancel();
-    this.tickTimer = null;
-  }
-
-  deliver(message: Message): void {
-    if (!this.alive) return;
-    this.core.step(message);
-    this.processReady();
-  }
-
-  propose(command: Uint8Array): boolean {
-    if (!this.alive) return false;
-    const accepted = this.core.propose(command) !== null;
-    if (accepted) this.processReady();
-    return accepted;
-  }
-
-  private scheduleTick(): void {
-    const tickMs = this.world.shape.tickMs[this.id]!;
-    this.tickTimer = this.world.scheduler.schedule(tickMs, () => {
-      if (!this.alive) return;
-      if (this.unsyncedSince) {
-        // Injected driver bug: the writes of the last Ready are only synced now, after sending.
-        this.persister.sync();
-        this.unsyncedSince = false;
-      }
-      this.core.tick();
-      this.processReady();
-      this.scheduleTick();
-    });
-  }
-
-  processReady(): void {
-    const world = this.world;
-    while (this.alive && this.core.hasReady()) {
-      const ready = this.core.ready();
-      this.persister.save(ready.hardState, ready.snapshotWrite, ready.logWrite);
-      const sendBeforeSync = world.options.driverBug === 'send-before-sync';
-      if (sendBeforeSync) this.unsyncedSince = true;
-      else this.persister.sync();
-      if (this.crashBeforeNextSend && ready.messages.length > 0) {
-        world.trace(`n${this.id} crashes after persisting, before sending ${ready.messages.length} messages`);
-        world.crash(this.id);
-        return;
-      }
-      for (const message of ready.messages) world.send(message);
-      if (ready.logWrite !== null) world.checker.logWritten(this.id, this.core, ready.logWrite.fromIndex);
-      if (ready.snapshotToApply !== null) this.installSnapshot(ready.snapshotToApply);
-      const commitIndex = ready.committed.length > 0 ? this.core.status().commitIndex : 0;
-      for (const entry of ready.committed) this.apply(entry, commitIndex);
-      this.core.advance(ready);
-      this.maybeSnapshot();
-    }
-    if (this.alive) world.observe(this.id, this.core);
-  }
-
-  private apply(entry: Entry, commitIndex: number): void {
-    const world = this.world;
-    world.checker.apply(this.id, commitIndex, entry);
-    this.applied = entry.index;
-    this.digest = digestStep(this.digest, entry.command);
-    world.checkDigest(this.id, entry.index, this.digest);
-    world.noteApplied(this.id, entry);
-  }
-
-  private installSnapshot(snapshot: Snapshot): void {
-    const state = decodeAppState(snapshot.data);
-    assert(state.index === snapshot.index, () => `snapshot data for ${state.index} labelled ${snapshot.index}`);
-    this.world.checker.applySnapshot(this.id, snapshot);
-    this.world.checkDigest(this.id, state.index, state.digest);
-    this.world.trace(`n${this.id} installs snapshot at ${snapshot.index}`);
-    this.applied = state.index;
-    this.digest = state.digest;
-    this.world.checkRecovered();
-  }
-
-  private maybeSnapshot(): void {
-    const every = this.world.shape.snapshotEvery;
-    if (every === 0 || this.applied - this.core.status().snapshotIndex < every) return;
-    this.core.snapshot(this.applied, encodeAppState(this.applied, this.digest));
-  }
+function drawShape(prng: Prng, nodeCounts: readonly number[]): WorldShape {
+  const nodes = prng.pick(nodeCounts);
+  const bigState = prng.chance(1, 5);
+  // A small frame limit, so that values near and over it fit the KV value limit (1 MiB).
+  const maxFrameBytes = prng.pick([DEFAULT_MAX_FRAME_BYTES, 256 * 1024]);
+  return {
+    nodes,
+    tickMs: Array.from({ length: nodes }, () => 7 + prng.nextInt(8)),
+    delayMaxMs: prng.pick([1, 5, 20, 50, 300]),
+    lossPerMille: prng.pick([0, 10, 50, 200]),
+    duplicatePerMille: prng.pick([0, 10, 50]),
+    longDelayPerMille: prng.pick([0, 10, 50]),
+    bytesPerMs: prng.pick([1_000, 10_000, 100_000]),
+    maxFrameBytes,
+    syncLatencyMsMax: prng.pick([1, 5, 30]),
+    tearPerMille: prng.pick([0, 500]),
+    faultGapMaxMs: prng.pick([300, 1000, 3000]),
+    clients: 2 + prng.nextInt(4),
+    keys: 2 + prng.nextInt(4),
+    opGapMaxMs: prng.pick([5, 30, 200, 1000]),
+    readMode: prng.pick(['read-index', 'read-index', 'log'] as const),
+    // With a big state, a snapshot costs a copy of all of it: compact often, but not every few writes.
+    maxRaftStateBytes: bigState ? prng.pick([16 * 1024, 256 * 1024]) : prng.pick([-1, 2048, 16 * 1024, 256 * 1024]),
+    preloadBytes: bigState ? 1280 * 1024 : 0,
+    largeValues: maxFrameBytes < VALUE_BYTES_MAX && prng.chance(1, 2),
+    faultMix: prng.pick(['mixed', 'mixed', 'leader-churn'] as const),
+    preVote: prng.chance(3, 4),
+    healLoad: prng.pick(['quiet', 'steady'] as const),
+  };
 }
 
 /**
- * A random world for one seed: a cluster of 3–7 nodes on a message network that drops,
- * duplicates, delays and reorders; partitions (symmetric, one-way, and ones that strand a leader
- * in a minority), crashes at random points (including between a persist and its send) and
- * restarts; uneven tick rates; and clients proposing at random times to random nodes. Every
- * safety property is checked after every event; after `faultSeconds` all faults heal and a new
- * command must commit everywhere within `healSeconds`.
+ * A random world for one seed: 3–7 members of the shipped KV service (RaftNode + KvReplica) on
+ * simulated disks that lose unsynced writes and tear or fail them, a network that drops,
+ * duplicates, delays, reorders and partitions; crashes at any point, restarts, uneven clocks; and
+ * clients issuing writes and linearizable reads. Raft's safety properties are checked after every
+ * event, progress is demanded whenever a connected majority exists, after `faultSeconds` every
+ * fault heals and a new write must reach every node within `healSeconds`, and finally the whole
+ * client history must be linearizable.
  */
-export class World {
-  readonly scheduler = new VirtualScheduler({ maxVirtualMs: Number.MAX_SAFE_INTEGER });
+export class World implements NodeHost {
+  readonly scheduler = new VirtualScheduler({ maxVirtualMs: Number.MAX_SAFE_INTEGER, wallBudgetMs: 60_000 });
   readonly checker = new SafetyChecker();
   readonly shape: WorldShape;
   readonly peerIds: readonly NodeId[];
-  private readonly nodes: ExplorerNode[] = [];
-  private readonly prng: Prng;
-  private readonly netPrng: Prng;
-  private readonly nodePrng: Prng;
-  /** linkUp[from][to]: messages from `from` reach `to`. */
-  private readonly linkUp: boolean[][];
+  readonly network: SimNetwork;
+  readonly nodes: ExplorerNode[] = [];
+  readonly bugs: ReadonlySet<InjectedBug>;
+  readonly driverBugs: ReadonlySet<DriverBug>;
+  readonly options: WorldOptions;
+  readonly workload: Workload;
+  private readonly nemesis: Nemesis;
   private readonly traceRing: string[] = [];
   private traceNext = 0;
   private traceHash = 0x811c9dc5;
   private healed = false;
-  private nextCommand = 1;
-  private readonly digestAt = new Map<number, number>();
-  /** Commands proposed after the heal, and the first index at which one of them was applied. */
-  private readonly markers = new Set<string>();
-  private markerIndex = -1;
-  private lastMarkerAt = Number.NEGATIVE_INFINITY;
   private recoveredAt = -1;
-  readonly options: WorldOptions;
+  private healedAt = -1;
+  private failure: Error | null = null;
+  /** Since when a connected majority of live members has existed without a break (-1: none now). */
+  private healthySince = -1;
   /** Counters for the summary. */
-  readonly stats = { messages: 0, dropped: 0, crashes: 0, partitions: 0, proposals: 0, commits: 0 };
+  readonly stats = { messages: 0, crashes: 0, restarts: 0, failedSyncs: 0, opsChecked: 0, checkVerdict: '' };
 
   constructor(options: WorldOptions) {
     this.options = options;
+    this.bugs = options.bugs;
+    this.driverBugs = options.driverBugs;
     const root = new Prng(options.seed);
-    const shapePrng = root.fork();
-    this.prng = root.fork();
-    this.netPrng = root.fork();
-    this.nodePrng = root.fork();
-    const nodes = shapePrng.pick(options.nodeCounts);
-    this.shape = {
-      nodes,
-      tickMs: Array.from({ length: nodes }, () => 7 + shapePrng.nextInt(8)),
-      delayMaxMs: shapePrng.pick([1, 5, 20, 50]),
-      lossPerMille: shapePrng.pick([0, 10, 50, 200]),
-      duplicatePerMille: shapePrng.pick([0, 10, 50]),
-      longDelayPerMille: shapePrng.pick([0, 10, 50]),
-      faultGapMaxMs: shapePrng.pick([300, 1000, 3000]),
-      proposalGapMaxMs: shapePrng.pick([5, 30, 200, 2000]),
-      snapshotEvery: shapePrng.pick([0, 3, 10, 50]),
-      faultMix: shapePrng.pick(['mixed', 'mixed', 'leader-churn'] as const),
-    };
-    this.peerIds = Array.from({ length: nodes }, (_, i) => i);
-    this.linkUp = Array.from({ length: nodes }, () => new Array<boolean>(nodes).fill(true));
+    this.shape = drawShape(root.fork(), options.nodeCounts);
+    const shape = this.shape;
+    this.peerIds = Array.from({ length: shape.nodes }, (_, i) => i);
+    this.network = new SimNetwork({
+      scheduler: this.scheduler,
+      prng: root.fork(),
+      delayMsMax: shape.delayMaxMs,
+      lossPerMille: shape.lossPerMille,
+      duplicatePerMille: shape.duplicatePerMille,
+      longDelayPerMille: shape.longDelayPerMille,
+      bytesPerMs: shape.bytesPerMs,
+      maxFrameBytes: shape.maxFrameBytes,
+      trace: (line) => this.trace(line),
+    });
+    const nodePrng = root.fork();
     for (const id of this.peerIds) {
-      this.nodes.push(new ExplorerNode(id, this, new Persister('on-sync'), this.nodePrng.fork()));
-      this.checker.restarted(id, this.nodes[id]!.core, 0);
+      const tick = shape.tickMs[id]!;
+      this.nodes.push(
+        new ExplorerNode(
+          id,
+          this,
+          {
+            timing: { tickMs: tick, heartbeatMs: 20 * tick, electionTimeoutMinMs: 80 * tick, electionTimeoutMaxMs: 160 * tick },
+            preVote: shape.preVote,
+            maxRaftStateBytes: shape.maxRaftStateBytes,
+            syncLatencyMsMax: shape.syncLatencyMsMax,
+            tearPerMille: shape.tearPerMille,
+            requestTimeoutMs: 2000,
+          },
+          nodePrng.fork(),
+        ),
+      );
     }
+    const largeValueBytes = shape.largeValues ? shape.maxFrameBytes - MESSAGE_ENVELOPE_BYTES - ENTRY_ENVELOPE_BYTES - 64 : 0;
+    this.workload = new Workload(
+      {
+        nodes: this.nodes,
+        now: () => this.scheduler.now(),
+        schedule: (delayMs, callback) => this.scheduler.schedule(delayMs, callback),
+        sleep: (ms) => this.scheduler.sleep(ms),
+        trace: (line) => this.trace(line),
+        fail: (error) => this.fail(error),
+        readServed: (node, term, at) => {
+          try {
+            this.checker.readServed(node, term, at);
+          } catch (error) {
+            this.fail(error as Error);
+          }
+        },
+      },
+      { clients: shape.clients, keys: shape.keys, opGapMaxMs: shape.opGapMaxMs, readMode: shape.readMode, attemptTimeoutMs: 1500, largeValueBytes },
+      root.fork(),
+    );
+    this.nemesis = new Nemesis(this, root.fork());
   }
 
   /** Runs the world to the end. Throws SafetyViolation, LivenessViolation or InvariantError. */
-  run(): void {
-    for (const node of this.nodes) node.start();
-    this.scheduleFault();
-    this.scheduleProposal();
-    const faultEnd = this.options.faultSeconds * 1000;
-    this.scheduler.runUntil(faultEnd);
-    this.heal();
-    const deadline = faultEnd + this.options.healSeconds * 1000;
-    while (this.recoveredAt < 0 && this.scheduler.now() < deadline) {
-      this.scheduler.runUntil(Math.min(deadline, this.scheduler.now() + 100));
-    }
-    if (this.recoveredAt < 0) {
-      const roles = this.nodes.map((n) => `n${n.id}:${n.core.status().role}@${n.core.term}`).join(' ');
-      throw new LivenessViolation(
-        `no command proposed after healing at ${faultEnd} ms was applied on all ${this.shape.nodes} nodes within ${this.options.healSeconds} s (${roles})`,
-      );
-    }
+  async run(): Promise<void> {
+    await this.scheduler.run(async () => {
+      for (const node of this.nodes) await node.start();
+      this.noteTopologyChanged();
+      if (this.shape.preloadBytes > 0) await this.workload.preload(this.shape.preloadBytes / (64 * 1024), 64 * 1024);
+      this.workload.start();
+      this.nemesis.start();
+      this.scheduleProgressCheck();
+      await this.sleepChecked(this.options.faultSeconds * 1000);
+      this.heal();
+      await this.awaitRecovery();
+      await this.awaitConvergence();
+      await this.finalReads();
+      this.workload.active = false;
+      this.workload.giveUpAt = this.scheduler.now();
+    });
+    this.throwIfFailed();
+    this.checkHistory();
   }
 
   get now(): number {
@@ -291,12 +232,14 @@ export class World {
   }
 
   get recoveryMs(): number {
-    return this.recoveredAt - this.options.faultSeconds * 1000;
+    return this.recoveredAt - this.healedAt;
   }
 
   trace(line: string): void {
     const text = `${this.now.toFixed(0).padStart(8)} ms  ${line}`;
-    for (let i = 0; i < text.length; i++) this.traceHash = Math.imul(this.traceHash ^ text.charCodeAt(i), 0x01000193) >>> 0;
+    let h = this.traceHash;
+    for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+    this.traceHash = h >>> 0;
     if (this.options.traceLines === 0) return;
     if (this.traceRing.length < this.options.traceLines) this.traceRing.push(text);
     else this.traceRing[this.traceNext] = text;
@@ -309,246 +252,220 @@ export class World {
     return [...this.traceRing.slice(this.traceNext), ...this.traceRing.slice(0, this.traceNext)];
   }
 
-  // ------------------------------------------------------------------ network
+  // ------------------------------------------------------------------ NodeHost
 
-  send(message: Message): void {
-    // The persistence contract: nothing leaves a node while it holds writes that are not durable.
-    const unsynced = this.nodes[message.from]!.persister.unsyncedWrites;
-    if (unsynced > 0) {
-      throw new SafetyViolation(
-        'persist before send',
-        `node ${message.from} sent ${message.type} to ${message.to} with ${unsynced} write(s) not yet synced`,
-      );
+  observe(node: ExplorerNode): void {
+    const shipped = node.node;
+    if (shipped === null) return;
+    const status = shipped.raftStatus(false);
+    this.checker.observe(node.id, shipped, status, this.now);
+    const change = node.describeChange(status);
+    if (change !== null) this.trace(`n${node.id} ${change}`);
+  }
+
+  messageReceived(node: ExplorerNode, message: Message): void {
+    if (message.type !== 'AppendEntriesReply' || node.node === null) return;
+    try {
+      this.checker.echoReceived(node.id, node.node.raftStatus(false), message);
+    } catch (error) {
+      this.fail(error as Error);
     }
+  }
+
+  messageSent(message: Message): void {
     this.checker.sent(message);
     this.stats.messages++;
-    const copies = !this.healed && this.netPrng.nextInt(1000) < this.shape.duplicatePerMille ? 2 : 1;
-    for (let copy = 0; copy < copies; copy++) this.transmit(message);
   }
 
-  private transmit(message: Message): void {
-    const { from, to } = message;
-    const lossy = !this.healed && this.netPrng.nextInt(1000) < this.shape.lossPerMille;
-    if (!this.linkUp[from]![to] || lossy) {
-      this.stats.dropped++;
-      this.trace(`${from}->${to} ${describe(message)} DROPPED`);
+  nodeFailed(node: ExplorerNode, error: Error): void {
+    if (error instanceof StorageError && error.code === 'TSRAFT_STORAGE_IO') {
+      // The node stopped itself after a failed fsync, as it must; it comes back like a crashed one.
+      this.trace(`n${node.id} stops after a failed fsync: ${error.message}`);
+      this.crash(node.id);
+      // A fault injected before the heal may strike after it; the heal restarts every member.
+      if (this.healed) this.scheduler.schedule(100, () => this.restart(node.id));
       return;
     }
-    let delay = 1 + this.netPrng.nextInt(this.shape.delayMaxMs);
-    if (!this.healed && this.netPrng.nextInt(1000) < this.shape.longDelayPerMille) delay += 100 + this.netPrng.nextInt(3000);
-    this.trace(`${from}->${to} ${describe(message)} (+${delay} ms)`);
-    this.scheduler.schedule(delay, () => {
-      // A partition that arose while the message was in flight still stops it.
-      if (!this.linkUp[from]![to]) return;
-      this.nodes[to]!.deliver(message);
-    });
+    this.fail(error);
   }
 
-  // ------------------------------------------------------------------ checks
+  // ------------------------------------------------------------------ faults (called by Nemesis)
 
-  observe(id: NodeId, core: RaftCore): void {
-    const status = core.status();
-    this.checker.observe(id, core, status);
-    const line = `${status.role} t${status.term} last=${status.lastIndex} commit=${status.commitIndex} snap=${status.snapshotIndex}`;
-    if (this.lastObserved[id] !== line) {
-      this.lastObserved[id] = line;
-      this.trace(`n${id} ${line}`);
-    }
+  get isHealed(): boolean {
+    return this.healed;
   }
 
-  private readonly lastObserved: string[] = [];
-
-  /** Every node's state machine must be identical after applying the same prefix of the log. */
-  checkDigest(id: NodeId, index: number, digest: number): void {
-    const known = this.digestAt.get(index);
-    if (known === undefined) this.digestAt.set(index, digest);
-    else if (known !== digest) {
-      throw new SafetyViolation('state machine safety', `node ${id}'s state after index ${index} differs from another node's`);
-    }
-  }
-
-  noteApplied(_id: NodeId, entry: Entry): void {
-    this.stats.commits = Math.max(this.stats.commits, entry.index);
-    if (this.markerIndex < 0 && this.markers.has(decodeCommandKey(entry.command))) this.markerIndex = entry.index;
-    this.checkRecovered();
-  }
-
-  /** Recovered once every node's state machine covers a command proposed after the heal. */
-  checkRecovered(): void {
-    if (this.markerIndex < 0 || this.recoveredAt >= 0) return;
-    for (const node of this.nodes) if (node.applied < this.markerIndex) return;
-    this.recoveredAt = this.now;
-    this.trace(`recovered: the command at index ${this.markerIndex}, proposed after healing, is applied on every node`);
-  }
-
-  // ------------------------------------------------------------------ load
-
-  private scheduleProposal(): void {
-    this.scheduler.schedule(1 + this.prng.nextInt(this.shape.proposalGapMaxMs), () => {
-      const target = this.healed ? this.leaderId() : this.prng.nextInt(this.shape.nodes);
-      // After healing the cluster must converge on its own: one marker, and another only if none
-      // was accepted for a while (a new leader may have dropped it). A steady stream of writes would
-      // keep leaders compacting and could hide a follower that is stuck without them.
-      const quiet = this.healed && this.now - this.lastMarkerAt < MARKER_RETRY_MS;
-      if (target !== -1 && !quiet) {
-        const key = `${this.healed ? 'm' : 'c'}${this.nextCommand++}`;
-        const command = new TextEncoder().encode(key);
-        if (this.nodes[target]!.propose(command)) {
-          this.stats.proposals++;
-          if (this.healed) {
-            this.markers.add(key);
-            this.lastMarkerAt = this.now;
-          }
-          this.trace(`client proposes ${key} to n${target}`);
-        }
-      }
-      if (this.recoveredAt < 0) this.scheduleProposal();
-    });
-  }
-
-  private leaderId(): NodeId {
-    for (const node of this.nodes) if (node.alive && node.core.isLeader) return node.id;
+  leaderId(): NodeId {
+    for (const node of this.nodes) if (node.node?.raftStatus(false).role === 'leader') return node.id;
     return -1;
-  }
-
-  // ------------------------------------------------------------------ faults
-
-  private scheduleFault(): void {
-    this.scheduler.schedule(1 + this.prng.nextInt(this.shape.faultGapMaxMs), () => {
-      if (this.healed) return;
-      this.injectFault();
-      this.scheduleFault();
-    });
-  }
-
-  private injectFault(): void {
-    if (this.shape.faultMix === 'leader-churn') {
-      this.injectLeaderChurn();
-      return;
-    }
-    const n = this.shape.nodes;
-    const roll = this.prng.nextInt(100);
-    if (roll < 15) {
-      this.partition(this.randomGroups());
-    } else if (roll < 25) {
-      // A leader stranded with a minority: it keeps believing it leads while the rest move on.
-      const leader = this.leaderId();
-      if (leader === -1) return;
-      const group = new Set([leader]);
-      while (group.size < Math.floor((n - 1) / 2)) group.add(this.prng.nextInt(n));
-      this.partition(this.peerIds.map((id) => (group.has(id) ? 0 : 1)));
-    } else if (roll < 35) {
-      const from = this.prng.nextInt(n);
-      const to = this.prng.nextInt(n);
-      if (from === to) return;
-      this.linkUp[from]![to] = false;
-      this.stats.partitions++;
-      this.trace(`link ${from}->${to} cut (one way)`);
-    } else if (roll < 50) {
-      this.healLinks();
-    } else if (roll < 60) {
-      this.crash(this.prng.nextInt(n));
-    } else if (roll < 75) {
-      // Figure 8 of the paper: leaders dying right after they replicated part of their log.
-      const leader = this.leaderId();
-      if (leader !== -1) this.crash(leader);
-    } else if (roll < 80) {
-      // Usually the leader: it appends a proposal locally and dies before anyone hears of it.
-      const leader = this.leaderId();
-      const victim = this.nodes[leader !== -1 && this.prng.chance(2, 3) ? leader : this.prng.nextInt(n)]!;
-      if (victim.alive) {
-        victim.crashBeforeNextSend = true;
-        this.trace(`n${victim.id} will crash between its next persist and send`);
-      }
-    } else {
-      this.restart(this.prng.nextInt(n));
-    }
-  }
-
-  private injectLeaderChurn(): void {
-    const roll = this.prng.nextInt(100);
-    const leader = this.leaderId();
-    if (roll < 35) {
-      if (leader !== -1) this.crash(leader);
-    } else if (roll < 60) {
-      if (leader === -1) return;
-      // The leader appends a command to its own log only, then dies.
-      const node = this.nodes[leader]!;
-      node.crashBeforeNextSend = true;
-      const key = `c${this.nextCommand++}`;
-      this.trace(`client proposes ${key} to n${leader}, which dies before replicating it`);
-      node.propose(new TextEncoder().encode(key));
-    } else {
-      this.restart(this.prng.nextInt(this.shape.nodes));
-    }
-  }
-
-  private randomGroups(): number[] {
-    return this.peerIds.map(() => this.prng.nextInt(2));
-  }
-
-  private partition(groups: number[]): void {
-    for (const from of this.peerIds) {
-      for (const to of this.peerIds) this.linkUp[from]![to] = groups[from] === groups[to];
-    }
-    this.stats.partitions++;
-    this.trace(`partition ${groups.map((g, id) => `n${id}:${g}`).join(' ')}`);
-  }
-
-  private healLinks(): void {
-    for (const row of this.linkUp) row.fill(true);
-    this.trace('all links up');
   }
 
   crash(id: NodeId): void {
     const node = this.nodes[id]!;
     if (!node.alive) return;
-    node.stop();
-    node.crashBeforeNextSend = false;
-    // Whatever was not synced is lost; the successor starts from a copy of what was durable.
-    node.persister = node.persister.copy();
+    node.crash();
     this.stats.crashes++;
     this.trace(`n${id} crashes`);
+    this.noteTopologyChanged(true);
   }
 
-  private restart(id: NodeId): void {
+  restart(id: NodeId): void {
     const node = this.nodes[id]!;
     if (node.alive) return;
-    node.core = node.makeCore(this.nodePrng.fork());
-    node.alive = true;
-    this.checker.restarted(id, node.core, node.applied);
-    this.trace(`n${id} restarts at term ${node.core.term}, log ${node.core.status().lastIndex}, applied ${node.applied}`);
-    node.start();
+    this.stats.restarts++;
+    void node.start().then(() => this.noteTopologyChanged(true), (error: unknown) => this.fail(error instanceof Error ? error : new Error(String(error))));
   }
+
+  /**
+   * Records whether a connected majority of live members exists now. A crash or restart starts the
+   * clock again: the cluster is owed a quiet stretch to elect a leader and serve, not progress
+   * through a storm of leader deaths.
+   */
+  noteTopologyChanged(disruptive = false): void {
+    if (disruptive) this.healthySince = -1;
+    const healthy = this.hasConnectedMajority();
+    if (!healthy) this.healthySince = -1;
+    else if (this.healthySince < 0) this.healthySince = this.now;
+  }
+
+  private hasConnectedMajority(): boolean {
+    const n = this.shape.nodes;
+    const majority = Math.floor(n / 2) + 1;
+    const net = this.network;
+    for (let mask = 0; mask < 1 << n; mask++) {
+      let size = 0;
+      let ok = true;
+      for (let a = 0; a < n && ok; a++) {
+        if ((mask & (1 << a)) === 0) continue;
+        size++;
+        if (!this.nodes[a]!.alive) ok = false;
+        for (let b = 0; b < n && ok; b++) {
+          if (a !== b && (mask & (1 << b)) !== 0 && !(net.isLinkUp(a, b) && net.isLinkUp(b, a))) ok = false;
+        }
+      }
+      if (ok && size >= majority) return true;
+    }
+    return false;
+  }
+
+  // ------------------------------------------------------------------ the run's phases
 
   private heal(): void {
     this.healed = true;
-    this.healLinks();
-    for (const node of this.nodes) node.crashBeforeNextSend = false;
+    this.healedAt = this.now;
+    this.nemesis.stop();
+    this.network.healLinks();
+    this.network.setChaos(false);
+    for (const node of this.nodes) node.crashAfterNextSync = false;
     for (const id of this.peerIds) this.restart(id);
-    this.trace('faults healed');
+    if (this.shape.healLoad === 'quiet') this.workload.active = false;
+    this.trace(`faults healed; clients ${this.shape.healLoad === 'quiet' ? 'stop' : 'keep writing'}`);
+  }
+
+  /**
+   * A write issued after healing must be applied on every node within healSeconds. Its client
+   * retries it (same session, same seq) until it is answered; in a quiet world nothing else is
+   * written, so a follower stuck without new writes to carry it along is caught.
+   */
+  private async awaitRecovery(): Promise<void> {
+    const deadline = this.now + this.options.healSeconds * 1000;
+    let markerIndex = -1;
+    this.workload.run(this.shape.clients, { kind: 'put', key: 'marker', value: 'healed' }).then(
+      (index) => {
+        if (index !== undefined) markerIndex = index;
+      },
+      (error: unknown) => this.fail(error instanceof Error ? error : new Error(String(error))),
+    );
+    while (this.now < deadline) {
+      if (markerIndex >= 0 && this.nodes.every((node) => node.appliedIndex >= markerIndex)) {
+        this.recoveredAt = this.now;
+        this.trace(`recovered: the write at index ${markerIndex}, issued after healing, is applied on every node`);
+        return;
+      }
+      await this.sleepChecked(50);
+    }
+    const roles = this.nodes.map((n) => `n${n.id}:${n.node?.raftStatus(false).role ?? 'down'}@applied ${n.appliedIndex}`).join(' ');
+    throw new LivenessViolation(
+      `no write issued after healing at ${this.healedAt} ms was applied on all ${this.shape.nodes} nodes within ${this.options.healSeconds} s (${markerIndex < 0 ? 'none was answered' : `answered at ${markerIndex}`}; ${roles})`,
+    );
+  }
+
+  /** Once every node has applied the same index, their states must be byte-identical. */
+  private async awaitConvergence(): Promise<void> {
+    this.workload.active = false;
+    for (let waited = 0; waited < 10_000; waited += 50) {
+      const applied = this.nodes.map((n) => n.appliedIndex);
+      if (applied.every((index) => index === applied[0]) && this.workload.history.pendingCount() === 0) {
+        const digests = this.nodes.map((n) => hashBytes(n.replica!.sm.snapshot()));
+        if (digests.some((d) => d !== digests[0])) {
+          throw new SafetyViolation('state machine safety', `nodes applied index ${applied[0]} but hold different states (${digests.join(', ')})`);
+        }
+        return;
+      }
+      await this.sleepChecked(50);
+    }
+    this.trace('nodes did not reach the same applied index within 10 s after recovery; state comparison skipped');
+  }
+
+  /** Every key is read once more, so a write that was acknowledged and then lost shows up in the history. */
+  private async finalReads(): Promise<void> {
+    this.workload.active = true;
+    const keys = [...Array.from({ length: this.shape.keys }, (_, i) => `k${i}`), 'marker'];
+    for (const key of keys) await this.workload.run(this.shape.clients + 1, { kind: 'get', key });
+  }
+
+  private checkHistory(): void {
+    const operations = this.workload.history.operations({ pendingAsUnknown: true });
+    this.stats.opsChecked = operations.length;
+    const verdict = checkLinearizable(operations, { timeBudgetMs: 20_000 });
+    this.stats.checkVerdict = verdict.result;
+    if (verdict.result === 'illegal') throw new SafetyViolation('linearizability', verdict.explanation ?? 'the client history is not linearizable');
+  }
+
+  private scheduleProgressCheck(): void {
+    this.scheduler.schedule(1000, () => {
+      if (this.healed || this.failure !== null) return;
+      // With heavy loss a bare majority needing every one of its votes may fail for a long while
+      // by chance alone; such worlds are held to liveness after the heal only.
+      const since = Math.max(this.healthySince, this.workload.lastCompletedAt);
+      if (this.shape.lossPerMille <= 50 && this.healthySince >= 0 && this.now - since >= PROGRESS_WINDOW_MS) {
+        this.fail(
+          new LivenessViolation(
+            `a connected majority of live members existed for ${this.now - this.healthySince} ms, but no client operation completed in the last ${this.now - this.workload.lastCompletedAt} ms`,
+          ),
+        );
+        return;
+      }
+      this.scheduleProgressCheck();
+    });
+  }
+
+  /** Sleeps on the virtual clock; stops the run as soon as anything failed. */
+  private async sleepChecked(ms: number): Promise<void> {
+    this.throwIfFailed();
+    await this.scheduler.sleep(ms);
+    this.throwIfFailed();
+  }
+
+  fail(error: Error): void {
+    if (this.failure !== null) return;
+    this.failure = error;
+    this.trace(`FAILURE ${error.message}`);
+    // Stop the event loop at once: the error surfaces from the event that saw it.
+    this.scheduler.schedule(0, () => this.throwIfFailed());
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== null) throw this.failure;
   }
 }
 
-function describe(message: Message): string {
-  switch (message.type) {
-    case 'AppendEntries':
-      return `AppendEntries t${message.term} prev=${message.prevLogIndex}/${message.prevLogTerm} n=${message.entries.length} commit=${message.leaderCommit}`;
-    case 'AppendEntriesReply':
-      return `AppendEntriesReply t${message.term} ${message.success ? `ok match=${message.matchIndex}` : `reject prev=${message.prevLogIndex} hint=${message.conflictTerm}/${message.conflictIndex}/${message.lastLogIndex}`}`;
-    case 'RequestVote':
-    case 'PreVote':
-      return `${message.type} t${message.term} last=${message.lastLogIndex}/${message.lastLogTerm}`;
-    case 'RequestVoteReply':
-    case 'PreVoteReply':
-      return `${message.type} t${message.term} ${message.voteGranted ? 'granted' : 'refused'}`;
-    case 'InstallSnapshot':
-      return `InstallSnapshot t${message.term} at=${message.lastIncludedIndex} off=${message.offset} len=${message.data.length}${message.done ? ' done' : ''}`;
-    case 'InstallSnapshotReply':
-      return `InstallSnapshotReply t${message.term} at=${message.lastIncludedIndex} next=${message.nextOffset}${message.installed ? ' installed' : ''}`;
-  }
+export function isViolation(error: unknown): error is SafetyViolation | LivenessViolation | InvariantError {
+  return error instanceof SafetyViolation || error instanceof LivenessViolation || error instanceof InvariantError;
 }
 
-function decodeCommandKey(command: Uint8Array): string {
-  return new TextDecoder().decode(command);
+function hashBytes(bytes: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
+  return h >>> 0;
 }

@@ -1,17 +1,18 @@
 /**
- * One tsraft node as an OS process, for the process tests: a RaftNode with FileStorage and
- * TcpTransport whose state machine is the list of applied commands. The parent talks to it over
- * the IPC channel of child_process.fork:
+ * One tsraft node as an OS process, the child-process entry script of RaftProcessCluster
+ * (process-cluster.ts; not a module to import): a RaftNode with FileStorage and TcpTransport whose
+ * state machine is the list of applied commands. The parent talks to it over the IPC channel of
+ * child_process.fork:
  *   { op: 'propose', id, command }  → { op: 'proposed', id, index?, error?, leaderId? }
  *   { op: 'status' }                → { op: 'status', status }
  *   { op: 'log', from }             → { op: 'log', entries: [index, command][] }  (applied, in order)
  * argv: <id> <comma-separated ports> <data dir>
  */
-import type { Entry } from '../../src/core/messages.js';
-import { NotLeaderError } from '../../src/runtime/errors.js';
-import { RaftNode } from '../../src/runtime/node.js';
-import { FileStorage } from '../../src/storage/file-storage.js';
-import { TcpTransport } from '../../src/transport/tcp.js';
+import type { Entry } from '../core/messages.js';
+import { NotLeaderError } from '../runtime/errors.js';
+import { RaftNode } from '../runtime/node.js';
+import { FileStorage } from '../storage/file-storage.js';
+import { TcpTransport } from '../transport/tcp.js';
 
 type Request =
   | { op: 'propose'; id: number; command: string }

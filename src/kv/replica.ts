@@ -1,0 +1,121 @@
+/**
+ * KvReplica: the glue between one RaftNode and the KV state machine, shared by the HTTP server
+ * (server.ts) and the random fault explorer, so the explorer checks the code that ships. It
+ * applies committed entries, takes snapshots when enough log has been applied since the last one,
+ * and serves the two kinds of operation a client can ask for: a write through the log (answered
+ * with the state machine's result), and a linearizable read (ReadIndex, or a `get` through the log).
+ *
+ * Snapshots: the replica counts the command bytes (+ ENTRY_OVERHEAD_BYTES per entry) applied since
+ * the last snapshot; once that passes `maxRaftStateBytes` it hands the state machine's snapshot to
+ * the RaftNode, which compacts its log. The snapshot is taken after the Ready being applied (through
+ * `defer`), so one snapshot covers every entry that Ready commits.
+ */
+import type { Entry, LogIndex, Snapshot } from '../core/messages.js';
+import type { RaftNode, StateMachine } from '../runtime/node.js';
+import { encodeKvCommand, type KvResult } from './commands.js';
+import { describeError } from './describe-error.js';
+import { KvStateMachine } from './state-machine.js';
+
+/** Bytes counted per applied entry on top of its command, for `maxRaftStateBytes`. */
+export const ENTRY_OVERHEAD_BYTES = 16;
+
+export interface KvReplicaOptions {
+  /** Snapshot once the log applied since the last snapshot passes this many bytes (-1: never). */
+  readonly maxRaftStateBytes: number;
+  /** Runs a callback after the current call stack (the node's clock's `defer`). */
+  readonly defer: (callback: () => void) => void;
+  readonly log?: (line: string) => void;
+}
+
+export class KvReplica {
+  readonly sm = new KvStateMachine();
+  private readonly options: KvReplicaOptions;
+  private node: RaftNode<KvResult> | null = null;
+  private bytesSinceSnapshot = 0;
+  private snapshotScheduled = false;
+  private taken = 0;
+
+  constructor(options: KvReplicaOptions) {
+    this.options = options;
+  }
+
+  /** The state machine to give RaftNode.start. */
+  readonly stateMachine: StateMachine<KvResult> = {
+    apply: (entry) => this.apply(entry),
+    restore: (snapshot) => this.restore(snapshot),
+  };
+
+  /** The node this replica feeds and compacts; set once RaftNode.start resolved. */
+  attach(node: RaftNode<KvResult>): void {
+    this.node = node;
+  }
+
+  get snapshotsTaken(): number {
+    return this.taken;
+  }
+
+  get appliedIndex(): LogIndex {
+    return this.sm.appliedIndex;
+  }
+
+  /** Proposes an encoded command; resolves once it is applied here, with its result. */
+  async commit(command: Uint8Array, timeoutMs: number): Promise<{ index: LogIndex; result: KvResult }> {
+    const { index, result } = await this.requireNode().propose(command, { timeoutMs });
+    return { index, result };
+  }
+
+  /** Confirms leadership for a linearizable read (ReadIndex); rejects with the RaftNode's errors. */
+  confirmRead(timeoutMs: number): Promise<LogIndex> {
+    return this.requireNode().read({ timeoutMs });
+  }
+
+  /** This replica's current value of `key` and the index it reflects (no coordination). */
+  readLocal(key: Uint8Array): { value: Uint8Array | null; index: LogIndex } {
+    return { value: this.sm.get(key), index: this.sm.appliedIndex };
+  }
+
+  /** A linearizable read, served as configured: ReadIndex then a local read, or a `get` through the log. */
+  async read(key: Uint8Array, mode: 'read-index' | 'log', timeoutMs: number): Promise<{ value: Uint8Array | null; index: LogIndex }> {
+    if (mode === 'read-index') {
+      await this.confirmRead(timeoutMs);
+      return this.readLocal(key);
+    }
+    const { index, result } = await this.commit(encodeKvCommand({ op: 'get', clientId: '', seq: 0, key }), timeoutMs);
+    if (!result.ok) throw new Error(`a get through the log failed: ${result.message}`);
+    return { value: result.value ?? null, index };
+  }
+
+  private requireNode(): RaftNode<KvResult> {
+    if (this.node === null) throw new Error('KvReplica used before its RaftNode was attached');
+    return this.node;
+  }
+
+  private apply(entry: Entry): KvResult {
+    const result = this.sm.apply(entry);
+    if (this.options.maxRaftStateBytes < 0) return result;
+    this.bytesSinceSnapshot += entry.command.length + ENTRY_OVERHEAD_BYTES;
+    if (this.bytesSinceSnapshot > this.options.maxRaftStateBytes && !this.snapshotScheduled) {
+      this.snapshotScheduled = true;
+      this.options.defer(() => this.takeSnapshot());
+    }
+    return result;
+  }
+
+  private restore(snapshot: Snapshot): void {
+    this.sm.restore(snapshot);
+    this.bytesSinceSnapshot = 0;
+  }
+
+  private takeSnapshot(): void {
+    this.snapshotScheduled = false;
+    const node = this.node;
+    if (node === null || this.bytesSinceSnapshot <= this.options.maxRaftStateBytes) return;
+    try {
+      node.snapshot(this.sm.appliedIndex, this.sm.snapshot());
+      this.bytesSinceSnapshot = 0;
+      this.taken++;
+    } catch (error) {
+      this.options.log?.(`snapshot at ${this.sm.appliedIndex} failed: ${describeError(error)}`);
+    }
+  }
+}

@@ -1,0 +1,260 @@
+/**
+ * The explorer's clients: they use the KV service the way an application does, through a
+ * member's KvReplica (the same code the HTTP server calls), and record every operation for the
+ * linearizability checker.
+ *
+ * - Writes (put, append, cas, delete) carry a client session (clientId, seq). A client that times
+ *   out or is told "not the leader" retries the same (clientId, seq) on another member until it
+ *   gets an answer: exactly once, even when the first attempt did commit.
+ * - Reads are linearizable: ReadIndex, or a `get` through the log, as the world's read mode says.
+ * - An operation whose outcome the client never learned is recorded as unknown: the checker may
+ *   place it anywhere after its call, or leave it out.
+ * - Some worlds also write large values: near the transport's frame limit (must succeed) and over
+ *   it (must be refused with ProposalTooLargeError, never wedge the cluster).
+ */
+import type { NodeId } from '../../core/messages.js';
+import { encodeKvCommand, type KvCommand, type KvResult } from '../../kv/commands.js';
+import { HistoryRecorder, type KvInput, type KvOutput, type PendingOperation } from '../../linearizability/history.js';
+import { NotLeaderError, ProposalTooLargeError } from '../../runtime/errors.js';
+import type { Prng } from '../prng.js';
+import type { ExplorerNode } from './explorer-node.js';
+import { SafetyViolation } from './invariants.js';
+
+/** What the clients need from their world. */
+export interface ClientHost {
+  readonly nodes: readonly ExplorerNode[];
+  now(): number;
+  schedule(delayMs: number, callback: () => void): { cancel(): void };
+  sleep(ms: number): Promise<void>;
+  trace(line: string): void;
+  /** A client saw something that cannot be true: stop the run with it. */
+  fail(error: Error): void;
+  /** A linearizable read (ReadIndex) registered by leader `node` in `term` at `at` was served. */
+  readServed(node: NodeId, term: number, at: number): void;
+}
+
+export interface WorkloadOptions {
+  readonly clients: number;
+  readonly keys: number;
+  readonly opGapMaxMs: number;
+  readonly readMode: 'read-index' | 'log';
+  /** How long a client waits for one attempt before trying another member. */
+  readonly attemptTimeoutMs: number;
+  /** The largest command one message carries (RaftNode refuses larger ones), or 0 for no large values. */
+  readonly largeValueBytes: number;
+}
+
+/** A value of exactly `bytes` bytes that still names its writer. */
+function sized(tag: string, bytes: number): string {
+  return tag.length >= bytes ? tag.slice(0, bytes) : tag + '.'.repeat(bytes - tag.length);
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const TIMED_OUT = Symbol('timed out');
+
+export class Workload {
+  readonly history: HistoryRecorder;
+  /** Operations that completed with a known outcome, and when the last one did. */
+  completed = 0;
+  lastCompletedAt = 0;
+  refusedTooLarge = 0;
+  active = true;
+  private readonly clientSeq: number[];
+  private readonly leaderHint: NodeId[];
+
+  constructor(
+    private readonly host: ClientHost,
+    private readonly options: WorkloadOptions,
+    private readonly prng: Prng,
+  ) {
+    this.history = new HistoryRecorder(() => host.now());
+    // Two more sessions than looping clients: the world's marker writes and its final reads.
+    this.clientSeq = new Array<number>(options.clients + 2).fill(0);
+    this.leaderHint = new Array<NodeId>(options.clients + 2).fill(-1);
+  }
+
+  /** Starts every client's loop; they run until `active` is cleared. */
+  start(): void {
+    for (let client = 0; client < this.options.clients; client++) {
+      this.loop(client, this.prng.fork()).catch((error: unknown) => this.host.fail(error instanceof Error ? error : new Error(String(error))));
+    }
+  }
+
+  /** Writes `count` values of `bytes` bytes each under bulk keys, so snapshots hold real state. */
+  async preload(count: number, bytes: number): Promise<void> {
+    for (let i = 0; i < count && this.active; i++) {
+      await this.run(0, { kind: 'put', key: `bulk-${i}`, value: sized(`bulk-${i}`, bytes) });
+    }
+  }
+
+  /** One write or read on behalf of a client, retried until it is answered; returns the commit index for writes. */
+  async run(client: number, input: KvInput): Promise<number | undefined> {
+    const pending = this.history.invoke(`c${client}`, input);
+    this.host.trace(`c${client} calls ${describe(input)}`);
+    const outcome = await this.execute(client, input, pending);
+    if (outcome === undefined) return undefined;
+    this.completed++;
+    this.lastCompletedAt = this.host.now();
+    return outcome;
+  }
+
+  private async loop(client: number, prng: Prng): Promise<void> {
+    while (this.active) {
+      await this.run(client, this.nextInput(client, prng));
+      await this.host.sleep(1 + prng.nextInt(this.options.opGapMaxMs));
+    }
+  }
+
+  private nextInput(client: number, prng: Prng): KvInput {
+    const key = `k${prng.nextInt(this.options.keys)}`;
+    const tag = `c${client}.${this.clientSeq[client]! + 1}`;
+    const roll = prng.nextInt(100);
+    const large = this.options.largeValueBytes;
+    if (large > 0 && roll < 2) {
+      // Half just under what one message carries, half just over it.
+      const bytes = prng.chance(1, 2) ? large - 64 - prng.nextInt(512) : large + 1 + prng.nextInt(4096);
+      return { kind: 'put', key, value: sized(tag, bytes) };
+    }
+    if (roll < 35) return { kind: 'get', key };
+    if (roll < 55) return { kind: 'put', key, value: tag };
+    if (roll < 75) return { kind: 'append', key, value: `${tag};` };
+    if (roll < 90) return { kind: 'cas', key, expected: prng.chance(1, 3) ? null : `c${prng.nextInt(this.options.clients)}.${prng.nextInt(20)}`, value: tag };
+    return { kind: 'delete', key };
+  }
+
+  /** Retries until answered or the run ends; settles `pending` and returns the index, or undefined if unknown. */
+  private async execute(client: number, input: KvInput, pending: PendingOperation): Promise<number | undefined> {
+    const command = input.kind === 'get' ? null : this.encodeWrite(client, input);
+    let failures = 0;
+    while (this.active || input.kind !== 'get') {
+      if (!this.active && this.host.now() > this.giveUpAt) break;
+      const target = this.pickTarget(client);
+      const replica = target === -1 ? null : this.host.nodes[target]!.replica;
+      if (replica === null) {
+        await this.host.sleep(20 + this.prng.nextInt(80));
+        continue;
+      }
+      try {
+        // A ReadIndex read is registered now, in the term the member leads (if it does).
+        const status = this.host.nodes[target]!.node?.raftStatus(false);
+        const readAt = { term: status?.role === 'leader' ? status.term : -1, at: this.host.now() };
+        const attempt =
+          command === null
+            ? replica.read(encoder.encode(input.key), this.options.readMode, this.options.attemptTimeoutMs).then((r) => {
+                if (this.options.readMode === 'read-index' && readAt.term >= 0) this.host.readServed(target, readAt.term, readAt.at);
+                return { index: r.index, result: { ok: true, value: r.value } as KvResult };
+              })
+            : replica.commit(command.bytes, this.options.attemptTimeoutMs);
+        const answer = await this.withTimeout(attempt, this.options.attemptTimeoutMs + 100);
+        if (answer === TIMED_OUT) {
+          this.leaderHint[client] = -1;
+          continue;
+        }
+        this.leaderHint[client] = target;
+        pending.ok(this.output(input, answer.result) as never);
+        this.host.trace(`c${client} returns ${describe(input)} at ${answer.index}`);
+        return answer.index;
+      } catch (error) {
+        if (error instanceof ProposalTooLargeError) {
+          this.checkRefusal(input, error);
+          pending.unknown();
+          return undefined;
+        }
+        // Straight to a named leader; otherwise back off as a real client would, not spin.
+        const hint = error instanceof NotLeaderError && error.leaderId !== undefined ? error.leaderId : -1;
+        this.leaderHint[client] = hint;
+        // Exponential backoff, as a real client does: always some virtual time (two members may
+        // name each other as leader for a moment), and no spinning while there is no leader.
+        failures++;
+        const ceiling = hint === -1 ? 200 : Math.min(200, 4 << Math.min(failures, 6));
+        await this.host.sleep(1 + this.prng.nextInt(ceiling));
+      }
+    }
+    pending.unknown();
+    return undefined;
+  }
+
+  /** After the clients stop, writes still retrying get this long to finish. */
+  giveUpAt = Number.POSITIVE_INFINITY;
+
+  private checkRefusal(input: KvInput, error: ProposalTooLargeError): void {
+    const limit = this.options.largeValueBytes;
+    if (input.kind !== 'put' || limit === 0 || error.bytes <= error.limitBytes || input.value.length <= limit) {
+      this.host.fail(new SafetyViolation('frame limit', `a command of ${error.bytes} bytes was refused although one message carries ${error.limitBytes}`));
+    }
+    this.refusedTooLarge++;
+  }
+
+  private encodeWrite(client: number, input: Exclude<KvInput, { kind: 'get' }>): { bytes: Uint8Array } {
+    const seq = ++this.clientSeq[client]!;
+    const key = encoder.encode(input.key);
+    const base = { clientId: `c${client}`, seq, key };
+    let command: KvCommand;
+    switch (input.kind) {
+      case 'put':
+      case 'append':
+        command = { ...base, op: input.kind, value: encoder.encode(input.value) };
+        break;
+      case 'cas':
+        command = { ...base, op: 'cas', value: encoder.encode(input.value), expected: input.expected === null ? null : encoder.encode(input.expected) };
+        break;
+      case 'delete':
+        command = { ...base, op: 'delete' };
+        break;
+    }
+    return { bytes: encodeKvCommand(command) };
+  }
+
+  private output(input: KvInput, result: KvResult): KvOutput {
+    if (!result.ok) {
+      this.host.fail(new SafetyViolation('exactly once', `${describe(input)} was answered ${result.error}: ${result.message}`));
+      return {};
+    }
+    if (input.kind === 'get') return { value: result.value === null || result.value === undefined ? null : decoder.decode(result.value) };
+    if (input.kind === 'cas') {
+      const swapped = result.swapped === true;
+      return swapped ? { swapped } : { swapped, value: result.value === null || result.value === undefined ? null : decoder.decode(result.value) };
+    }
+    return {};
+  }
+
+  private pickTarget(client: number): NodeId {
+    const hint = this.leaderHint[client]!;
+    if (hint >= 0 && this.host.nodes[hint]!.replica !== null) return hint;
+    const alive = this.host.nodes.filter((n) => n.replica !== null);
+    if (alive.length === 0) return -1;
+    return alive[this.prng.nextInt(alive.length)]!.id;
+  }
+
+  /** A client-side timeout: a crashed member never answers, and its own timers died with it. */
+  private withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+    return new Promise((resolve, reject) => {
+      const timer = this.host.schedule(ms, () => resolve(TIMED_OUT));
+      promise.then(
+        (value) => {
+          timer.cancel();
+          resolve(value);
+        },
+        (error: unknown) => {
+          timer.cancel();
+          reject(error instanceof Error ? error : new Error(String(error)));
+        },
+      );
+    });
+  }
+}
+
+function describe(input: KvInput): string {
+  const short = (value: string): string => (value.length > 24 ? `${value.slice(0, 16)}…(${value.length} B)` : value);
+  switch (input.kind) {
+    case 'get':
+    case 'delete':
+      return `${input.kind} ${input.key}`;
+    case 'put':
+    case 'append':
+      return `${input.kind} ${input.key}=${short(input.value)}`;
+    case 'cas':
+      return `cas ${input.key} ${input.expected ?? '∅'}→${short(input.value)}`;
+  }
+}
