@@ -151,7 +151,11 @@ export class ByteWriter {
 
   /** The bytes written so far; the writer must not be used afterwards. */
   finish(): Uint8Array {
-    return this.pos === this.buf.length ? this.buf : this.buf.slice(0, this.pos);
+    if (this.pos === this.buf.length) return this.buf;
+    // A view when little capacity is left over (no copy of a large snapshot), a copy otherwise, so
+    // that a small result never pins a large buffer.
+    const spare = this.buf.length - this.pos;
+    return spare <= 4096 || spare * 8 <= this.buf.length ? this.buf.subarray(0, this.pos) : this.buf.slice(0, this.pos);
   }
 }
 

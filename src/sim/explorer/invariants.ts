@@ -40,6 +40,7 @@ interface LedgerEntry {
  * - leader completeness: a new leader holds every entry committed so far;
  * - state machine safety: no two nodes apply different commands at one index;
  * - commit index never decreases within an incarnation; entries are applied in order without gaps;
+ * - a leader moves its commit index only to an entry of its own term (the Figure 8 rule);
  * - durability: a node never grants two different votes in one term, and never comes back from a
  *   restart with a term older than one it already used in a message.
  */
@@ -93,6 +94,7 @@ export class SafetyChecker {
 
   /** Called after every input to a node: checks whatever changed in its state. */
   observe(id: NodeId, core: NodeView, status: RaftStatus, now = 0): void {
+    const ledBefore = status.role === 'leader' && this.wasLeader.get(id) === status.term;
     if (status.role === 'leader') {
       const existing = this.leaders.get(status.term);
       if (existing !== undefined && existing !== id) {
@@ -110,6 +112,17 @@ export class SafetyChecker {
       throw new SafetyViolation('commit monotonic', `node ${id} commit index went back from ${previousCommit} to ${status.commitIndex}`);
     }
     this.commitSeen.set(id, status.commitIndex);
+    if (ledBefore && status.commitIndex > previousCommit) {
+      // Figure 2 / §5.4.2: a leader moves its commit index only to an entry of its own term;
+      // earlier entries commit with it, never by counting their replicas (Figure 8).
+      const entry = core.entryAt(status.commitIndex);
+      if (entry !== undefined && entry.term !== status.term) {
+        throw new SafetyViolation(
+          'commit rule',
+          `leader ${id} of term ${status.term} advanced its commit index to ${status.commitIndex}, an entry of term ${entry.term}`,
+        );
+      }
+    }
     for (let index = Math.max(previousCommit + 1, status.snapshotIndex + 1); index <= status.commitIndex; index++) {
       const entry = core.entryAt(index);
       if (entry !== undefined) this.noteCommitted(id, entry);

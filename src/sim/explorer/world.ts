@@ -81,6 +81,7 @@ function drawShape(prng: Prng, nodeCounts: readonly number[]): WorldShape {
   const bigState = prng.chance(1, 5);
   // A small frame limit, so that values near and over it fit the KV value limit (1 MiB).
   const maxFrameBytes = prng.pick([DEFAULT_MAX_FRAME_BYTES, 256 * 1024]);
+  const largeValues = maxFrameBytes < VALUE_BYTES_MAX && prng.chance(1, 2);
   return {
     nodes,
     tickMs: Array.from({ length: nodes }, () => 7 + prng.nextInt(8)),
@@ -88,7 +89,8 @@ function drawShape(prng: Prng, nodeCounts: readonly number[]): WorldShape {
     lossPerMille: prng.pick([0, 10, 50, 200]),
     duplicatePerMille: prng.pick([0, 10, 50]),
     longDelayPerMille: prng.pick([0, 10, 50]),
-    bytesPerMs: prng.pick([1_000, 10_000, 100_000]),
+    // A 1 MB/s link cannot carry 256 KiB values to six followers and recover within healSeconds.
+    bytesPerMs: largeValues ? prng.pick([10_000, 100_000]) : prng.pick([1_000, 10_000, 100_000]),
     maxFrameBytes,
     syncLatencyMsMax: prng.pick([1, 5, 30]),
     tearPerMille: prng.pick([0, 500]),
@@ -98,9 +100,9 @@ function drawShape(prng: Prng, nodeCounts: readonly number[]): WorldShape {
     opGapMaxMs: prng.pick([5, 30, 200, 1000]),
     readMode: prng.pick(['read-index', 'read-index', 'log'] as const),
     // With a big state, a snapshot costs a copy of all of it: compact often, but not every few writes.
-    maxRaftStateBytes: bigState ? prng.pick([16 * 1024, 256 * 1024]) : prng.pick([-1, 2048, 16 * 1024, 256 * 1024]),
+    maxRaftStateBytes: bigState ? prng.pick([4 * 1024, 16 * 1024, 256 * 1024]) : prng.pick([-1, 2048, 16 * 1024, 256 * 1024]),
     preloadBytes: bigState ? 1280 * 1024 : 0,
-    largeValues: maxFrameBytes < VALUE_BYTES_MAX && prng.chance(1, 2),
+    largeValues,
     faultMix: prng.pick(['mixed', 'mixed', 'leader-churn'] as const),
     preVote: prng.chance(3, 4),
     healLoad: prng.pick(['quiet', 'steady'] as const),
