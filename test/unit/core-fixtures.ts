@@ -400,3 +400,18 @@ export class DrivenCore {
     );
   }
 }
+
+/** A Ready with nothing in it but `fields` (for tests that hand Readys around by hand). */
+export function readyOf(fields: Partial<Ready>): Ready {
+  return {
+    hardState: null,
+    snapshotWrite: null,
+    logWrite: null,
+    messagesBeforePersist: [],
+    messages: [],
+    snapshotToApply: null,
+    committed: [],
+    readStates: [],
+    ...fields,
+  };
+}

@@ -6,7 +6,7 @@
  * extended Raft paper (Ongaro & Ousterhout, "In Search of an Understandable Consensus Algorithm"),
  * Figure 2 unless stated otherwise.
  */
-import { FIXED, ET_MIN, ET_MAX, HB, bytes, range, ent, log, rv, rvr, ae, aer, allMessages, DrivenCore } from './core-fixtures.js';
+import { FIXED, ET_MIN, ET_MAX, HB, bytes, range, ent, log, rv, rvr, ae, aer, allMessages, DrivenCore, readyOf } from './core-fixtures.js';
 import { Prng } from '../../src/sim/prng.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -74,7 +74,7 @@ function cycle(core: RaftCore): Ready {
   assert.ok(driven !== undefined, 'cycle() needs a core made by makeCore()');
   const readys = driven.run();
   assert.ok(readys.length <= 1, `expected at most one Ready, the driver handled ${readys.length}`);
-  return readys[0] ?? EMPTY_READY;
+  return readys[0] ?? readyOf({});
 }
 
 /** For a test that takes a Ready by hand: make its writes durable on the core's fake disk, as the driver would. */
@@ -84,16 +84,6 @@ function persistByHand(core: RaftCore, ready: Ready): void {
   driven.disk.write(ready.hardState, ready.snapshotWrite, ready.logWrite);
 }
 
-const EMPTY_READY: Ready = {
-  hardState: null,
-  snapshotWrite: null,
-  logWrite: null,
-  messagesBeforePersist: [],
-  messages: [],
-  snapshotToApply: null,
-  committed: [],
-  readStates: [],
-};
 
 function only<T>(items: readonly T[]): T {
   assert.equal(items.length, 1, `expected exactly one item, got ${items.length}`);

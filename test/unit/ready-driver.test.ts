@@ -13,23 +13,11 @@ import type { Entry, HardState, LogIndex, Message, Snapshot } from '../../src/co
 import { RaftCore } from '../../src/core/raft.js';
 import type { LogWrite, Ready, ReadState } from '../../src/core/ready.js';
 import { ReadyDriver, type DriverBug, type DurableWrite, type ReadyHandlers } from '../../src/driver/ready-driver.js';
-import { ET_MIN, FIXED, bytes, ent, range, rv, rvr } from './core-fixtures.js';
+import { ET_MIN, FIXED, bytes, ent, range, readyOf, rv, rvr } from './core-fixtures.js';
 
 // ===================================================================================== helpers
 
-function ready(fields: Partial<Ready>): Ready {
-  return {
-    hardState: null,
-    snapshotWrite: null,
-    logWrite: null,
-    messagesBeforePersist: [],
-    messages: [],
-    snapshotToApply: null,
-    committed: [],
-    readStates: [],
-    ...fields,
-  };
-}
+const ready = readyOf;
 
 /** Hands out prepared Readys, one at a time, and records what the driver does with them. */
 class ScriptedCore {
