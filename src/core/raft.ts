@@ -1,4 +1,4 @@
-import { assert, InvariantError, unreachable } from './assert.js';
+import { assert, unreachable } from './assert.js';
 import { INJECTED_BUGS, type InjectedBug } from './bugs.js';
 import { validateConfig, type RaftConfig } from './config.js';
 import { RaftLog } from './log.js';
@@ -24,6 +24,7 @@ import type { Progress } from './progress.js';
 import { Replicator } from './replication.js';
 import { ReadIndexQueue } from './read-index.js';
 import { SnapshotReceiver } from './snapshot-receiver.js';
+import { checkPeerMessage, DROP_REASONS, TERM_MAX, type DropReason } from './validate.js';
 import type { ReadState, Ready } from './ready.js';
 
 export type Role = 'follower' | 'precandidate' | 'candidate' | 'leader';
@@ -68,7 +69,10 @@ export class RaftCore {
   readonly id: NodeId;
   private readonly config: RaftConfig;
   private readonly others: readonly NodeId[];
+  private readonly members: ReadonlySet<NodeId>;
   private readonly log: RaftLog;
+  /** Peer messages dropped because they cannot be true, by reason (see validate.ts). */
+  private readonly dropped = new Map<DropReason, number>(DROP_REASONS.map((reason) => [reason, 0]));
 
   private currentTerm: Term = 0;
   private votedFor: NodeId = NO_VOTE;
@@ -111,6 +115,7 @@ export class RaftCore {
     this.config = config;
     this.id = config.id;
     this.others = config.peers.filter((peer) => peer !== config.id);
+    this.members = new Set(config.peers);
     const snapshot = restored?.snapshot ?? null;
     this.log = new RaftLog(restored?.entries ?? [], snapshot === null ? undefined : snapshot);
     if (snapshot !== null) this.snapshotData = snapshot.data;
@@ -147,6 +152,12 @@ export class RaftCore {
   step(message: Message): void {
     this.assertNoReadyOutstanding();
     assert(message.to === this.id, () => `message for ${message.to} delivered to ${this.id}`);
+    // Peer messages are input: what cannot be true is dropped and counted, never thrown on.
+    const invalid = checkPeerMessage(message, this.id, this.members);
+    if (invalid !== null) {
+      this.drop(invalid);
+      return;
+    }
     // A pre-vote speaks of a term nobody has entered yet, so it must not move ours: neither the
     // request nor a granted reply (which echoes the requested term) is a sign of a newer term.
     const hypothetical = message.type === 'PreVote' || (message.type === 'PreVoteReply' && message.voteGranted);
@@ -381,6 +392,7 @@ export class RaftCore {
   }
 
   private preCampaign(): void {
+    if (this.currentTerm >= TERM_MAX) return;
     this.role = 'precandidate';
     this.leaderId = NO_LEADER;
     this.votesGranted.clear();
@@ -403,6 +415,9 @@ export class RaftCore {
   }
 
   private campaign(): void {
+    // Unreachable in practice (terms above TERM_MAX are never accepted), but a term must never
+    // overflow into values the codec or a peer cannot represent.
+    if (this.currentTerm >= TERM_MAX) return;
     this.currentTerm++;
     this.votedFor = this.id;
     this.hardStateDirty = true;
@@ -441,6 +456,7 @@ export class RaftCore {
       snapshotData: () => this.snapshotData,
       readRound: () => this.reads.round,
       hasBug: (bug) => this.hasBug(bug),
+      drop: (reason) => this.drop(reason),
       send: (message) => this.send(message),
       committed: () => this.confirmReads(),
     });
@@ -515,19 +531,33 @@ export class RaftCore {
   // ---------------------------------------------------------------- replication: follower side
 
   /** A message from the leader of our term: follow it and restart the election clock. */
-  private acceptLeader(leaderId: NodeId): void {
-    if (this.role === 'leader') {
-      throw new InvariantError(
-        `election safety violated: node ${this.id} and node ${leaderId} both lead term ${this.currentTerm}`,
-      );
+  /**
+   * A message from the leader of our term: follow it and restart the election clock. Returns false
+   * (the message is dropped) if it cannot be true: we lead this term ourselves, or another node
+   * already does.
+   */
+  private acceptLeader(leaderId: NodeId): boolean {
+    if (this.role === 'leader' || (this.leaderId !== NO_LEADER && this.leaderId !== leaderId)) {
+      this.drop('second-leader');
+      return false;
     }
     if (this.role === 'candidate' || this.role === 'precandidate') this.becomeFollower(this.currentTerm, leaderId);
     this.leaderId = leaderId;
     this.resetElectionTimer();
+    return true;
+  }
+
+  private drop(reason: DropReason): void {
+    this.dropped.set(reason, (this.dropped.get(reason) ?? 0) + 1);
+  }
+
+  /** How many peer messages were dropped as impossible, by reason. */
+  droppedMessages(): ReadonlyMap<DropReason, number> {
+    return this.dropped;
   }
 
   private handleAppendEntries(request: AppendEntries): void {
-    this.acceptLeader(request.from);
+    if (!this.acceptLeader(request.from)) return;
 
     const prevIndex = request.prevLogIndex;
     if (prevIndex > this.log.lastIndex()) {
@@ -544,6 +574,10 @@ export class RaftCore {
       });
       return;
     }
+    if (this.conflictsWithCommitted(request)) {
+      this.drop('conflicts-with-committed');
+      return;
+    }
     if (this.hasBug('truncate-on-stale-append')) this.log.truncateAfterUnchecked(prevIndex);
     this.log.merge(request.entries);
     const lastNew = prevIndex + request.entries.length;
@@ -558,7 +592,7 @@ export class RaftCore {
    * snapshot at or below our commit index tells us nothing new: we already have those entries.
    */
   private handleInstallSnapshot(request: InstallSnapshot): void {
-    this.acceptLeader(request.from);
+    if (!this.acceptLeader(request.from)) return;
     const index = request.lastIncludedIndex;
     if (index <= this.log.commitIndex) {
       // A stale or duplicated snapshot: acknowledge it, but keep any newer transfer in progress.
@@ -577,6 +611,17 @@ export class RaftCore {
     this.snapshotToPersist = snapshot;
     this.snapshotToApply = snapshot;
     this.replySnapshot(request, outcome.data.length, true);
+  }
+
+  /** An entry the request would put in place of one we know is committed: a leader cannot send that. */
+  private conflictsWithCommitted(request: AppendEntries): boolean {
+    const commitIndex = this.log.commitIndex;
+    for (const entry of request.entries) {
+      if (entry.index > commitIndex) return false;
+      const ours = this.log.term(entry.index);
+      if (ours !== undefined && ours !== entry.term) return true;
+    }
+    return false;
   }
 
   private replySnapshot(request: InstallSnapshot, nextOffset: number, installed: boolean): void {

@@ -4,6 +4,7 @@ import { DEFAULT_SNAPSHOT_CHUNK_BYTES, type RaftConfig } from './config.js';
 import type { RaftLog } from './log.js';
 import type { AppendEntriesReply, InstallSnapshotReply, LogIndex, Message, NodeId, Term } from './messages.js';
 import { newProgress, type Progress } from './progress.js';
+import type { DropReason } from './validate.js';
 
 /** Snapshot chunks sent ahead of the follower's answers (a sliding window). */
 const SNAPSHOT_CHUNKS_IN_FLIGHT = 4;
@@ -23,6 +24,8 @@ export interface LeaderContext {
   /** The current ReadIndex round, stamped on every AppendEntries. */
   readRound(): number;
   hasBug(bug: InjectedBug): boolean;
+  /** A reply that cannot be true was dropped. */
+  drop(reason: DropReason): void;
   send(message: Message): void;
   /** The commit index advanced (confirmed reads may now be released). */
   committed(): void;
@@ -44,6 +47,12 @@ export class Replicator {
   handleAppendReply(reply: AppendEntriesReply): void {
     const pr = this.progress.get(reply.from);
     assert(pr !== undefined, () => `append reply from unknown peer ${reply.from}`);
+    if (reply.success && (reply.matchIndex > this.ctx.log.lastIndex() || reply.matchIndex < reply.prevLogIndex)) {
+      // An acknowledgement of entries that do not exist: counting it could commit entries that no
+      // follower holds. (A forged one within our log is not detectable; peer authentication is.)
+      this.ctx.drop('impossible-ack');
+      return;
+    }
     if (reply.success) {
       if (reply.matchIndex > pr.match) pr.match = reply.matchIndex;
       if (pr.next <= pr.match) pr.next = pr.match + 1;
@@ -270,6 +279,10 @@ export class Replicator {
   handleInstallSnapshotReply(reply: InstallSnapshotReply): void {
     const pr = this.progress.get(reply.from);
     assert(pr !== undefined, () => `snapshot reply from unknown peer ${reply.from}`);
+    if (reply.installed && reply.lastIncludedIndex > this.ctx.log.lastIndex()) {
+      this.ctx.drop('impossible-ack');
+      return;
+    }
     if (reply.installed) {
       if (reply.lastIncludedIndex <= pr.match) {
         // Already known to match beyond this snapshot. A transfer still marked in progress is over,

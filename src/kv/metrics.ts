@@ -154,6 +154,8 @@ export class KvMetrics {
     out += '# HELP tsraft_role 1 for the role this node has now, 0 for the others.\n# TYPE tsraft_role gauge\n';
     for (const role of ROLES) out += `tsraft_role{role="${role}"} ${s.role === role ? 1 : 0}\n`;
     out += metric('tsraft_commit_index', 'gauge', 'Highest log index known to be committed.', s.commitIndex);
+    out += '# HELP tsraft_peer_messages_dropped_total Peer messages dropped because they cannot be true (unknown sender, term out of range, malformed, second leader, impossible acknowledgement, conflict with a committed entry).\n# TYPE tsraft_peer_messages_dropped_total counter\n';
+    for (const [reason, count] of Object.entries(s.droppedMessages)) out += `tsraft_peer_messages_dropped_total{reason="${reason}"} ${count}\n`;
     out += metric('tsraft_applied_index', 'gauge', 'Highest log index applied to the KV state machine.', sources.appliedIndex);
     out += metric('tsraft_last_index', 'gauge', 'Index of the last entry in the log.', s.lastIndex);
     out += metric('tsraft_snapshot_index', 'gauge', 'Last log index covered by the latest snapshot.', s.snapshotIndex);

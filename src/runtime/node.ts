@@ -115,6 +115,8 @@ export interface NodeStatus {
   readonly snapshotIndex: LogIndex;
   readonly peers: readonly PeerStatus[];
   readonly stopped: boolean;
+  /** Peer messages dropped because they cannot be true, by reason (see core/validate.ts). */
+  readonly droppedMessages: Readonly<Record<string, number>>;
 }
 
 /** Not generic, so that a RaftNode<void> is also a RaftNode<unknown>. */
@@ -369,6 +371,7 @@ export class RaftNode<Result = unknown> {
       snapshotIndex: status.snapshotIndex,
       peers: [...status.progress].map(([id, pr]) => ({ id, match: pr.match, next: pr.next, state: pr.state })),
       stopped: this.stopped,
+      droppedMessages: Object.fromEntries(this.core.droppedMessages()),
     };
   }
 

@@ -759,9 +759,13 @@ describe('AppendEntries consistency check (§5.3)', () => {
     assert.equal(only(ofType(ready.messages, 'AppendEntriesReply')).success, true);
   });
 
-  test('a leader receiving AppendEntries of its own term throws (two leaders in one term)', () => {
+  test('an AppendEntries from a second leader of our term is dropped and counted, never obeyed', () => {
     const leader = makeLeader(3);
-    assert.throws(() => leader.step(ae(2, 0, 1, 0, 0, [], 0)), InvariantError);
+    const term = leader.term;
+    leader.step(ae(2, 0, term, 0, 0, [], 0));
+    assert.equal(leader.isLeader, true, 'still the leader');
+    assert.equal(leader.droppedMessages().get('second-leader'), 1);
+    assert.equal(leader.hasReady(), false, 'no answer to it');
   });
 });
 

@@ -1,0 +1,144 @@
+/**
+ * Peer messages are input: the core drops and counts what cannot be true and never throws on it.
+ * Each test names one impossible message (a forged or buggy peer, a stray client on the peer port);
+ * the last one feeds random, well-formed but arbitrary messages from a seeded PRNG to cores in
+ * every role and checks that nothing throws and the cores' own invariants hold.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { DEFAULT_TIMING, type RaftConfig } from '../../src/core/config.js';
+import type { Entry, Message, NodeId } from '../../src/core/messages.js';
+import { RaftCore } from '../../src/core/raft.js';
+import { TERM_MAX } from '../../src/core/validate.js';
+import { Prng } from '../../src/sim/prng.js';
+import { ae, aer, bytes, DrivenCore, ET_MAX, FIXED, range, rv } from './core-fixtures.js';
+
+function config(id: NodeId, n = 3): RaftConfig {
+  return { id, peers: range(n), ...DEFAULT_TIMING, random: FIXED, preVote: false };
+}
+
+/** A 3-node cluster's leader (node 0) in term 1 that has committed `count` entries. */
+function leaderWithEntries(count: number): DrivenCore {
+  const node = new DrivenCore({ config: config(0) });
+  for (let i = 0; i < ET_MAX && !node.core.isLeader; i++) {
+    node.tick(1);
+    if (node.core.status().role === 'candidate') node.step({ type: 'RequestVoteReply', from: 1, to: 0, term: node.core.term, voteGranted: true });
+  }
+  assert.equal(node.core.isLeader, true);
+  for (let i = 1; i <= count; i++) node.propose(bytes(`c${i}`));
+  node.step(aer(1, 0, node.core.term, true, 0, count));
+  return node;
+}
+
+describe('impossible peer messages are dropped and counted (hardening)', () => {
+  test('a term beyond TERM_MAX (e.g. 2^53 - 1) is dropped: the term does not move and no election can overflow', () => {
+    const node = new DrivenCore({ config: config(1) });
+    node.step(rv(2, 1, Number.MAX_SAFE_INTEGER, 0, 0));
+    node.step(rv(2, 1, TERM_MAX + 1, 0, 0));
+    assert.equal(node.core.term, 0);
+    assert.equal(node.core.droppedMessages().get('term-out-of-range'), 2);
+    node.step(rv(2, 1, TERM_MAX, 0, 0));
+    assert.equal(node.core.term, TERM_MAX, 'TERM_MAX itself is a valid term');
+    node.tick(2 * ET_MAX);
+    assert.equal(node.core.term, TERM_MAX, 'no campaign beyond it');
+  });
+
+  test('a message from a node that is not a member, or from ourselves, is dropped', () => {
+    const leader = leaderWithEntries(1);
+    const before = leader.core.status().commitIndex;
+    for (const from of [7, 99, 0]) leader.step(aer(from, 0, leader.core.term, true, 0, 1));
+    assert.equal(leader.core.droppedMessages().get('unknown-sender'), 3);
+    assert.equal(leader.core.status().commitIndex, before);
+  });
+
+  test('an acknowledgement of entries that do not exist is dropped and commits nothing', () => {
+    const leader = leaderWithEntries(2);
+    const commit = leader.core.status().commitIndex;
+    leader.propose(bytes('c3'));
+    leader.step(aer(2, 0, leader.core.term, true, 0, 1_000_000));
+    assert.equal(leader.core.droppedMessages().get('impossible-ack'), 1);
+    assert.equal(leader.core.status().commitIndex, commit, 'the forged match did not commit c3');
+  });
+
+  test('an AppendEntries that would replace a committed entry is dropped; the committed entry stays', () => {
+    const follower = new DrivenCore({ config: config(1) });
+    follower.step(ae(0, 1, 1, 0, 0, [{ index: 1, term: 1, command: bytes('committed') }], 1));
+    assert.equal(follower.core.status().commitIndex, 1);
+    follower.step(ae(0, 1, 1, 0, 0, [{ index: 1, term: 1, command: bytes('committed') }], 1));
+    // Same leader, same term, another entry at index 1 of a later term than the follower holds.
+    const forged: Message = { ...ae(0, 1, 2, 0, 0, [{ index: 1, term: 2, command: bytes('evil') }], 1) };
+    follower.step(forged);
+    assert.equal(follower.core.droppedMessages().get('conflicts-with-committed'), 1);
+    assert.deepEqual(follower.core.entryAt(1)?.command, bytes('committed'));
+  });
+
+  test('a second leader in a term this node already follows is dropped', () => {
+    const follower = new DrivenCore({ config: config(1) });
+    follower.step(ae(0, 1, 1, 0, 0, [], 0));
+    follower.step(ae(2, 1, 1, 0, 0, [], 0));
+    assert.equal(follower.core.droppedMessages().get('second-leader'), 1);
+    assert.equal(follower.core.status().leaderId, 0);
+  });
+
+  test("a malformed batch (gaps, decreasing terms, terms after the sender's) is dropped", () => {
+    const follower = new DrivenCore({ config: config(1) });
+    const e = (index: number, term: number): Entry => ({ index, term, command: bytes(`${index}`) });
+    follower.step(ae(0, 1, 2, 0, 0, [e(1, 1), e(3, 1)], 0));
+    follower.step(ae(0, 1, 2, 0, 0, [e(1, 2), e(2, 1)], 0));
+    follower.step(ae(0, 1, 2, 0, 0, [e(1, 3)], 0));
+    assert.equal(follower.core.droppedMessages().get('malformed'), 3);
+    assert.equal(follower.core.status().lastIndex, 0);
+  });
+
+  test('random well-formed but arbitrary messages never make a core throw (2000 seeds)', () => {
+    const types = ['RequestVote', 'PreVote', 'RequestVoteReply', 'PreVoteReply', 'AppendEntries', 'AppendEntriesReply', 'InstallSnapshot', 'InstallSnapshotReply'] as const;
+    for (let seed = 1; seed <= 2000; seed++) {
+      const prng = new Prng(seed);
+      const n = prng.pick([1, 3, 5]);
+      const self = prng.nextInt(n);
+      const node = new DrivenCore({ config: { ...config(self, n), random: prng.fork() } });
+      const int = (max: number): number => (prng.chance(1, 20) ? prng.pick([0, TERM_MAX, TERM_MAX + 1, Number.MAX_SAFE_INTEGER]) : prng.nextInt(max));
+      for (let step = 0; step < 60; step++) {
+        if (prng.chance(1, 4)) {
+          const ticks = 1 + prng.nextInt(ET_MAX);
+          try {
+            node.tick(ticks);
+          } catch (error) {
+            assert.fail(`seed ${seed}, step ${step}, ${ticks} ticks: ${(error as Error).message}`);
+          }
+          continue;
+        }
+        if (prng.chance(1, 8) && node.core.isLeader) {
+          node.propose(bytes(`p${step}`));
+          continue;
+        }
+        const from = prng.chance(1, 10) ? 7 : prng.nextInt(n);
+        const term = int(8);
+        const type = prng.pick(types);
+        const prevLogIndex = int(10);
+        const count = prng.nextInt(4);
+        const entries: Entry[] = Array.from({ length: count }, (_, i) => ({ index: prevLogIndex + 1 + i, term: Math.min(term, 1 + prng.nextInt(8)), command: bytes(`x${i}`) }));
+        const base = { from, to: self, term };
+        const message: Message =
+          type === 'RequestVote' || type === 'PreVote'
+            ? { type, ...base, lastLogIndex: int(10), lastLogTerm: int(8) }
+            : type === 'RequestVoteReply' || type === 'PreVoteReply'
+              ? { type, ...base, voteGranted: prng.chance(1, 2) }
+              : type === 'AppendEntries'
+                ? { type, ...base, prevLogIndex, prevLogTerm: int(8), entries, leaderCommit: int(12), readContext: int(5) }
+                : type === 'AppendEntriesReply'
+                  ? { type, ...base, success: prng.chance(1, 2), prevLogIndex, matchIndex: int(12), conflictTerm: int(8), conflictIndex: int(10), lastLogIndex: int(10), readContext: int(5) }
+                  : type === 'InstallSnapshot'
+                    ? { type, ...base, lastIncludedIndex: 1 + prng.nextInt(10), lastIncludedTerm: int(8), offset: prng.chance(1, 2) ? 0 : int(20), data: bytes('snap'), done: prng.chance(1, 2) }
+                    : { type, ...base, lastIncludedIndex: int(10), nextOffset: int(20), installed: prng.chance(1, 2) };
+        try {
+          if (message.from !== self) node.step(message);
+        } catch (error) {
+          assert.fail(`seed ${seed}, step ${step}: ${(error as Error).message} on ${JSON.stringify(message, (_, v: unknown) => (v instanceof Uint8Array ? `<${v.length} B>` : v))}`);
+        }
+      }
+    }
+    // A smoke check that the generator reaches the interesting cases at all.
+    assert.ok(new RaftCore(config(0)).droppedMessages().size > 0);
+  });
+});
