@@ -4,6 +4,8 @@
  */
 import { Command } from 'commander';
 import { KvServer } from '../kv/server.js';
+import { FailingStorage, fsyncFailpointFor } from '../storage/failpoint.js';
+import type { Storage } from '../storage/storage.js';
 import {
   CliError,
   EXIT,
@@ -119,8 +121,22 @@ export async function runNode(config: NodeConfig): Promise<number> {
   process.stderr.on('error', () => undefined);
 
   let server: KvServer;
+  let failAfter: number | null;
+  try {
+    failAfter = fsyncFailpointFor(process.env['TSRAFT_FAILPOINT'], config.id);
+  } catch (error) {
+    throw new CliError(errorMessage(error), EXIT.usage);
+  }
+  // Set once the node is up; a fatal error before that is kept and handled then.
+  let fatal: ((error: Error) => void) | null = null;
+  let earlyFatal: Error | null = null;
   try {
     server = await KvServer.start({
+      onFatal: (error) => {
+        if (fatal === null) earlyFatal = error;
+        else fatal(error);
+      },
+      ...(failAfter === null ? {} : { wrapStorage: (storage: Storage) => new FailingStorage(storage, failAfter) }),
       id: config.id,
       peers: config.peers.map((p) => ({ id: p.id, raftHost: p.raftHost, raftPort: p.raftPort, httpUrl: p.httpUrl })),
       dataDir: config.dataDir,
@@ -166,6 +182,20 @@ export async function runNode(config: NodeConfig): Promise<number> {
         },
       );
     };
+    // Fail fast, never a zombie: a node whose Raft stopped exits non-zero, so that `tsraft start`
+    // (or systemd) restarts it from its data directory.
+    fatal = (error) => {
+      log(`node ${config.id}: raft stopped on a fatal error (${errorMessage(error)}); exiting so that it is restarted`);
+      if (stopping) return;
+      stopping = true;
+      const force = setTimeout(() => resolve(EXIT.failed), 5_000);
+      force.unref();
+      server.stop().finally(() => {
+        clearTimeout(force);
+        resolve(EXIT.failed);
+      });
+    };
+    if (earlyFatal !== null) fatal(earlyFatal);
     process.on('SIGTERM', () => stop('SIGTERM'));
     // Under `tsraft start` a Ctrl-C reaches the whole process group: the parent stops us with
     // SIGTERM in its own time, so the terminal's SIGINT is ignored here.

@@ -172,6 +172,11 @@ class KvHttpApi {
       return;
     }
     if (rawPath === '/v1/kv' || rawPath.startsWith(KV_PREFIX)) {
+      // A node whose Raft stopped must not answer from a state that no longer advances, not even
+      // a stale read: it is about to exit and be restarted.
+      if (this.backend.isNodeStopped()) {
+        throw new HttpError(503, 'node-stopped', 'this node stopped on a fatal error and is exiting; ask another member', { 'Retry-After': '1' });
+      }
       await this.serveKv(req, res, method, rawPath, rawQuery);
       return;
     }

@@ -18,6 +18,7 @@ import type { Server } from 'node:http';
 import { ConfigError } from '../runtime/errors.js';
 import { RaftNode, type RaftNodeTiming } from '../runtime/node.js';
 import { FileStorage } from '../storage/file-storage.js';
+import type { Storage } from '../storage/storage.js';
 import { TcpTransport } from '../transport/tcp.js';
 import type { KvServerStatus } from './api-types.js';
 import type { KvResult } from './commands.js';
@@ -74,6 +75,14 @@ export interface KvServerOptions {
   readonly requestTimeoutMs?: number;
   /** One line per notable event (default: stderr). */
   readonly log?: (line: string) => void;
+  /**
+   * Called once if Raft stops on a fatal error (a failed fsync, a broken invariant). The node then
+   * answers every KV request with 503 `node-stopped`; the owner should stop it and exit, so that
+   * a supervisor restarts the process (`tsraft node` does).
+   */
+  readonly onFatal?: (error: Error) => void;
+  /** Wraps the node's storage (the CLI's failpoint uses it to inject an fsync failure). */
+  readonly wrapStorage?: (storage: Storage) => Storage;
 }
 
 // ---- the server ----
@@ -177,14 +186,17 @@ export class KvServer {
       this.node = await RaftNode.start({
         id: options.id,
         peers: options.peers.map((p) => p.id),
-        storage,
+        storage: options.wrapStorage === undefined ? storage : options.wrapStorage(storage),
         transport,
         stateMachine: this.replica.stateMachine,
         addresses: this.urls,
         proposeTimeoutMs: this.requestTimeoutMs,
         proposalsInFlightMax: PROPOSALS_IN_FLIGHT_MAX,
         ...(options.timing === undefined ? {} : { timing: options.timing }),
-        onFatal: (error) => this.log(`raft node stopped on a fatal error: ${describeError(error)}`),
+        onFatal: (error) => {
+          this.log(`raft node stopped on a fatal error: ${describeError(error)}`);
+          options.onFatal?.(error);
+        },
       });
       this.replica.attach(this.node);
     } catch (error) {

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { KvClient } from '../../src/kv/client.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -188,6 +189,43 @@ describe('tsraft start + client commands', { timeout: 120_000 }, () => {
     assert.equal(code, 0, output);
     assert.match(output, /all nodes stopped/);
     for (const pid of pids) assert.equal(alive(pid), false, `node pid ${pid} is still running`);
+  });
+});
+
+describe('a node whose fsync fails exits, and tsraft start restarts it (fail fast, never a zombie)', { timeout: 120_000 }, () => {
+  let dir: string;
+  let start: ChildProcess;
+  let output = '';
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tsraft-fatal-'));
+  });
+  after(() => {
+    if (start !== undefined && start.exitCode === null) start.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('node 2 stops on an injected fsync failure, exits with code 1, and is restarted; the cluster keeps serving', async () => {
+    const base = await freeRange(3);
+    const httpBase = await freeRange(3, new Set([base, base + 1, base + 2]));
+    const endpoints = [0, 1, 2].map((i) => `http://127.0.0.1:${httpBase + i}`);
+    start = spawn(process.execPath, [MAIN, 'start', '--nodes', '3', '--data-dir', join(dir, 'data'), '--base-port', String(base), '--http-base-port', String(httpBase)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, TSRAFT_FAILPOINT: 'fsync-error:node=2:after=25' },
+    });
+    start.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    start.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    const deadline = Date.now() + 60_000;
+    const client = new KvClient({ endpoints });
+    for (let i = 0; !/\[start\] node 2 restarted \(pid \d+\)/.test(output); i++) {
+      assert.ok(Date.now() < deadline, `node 2 did not fail and come back:\n${output}`);
+      await client.put(`k${i}`, `v${i}`).catch(() => undefined);
+    }
+    assert.match(output, /node 2: raft stopped on a fatal error \(.*injected fsync failure.*\); exiting so that it is restarted/);
+    assert.match(output, /node 2 \(pid \d+\) exited with code 1 unexpectedly; restarting it/);
+    // The other two kept serving all along, and still do.
+    await client.put('after', 'restart');
+    assert.equal(await client.get('after'), 'restart');
   });
 });
 

@@ -4,6 +4,7 @@
  * from followers, exactly-once sessions, linearizable and stale reads, input validation, metrics,
  * snapshot catch-up of a restarted follower, and 503 when no leader can exist. Every wait is bounded.
  */
+import { FailingStorage } from '../../src/storage/failpoint.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
@@ -507,5 +508,37 @@ describe('KvServer: reads through the log (readMode "log")', { timeout: 30_000 }
     assert.equal(cluster.servers[0]!.status().snapshotIndex, 0);
     await cluster.servers[0]!.stop();
     await cluster.servers[0]!.stop(); // idempotent
+  });
+});
+
+describe('KvServer: a failed fsync stops Raft, and the node answers 503 until its owner stops it', { timeout: 30_000 }, () => {
+  let cluster: TestCluster;
+  const fatal: Error[] = [];
+  before(async () => {
+    cluster = await TestCluster.start(1, {
+      maxRaftStateBytes: -1,
+      // The disk fails after a handful of saves (a single node saves once per write).
+      wrapStorage: (storage) => new FailingStorage(storage, 8),
+      onFatal: (error) => fatal.push(error),
+    });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('reports the fatal error once, then answers 503 node-stopped to writes and stale reads, and /healthz 503', async () => {
+    await cluster.leader();
+    const url = cluster.url(0);
+    for (let i = 0; i < 20 && fatal.length === 0; i++) await raw(`${url}/v1/kv/k${i}`, { method: 'PUT', body: `v${i}` });
+    await waitFor('the fatal error', 5_000, () => (fatal.length > 0 ? true : undefined));
+    assert.equal(fatal.length, 1);
+    assert.match(fatal[0]!.message, /injected fsync failure/);
+    const write = await raw(`${url}/v1/kv/after`, { method: 'PUT', body: 'x' });
+    assert.equal(write.status, 503);
+    assert.equal(errorCode(write), 'node-stopped');
+    assert.equal(write.headers.get('retry-after'), '1');
+    const stale = await raw(`${url}/v1/kv/k0?stale=true`);
+    assert.equal(stale.status, 503, 'no stale reads from a node whose state no longer advances');
+    assert.equal((await raw(`${url}/healthz`)).status, 503);
   });
 });
