@@ -10,6 +10,7 @@ export {
   ConfigError,
   NodeStoppedError,
   NotLeaderError,
+  OutcomeUnknownError,
   ProposalDroppedError,
   ProposalTimeoutError,
   ProposalTooLargeError,

@@ -56,11 +56,14 @@
  * byte-level decoding and encoding is in http-io.ts.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { BusyError, NodeStoppedError, NotLeaderError, ProposalDroppedError, ProposalTimeoutError } from '../runtime/errors.js';
+import { BusyError, NodeStoppedError, NotLeaderError, OutcomeUnknownError, ProposalDroppedError, ProposalTimeoutError } from '../runtime/errors.js';
 import { CLIENT_ID_BYTES_MAX, encodeKvCommand, KEY_BYTES_MAX, VALUE_BYTES_MAX, type KvCommand, type KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
 import { answerMalformedRequest, HttpError, jsonValue, parseQuery, percentDecode, readBody, sendError, sendJson, textParam } from './http-io.js';
 import type { KvServerStatus } from './api-types.js';
+
+/** What a client should do with a write whose outcome is unknown. */
+const RETRY_ADVICE = 'retry with the same X-Client-Id and X-Request-Seq to apply it exactly once (a retry without them may apply it twice)';
 
 /** The largest X-Request-Seq. */
 export const REQUEST_SEQ_MAX = Number.MAX_SAFE_INTEGER;
@@ -354,8 +357,12 @@ class KvHttpApi {
       }
       const location = `${leaderUrl}${request.rawPath}${request.rawQuery === '' ? '' : `?${request.rawQuery}`}`;
       sendError(res, 307, 'not-leader', error.message, { leaderId: error.leaderId, leaderUrl }, { Location: location });
+    } else if (error instanceof OutcomeUnknownError) {
+      // Never a redirect: the write was proposed here and may still take effect, so re-sending it
+      // elsewhere could apply it twice. Say so, and how to retry safely.
+      sendError(res, 503, 'outcome-unknown', `${error.message}; ${RETRY_ADVICE}`, error.leaderId === undefined ? {} : { leaderId: error.leaderId }, { 'Retry-After': '1' });
     } else if (error instanceof ProposalTimeoutError) {
-      sendError(res, 504, 'timeout', error.message);
+      sendError(res, 504, 'outcome-unknown', `${error.message}; ${RETRY_ADVICE}`);
     } else if (error instanceof BusyError) {
       sendError(res, 503, 'busy', error.message, {}, { 'Retry-After': '1' });
     } else if (error instanceof ProposalDroppedError) {

@@ -24,6 +24,23 @@ export class NotLeaderError extends RaftError {
   }
 }
 
+/**
+ * The proposal was appended, but this node lost leadership (or had its log replaced by a
+ * snapshot) before the entry was seen to commit: it may still take effect, or may not. Retry
+ * only if the command is idempotent or carries a session (the KV service's X-Client-Id and
+ * X-Request-Seq make a retry exactly-once). `leaderId` names the new leader when known.
+ */
+export class OutcomeUnknownError extends RaftError {
+  override readonly name = 'OutcomeUnknownError';
+  constructor(
+    readonly index: number,
+    readonly leaderId: NodeId | undefined,
+    reason = 'leadership was lost before the proposal was seen to commit',
+  ) {
+    super(`${reason}; the entry at index ${index} may still take effect`, 'TSRAFT_OUTCOME_UNKNOWN');
+  }
+}
+
 /** The proposal did not commit in time. It may still commit later: retry idempotently. */
 export class ProposalTimeoutError extends RaftError {
   override readonly name = 'ProposalTimeoutError';

@@ -15,6 +15,7 @@ import {
   ConfigError,
   NodeStoppedError,
   NotLeaderError,
+  OutcomeUnknownError,
   ProposalDroppedError,
   ProposalTimeoutError,
   ProposalTooLargeError,
@@ -279,7 +280,8 @@ export class RaftNode<Result = unknown> {
   /**
    * Proposes a command. Resolves once it is committed and applied here, with its index, term and
    * the state machine's result; rejects with NotLeaderError (with the leader's id and address when
-   * known) if this node is not the leader or stops being it, ProposalTooLargeError,
+   * known) if this node is not the leader, OutcomeUnknownError if it stops being the leader after
+   * appending the command (it may still commit), ProposalTooLargeError,
    * ProposalTimeoutError, ProposalDroppedError, BusyError or NodeStoppedError.
    */
   propose(command: Uint8Array, options: { timeoutMs?: number } = {}): Promise<Proposed<Result>> {
@@ -456,8 +458,13 @@ export class RaftNode<Result = unknown> {
       return;
     }
     if (this.lastLeaderTerm >= 0 && this.pending.size > 0) {
-      const status = this.core.status();
-      this.rejectAll(this.notLeader('leadership was lost before the proposal committed (it may still commit)', status.leaderId));
+      const leaderId = this.core.status(false).leaderId;
+      const known = leaderId >= 0 && leaderId !== this.id ? leaderId : undefined;
+      for (const proposal of [...this.pending.values()]) {
+        proposal.timer.cancel();
+        this.pending.delete(proposal.index);
+        proposal.reject(new OutcomeUnknownError(proposal.index, known));
+      }
     }
     if (this.lastLeaderTerm >= 0) {
       for (const id of [...this.reads.keys()]) this.settleRead(id, this.notLeader('leadership was lost before the read was confirmed'));
@@ -468,9 +475,12 @@ export class RaftNode<Result = unknown> {
   private restore(snapshot: Snapshot): void {
     this.options.stateMachine?.restore(snapshot);
     this.publish({ kind: 'snapshot', snapshot });
-    // Entries the snapshot covers were never applied here: their results are unknown.
-    for (const [index, proposal] of this.pending) {
-      if (index <= snapshot.index) this.settle(proposal, null, undefined);
+    // Entries the snapshot covers were never applied here: whether they took effect is unknown.
+    for (const [index, proposal] of [...this.pending]) {
+      if (index > snapshot.index) continue;
+      proposal.timer.cancel();
+      this.pending.delete(index);
+      proposal.reject(new OutcomeUnknownError(index, undefined, 'a snapshot from the leader replaced the log before the proposal was seen to commit'));
     }
   }
 

@@ -9,7 +9,7 @@
  * argv: <id> <comma-separated ports> <data dir>
  */
 import type { Entry } from '../core/messages.js';
-import { NotLeaderError } from '../runtime/errors.js';
+import { NotLeaderError, OutcomeUnknownError } from '../runtime/errors.js';
 import { RaftNode } from '../runtime/node.js';
 import { FileStorage } from '../storage/file-storage.js';
 import { TcpTransport } from '../transport/tcp.js';
@@ -62,7 +62,7 @@ process.on('message', (request: Request) => {
             op: 'proposed',
             id: request.id,
             error: error.name,
-            leaderId: error instanceof NotLeaderError ? error.leaderId : undefined,
+            leaderId: error instanceof NotLeaderError || error instanceof OutcomeUnknownError ? error.leaderId : undefined,
           }),
       );
       return;

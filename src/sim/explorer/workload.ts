@@ -15,7 +15,7 @@
 import type { NodeId } from '../../core/messages.js';
 import { encodeKvCommand, type KvCommand, type KvResult } from '../../kv/commands.js';
 import { HistoryRecorder, type KvInput, type KvOutput, type PendingOperation } from '../../linearizability/history.js';
-import { NotLeaderError, ProposalTooLargeError } from '../../runtime/errors.js';
+import { NotLeaderError, OutcomeUnknownError, ProposalTooLargeError } from '../../runtime/errors.js';
 import type { Prng } from '../prng.js';
 import type { ExplorerNode } from './explorer-node.js';
 import { SafetyViolation } from './invariants.js';
@@ -162,7 +162,7 @@ export class Workload {
           return undefined;
         }
         // Straight to a named leader; otherwise back off as a real client would, not spin.
-        const hint = error instanceof NotLeaderError && error.leaderId !== undefined ? error.leaderId : -1;
+        const hint = (error instanceof NotLeaderError || error instanceof OutcomeUnknownError) && error.leaderId !== undefined ? error.leaderId : -1;
         this.leaderHint[client] = hint;
         // Exponential backoff, as a real client does: always some virtual time (two members may
         // name each other as leader for a moment), and no spinning while there is no leader.
