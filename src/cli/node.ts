@@ -233,5 +233,7 @@ Example (node 1 of a 3-node cluster on this machine):
     .action(async (options: NodeOptions) => {
       const config = parseNodeOptions(options);
       process.exitCode = await runNode(config);
+      // The node is done: whatever handle a failed component left open must not keep a zombie alive.
+      setTimeout(() => process.exit(), 2_000).unref();
     });
 }

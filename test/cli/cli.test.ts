@@ -200,8 +200,14 @@ describe('a node whose fsync fails exits, and tsraft start restarts it (fail fas
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'tsraft-fatal-'));
   });
-  after(() => {
-    if (start !== undefined && start.exitCode === null) start.kill('SIGKILL');
+  after(async () => {
+    // SIGINT lets tsraft start stop its children; SIGKILL only if it does not exit in time.
+    if (start !== undefined && start.exitCode === null) {
+      const exited = new Promise((resolve) => start.once('exit', resolve));
+      start.kill('SIGINT');
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15_000))]);
+      if (start.exitCode === null) start.kill('SIGKILL');
+    }
     rmSync(dir, { recursive: true, force: true });
   });
 
