@@ -32,7 +32,10 @@
  * most one dial per backoff period and `sendQueueMax` queued frames.
  *
  * Nothing that arrives from the network throws out of the transport: malformed frames, bad hellos
- * and oversized lengths close that one connection and are counted in `stats`.
+ * and oversized lengths close that one connection and are counted in `stats`. Inbound memory is
+ * bounded: at most `inboundConnectionsMax` accepted connections (more are refused and counted), each
+ * buffering at most one frame, and a connection whose partial frame makes no progress for
+ * `frameStallMs` is closed, releasing it.
  */
 import * as net from 'node:net';
 import { ByteReader, ByteWriter, CodecError, decodeMessage, messageSize, writeMessage } from '../codec/codec.js';
@@ -51,6 +54,13 @@ export interface TcpTransportOptions {
   readonly maxFrameBytes?: number;
   /** The most frames queued for one peer. Default 1024. */
   readonly sendQueueMax?: number;
+  /**
+   * A connection that has sent part of a frame and then nothing for this long is closed, releasing
+   * what it buffered (up to maxFrameBytes). Default 10 s.
+   */
+  readonly frameStallMs?: number;
+  /** Accepted connections open at once; more are refused and counted. Default 64. */
+  readonly inboundConnectionsMax?: number;
   /** The first reconnect delay. Default 50 ms. */
   readonly reconnectMinMs?: number;
   /** The largest reconnect delay. Default 2000 ms. */
@@ -80,6 +90,8 @@ export interface TcpTransportStats {
   readonly malformedFrames: number;
   /** Connections refused for a foreign cluster id or a hello addressed to another node. */
   readonly refusedHandshakes: number;
+  /** Connections refused because inboundConnectionsMax were already open. */
+  readonly refusedConnections: number;
   /** Open connections right now: connected outbound plus accepted inbound past the hello. */
   readonly connections: number;
   /** Outbound dials started so far. */
@@ -106,6 +118,8 @@ const MAX_FRAME_LIMIT = 0xffffffff;
 export const DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024;
 /** The default bound on frames queued for one peer (`sendQueueMax`). */
 export const DEFAULT_SEND_QUEUE_MAX = 1024;
+const DEFAULT_FRAME_STALL_MS = 10_000;
+const DEFAULT_INBOUND_CONNECTIONS_MAX = 64;
 const DEFAULT_RECONNECT_MIN_MS = 50;
 const DEFAULT_RECONNECT_MAX_MS = 2000;
 /** A dial that has not connected by then is abandoned (and retried after the backoff). */
@@ -224,6 +238,8 @@ interface Inbound {
   /** The payload length of the frame being read, or -1 while reading a header. */
   need: number;
   helloTimer: NodeJS.Timeout | null;
+  /** Armed while part of a frame is buffered; re-armed whenever more bytes arrive. */
+  stallTimer: NodeJS.Timeout | null;
   dead: boolean;
 }
 
@@ -234,6 +250,9 @@ export class TcpTransport implements Transport {
   private readonly listenPort: number;
   private readonly maxFrameBytes: number;
   private readonly sendQueueMax: number;
+  private readonly frameStallMs: number;
+  private readonly inboundConnectionsMax: number;
+  private loggedConnectionLimit = false;
   private readonly reconnectMinMs: number;
   private readonly reconnectMaxMs: number;
   private readonly log: (line: string) => void;
@@ -259,6 +278,7 @@ export class TcpTransport implements Transport {
     misaddressed: 0,
     malformedFrames: 0,
     refusedHandshakes: 0,
+    refusedConnections: 0,
     connectAttempts: 0,
   };
 
@@ -272,6 +292,8 @@ export class TcpTransport implements Transport {
     this.listenPort = checkInt(options.listen.port, 'listen.port', 0, 65535);
     this.maxFrameBytes = checkInt(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, 'maxFrameBytes', 1, MAX_FRAME_LIMIT);
     this.sendQueueMax = checkInt(options.sendQueueMax ?? DEFAULT_SEND_QUEUE_MAX, 'sendQueueMax', 1, Number.MAX_SAFE_INTEGER);
+    this.frameStallMs = checkInt(options.frameStallMs ?? DEFAULT_FRAME_STALL_MS, 'frameStallMs', 1, 2 ** 31 - 1);
+    this.inboundConnectionsMax = checkInt(options.inboundConnectionsMax ?? DEFAULT_INBOUND_CONNECTIONS_MAX, 'inboundConnectionsMax', 1, 1_000_000);
     this.reconnectMinMs = checkInt(options.reconnectMinMs ?? DEFAULT_RECONNECT_MIN_MS, 'reconnectMinMs', 1, 2 ** 31 - 1);
     this.reconnectMaxMs = checkInt(options.reconnectMaxMs ?? DEFAULT_RECONNECT_MAX_MS, 'reconnectMaxMs', 1, 2 ** 31 - 1);
     if (this.reconnectMaxMs < this.reconnectMinMs) throw new Error('reconnectMaxMs must be >= reconnectMinMs');
@@ -324,6 +346,7 @@ export class TcpTransport implements Transport {
       dropped: { queueFull: c.queueFull, tooLarge: c.tooLarge, noConnection: c.noConnection, misaddressed: c.misaddressed },
       malformedFrames: c.malformedFrames,
       refusedHandshakes: c.refusedHandshakes,
+      refusedConnections: c.refusedConnections,
       connections,
       connectAttempts: c.connectAttempts,
     };
@@ -578,7 +601,17 @@ export class TcpTransport implements Transport {
     }
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
-    const conn: Inbound = { socket, label, peer: null, chunks: [], buffered: 0, need: -1, helloTimer: null, dead: false };
+    if (this.inbound.size >= this.inboundConnectionsMax) {
+      // A flood of connections must not hold unbounded frame buffers or file descriptors.
+      this.counters.refusedConnections++;
+      if (!this.loggedConnectionLimit) {
+        this.loggedConnectionLimit = true;
+        this.log(`refusing connection from ${label}: ${this.inboundConnectionsMax} connections are open (further refusals are only counted)`);
+      }
+      socket.destroy();
+      return;
+    }
+    const conn: Inbound = { socket, label, peer: null, chunks: [], buffered: 0, need: -1, helloTimer: null, stallTimer: null, dead: false };
     this.inbound.add(conn);
     conn.helloTimer = setTimeout(() => {
       conn.helloTimer = null;
@@ -591,6 +624,8 @@ export class TcpTransport implements Transport {
     socket.on('close', () => {
       if (conn.helloTimer !== null) clearTimeout(conn.helloTimer);
       conn.helloTimer = null;
+      if (conn.stallTimer !== null) clearTimeout(conn.stallTimer);
+      conn.stallTimer = null;
       conn.dead = true;
       conn.chunks = [];
       this.inbound.delete(conn);
@@ -603,7 +638,10 @@ export class TcpTransport implements Transport {
     conn.buffered += chunk.length;
     while (!conn.dead) {
       if (conn.need < 0) {
-        if (conn.buffered < FRAME_HEADER_BYTES) return;
+        if (conn.buffered < FRAME_HEADER_BYTES) {
+          this.armStallTimer(conn);
+          return;
+        }
         const length = take(conn, FRAME_HEADER_BYTES).readUInt32LE(0);
         const limit = conn.peer === null ? Math.min(MAX_HELLO_BYTES, this.maxFrameBytes) : this.maxFrameBytes;
         if (length > limit) {
@@ -612,7 +650,10 @@ export class TcpTransport implements Transport {
         }
         conn.need = length;
       }
-      if (conn.buffered < conn.need) return;
+      if (conn.buffered < conn.need) {
+        this.armStallTimer(conn);
+        return;
+      }
       const payload = take(conn, conn.need);
       conn.need = -1;
       if (conn.peer === null) this.onHello(conn, payload);
@@ -667,6 +708,17 @@ export class TcpTransport implements Transport {
     }
   }
 
+  /** Part of a frame is buffered: it must be completed, or make progress, within frameStallMs. */
+  private armStallTimer(conn: Inbound): void {
+    if (conn.stallTimer !== null) clearTimeout(conn.stallTimer);
+    conn.stallTimer = null;
+    if (conn.buffered === 0 && conn.need < 0) return;
+    conn.stallTimer = setTimeout(() => {
+      conn.stallTimer = null;
+      this.malformed(conn, `a partial frame (${conn.buffered} bytes buffered) stalled for ${this.frameStallMs} ms`);
+    }, this.frameStallMs);
+  }
+
   private malformed(conn: Inbound, why: string): void {
     this.counters.malformedFrames++;
     this.log(`closing connection from ${conn.label}${conn.peer === null ? '' : ` (node ${conn.peer})`}: ${why}`);
@@ -676,6 +728,8 @@ export class TcpTransport implements Transport {
   private kill(conn: Inbound): void {
     if (conn.helloTimer !== null) clearTimeout(conn.helloTimer);
     conn.helloTimer = null;
+    if (conn.stallTimer !== null) clearTimeout(conn.stallTimer);
+    conn.stallTimer = null;
     conn.dead = true;
     conn.chunks = [];
     conn.buffered = 0;

@@ -343,6 +343,53 @@ describe('TcpTransport', () => {
     }
   });
 
+  test('a partial frame that stalls is closed after frameStallMs, releasing its buffer; a slow but steady frame is not', { timeout: 8000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pb] = (await freeLoopbackPorts(1)) as [number];
+      const b = await startNode({ nodeId: 1, port: pb, peers: [], frameStallMs: 300 }, all);
+      const hello = frame(encodeHello({ clusterId: CLUSTER, from: 0, to: 1 }));
+      // A header announcing 1 MiB, then 10 bytes, then nothing.
+      assert.equal(await rawExchange(pb, [hello, lengthPrefix(1 << 20), Buffer.alloc(10)], 3000), 'closed');
+      await waitFor(() => b.logs.some((l) => /a partial frame \(\d+ bytes buffered\) stalled for 300 ms/.test(l)), 'the stall logged');
+      assert.equal(b.t.stats.malformedFrames, 1);
+      // A frame that arrives in pieces, each within the stall time, is delivered.
+      const whole = frame(encodeMessage(ae(0, 1, 7)));
+      const socket = net.connect({ host: HOST, port: pb });
+      socket.on('error', () => {});
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      socket.write(hello);
+      for (let i = 0; i < whole.length; i += 4) {
+        socket.write(whole.subarray(i, i + 4));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await waitFor(() => b.got.length === 1, 'the slow frame delivered');
+      socket.destroy();
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('connections beyond inboundConnectionsMax are refused and counted', { timeout: 8000 }, async () => {
+    const all: Node[] = [];
+    const sockets: net.Socket[] = [];
+    try {
+      const [pb] = (await freeLoopbackPorts(1)) as [number];
+      const b = await startNode({ nodeId: 1, port: pb, peers: [], inboundConnectionsMax: 3 }, all);
+      for (let i = 0; i < 5; i++) {
+        const socket = net.connect({ host: HOST, port: pb });
+        socket.on('error', () => {});
+        sockets.push(socket);
+        await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      }
+      await waitFor(() => b.t.stats.refusedConnections === 2, 'two refused');
+      assert.equal(b.logs.filter((l) => /connections are open/.test(l)).length, 1, 'logged once');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await closeAll(all);
+    }
+  });
+
   test('with the peer down the queue stays bounded, drops the oldest and dials at a bounded rate', { timeout: 5000 }, async () => {
     const all: Node[] = [];
     try {
