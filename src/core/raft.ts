@@ -140,6 +140,7 @@ export class RaftCore {
       this.replicator!.heartbeatDue();
       return;
     }
+    this.snapshotReceiver.abandonIfIdle(this.ticks, 2 * this.config.electionTimeoutTicksMax);
     this.electionElapsedTicks++;
     if (this.electionElapsedTicks < this.electionTimeoutTicks) return;
     // At term 0 there is no leader to protect: an election for term 1 cannot depose anyone, so
@@ -600,7 +601,7 @@ export class RaftCore {
       this.replySnapshot(request, request.offset + request.data.length, true);
       return;
     }
-    const outcome = this.snapshotReceiver.accept(index, request.lastIncludedTerm, request.offset, request.data, request.done);
+    const outcome = this.snapshotReceiver.accept(index, request.lastIncludedTerm, request.offset, request.data, request.done, this.ticks);
     if ('resumeAt' in outcome) {
       this.replySnapshot(request, outcome.resumeAt, false);
       return;

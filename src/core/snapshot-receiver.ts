@@ -6,7 +6,21 @@ import type { LogIndex, Term } from './messages.js';
  * trip and never corrupts the result.
  */
 export class SnapshotReceiver {
-  private incoming: { index: LogIndex; term: Term; chunks: Uint8Array[]; bytes: number } | null = null;
+  private incoming: { index: LogIndex; term: Term; chunks: Uint8Array[]; bytes: number; lastChunkTick: number } | null = null;
+
+  /** Bytes held by an unfinished transfer. */
+  get bufferedBytes(): number {
+    return this.incoming?.bytes ?? 0;
+  }
+
+  /**
+   * Forgets a transfer that got no chunk for `idleTicks`: its sender is gone (a deposed leader, a
+   * stray peer), and what it sent must not stay in memory for good. A sender that comes back is
+   * told to start again at offset 0.
+   */
+  abandonIfIdle(nowTick: number, idleTicks: number): void {
+    if (this.incoming !== null && nowTick - this.incoming.lastChunkTick >= idleTicks) this.incoming = null;
+  }
 
   /** Forgets a transfer that the commit index has overtaken. */
   dropIfCovered(commitIndex: LogIndex): void {
@@ -17,11 +31,11 @@ export class SnapshotReceiver {
    * Takes one chunk. Returns the whole snapshot when this was its last chunk; otherwise the offset
    * the sender should continue from.
    */
-  accept(index: LogIndex, term: Term, offset: number, data: Uint8Array, done: boolean): { data: Uint8Array } | { resumeAt: number } {
+  accept(index: LogIndex, term: Term, offset: number, data: Uint8Array, done: boolean, nowTick = 0): { data: Uint8Array } | { resumeAt: number } {
     const current = this.incoming;
     const sameSnapshot = current !== null && current.index === index && current.term === term;
     if (offset === 0 && !sameSnapshot) {
-      this.incoming = { index, term, chunks: [], bytes: 0 };
+      this.incoming = { index, term, chunks: [], bytes: 0, lastChunkTick: nowTick };
     } else if (offset === 0 && current !== null && current.bytes > 0) {
       // The first chunk again (a duplicate, or a new leader starting over with the same snapshot):
       // tell the sender where to continue instead of throwing away what arrived.
@@ -33,6 +47,7 @@ export class SnapshotReceiver {
     }
     incoming.chunks.push(data.slice());
     incoming.bytes += data.length;
+    incoming.lastChunkTick = nowTick;
     if (!done) return { resumeAt: incoming.bytes };
     this.incoming = null;
     return { data: concatBytes(incoming.chunks, incoming.bytes) };

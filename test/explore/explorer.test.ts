@@ -25,7 +25,7 @@ const CATCH_WITHIN: Record<InjectedBug | DriverBug, number> = {
   'commit-old-term': 20, // first caught at seed 1 (commit rule)
   'vote-without-log-check': 20, // 2
   'forget-vote': 20, // 1
-  'truncate-on-stale-append': 20, // 2
+  'truncate-on-stale-append': 20, // 5
   'apply-before-commit': 20, // 2
   'stuck-snapshot-transfer': 600, // 215 (liveness)
   'stale-read-echo': 150, // 41 (read index)

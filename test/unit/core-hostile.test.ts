@@ -90,6 +90,35 @@ describe('impossible peer messages are dropped and counted (hardening)', () => {
     assert.equal(follower.core.status().lastIndex, 0);
   });
 
+  test('an unfinished snapshot transfer whose sender went silent is released after two election timeouts', () => {
+    const follower = new DrivenCore({ config: config(1) });
+    const chunk = (offset: number): Message => ({
+      type: 'InstallSnapshot', from: 0, to: 1, term: 1, lastIncludedIndex: 5, lastIncludedTerm: 1, offset, data: new Uint8Array(1000), done: false,
+    });
+    const lastReply = (): number => {
+      const replies = follower.sent.filter((m) => m.type === 'InstallSnapshotReply');
+      const last = replies[replies.length - 1];
+      assert.ok(last !== undefined && last.type === 'InstallSnapshotReply');
+      return last.nextOffset;
+    };
+    // The leader's heartbeats keep the follower following while no chunk comes.
+    const idle = (ticks: number): void => {
+      for (let done = 0; done < ticks; done += 40) {
+        follower.tick(Math.min(40, ticks - done));
+        follower.step(ae(0, 1, 1, 0, 0, [], 0));
+      }
+    };
+    follower.step(chunk(0));
+    follower.step(chunk(1000));
+    assert.equal(lastReply(), 2000, 'the transfer holds 2000 bytes');
+    idle(2 * ET_MAX - 1);
+    follower.step(chunk(2000));
+    assert.equal(lastReply(), 3000, 'still held just before the limit (the chunk resets the idle clock)');
+    idle(2 * ET_MAX);
+    follower.step(chunk(3000));
+    assert.equal(lastReply(), 0, 'released: the sender is told to start again');
+  });
+
   test('random well-formed but arbitrary messages never make a core throw (2000 seeds)', () => {
     const types = ['RequestVote', 'PreVote', 'RequestVoteReply', 'PreVoteReply', 'AppendEntries', 'AppendEntriesReply', 'InstallSnapshot', 'InstallSnapshotReply'] as const;
     for (let seed = 1; seed <= 2000; seed++) {
