@@ -460,11 +460,7 @@ export class RaftNode<Result = unknown> {
     if (this.lastLeaderTerm >= 0 && this.pending.size > 0) {
       const leaderId = this.core.status(false).leaderId;
       const known = leaderId >= 0 && leaderId !== this.id ? leaderId : undefined;
-      for (const proposal of [...this.pending.values()]) {
-        proposal.timer.cancel();
-        this.pending.delete(proposal.index);
-        proposal.reject(new OutcomeUnknownError(proposal.index, known));
-      }
+      for (const proposal of [...this.pending.values()]) this.settle(proposal, new OutcomeUnknownError(proposal.index, known));
     }
     if (this.lastLeaderTerm >= 0) {
       for (const id of [...this.reads.keys()]) this.settleRead(id, this.notLeader('leadership was lost before the read was confirmed'));
@@ -478,9 +474,7 @@ export class RaftNode<Result = unknown> {
     // Entries the snapshot covers were never applied here: whether they took effect is unknown.
     for (const [index, proposal] of [...this.pending]) {
       if (index > snapshot.index) continue;
-      proposal.timer.cancel();
-      this.pending.delete(index);
-      proposal.reject(new OutcomeUnknownError(index, undefined, 'a snapshot from the leader replaced the log before the proposal was seen to commit'));
+      this.settle(proposal, new OutcomeUnknownError(index, undefined, 'a snapshot from the leader replaced the log before the proposal was seen to commit'));
     }
   }
 
@@ -488,7 +482,10 @@ export class RaftNode<Result = unknown> {
     const result: unknown = this.options.stateMachine?.apply(entry);
     this.publish({ kind: 'entry', entry });
     const proposal = this.pending.get(entry.index);
-    if (proposal !== undefined) this.settle(proposal, entry, result);
+    // Another leader's entry at this index means the proposal was overwritten: it never commits.
+    if (proposal !== undefined) {
+      this.settle(proposal, entry.term === proposal.term ? { index: proposal.index, term: proposal.term, result } : new ProposalDroppedError(proposal.index));
+    }
   }
 
   private confirmReads(states: readonly ReadState[]): void {
@@ -525,11 +522,12 @@ export class RaftNode<Result = unknown> {
     else read.reject(outcome);
   }
 
-  private settle(proposal: PendingProposal, entry: Entry | null, result: unknown): void {
+  /** Ends a waiting proposal: resolved with its outcome, or rejected with an error. */
+  private settle(proposal: PendingProposal, outcome: Proposed<unknown> | Error): void {
     proposal.timer.cancel();
     this.pending.delete(proposal.index);
-    if (entry !== null && entry.term === proposal.term) proposal.resolve({ index: proposal.index, term: proposal.term, result });
-    else proposal.reject(new ProposalDroppedError(proposal.index));
+    if (outcome instanceof Error) proposal.reject(outcome);
+    else proposal.resolve(outcome);
   }
 
   private publish(item: Applied): void {
@@ -562,11 +560,7 @@ export class RaftNode<Result = unknown> {
   }
 
   private rejectAll(error: Error): void {
-    for (const proposal of this.pending.values()) {
-      proposal.timer.cancel();
-      proposal.reject(error);
-    }
-    this.pending.clear();
+    for (const proposal of [...this.pending.values()]) this.settle(proposal, error);
     for (const id of [...this.reads.keys()]) this.settleRead(id, error);
   }
 
