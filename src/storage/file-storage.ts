@@ -23,11 +23,13 @@
  * one. The price: each snapshot rewrites the entries after it; snapshots are rare and the log after
  * one is short, so that is cheap, and no segment ever needs rewriting in place.
  *
- * Recovery (open): a bad record (incomplete or failing its CRC) at the end of the last segment, with
- * no valid record after it, is a write that was never acknowledged: it is truncated away. Any other
- * damage (in an earlier segment, followed by valid records, a missing segment, a snapshot file that
- * fails its checks) stops startup with TSRAFT_STORAGE_CORRUPT naming the file and byte offset.
- * Segments are read whole; entries' commands are views into those buffers, not copies.
+ * Recovery (open, recovery.ts): every record is verified. A torn write (only the last batch can be
+ * one: an incomplete record at the end, or a zero-filled sector in a record after which nothing but
+ * records of the same batch follows) is truncated away, and every truncation is logged; any other
+ * damage stops startup with TSRAFT_STORAGE_CORRUPT naming the file and byte offset. What recovery
+ * hands back is fdatasynced first, since it may have been read from the page cache of a process
+ * that died before its sync. Segments are read whole; entries' commands are views into those
+ * buffers, not copies.
  *
  * Memory: the log after the snapshot is kept in memory (the Entry objects are shared with the core's
  * log), to answer open() and to write checkpoints. Recovered commands are views into the segment
@@ -37,29 +39,16 @@
  * dead one's lock is taken over (fs-util.ts). close() removes it.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import type { HardState, PersistentState, Snapshot } from '../core/messages.js';
 import type { LogWrite } from '../core/ready.js';
 import { crc32c } from './crc32c.js';
 import { acquireLock, errorCode, ignoreMissing, releaseLock, writeAll } from './fs-util.js';
 import { LogState, WriteCursor } from './log-state.js';
+import { recoverDirectory, type Segment } from './recovery.js';
 import { StorageError, type Storage } from './storage.js';
-import {
-  decodeSnapshotFile,
-  encodeRecord,
-  encodeSnapshotHeader,
-  parseSegmentName,
-  parseSnapshotName,
-  replaySegment,
-  segmentName,
-  snapshotName,
-  startsWithCheckpoint,
-  TEMP_SUFFIX,
-  validRecordAfter,
-  type RecordParts,
-  type SnapshotMeta,
-} from './wal-format.js';
+import { encodeRecord, encodeSnapshotHeader, segmentName, snapshotName, TEMP_SUFFIX, type RecordParts, type SnapshotMeta } from './wal-format.js';
 
 export interface FileStorageOptions {
   /** The data directory (created if missing). One node per directory. */
@@ -71,6 +60,11 @@ export interface FileStorageOptions {
    * (not just a process crash) can then lose acknowledged saves. For tests and benchmarks only.
    */
   readonly fsync?: boolean;
+  /**
+   * Where recovery reports what it changed on disk (a torn write truncated, a leftover removed), one
+   * line per event. Default: a line on stderr prefixed `tsraft storage: `.
+   */
+  readonly log?: (line: string) => void;
 }
 
 /** Counters since construction: write-ahead log writes and bytes, and sync calls (file and directory). */
@@ -88,17 +82,13 @@ interface PendingSave {
   readonly reject: (error: Error) => void;
 }
 
-interface Segment {
-  readonly name: string;
-  readonly firstSeq: number;
-}
-
 const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 
 export class FileStorage implements Storage {
   readonly dir: string;
   private readonly segmentBytes: number;
   private readonly fsync: boolean;
+  private readonly log: (line: string) => void;
   private readonly counters = { writes: 0, syncs: 0, bytes: 0 };
 
   private phase: 'new' | 'opening' | 'open' | 'closed' = 'new';
@@ -125,6 +115,7 @@ export class FileStorage implements Storage {
     this.dir = options.dir;
     this.segmentBytes = segmentBytes;
     this.fsync = options.fsync ?? true;
+    this.log = options.log ?? ((line) => process.stderr.write(`tsraft storage: ${line}\n`));
   }
 
   get stats(): FileStorageStats {
@@ -159,113 +150,21 @@ export class FileStorage implements Storage {
   }
 
   private async recover(): Promise<PersistentState> {
-    const names = (await readdir(this.dir)).sort();
-    let deleted = false;
-    for (const name of names) {
-      if (name.endsWith(TEMP_SUFFIX) && parseSnapshotName(name.slice(0, -TEMP_SUFFIX.length)) !== null) {
-        await unlink(this.path(name));
-        deleted = true;
-      }
-    }
-    const all: Segment[] = [];
-    const snapshotFiles: string[] = [];
-    for (const name of names) {
-      const seq = parseSegmentName(name);
-      if (seq !== null) all.push({ name, firstSeq: seq });
-      else if (parseSnapshotName(name) !== null) snapshotFiles.push(name);
-    }
-    if (all.length === 0) {
-      if (snapshotFiles.length > 0) {
-        throw corrupt(`${this.path(snapshotFiles[0]!)} exists but the write-ahead log is missing`);
-      }
-      if (deleted) await this.syncDir();
-      await this.startSegment(0);
-      return { hardState: this.state.hardState, snapshot: null, entries: [] };
-    }
-
-    // Replay from the newest segment that starts with a checkpoint; older ones are obsolete.
-    const buffers: Uint8Array[] = [];
-    let start = all.length - 1;
-    for (; start >= 0; start--) {
-      const buf = await this.readWhole(all[start]!.name);
-      buffers[start] = buf;
-      if (startsWithCheckpoint(buf, all[start]!.firstSeq)) break;
-    }
-    if (start < 0) {
-      start = 0;
-      if (all[0]!.firstSeq !== 0) {
-        throw corrupt(`${this.path(all[0]!.name)} at byte offset 0: the log does not begin at sequence 0 nor with a valid checkpoint (segments are missing)`);
-      }
-    }
-    const live = all.slice(start);
-    let seq = live[0]!.firstSeq;
-    for (let i = 0; i < live.length; i++) {
-      const segment = live[i]!;
-      const file = this.path(segment.name);
-      const buf = buffers[start + i]!;
-      if (segment.firstSeq !== seq) {
-        throw corrupt(`${file} at byte offset 0: it begins at sequence ${segment.firstSeq}, expected ${seq} (a segment is missing or damaged)`);
-      }
-      const scan = replaySegment(this.state, buf, segment.firstSeq);
-      seq += scan.records;
-      const last = i === live.length - 1;
-      if (scan.problem !== null) {
-        const { offset, reason, mayBeTorn } = scan.problem;
-        if (!last || !mayBeTorn || validRecordAfter(buf, offset, seq)) {
-          const where = last ? 'valid records follow it' : 'it is not in the last segment';
-          throw corrupt(`${file} at byte offset ${offset}: ${reason}${mayBeTorn ? ` (${where}, so it is not a torn write)` : ''}`);
-        }
-        // A torn write: never acknowledged. Cut it off and carry on.
-        await this.truncateSegment(segment.name, offset);
-      }
-      if (last) {
-        this.activeBytes = scan.end;
-        this.activeRecords = scan.records;
-      }
-    }
-    this.nextSeq = seq;
-    this.segments = live;
-
-    // The snapshot the log references must be intact; any other snapshot file is a leftover.
-    let snapshot: Snapshot | null = null;
-    const meta = this.state.snapshot;
-    if (meta !== null) {
-      const name = snapshotName(meta.index);
-      if (!snapshotFiles.includes(name)) throw corrupt(`${this.path(name)}: the snapshot file the log references is missing`);
-      const data = decodeSnapshotFile(await this.readWhole(name), meta);
-      if (typeof data === 'string') throw corrupt(`${this.path(name)}: ${data}`);
-      snapshot = { index: meta.index, term: meta.term, data };
-    }
-    for (const name of snapshotFiles) {
-      if (meta === null || name !== snapshotName(meta.index)) {
-        await unlink(this.path(name));
-        deleted = true;
-      }
-    }
-    for (const old of all.slice(0, start)) {
-      await unlink(this.path(old.name));
-      deleted = true;
-    }
-    if (deleted) await this.syncDir();
-
-    this.active = await open(this.path(live[live.length - 1]!.name), 'r+');
+    const recovered = await recoverDirectory({
+      dir: this.dir,
+      syncFile: (fh) => this.syncFile(fh),
+      syncDir: () => this.syncDir(),
+      log: (line) => this.log(line),
+    });
+    this.state = recovered.state;
+    this.segments = recovered.segments;
+    this.active = recovered.active;
+    this.activeBytes = recovered.activeBytes;
+    this.activeRecords = recovered.activeRecords;
+    this.nextSeq = recovered.nextSeq;
+    if (this.active === null) await this.startSegment(0);
     this.cursor = WriteCursor.of(this.state);
-    return { hardState: this.state.hardState, snapshot, entries: this.state.entries.slice() };
-  }
-
-  private async readWhole(name: string): Promise<Uint8Array> {
-    const b = await readFile(this.path(name));
-    return new Uint8Array(b.buffer, b.byteOffset, b.length);
-  }
-
-  private async truncateSegment(name: string, length: number): Promise<void> {
-    const fh = await open(this.path(name), 'r+');
-    try {
-      await fh.truncate(length);
-      await this.syncFile(fh);
-    } finally {
-      await fh.close();
-    }
+    return { hardState: this.state.hardState, snapshot: recovered.snapshot, entries: this.state.entries.slice() };
   }
 
   // ------------------------------------------------------------------ saving
@@ -310,7 +209,7 @@ export class FileStorage implements Storage {
     const records: Uint8Array[] = [];
     if (last < 0) {
       const firstSeq = this.nextSeq;
-      for (const save of batch) this.encodeSave(save, records);
+      for (const save of batch) this.encodeSave(save, records, firstSeq);
       if (records.length === 0) return;
       if (this.activeBytes >= this.segmentBytes && this.activeRecords > 0) await this.startSegment(firstSeq);
       await this.append(records);
@@ -330,8 +229,8 @@ export class FileStorage implements Storage {
       entries: state.entries,
     };
     const checkpointSeq = this.nextSeq++;
-    records.push(encodeRecord(checkpointSeq, checkpoint));
-    for (let i = last + 1; i < batch.length; i++) this.encodeSave(batch[i]!, records);
+    records.push(encodeRecord(checkpointSeq, checkpoint, checkpointSeq));
+    for (let i = last + 1; i < batch.length; i++) this.encodeSave(batch[i]!, records, checkpointSeq);
     // An empty active segment (named checkpointSeq) can take the checkpoint itself.
     const reuse = this.activeRecords === 0;
     const obsolete = reuse ? this.segments.slice(0, -1) : this.segments.slice();
@@ -354,8 +253,11 @@ export class FileStorage implements Storage {
     if (logWrite !== null) this.state.applyLogWrite(logWrite.fromIndex, logWrite.entries);
   }
 
-  /** Applies a save without a snapshot and adds its record (if it has any content) to `records`. */
-  private encodeSave(save: PendingSave, records: Uint8Array[]): void {
+  /**
+   * Applies a save without a snapshot and adds its record (if it has any content) to `records`, a
+   * batch whose first record has sequence number `batchFirst`.
+   */
+  private encodeSave(save: PendingSave, records: Uint8Array[], batchFirst: number): void {
     this.applySave(save, null);
     const { hardState, logWrite } = save;
     if (hardState === null && logWrite === null) return;
@@ -366,7 +268,7 @@ export class FileStorage implements Storage {
       fromIndex: logWrite?.fromIndex ?? 0,
       entries: logWrite?.entries ?? null,
     };
-    records.push(encodeRecord(this.nextSeq++, parts));
+    records.push(encodeRecord(this.nextSeq++, parts, batchFirst));
   }
 
   /** One write and one sync of `records` at the end of the active segment. */
@@ -473,10 +375,6 @@ export class FileStorage implements Storage {
 
 function closedError(): StorageError {
   return new StorageError('storage is closed', 'TSRAFT_STORAGE_CLOSED');
-}
-
-function corrupt(what: string): StorageError {
-  return new StorageError(`corrupt write-ahead log data: ${what}`, 'TSRAFT_STORAGE_CORRUPT');
 }
 
 function asStorageError(error: unknown, context: string, code: StorageError['code'] = 'TSRAFT_STORAGE_IO'): StorageError {

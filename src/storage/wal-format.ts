@@ -6,13 +6,24 @@
  *     u32 length | u32 CRC32C(payload) | payload          (little-endian; length = payload bytes)
  *
  * payload = u8 kinds | u64 sequence | parts. `kinds` is a bit set naming the parts present, in this
- * order: HARD_STATE (term, votedFor + 1: the codec's HardState), SNAPSHOT marker (index, term, data
+ * order: BATCH (the distance from this record's sequence number back to the first record of its
+ * batch), HARD_STATE (term, votedFor + 1: the codec's HardState), SNAPSHOT marker (index, term, data
  * length, data CRC32C: a reference to `snap-<index>.snap`), ENTRIES (fromIndex, count, then each
  * entry in the codec's format: the LogWrite). All numbers in parts are the codec's varints. One save
  * is one record, so a torn write loses a save whole or not at all. CHECKPOINT marks a record that
  * holds the complete state: replay resets before applying it. The sequence number counts records
  * from 0 across all segments; it lets recovery notice a missing segment, a record that does not
  * belong where it is, and tell a torn tail from damage followed by valid records.
+ *
+ * BATCH exists for recovery: a batch (the records one write() put on disk, synced together) is the
+ * only unit a crash can tear, and only the last one can be unsynced. A damaged record followed by
+ * valid records of its own batch is therefore a torn write; followed by a record of a later batch,
+ * it is damage to data that was synced (recovery.ts has the whole rule). Every record carries the
+ * mark because the damaged record's own bytes cannot be trusted: the records after it must prove
+ * where their batch began. A batch never spans segments, so a segment's first record begins one.
+ * Records written before the mark existed (no BATCH bit) still read; they just prove nothing, so
+ * damage followed by them is refused as before. Older versions of tsraft refuse logs with the mark
+ * (an unknown kind), which is the right answer for a downgrade.
  *
  * A snapshot file `snap-<16-digit index>.snap` is a 36-byte header, then the data:
  *
@@ -27,7 +38,8 @@ export const KIND_HARD_STATE = 1;
 export const KIND_SNAPSHOT = 2;
 export const KIND_ENTRIES = 4;
 export const KIND_CHECKPOINT = 8;
-const KNOWN_KINDS = KIND_HARD_STATE | KIND_SNAPSHOT | KIND_ENTRIES | KIND_CHECKPOINT;
+export const KIND_BATCH = 16;
+const KNOWN_KINDS = KIND_HARD_STATE | KIND_SNAPSHOT | KIND_ENTRIES | KIND_CHECKPOINT | KIND_BATCH;
 
 export const RECORD_HEADER = 8;
 /** kinds byte + sequence number. */
@@ -89,10 +101,11 @@ function readU64(buf: Uint8Array, at: number): number {
   return readU32(buf, at) + readU32(buf, at + 4) * TWO_32;
 }
 
-/** One record, header included, as one exact-size buffer. */
-export function encodeRecord(seq: number, parts: RecordParts): Uint8Array {
-  let kinds = parts.checkpoint ? KIND_CHECKPOINT : 0;
-  let size = RECORD_HEADER + PAYLOAD_MIN;
+/** One record, header included, as one exact-size buffer; `batchFirst` is its batch's first sequence number. */
+export function encodeRecord(seq: number, parts: RecordParts, batchFirst: number): Uint8Array {
+  if (!(batchFirst <= seq && batchFirst >= 0)) throw new Error(`batch start ${batchFirst} does not precede record ${seq}`);
+  let kinds = KIND_BATCH | (parts.checkpoint ? KIND_CHECKPOINT : 0);
+  let size = RECORD_HEADER + PAYLOAD_MIN + varintSize(seq - batchFirst);
   const { hardState, snapshot, entries } = parts;
   if (hardState !== null) {
     kinds |= KIND_HARD_STATE;
@@ -112,6 +125,7 @@ export function encodeRecord(seq: number, parts: RecordParts): Uint8Array {
   for (let i = 0; i < RECORD_HEADER; i++) w.writeByte(0);
   w.writeByte(kinds);
   for (let i = 0; i < 8; i++) w.writeByte(0); // sequence, patched below
+  w.writeVarint(seq - batchFirst);
   if (hardState !== null) writeHardState(w, hardState);
   if (snapshot !== null) {
     w.writeVarint(snapshot.index);
@@ -134,55 +148,101 @@ export function encodeRecord(seq: number, parts: RecordParts): Uint8Array {
 
 // ---------------------------------------------------------------- scanning and decoding
 
-/** Why the bytes at some offset are not a valid record. */
+/**
+ * Why the bytes at some offset are not a valid record. `damage` sorts the evidence recovery.ts
+ * judges: `incomplete` (the header, or the length it gives, runs past the end of the file),
+ * `damaged` (complete, but its CRC fails or its length is impossible: its bytes are not what was
+ * written) or `invalid` (its CRC holds, so these are the bytes some writer wrote, yet they break the
+ * format or the write rules: never a torn write).
+ */
 export interface RecordProblem {
   readonly offset: number;
   readonly reason: string;
-  /** The record is incomplete or fails its CRC: a torn write if nothing valid follows it. */
-  readonly mayBeTorn: boolean;
+  readonly damage: 'incomplete' | 'damaged' | 'invalid';
+  /** Where the record ends by its length header (the end of the file if that runs past it). */
+  readonly end: number;
 }
 
-/** Checks the record at `at`; returns its payload length, or a reason it is not valid. */
-function checkRecord(buf: Uint8Array, at: number): number | string {
+type Inspection = { readonly length: number } | { readonly problem: RecordProblem };
+
+/** Checks the framing and CRC of the record at `at`. */
+function inspectRecord(buf: Uint8Array, at: number): Inspection {
   const remaining = buf.length - at;
-  if (remaining < RECORD_HEADER) return `incomplete record header (${remaining} bytes)`;
+  const problem = (reason: string, damage: RecordProblem['damage'], end: number): Inspection => ({ problem: { offset: at, reason, damage, end } });
+  if (remaining < RECORD_HEADER) return problem(`incomplete record header (${remaining} bytes)`, 'incomplete', buf.length);
   const length = readU32(buf, at);
-  if (length > remaining - RECORD_HEADER) return `incomplete record: length ${length}, ${remaining - RECORD_HEADER} bytes follow`;
-  if (crc32c(buf, at + RECORD_HEADER, at + RECORD_HEADER + length) !== readU32(buf, at + 4)) return 'record CRC mismatch';
-  if (length < PAYLOAD_MIN) return `record payload of ${length} bytes is too short`;
-  return length;
+  if (length > remaining - RECORD_HEADER) {
+    return problem(`incomplete record: length ${length}, ${remaining - RECORD_HEADER} bytes follow`, 'incomplete', buf.length);
+  }
+  const end = at + RECORD_HEADER + length;
+  if (crc32c(buf, at + RECORD_HEADER, end) !== readU32(buf, at + 4)) return problem('record CRC mismatch', 'damaged', end);
+  // Typically an all-zero header: length 0, and the CRC32C of nothing is 0.
+  if (length < PAYLOAD_MIN) return problem(`record payload of ${length} bytes is too short`, 'damaged', end);
+  return { length };
 }
 
-/** The sequence number of the valid record at `at` (call after checkRecord). */
+/** The sequence number of the valid record at `at` (call after inspectRecord). */
 const recordSeq = (buf: Uint8Array, at: number): number => readU64(buf, at + RECORD_HEADER + 1);
 const recordKinds = (buf: Uint8Array, at: number): number => buf[at + RECORD_HEADER]!;
 
 /** Whether the segment begins with a valid checkpoint record carrying `firstSeq`. */
 export function startsWithCheckpoint(buf: Uint8Array, firstSeq: number): boolean {
   return (
-    typeof checkRecord(buf, 0) === 'number' &&
+    'length' in inspectRecord(buf, 0) &&
     (recordKinds(buf, 0) & KIND_CHECKPOINT) !== 0 &&
     recordSeq(buf, 0) === firstSeq
   );
 }
 
+/** A record with a valid CRC found by scanning, and its batch's first sequence number if it has the mark. */
+export interface FoundRecord {
+  readonly offset: number;
+  readonly seq: number;
+  readonly batchFirst: number | null;
+}
+
 /**
- * Whether any valid record with a sequence number >= `seq` starts after `from`. Used to tell a torn
- * tail (nothing valid after the bad record) from damage in the middle of the log. Cheap filters
- * (length fits, known kinds, plausible sequence) run at every offset before the CRC.
+ * Every valid record with a sequence number >= `seq` that starts after `from`, found by trying
+ * every offset (framing past damage cannot be trusted); once one is found, the search resumes at
+ * its end, so bytes inside a record's commands are never mistaken for records. Cheap filters
+ * (length fits, known kinds, plausible sequence) run before the CRC.
  */
-export function validRecordAfter(buf: Uint8Array, from: number, seq: number): boolean {
+export function validRecordsAfter(buf: Uint8Array, from: number, seq: number): FoundRecord[] {
+  const found: FoundRecord[] = [];
   const maxSeq = seq + Math.ceil((buf.length - from) / (RECORD_HEADER + PAYLOAD_MIN));
-  for (let p = from + 1; p + RECORD_HEADER + PAYLOAD_MIN <= buf.length; p++) {
+  for (let p = from + 1; p + RECORD_HEADER + PAYLOAD_MIN <= buf.length; ) {
     const length = readU32(buf, p);
-    if (length < PAYLOAD_MIN || length > buf.length - p - RECORD_HEADER) continue;
     const kinds = buf[p + RECORD_HEADER]!;
-    if (kinds === 0 || (kinds & ~KNOWN_KINDS) !== 0) continue;
     const s = readU64(buf, p + RECORD_HEADER + 1);
-    if (s < seq || s > maxSeq) continue;
-    if (crc32c(buf, p + RECORD_HEADER, p + RECORD_HEADER + length) === readU32(buf, p + 4)) return true;
+    if (
+      length >= PAYLOAD_MIN &&
+      length <= buf.length - p - RECORD_HEADER &&
+      kinds !== 0 &&
+      (kinds & ~KNOWN_KINDS) === 0 &&
+      s >= seq &&
+      s <= maxSeq &&
+      crc32c(buf, p + RECORD_HEADER, p + RECORD_HEADER + length) === readU32(buf, p + 4)
+    ) {
+      found.push({ offset: p, seq: s, batchFirst: batchMark(buf, p, length) });
+      p += RECORD_HEADER + length;
+    } else {
+      p++;
+    }
   }
-  return false;
+  return found;
+}
+
+/** The batch's first sequence number from the valid record at `at`, or null if it has no (usable) mark. */
+function batchMark(buf: Uint8Array, at: number, length: number): number | null {
+  if ((recordKinds(buf, at) & KIND_BATCH) === 0) return null;
+  const r = new PayloadReader(buf, at + RECORD_HEADER + PAYLOAD_MIN, at + RECORD_HEADER + length);
+  try {
+    const back = r.varint();
+    const seq = recordSeq(buf, at);
+    return back <= seq ? seq - back : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Thrown while decoding a record whose CRC is valid but whose content is not. */
@@ -227,14 +287,33 @@ class PayloadReader {
 }
 
 /**
- * Applies the valid record at `at` to `state`; `buf` must stay unmodified for as long as the state
- * holds its entries, whose commands are views into it (no copy: recovery speed, and the log lives
- * in memory anyway). Throws on content that breaks the format or the write rules.
+ * Applies the valid record at `at` (sequence `seq`) to `state` and returns its batch's first
+ * sequence number (null for a record without the mark). `previousBatch` is the mark of the record
+ * before it in the same segment (null if none or unmarked): a record either continues that batch or
+ * begins its own. `buf` must stay unmodified for as long as the state holds its entries, whose
+ * commands are views into it (no copy: recovery speed, and the log lives in memory anyway). Throws
+ * on content that breaks the format or the write rules.
  */
-function applyRecord(state: LogState<SnapshotMeta>, buf: Uint8Array, at: number, length: number): void {
+function applyRecord(
+  state: LogState<SnapshotMeta>,
+  buf: Uint8Array,
+  at: number,
+  length: number,
+  seq: number,
+  previousBatch: number | null,
+): number | null {
   const kinds = recordKinds(buf, at);
   if (kinds === 0 || (kinds & ~KNOWN_KINDS) !== 0) throw new RecordFormatError(`unknown record kinds 0x${kinds.toString(16)}`);
   const r = new PayloadReader(buf, at + RECORD_HEADER + PAYLOAD_MIN, at + RECORD_HEADER + length);
+  let batchFirst: number | null = null;
+  if (kinds & KIND_BATCH) {
+    const back = r.varint();
+    batchFirst = seq - back;
+    if (back !== 0 && batchFirst !== previousBatch) {
+      const before = previousBatch === null ? 'begins no batch' : `is in the batch from ${previousBatch}`;
+      throw new RecordFormatError(`record ${seq} claims a batch from ${batchFirst}, but the record before it ${before}`);
+    }
+  }
   if (kinds & KIND_CHECKPOINT) state.reset();
   if (kinds & KIND_HARD_STATE) {
     const term = r.varint();
@@ -268,6 +347,7 @@ function applyRecord(state: LogState<SnapshotMeta>, buf: Uint8Array, at: number,
     }
   }
   if (r.pos !== r.end) throw new RecordFormatError(`${r.end - r.pos} trailing bytes in the record`);
+  return batchFirst;
 }
 
 export interface SegmentScan {
@@ -275,6 +355,8 @@ export interface SegmentScan {
   readonly records: number;
   /** Offset just after the last valid record. */
   readonly end: number;
+  /** The batch mark of the last valid record (null if there is none, or it has no mark). */
+  readonly lastBatch: number | null;
   /** Why scanning stopped before the end of the buffer, if it did. */
   readonly problem: RecordProblem | null;
 }
@@ -286,24 +368,25 @@ export interface SegmentScan {
 export function replaySegment(state: LogState<SnapshotMeta>, buf: Uint8Array, firstSeq: number): SegmentScan {
   let at = 0;
   let seq = firstSeq;
+  let batch: number | null = null;
+  const stop = (problem: RecordProblem): SegmentScan => ({ records: seq - firstSeq, end: at, lastBatch: batch, problem });
   while (at < buf.length) {
-    const checked = checkRecord(buf, at);
-    if (typeof checked === 'string') return { records: seq - firstSeq, end: at, problem: { offset: at, reason: checked, mayBeTorn: true } };
+    const inspected = inspectRecord(buf, at);
+    if ('problem' in inspected) return stop(inspected.problem);
+    const { length } = inspected;
+    const end = at + RECORD_HEADER + length;
     const found = recordSeq(buf, at);
-    if (found !== seq) {
-      const problem = { offset: at, reason: `record has sequence number ${found}, expected ${seq}`, mayBeTorn: false };
-      return { records: seq - firstSeq, end: at, problem };
-    }
+    if (found !== seq) return stop({ offset: at, reason: `record has sequence number ${found}, expected ${seq}`, damage: 'invalid', end });
     try {
-      applyRecord(state, buf, at, checked);
+      batch = applyRecord(state, buf, at, length, seq, batch);
     } catch (error) {
-      const problem = { offset: at, reason: `invalid record content: ${(error as Error).message}`, mayBeTorn: false };
-      return { records: seq - firstSeq, end: at, problem };
+      // Anything thrown here (a format error, a broken write rule's assertion) is the record's fault.
+      return stop({ offset: at, reason: `invalid record content: ${(error as Error).message}`, damage: 'invalid', end });
     }
-    at += RECORD_HEADER + checked;
+    at = end;
     seq++;
   }
-  return { records: seq - firstSeq, end: at, problem: null };
+  return { records: seq - firstSeq, end: at, lastBatch: batch, problem: null };
 }
 
 // ---------------------------------------------------------------- snapshot files
