@@ -76,6 +76,11 @@ function optIdSize(id: number, field: string): number {
   return uvarintSize(id + 1);
 }
 
+function checksumSize(crc: number): number {
+  if (!Number.isInteger(crc) || crc < 0 || crc > 0xffffffff) throw new Error(`InstallSnapshot.checksum must be a 32-bit unsigned integer, got ${String(crc)}`);
+  return uvarintSize(crc);
+}
+
 function boolSize(b: boolean, field: string): number {
   if (typeof b !== 'boolean') throw new Error(`${field} must be a boolean, got ${String(b)}`);
   return 1;
@@ -295,6 +300,8 @@ export function messageSize(m: Message): number {
       body =
         uintSize(m.lastIncludedIndex, 'InstallSnapshot.lastIncludedIndex') +
         uintSize(m.lastIncludedTerm, 'InstallSnapshot.lastIncludedTerm') +
+        uintSize(m.snapshotBytes, 'InstallSnapshot.snapshotBytes') +
+        checksumSize(m.checksum) +
         uintSize(m.offset, 'InstallSnapshot.offset') +
         bytesSize(m.data, 'InstallSnapshot.data') +
         boolSize(m.done, 'InstallSnapshot.done');
@@ -369,6 +376,8 @@ export function writeMessage(w: ByteWriter, m: Message): void {
     case 'InstallSnapshot':
       w.writeVarint(m.lastIncludedIndex);
       w.writeVarint(m.lastIncludedTerm);
+      w.writeVarint(m.snapshotBytes);
+      w.writeVarint(m.checksum);
       w.writeVarint(m.offset);
       w.writeBytes(m.data);
       w.writeBool(m.done);
@@ -443,9 +452,12 @@ export function readMessage(r: ByteReader): Message {
     case 'InstallSnapshot': {
       const lastIncludedIndex = r.readVarint();
       const lastIncludedTerm = r.readVarint();
+      const snapshotBytes = r.readVarint();
+      const checksum = r.readVarint();
+      if (checksum > 0xffffffff) throw new CodecError(`InstallSnapshot.checksum ${checksum} is not a 32-bit value`);
       const offset = r.readVarint();
       const data = r.readBytes();
-      return { type, from, to, term, lastIncludedIndex, lastIncludedTerm, offset, data, done: r.readBool() };
+      return { type, from, to, term, lastIncludedIndex, lastIncludedTerm, snapshotBytes, checksum, offset, data, done: r.readBool() };
     }
     case 'InstallSnapshotReply': {
       const lastIncludedIndex = r.readVarint();

@@ -1,4 +1,4 @@
-import type { NodeId } from './messages.js';
+import type { NodeId, Snapshot } from './messages.js';
 import type { RandomSource } from './rng.js';
 import { INJECTED_BUGS, type InjectedBug } from './bugs.js';
 
@@ -24,6 +24,20 @@ export interface RaftConfig {
   /** Size of one InstallSnapshot chunk in bytes (default 64 KiB). */
   readonly snapshotChunkBytes?: number;
   /**
+   * The largest snapshot a follower accepts from a leader (default 1 GiB): a transfer announcing
+   * more is refused before any of it is buffered. Set it alike on every node, above the largest
+   * state the application will hold, or a follower that needs a snapshot can never catch up.
+   */
+  readonly snapshotBytesMax?: number;
+  /**
+   * Checks a snapshot received from a leader before the follower persists it, e.g. by restoring it
+   * into a scratch state machine; returns why it is unusable, or null. Must be pure and
+   * deterministic. A rejected snapshot is dropped (and counted), never persisted, so one bad
+   * transfer cannot leave a node that fails on every restart. Default: accept (the checksum still
+   * guards against damage in transit and spliced transfers).
+   */
+  readonly validateSnapshot?: (snapshot: Snapshot) => string | null;
+  /**
    * Run a pre-vote round before each election (thesis §9.6), so that a node which cannot win does
    * not raise terms and depose a working leader when it rejoins. On by default.
    */
@@ -38,6 +52,7 @@ export interface RaftConfig {
 }
 
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 64 * 1024;
+export const DEFAULT_SNAPSHOT_BYTES_MAX = 1024 * 1024 * 1024;
 
 /** Defaults for a 10 ms tick: heartbeats every 200 ms, elections after 800–1600 ms of silence. */
 export const DEFAULT_TIMING = {
@@ -84,6 +99,9 @@ export function validateConfig(config: RaftConfig): string[] {
   }
   if (config.snapshotChunkBytes !== undefined && !isCount(config.snapshotChunkBytes)) {
     problems.push(`snapshotChunkBytes must be a positive integer, got ${config.snapshotChunkBytes}`);
+  }
+  if (config.snapshotBytesMax !== undefined && !isCount(config.snapshotBytesMax)) {
+    problems.push(`snapshotBytesMax must be a positive integer, got ${config.snapshotBytesMax}`);
   }
   if (!isCount(config.appendBytesMax)) {
     problems.push(`appendBytesMax must be a positive integer, got ${config.appendBytesMax}`);

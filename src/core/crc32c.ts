@@ -1,5 +1,6 @@
 /**
- * CRC32C (Castagnoli): the checksum of the write-ahead log's records and of snapshot files.
+ * CRC32C (Castagnoli): the checksum of the write-ahead log's records, of snapshot files, and of a
+ * snapshot sent to a follower (which checks it before it installs anything).
  *
  * Reflected polynomial 0x82F63B78, initial value and final xor 0xFFFFFFFF (the iSCSI / ext4 /
  * RocksDB variant). Table-driven "slicing by 8": eight 256-entry tables let the main loop consume

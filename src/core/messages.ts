@@ -100,8 +100,10 @@ export interface AppendEntriesReply {
 
 /**
  * One chunk of the leader's snapshot, for a follower that needs entries the leader has compacted.
- * Chunks are sent one at a time, in order; a lost chunk is resent from the offset the follower
- * reports, so a large state never travels as one giant message.
+ * Chunks are sent in order, a few ahead of the answers; a lost chunk is resent from the offset the
+ * follower reports, so a large state never travels as one giant message. Every chunk names its
+ * whole transfer (index, term, total length and checksum): two snapshots of the same index sent
+ * by two leaders can differ, and a chunk of one must never be spliced into the other.
  */
 export interface InstallSnapshot {
   readonly type: 'InstallSnapshot';
@@ -110,10 +112,14 @@ export interface InstallSnapshot {
   readonly term: Term;
   readonly lastIncludedIndex: LogIndex;
   readonly lastIncludedTerm: Term;
+  /** Length of the whole snapshot in bytes. */
+  readonly snapshotBytes: number;
+  /** CRC32C of the whole snapshot, checked by the follower before it installs anything. */
+  readonly checksum: number;
   /** Byte offset of `data` within the whole snapshot. */
   readonly offset: number;
   readonly data: Uint8Array;
-  /** This is the last chunk. */
+  /** This is the last chunk: offset + data.length === snapshotBytes. */
   readonly done: boolean;
 }
 

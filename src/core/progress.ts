@@ -1,5 +1,11 @@
 import type { LogIndex, Snapshot } from './messages.js';
 
+/** A snapshot as a leader sends it: every chunk carries its length and checksum. */
+export interface SnapshotToSend extends Snapshot {
+  /** CRC32C of `data`. */
+  readonly checksum: number;
+}
+
 /**
  * What a leader knows about one follower's log.
  *
@@ -23,7 +29,7 @@ export interface Progress {
   /** probe and snapshot: a message is outstanding; wait for its answer or the next heartbeat. */
   probeInFlight: boolean;
   /** snapshot only: the snapshot being sent (kept even if the leader compacts again meanwhile). */
-  snapshot: Snapshot | null;
+  snapshot: SnapshotToSend | null;
   /** snapshot only: which snapshot is being sent, and how much of it the follower holds. */
   snapshotIndex: LogIndex;
   snapshotOffset: number;

@@ -1,6 +1,7 @@
 import { assert, unreachable } from './assert.js';
 import { INJECTED_BUGS, type InjectedBug } from './bugs.js';
-import { validateConfig, type RaftConfig } from './config.js';
+import { DEFAULT_SNAPSHOT_BYTES_MAX, validateConfig, type RaftConfig } from './config.js';
+import { crc32c } from './crc32c.js';
 import { RaftLog } from './log.js';
 import {
   NO_LEADER,
@@ -23,6 +24,7 @@ import {
 import type { Progress } from './progress.js';
 import { Replicator } from './replication.js';
 import { ReadIndexQueue } from './read-index.js';
+import type { SnapshotToSend } from './progress.js';
 import { SnapshotReceiver } from './snapshot-receiver.js';
 import { checkPeerMessage, DROP_REASONS, TERM_MAX, type DropReason } from './validate.js';
 import type { ReadState, Ready } from './ready.js';
@@ -104,10 +106,12 @@ export class RaftCore {
 
   /** The latest snapshot's bytes, kept to send to followers that need it. */
   private snapshotData: Uint8Array = new Uint8Array(0);
+  /** CRC32C of snapshotData, computed when a follower first needs it (null: not yet). */
+  private snapshotChecksum: number | null = null;
   private snapshotToPersist: Snapshot | null = null;
   private snapshotToApply: Snapshot | null = null;
   /** Follower: the chunks of an incoming snapshot received so far. */
-  private readonly snapshotReceiver = new SnapshotReceiver();
+  private readonly snapshotReceiver: SnapshotReceiver;
 
   constructor(config: RaftConfig, restored?: PersistentState) {
     const problems = validateConfig(config);
@@ -116,6 +120,7 @@ export class RaftCore {
     this.id = config.id;
     this.others = config.peers.filter((peer) => peer !== config.id);
     this.members = new Set(config.peers);
+    this.snapshotReceiver = new SnapshotReceiver(config.snapshotBytesMax ?? DEFAULT_SNAPSHOT_BYTES_MAX);
     const snapshot = restored?.snapshot ?? null;
     this.log = new RaftLog(restored?.entries ?? [], snapshot === null ? undefined : snapshot);
     if (snapshot !== null) this.snapshotData = snapshot.data;
@@ -261,6 +266,7 @@ export class RaftCore {
     assert(index <= this.log.appliedIndex, () => `snapshot at ${index} covers entries not yet applied (${this.log.appliedIndex})`);
     this.log.compactTo(index);
     this.snapshotData = data;
+    this.snapshotChecksum = null;
     this.snapshotToPersist = { index, term: this.log.snapshotTerm, data };
   }
 
@@ -454,7 +460,7 @@ export class RaftCore {
       log: this.log,
       term: () => this.currentTerm,
       ticks: () => this.ticks,
-      snapshotData: () => this.snapshotData,
+      currentSnapshot: () => this.currentSnapshot(),
       readRound: () => this.reads.round,
       hasBug: (bug) => this.hasBug(bug),
       drop: (reason) => this.drop(reason),
@@ -548,6 +554,12 @@ export class RaftCore {
     return true;
   }
 
+  /** The latest snapshot as a leader sends it: its bytes and their checksum. */
+  private currentSnapshot(): SnapshotToSend {
+    this.snapshotChecksum ??= crc32c(this.snapshotData);
+    return { index: this.log.snapshotIndex, term: this.log.snapshotTerm, data: this.snapshotData, checksum: this.snapshotChecksum };
+  }
+
   private drop(reason: DropReason): void {
     this.dropped.set(reason, (this.dropped.get(reason) ?? 0) + 1);
   }
@@ -601,14 +613,25 @@ export class RaftCore {
       this.replySnapshot(request, request.offset + request.data.length, true);
       return;
     }
-    const outcome = this.snapshotReceiver.accept(index, request.lastIncludedTerm, request.offset, request.data, request.done, this.ticks);
-    if ('resumeAt' in outcome) {
+    const outcome = this.snapshotReceiver.accept(request, this.ticks);
+    if (outcome.kind === 'resume') {
       this.replySnapshot(request, outcome.resumeAt, false);
+      return;
+    }
+    if (outcome.kind === 'refused') {
+      this.drop(outcome.reason);
+      this.replySnapshot(request, 0, false);
+      return;
+    }
+    const snapshot: Snapshot = { index, term: request.lastIncludedTerm, data: outcome.data };
+    if ((this.config.validateSnapshot?.(snapshot) ?? null) !== null) {
+      this.drop('invalid-snapshot');
+      this.replySnapshot(request, 0, false);
       return;
     }
     this.log.installSnapshot(index, request.lastIncludedTerm);
     this.snapshotData = outcome.data;
-    const snapshot: Snapshot = { index, term: request.lastIncludedTerm, data: outcome.data };
+    this.snapshotChecksum = request.checksum;
     this.snapshotToPersist = snapshot;
     this.snapshotToApply = snapshot;
     this.replySnapshot(request, outcome.data.length, true);

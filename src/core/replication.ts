@@ -3,7 +3,7 @@ import type { InjectedBug } from './bugs.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES, type RaftConfig } from './config.js';
 import type { RaftLog } from './log.js';
 import type { AppendEntriesReply, InstallSnapshotReply, LogIndex, Message, NodeId, Term } from './messages.js';
-import { newProgress, type Progress } from './progress.js';
+import { newProgress, type Progress, type SnapshotToSend } from './progress.js';
 import type { DropReason } from './validate.js';
 
 /** Snapshot chunks sent ahead of the follower's answers (a sliding window). */
@@ -20,7 +20,8 @@ export interface LeaderContext {
   readonly log: RaftLog;
   term(): Term;
   ticks(): number;
-  snapshotData(): Uint8Array;
+  /** The latest snapshot, with its checksum, to send to a follower that needs it. */
+  currentSnapshot(): SnapshotToSend;
   /** The current ReadIndex round, stamped on every AppendEntries. */
   readRound(): number;
   hasBug(bug: InjectedBug): boolean;
@@ -227,7 +228,7 @@ export class Replicator {
     const restart = this.ctx.hasBug('snapshot-restart-on-compaction') && pr.snapshotIndex !== this.ctx.log.snapshotIndex;
     if (pr.state !== 'snapshot' || pr.snapshot === null || restart) {
       pr.state = 'snapshot';
-      pr.snapshot = { index: this.ctx.log.snapshotIndex, term: this.ctx.log.snapshotTerm, data: this.ctx.snapshotData() };
+      pr.snapshot = this.ctx.currentSnapshot();
       pr.snapshotIndex = pr.snapshot.index;
       pr.snapshotOffset = 0;
       pr.snapshotSentOffset = 0;
@@ -249,6 +250,8 @@ export class Replicator {
         term: this.ctx.term(),
         lastIncludedIndex: snapshot.index,
         lastIncludedTerm: snapshot.term,
+        snapshotBytes: size,
+        checksum: snapshot.checksum,
         offset,
         data: snapshot.data.subarray(offset, end),
         done: end === size,

@@ -1,12 +1,36 @@
-import type { LogIndex, Term } from './messages.js';
+import { crc32c } from './crc32c.js';
+import type { InstallSnapshot, LogIndex, Term } from './messages.js';
+
+/** Which snapshot a chunk belongs to: every field must match for chunks to be joined. */
+interface TransferIdentity {
+  readonly index: LogIndex;
+  readonly term: Term;
+  readonly snapshotBytes: number;
+  readonly checksum: number;
+}
+
+/** What the follower does with one chunk. */
+export type ChunkOutcome =
+  /** The whole snapshot arrived and its checksum holds. */
+  | { readonly kind: 'complete'; readonly data: Uint8Array }
+  /** Not complete yet (or out of order): the sender should continue from `resumeAt`. */
+  | { readonly kind: 'resume'; readonly resumeAt: number }
+  /** Refused: the transfer is too large, or its bytes do not match its checksum. */
+  | { readonly kind: 'refused'; readonly reason: 'snapshot-too-large' | 'snapshot-checksum-mismatch' };
 
 /**
  * A follower's reassembly of one snapshot sent in chunks. Chunks must arrive in order; anything
  * else is answered with the offset to resume from, so a lost or reordered chunk costs one round
- * trip and never corrupts the result.
+ * trip and never corrupts the result. A transfer is identified by (index, term, total length,
+ * checksum): a chunk of any other transfer never joins it, and the assembled bytes are checked
+ * against the checksum before anyone sees them. Memory is bounded by `maxBytes` (the announced
+ * total, checked before anything is buffered) and released when a transfer completes, is
+ * overtaken by the commit index, or goes idle.
  */
 export class SnapshotReceiver {
-  private incoming: { index: LogIndex; term: Term; chunks: Uint8Array[]; bytes: number; lastChunkTick: number } | null = null;
+  private incoming: { id: TransferIdentity; chunks: Uint8Array[]; bytes: number; lastChunkTick: number } | null = null;
+
+  constructor(private readonly maxBytes: number) {}
 
   /** Bytes held by an unfinished transfer. */
   get bufferedBytes(): number {
@@ -24,34 +48,44 @@ export class SnapshotReceiver {
 
   /** Forgets a transfer that the commit index has overtaken. */
   dropIfCovered(commitIndex: LogIndex): void {
-    if (this.incoming !== null && this.incoming.index <= commitIndex) this.incoming = null;
+    if (this.incoming !== null && this.incoming.id.index <= commitIndex) this.incoming = null;
   }
 
-  /**
-   * Takes one chunk. Returns the whole snapshot when this was its last chunk; otherwise the offset
-   * the sender should continue from.
-   */
-  accept(index: LogIndex, term: Term, offset: number, data: Uint8Array, done: boolean, nowTick = 0): { data: Uint8Array } | { resumeAt: number } {
+  /** Takes one chunk (already checked to be well formed: see validate.ts). */
+  accept(chunk: InstallSnapshot, nowTick = 0): ChunkOutcome {
+    const id: TransferIdentity = {
+      index: chunk.lastIncludedIndex,
+      term: chunk.lastIncludedTerm,
+      snapshotBytes: chunk.snapshotBytes,
+      checksum: chunk.checksum,
+    };
+    if (id.snapshotBytes > this.maxBytes) return { kind: 'refused', reason: 'snapshot-too-large' };
     const current = this.incoming;
-    const sameSnapshot = current !== null && current.index === index && current.term === term;
-    if (offset === 0 && !sameSnapshot) {
-      this.incoming = { index, term, chunks: [], bytes: 0, lastChunkTick: nowTick };
-    } else if (offset === 0 && current !== null && current.bytes > 0) {
+    const sameTransfer = current !== null && sameIdentity(current.id, id);
+    if (chunk.offset === 0 && !sameTransfer) {
+      this.incoming = { id, chunks: [], bytes: 0, lastChunkTick: nowTick };
+    } else if (chunk.offset === 0 && current !== null && current.bytes > 0) {
       // The first chunk again (a duplicate, or a new leader starting over with the same snapshot):
       // tell the sender where to continue instead of throwing away what arrived.
-      return { resumeAt: current.bytes };
+      return { kind: 'resume', resumeAt: current.bytes };
     }
     const incoming = this.incoming;
-    if (incoming === null || incoming.index !== index || incoming.term !== term || incoming.bytes !== offset) {
-      return { resumeAt: incoming !== null && incoming.index === index ? incoming.bytes : 0 };
+    if (incoming === null || !sameIdentity(incoming.id, id) || incoming.bytes !== chunk.offset) {
+      return { kind: 'resume', resumeAt: incoming !== null && sameIdentity(incoming.id, id) ? incoming.bytes : 0 };
     }
-    incoming.chunks.push(data.slice());
-    incoming.bytes += data.length;
+    incoming.chunks.push(chunk.data.slice());
+    incoming.bytes += chunk.data.length;
     incoming.lastChunkTick = nowTick;
-    if (!done) return { resumeAt: incoming.bytes };
+    if (!chunk.done) return { kind: 'resume', resumeAt: incoming.bytes };
     this.incoming = null;
-    return { data: concatBytes(incoming.chunks, incoming.bytes) };
+    const data = concatBytes(incoming.chunks, incoming.bytes);
+    if (crc32c(data) !== id.checksum) return { kind: 'refused', reason: 'snapshot-checksum-mismatch' };
+    return { kind: 'complete', data };
   }
+}
+
+function sameIdentity(a: TransferIdentity, b: TransferIdentity): boolean {
+  return a.index === b.index && a.term === b.term && a.snapshotBytes === b.snapshotBytes && a.checksum === b.checksum;
 }
 
 function concatBytes(chunks: readonly Uint8Array[], totalBytes: number): Uint8Array {

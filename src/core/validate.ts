@@ -1,4 +1,4 @@
-import type { AppendEntries, Message, NodeId, Term } from './messages.js';
+import type { AppendEntries, InstallSnapshot, Message, NodeId, Term } from './messages.js';
 
 /**
  * The largest term a node accepts or enters. Far beyond any real cluster's life (a new term every
@@ -15,7 +15,10 @@ export type DropReason =
   | 'malformed'
   | 'second-leader'
   | 'impossible-ack'
-  | 'conflicts-with-committed';
+  | 'conflicts-with-committed'
+  | 'snapshot-too-large'
+  | 'snapshot-checksum-mismatch'
+  | 'invalid-snapshot';
 
 export const DROP_REASONS: readonly DropReason[] = [
   'unknown-sender',
@@ -24,6 +27,9 @@ export const DROP_REASONS: readonly DropReason[] = [
   'second-leader',
   'impossible-ack',
   'conflicts-with-committed',
+  'snapshot-too-large',
+  'snapshot-checksum-mismatch',
+  'invalid-snapshot',
 ];
 
 /**
@@ -37,8 +43,14 @@ export function checkPeerMessage(message: Message, self: NodeId, members: Readon
   if (message.from === self || !members.has(message.from)) return 'unknown-sender';
   if (!(message.term >= 0 && message.term <= TERM_MAX)) return 'term-out-of-range';
   if (message.type === 'AppendEntries' && !wellFormedBatch(message)) return 'malformed';
-  if (message.type === 'InstallSnapshot' && (message.lastIncludedIndex < 1 || message.lastIncludedTerm > message.term)) return 'malformed';
+  if (message.type === 'InstallSnapshot' && !wellFormedChunk(message)) return 'malformed';
   return null;
+}
+
+function wellFormedChunk(chunk: InstallSnapshot): boolean {
+  if (chunk.lastIncludedIndex < 1 || chunk.lastIncludedTerm > chunk.term) return false;
+  const end = chunk.offset + chunk.data.length;
+  return end <= chunk.snapshotBytes && chunk.done === (end === chunk.snapshotBytes) && (chunk.data.length > 0 || chunk.done);
 }
 
 function wellFormedBatch(request: AppendEntries): boolean {

@@ -42,6 +42,12 @@ export interface StateMachine<Result = unknown> {
   apply(entry: Entry): Result;
   /** Replace the whole state with a snapshot received from the leader. */
   restore(snapshot: Snapshot): void;
+  /**
+   * Says why a snapshot received from a leader could not be restored (e.g. by decoding it into a
+   * scratch state), or null if it can. Called before the snapshot is persisted: one that fails
+   * here is dropped, so it cannot leave a node that fails to restore it on every restart.
+   */
+  validateSnapshot?(snapshot: Snapshot): string | null;
 }
 
 export interface RaftNodeTiming {
@@ -76,6 +82,8 @@ export interface RaftNodeOptions<Result = unknown> {
   readonly appendBytesMax?: number;
   /** Bytes per snapshot chunk (default 64 KiB, and never more than one transport message holds). */
   readonly snapshotChunkBytes?: number;
+  /** The largest snapshot accepted from a leader (default 1 GiB); set it alike on every node. */
+  readonly snapshotBytesMax?: number;
   /**
    * Run a pre-vote round before each election (thesis §9.6), so a node that cannot win does not
    * raise terms and depose a working leader when it rejoins (default true).
@@ -129,10 +137,12 @@ interface PendingProposal {
   readonly timer: ClockTimer;
 }
 
-type Input =
+/** An input waiting for the core, with the number of ticks that were pending when it arrived. */
+type Input = (
   | { readonly kind: 'message'; readonly message: Message }
   | { readonly kind: 'read'; readonly id: number }
-  | { readonly kind: 'snapshot'; readonly index: LogIndex; readonly data: Uint8Array };
+  | { readonly kind: 'snapshot'; readonly index: LogIndex; readonly data: Uint8Array }
+) & { readonly afterTicks: number };
 
 interface PendingRead {
   readonly resolve: (index: LogIndex) => void;
@@ -212,6 +222,7 @@ export class RaftNode<Result = unknown> {
 
   private static coreConfig(options: RaftNodeOptions<unknown>): { config: RaftConfig; commandBytesMax: number } {
     const timing = options.timing ?? {};
+    const stateMachine = options.stateMachine;
     const tickMs = timing.tickMs ?? 10;
     const problems: string[] = [];
     const positive = (name: string, value: number | undefined): void => {
@@ -240,6 +251,8 @@ export class RaftNode<Result = unknown> {
       snapshotChunkBytes: withinMessage(options.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES),
       random: options.random ?? { nextInt: (max) => randomInt(max) },
       ...(options.preVote === undefined ? {} : { preVote: options.preVote }),
+      ...(options.snapshotBytesMax === undefined ? {} : { snapshotBytesMax: options.snapshotBytesMax }),
+      ...(stateMachine?.validateSnapshot === undefined ? {} : { validateSnapshot: (snapshot: Snapshot) => stateMachine.validateSnapshot!(snapshot) }),
       ...(options[INJECTED_BUGS] === undefined ? {} : { [INJECTED_BUGS]: options[INJECTED_BUGS] }),
     };
     const names: Record<string, string> = {
@@ -326,7 +339,7 @@ export class RaftNode<Result = unknown> {
         if (this.reads.delete(id)) reject(new ProposalTimeoutError(timeoutMs));
       });
       this.reads.set(id, { resolve, reject, timer, index: undefined });
-      this.inbox.push({ kind: 'read', id });
+      this.inbox.push({ kind: 'read', id, afterTicks: this.pendingTicks });
       this.kick();
     });
   }
@@ -338,7 +351,7 @@ export class RaftNode<Result = unknown> {
     if (!Number.isSafeInteger(index) || index < 0 || index > applied) {
       throw new RangeError(`snapshot index ${index} must be an applied index (0..${applied})`);
     }
-    this.inbox.push({ kind: 'snapshot', index, data });
+    this.inbox.push({ kind: 'snapshot', index, data, afterTicks: this.pendingTicks });
     this.kick();
   }
 
@@ -416,7 +429,7 @@ export class RaftNode<Result = unknown> {
   private receive(message: Message): void {
     if (this.stopped || this.stopping !== null) return;
     if (this.inbox.length >= (this.options.inboxMax ?? 65_536)) return; // Raft tolerates a dropped message
-    this.inbox.push({ kind: 'message', message });
+    this.inbox.push({ kind: 'message', message, afterTicks: this.pendingTicks });
     this.kick();
   }
 
@@ -430,12 +443,18 @@ export class RaftNode<Result = unknown> {
     });
   }
 
+  /**
+   * Feeds the core what queued up while the driver waited (a slow fsync, a busy event loop), in the
+   * order it happened: ticks first and messages after would make a follower whose leader's
+   * heartbeats were waiting in the inbox time out and start an election it has no reason for.
+   */
   private feedInputs(): void {
     const ticks = this.pendingTicks;
     this.pendingTicks = 0;
-    for (let i = 0; i < ticks; i++) this.core.tick();
+    let ticked = 0;
     const inputs = this.inbox.splice(0);
     for (const input of inputs) {
+      for (; ticked < input.afterTicks; ticked++) this.core.tick();
       switch (input.kind) {
         case 'message':
           if (input.message.to === this.id) this.core.step(input.message);
@@ -448,6 +467,7 @@ export class RaftNode<Result = unknown> {
           break;
       }
     }
+    for (; ticked < ticks; ticked++) this.core.tick();
     this.noticeLeadershipLoss();
   }
 

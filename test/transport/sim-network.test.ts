@@ -33,7 +33,7 @@ function setup(n: number, faults: Partial<Faults> = {}, seed = 1) {
 
 const rv = (from: number, to: number, term: number): Message => ({ type: 'RequestVote', from, to, term, lastLogIndex: 0, lastLogTerm: 0 });
 const snap = (from: number, to: number, term: number, bytes: number): Message => ({
-  type: 'InstallSnapshot', from, to, term, lastIncludedIndex: 9, lastIncludedTerm: 1, offset: 0, data: new Uint8Array(bytes), done: false,
+  type: 'InstallSnapshot', from, to, term, lastIncludedIndex: 9, lastIncludedTerm: 1, snapshotBytes: 2 * bytes, checksum: 7, offset: 0, data: new Uint8Array(bytes), done: false,
 });
 const terms = (arrivals: readonly Arrival[]): number[] => arrivals.map((a) => a.m.term);
 
@@ -51,7 +51,7 @@ const ALL_TYPES: Message[] = [
     type: 'AppendEntriesReply', from: 0, to: 1, term: 5, success: false, prevLogIndex: 6, matchIndex: 0,
     conflictTerm: 2, conflictIndex: 4, lastLogIndex: 6, readContext: 12,
   },
-  { type: 'InstallSnapshot', from: 0, to: 1, term: 6, lastIncludedIndex: 9, lastIncludedTerm: 5, offset: 16, data: Uint8Array.of(9, 8, 7), done: true },
+  { type: 'InstallSnapshot', from: 0, to: 1, term: 6, lastIncludedIndex: 9, lastIncludedTerm: 5, snapshotBytes: 19, checksum: 0xfedcba98, offset: 16, data: Uint8Array.of(9, 8, 7), done: true },
   { type: 'InstallSnapshotReply', from: 0, to: 1, term: 6, lastIncludedIndex: 9, nextOffset: 19, installed: true },
 ];
 
@@ -133,10 +133,10 @@ test('messages on one link arrive in the order sent, whatever their drawn delays
 
 test('bandwidth: a big message takes size/bytesPerMs longer, and urgent messages pass queued chunks', () => {
   const { s, got, ends } = setup(2, { bytesPerMs: 100_000 });
-  const big = snap(0, 1, 1, 999_989);
+  const big = snap(0, 1, 1, 999_985);
   assert.equal(messageSize(big), 1_000_000);
   ends[0]!.send(big); // 10 ms on the wire
-  ends[0]!.send(snap(0, 1, 2, 999_989)); // waits: the wire is backed up
+  ends[0]!.send(snap(0, 1, 2, 999_985)); // waits: the wire is backed up
   ends[0]!.send(rv(0, 1, 3)); // urgent: written before the queued chunk
   s.runUntil(100);
   assert.deepEqual(terms(got[1]!), [1, 3, 2]);

@@ -78,7 +78,7 @@ function ae(from: NodeId, to: NodeId, leaderCommit: number, commandBytes = 3): A
 }
 
 function chunk(from: NodeId, to: NodeId, offset: number, size: number, done = false): Message {
-  return { type: 'InstallSnapshot', from, to, term: 7, lastIncludedIndex: 90, lastIncludedTerm: 6, offset, data: bytes(size, offset), done };
+  return { type: 'InstallSnapshot', from, to, term: 7, lastIncludedIndex: 90, lastIncludedTerm: 6, snapshotBytes: done ? offset + size : offset + size + 1, checksum: 42, offset, data: bytes(size, offset), done };
 }
 
 /** One message of every type from `from` to `to`. */

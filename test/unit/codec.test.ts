@@ -36,7 +36,7 @@ function rvr(v: number, voteGranted: boolean, type: 'RequestVoteReply' | 'PreVot
   return { type, from: v, to: v, term: v, voteGranted };
 }
 function is(v: number, data: Uint8Array, done: boolean): Message {
-  return { type: 'InstallSnapshot', from: v, to: v, term: v, lastIncludedIndex: v, lastIncludedTerm: v, offset: v, data, done };
+  return { type: 'InstallSnapshot', from: v, to: v, term: v, lastIncludedIndex: v, lastIncludedTerm: v, snapshotBytes: v, checksum: v % 2 ** 32, offset: v, data, done };
 }
 function isr(v: number, installed: boolean): Message {
   return { type: 'InstallSnapshotReply', from: v, to: v, term: v, lastIncludedIndex: v, nextOffset: v, installed };
@@ -125,8 +125,8 @@ test('codec: wire format and tags are pinned', () => {
   assert.deepEqual([...encodeMessage({ type: 'PreVote', from: 1, to: 2, term: 3, lastLogIndex: 4, lastLogTerm: 5 })], [5, 1, 2, 3, 4, 5]);
   assert.deepEqual([...encodeMessage({ type: 'PreVoteReply', from: 2, to: 1, term: 3, voteGranted: false })], [6, 2, 1, 3, 0]);
   assert.deepEqual(
-    [...encodeMessage({ type: 'InstallSnapshot', from: 0, to: 1, term: 2, lastIncludedIndex: 9, lastIncludedTerm: 2, offset: 128, data: bytes(7), done: true })],
-    [7, 0, 1, 2, 9, 2, 0x80, 0x01, 1, 7, 1],
+    [...encodeMessage({ type: 'InstallSnapshot', from: 0, to: 1, term: 2, lastIncludedIndex: 9, lastIncludedTerm: 2, snapshotBytes: 129, checksum: 0xffffffff, offset: 128, data: bytes(7), done: true })],
+    [7, 0, 1, 2, 9, 2, 0x81, 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x80, 0x01, 1, 7, 1],
   );
   assert.deepEqual(
     [...encodeMessage({ type: 'InstallSnapshotReply', from: 1, to: 0, term: 2, lastIncludedIndex: 9, nextOffset: 1, installed: false })],
@@ -224,7 +224,7 @@ test('codec: 2000 random messages round-trip (seeded property test)', () => {
       case 4: m = rvr(uint(), below(2) === 1, 'PreVoteReply'); break;
       case 5: {
         const data = cmd(below(500), next());
-        m = { type: 'InstallSnapshot', from: uint(), to: uint(), term: uint(), lastIncludedIndex: uint(), lastIncludedTerm: uint(), offset: uint(), data, done: below(2) === 1 };
+        m = { type: 'InstallSnapshot', from: uint(), to: uint(), term: uint(), lastIncludedIndex: uint(), lastIncludedTerm: uint(), snapshotBytes: uint(), checksum: uint() % 2 ** 32, offset: uint(), data, done: below(2) === 1 };
         break;
       }
       case 6: m = { type: 'InstallSnapshotReply', from: uint(), to: uint(), term: uint(), lastIncludedIndex: uint(), nextOffset: uint(), installed: below(2) === 1 }; break;

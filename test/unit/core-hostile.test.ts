@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { crc32c } from '../../src/core/crc32c.js';
 import { DEFAULT_TIMING, type RaftConfig } from '../../src/core/config.js';
 import type { Entry, Message, NodeId } from '../../src/core/messages.js';
 import { RaftCore } from '../../src/core/raft.js';
@@ -29,6 +30,104 @@ function leaderWithEntries(count: number): DrivenCore {
   node.step(aer(1, 0, node.core.term, true, 0, count));
   return node;
 }
+
+/** One chunk of `whole` (index 5, term 1) as a leader sends it: with the transfer's length and checksum. */
+function snapshotChunk(from: NodeId, term: number, whole: Uint8Array, offset: number, length: number, index = 5): Message {
+  const end = Math.min(offset + length, whole.length);
+  return {
+    type: 'InstallSnapshot', from, to: 1, term, lastIncludedIndex: index, lastIncludedTerm: 1,
+    snapshotBytes: whole.length, checksum: crc32c(whole), offset, data: whole.slice(offset, end), done: end === whole.length,
+  };
+}
+
+function lastSnapshotReply(node: DrivenCore): { nextOffset: number; installed: boolean } {
+  const replies = node.sent.filter((m) => m.type === 'InstallSnapshotReply');
+  const last = replies[replies.length - 1];
+  assert.ok(last !== undefined && last.type === 'InstallSnapshotReply');
+  return { nextOffset: last.nextOffset, installed: last.installed };
+}
+
+const pattern = (length: number, seed: number): Uint8Array => Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff);
+
+describe('snapshot transfers have an identity and are checked before they are persisted (hardening)', () => {
+  test('a chunk of another leader\'s snapshot with the same (index, term) never joins the transfer in progress', () => {
+    const follower = new DrivenCore({ config: config(1) });
+    const a = pattern(3000, 1);
+    const b = pattern(3000, 2); // same index and term, other bytes: a second leader's snapshot
+    follower.step(snapshotChunk(0, 1, a, 0, 1000));
+    assert.equal(lastSnapshotReply(follower).nextOffset, 1000);
+    // Leader 2 of term 2 continues "the same" snapshot at offset 1000 with its own bytes.
+    follower.step(snapshotChunk(2, 2, b, 1000, 1000));
+    assert.deepEqual(lastSnapshotReply(follower), { nextOffset: 0, installed: false }, 'spliced: b joined a');
+    follower.step(snapshotChunk(2, 2, b, 0, 1000));
+    follower.step(snapshotChunk(2, 2, b, 1000, 1000));
+    follower.step(snapshotChunk(2, 2, b, 2000, 1000));
+    assert.deepEqual(lastSnapshotReply(follower), { nextOffset: 3000, installed: true });
+    assert.deepEqual(follower.disk.snapshot?.data, b, 'the installed snapshot is b, whole');
+  });
+
+  test('a transfer whose bytes do not match its checksum is dropped and counted, never persisted', () => {
+    const follower = new DrivenCore({ config: config(1) });
+    const whole = pattern(2000, 3);
+    const first = snapshotChunk(0, 1, whole, 0, 1000);
+    const last = snapshotChunk(0, 1, whole, 1000, 1000);
+    assert.ok(last.type === 'InstallSnapshot');
+    const damaged = last.data.slice();
+    damaged[10] = damaged[10]! ^ 0x40;
+    follower.step(first);
+    follower.step({ ...last, data: damaged });
+    assert.equal(follower.core.droppedMessages().get('snapshot-checksum-mismatch'), 1);
+    assert.deepEqual(lastSnapshotReply(follower), { nextOffset: 0, installed: false });
+    assert.equal(follower.disk.snapshot, null);
+    assert.equal(follower.core.status().snapshotIndex, 0);
+  });
+
+  test('a transfer announcing more than snapshotBytesMax is refused before anything is buffered', () => {
+    const follower = new DrivenCore({ config: { ...config(1), snapshotBytesMax: 4096 } });
+    const huge: Message = {
+      type: 'InstallSnapshot', from: 0, to: 1, term: 1, lastIncludedIndex: 5, lastIncludedTerm: 1,
+      snapshotBytes: 8 * 1024 ** 3, checksum: 0, offset: 0, data: new Uint8Array(1000), done: false,
+    };
+    follower.step(huge);
+    assert.equal(follower.core.droppedMessages().get('snapshot-too-large'), 1);
+    assert.deepEqual(lastSnapshotReply(follower), { nextOffset: 0, installed: false });
+    const fits = pattern(4096, 4);
+    for (let offset = 0; offset < fits.length; offset += 1024) follower.step(snapshotChunk(0, 1, fits, offset, 1024));
+    assert.deepEqual(lastSnapshotReply(follower), { nextOffset: 4096, installed: true }, 'a snapshot of exactly the bound is taken');
+  });
+
+  test('a chunk that contradicts its own transfer (past the announced end, or done too early) is malformed', () => {
+    const follower = new DrivenCore({ config: config(1) });
+    const whole = pattern(1000, 5);
+    const chunk = snapshotChunk(0, 1, whole, 0, 1000);
+    assert.ok(chunk.type === 'InstallSnapshot');
+    follower.step({ ...chunk, snapshotBytes: 999, done: true });
+    follower.step({ ...chunk, snapshotBytes: 2000, done: true });
+    follower.step({ ...chunk, data: new Uint8Array(0), snapshotBytes: 1000, done: false });
+    assert.equal(follower.core.droppedMessages().get('malformed'), 3);
+    assert.equal(follower.disk.snapshot, null);
+  });
+
+  test('a snapshot the application cannot restore is dropped before it is persisted (validateSnapshot)', () => {
+    const seen: number[] = [];
+    const validateSnapshot = ({ data }: { data: Uint8Array }): string | null => {
+      seen.push(data.length);
+      return data[0] === 0x7b ? null : 'not a JSON object';
+    };
+    const follower = new DrivenCore({ config: { ...config(1), validateSnapshot } });
+    const garbage = pattern(500, 6);
+    follower.step(snapshotChunk(0, 1, garbage, 0, 500));
+    assert.equal(follower.core.droppedMessages().get('invalid-snapshot'), 1);
+    assert.deepEqual(lastSnapshotReply(follower), { nextOffset: 0, installed: false });
+    assert.equal(follower.disk.snapshot, null, 'a snapshot that fails on restore must never reach the disk');
+    const good = new TextEncoder().encode('{"ok":true}');
+    follower.step(snapshotChunk(0, 1, good, 0, 500));
+    assert.deepEqual(lastSnapshotReply(follower), { nextOffset: good.length, installed: true });
+    const installed = follower.disk.snapshot as { data: Uint8Array } | null;
+    assert.deepEqual(installed?.data, good);
+    assert.deepEqual(seen, [500, good.length]);
+  });
+});
 
 describe('impossible peer messages are dropped and counted (hardening)', () => {
   test('a term beyond TERM_MAX (e.g. 2^53 - 1) is dropped: the term does not move and no election can overflow', () => {
@@ -93,7 +192,7 @@ describe('impossible peer messages are dropped and counted (hardening)', () => {
   test('an unfinished snapshot transfer whose sender went silent is released after two election timeouts', () => {
     const follower = new DrivenCore({ config: config(1) });
     const chunk = (offset: number): Message => ({
-      type: 'InstallSnapshot', from: 0, to: 1, term: 1, lastIncludedIndex: 5, lastIncludedTerm: 1, offset, data: new Uint8Array(1000), done: false,
+      type: 'InstallSnapshot', from: 0, to: 1, term: 1, lastIncludedIndex: 5, lastIncludedTerm: 1, snapshotBytes: 10_000, checksum: 0, offset, data: new Uint8Array(1000), done: false,
     });
     const lastReply = (): number => {
       const replies = follower.sent.filter((m) => m.type === 'InstallSnapshotReply');
@@ -158,7 +257,7 @@ describe('impossible peer messages are dropped and counted (hardening)', () => {
                 : type === 'AppendEntriesReply'
                   ? { type, ...base, success: prng.chance(1, 2), prevLogIndex, matchIndex: int(12), conflictTerm: int(8), conflictIndex: int(10), lastLogIndex: int(10), readContext: int(5) }
                   : type === 'InstallSnapshot'
-                    ? { type, ...base, lastIncludedIndex: 1 + prng.nextInt(10), lastIncludedTerm: int(8), offset: prng.chance(1, 2) ? 0 : int(20), data: bytes('snap'), done: prng.chance(1, 2) }
+                    ? { type, ...base, lastIncludedIndex: 1 + prng.nextInt(10), lastIncludedTerm: int(8), snapshotBytes: int(30), checksum: prng.chance(1, 2) ? crc32c(bytes('snap')) : prng.nextInt(2 ** 32), offset: prng.chance(1, 2) ? 0 : int(20), data: bytes('snap'), done: prng.chance(1, 2) }
                     : { type, ...base, lastIncludedIndex: int(10), nextOffset: int(20), installed: prng.chance(1, 2) };
         try {
           if (message.from !== self) node.step(message);

@@ -9,6 +9,7 @@
 import { FIXED, ET_MIN, ET_MAX, HB, bytes, range, ent, log, ae, allMessages, DrivenCore, FakeDisk } from './core-fixtures.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { crc32c } from '../../src/core/crc32c.js';
 import { InvariantError } from '../../src/core/assert.js';
 import { INJECTED_BUGS, type InjectedBug } from '../../src/core/bugs.js';
 import { DEFAULT_TIMING, type RaftConfig } from '../../src/core/config.js';
@@ -81,8 +82,11 @@ function installSnapshot(
   data: Uint8Array,
   offset = 0,
   done = true,
+  whole?: Uint8Array,
 ): InstallSnapshot {
-  return { type: 'InstallSnapshot', from, to, term, lastIncludedIndex, lastIncludedTerm, offset, data, done };
+  // Without the whole snapshot, a chunk announces a total that fits it and its own checksum.
+  const snapshotBytes = whole?.length ?? (done ? offset + data.length : offset + data.length + 1);
+  return { type: 'InstallSnapshot', from, to, term, lastIncludedIndex, lastIncludedTerm, snapshotBytes, checksum: crc32c(whole ?? data), offset, data, done };
 }
 
 function makeConfig(id: NodeId, n: number, chunkBytes: number | undefined): RaftConfig {
@@ -943,18 +947,18 @@ describe('InstallSnapshot that tells the follower nothing new', () => {
   test('a stale snapshot (at or below commit) does not disturb the transfer of a newer one in progress', () => {
     const f = committedFollower();
     const s10 = patternBytes(3000, 9);
-    const r1 = f.feed(installSnapshot(0, 1, 2, 10, 2, s10.subarray(0, 1000), 0, false));
+    const r1 = f.feed(installSnapshot(0, 1, 2, 10, 2, s10.subarray(0, 1000), 0, false, s10));
     assert.equal(only(r1.messages.filter(isSnapReply)).nextOffset, 1000);
     // A delayed chunk of an old snapshot (index 5 <= commit 6) turns up.
     f.feed(installSnapshot(0, 1, 2, 5, 2, bytes('old'), 0, true));
     // The transfer of snapshot 10 continues where it was.
-    const r2 = f.feed(installSnapshot(0, 1, 2, 10, 2, s10.subarray(1000, 2000), 1000, false));
+    const r2 = f.feed(installSnapshot(0, 1, 2, 10, 2, s10.subarray(1000, 2000), 1000, false, s10));
     assert.deepEqual(
       [only(r2.messages.filter(isSnapReply)).nextOffset, only(r2.messages.filter(isSnapReply)).installed],
       [2000, false],
       'the follower threw away the 1000 bytes of snapshot 10 it held',
     );
-    const r3 = f.feed(installSnapshot(0, 1, 2, 10, 2, s10.subarray(2000), 2000, true));
+    const r3 = f.feed(installSnapshot(0, 1, 2, 10, 2, s10.subarray(2000), 2000, true, s10));
     assert.equal(only(r3.messages.filter(isSnapReply)).installed, true);
     assert.deepEqual(f.disk.snapshot?.data, s10);
   });
