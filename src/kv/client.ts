@@ -9,7 +9,8 @@
  *   `timeoutMs`, moving on to the next endpoint when the one tried is unreachable or knows no leader.
  *   Then the operation rejects with KvClientError code 'timeout', carrying the last error as `cause`.
  * - Exactly-once: every write carries X-Client-Id / X-Request-Seq, and every retry of one write
- *   sends the same pair, so it applies once however often it is resent. A session sends one write
+ *   sends the same pair, so it applies once however often it is resent, and the answer (to
+ *   whichever attempt) reports the index where it took effect. A session sends one write
  *   at a time; concurrent writes on one KvClient use further sessions (`<clientId>.<n>`), so a
  *   KvClient may be shared by concurrent callers. A client id must not be reused by another client
  *   instance (its seqs restart at 1 and would be refused as stale): keep the random default.
@@ -50,7 +51,10 @@ export interface KvClientOptions {
 }
 
 export interface KvWriteResult {
-  /** The log index the write was applied at. */
+  /**
+   * The log index where the write took effect. When a retry was answered from the session table
+   * (an earlier attempt had already applied), the index of that earlier attempt, not the retry's.
+   */
   readonly index: number;
   /** The value before the write (null if the key was absent), as text. */
   readonly previous: string | null;
@@ -60,6 +64,7 @@ export interface KvCasResult {
   readonly swapped: boolean;
   /** swapped: the value replaced (null if the key was absent); not swapped: the current value. */
   readonly value: string | null;
+  /** The log index where the cas took effect (as KvWriteResult.index). */
   readonly index: number;
 }
 

@@ -17,6 +17,9 @@
  *     error:  tag 2, error kind (1 byte: KV_ERROR_TAGS), message (UTF-8 bytes)
  *
  * Tag 0 is never valid, so a zeroed or empty buffer does not decode. Tags are append-only.
+ * `deduplicatedFrom` is not part of the result encoding: it describes one apply (a duplicate
+ * answered from the session table), not the result, and the snapshot stores the index where a
+ * session's cached result took effect on its own (see state-machine.ts); encoding a result drops it.
  *
  * Decoders check structure only (tags, lengths, UTF-8, no trailing bytes) and throw CodecError on
  * malformed input; limits are checked by validateKvCommand, which the state machine runs on every
@@ -24,6 +27,7 @@
  * rejected. Decoded byte strings are fresh copies that never alias the input.
  */
 import { ByteReader, ByteWriter, CodecError } from '../codec/codec.js';
+import type { LogIndex } from '../core/messages.js';
 
 // ---- limits ----
 
@@ -64,8 +68,25 @@ export type KvResult =
       readonly value?: Uint8Array | null;
       /** cas: whether the value was replaced. */
       readonly swapped?: boolean;
+      /** See KvDeduplicated. */
+      readonly deduplicatedFrom?: LogIndex;
     }
-  | { readonly ok: false; readonly error: KvErrorKind; readonly message: string };
+  | {
+      readonly ok: false;
+      readonly error: KvErrorKind;
+      readonly message: string;
+      /** See KvDeduplicated. */
+      readonly deduplicatedFrom?: LogIndex;
+    };
+
+/**
+ * `KvResult.deduplicatedFrom` is present only on the answer to a duplicate (a command whose session
+ * already applied its seq, answered from the session table): the log index where the original
+ * command took effect, whose result this is. The duplicate's own entry changed nothing, so that
+ * index, not the duplicate's, is where the write happened; KvReplica.commit reports it as the
+ * write's index (and so does the HTTP API, as `index`).
+ */
+export type KvDeduplicated = Pick<KvResult, 'deduplicatedFrom'>;
 
 /** The wire tag of each op. Append-only: never renumber. */
 export const KV_OP_TAGS = {
@@ -252,6 +273,10 @@ export function decodeKvCommand(bytes: Uint8Array): KvCommand {
 
 function checkResult(result: KvResult): void {
   if (typeof result !== 'object' || result === null) throw new RangeError('KV result must be an object');
+  const from = result.deduplicatedFrom as unknown;
+  if (from !== undefined && (typeof from !== 'number' || !Number.isSafeInteger(from) || from < 1)) {
+    throw new RangeError(`KV result deduplicatedFrom must be a positive integer or absent, got ${String(from)}`);
+  }
   if (result.ok === true) {
     const value = result.value as unknown;
     if (value !== undefined && value !== null && !(value instanceof Uint8Array)) {
@@ -271,7 +296,10 @@ function checkResult(result: KvResult): void {
   }
 }
 
-/** Appends a result to a writer (used by the snapshot encoding too). Throws RangeError if malformed. */
+/**
+ * Appends a result to a writer (used by the snapshot encoding too); `deduplicatedFrom` is not
+ * encoded. Throws RangeError if malformed.
+ */
 export function writeKvResult(w: ByteWriter, result: KvResult): void {
   checkResult(result);
   if (result.ok) {

@@ -43,6 +43,7 @@ export class KvReplica {
   readonly stateMachine: StateMachine<KvResult> = {
     apply: (entry) => this.apply(entry),
     restore: (snapshot) => this.restore(snapshot),
+    validateSnapshot: (snapshot) => this.sm.checkSnapshot(snapshot),
   };
 
   /** The node this replica feeds and compacts; set once RaftNode.start resolved. */
@@ -58,10 +59,16 @@ export class KvReplica {
     return this.sm.appliedIndex;
   }
 
-  /** Proposes an encoded command; resolves once it is applied here, with its result. */
+  /**
+   * Proposes an encoded command; resolves once it is applied here, with its result and the log
+   * index where it took effect. That is the proposed entry's index, except for a duplicate (a retry
+   * of a (clientId, seq) the session already applied), which changed nothing at its own index: it
+   * is answered from the session table with the original command's index (the result's
+   * `deduplicatedFrom`), so every answer to one write names the same index.
+   */
   async commit(command: Uint8Array, timeoutMs: number): Promise<{ index: LogIndex; result: KvResult }> {
     const { index, result } = await this.requireNode().propose(command, { timeoutMs });
-    return { index, result };
+    return { index: result?.deduplicatedFrom ?? index, result };
   }
 
   /** Confirms leadership for a linearizable read (ReadIndex); rejects with the RaftNode's errors. */

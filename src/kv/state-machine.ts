@@ -14,15 +14,21 @@
  * decoded bytes, appends build a new array), so results may share them internally; everything
  * handed out through the public API (get, applyCommand) is a copy.
  *
- * Snapshot format (varints and length-prefixed byte strings as in src/codec/codec.ts):
+ * Snapshot format (varints and length-prefixed byte strings as in src/codec/codec.ts), version 2:
  *
- *     version (1 byte, SNAPSHOT_VERSION)  appliedIndex
+ *     version (1 byte, SNAPSHOT_VERSION = 2)  appliedIndex
  *     key count, then per key in ascending byte order: key, value
  *     session count, then per session in ascending clientId order (JS string comparison):
- *         clientId (UTF-8), lastSeq, lastIndex, cached result (see writeKvResult)
+ *         clientId (UTF-8), lastSeq, lastIndex, resultIndex, cached result (see writeKvResult)
+ *
+ * with 1 <= resultIndex <= lastIndex <= appliedIndex for every session. Version 1 (written before
+ * sessions recorded resultIndex) is the same without the resultIndex field; restore() still accepts
+ * it and takes resultIndex = lastIndex, the latest index at which the result may have taken effect
+ * (the true one is not known: it is at most lastIndex, and equal to it unless a duplicate or a stale
+ * request touched the session later). snapshot() always writes version 2.
  *
  * The encoding is canonical: restore() rejects unsorted or duplicate keys and sessions, so a
- * restored machine re-snapshots to the very same bytes.
+ * machine restored from a version 2 snapshot re-snapshots to the very same bytes.
  */
 import { ByteReader, ByteWriter, CodecError } from '../codec/codec.js';
 import type { Entry, LogIndex, Snapshot } from '../core/messages.js';
@@ -40,8 +46,10 @@ import {
   type KvResult,
 } from './commands.js';
 
-/** The snapshot encoding's version byte. */
-export const SNAPSHOT_VERSION = 1;
+/** The version byte snapshot() writes: 2, sessions with resultIndex. */
+export const SNAPSHOT_VERSION = 2;
+/** The oldest version restore() accepts: 1, sessions without resultIndex. */
+export const SNAPSHOT_VERSION_MIN = 1;
 /** Default bound on client sessions. */
 export const DEFAULT_MAX_SESSIONS = 10_000;
 
@@ -65,13 +73,20 @@ export interface KvStats {
 
 export interface KvSessionInfo {
   readonly lastSeq: number;
-  /** Log index of the session's last command (its last activity). */
+  /** Log index of the session's last command (its last activity, which orders eviction). */
   readonly lastIndex: LogIndex;
+  /**
+   * Log index at which the command with seq lastSeq took effect: the index a duplicate of it
+   * reports (KvResult.deduplicatedFrom). At most lastIndex.
+   */
+  readonly resultIndex: LogIndex;
 }
 
 interface Session {
   lastSeq: number;
   lastIndex: LogIndex;
+  /** Where `result` was produced: the log index of the command with seq lastSeq. */
+  resultIndex: LogIndex;
   result: KvResult;
 }
 
@@ -157,7 +172,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
   /** A client's session, or undefined if it has none (never had one, or it was evicted). */
   session(clientId: string): KvSessionInfo | undefined {
     const s = this.sessions.get(clientId);
-    return s === undefined ? undefined : { lastSeq: s.lastSeq, lastIndex: s.lastIndex };
+    return s === undefined ? undefined : { lastSeq: s.lastSeq, lastIndex: s.lastIndex, resultIndex: s.resultIndex };
   }
 
   // ---- applying ----
@@ -176,6 +191,9 @@ export class KvStateMachine implements StateMachine<KvResult> {
    * Decodes and applies the command at log index `index`. Never throws for any `bytes`: a
    * malformed or invalid command is a no-op with an `invalid-command` result. Throws RangeError
    * only if `index` does not follow appliedIndex, which is the caller's bug, not the log's.
+   *
+   * A duplicate (the session's current seq again) is answered from the session table: the cached
+   * result plus `deduplicatedFrom`, the log index where the command took effect (not `index`).
    */
   applyCommand(index: LogIndex, bytes: Uint8Array): KvResult {
     return cloneResult(this.applyEntry(index, bytes));
@@ -200,7 +218,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
     const session = this.sessions.get(clientId);
     if (session === undefined) {
       const result = this.execute(cmd);
-      this.sessions.set(clientId, { lastSeq: cmd.seq, lastIndex: index, result });
+      this.sessions.set(clientId, { lastSeq: cmd.seq, lastIndex: index, resultIndex: index, result });
       this.evictSessions();
       return result;
     }
@@ -208,7 +226,9 @@ export class KvStateMachine implements StateMachine<KvResult> {
     this.sessions.delete(clientId);
     session.lastIndex = index;
     this.sessions.set(clientId, session);
-    if (cmd.seq === session.lastSeq) return session.result;
+    // A duplicate: the first answer, and where it took effect. A fresh object, so the cached
+    // result itself never carries deduplicatedFrom (the snapshot stores resultIndex on its own).
+    if (cmd.seq === session.lastSeq) return { ...session.result, deduplicatedFrom: session.resultIndex };
     if (cmd.seq < session.lastSeq) {
       return {
         ok: false,
@@ -218,6 +238,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
     }
     const result = this.execute(cmd);
     session.lastSeq = cmd.seq;
+    session.resultIndex = index;
     session.result = result;
     return result;
   }
@@ -297,19 +318,36 @@ export class KvStateMachine implements StateMachine<KvResult> {
       w.writeBytes(utf8Encode(clientId), 'clientId');
       w.writeVarint(s.lastSeq, 'lastSeq');
       w.writeVarint(s.lastIndex, 'lastIndex');
+      w.writeVarint(s.resultIndex, 'resultIndex');
       writeKvResult(w, s.result);
     }
     return w.finish();
   }
 
   /**
-   * Replaces the whole state with a snapshot's. Throws CodecError if the data is malformed or not
-   * canonical, or if its applied index is not `snapshot.index`; the state is unchanged then.
+   * Replaces the whole state with a snapshot's (version 2, or version 1: see the format above).
+   * Throws CodecError if the data is malformed or not canonical, or if its applied index is not
+   * `snapshot.index`; the state is unchanged then.
    */
+  /**
+   * Why `snapshot` could not be restored, or null if it can: it is decoded into a scratch state
+   * machine, so this one is untouched either way. A follower calls it before persisting a
+   * snapshot from its leader, so one it cannot use never reaches its disk.
+   */
+  checkSnapshot(snapshot: Snapshot): string | null {
+    try {
+      new KvStateMachine({ maxSessions: this.maxSessions }).restore(snapshot);
+      return null;
+    } catch (error) {
+      if (error instanceof CodecError) return error.message;
+      throw error;
+    }
+  }
+
   restore(snapshot: Snapshot): void {
     const r = new ByteReader(snapshot.data);
     const version = r.readByte('snapshot version');
-    if (version !== SNAPSHOT_VERSION) throw new CodecError(`unknown KV snapshot version ${version}`);
+    if (version < SNAPSHOT_VERSION_MIN || version > SNAPSHOT_VERSION) throw new CodecError(`unknown KV snapshot version ${version}`);
     const applied = r.readVarint();
     if (applied !== snapshot.index) {
       throw new CodecError(`KV snapshot covers index ${applied} but is labelled index ${snapshot.index}`);
@@ -336,8 +374,9 @@ export class KvStateMachine implements StateMachine<KvResult> {
     }
 
     const sessionCount = r.readVarint();
-    // Every session takes at least 6 bytes.
-    if (sessionCount * 6 > r.remaining) {
+    // Every session takes at least 7 bytes (clientId 2, lastSeq 1, lastIndex 1, result 3), 8 in v2.
+    const sessionBytesMin = version === 1 ? 7 : 8;
+    if (sessionCount * sessionBytesMin > r.remaining) {
       throw new CodecError(`KV snapshot: ${sessionCount} sessions cannot fit in ${r.remaining} bytes`);
     }
     const list: [string, Session][] = [];
@@ -352,10 +391,16 @@ export class KvStateMachine implements StateMachine<KvResult> {
       previousId = clientId;
       const lastSeq = r.readVarint();
       const lastIndex = r.readVarint();
+      // A session is created by a command, so it was active at an index >= 1.
+      if (lastIndex < 1) throw new CodecError(`KV snapshot: session at offset ${at} has last activity 0`);
       if (lastIndex > applied) {
         throw new CodecError(`KV snapshot: session at offset ${at} was active at ${lastIndex}, after ${applied}`);
       }
-      list.push([clientId, { lastSeq, lastIndex, result: readKvResult(r) }]);
+      const resultIndex = version === 1 ? lastIndex : r.readVarint();
+      if (resultIndex < 1 || resultIndex > lastIndex) {
+        throw new CodecError(`KV snapshot: session at offset ${at} has result index ${resultIndex}, outside 1..${lastIndex} (its last activity)`);
+      }
+      list.push([clientId, { lastSeq, lastIndex, resultIndex, result: readKvResult(r) }]);
     }
     r.expectEnd('KV snapshot');
 

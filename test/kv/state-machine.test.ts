@@ -49,6 +49,8 @@ const cas = (key: string, expected: string | null, value: string, clientId = '',
 });
 
 const okValue = (v: string | null): KvResult => ({ ok: true, value: v === null ? null : b(v) });
+/** The answer to a duplicate: the first result, and the index where it took effect. */
+const dup = (result: KvResult, from: number): KvResult => ({ ...result, deduplicatedFrom: from });
 const text = (u: Uint8Array | null): string | null => (u === null ? null : new TextDecoder().decode(u));
 
 /** Hand-encodes a command without validation, to log well-formed but invalid commands. */
@@ -156,7 +158,7 @@ test('values handed out are copies: mutating them does not change the state', ()
   const prev = r.run(put('k', 'def', 'c', 2));
   assert.ok(prev.ok && prev.value instanceof Uint8Array);
   prev.value[0] = 0x7a;
-  assert.deepEqual(r.run(put('k', 'def', 'c', 2)), okValue('abc')); // the cached result is intact
+  assert.deepEqual(r.run(put('k', 'def', 'c', 2)), dup(okValue('abc'), 2)); // the cached result is intact
 });
 
 test('append beyond VALUE_BYTES_MAX is refused and consumes the seq', () => {
@@ -166,7 +168,7 @@ test('append beyond VALUE_BYTES_MAX is refused and consumes the seq', () => {
   assert.equal(res.ok, false);
   assert.ok(!res.ok && res.error === 'invalid-command' && /over the limit/.test(res.message));
   assert.equal(r.sm.get(b('big'))!.length, VALUE_BYTES_MAX);
-  assert.deepEqual(r.run(append('big', 'x', 'c', 1)), res); // cached
+  assert.deepEqual(r.run(append('big', 'x', 'c', 1)), dup(res, 2)); // cached
   assert.equal(r.sm.session('c')?.lastSeq, 1);
   assert.deepEqual(r.run(append('big', '', 'c', 2)), { ok: true, value: new Uint8Array(VALUE_BYTES_MAX) });
 });
@@ -175,22 +177,22 @@ test('append beyond VALUE_BYTES_MAX is refused and consumes the seq', () => {
 
 test('exactly-once: a repeated seq returns the cached result without re-applying', () => {
   const r = new Replica();
-  assert.deepEqual(r.run(append('k', 'a', 'c1', 1)), okValue(null));
-  assert.deepEqual(r.run(append('k', 'a', 'c1', 1)), okValue(null)); // duplicate: cached, not applied
+  assert.deepEqual(r.run(append('k', 'a', 'c1', 1)), okValue(null)); // index 1
+  assert.deepEqual(r.run(append('k', 'a', 'c1', 1)), dup(okValue(null), 1)); // 2: duplicate: cached, not applied
   assert.equal(text(r.sm.get(b('k'))), 'a');
-  assert.deepEqual(r.run(append('k', 'b', 'c1', 2)), okValue('a'));
+  assert.deepEqual(r.run(append('k', 'b', 'c1', 2)), okValue('a')); // 3
   assert.equal(text(r.sm.get(b('k'))), 'ab');
   // the duplicate's cached result is returned even if the command differs and the state moved on
-  r.run(put('k', 'zzz'));
-  assert.deepEqual(r.run(append('k', 'b', 'c1', 2)), okValue('a'));
+  r.run(put('k', 'zzz')); // 4
+  assert.deepEqual(r.run(append('k', 'b', 'c1', 2)), dup(okValue('a'), 3)); // 5
   assert.equal(text(r.sm.get(b('k'))), 'zzz');
   // cas and get results are cached too
-  assert.deepEqual(r.run(cas('k', 'zzz', 'y', 'c1', 3)), { ok: true, value: b('zzz'), swapped: true });
-  assert.deepEqual(r.run(cas('k', 'zzz', 'y', 'c1', 3)), { ok: true, value: b('zzz'), swapped: true });
+  assert.deepEqual(r.run(cas('k', 'zzz', 'y', 'c1', 3)), { ok: true, value: b('zzz'), swapped: true }); // 6
+  assert.deepEqual(r.run(cas('k', 'zzz', 'y', 'c1', 3)), { ok: true, value: b('zzz'), swapped: true, deduplicatedFrom: 6 });
   assert.equal(text(r.sm.get(b('k'))), 'y');
-  assert.deepEqual(r.run(get('k', 'c1', 4)), okValue('y'));
+  assert.deepEqual(r.run(get('k', 'c1', 4)), okValue('y')); // 8
   r.run(put('k', 'changed'));
-  assert.deepEqual(r.run(get('k', 'c1', 4)), okValue('y'));
+  assert.deepEqual(r.run(get('k', 'c1', 4)), dup(okValue('y'), 8));
   // seqs may skip ahead
   assert.deepEqual(r.run(get('k', 'c1', 100)), okValue('changed'));
   assert.equal(r.sm.session('c1')?.lastSeq, 100);
@@ -205,17 +207,17 @@ test('exactly-once: an older seq is a stale-request and is not applied', () => {
   assert.ok(!res.ok && res.message.includes('4') && res.message.includes('5'));
   assert.equal(text(r.sm.get(b('k'))), 'a');
   assert.equal(r.sm.session('c1')?.lastSeq, 5);
-  // the session still answers its current seq from the cache
-  assert.deepEqual(r.run(put('k', 'b', 'c1', 5)), okValue(null));
+  // the session still answers its current seq from the cache, with the index it took effect at
+  assert.deepEqual(r.run(put('k', 'b', 'c1', 5)), dup(okValue(null), 1));
 });
 
 test('exactly-once: interleaved clients are tracked independently', () => {
   const r = new Replica();
   assert.deepEqual(r.run(append('k', 'A1', 'a', 1)), okValue(null));
   assert.deepEqual(r.run(append('k', 'B1', 'b', 1)), okValue('A1'));
-  assert.deepEqual(r.run(append('k', 'A1', 'a', 1)), okValue(null)); // dup of a/1
+  assert.deepEqual(r.run(append('k', 'A1', 'a', 1)), dup(okValue(null), 1)); // dup of a/1
   assert.deepEqual(r.run(append('k', 'A2', 'a', 2)), okValue('A1B1'));
-  assert.deepEqual(r.run(append('k', 'B1', 'b', 1)), okValue('A1')); // dup of b/1
+  assert.deepEqual(r.run(append('k', 'B1', 'b', 1)), dup(okValue('A1'), 2)); // dup of b/1
   assert.equal(r.run(append('k', 'A1', 'a', 1)).ok, false); // a/1 now stale
   assert.deepEqual(r.run(append('k', 'B2', 'b', 2)), okValue('A1B1A2'));
   assert.equal(text(r.sm.get(b('k'))), 'A1B1A2B2');
@@ -236,7 +238,7 @@ test('invalid commands do not touch sessions', () => {
   r.run(put('k', 'a', 'c', 3));
   const bad = r.raw(rawCommand(KV_OP_TAGS.put, b('c'), 7, new Uint8Array(0), b('v')));
   assert.ok(!bad.ok && bad.error === 'invalid-command');
-  assert.deepEqual(r.sm.session('c'), { lastSeq: 3, lastIndex: 1 });
+  assert.deepEqual(r.sm.session('c'), { lastSeq: 3, lastIndex: 1, resultIndex: 1 });
 });
 
 test('session eviction removes the least recently active session, deterministically', () => {
@@ -250,9 +252,9 @@ test('session eviction removes the least recently active session, deterministica
     r.run(append('k', 'd', 'd', 1)); // 5: over the limit: evicts b (last active at 2)
     assert.equal(r.sm.stats.sessions, 3);
     assert.equal(r.sm.session('b'), undefined);
-    assert.deepEqual(r.sm.session('a'), { lastSeq: 1, lastIndex: 4 });
-    assert.deepEqual(r.sm.session('c'), { lastSeq: 1, lastIndex: 3 });
-    assert.deepEqual(r.sm.session('d'), { lastSeq: 1, lastIndex: 5 });
+    assert.deepEqual(r.sm.session('a'), { lastSeq: 1, lastIndex: 4, resultIndex: 1 });
+    assert.deepEqual(r.sm.session('c'), { lastSeq: 1, lastIndex: 3, resultIndex: 3 });
+    assert.deepEqual(r.sm.session('d'), { lastSeq: 1, lastIndex: 5, resultIndex: 5 });
     // b lost its session: its retry applies again (the documented cost of eviction), evicting c
     r.run(append('k', 'b', 'b', 1));
     assert.equal(text(r.sm.get(b('k'))), 'abcdb');
@@ -261,10 +263,19 @@ test('session eviction removes the least recently active session, deterministica
   assert.equal(hex(replicas[0]!.sm.snapshot()), hex(replicas[1]!.sm.snapshot()));
 });
 
-/** Hand-builds a snapshot: applied index, [key, value] pairs, [clientId, lastSeq, lastIndex] sessions. */
-function rawSnapshot(applied: number, kvs: [string, string][], sessions: [string, number, number][]): Uint8Array {
+/**
+ * Hand-builds a snapshot: applied index, [key, value] pairs, [clientId, lastSeq, lastIndex,
+ * resultIndex] sessions; version 1 (the default here) has no resultIndex, version 2 writes it
+ * (default: lastIndex).
+ */
+function rawSnapshot(
+  applied: number,
+  kvs: [string, string][],
+  sessions: [string, number, number, number?][],
+  version: 1 | 2 = 1,
+): Uint8Array {
   const w = new ByteWriter();
-  w.writeByte(1);
+  w.writeByte(version);
   w.writeVarint(applied);
   w.writeVarint(kvs.length);
   for (const [k, v] of kvs) {
@@ -272,10 +283,11 @@ function rawSnapshot(applied: number, kvs: [string, string][], sessions: [string
     w.writeBytes(b(v));
   }
   w.writeVarint(sessions.length);
-  for (const [id, seq, index] of sessions) {
+  for (const [id, seq, index, resultIndex] of sessions) {
     w.writeBytes(b(id));
     w.writeVarint(seq);
     w.writeVarint(index);
+    if (version === 2) w.writeVarint(resultIndex ?? index);
     w.writeByte(1); // ok
     w.writeByte(1); // value: null
     w.writeByte(0); // no swapped
@@ -292,12 +304,12 @@ test('session eviction breaks ties in last activity by clientId', () => {
   const sm = new KvStateMachine({ maxSessions: 2 });
   sm.restore({ index: 10, term: 1, data });
   assert.equal(sm.session('x'), undefined); // oldest (5), and 'x' < 'y'
-  assert.deepEqual(sm.session('y'), { lastSeq: 1, lastIndex: 5 });
+  assert.deepEqual(sm.session('y'), { lastSeq: 1, lastIndex: 5, resultIndex: 5 });
   const r = new Replica(sm);
   r.run(get('k', 'z', 1)); // evicts y, the oldest left
   assert.equal(sm.session('y'), undefined);
-  assert.deepEqual(sm.session('w'), { lastSeq: 1, lastIndex: 7 });
-  assert.deepEqual(sm.session('z'), { lastSeq: 1, lastIndex: 11 });
+  assert.deepEqual(sm.session('w'), { lastSeq: 1, lastIndex: 7, resultIndex: 7 });
+  assert.deepEqual(sm.session('z'), { lastSeq: 1, lastIndex: 11, resultIndex: 11 });
 });
 
 // ---- results for the server ----
@@ -377,28 +389,45 @@ test('snapshot is independent of insertion order and sorted by key bytes', () =>
     z.run({ op: 'put', clientId: '', seq: 0, key: Uint8Array.from(key), value: new Uint8Array(0) });
   }
   const s = z.sm.snapshot();
-  // version, applied index 5, 5 keys, then (1-byte key length, key, 0-length value) each
-  assert.equal(hex(s), '01' + '05' + '05' + '010100' + '02010000' + '017f00' + '018000' + '01ff00' + '00');
+  // version 2, applied index 5, 5 keys, then (1-byte key length, key, 0-length value) each
+  assert.equal(hex(s), '02' + '05' + '05' + '010100' + '02010000' + '017f00' + '018000' + '01ff00' + '00');
 });
 
 test('restore rejects malformed or non-canonical snapshots and leaves the state unchanged', () => {
   const r = new Replica();
   buildState(r);
   const before = hex(r.sm.snapshot());
-  const good = rawSnapshot(4, [['a', '1'], ['b', '2']], [['p', 1, 2], ['q', 1, 3]]);
-  const bad: [string, Uint8Array, number][] = [
-    ['wrong label', good, 5],
-    ['unsorted keys', rawSnapshot(4, [['b', '1'], ['a', '2']], []), 4],
-    ['duplicate keys', rawSnapshot(4, [['a', '1'], ['a', '2']], []), 4],
-    ['empty key', rawSnapshot(4, [['', '1']], []), 4],
-    ['unsorted sessions', rawSnapshot(4, [], [['q', 1, 2], ['p', 1, 3]]), 4],
-    ['empty clientId', rawSnapshot(4, [], [['', 1, 2]]), 4],
-    ['session from the future', rawSnapshot(4, [], [['p', 1, 9]]), 4],
-    ['bad version', Uint8Array.from([2, ...good.subarray(1)]), 4],
-    ['trailing byte', Uint8Array.from([...good, 0]), 4],
-    ['empty', new Uint8Array(0), 0],
-  ];
-  for (let cut = 0; cut < good.length; cut++) bad.push([`truncated at ${cut}`, good.subarray(0, cut), 4]);
+  const good = rawSnapshot(4, [['a', '1'], ['b', '2']], [['p', 1, 2, 1], ['q', 1, 3]], 2);
+  const goodV1 = rawSnapshot(4, [['a', '1'], ['b', '2']], [['p', 1, 2], ['q', 1, 3]], 1);
+  const bad: [string, Uint8Array, number][] = [];
+  for (const version of [1, 2] as const) {
+    bad.push(
+      [`v${version} unsorted keys`, rawSnapshot(4, [['b', '1'], ['a', '2']], [], version), 4],
+      [`v${version} duplicate keys`, rawSnapshot(4, [['a', '1'], ['a', '2']], [], version), 4],
+      [`v${version} empty key`, rawSnapshot(4, [['', '1']], [], version), 4],
+      [`v${version} unsorted sessions`, rawSnapshot(4, [], [['q', 1, 2], ['p', 1, 3]], version), 4],
+      [`v${version} duplicate sessions`, rawSnapshot(4, [], [['p', 1, 2], ['p', 1, 3]], version), 4],
+      [`v${version} empty clientId`, rawSnapshot(4, [], [['', 1, 2]], version), 4],
+      [`v${version} session from the future`, rawSnapshot(4, [], [['p', 1, 9, 1]], version), 4],
+      [`v${version} session never active`, rawSnapshot(4, [], [['p', 1, 0, 0]], version), 4],
+    );
+  }
+  bad.push(
+    ['v2 result after the last activity', rawSnapshot(4, [], [['p', 1, 2, 3]], 2), 4],
+    ['v2 result at index 0', rawSnapshot(4, [], [['p', 1, 2, 0]], 2), 4],
+    ['v1 data labelled v2 (no resultIndex)', Uint8Array.from([2, ...goodV1.subarray(1)]), 4],
+    ['v2 data labelled v1 (a resultIndex too many)', Uint8Array.from([1, ...good.subarray(1)]), 4],
+  );
+  for (const [label, data] of [['v2', good], ['v1', goodV1]] as const) {
+    bad.push(
+      [`${label} wrong label`, data, 5],
+      [`${label} version 0`, Uint8Array.from([0, ...data.subarray(1)]), 4],
+      [`${label} version 3`, Uint8Array.from([3, ...data.subarray(1)]), 4],
+      [`${label} trailing byte`, Uint8Array.from([...data, 0]), 4],
+    );
+    for (let cut = 0; cut < data.length; cut++) bad.push([`${label} truncated at ${cut}`, data.subarray(0, cut), 4]);
+  }
+  bad.push(['empty', new Uint8Array(0), 0]);
   for (const [what, data, index] of bad) {
     assert.throws(() => r.sm.restore({ index, term: 1, data }), CodecError, what);
     assert.equal(hex(r.sm.snapshot()), before, what);
@@ -406,6 +435,12 @@ test('restore rejects malformed or non-canonical snapshots and leaves the state 
   r.sm.restore({ index: 4, term: 1, data: good });
   assert.equal(hex(r.sm.snapshot()), hex(good));
   assert.deepEqual(r.sm.stats, { keys: 2, bytes: 4, sessions: 2 });
+  assert.deepEqual(r.sm.session('p'), { lastSeq: 1, lastIndex: 2, resultIndex: 1 });
+  // A v1 snapshot restores with resultIndex = lastIndex, and re-snapshots as v2.
+  const fresh = new KvStateMachine();
+  fresh.restore({ index: 4, term: 1, data: goodV1 });
+  assert.deepEqual(fresh.session('p'), { lastSeq: 1, lastIndex: 2, resultIndex: 2 });
+  assert.equal(hex(fresh.snapshot()), hex(rawSnapshot(4, [['a', '1'], ['b', '2']], [['p', 1, 2, 2], ['q', 1, 3, 3]], 2)));
 });
 
 // ---- malformed and invalid log entries ----
@@ -620,4 +655,25 @@ test('validateKvCommand enforces shapes and limits with clear messages', () => {
     assert.ok(problem !== null && re.test(problem), `${String(problem)} should match ${String(re)}`);
     assert.throws(() => encodeKvCommand(cmd), RangeError);
   }
+});
+
+test('checkSnapshot says why a snapshot cannot be restored, without touching the state', () => {
+  const source = new Replica();
+  source.run(put('a', '1', 'c1', 1));
+  source.run(put('b', '2'));
+  const good = { index: source.sm.appliedIndex, term: 1, data: source.sm.snapshot() };
+  const target = new Replica();
+  target.run(put('mine', 'x'));
+  const before = hex(target.sm.snapshot());
+  assert.equal(target.sm.checkSnapshot(good), null);
+  const prng = new Prng(7);
+  const garbage = Uint8Array.from({ length: 200 }, () => prng.nextInt(256));
+  const problems = [
+    target.sm.checkSnapshot({ index: 5, term: 1, data: garbage }),
+    target.sm.checkSnapshot({ index: good.index + 1, term: 1, data: good.data }),
+    target.sm.checkSnapshot({ index: good.index, term: 1, data: good.data.subarray(0, good.data.length - 1) }),
+  ];
+  for (const problem of problems) assert.ok(typeof problem === 'string' && problem.length > 0, `expected a reason, got ${String(problem)}`);
+  assert.equal(hex(target.sm.snapshot()), before, 'checking changed the state');
+  assert.equal(text(target.sm.get(b('mine'))), 'x');
 });
