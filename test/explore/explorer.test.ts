@@ -25,11 +25,11 @@ const CATCH_WITHIN: Record<InjectedBug | DriverBug, number> = {
   'commit-old-term': 20, // first caught at seed 1 (commit rule)
   'vote-without-log-check': 20, // 2
   'forget-vote': 20, // 1
-  'truncate-on-stale-append': 20, // 5
+  'truncate-on-stale-append': 20, // 1 (liveness)
   'apply-before-commit': 20, // 2
   'stuck-snapshot-transfer': 600, // 215 (liveness)
   'stale-read-echo': 150, // 41 (read index)
-  'ack-before-sync': 200, // 64 (durable term)
+  'ack-before-sync': 200, // 21 (durable term)
   'snapshot-restart-on-compaction': 900, // 332 (liveness)
   'send-before-sync': 10, // 1 (driver assertion)
   'leader-counts-unsynced': 450, // 167 (leader completeness)

@@ -10,13 +10,13 @@
  * still be delivered to it.
  */
 import { INJECTED_BUGS, type InjectedBug } from '../../core/bugs.js';
-import type { Entry, LogIndex, Message, NodeId, Snapshot } from '../../core/messages.js';
+import type { LogIndex, Message, NodeId } from '../../core/messages.js';
 import type { RaftStatus } from '../../core/raft.js';
 import type { DriverBug } from '../../driver/ready-driver.js';
 import type { KvResult } from '../../kv/commands.js';
 import { KvReplica } from '../../kv/replica.js';
 import { clockFromScheduler, type Clock } from '../../runtime/clock.js';
-import { INJECTED_DRIVER_BUGS, RaftNode } from '../../runtime/node.js';
+import { INJECTED_DRIVER_BUGS, RaftNode, type StateMachine } from '../../runtime/node.js';
 import type { CallbackStorage } from '../../storage/storage.js';
 import type { Transport } from '../../transport/transport.js';
 import type { SafetyChecker } from './invariants.js';
@@ -70,6 +70,10 @@ export class ExplorerNode {
   crashAfterNextSync = false;
   private incarnation = 0;
   private endpoint: SimTransport | null = null;
+  /** The running incarnation's message handler, past the world's checks (for forged messages). */
+  private deliverUnchecked: ((message: Message) => void) | null = null;
+  /** Forged messages handed to this incarnation, and how many of them may be dropped uncounted. */
+  forged = { delivered: 0, mayGoUncounted: 0 };
   private lastObserved: { role: string; term: number; lastIndex: number; commitIndex: number; applied: number; snapshotIndex: number } | null = null;
 
   constructor(
@@ -93,6 +97,7 @@ export class ExplorerNode {
     const incarnation = ++this.incarnation;
     this.alive = true;
     this.crashAfterNextSync = false;
+    this.forged = { delivered: 0, mayGoUncounted: 0 };
     const live = (): boolean => this.alive && this.incarnation === incarnation;
     const clock = this.nodeClock(live);
     const replica = new KvReplica({ maxRaftStateBytes: this.options.maxRaftStateBytes, defer: clock.defer });
@@ -135,6 +140,15 @@ export class ExplorerNode {
     this.node = null;
     this.replica = null;
     this.lastObserved = null;
+    this.deliverUnchecked = null;
+  }
+
+  /** Hands a forged message to the running node as if it came off the wire (see forger.ts). */
+  injectForged(message: Message, mayGoUncounted: boolean): void {
+    if (this.deliverUnchecked === null || this.node === null) return;
+    this.forged.delivered++;
+    if (mayGoUncounted) this.forged.mayGoUncounted++;
+    this.deliverUnchecked(message);
   }
 
   status(): RaftStatus | null {
@@ -228,11 +242,13 @@ export class ExplorerNode {
 
   private watchedTransport(endpoint: SimTransport): Transport {
     return {
-      start: (onMessage) =>
-        endpoint.start((message) => {
+      start: (onMessage) => {
+        this.deliverUnchecked = onMessage;
+        return endpoint.start((message) => {
           this.host.messageReceived(this, message);
           onMessage(message);
-        }),
+        });
+      },
       send: (message) => {
         this.host.messageSent(message);
         endpoint.send(message);
@@ -242,7 +258,7 @@ export class ExplorerNode {
     };
   }
 
-  private watchedStateMachine(replica: KvReplica): { apply(entry: Entry): KvResult; restore(snapshot: Snapshot): void } {
+  private watchedStateMachine(replica: KvReplica): StateMachine<KvResult> {
     return {
       apply: (entry) => {
         const commitIndex = this.node?.raftStatus(false).commitIndex ?? entry.index;
@@ -253,6 +269,7 @@ export class ExplorerNode {
         if (this.node !== null) this.host.checker.applySnapshot(this.id, snapshot);
         replica.stateMachine.restore(snapshot);
       },
+      validateSnapshot: (snapshot) => replica.stateMachine.validateSnapshot!(snapshot),
     };
   }
 }

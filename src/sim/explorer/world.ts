@@ -12,6 +12,7 @@ import { Prng } from '../prng.js';
 import { VirtualScheduler } from '../scheduler.js';
 import { SimNetwork } from '../sim-network.js';
 import { ExplorerNode, type NodeHost } from './explorer-node.js';
+import { Forger } from './forger.js';
 import { SafetyChecker, SafetyViolation } from './invariants.js';
 import { Nemesis } from './nemesis.js';
 import { Workload } from './workload.js';
@@ -74,6 +75,8 @@ export interface WorldShape {
   readonly preVote: boolean;
   /** After healing, clients go quiet (the cluster must converge by itself) or keep writing. */
   readonly healLoad: 'quiet' | 'steady';
+  /** A stray peer hands members messages that cannot be true during the faults (forger.ts). */
+  readonly forger: boolean;
 }
 
 function drawShape(prng: Prng, nodeCounts: readonly number[]): WorldShape {
@@ -106,6 +109,8 @@ function drawShape(prng: Prng, nodeCounts: readonly number[]): WorldShape {
     faultMix: prng.pick(['mixed', 'mixed', 'leader-churn'] as const),
     preVote: prng.chance(3, 4),
     healLoad: prng.pick(['quiet', 'steady'] as const),
+    // Drawn last, so that every earlier draw (and so every world without it) is as before.
+    forger: prng.chance(1, 3),
   };
 }
 
@@ -130,6 +135,7 @@ export class World implements NodeHost {
   readonly options: WorldOptions;
   readonly workload: Workload;
   private readonly nemesis: Nemesis;
+  private readonly forger: Forger;
   private readonly traceRing: string[] = [];
   private traceNext = 0;
   private traceHash = 0x811c9dc5;
@@ -201,6 +207,19 @@ export class World implements NodeHost {
       root.fork(),
     );
     this.nemesis = new Nemesis(this, root.fork());
+    const world = this;
+    this.forger = new Forger(
+      {
+        nodes: this.nodes,
+        get isHealed() {
+          return world.healed;
+        },
+        schedule: (delayMs, callback) => this.scheduler.schedule(delayMs, callback),
+        leaderId: () => this.leaderId(),
+        trace: (line) => this.trace(line),
+      },
+      root.fork(),
+    );
   }
 
   /** Runs the world to the end. Throws SafetyViolation, LivenessViolation or InvariantError. */
@@ -211,11 +230,13 @@ export class World implements NodeHost {
       if (this.shape.preloadBytes > 0) await this.workload.preload(this.shape.preloadBytes / (64 * 1024), 64 * 1024);
       this.workload.start();
       this.nemesis.start();
+      if (this.shape.forger) this.forger.start();
       this.scheduleProgressCheck();
       await this.sleepChecked(this.options.faultSeconds * 1000);
       this.heal();
       await this.awaitRecovery();
       await this.awaitConvergence();
+      this.checkDroppedMessages();
       await this.finalReads();
       this.workload.active = false;
       this.workload.giveUpAt = this.scheduler.now();
@@ -407,6 +428,24 @@ export class World implements NodeHost {
       await this.sleepChecked(50);
     }
     this.trace('nodes did not reach the same applied index within 10 s after recovery; state comparison skipped');
+  }
+
+  /**
+   * Honest members never send what cannot be true, so a drop that no forgery explains is a bug (in
+   * the validation, or in Raft); and every forgery must have been dropped and counted.
+   */
+  private checkDroppedMessages(): void {
+    for (const node of this.nodes) {
+      const dropped = node.node?.status().droppedMessages;
+      if (dropped === undefined) continue;
+      const total = Object.values(dropped).reduce((sum, count) => sum + count, 0);
+      const { delivered, mayGoUncounted } = node.forged;
+      if (total > delivered || total < delivered - mayGoUncounted) {
+        throw new InvariantError(
+          `n${node.id} dropped ${total} peer messages (${JSON.stringify(dropped)}) but was handed ${delivered} forged ones (${mayGoUncounted} of which may go uncounted)`,
+        );
+      }
+    }
   }
 
   /** Every key is read once more, so a write that was acknowledged and then lost shows up in the history. */
