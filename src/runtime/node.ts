@@ -579,8 +579,13 @@ export class RaftNode<Result = unknown> {
     finished?.();
   }
 
+  /**
+   * A proposal waiting here is already in the log, and may have reached followers that will commit
+   * it without us: its caller is told the outcome is unknown, never that it failed.
+   */
   private rejectAll(error: Error): void {
-    for (const proposal of [...this.pending.values()]) this.settle(proposal, error);
+    const reason = `this node stopped (${error.message}) before the proposal was seen to commit`;
+    for (const proposal of [...this.pending.values()]) this.settle(proposal, new OutcomeUnknownError(proposal.index, undefined, reason));
     for (const id of [...this.reads.keys()]) this.settleRead(id, error);
   }
 

@@ -64,3 +64,33 @@ test('heartbeats that queued behind a slow fsync are fed before the ticks that c
     await node.stop();
   });
 });
+
+test('a proposal in flight when the node stops is answered "outcome unknown", not failed', async () => {
+  const scheduler = new VirtualScheduler();
+  const transport: Transport = { start: () => Promise.resolve(), send: () => {}, close: () => Promise.resolve() };
+  const disk = new SimDisk({ scheduler, prng: new Prng(2), syncLatencyMsMin: 5, syncLatencyMsMax: 6 });
+  await scheduler.run(async () => {
+    let fatal: Error | null = null;
+    const node = await RaftNode.start({
+      id: 0,
+      peers: [0],
+      storage: disk.storage(),
+      transport,
+      clock: clockFromScheduler(scheduler),
+      random: { nextInt: () => 0 },
+      timing: { tickMs: TICK_MS, heartbeatMs: 100, electionTimeoutMinMs: 300, electionTimeoutMaxMs: ELECTION_MAX_MS },
+      onFatal: (error) => (fatal = error),
+    });
+    while (node.status().role !== 'leader') await new Promise<void>((resolve) => scheduler.schedule(50, resolve));
+    // The entry reaches the leader's log; the fsync that would make it durable fails: the node
+    // stops. It could have reached followers first, so nobody may say it did not happen.
+    disk.failNextSync();
+    const outcome = await node.propose(Uint8Array.of(7)).then(
+      () => 'committed',
+      (error: Error) => error.name,
+    );
+    assert.equal(outcome, 'OutcomeUnknownError');
+    assert.ok(fatal !== null, 'the failed fsync stopped the node');
+    await node.stop();
+  });
+});
