@@ -201,6 +201,12 @@ export class RaftCore {
         return;
       case 'AppendEntriesReply':
         if (this.replicator !== null) {
+          // Checked before its echo counts: a forged answer must not confirm a read either. A
+          // round this leader has not reached cannot be an echo of it.
+          if (message.readContext > this.reads.round || !this.replicator.isPossibleReply(message)) {
+            this.drop('impossible-ack');
+            return;
+          }
           // Any answer in our term, success or not, shows the follower still accepted us as leader.
           if (this.reads.echo(message.from, message.readContext)) this.confirmReads();
           this.replicator.handleAppendReply(message);

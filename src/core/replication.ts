@@ -45,15 +45,23 @@ export class Replicator {
     for (const peer of ctx.others) this.progress.set(peer, newProgress(ctx.log.lastIndex()));
   }
 
+  /**
+   * Whether `reply` could answer an AppendEntries of ours. We never send one whose prevLogIndex is
+   * beyond our log, nor could a follower acknowledge entries we do not have: counting such an
+   * acknowledgement could commit entries no follower holds, and following such a rejection would
+   * point the follower's next index past our log. (A forged reply within our log is not
+   * detectable; peer authentication is.)
+   */
+  isPossibleReply(reply: AppendEntriesReply): boolean {
+    const last = this.ctx.log.lastIndex();
+    if (reply.prevLogIndex > last) return false;
+    return !reply.success || (reply.matchIndex <= last && reply.matchIndex >= reply.prevLogIndex);
+  }
+
+  /** An answer to our AppendEntries (isPossibleReply already holds). */
   handleAppendReply(reply: AppendEntriesReply): void {
     const pr = this.progress.get(reply.from);
     assert(pr !== undefined, () => `append reply from unknown peer ${reply.from}`);
-    if (reply.success && (reply.matchIndex > this.ctx.log.lastIndex() || reply.matchIndex < reply.prevLogIndex)) {
-      // An acknowledgement of entries that do not exist: counting it could commit entries that no
-      // follower holds. (A forged one within our log is not detectable; peer authentication is.)
-      this.ctx.drop('impossible-ack');
-      return;
-    }
     if (reply.success) {
       if (reply.matchIndex > pr.match) pr.match = reply.matchIndex;
       if (pr.next <= pr.match) pr.next = pr.match + 1;
@@ -76,6 +84,7 @@ export class Replicator {
     if (stale) return;
     const hinted = this.nextIndexFromRejection(reply);
     pr.next = Math.max(pr.match + 1, Math.min(hinted, reply.prevLogIndex));
+    assert(pr.next <= this.ctx.log.lastIndex() + 1, () => `next index ${pr.next} for ${reply.from} is past our log (${this.ctx.log.lastIndex()}) after ${JSON.stringify(reply)}`);
     pr.state = 'probe';
     pr.snapshot = null;
     pr.probeInFlight = false;
@@ -225,6 +234,7 @@ export class Replicator {
    * Once it is installed, the follower needs the next snapshot only if the log moved past it.
    */
   private sendSnapshotChunk(peer: NodeId, pr: Progress, chunksInFlight = SNAPSHOT_CHUNKS_IN_FLIGHT): void {
+    assert(this.ctx.log.snapshotIndex > 0 || pr.snapshot !== null, () => `${peer} needs a snapshot (next ${pr.next}) but we never compacted`);
     const restart = this.ctx.hasBug('snapshot-restart-on-compaction') && pr.snapshotIndex !== this.ctx.log.snapshotIndex;
     if (pr.state !== 'snapshot' || pr.snapshot === null || restart) {
       pr.state = 'snapshot';

@@ -159,6 +159,33 @@ describe('impossible peer messages are dropped and counted (hardening)', () => {
     assert.equal(leader.core.status().commitIndex, commit, 'the forged match did not commit c3');
   });
 
+  test('an echo of a read round the leader has not reached is dropped and confirms no read', () => {
+    const leader = leaderWithEntries(1);
+    leader.input((core) => core.requestRead(42));
+    assert.equal(leader.readStates.length, 0, 'no follower confirmed the read yet');
+    // One forged rejection "from follower 1" echoing a round far ahead (found over TCP by the
+    // hostile-peer suite: it confirmed every later read of the term).
+    leader.step({ ...aer(1, 0, leader.core.term, false, 0, 0, 0), readContext: Number.MAX_SAFE_INTEGER });
+    leader.step({ ...aer(2, 0, leader.core.term, true, 0, 1), readContext: 1_000 });
+    assert.equal(leader.core.droppedMessages().get('impossible-ack'), 2);
+    assert.equal(leader.readStates.length, 0, 'a forged echo confirmed a read');
+    leader.step({ ...aer(1, 0, leader.core.term, true, 0, 1), readContext: leader.core.status().readRound });
+    assert.deepEqual(leader.readStates.map((r) => r.id), [42], 'a true echo still confirms it');
+  });
+
+  test('a rejection naming a request beyond the leader\'s log is dropped: the follower\'s next index stays in the log', () => {
+    const leader = leaderWithEntries(2);
+    const before = leader.sent.length;
+    const far = 2 ** 50;
+    leader.step({ ...aer(1, 0, leader.core.term, false, far, 0, far), conflictTerm: 0 });
+    assert.equal(leader.core.droppedMessages().get('impossible-ack'), 1);
+    leader.tick(3 * 20);
+    const snapshots = leader.sent.slice(before).filter((m) => m.type === 'InstallSnapshot');
+    assert.deepEqual(snapshots, [], 'the leader sent a snapshot it does not have');
+    const progress = leader.core.status(true).progress?.get(1);
+    assert.ok(progress !== undefined && progress.next <= leader.core.status().lastIndex + 1, `next ${progress?.next}`);
+  });
+
   test('an AppendEntries that would replace a committed entry is dropped; the committed entry stays', () => {
     const follower = new DrivenCore({ config: config(1) });
     follower.step(ae(0, 1, 1, 0, 0, [{ index: 1, term: 1, command: bytes('committed') }], 1));
