@@ -124,6 +124,9 @@ const DEFAULT_RECONNECT_MIN_MS = 50;
 const DEFAULT_RECONNECT_MAX_MS = 2000;
 /** A dial that has not connected by then is abandoned (and retried after the backoff). */
 const CONNECT_TIMEOUT_MS = 5000;
+/** Established connections kept per member; a newer one closes the oldest beyond this. */
+const INBOUND_PER_PEER_MAX = 4;
+
 /** An accepted connection must send its hello within this time. */
 const HELLO_TIMEOUT_MS = 5000;
 /** Stop adding frames to one corked batch after this many bytes. */
@@ -674,6 +677,10 @@ export class TcpTransport implements Transport {
       refusal = `cluster ${JSON.stringify(hello.clusterId)} is not ${JSON.stringify(this.clusterId)}`;
     } else if (hello.to !== this.nodeId) {
       refusal = `node ${hello.from} is calling node ${hello.to}, but this is node ${this.nodeId}`;
+    } else if (!this.peers.has(hello.from)) {
+      // Only members may hold a connection: otherwise anyone could fill inboundConnectionsMax with
+      // made-up ids and keep a restarted member from reconnecting.
+      refusal = `node ${hello.from} is not a member`;
     }
     if (refusal !== null) {
       this.counters.refusedHandshakes++;
@@ -684,6 +691,15 @@ export class TcpTransport implements Transport {
     if (conn.helloTimer !== null) clearTimeout(conn.helloTimer);
     conn.helloTimer = null;
     conn.peer = hello.from;
+    // A few connections per member (a restarted peer's old one may linger half-open); past that,
+    // the oldest goes. So established connections stay below INBOUND_PER_PEER_MAX × members, and
+    // strangers and impostors cannot fill inboundConnectionsMax. (An impostor can still displace a
+    // member's connection: only peer authentication prevents that.)
+    const fromPeer = [...this.inbound].filter((other) => other.peer === hello.from && !other.dead);
+    for (const oldest of fromPeer.slice(0, Math.max(0, fromPeer.length - INBOUND_PER_PEER_MAX))) {
+      this.log(`closing the oldest of ${fromPeer.length} connections from node ${hello.from} (${oldest.label})`);
+      this.kill(oldest);
+    }
   }
 
   private onFrame(conn: Inbound, peer: NodeId, payload: Buffer): void {

@@ -347,7 +347,7 @@ describe('TcpTransport', () => {
     const all: Node[] = [];
     try {
       const [pb] = (await freeLoopbackPorts(1)) as [number];
-      const b = await startNode({ nodeId: 1, port: pb, peers: [], frameStallMs: 300 }, all);
+      const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, 1)], frameStallMs: 300 }, all);
       const hello = frame(encodeHello({ clusterId: CLUSTER, from: 0, to: 1 }));
       // A header announcing 1 MiB, then 10 bytes, then nothing.
       assert.equal(await rawExchange(pb, [hello, lengthPrefix(1 << 20), Buffer.alloc(10)], 3000), 'closed');
@@ -390,6 +390,45 @@ describe('TcpTransport', () => {
     }
   });
 
+  test('only members may hold connections, four each: a stranger is refused, a fifth connection closes the oldest', { timeout: 8000 }, async () => {
+    const all: Node[] = [];
+    const sockets: net.Socket[] = [];
+    try {
+      const [pb] = (await freeLoopbackPorts(1)) as [number];
+      const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, 1), peer(2, 1)], inboundConnectionsMax: 8 }, all);
+      // Ids that are not members: refused at the hello, so they cannot fill inboundConnectionsMax.
+      for (const from of [7, 99, 12345]) {
+        assert.equal(await rawExchange(pb, [frame(encodeHello({ clusterId: CLUSTER, from, to: 1 }))]), 'closed', `stranger ${from}`);
+      }
+      assert.equal(b.t.stats.refusedHandshakes, 3);
+      assert.ok(b.logs.some((l) => /node 7 is not a member/.test(l)));
+      // Member 0 connects six times (a restarted peer, or an impostor): only the newest four stay.
+      const open = (): number => sockets.filter((s) => !s.destroyed && s.readyState === 'open').length;
+      for (let i = 0; i < 6; i++) {
+        const socket = net.connect({ host: HOST, port: pb });
+        socket.on('error', () => {});
+        socket.on('data', () => {});
+        socket.on('close', () => socket.destroy());
+        sockets.push(socket);
+        await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+        socket.write(frame(encodeHello({ clusterId: CLUSTER, from: 0, to: 1 })));
+        await waitFor(() => b.t.stats.connections === Math.min(i + 1, 4) && open() === Math.min(i + 1, 4), `connection ${i + 1}`);
+      }
+      assert.ok(sockets[0]!.destroyed && sockets[1]!.destroyed && !sockets[5]!.destroyed, 'the oldest went, the newest stayed');
+      assert.equal(b.t.stats.refusedConnections, 0, 'the cap of 8 was never reached');
+      // Member 2 still gets in.
+      const socket = net.connect({ host: HOST, port: pb });
+      socket.on('error', () => {});
+      sockets.push(socket);
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      socket.write(frame(encodeHello({ clusterId: CLUSTER, from: 2, to: 1 })));
+      await waitFor(() => b.t.stats.connections === 5, 'member 2 connected');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await closeAll(all);
+    }
+  });
+
   test('with the peer down the queue stays bounded, drops the oldest and dials at a bounded rate', { timeout: 5000 }, async () => {
     const all: Node[] = [];
     try {
@@ -408,7 +447,7 @@ describe('TcpTransport', () => {
       assert.ok(attempts >= 2 && attempts <= 12, `${attempts} dials in 400 ms`);
 
       // When the peer appears it receives exactly the newest QMAX messages, in order.
-      const b = await startNode({ nodeId: 1, port: pb, peers: [] }, all);
+      const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, 1)] }, all);
       await waitFor(() => b.got.length === QMAX, 'the queued messages', 1500);
       assert.deepEqual(
         b.got.map((m) => (m as AppendEntries).leaderCommit),
@@ -430,7 +469,7 @@ describe('TcpTransport', () => {
       for (let i = 0; i < 4; i++) a.t.send(ae(0, 1, i));
       assert.equal(a.t.queued(1), 4);
       assert.equal(a.t.stats.dropped.queueFull, 2);
-      const b = await startNode({ nodeId: 1, port: pb, peers: [] }, all);
+      const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, 1)] }, all);
       await waitFor(() => b.got.length === 4, 'the surviving messages', 1500);
       assert.deepEqual(
         b.got.map((m) => m.type),
@@ -525,7 +564,7 @@ describe('TcpTransport', () => {
       import { TcpTransport } from ${JSON.stringify(tcpModule)};
       const got = [];
       const mk = (id, port, peers) => new TcpTransport({ clusterId: 'c', nodeId: id, listen: { host: '127.0.0.1', port }, peers, log: () => {} });
-      const a = mk(0, 0, []);
+      const a = mk(0, 0, [{ id: 1, host: '127.0.0.1', port: 1 }]);
       await a.start((m) => got.push(m));
       const b = mk(1, 0, [{ id: 0, host: '127.0.0.1', port: a.port }, { id: 2, host: '127.0.0.1', port: 1 }]);
       await b.start((m) => got.push(m));
