@@ -3,6 +3,8 @@
  * machine, the HTTP API), until SIGTERM or SIGINT. `tsraft start` runs its nodes with this command.
  */
 import { Command } from 'commander';
+import { VALUE_BYTES_MAX } from '../kv/commands.js';
+import { DEFAULT_HTTP_HEADERS_TIMEOUT_MS, DEFAULT_HTTP_MAX_CONNECTIONS, DEFAULT_HTTP_RECEIVE_TIMEOUT_MS, validateHttpLimits, type HttpLimits } from '../kv/http-api.js';
 import { KvServer } from '../kv/server.js';
 import { FailingStorage, fsyncFailpointFor } from '../storage/failpoint.js';
 import type { Storage } from '../storage/storage.js';
@@ -33,6 +35,10 @@ interface NodeOptions {
   heartbeatMs?: string;
   electionTimeoutMs?: string;
   readMode?: string;
+  httpMaxConnections?: string;
+  httpBodyBudget?: string;
+  httpHeadersTimeoutMs?: string;
+  httpReceiveTimeoutMs?: string;
   quiet?: boolean;
 }
 
@@ -47,6 +53,8 @@ export interface NodeConfig {
   readonly fsync: boolean;
   readonly timing?: { heartbeatMs?: number; electionTimeoutMinMs?: number; electionTimeoutMaxMs?: number };
   readonly readMode?: string;
+  /** HTTP resource bounds; unset fields keep the KvServer defaults. */
+  readonly httpLimits: HttpLimits;
   readonly quiet: boolean;
 }
 
@@ -92,6 +100,18 @@ export function parseNodeOptions(options: NodeOptions): NodeConfig {
     if (!['read-index', 'log'].includes(options.readMode)) throw new UsageError(`--read-mode must be read-index or log, got ${JSON.stringify(options.readMode)}`);
     readMode = options.readMode;
   }
+  const httpLimits: { -readonly [K in keyof HttpLimits]: HttpLimits[K] } = {};
+  if (options.httpMaxConnections !== undefined) httpLimits.maxConnections = parseIntOption(options.httpMaxConnections, '--http-max-connections', 1, 1_000_000);
+  if (options.httpBodyBudget !== undefined) {
+    httpLimits.bodyBudgetBytes = parseBytes(options.httpBodyBudget, '--http-body-budget');
+    if (httpLimits.bodyBudgetBytes < VALUE_BYTES_MAX) throw new UsageError(`--http-body-budget must be at least ${VALUE_BYTES_MAX} bytes (1m, the largest value), got ${options.httpBodyBudget}`);
+  }
+  if (options.httpHeadersTimeoutMs !== undefined) httpLimits.headersTimeoutMs = parseIntOption(options.httpHeadersTimeoutMs, '--http-headers-timeout-ms', 1, 2 ** 31 - 1);
+  if (options.httpReceiveTimeoutMs !== undefined) httpLimits.receiveTimeoutMs = parseIntOption(options.httpReceiveTimeoutMs, '--http-receive-timeout-ms', 1, 2 ** 31 - 1);
+  const [httpProblem] = validateHttpLimits(httpLimits);
+  if (httpProblem !== undefined) {
+    throw new UsageError(httpProblem.replace('http.headersTimeoutMs', '--http-headers-timeout-ms').replace('http.receiveTimeoutMs', '--http-receive-timeout-ms'));
+  }
   return {
     id,
     peers,
@@ -103,6 +123,7 @@ export function parseNodeOptions(options: NodeOptions): NodeConfig {
     fsync: options.fsync,
     ...(Object.keys(timing).length === 0 ? {} : { timing }),
     ...(readMode === undefined ? {} : { readMode }),
+    httpLimits,
     quiet: options.quiet === true,
   };
 }
@@ -147,6 +168,7 @@ export async function runNode(config: NodeConfig): Promise<number> {
       ...(config.maxRaftStateBytes === undefined ? {} : { maxRaftStateBytes: config.maxRaftStateBytes }),
       ...(config.timing === undefined ? {} : { timing: config.timing }),
       ...(config.readMode === undefined ? {} : { readMode: config.readMode as 'read-index' }),
+      http: config.httpLimits,
       log,
     });
   } catch (error) {
@@ -218,6 +240,10 @@ export function nodeCommand(): Command {
     .option('--heartbeat-ms <ms>', 'leader heartbeat interval (default 100)')
     .option('--election-timeout-ms <min-max>', 'election timeout range in milliseconds (default 1000-2000)')
     .option('--read-mode <mode>', 'how linearizable reads are served: read-index or log')
+    .option('--http-max-connections <n>', `HTTP connections open at once (default ${DEFAULT_HTTP_MAX_CONNECTIONS}; at most half of the open-file limit)`)
+    .option('--http-body-budget <bytes>', 'bytes buffered for unfinished request bodies across all requests, past it 503 (default 64m)')
+    .option('--http-headers-timeout-ms <ms>', `request line and headers must arrive within this, else 408 (default ${DEFAULT_HTTP_HEADERS_TIMEOUT_MS})`)
+    .option('--http-receive-timeout-ms <ms>', `the whole request must arrive within this, else 408 (default ${DEFAULT_HTTP_RECEIVE_TIMEOUT_MS})`)
     .option('-q, --quiet', 'print no log lines')
     .addHelpText(
       'after',

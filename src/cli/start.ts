@@ -10,6 +10,13 @@
  *   still alive 5 s later (or at once on a second signal). The process exits 0 once all of them are
  *   gone. Each child also stops by itself if this process dies (its IPC channel closes).
  * - A child that dies on its own is restarted, at most 5 times within a minute per node.
+ * - The watchdog polls each child's /healthz (every --health-interval-ms, default 1 s). A child
+ *   that has answered once and then gives no 200 for --unhealthy-after-ms (default 10 s), with at
+ *   least one failed probe in that time, is killed with SIGKILL and restarted like one that died
+ *   (same restart limit and backoff). A child that has not answered yet is given
+ *   --health-grace-ms (default 20 s) on top, so a slow start is not mistaken for a hang. What the
+ *   watchdog sees is printed: the first failure, a recovery, the kill. If this process itself
+ *   was paused (its own timers late), the health clocks restart rather than kill every child.
  * - Refuses to start if the data directory is in use by another running cluster or node, or if a
  *   port is taken.
  */
@@ -30,6 +37,10 @@ export const CLUSTER_LOCK = 'tsraft-start.pid';
 const STOP_GRACE_MS = 5000;
 const RESTART_LIMIT = 5;
 const RESTART_WINDOW_MS = 60_000;
+/** Watchdog defaults: /healthz every second; a child silent for 10 s is hung; 20 s more to start. */
+export const DEFAULT_HEALTH_INTERVAL_MS = 1_000;
+export const DEFAULT_UNHEALTHY_AFTER_MS = 10_000;
+export const DEFAULT_HEALTH_GRACE_MS = 20_000;
 
 interface StartOptions {
   nodes: string;
@@ -40,6 +51,20 @@ interface StartOptions {
   fsync: boolean;
   clusterId: string;
   maxRaftState?: string;
+  watchdog: boolean;
+  healthIntervalMs: string;
+  unhealthyAfterMs: string;
+  healthGraceMs: string;
+}
+
+/** How the watchdog judges a child (see the module comment); null when it is off. */
+export interface WatchdogConfig {
+  /** Time between two /healthz probes of a child (a probe waits for its answer max(this, 2 s), at most half of unhealthyAfterMs). */
+  readonly intervalMs: number;
+  /** A child that answered before and has given no 200 for this long is killed. */
+  readonly unhealthyAfterMs: number;
+  /** Extra time a child that has not answered yet gets after it was spawned. */
+  readonly graceMs: number;
 }
 
 export interface StartConfig {
@@ -51,6 +76,7 @@ export interface StartConfig {
   readonly fsync: boolean;
   readonly clusterId: string;
   readonly maxRaftState?: string;
+  readonly watchdog: WatchdogConfig | null;
 }
 
 export function parseStartOptions(options: StartOptions): StartConfig {
@@ -67,6 +93,12 @@ export function parseStartOptions(options: StartOptions): StartConfig {
   if (options.dataDir.trim() === '') throw new UsageError('--data-dir must not be empty');
   if (options.maxRaftState !== undefined) parseBytes(options.maxRaftState, '--max-raft-state');
   if (options.clusterId.trim() === '' || Buffer.byteLength(options.clusterId) > 255) throw new UsageError('--cluster-id must be 1..255 bytes');
+  const intervalMs = parseIntOption(options.healthIntervalMs, '--health-interval-ms', 50, 60_000);
+  const unhealthyAfterMs = parseIntOption(options.unhealthyAfterMs, '--unhealthy-after-ms', 100, 3_600_000);
+  const graceMs = parseIntOption(options.healthGraceMs, '--health-grace-ms', 0, 3_600_000);
+  if (unhealthyAfterMs < 2 * intervalMs) {
+    throw new UsageError(`--unhealthy-after-ms (${unhealthyAfterMs}) must be at least twice --health-interval-ms (${intervalMs}), so that a child is probed more than once before it is judged`);
+  }
   return {
     nodes,
     dataDir: options.dataDir,
@@ -76,7 +108,16 @@ export function parseStartOptions(options: StartOptions): StartConfig {
     fsync: options.fsync,
     clusterId: options.clusterId,
     ...(options.maxRaftState === undefined ? {} : { maxRaftState: options.maxRaftState }),
+    watchdog: options.watchdog ? { intervalMs, unhealthyAfterMs, graceMs } : null,
   };
+}
+
+/** A failed probe's cause, short: the connect error's code when there is one. */
+function probeError(error: unknown): string {
+  const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause;
+  if (typeof cause?.code === 'string') return cause.code;
+  if (typeof cause?.message === 'string') return cause.message;
+  return errorMessage(error);
 }
 
 function readPid(path: string): number | undefined {
@@ -163,6 +204,23 @@ interface Member {
   restarts: number[];
   gaveUp: boolean;
   exited: Promise<void>;
+  /** The watchdog's view of the current child (null: none running). */
+  health: Health | null;
+}
+
+/** What the watchdog knows of one child process. */
+interface Health {
+  readonly child: ChildProcess;
+  /** performance.now() when it was spawned. */
+  readonly spawnedAt: number;
+  /** The last 200 from /healthz; before the first one, the end of the grace period. */
+  lastOk: number;
+  answered: boolean;
+  probing: boolean;
+  /** The latest failed probe since the last success (null: none). */
+  failure: string | null;
+  /** Set once the watchdog killed it: why. */
+  killedFor: string | null;
 }
 
 class Supervisor {
@@ -172,6 +230,9 @@ class Supervisor {
   private leaderId: number | undefined;
   private leaderTerm = -1;
   private finish: ((code: number) => void) | null = null;
+  private watchdogTimer: ReturnType<typeof setInterval> | undefined;
+  /** Bumped when the health clocks restart: probes started before are ignored. */
+  private healthEpoch = 0;
   readonly done: Promise<number>;
 
   constructor(
@@ -187,6 +248,7 @@ class Supervisor {
       restarts: [],
       gaveUp: false,
       exited: Promise.resolve(),
+      health: null,
     }));
     this.done = new Promise((resolve) => (this.finish = resolve));
   }
@@ -221,6 +283,8 @@ class Supervisor {
     const child = fork(MAIN, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     member.child = child;
     member.pid = child.pid;
+    const now = performance.now();
+    member.health = { child, spawnedAt: now, lastOk: now + (this.config.watchdog?.graceMs ?? 0), answered: false, probing: false, failure: null, killedFor: null };
     const prefix = `[node ${spec.id}] `;
     for (const stream of [child.stdout, child.stderr]) {
       if (stream === null) continue;
@@ -239,8 +303,11 @@ class Supervisor {
   }
 
   private onExit(member: Member, code: number | null, signal: NodeJS.Signals | null): void {
+    const killedFor = member.health?.killedFor ?? null;
+    member.health = null;
     if (this.shuttingDown) return;
-    const how = signal !== null ? `killed by ${signal}` : `exited with code ${code ?? '?'}`;
+    const how =
+      killedFor !== null ? `was killed by the watchdog (${killedFor})` : signal !== null ? `killed by ${signal}` : `exited with code ${code ?? '?'}`;
     const now = Date.now();
     member.restarts = member.restarts.filter((t) => now - t < RESTART_WINDOW_MS);
     if (member.restarts.length >= RESTART_LIMIT) {
@@ -254,12 +321,86 @@ class Supervisor {
     }
     member.restarts.push(now);
     const delay = 250 * member.restarts.length;
-    this.say(`node ${member.spec.id} (pid ${member.pid ?? '?'}) ${how} unexpectedly; restarting it in ${delay} ms (restart ${member.restarts.length} of ${RESTART_LIMIT} per minute)`);
+    this.say(
+      `node ${member.spec.id} (pid ${member.pid ?? '?'}) ${how}${killedFor === null ? ' unexpectedly' : ''}; ` +
+        `restarting it in ${delay} ms (restart ${member.restarts.length} of ${RESTART_LIMIT} per minute)`,
+    );
     setTimeout(() => {
       if (this.shuttingDown || member.child !== null) return;
       this.spawn(member);
       this.say(`node ${member.spec.id} restarted (pid ${member.pid ?? '?'})`);
     }, delay);
+  }
+
+  /** Starts the watchdog (when configured): a tick every interval probes and judges every child. */
+  startWatchdog(): void {
+    const watchdog = this.config.watchdog;
+    if (watchdog === null) return;
+    let lastTick = performance.now();
+    this.watchdogTimer = setInterval(() => {
+      const now = performance.now();
+      const late = now - lastTick - watchdog.intervalMs;
+      lastTick = now;
+      if (late > watchdog.unhealthyAfterMs / 2) {
+        // This process was paused (a stopped terminal, a laptop asleep): silence is ours, not theirs.
+        this.say(`the watchdog itself was paused for ${(late / 1000).toFixed(1)} s; restarting the health clocks`);
+        this.healthEpoch++;
+        for (const m of this.members) {
+          if (m.health === null) continue;
+          m.health.lastOk = Math.max(m.health.lastOk, now);
+          m.health.failure = null;
+          m.health.probing = false;
+        }
+        return;
+      }
+      for (const m of this.members) this.judge(m, watchdog, now);
+    }, watchdog.intervalMs);
+  }
+
+  private judge(m: Member, watchdog: WatchdogConfig, now: number): void {
+    const h = m.health;
+    if (this.shuttingDown || h === null || m.child !== h.child || h.killedFor !== null) return;
+    const silentMs = now - h.lastOk;
+    if (silentMs >= watchdog.unhealthyAfterMs && h.failure !== null) {
+      const since = h.answered ? `for ${(silentMs / 1000).toFixed(1)} s` : `since it started ${((now - h.spawnedAt) / 1000).toFixed(1)} s ago`;
+      h.killedFor = `no answer from /healthz ${since}; last probe: ${h.failure}`;
+      this.say(`node ${m.spec.id} (pid ${m.pid ?? '?'}) has not answered /healthz ${since} (last probe: ${h.failure}); killing it with SIGKILL`);
+      h.child.kill('SIGKILL');
+      return;
+    }
+    if (!h.probing) void this.probe(m, h, watchdog);
+  }
+
+  private async probe(m: Member, h: Health, watchdog: WatchdogConfig): Promise<void> {
+    h.probing = true;
+    const epoch = this.healthEpoch;
+    const timeoutMs = Math.min(Math.floor(watchdog.unhealthyAfterMs / 2), Math.max(watchdog.intervalMs, 2_000));
+    let failure: string | null = null;
+    try {
+      const response = await fetch(`${m.spec.httpUrl}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
+      await response.arrayBuffer().catch(() => undefined);
+      if (response.status !== 200) failure = `HTTP ${response.status}`;
+    } catch (error) {
+      const name = (error as { name?: unknown }).name;
+      failure = name === 'TimeoutError' || name === 'AbortError' ? `no answer within ${timeoutMs} ms` : probeError(error);
+    }
+    if (epoch !== this.healthEpoch) return;
+    h.probing = false;
+    if (this.shuttingDown || m.child !== h.child || h.killedFor !== null) return;
+    const now = performance.now();
+    if (failure === null) {
+      if (h.failure !== null) this.say(`node ${m.spec.id} (pid ${m.pid ?? '?'}) answers /healthz again`);
+      h.answered = true;
+      h.failure = null;
+      h.lastOk = now;
+    } else if (h.answered || now >= h.lastOk) {
+      // Failures during the grace period of a child that never answered are its start-up.
+      if (h.failure === null) {
+        const left = Math.max(0, watchdog.unhealthyAfterMs - (now - h.lastOk));
+        this.say(`node ${m.spec.id} (pid ${m.pid ?? '?'}): /healthz failed (${failure}); it is killed if it does not answer within ${(left / 1000).toFixed(1)} s`);
+      }
+      h.failure = failure;
+    }
   }
 
   printTable(): void {
@@ -318,6 +459,7 @@ class Supervisor {
   async shutdown(code: number): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
+    clearInterval(this.watchdogTimer);
     const alive = this.members.filter((m) => m.child !== null);
     this.say(`stopping ${alive.length} node${alive.length === 1 ? '' : 's'}...`);
     for (const m of alive) m.child?.kill('SIGTERM');
@@ -396,11 +538,15 @@ export async function runStart(config: StartConfig): Promise<number> {
       supervisor.say(
         `${config.nodes}-node cluster on ${HOST}, data in ${config.dataDir}` +
           (config.fresh ? ' (fresh)' : existing > 0 ? ` (reusing the data of ${existing} node${existing === 1 ? '' : 's'}; --fresh to wipe)` : '') +
-          `, fsync ${config.fsync ? 'on' : 'off'}, pid ${process.pid}`,
+          `, fsync ${config.fsync ? 'on' : 'off'}, pid ${process.pid}` +
+          (config.watchdog === null
+            ? ', watchdog off'
+            : `, watchdog: /healthz every ${config.watchdog.intervalMs} ms, a node silent for ${config.watchdog.unhealthyAfterMs} ms is killed and restarted`),
       );
       supervisor.spawnAll();
       supervisor.printTable();
       void supervisor.watchLeader();
+      supervisor.startWatchdog();
       return await supervisor.done;
     } finally {
       for (const signal of signals) process.off(signal, onSignal);
@@ -421,12 +567,18 @@ export function startCommand(): Command {
     .option('--no-fsync', 'run the nodes without fsync (faster, not crash-safe)')
     .option('--cluster-id <id>', 'cluster name passed to every node', 'tsraft')
     .option('--max-raft-state <bytes>', 'snapshot threshold passed to every node (e.g. 64m)')
+    .option('--health-interval-ms <ms>', 'watchdog: how often each node\'s /healthz is polled', String(DEFAULT_HEALTH_INTERVAL_MS))
+    .option('--unhealthy-after-ms <ms>', 'watchdog: a node that gives no 200 from /healthz for this long is killed (SIGKILL) and restarted', String(DEFAULT_UNHEALTHY_AFTER_MS))
+    .option('--health-grace-ms <ms>', 'watchdog: extra time a starting node gets before its first answer', String(DEFAULT_HEALTH_GRACE_MS))
+    .option('--no-watchdog', 'restart nodes only when they exit, never for a /healthz that does not answer')
     .addHelpText(
       'after',
       `
 Each node is a child process running \`tsraft node\`; its output is prefixed [node i].
 Ctrl-C (or SIGTERM) stops every node (SIGTERM, then SIGKILL after 5 s) and exits.
 A node that dies on its own is restarted (at most ${RESTART_LIMIT} times a minute).
+The watchdog polls every node's /healthz; a node that stops answering (hung, SIGSTOPped, a
+blocked event loop) for --unhealthy-after-ms is killed with SIGKILL and restarted the same way.
 
 Example: tsraft start --nodes 5 --data-dir /tmp/raft --base-port 9000 --http-base-port 9100 --fresh`,
     )

@@ -40,9 +40,11 @@
  *     404 not-found (absent key), no-route
  *     405 method-not-allowed (with Allow)
  *     409 stale-request, or a cas that did not swap (not an error object: {"swapped":false,...})
- *     413 value-too-large  as soon as the body passes VALUE_BYTES_MAX (or Content-Length says it will);
- *                         the rest of the body is discarded unread, up to DRAIN_BYTES_MAX / DRAIN_MS,
- *                         after which the connection is closed
+ *     413 value-too-large  as soon as the body passes VALUE_BYTES_MAX (or Content-Length says it will)
+ *     503 body-budget-exceeded  the body does not fit the server's budget for unfinished bodies
+ *                         (Retry-After: 1); the connection is closed
+ *     408 request-timeout  headers not complete within headersTimeoutMs, or the whole request not
+ *                         received within receiveTimeoutMs; the connection is closed
  *     431 / 400 from the HTTP parser (request line or headers too large or malformed), as JSON
  *     500 internal        a bug; logged
  *
@@ -52,15 +54,55 @@
  * expected values once encoded), REQUEST_SEQ_MAX (2^53 - 1), and the server's
  * PROPOSALS_IN_FLIGHT_MAX proposals waiting for commit at once (then 503 busy).
  *
+ * Resource bounds (HttpLimits, defaults below), so that no client can stop the node: at most
+ * `maxConnections` connections at once (more are closed as soon as they are accepted), lowered if
+ * needed to keep file-descriptor headroom for the WAL, snapshots and peers (connectionCap in
+ * http-io.ts: at most half of the open-file limit, never its last 256 descriptors); at most
+ * `bodyBudgetBytes` buffered for unfinished request bodies across all requests; timeouts for slow
+ * headers and slow requests. A body is read only when it is needed: a follower answers a write
+ * with its redirect (or 503 no-leader) before reading the body, and `Expect: 100-continue` gets
+ * its `100 Continue` only then. Whenever an answer goes out before the body has arrived, the rest
+ * is discarded unread, up to DRAIN_BYTES_MAX / DRAIN_MS, after which the connection is closed.
+ * The figures are in /metrics (tsraft_http_connections, tsraft_http_body_bytes_buffered,
+ * tsraft_http_rejected_total{reason}, ...).
+ *
  * This module turns requests into calls on a KvApiBackend and their outcomes into responses; the
  * byte-level decoding and encoding is in http-io.ts.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { BusyError, NodeStoppedError, NotLeaderError, OutcomeUnknownError, ProposalDroppedError, ProposalTimeoutError } from '../runtime/errors.js';
 import { CLIENT_ID_BYTES_MAX, encodeKvCommand, KEY_BYTES_MAX, VALUE_BYTES_MAX, type KvCommand, type KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
-import { answerMalformedRequest, HttpError, jsonValue, parseQuery, percentDecode, readBody, sendError, sendJson, textParam } from './http-io.js';
+import {
+  answerMalformedRequest,
+  ASSUMED_OPEN_FILE_LIMIT,
+  connectionCap,
+  discardUnreadBody,
+  expectsContinue,
+  HttpError,
+  HttpStats,
+  jsonValue,
+  openFileLimit,
+  parseQuery,
+  percentDecode,
+  readBody,
+  sendError,
+  sendJson,
+  textParam,
+} from './http-io.js';
 import type { KvServerStatus } from './api-types.js';
+import {
+  DEFAULT_HTTP_BODY_BUDGET_BYTES,
+  DEFAULT_HTTP_HEADERS_TIMEOUT_MS,
+  DEFAULT_HTTP_KEEP_ALIVE_TIMEOUT_MS,
+  DEFAULT_HTTP_MAX_CONNECTIONS,
+  DEFAULT_HTTP_RECEIVE_TIMEOUT_MS,
+  DEFAULT_HTTP_TIMEOUT_CHECK_MS,
+  type HttpLimits,
+} from './http-limits.js';
+
+export * from './http-limits.js';
 
 /** What a client should do with a write whose outcome is unknown. */
 const RETRY_ADVICE = 'retry with the same X-Client-Id and X-Request-Seq to apply it exactly once (a retry without them may apply it twice)';
@@ -88,6 +130,12 @@ export interface KvApiBackend {
   commit(command: Uint8Array): Promise<{ index: number; result: KvResult }>;
   /** The HTTP base URL of a member, for redirects to the leader. */
   leaderUrl(id: number): string | undefined;
+  /**
+   * Whether this node leads now, and the leader it knows of otherwise: a write to a follower is
+   * answered with its redirect before its body is read. Without it, the body is read and the
+   * proposal's NotLeaderError answers.
+   */
+  leadership?(): { isLeader: boolean; leaderId: number | undefined };
   /** True once KvServer.stop() was called: every request then answers 503 stopped. */
   isStopping(): boolean;
   /** True once the RaftNode stopped (e.g. on a fatal error), for /healthz. */
@@ -100,11 +148,55 @@ export interface KvApiBackend {
   log(line: string): void;
 }
 
-/** Creates the API's HTTP server and listens; port 0 picks a free port (read it from `address()`). */
-export async function startHttpApi(backend: KvApiBackend, listen: { readonly host: string; readonly port: number }): Promise<Server> {
-  const api = new KvHttpApi(backend);
-  const http = createServer({ keepAlive: true, maxHeaderSize: HTTP_HEADER_BYTES_MAX }, (req, res) => api.handle(req, res));
-  http.on('clientError', answerMalformedRequest);
+/** The API's HTTP server, with the figures of its bounded resources. */
+export type KvHttpServer = Server & { readonly httpStats: HttpStats };
+
+/**
+ * Creates the API's HTTP server and listens; port 0 picks a free port (read it from `address()`).
+ * `limits` is assumed valid (validateHttpLimits).
+ */
+export async function startHttpApi(
+  backend: KvApiBackend,
+  listen: { readonly host: string; readonly port: number },
+  limits: HttpLimits = {},
+): Promise<KvHttpServer> {
+  const requested = limits.maxConnections ?? DEFAULT_HTTP_MAX_CONNECTIONS;
+  const fdLimit = limits.openFileLimit ?? openFileLimit();
+  const maxConnections = connectionCap(requested, fdLimit ?? ASSUMED_OPEN_FILE_LIMIT);
+  if (maxConnections < requested) {
+    backend.log(
+      `HTTP connection cap lowered from ${requested} to ${maxConnections}: the open-file limit is ${fdLimit ?? `unknown (assumed ${ASSUMED_OPEN_FILE_LIMIT})`}, ` +
+        'and half of it (at least 256 descriptors) is kept for the WAL, snapshots and peer connections',
+    );
+  }
+  const stats = new HttpStats(maxConnections, limits.bodyBudgetBytes ?? DEFAULT_HTTP_BODY_BUDGET_BYTES, fdLimit);
+  const api = new KvHttpApi(backend, stats);
+  const http = createServer(
+    {
+      keepAlive: true,
+      maxHeaderSize: HTTP_HEADER_BYTES_MAX,
+      headersTimeout: limits.headersTimeoutMs ?? DEFAULT_HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeout: limits.receiveTimeoutMs ?? DEFAULT_HTTP_RECEIVE_TIMEOUT_MS,
+      connectionsCheckingInterval: limits.timeoutCheckIntervalMs ?? DEFAULT_HTTP_TIMEOUT_CHECK_MS,
+    },
+    (req, res) => api.handle(req, res),
+  );
+  http.keepAliveTimeout = limits.keepAliveTimeoutMs ?? DEFAULT_HTTP_KEEP_ALIVE_TIMEOUT_MS;
+  // node:http closes connections past the cap as soon as they are accepted ('drop').
+  http.maxConnections = maxConnections;
+  http.on('drop', () => stats.reject('connection-limit'));
+  http.on('connection', (socket: Socket) => {
+    stats.connections++;
+    socket.once('close', () => stats.connections--);
+  });
+  // `Expect: 100-continue`: the client waits for our go-ahead before sending the body, which only
+  // readBody gives, so an answer that needs no body (a redirect, an error) costs no body at all.
+  http.on('checkContinue', (req, res) => api.handle(req, res));
+  http.on('clientError', (error: Error & { code?: string }, socket: Socket) => {
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') stats.reject('timeout');
+    else if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE') stats.reject('malformed');
+    answerMalformedRequest(error, socket);
+  });
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen({ host: listen.host, port: listen.port }, () => {
@@ -113,7 +205,7 @@ export async function startHttpApi(backend: KvApiBackend, listen: { readonly hos
     });
   });
   http.on('error', (error) => backend.log(`http server error: ${describeError(error)}`));
-  return http;
+  return Object.assign(http, { httpStats: stats });
 }
 
 const KV_PREFIX = '/v1/kv/';
@@ -138,10 +230,17 @@ interface KvRequest {
 }
 
 class KvHttpApi {
-  constructor(private readonly backend: KvApiBackend) {}
+  constructor(
+    private readonly backend: KvApiBackend,
+    private readonly stats: HttpStats,
+  ) {}
 
   handle(req: IncomingMessage, res: ServerResponse): void {
     res.on('finish', () => this.backend.countResponse(res.statusCode));
+    // An answer that goes out before the body arrived (redirect, error): discard the rest, bounded.
+    res.once('prefinish', () => discardUnreadBody(req));
+    // No `100 Continue` yet: unless readBody sends one, the body never comes, so do not wait for it.
+    if (expectsContinue(req)) res.setHeader('Connection', 'close');
     this.route(req, res).catch((error: unknown) => {
       if (error instanceof HttpError) {
         sendError(res, error.status, error.code, error.message, {}, error.headers);
@@ -168,7 +267,7 @@ class KvHttpApi {
       } else if (rawPath === '/v1/status') {
         sendJson(res, 200, this.backend.status());
       } else {
-        const body = this.backend.metricsText();
+        const body = this.backend.metricsText() + this.stats.render();
         res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
         res.end(body);
       }
@@ -214,7 +313,8 @@ class KvHttpApi {
         await this.write(res, request, { op: 'delete', key });
         return;
       case 'PUT': {
-        const value = await readBody(req, res);
+        if (this.answeredNotLeader(res, request)) return;
+        const value = await readBody(req, res, this.stats);
         if (value !== null) await this.write(res, request, { op: 'put', key, value });
         return;
       }
@@ -239,13 +339,27 @@ class KvHttpApi {
         } else if (op !== 'append' && op !== 'put') {
           throw new HttpError(400, 'unknown-op', `unknown op "${op}": POST supports op=append, op=put and cas`);
         }
-        const value = await readBody(req, res);
+        if (this.answeredNotLeader(res, request)) return;
+        const value = await readBody(req, res, this.stats);
         if (value === null) return;
         if (expected !== undefined) await this.write(res, request, { op: 'cas', key, value, expected });
         else await this.write(res, request, { op: op === 'put' ? 'put' : 'append', key, value });
         return;
       }
     }
+  }
+
+  /**
+   * On a follower, answers a write with its redirect (or 503 no-leader) before its body is read,
+   * and returns true. The proposal would be refused anyway; reading the body first would let
+   * clients make a follower buffer bodies it has no use for.
+   */
+  private answeredNotLeader(res: ServerResponse, request: KvRequest): boolean {
+    const leadership = this.backend.leadership?.();
+    if (leadership === undefined || leadership.isLeader) return false;
+    const { leaderId } = leadership;
+    this.raftError(res, request, new NotLeaderError(leaderId, leaderId === undefined ? undefined : this.backend.leaderUrl(leaderId)));
+    return true;
   }
 
   /** The X-Client-Id / X-Request-Seq session, or null for a session-less request. */

@@ -1,20 +1,139 @@
 /**
  * The HTTP plumbing under the KV API (see http-api.ts): strict decoding of what arrives (percent-
- * encoded keys and query parameters, the request body under the value size cap) and encoding of
- * what leaves (values as UTF-8 text or base64, JSON bodies and JSON error objects).
+ * encoded keys and query parameters, the request body under the value size cap and the global
+ * body budget) and encoding of what leaves (values as UTF-8 text or base64, JSON bodies and JSON
+ * error objects); plus the figures that bound the server's resources (HttpStats) and the
+ * process's open-file limit they are derived from.
  *
  * Decoding is strict on purpose: a key may hold any byte, so a malformed escape must be an error
  * rather than be guessed at, and decoding failures surface as HttpError, which the API answers as
  * `{"error":{"code","message"}}` with the error's status.
  */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { VALUE_BYTES_MAX } from './commands.js';
 
-/** After a 413, the rest of the body is read and discarded up to this many bytes... */
+/**
+ * After an answer that went out before the body was read (a 413, a redirect, any error), the rest
+ * of the body is read and discarded up to this many bytes...
+ */
 export const DRAIN_BYTES_MAX = 4 * 1024 * 1024;
 /** ...or for this long, then the connection is closed. */
 export const DRAIN_MS = 2_000;
+
+/** Why a connection or request was refused, as counted in tsraft_http_rejected_total{reason}. */
+export type RejectReason = 'connection-limit' | 'body-budget' | 'body-too-large' | 'timeout' | 'malformed';
+const REJECT_REASONS: readonly RejectReason[] = ['connection-limit', 'body-budget', 'body-too-large', 'timeout', 'malformed'];
+
+/**
+ * One HTTP server's bounded resources and how much of them is in use: open connections against the
+ * connection cap, bytes buffered for unfinished request bodies against the body budget, and what
+ * was refused. Read by /metrics and by tests.
+ */
+export class HttpStats {
+  /** Open HTTP connections. */
+  connections = 0;
+  /** Bytes held for request bodies that have not finished arriving. */
+  bodyBytesBuffered = 0;
+  /** The highest bodyBytesBuffered seen. */
+  bodyBytesBufferedPeak = 0;
+  private readonly rejectedCounts = new Map<RejectReason, number>(REJECT_REASONS.map((reason) => [reason, 0]));
+
+  constructor(
+    /** The connection cap in force (after the file-descriptor rule, see connectionCap). */
+    readonly maxConnections: number,
+    /** The body budget in bytes. */
+    readonly bodyBudgetBytes: number,
+    /** The process's open-file limit the cap was derived from (undefined: unknown). */
+    readonly openFileLimit: number | undefined,
+  ) {}
+
+  /** Takes `bytes` from the body budget; false, taking nothing, when they do not fit. */
+  tryBuffer(bytes: number): boolean {
+    if (this.bodyBytesBuffered + bytes > this.bodyBudgetBytes) return false;
+    this.bodyBytesBuffered += bytes;
+    if (this.bodyBytesBuffered > this.bodyBytesBufferedPeak) this.bodyBytesBufferedPeak = this.bodyBytesBuffered;
+    return true;
+  }
+
+  /** Gives `bytes` back to the body budget. */
+  release(bytes: number): void {
+    this.bodyBytesBuffered -= bytes;
+  }
+
+  reject(reason: RejectReason): void {
+    this.rejectedCounts.set(reason, (this.rejectedCounts.get(reason) ?? 0) + 1);
+  }
+
+  /** Connections or requests refused for `reason` so far. */
+  rejected(reason: RejectReason): number {
+    return this.rejectedCounts.get(reason) ?? 0;
+  }
+
+  /** The figures in Prometheus text format. */
+  render(): string {
+    const gauge = (name: string, help: string, value: number): string => `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${value}\n`;
+    let out = '';
+    out += gauge('tsraft_http_connections', 'Open HTTP API connections.', this.connections);
+    out += gauge('tsraft_http_connections_max', 'The HTTP connection cap in force; connections past it are closed at once.', this.maxConnections);
+    out += gauge('tsraft_http_body_bytes_buffered', 'Bytes held for HTTP request bodies that have not finished arriving.', this.bodyBytesBuffered);
+    out += gauge('tsraft_http_body_budget_bytes', 'The budget for bytes of unfinished request bodies across all requests; past it a request is answered 503.', this.bodyBudgetBytes);
+    if (this.openFileLimit !== undefined && Number.isFinite(this.openFileLimit)) {
+      out += gauge('tsraft_process_open_files_limit', 'The process\'s open-file (descriptor) soft limit the connection cap was derived from.', this.openFileLimit);
+    }
+    out += '# HELP tsraft_http_rejected_total HTTP connections and requests refused, by reason.\n# TYPE tsraft_http_rejected_total counter\n';
+    for (const [reason, count] of this.rejectedCounts) out += `tsraft_http_rejected_total{reason="${reason}"} ${count}\n`;
+    return out;
+  }
+}
+
+/** Descriptors never given to HTTP connections: the WAL, snapshots, peer connections and the rest. */
+export const FD_RESERVED_MIN = 256;
+/** The connection cap never goes below this, however low the open-file limit. */
+export const HTTP_CONNECTIONS_MIN = 16;
+/** The open-file limit assumed when the platform does not tell it. */
+export const ASSUMED_OPEN_FILE_LIMIT = 1024;
+
+/**
+ * The connection cap for a requested one, given the process's open-file limit: HTTP connections
+ * may take at most half of the limit and never the last FD_RESERVED_MIN descriptors (but at least
+ * HTTP_CONNECTIONS_MIN connections are allowed), so that a flood of clients cannot leave the WAL,
+ * snapshots or peer connections without a descriptor.
+ */
+export function connectionCap(requested: number, openFileLimit: number): number {
+  if (!Number.isFinite(openFileLimit)) return requested;
+  const ceiling = Math.max(HTTP_CONNECTIONS_MIN, Math.min(Math.floor(openFileLimit / 2), openFileLimit - FD_RESERVED_MIN));
+  return Math.min(requested, ceiling);
+}
+
+function parseLimit(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (text === 'unlimited') return Infinity;
+  return /^\d+$/.test(text) && Number(text) > 0 ? Number(text) : undefined;
+}
+
+/**
+ * The process's soft limit on open files (Infinity when unlimited): "Max open files" in
+ * /proc/self/limits on Linux, else `ulimit -n` from /bin/sh (a child inherits the limit); undefined
+ * when neither tells (e.g. Windows).
+ */
+export function openFileLimit(): number | undefined {
+  try {
+    const limit = parseLimit(/^Max open files\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1]);
+    if (limit !== undefined) return limit;
+  } catch {
+    // not Linux: try the shell
+  }
+  if (process.platform === 'win32') return undefined;
+  try {
+    const run = spawnSync('/bin/sh', ['-c', 'ulimit -n'], { encoding: 'utf8', timeout: 2_000 });
+    return run.status === 0 ? parseLimit(run.stdout.trim()) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** A request the API refuses: answered as a JSON error object with this status, code and headers. */
 export class HttpError extends Error {
@@ -130,15 +249,39 @@ export function sendError(
   sendJson(res, status, { error: { code, message, ...extra } }, headers);
 }
 
+/** True for a request that waits for `100 Continue` before it sends its body. */
+export function expectsContinue(req: IncomingMessage): boolean {
+  return /^100-continue$/i.test(req.headers.expect ?? '');
+}
+
+/** True when the request has a body (Content-Length above 0, or chunked). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 /**
- * Reads the body up to VALUE_BYTES_MAX. Past the limit it answers 413 at once and returns null;
- * also null (with no answer possible) if the client went away.
+ * Reads the body up to VALUE_BYTES_MAX, holding its bytes against the server's body budget while it
+ * arrives (and releasing them once it has arrived or failed). Past VALUE_BYTES_MAX it answers 413;
+ * past the budget, 503 `body-budget-exceeded` and the connection is closed; either one as soon as
+ * Content-Length says so, before any of the body is read. Returns null then, and also (with no
+ * answer possible) if the client went away. A client that sent `Expect: 100-continue` gets its
+ * `100 Continue` here, once the body is wanted.
  */
-export function readBody(req: IncomingMessage, res: ServerResponse): Promise<Uint8Array | null> {
+export function readBody(req: IncomingMessage, res: ServerResponse, stats: HttpStats): Promise<Uint8Array | null> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > VALUE_BYTES_MAX) {
-    answerTooLarge(req, res, `the body is ${declared} bytes; values are 0..${VALUE_BYTES_MAX} bytes`);
+    stats.reject('body-too-large');
+    sendError(res, 413, 'value-too-large', `the body is ${declared} bytes; values are 0..${VALUE_BYTES_MAX} bytes`);
     return Promise.resolve(null);
+  }
+  if (declared !== undefined && Number(declared) > stats.bodyBudgetBytes - stats.bodyBytesBuffered) {
+    answerOverBudget(req, res, stats);
+    return Promise.resolve(null);
+  }
+  if (expectsContinue(req) && !res.headersSent) {
+    res.removeHeader('Connection');
+    res.writeContinue();
   }
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
@@ -146,6 +289,8 @@ export function readBody(req: IncomingMessage, res: ServerResponse): Promise<Uin
     let done = false;
     const finish = (value: Uint8Array | null): void => {
       done = true;
+      stats.release(total);
+      chunks.length = 0;
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('close', onClose);
@@ -153,13 +298,18 @@ export function readBody(req: IncomingMessage, res: ServerResponse): Promise<Uin
     };
     const onData = (chunk: Buffer): void => {
       if (done) return;
-      total += chunk.length;
-      if (total > VALUE_BYTES_MAX) {
-        chunks.length = 0;
+      if (total + chunk.length > VALUE_BYTES_MAX) {
         finish(null);
-        answerTooLarge(req, res, `the body passed ${VALUE_BYTES_MAX} bytes; values are 0..${VALUE_BYTES_MAX} bytes`);
+        stats.reject('body-too-large');
+        sendError(res, 413, 'value-too-large', `the body passed ${VALUE_BYTES_MAX} bytes; values are 0..${VALUE_BYTES_MAX} bytes`);
         return;
       }
+      if (!stats.tryBuffer(chunk.length)) {
+        finish(null);
+        answerOverBudget(req, res, stats);
+        return;
+      }
+      total += chunk.length;
       chunks.push(chunk);
     };
     const onEnd = (): void => {
@@ -181,36 +331,76 @@ export function readBody(req: IncomingMessage, res: ServerResponse): Promise<Uin
   });
 }
 
-/** Answers 413, then discards the rest of the body (bounded), closing the connection past the bounds. */
-function answerTooLarge(req: IncomingMessage, res: ServerResponse, message: string): void {
-  if (!req.complete) {
-    // Flowing before the answer goes out, so node:http leaves the draining to us (it would
-    // otherwise dump the body without a byte bound).
-    const socket = req.socket;
-    let drained = 0;
-    const timer = setTimeout(() => socket.destroy(), DRAIN_MS);
-    timer.unref();
-    req.on('data', (chunk: Buffer) => {
-      drained += chunk.length;
-      if (drained > DRAIN_BYTES_MAX) {
-        clearTimeout(timer);
-        socket.destroy();
-      }
-    });
-    req.on('end', () => clearTimeout(timer));
-    req.on('close', () => clearTimeout(timer));
-    req.resume();
-  }
-  sendError(res, 413, 'value-too-large', message);
+/**
+ * 503 for a body that does not fit the budget, then the connection is closed: a lingering close
+ * (our side is shut once the answer is out, the rest of the body discarded within the drain bounds,
+ * then the socket destroyed), so that a client still sending is not reset before it reads the 503.
+ */
+function answerOverBudget(req: IncomingMessage, res: ServerResponse, stats: HttpStats): void {
+  stats.reject('body-budget');
+  closing.add(req.socket);
+  discardUnreadBody(req);
+  res.once('finish', () => req.socket.end());
+  sendError(
+    res,
+    503,
+    'body-budget-exceeded',
+    `the server already holds ${stats.bodyBytesBuffered} bytes of unfinished request bodies (budget ${stats.bodyBudgetBytes}); retry later`,
+    {},
+    { 'Retry-After': '1' },
+  );
+}
+
+/** Sockets whose current request was answered before its body had arrived. */
+const answeredEarly = new WeakSet<Socket>();
+/** Sockets to close once the body being discarded ends. */
+const closing = new WeakSet<Socket>();
+const draining = new WeakSet<IncomingMessage>();
+
+/**
+ * Called as an answer goes out: if the request's body has not all arrived (a redirect, a 413, an
+ * error answered before the body was read), the rest is read and discarded, never buffered, up to
+ * DRAIN_BYTES_MAX bytes or DRAIN_MS, after which the connection is closed. Flowing before the
+ * answer is finished, so node:http leaves the draining to us (it would otherwise discard the body
+ * with no bound at all). Once the body ends, the connection stays open for the next request
+ * (unless it is being closed: answerOverBudget).
+ */
+export function discardUnreadBody(req: IncomingMessage): void {
+  if (req.complete || req.readableEnded || req.destroyed || draining.has(req) || !hasBody(req)) return;
+  draining.add(req);
+  const socket = req.socket;
+  answeredEarly.add(socket);
+  let drained = 0;
+  const stop = (): void => {
+    clearTimeout(timer);
+    answeredEarly.delete(socket);
+  };
+  const timer = setTimeout(() => socket.destroy(), DRAIN_MS);
+  timer.unref();
+  req.on('data', (chunk: Buffer) => {
+    drained += chunk.length;
+    if (drained > DRAIN_BYTES_MAX) {
+      stop();
+      socket.destroy();
+    }
+  });
+  req.on('end', () => {
+    stop();
+    if (closing.has(socket)) socket.destroy();
+  });
+  req.on('close', stop);
+  req.resume();
 }
 
 /**
  * node:http's `clientError` handler: a request the HTTP parser rejected (headers too large,
  * malformed, timed out) still gets a JSON error, written straight to the socket since there is no
- * ServerResponse; the connection is then closed. Sockets already gone are just destroyed.
+ * ServerResponse; the connection is then closed. Sockets already gone, and sockets whose request
+ * was already answered, are just destroyed.
  */
 export function answerMalformedRequest(error: Error & { code?: string }, socket: Socket): void {
-  if (!socket.writable || (error.code !== undefined && ['ECONNRESET', 'EPIPE'].includes(error.code))) {
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (!socket.writable || answeredEarly.has(socket) || inFlight?.headersSent === true || (error.code !== undefined && ['ECONNRESET', 'EPIPE'].includes(error.code))) {
     socket.destroy();
     return;
   }
@@ -220,4 +410,8 @@ export function answerMalformedRequest(error: Error & { code?: string }, socket:
     error: { code: status === 431 ? 'headers-too-large' : status === 408 ? 'request-timeout' : 'bad-request', message: `malformed HTTP request (${error.code ?? error.message})` },
   });
   socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  // A client that keeps sending would keep the half-closed socket open: close it for good soon.
+  const timer = setTimeout(() => socket.destroy(), DRAIN_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
 }

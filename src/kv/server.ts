@@ -8,7 +8,9 @@
  *
  * Limits (exported here, defined beside the code that enforces them): KEY_BYTES_MAX,
  * VALUE_BYTES_MAX and CLIENT_ID_BYTES_MAX (commands.ts), HTTP_HEADER_BYTES_MAX and REQUEST_SEQ_MAX
- * (http-api.ts), DRAIN_BYTES_MAX and DRAIN_MS (http-io.ts), PROPOSALS_IN_FLIGHT_MAX (below).
+ * (http-api.ts), DRAIN_BYTES_MAX and DRAIN_MS (http-io.ts), PROPOSALS_IN_FLIGHT_MAX (below);
+ * the HTTP resource bounds (connections, buffered bodies, timeouts) are HttpLimits (http-api.ts),
+ * given as `options.http`.
  *
  * Snapshots (replica.ts): once `maxRaftStateBytes` of log was applied since the last snapshot.
  * On restart the RaftNode restores the state machine from its latest snapshot and replays the log
@@ -23,12 +25,13 @@ import { TcpTransport } from '../transport/tcp.js';
 import type { KvServerStatus } from './api-types.js';
 import type { KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
-import { startHttpApi } from './http-api.js';
+import { startHttpApi, validateHttpLimits, type HttpLimits } from './http-api.js';
+import type { HttpStats } from './http-io.js';
 import { CountingTransport, KvMetrics, TimedStorage } from './metrics.js';
 import { KvReplica } from './replica.js';
 
 export { CLIENT_ID_BYTES_MAX, KEY_BYTES_MAX, VALUE_BYTES_MAX } from './commands.js';
-export { HTTP_HEADER_BYTES_MAX, REQUEST_SEQ_MAX } from './http-api.js';
+export { HTTP_HEADER_BYTES_MAX, REQUEST_SEQ_MAX, type HttpLimits } from './http-api.js';
 export { DRAIN_BYTES_MAX, DRAIN_MS } from './http-io.js';
 
 // ---- limits and defaults ----
@@ -83,6 +86,8 @@ export interface KvServerOptions {
   readonly onFatal?: (error: Error) => void;
   /** Wraps the node's storage (the CLI's failpoint uses it to inject an fsync failure). */
   readonly wrapStorage?: (storage: Storage) => Storage;
+  /** Bounds on HTTP connections, buffered bodies and slow clients (see HttpLimits in http-api.ts for the defaults). */
+  readonly http?: HttpLimits;
 }
 
 // ---- the server ----
@@ -101,7 +106,7 @@ export class KvServer {
   private node: RaftNode<KvResult> | null = null;
   private storage: TimedStorage | null = null;
   private transport: CountingTransport | null = null;
-  private http: Server | null = null;
+  private http: (Server & { readonly httpStats: HttpStats }) | null = null;
   private boundHttpPort = -1;
   private stopping: Promise<void> | null = null;
 
@@ -166,13 +171,14 @@ export class KvServer {
     if (options.readMode !== undefined && options.readMode !== 'read-index' && options.readMode !== 'log') {
       problems.push(`readMode must be 'read-index' or 'log', got ${String(options.readMode)}`);
     }
+    problems.push(...validateHttpLimits(options.http));
     if (problems.length > 0) throw new ConfigError(problems);
   }
 
   private async startRaft(): Promise<void> {
     const options = this.options;
     const self = options.peers.find((p) => p.id === options.id)!;
-    const storage = new TimedStorage(new FileStorage({ dir: options.dataDir, fsync: options.fsync ?? true }), this.metrics.fsyncDuration);
+    const storage = new TimedStorage(new FileStorage({ dir: options.dataDir, fsync: options.fsync ?? true, log: (line) => this.log(`storage: ${line}`) }), this.metrics.fsyncDuration);
     const transport = new CountingTransport(
       new TcpTransport({
         clusterId: options.clusterId ?? 'tsraft',
@@ -219,6 +225,10 @@ export class KvServer {
         confirmRead: () => this.replica.confirmRead(this.requestTimeoutMs),
         commit: (command) => this.commit(command),
         leaderUrl: (id) => this.urls.get(id),
+        leadership: () => {
+          const s = this.node!.raftStatus(false);
+          return { isLeader: s.role === 'leader', leaderId: s.leaderId >= 0 && s.leaderId !== this.id ? s.leaderId : undefined };
+        },
         isStopping: () => this.stopping !== null,
         isNodeStopped: () => this.node!.status().stopped,
         status: () => this.status(),
@@ -227,9 +237,15 @@ export class KvServer {
         log: (line) => this.log(line),
       },
       { host: this.options.httpListen.host, port: this.options.httpListen.port },
+      this.options.http,
     );
     this.boundHttpPort = (http.address() as { port: number }).port;
     this.http = http;
+  }
+
+  /** The HTTP API's connections, buffered body bytes and refusals (also in /metrics). */
+  get httpStats(): HttpStats | undefined {
+    return this.http?.httpStats;
   }
 
   /** The port the HTTP API listens on. */
