@@ -154,7 +154,7 @@ export class KvMetrics {
     out += '# HELP tsraft_role 1 for the role this node has now, 0 for the others.\n# TYPE tsraft_role gauge\n';
     for (const role of ROLES) out += `tsraft_role{role="${role}"} ${s.role === role ? 1 : 0}\n`;
     out += metric('tsraft_commit_index', 'gauge', 'Highest log index known to be committed.', s.commitIndex);
-    out += '# HELP tsraft_peer_messages_dropped_total Peer messages dropped because they cannot be true (unknown sender, term out of range, malformed, second leader, impossible acknowledgement, conflict with a committed entry).\n# TYPE tsraft_peer_messages_dropped_total counter\n';
+    out += '# HELP tsraft_peer_messages_dropped_total Peer messages dropped because they cannot be true, by reason (docs/THREAT-MODEL.md).\n# TYPE tsraft_peer_messages_dropped_total counter\n';
     for (const [reason, count] of Object.entries(s.droppedMessages)) out += `tsraft_peer_messages_dropped_total{reason="${reason}"} ${count}\n`;
     out += metric('tsraft_applied_index', 'gauge', 'Highest log index applied to the KV state machine.', sources.appliedIndex);
     out += metric('tsraft_last_index', 'gauge', 'Index of the last entry in the log.', s.lastIndex);
@@ -185,6 +185,12 @@ export class KvMetrics {
       tcp.dropped.queueFull + tcp.dropped.tooLarge + tcp.dropped.noConnection + tcp.dropped.misaddressed,
     );
     out += metric('tsraft_transport_connections', 'gauge', 'Open Raft connections (outbound connected plus accepted inbound).', tcp.connections);
+    out +=
+      '# HELP tsraft_transport_connections_closed_total Inbound peer connections the transport refused or closed: a hello from another cluster, for another node or from a non-member (handshake), beyond inboundConnectionsMax (limit), or an undecodable or oversized frame, a missing hello or a stalled frame (malformed).\n' +
+      '# TYPE tsraft_transport_connections_closed_total counter\n' +
+      `tsraft_transport_connections_closed_total{reason="handshake"} ${tcp.refusedHandshakes}\n` +
+      `tsraft_transport_connections_closed_total{reason="limit"} ${tcp.refusedConnections}\n` +
+      `tsraft_transport_connections_closed_total{reason="malformed"} ${tcp.malformedFrames}\n`;
     out += this.fsyncDuration.render(
       'tsraft_wal_fsync_duration_seconds',
       'Time of one durable save of the Raft state: a group-committed WAL append (plus snapshot file when one is written) and its fdatasync; write time only when fsync is off.',

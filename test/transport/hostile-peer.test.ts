@@ -186,6 +186,14 @@ class Cluster {
     return out;
   }
 
+  /** Inbound peer connections node `id` closed as malformed (tsraft_transport_connections_closed_total). */
+  async malformedConnections(id: NodeId): Promise<number> {
+    const response = await fetch(`${this.url(id)}/metrics`, { signal: AbortSignal.timeout(5_000) });
+    const match = /^tsraft_transport_connections_closed_total\{reason="malformed"\} (\d+)$/m.exec(await response.text());
+    assert.ok(match !== null, `node ${id}: no tsraft_transport_connections_closed_total{reason="malformed"} on /metrics`);
+    return Number(match[1]);
+  }
+
   /** Waits until node `id` counted at least `count` more drops of `reason` than in `before`. */
   async expectDrops(id: NodeId, reason: DropReason, before: Drops, count: number, what: string): Promise<Drops> {
     let last = before;
@@ -602,6 +610,7 @@ describe('hostile peers on the peer port of a live 3-node KV cluster', { timeout
     const stalled: HostilePeer[] = [];
     for (const target of [leader, followers[0]]) {
       const port = cluster.raftPort(target);
+      const closedBefore = await cluster.malformedConnections(target);
       const hello = { clusterId: CLUSTER_ID, from: target === leader ? followers[0] : leader, to: target };
       const cases: [string, Uint8Array[], boolean][] = [
         ['random bytes instead of a hello', [seededBytes(prng, 4_096)], false],
@@ -618,6 +627,7 @@ describe('hostile peers on the peer port of a live 3-node KV cluster', { timeout
         for (const chunk of chunks) peer.sendRaw(chunk);
         assert.ok(await peer.waitClosed(3_000), `node ${target} left the connection open after ${what}`);
       }
+      assert.equal(await cluster.malformedConnections(target) - closedBefore, cases.length, `node ${target}: every closed connection counted on /metrics`);
       // A frame announcing 8 MiB (the limit, so it is legal) and then silence: the node must wait
       // for it without blocking anything else (it is closed after frameStallMs, 10 s, not waited for here).
       const silent = await HostilePeer.connect({ port, hello });
