@@ -21,3 +21,32 @@ export async function freeLoopbackPorts(count: number): Promise<number[]> {
   await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
   return ports;
 }
+
+function listenExclusive(port: number): Promise<Server | null> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(null));
+    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => resolve(server));
+  });
+}
+
+/**
+ * A base port such that base..base+count-1 were all free on 127.0.0.1 a moment ago (for commands
+ * that take consecutive ports, like `tsraft start --base-port`), avoiding the ports in `avoid`.
+ */
+export async function freeLoopbackPortRange(count: number, avoid: ReadonlySet<number> = new Set()): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    if ([...Array(count).keys()].some((i) => avoid.has(base + i))) continue;
+    const servers: Server[] = [];
+    let ok = true;
+    for (let i = 0; i < count && ok; i++) {
+      const server = await listenExclusive(base + i);
+      if (server === null) ok = false;
+      else servers.push(server);
+    }
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    if (ok) return base;
+  }
+  throw new Error(`no range of ${count} free ports found on 127.0.0.1`);
+}

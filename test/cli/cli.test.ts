@@ -6,12 +6,13 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { KvClient } from '../../src/kv/client.js';
+import { freeLoopbackPortRange } from '../../src/testing/ports.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -30,32 +31,6 @@ function tsraft(args: readonly string[], timeoutMs = 20_000): Promise<Run> {
       resolve({ code, stdout, stderr });
     });
   });
-}
-
-function listen(port: number): Promise<Server | null> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(null));
-    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => resolve(server));
-  });
-}
-
-/** A base port such that base..base+count-1 are all free on 127.0.0.1 right now. */
-async function freeRange(count: number, avoid: ReadonlySet<number> = new Set()): Promise<number> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 40_000);
-    if ([...Array(count).keys()].some((i) => avoid.has(base + i))) continue;
-    const servers: Server[] = [];
-    let ok = true;
-    for (let i = 0; i < count && ok; i++) {
-      const server = await listen(base + i);
-      if (server === null) ok = false;
-      else servers.push(server);
-    }
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-    if (ok) return base;
-  }
-  throw new Error('no free port range');
 }
 
 function alive(pid: number): boolean {
@@ -80,8 +55,8 @@ describe('tsraft start + client commands', { timeout: 120_000 }, () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tsraft-cli-'));
-    const base = await freeRange(3);
-    const httpBase = await freeRange(3, new Set([base, base + 1, base + 2]));
+    const base = await freeLoopbackPortRange(3);
+    const httpBase = await freeLoopbackPortRange(3, new Set([base, base + 1, base + 2]));
     endpoints = [0, 1, 2].map((i) => `http://127.0.0.1:${httpBase + i}`).join(',');
     start = spawn(process.execPath, [MAIN, 'start', '--nodes', '3', '--data-dir', join(dir, 'data'), '--base-port', String(base), '--http-base-port', String(httpBase)], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -212,8 +187,8 @@ describe('a node whose fsync fails exits, and tsraft start restarts it (fail fas
   });
 
   it('node 2 stops on an injected fsync failure, exits with code 1, and is restarted; the cluster keeps serving', async () => {
-    const base = await freeRange(3);
-    const httpBase = await freeRange(3, new Set([base, base + 1, base + 2]));
+    const base = await freeLoopbackPortRange(3);
+    const httpBase = await freeLoopbackPortRange(3, new Set([base, base + 1, base + 2]));
     const endpoints = [0, 1, 2].map((i) => `http://127.0.0.1:${httpBase + i}`);
     start = spawn(process.execPath, [MAIN, 'start', '--nodes', '3', '--data-dir', join(dir, 'data'), '--base-port', String(base), '--http-base-port', String(httpBase)], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -275,7 +250,7 @@ describe('tsraft usage errors', { timeout: 60_000 }, () => {
   });
 
   it('an unreachable cluster → exit 3', async () => {
-    const port = await freeRange(1);
+    const port = await freeLoopbackPortRange(1);
     const run = await tsraft(['get', 'a', '--endpoints', `http://127.0.0.1:${port}`, '--timeout', '300']);
     assert.equal(run.code, 3, run.stderr);
     assert.match(run.stderr, /unavailable/);
@@ -286,9 +261,9 @@ describe('tsraft usage errors', { timeout: 60_000 }, () => {
   });
 
   it('start refuses a port in use, and a data directory held by a running node', async () => {
-    const base = await freeRange(6);
-    const blocker = await listen(base + 1);
-    assert.notEqual(blocker, null);
+    const base = await freeLoopbackPortRange(6);
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port: base + 1, exclusive: true }, resolve));
     const dir = mkdtempSync(join(tmpdir(), 'tsraft-cli-refuse-'));
     try {
       const run = await tsraft(['start', '--data-dir', join(dir, 'a'), '--base-port', String(base), '--http-base-port', String(base + 3)]);
@@ -303,7 +278,7 @@ describe('tsraft usage errors', { timeout: 60_000 }, () => {
       assert.equal(locked.code, 1);
       assert.match(locked.stderr, /node-2 is in use by process/);
     } finally {
-      await new Promise((r) => blocker?.close(r));
+      await new Promise((r) => blocker.close(r));
       rmSync(dir, { recursive: true, force: true });
     }
   });

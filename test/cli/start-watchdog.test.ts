@@ -6,41 +6,15 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { KvClient } from '../../src/kv/client.js';
+import { freeLoopbackPortRange } from '../../src/testing/ports.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const UNHEALTHY_AFTER_MS = 2_500;
-
-function listen(port: number): Promise<Server | null> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(null));
-    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => resolve(server));
-  });
-}
-
-/** A base port such that base..base+count-1 are all free on 127.0.0.1 right now. */
-async function freeRange(count: number, avoid: ReadonlySet<number> = new Set()): Promise<number> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 40_000);
-    if ([...Array(count).keys()].some((i) => avoid.has(base + i))) continue;
-    const servers: Server[] = [];
-    let ok = true;
-    for (let i = 0; i < count && ok; i++) {
-      const server = await listen(base + i);
-      if (server === null) ok = false;
-      else servers.push(server);
-    }
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-    if (ok) return base;
-  }
-  throw new Error('no free port range');
-}
 
 function alive(pid: number): boolean {
   try {
@@ -88,8 +62,8 @@ describe('tsraft start: the watchdog kills and restarts a child that stops answe
 
   it('SIGSTOP the leader: start kills it with SIGKILL after --unhealthy-after-ms, restarts it, and the cluster serves', async () => {
     dir = mkdtempSync(join(tmpdir(), 'tsraft-watchdog-'));
-    const base = await freeRange(3);
-    const httpBase = await freeRange(3, new Set([base, base + 1, base + 2]));
+    const base = await freeLoopbackPortRange(3);
+    const httpBase = await freeLoopbackPortRange(3, new Set([base, base + 1, base + 2]));
     const endpoints = [0, 1, 2].map((i) => `http://127.0.0.1:${httpBase + i}`);
     // prettier-ignore
     start = spawn(process.execPath, [
