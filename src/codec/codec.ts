@@ -38,6 +38,7 @@ export const MESSAGE_TAGS = {
   PreVoteReply: 6,
   InstallSnapshot: 7,
   InstallSnapshotReply: 8,
+  TimeoutNow: 9,
 } as const satisfies Record<MessageType, number>;
 
 const TAG_TYPES: (MessageType | undefined)[] = [];
@@ -306,6 +307,9 @@ export function messageSize(m: Message): number {
         bytesSize(m.data, 'InstallSnapshot.data') +
         boolSize(m.done, 'InstallSnapshot.done');
       break;
+    case 'TimeoutNow':
+      body = 0;
+      break;
     case 'InstallSnapshotReply':
       body =
         uintSize(m.lastIncludedIndex, 'InstallSnapshotReply.lastIncludedIndex') +
@@ -381,6 +385,8 @@ export function writeMessage(w: ByteWriter, m: Message): void {
       w.writeVarint(m.offset);
       w.writeBytes(m.data);
       w.writeBool(m.done);
+      return;
+    case 'TimeoutNow':
       return;
     case 'InstallSnapshotReply':
       w.writeVarint(m.lastIncludedIndex);
@@ -459,6 +465,8 @@ export function readMessage(r: ByteReader): Message {
       const data = r.readBytes();
       return { type, from, to, term, lastIncludedIndex, lastIncludedTerm, snapshotBytes, checksum, offset, data, done: r.readBool() };
     }
+    case 'TimeoutNow':
+      return { type, from, to, term };
     case 'InstallSnapshotReply': {
       const lastIncludedIndex = r.readVarint();
       const nextOffset = r.readVarint();

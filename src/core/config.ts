@@ -43,6 +43,14 @@ export interface RaftConfig {
    */
   readonly preVote?: boolean;
   /**
+   * Check-quorum: a leader that has not heard from a majority (itself included) within each
+   * window of electionTimeoutTicksMin ticks steps down, so a leader cut off from its followers (or
+   * one that can send but not receive) stops claiming to lead and stops holding reads, and the
+   * others, no longer hearing it, can elect a leader. Off by default in the core; RaftNode turns
+   * it on.
+   */
+  readonly checkQuorum?: boolean;
+  /**
    * Known Raft bugs to switch on, for proving that the simulator's checkers catch them (see
    * bugs.ts). Keyed by a symbol that only `tsraft/testing` exports: every one of them loses data.
    */

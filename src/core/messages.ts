@@ -136,7 +136,18 @@ export interface InstallSnapshotReply {
   readonly installed: boolean;
 }
 
-export type Request = RequestVote | AppendEntries | PreVote | InstallSnapshot;
+/**
+ * Leadership transfer (thesis §3.10): the leader tells a follower whose log it has brought up to
+ * date to start an election at once, without waiting for its timeout or a pre-vote round.
+ */
+export interface TimeoutNow {
+  readonly type: 'TimeoutNow';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: Term;
+}
+
+export type Request = RequestVote | AppendEntries | PreVote | InstallSnapshot | TimeoutNow;
 export type Reply = RequestVoteReply | AppendEntriesReply | PreVoteReply | InstallSnapshotReply;
 export type Message = Request | Reply;
 export type MessageType = Message['type'];
@@ -146,7 +157,8 @@ export function isRequest(message: Message): message is Request {
     message.type === 'RequestVote' ||
     message.type === 'AppendEntries' ||
     message.type === 'PreVote' ||
-    message.type === 'InstallSnapshot'
+    message.type === 'InstallSnapshot' ||
+    message.type === 'TimeoutNow'
   );
 }
 

@@ -17,6 +17,7 @@ import {
   type PreVote,
   type PreVoteReply,
   type RequestVote,
+  type TimeoutNow,
   type RequestVoteReply,
   type Snapshot,
   type Term,
@@ -55,6 +56,10 @@ export interface RaftStatus {
   readonly progress: ReadonlyMap<NodeId, Readonly<Progress>>;
   /** The latest ReadIndex round this node stamped on AppendEntries (it restarts at 0 with the process). */
   readonly readRound: number;
+  /** Leader only: the member leadership is being handed to, or -1. */
+  readonly transferTarget: NodeId;
+  /** How often this node stepped down as leader because it had not heard from a majority (check-quorum). */
+  readonly quorumLost: number;
 }
 
 /**
@@ -86,6 +91,10 @@ export class RaftCore {
 
   private ticks = 0;
   private electionElapsedTicks = 0;
+  /** Leader with check-quorum: ticks into the current window. */
+  private quorumWindowTicks = 0;
+  /** Times this node stepped down because it had not heard from a majority. */
+  private quorumLost = 0;
   private electionTimeoutTicks = 0;
 
   private readonly votesGranted = new Set<NodeId>();
@@ -142,6 +151,17 @@ export class RaftCore {
     this.assertNoReadyOutstanding();
     this.ticks++;
     if (this.role === 'leader') {
+      if (this.config.checkQuorum === true && ++this.quorumWindowTicks >= this.config.electionTimeoutTicksMin) {
+        this.quorumWindowTicks = 0;
+        if (!this.replicator!.quorumHeard()) {
+          // Cut off (or deaf): stop claiming to lead, so reads and proposals fail fast here and the
+          // others, no longer hearing us, can elect a leader that can reach a majority.
+          this.becomeFollower(this.currentTerm, NO_LEADER);
+          this.quorumLost++;
+          return;
+        }
+      }
+      this.replicator!.expireTransfer();
       this.replicator!.heartbeatDue();
       return;
     }
@@ -208,6 +228,7 @@ export class RaftCore {
             return;
           }
           // Any answer in our term, success or not, shows the follower still accepted us as leader.
+          this.replicator.heardFrom(message.from);
           if (this.reads.echo(message.from, message.readContext)) this.confirmReads();
           this.replicator.handleAppendReply(message);
         }
@@ -216,7 +237,11 @@ export class RaftCore {
         this.handleInstallSnapshot(message);
         return;
       case 'InstallSnapshotReply':
+        this.replicator?.heardFrom(message.from);
         this.replicator?.handleInstallSnapshotReply(message);
+        return;
+      case 'TimeoutNow':
+        this.handleTimeoutNow(message);
         return;
       default:
         unreachable(message, 'message type');
@@ -231,8 +256,9 @@ export class RaftCore {
   propose(command: Uint8Array): ProposeResult | null {
     // Unlike every other input, a proposal may arrive while a Ready is being persisted: it only
     // appends to the unstable tail, which that Ready does not cover, so the driver can hand out
-    // the index at once.
-    if (this.role !== 'leader') return null;
+    // the index at once. During a leadership transfer the log must stand still for the target to
+    // catch up, so proposals are refused too (status().transferTarget says why).
+    if (this.role !== 'leader' || this.replicator!.transferTarget !== null) return null;
     const entry: Entry = { index: this.log.lastIndex() + 1, term: this.currentTerm, command };
     this.log.append(entry);
     this.replicationPending = true;
@@ -374,7 +400,22 @@ export class RaftCore {
       appliedIndex: this.log.appliedIndex,
       progress,
       readRound: this.reads.round,
+      transferTarget: this.replicator?.transferTarget ?? NO_LEADER,
+      quorumLost: this.quorumLost,
     };
+  }
+
+  /**
+   * Hands leadership to `target`, a member whose log this leader brings up to date first (thesis
+   * §3.10; see Replicator.startTransfer). Returns false, doing nothing, on a non-leader or for a
+   * target that is not another member. Proposals are refused until the transfer happens or is
+   * abandoned after a maximum election timeout.
+   */
+  transferLeadership(target: NodeId): boolean {
+    this.assertNoReadyOutstanding();
+    if (this.role !== 'leader' || target === this.id || !this.members.has(target)) return false;
+    if (this.replicator!.transferTarget !== target) this.replicator!.startTransfer(target);
+    return true;
   }
 
   /** The entry at `index`, if the log still holds it (for checkers and tests). */
@@ -459,6 +500,7 @@ export class RaftCore {
     assert(this.role === 'candidate', () => `only a candidate can become leader, not a ${this.role}`);
     this.role = 'leader';
     this.leaderId = this.id;
+    this.quorumWindowTicks = 0;
     this.replicator = new Replicator({
       id: this.id,
       others: this.others,
@@ -488,6 +530,18 @@ export class RaftCore {
   }
 
   // ---------------------------------------------------------------- votes
+
+  /** The leader we follow asks us to campaign now: skip the pre-vote, which its followers would refuse. */
+  private handleTimeoutNow(request: TimeoutNow): void {
+    if (this.role === 'leader') return;
+    if (this.leaderId !== request.from) {
+      // From a node that is not the leader we follow in this term. Unknowable right after a restart
+      // (no leader heard yet): then it is ignored, not counted.
+      if (this.leaderId !== NO_LEADER) this.drop('second-leader');
+      return;
+    }
+    this.campaign();
+  }
 
   private handleRequestVote(request: RequestVote): void {
     const canVote = this.votedFor === NO_VOTE || this.votedFor === request.from;

@@ -39,10 +39,61 @@ export interface LeaderContext {
  * node leads; the node's step() has already dropped every message of another term or role.
  */
 export class Replicator {
+  /** Check-quorum: followers heard from (any answer in our term) since the last check. */
+  private readonly heard = new Set<NodeId>();
+  /** Leadership transfer in progress (thesis §3.10), or null. */
+  private transfer: { target: NodeId; startedAt: number; timeoutNowSent: boolean } | null = null;
+
   readonly progress = new Map<NodeId, Progress>();
 
   constructor(private readonly ctx: LeaderContext) {
     for (const peer of ctx.others) this.progress.set(peer, newProgress(ctx.log.lastIndex()));
+  }
+
+  // ---------------------------------------------------------------- check-quorum, transfer
+
+  /** A follower answered in our term: it still accepts us as leader. */
+  heardFrom(peer: NodeId): void {
+    this.heard.add(peer);
+  }
+
+  /** Whether a majority, ourselves included, was heard from since the last call; starts a new window. */
+  quorumHeard(): boolean {
+    const active = this.heard.size + 1;
+    this.heard.clear();
+    return active * 2 > this.ctx.others.length + 1;
+  }
+
+  /** The follower leadership is being handed to, or null. */
+  get transferTarget(): NodeId | null {
+    return this.transfer?.target ?? null;
+  }
+
+  /**
+   * Starts handing leadership to `target` (thesis §3.10): bring its log up to date, then tell it to
+   * campaign at once (TimeoutNow). The node refuses proposals meanwhile, so the target can catch
+   * up; the transfer is abandoned after a maximum election timeout if it has not happened.
+   */
+  startTransfer(target: NodeId): void {
+    const pr = this.progress.get(target);
+    assert(pr !== undefined, () => `transfer to unknown peer ${target}`);
+    this.transfer = { target, startedAt: this.ctx.ticks(), timeoutNowSent: false };
+    if (!this.maybeSendTimeoutNow(target, pr) && !(pr.state === 'probe' && pr.probeInFlight) && pr.state !== 'snapshot') this.sendAppend(target, pr);
+  }
+
+  /** Abandons a transfer that has not happened within a maximum election timeout; true if it did. */
+  expireTransfer(): boolean {
+    if (this.transfer === null || this.ctx.ticks() - this.transfer.startedAt < this.ctx.config.electionTimeoutTicksMax) return false;
+    this.transfer = null;
+    return true;
+  }
+
+  private maybeSendTimeoutNow(peer: NodeId, pr: Progress): boolean {
+    const transfer = this.transfer;
+    if (transfer === null || transfer.target !== peer || transfer.timeoutNowSent || pr.match !== this.ctx.log.lastIndex()) return false;
+    transfer.timeoutNowSent = true;
+    this.ctx.send({ type: 'TimeoutNow', from: this.ctx.id, to: peer, term: this.ctx.term() });
+    return true;
   }
 
   /**
@@ -75,6 +126,7 @@ export class Replicator {
         pr.next = pr.match + 1;
       }
       this.maybeCommit();
+      if (this.maybeSendTimeoutNow(reply.from, pr)) return;
       if (pr.next <= this.ctx.log.lastIndex()) this.sendAppend(reply.from, pr);
       else this.scheduleCommitNotice(pr);
       return;
@@ -317,6 +369,7 @@ export class Replicator {
       pr.snapshot = null;
       pr.probeInFlight = false;
       this.maybeCommit();
+      if (this.maybeSendTimeoutNow(reply.from, pr)) return;
       if (pr.next <= this.ctx.log.lastIndex()) this.sendAppend(reply.from, pr);
       else this.sendHeartbeat(reply.from, pr);
       return;

@@ -33,7 +33,8 @@
  *
  *     307 not-leader      writes and linearizable reads on a follower; `Location` is the leader's URL
  *                         with the same path and query; the body names the leader (leaderId, leaderUrl)
- *     503 no-leader       no leader known (Retry-After: 1); also busy, dropped, stopped
+ *     503 no-leader       no leader known (Retry-After: 1); also busy, dropped, stopped, and
+ *                         leader-transfer (this leader is handing over: the write was not proposed)
  *     504 timeout         the proposal or read did not complete in requestTimeoutMs (a write may still apply)
  *     400 invalid-key, malformed-percent-encoding, unknown-op, unknown-parameter, bad-parameter,
  *         bad-header, invalid-command, bad-request
@@ -71,7 +72,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { BusyError, NodeStoppedError, NotLeaderError, OutcomeUnknownError, ProposalDroppedError, ProposalTimeoutError } from '../runtime/errors.js';
+import { BusyError, LeadershipTransferError, NodeStoppedError, NotLeaderError, OutcomeUnknownError, ProposalDroppedError, ProposalTimeoutError } from '../runtime/errors.js';
 import { CLIENT_ID_BYTES_MAX, encodeKvCommand, KEY_BYTES_MAX, VALUE_BYTES_MAX, type KvCommand, type KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
 import {
@@ -479,6 +480,9 @@ class KvHttpApi {
       sendError(res, 504, 'outcome-unknown', `${error.message}; ${RETRY_ADVICE}`);
     } else if (error instanceof BusyError) {
       sendError(res, 503, 'busy', error.message, {}, { 'Retry-After': '1' });
+    } else if (error instanceof LeadershipTransferError) {
+      // Not proposed: safe to retry, and in a moment the new leader answers (or redirects).
+      sendError(res, 503, 'leader-transfer', error.message, { leaderId: error.target }, { 'Retry-After': '1' });
     } else if (error instanceof ProposalDroppedError) {
       sendError(res, 503, 'dropped', error.message, {}, { 'Retry-After': '1' });
     } else if (error instanceof NodeStoppedError) {

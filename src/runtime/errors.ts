@@ -79,6 +79,17 @@ export class BusyError extends RaftError {
   }
 }
 
+/**
+ * This leader is handing leadership to another member and takes no proposals meanwhile (at most a
+ * maximum election timeout). The command was not proposed: retrying it is safe.
+ */
+export class LeadershipTransferError extends RaftError {
+  override readonly name = 'LeadershipTransferError';
+  constructor(readonly target: NodeId) {
+    super(`leadership is being handed to node ${target}; the command was not proposed: retry in a moment`, 'TSRAFT_TRANSFERRING');
+  }
+}
+
 export class NodeStoppedError extends RaftError {
   override readonly name = 'NodeStoppedError';
   constructor(reason = 'the node is stopped') {

@@ -13,12 +13,14 @@ import { realClock, type Clock, type ClockTimer } from './clock.js';
 import {
   BusyError,
   ConfigError,
+  LeadershipTransferError,
   NodeStoppedError,
   NotLeaderError,
   OutcomeUnknownError,
   ProposalDroppedError,
   ProposalTimeoutError,
   ProposalTooLargeError,
+  RaftError,
 } from './errors.js';
 
 /** The RaftNodeOptions key under which driver bugs are switched on (exported by tsraft/testing). */
@@ -89,6 +91,13 @@ export interface RaftNodeOptions<Result = unknown> {
    * raise terms and depose a working leader when it rejoins (default true).
    */
   readonly preVote?: boolean;
+  /**
+   * Check-quorum (default true): a leader that has not heard from a majority within an election
+   * timeout steps down, so waiting reads and proposals fail at once and it stops claiming to lead.
+   */
+  readonly checkQuorum?: boolean;
+  /** stop() on a leader hands leadership to the most up-to-date follower first (default true). */
+  readonly transferLeadershipOnStop?: boolean;
   /** Timers and time (default: real time). The simulator passes its virtual clock. */
   readonly clock?: Clock;
   /** Called once if the node stops because of a fatal error (storage failure, broken invariant). */
@@ -126,6 +135,10 @@ export interface NodeStatus {
   readonly stopped: boolean;
   /** Peer messages dropped because they cannot be true, by reason (see core/validate.ts). */
   readonly droppedMessages: Readonly<Record<string, number>>;
+  /** Leader handing leadership over: to whom (proposals are refused meanwhile). */
+  readonly transferTarget: NodeId | undefined;
+  /** Times this node stepped down as leader for not hearing from a majority (check-quorum). */
+  readonly quorumLost: number;
 }
 
 /** Not generic, so that a RaftNode<void> is also a RaftNode<unknown>. */
@@ -142,6 +155,7 @@ type Input = (
   | { readonly kind: 'message'; readonly message: Message }
   | { readonly kind: 'read'; readonly id: number }
   | { readonly kind: 'snapshot'; readonly index: LogIndex; readonly data: Uint8Array }
+  | { readonly kind: 'transfer'; readonly target: NodeId }
 ) & { readonly afterTicks: number };
 
 interface PendingRead {
@@ -171,6 +185,12 @@ export class RaftNode<Result = unknown> {
   private readonly clock: Clock;
   private readonly commandBytesMax: number;
   private readonly inbox: Input[] = [];
+  /** Callers of transferLeadership() waiting to hear of the new leader. */
+  private readonly transferWaiters = new Set<{ resolve: (id: NodeId) => void; reject: (error: Error) => void; timer: ClockTimer }>();
+  /** stop() is handing leadership over: messages are still received. */
+  private handingOver = false;
+  /** A transfer asked for but not yet fed to the core: proposals are refused already. */
+  private transferQueued: NodeId | null = null;
   private pendingTicks = 0;
   private readonly pending = new Map<LogIndex, PendingProposal>();
   private runScheduled = false;
@@ -200,7 +220,7 @@ export class RaftNode<Result = unknown> {
       confirmReads: (states) => this.confirmReads(states),
       fail: (error) => this.fail(error),
       advanced: () => this.afterReady(),
-      held: () => this.stopping !== null || this.appliedQueue.length >= APPLIED_QUEUE_HIGH_WATER,
+      held: () => (this.stopping !== null && !this.handingOver) || this.appliedQueue.length >= APPLIED_QUEUE_HIGH_WATER,
     }, options[INJECTED_DRIVER_BUGS]);
     this.tickTimer = this.clock.repeat(options.timing?.tickMs ?? 10, () => {
       this.pendingTicks++;
@@ -251,6 +271,7 @@ export class RaftNode<Result = unknown> {
       snapshotChunkBytes: withinMessage(options.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES),
       random: options.random ?? { nextInt: (max) => randomInt(max) },
       ...(options.preVote === undefined ? {} : { preVote: options.preVote }),
+      checkQuorum: options.checkQuorum ?? true,
       ...(options.snapshotBytesMax === undefined ? {} : { snapshotBytesMax: options.snapshotBytesMax }),
       ...(stateMachine?.validateSnapshot === undefined ? {} : { validateSnapshot: (snapshot: Snapshot) => stateMachine.validateSnapshot!(snapshot) }),
       ...(options[INJECTED_BUGS] === undefined ? {} : { [INJECTED_BUGS]: options[INJECTED_BUGS] }),
@@ -294,17 +315,22 @@ export class RaftNode<Result = unknown> {
    * Proposes a command. Resolves once it is committed and applied here, with its index, term and
    * the state machine's result; rejects with NotLeaderError (with the leader's id and address when
    * known) if this node is not the leader, OutcomeUnknownError if it stops being the leader after
-   * appending the command (it may still commit), ProposalTooLargeError,
-   * ProposalTimeoutError, ProposalDroppedError, BusyError or NodeStoppedError.
+   * appending the command (it may still commit), LeadershipTransferError while it hands leadership
+   * over, ProposalTooLargeError, ProposalTimeoutError, ProposalDroppedError, BusyError or
+   * NodeStoppedError.
    */
   propose(command: Uint8Array, options: { timeoutMs?: number } = {}): Promise<Proposed<Result>> {
     if (this.stopped || this.stopping !== null) return Promise.reject(this.fatal ?? new NodeStoppedError());
     if (command.length > this.commandBytesMax) return Promise.reject(new ProposalTooLargeError(command.length, this.commandBytesMax));
     if (!this.core.isLeader) return Promise.reject(this.notLeader());
+    if (this.transferQueued !== null) return Promise.reject(new LeadershipTransferError(this.transferQueued));
     const limit = this.options.proposalsInFlightMax ?? 65_536;
     if (this.pending.size >= limit) return Promise.reject(new BusyError(limit));
     const result = this.core.propose(command);
-    if (result === null) return Promise.reject(this.notLeader());
+    if (result === null) {
+      const target = this.core.status(false).transferTarget;
+      return Promise.reject(this.core.isLeader && target >= 0 ? new LeadershipTransferError(target) : this.notLeader());
+    }
     const timeoutMs = options.timeoutMs ?? this.options.proposeTimeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
       const timer = this.clock.schedule(timeoutMs, () => {
@@ -342,6 +368,53 @@ export class RaftNode<Result = unknown> {
       this.inbox.push({ kind: 'read', id, afterTicks: this.pendingTicks });
       this.kick();
     });
+  }
+
+  /**
+   * Hands leadership to `to` (default: the follower whose log is most up to date): this leader
+   * stops taking proposals, brings the target's log up to date and tells it to campaign at once
+   * (thesis §3.10), so the cluster is without a leader for about one round trip instead of an
+   * election timeout. Resolves with the new leader's id once this node hears of it; rejects with
+   * NotLeaderError on a follower, ConfigError for a target that is not another member, and a
+   * RaftError TSRAFT_TRANSFER_TIMEOUT if no new leader was heard of within `timeoutMs` (default: two
+   * maximum election timeouts; the core abandons the transfer after one, and proposals resume).
+   */
+  transferLeadership(to?: NodeId, options: { timeoutMs?: number } = {}): Promise<NodeId> {
+    if (this.stopped || (this.stopping !== null && !this.handingOver)) return Promise.reject(this.fatal ?? new NodeStoppedError());
+    if (!this.core.isLeader) return Promise.reject(this.notLeader());
+    const target = to ?? this.mostUpToDateFollower();
+    if (target === undefined || target === this.id || !this.options.peers.includes(target)) {
+      return Promise.reject(new ConfigError([`cannot hand leadership to ${String(target)}: not another member of [${this.options.peers.join(', ')}]`]));
+    }
+    const timeoutMs = options.timeoutMs ?? 2 * (this.options.timing?.electionTimeoutMaxMs ?? 2000);
+    return new Promise((resolve, reject) => {
+      const waiter = { resolve, reject, timer: this.clock.schedule(timeoutMs, () => {
+        this.transferWaiters.delete(waiter);
+        reject(new RaftError(`no new leader was heard of within ${timeoutMs} ms of handing leadership to node ${target}`, 'TSRAFT_TRANSFER_TIMEOUT'));
+      }) };
+      this.transferWaiters.add(waiter);
+      this.transferQueued = target;
+      this.inbox.push({ kind: 'transfer', target, afterTicks: this.pendingTicks });
+      this.kick();
+    });
+  }
+
+  private mostUpToDateFollower(): NodeId | undefined {
+    let best: { id: NodeId; match: LogIndex } | undefined;
+    for (const [id, pr] of this.core.status(true).progress) if (best === undefined || pr.match > best.match) best = { id, match: pr.match };
+    return best?.id;
+  }
+
+  /** Resolves transfers once another node is known to lead. */
+  private settleTransfers(): void {
+    if (this.transferWaiters.size === 0) return;
+    const leaderId = this.core.status(false).leaderId;
+    if (leaderId < 0 || leaderId === this.id) return;
+    for (const waiter of this.transferWaiters) {
+      waiter.timer.cancel();
+      waiter.resolve(leaderId);
+    }
+    this.transferWaiters.clear();
   }
 
   /** Asks the core to compact its log up to `index`, which the state machine captured in `data`. */
@@ -387,6 +460,8 @@ export class RaftNode<Result = unknown> {
       peers: [...status.progress].map(([id, pr]) => ({ id, match: pr.match, next: pr.next, state: pr.state })),
       stopped: this.stopped,
       droppedMessages: Object.fromEntries(this.core.droppedMessages()),
+      transferTarget: status.transferTarget < 0 ? undefined : status.transferTarget,
+      quorumLost: status.quorumLost,
     };
   }
 
@@ -411,6 +486,13 @@ export class RaftNode<Result = unknown> {
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      // A leader hands over first, so that its stop costs the cluster a round trip, not an
+      // election timeout. New proposals and reads are refused meanwhile; messages still flow.
+      if (!this.stopped && this.core.isLeader && this.options.peers.length > 1 && (this.options.transferLeadershipOnStop ?? true)) {
+        this.handingOver = true;
+        await this.transferLeadership(undefined, { timeoutMs: this.options.timing?.electionTimeoutMaxMs ?? 2000 }).catch(() => undefined);
+        this.handingOver = false;
+      }
       this.tickTimer.cancel();
       if (!this.stopped && this.driver.writePending) {
         await new Promise<void>((resolve) => {
@@ -427,7 +509,7 @@ export class RaftNode<Result = unknown> {
   // ------------------------------------------------------------------ the loop
 
   private receive(message: Message): void {
-    if (this.stopped || this.stopping !== null) return;
+    if (this.stopped || (this.stopping !== null && !this.handingOver)) return;
     if (this.inbox.length >= (this.options.inboxMax ?? 65_536)) return; // Raft tolerates a dropped message
     this.inbox.push({ kind: 'message', message, afterTicks: this.pendingTicks });
     this.kick();
@@ -464,6 +546,10 @@ export class RaftNode<Result = unknown> {
           break;
         case 'read':
           if (!this.core.requestRead(input.id)) this.settleRead(input.id, this.notLeader());
+          break;
+        case 'transfer':
+          this.core.transferLeadership(input.target);
+          this.transferQueued = null; // the core refuses proposals from here on
           break;
       }
     }
@@ -517,6 +603,7 @@ export class RaftNode<Result = unknown> {
 
   private afterReady(): void {
     this.releaseReads();
+    this.settleTransfers();
     const finished = this.writeFinished;
     if (finished !== null) {
       this.writeFinished = null;
@@ -587,6 +674,11 @@ export class RaftNode<Result = unknown> {
     const reason = `this node stopped (${error.message}) before the proposal was seen to commit`;
     for (const proposal of [...this.pending.values()]) this.settle(proposal, new OutcomeUnknownError(proposal.index, undefined, reason));
     for (const id of [...this.reads.keys()]) this.settleRead(id, error);
+    for (const waiter of this.transferWaiters) {
+      waiter.timer.cancel();
+      waiter.reject(error);
+    }
+    this.transferWaiters.clear();
   }
 
   private notLeader(reason?: string, leader?: NodeId): NotLeaderError {

@@ -184,6 +184,8 @@ export function validMessage(prng: Prng, type: Message['type'], view: ClusterVie
     }
     case 'InstallSnapshotReply':
       return { type, from, to, term, lastIncludedIndex: prng.nextInt(last + 1), nextOffset: prng.nextInt(1000), installed: prng.chance(1, 2) };
+    case 'TimeoutNow':
+      return { type, from, to, term };
   }
 }
 

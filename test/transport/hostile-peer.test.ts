@@ -617,7 +617,7 @@ describe('hostile peers on the peer port of a live 3-node KV cluster', { timeout
         ['a 4 GiB length before the hello', [header(0xffffffff), seededBytes(prng, 16)], false],
         ['a frame with random bytes instead of a hello', [header(64), seededBytes(prng, 64)], false],
         ['a 4 GiB length after the hello', [header(0xffffffff)], true],
-        ['unknown message tag 9', [header(4), Uint8Array.of(9, hello.from, target, 1)], true],
+        ['unknown message tag 10', [header(4), Uint8Array.of(10, hello.from, target, 1)], true],
         ['message tag 0', [header(4), Uint8Array.of(0, hello.from, target, 1)], true],
         ['message tag 255', [header(4), Uint8Array.of(255, hello.from, target, 1)], true],
         ['random bytes after the hello', [seededBytes(prng, 4_096)], true],

@@ -132,9 +132,10 @@ test('codec: wire format and tags are pinned', () => {
     [...encodeMessage({ type: 'InstallSnapshotReply', from: 1, to: 0, term: 2, lastIncludedIndex: 9, nextOffset: 1, installed: false })],
     [8, 1, 0, 2, 9, 1, 0],
   );
+  assert.deepEqual([...encodeMessage({ type: 'TimeoutNow', from: 0, to: 2, term: 5 })], [9, 0, 2, 5]);
   assert.deepEqual(MESSAGE_TAGS, {
     RequestVote: 1, RequestVoteReply: 2, AppendEntries: 3, AppendEntriesReply: 4,
-    PreVote: 5, PreVoteReply: 6, InstallSnapshot: 7, InstallSnapshotReply: 8,
+    PreVote: 5, PreVoteReply: 6, InstallSnapshot: 7, InstallSnapshotReply: 8, TimeoutNow: 9,
   });
   assert.deepEqual([...encodeHardState({ term: 7, votedFor: -1 })], [7, 0]);
   assert.deepEqual([...encodeHardState({ term: 7, votedFor: 2 })], [7, 3]);
@@ -265,7 +266,7 @@ test('codec: every truncated prefix throws CodecError', () => {
 });
 
 test('codec: unknown tags, trailing bytes, bad booleans, bad lengths', () => {
-  for (const tag of [0, 9, 128, 255]) {
+  for (const tag of [0, 10, 128, 255]) {
     assertCodecError(() => decodeMessage(bytes(tag, 1, 2, 3, 4, 5)), new RegExp(`unknown message tag ${tag} at offset 0`));
   }
   const good = encodeMessage(rv(3));

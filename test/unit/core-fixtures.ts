@@ -4,6 +4,7 @@
  * FakeDisk behind it). Not a test file itself (it does not end in .test.ts).
  */
 import assert from 'node:assert/strict';
+import { INJECTED_BUGS, type InjectedBug } from '../../src/core/bugs.js';
 import { DEFAULT_TIMING, type RaftConfig } from '../../src/core/config.js';
 import {
   NO_VOTE,
@@ -417,3 +418,62 @@ export function readyOf(fields: Partial<Ready>): Ready {
     ...fields,
   };
 }
+
+// ---------------------------------------------------------------- a small network of driven cores
+
+/** Deterministic but different per node, or two nodes would time out in lockstep forever. */
+const counterRandom = (seed: number): { nextInt(max: number): number } => {
+  let n = seed * 17;
+  return { nextInt: (max: number) => n++ % max };
+};
+
+export interface Net {
+  nodes: DrivenCore[];
+  /** Sent and not yet delivered. */
+  inflight: Message[];
+}
+
+export function makeNet(size: number, options: { preVote?: boolean; bugs?: ReadonlySet<InjectedBug>; config?: Partial<RaftConfig> } = {}): Net {
+  const peers = Array.from({ length: size }, (_, i) => i);
+  const net: Net = { nodes: [], inflight: [] };
+  for (const id of peers) {
+    let config: RaftConfig = { id, peers, ...DEFAULT_TIMING, random: counterRandom(id) };
+    if (options.preVote !== undefined) config = { ...config, preVote: options.preVote };
+    if (options.bugs !== undefined) config = { ...config, [INJECTED_BUGS]: options.bugs };
+    if (options.config !== undefined) config = { ...config, ...options.config };
+    net.nodes.push(new DrivenCore({ config, onSend: (message) => net.inflight.push(message) }));
+  }
+  return net;
+}
+
+export const core = (net: Net, id: NodeId): RaftCore => net.nodes[id]!.core;
+
+/** The reads node `id` has confirmed so far (undefined: none). */
+export function reads(net: Net, id: NodeId): ReadState[] | undefined {
+  const states = net.nodes[id]!.readStates;
+  return states.length === 0 ? undefined : [...states];
+}
+
+/** Runs every node's driver (inputs given to a core directly are handled; messages go in flight). */
+export function flush(net: Net): void {
+  for (const node of net.nodes) node.run();
+}
+
+/** Delivers messages (optionally filtered) until none are left. */
+export function deliver(net: Net, allow: (m: Message) => boolean = () => true): void {
+  flush(net);
+  for (let round = 0; round < 100 && net.inflight.length > 0; round++) {
+    const batch = net.inflight.splice(0);
+    for (const message of batch) if (allow(message)) net.nodes[message.to]!.step(message);
+  }
+}
+
+export function elect(net: Net, id: NodeId, allow: (m: Message) => boolean = () => true): void {
+  const node = net.nodes[id]!;
+  for (let i = 0; i < ET_MAX && !node.core.isLeader; i++) {
+    node.tick();
+    deliver(net, allow);
+  }
+  assert.ok(node.core.isLeader, `node ${id} should have won the election`);
+}
+
