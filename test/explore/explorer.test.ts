@@ -22,17 +22,17 @@ const FIXED_SEEDS = Array.from({ length: 60 }, (_, i) => 1 + i);
  * when the bound was set (docs/TESTING.md lists them), with headroom.
  */
 const CATCH_WITHIN: Record<InjectedBug | DriverBug, number> = {
-  'commit-old-term': 20, // first caught at seed 1 (commit rule)
+  'commit-old-term': 20, // first caught at seed 2 (commit rule)
   'vote-without-log-check': 20, // 2
-  'forget-vote': 20, // 1
-  'truncate-on-stale-append': 20, // 1 (liveness)
+  'forget-vote': 20, // 2
+  'truncate-on-stale-append': 20, // 2 (liveness)
   'apply-before-commit': 20, // 2
   'stuck-snapshot-transfer': 600, // 215 (liveness)
   'stale-read-echo': 150, // 41 (read index)
   'ack-before-sync': 200, // 21 (durable term)
   'snapshot-restart-on-compaction': 900, // 332 (liveness)
   'send-before-sync': 10, // 1 (driver assertion)
-  'leader-counts-unsynced': 450, // 167 (leader completeness)
+  'leader-counts-unsynced': 450, // 230 (leader completeness)
 };
 
 describe('explorer (RaftNode + KvReplica, virtual time)', () => {

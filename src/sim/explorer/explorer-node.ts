@@ -143,6 +143,25 @@ export class ExplorerNode {
     this.deliverUnchecked = null;
   }
 
+  /**
+   * A graceful stop, as SIGTERM does it: RaftNode.stop() (a leader hands leadership over first,
+   * while messages still flow), then the incarnation ends with its disk intact.
+   */
+  async stopGracefully(): Promise<void> {
+    const node = this.node;
+    if (!this.alive || node === null) return;
+    const incarnation = this.incarnation;
+    await node.stop();
+    if (this.incarnation !== incarnation || !this.alive) return; // crashed meanwhile
+    this.alive = false;
+    this.crashAfterNextSync = false;
+    this.endpoint = null;
+    this.node = null;
+    this.replica = null;
+    this.lastObserved = null;
+    this.deliverUnchecked = null;
+  }
+
   /** Hands a forged message to the running node as if it came off the wire (see forger.ts). */
   injectForged(message: Message, mayGoUncounted: boolean): void {
     if (this.deliverUnchecked === null || this.node === null) return;

@@ -13,6 +13,7 @@ import { VirtualScheduler } from '../scheduler.js';
 import { SimNetwork } from '../sim-network.js';
 import { ExplorerNode, type NodeHost } from './explorer-node.js';
 import { Forger } from './forger.js';
+import { Operator } from './operator.js';
 import { SafetyChecker, SafetyViolation } from './invariants.js';
 import { Nemesis } from './nemesis.js';
 import { Workload } from './workload.js';
@@ -77,6 +78,8 @@ export interface WorldShape {
   readonly healLoad: 'quiet' | 'steady';
   /** A stray peer hands members messages that cannot be true during the faults (forger.ts). */
   readonly forger: boolean;
+  /** Leadership transfers and graceful leader stops during the faults (operator.ts). */
+  readonly operator: boolean;
 }
 
 function drawShape(prng: Prng, nodeCounts: readonly number[]): WorldShape {
@@ -111,6 +114,7 @@ function drawShape(prng: Prng, nodeCounts: readonly number[]): WorldShape {
     healLoad: prng.pick(['quiet', 'steady'] as const),
     // Drawn last, so that every earlier draw (and so every world without it) is as before.
     forger: prng.chance(1, 3),
+    operator: prng.chance(1, 3),
   };
 }
 
@@ -136,6 +140,7 @@ export class World implements NodeHost {
   readonly workload: Workload;
   private readonly nemesis: Nemesis;
   private readonly forger: Forger;
+  private readonly operator: Operator;
   private readonly traceRing: string[] = [];
   private traceNext = 0;
   private traceHash = 0x811c9dc5;
@@ -220,6 +225,20 @@ export class World implements NodeHost {
       },
       root.fork(),
     );
+    this.operator = new Operator(
+      {
+        nodes: this.nodes,
+        get isHealed() {
+          return world.healed;
+        },
+        schedule: (delayMs, callback) => this.scheduler.schedule(delayMs, callback),
+        leaderId: () => this.leaderId(),
+        restart: (id) => this.restart(id),
+        noteTopologyChanged: (disruptive) => this.noteTopologyChanged(disruptive),
+        trace: (line) => this.trace(line),
+      },
+      root.fork(),
+    );
   }
 
   /** Runs the world to the end. Throws SafetyViolation, LivenessViolation or InvariantError. */
@@ -231,6 +250,7 @@ export class World implements NodeHost {
       this.workload.start();
       this.nemesis.start();
       if (this.shape.forger) this.forger.start();
+      if (this.shape.operator) this.operator.start();
       this.scheduleProgressCheck();
       await this.sleepChecked(this.options.faultSeconds * 1000);
       this.heal();
