@@ -16,6 +16,7 @@ export {
   ProposalTooLargeError,
   RaftError,
 } from './runtime/errors.js';
+export { ensureClusterIdentity, inspectClusterIdentity, readClusterIdentity, ClusterIdentityError, CLUSTER_IDENTITY_FILE, type ClusterIdentity, type ClusterMember, type EnsuredIdentity, type StoredClusterIdentity } from './storage/cluster-identity.js';
 export { FileStorage } from './storage/file-storage.js';
 export type { FileStorageOptions } from './storage/file-storage.js';
 export { MemoryStorage } from './storage/memory.js';

@@ -29,7 +29,7 @@ export function buildProgram(): Command {
     .addHelpText(
       'after',
       `
-Exit codes: 0 ok, 1 not found / cas not swapped / failure, 2 usage error, 3 cluster unavailable.
+Exit codes: 0 ok, 1 not found / cas not swapped / failure, 2 usage error (also: a data directory that belongs to another cluster configuration), 3 cluster unavailable.
 
 Examples:
   tsraft start                         a 3-node cluster on 127.0.0.1 (raft 7000-7002, HTTP 8000-8002)

@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { VALUE_BYTES_MAX } from '../kv/commands.js';
 import { DEFAULT_HTTP_HEADERS_TIMEOUT_MS, DEFAULT_HTTP_MAX_CONNECTIONS, DEFAULT_HTTP_RECEIVE_TIMEOUT_MS, validateHttpLimits, type HttpLimits } from '../kv/http-api.js';
 import { KvServer } from '../kv/server.js';
+import { ClusterIdentityError, describeClusterIdentity, memberIds } from '../storage/cluster-identity.js';
 import { FailingStorage, fsyncFailpointFor } from '../storage/failpoint.js';
 import type { Storage } from '../storage/storage.js';
 import {
@@ -128,6 +129,36 @@ export function parseNodeOptions(options: NodeOptions): NodeConfig {
   };
 }
 
+/**
+ * The refusal of a data directory whose cluster identity does not match the flags (exit code 2:
+ * the command line is what must change, so `tsraft start` does not restart it), or whose identity
+ * file is damaged (exit code 1, like a corrupt write-ahead log).
+ */
+function identityRefusal(config: NodeConfig, error: ClusterIdentityError): CliError {
+  if (error.code !== 'TSRAFT_IDENTITY_MISMATCH' || error.onDisk === null || error.requested === null) {
+    return new CliError(`node ${config.id} failed to start: ${error.message}`, EXIT.failed);
+  }
+  const disk = error.onDisk;
+  const flags: string[] = [];
+  if (disk.clusterId !== error.requested.clusterId) flags.push(`--cluster-id ${disk.clusterId}`);
+  if (disk.nodeId !== error.requested.nodeId) flags.push(`--id ${disk.nodeId}`);
+  const diskIds = memberIds(disk);
+  const askedIds = memberIds(error.requested);
+  if (diskIds.join(',') !== askedIds.join(',')) {
+    const recorded = disk.members.every((m) => m.address !== undefined) ? ` (as recorded: ${disk.members.map((m) => `${m.id}=${m.address}`).join(',')})` : '';
+    flags.push(`--peers listing exactly members ${diskIds.join(', ')}${recorded}`);
+  }
+  return new CliError(
+    `node ${config.id} refused to start: its data directory ${config.dataDir} belongs to another cluster configuration.\n` +
+      `  on disk (${error.file}): ${describeClusterIdentity(disk)}\n` +
+      `  the flags (--cluster-id, --id, --peers): ${describeClusterIdentity(error.requested)}\n` +
+      `  differs: ${error.differences.join('; ')}\n` +
+      `Start it with ${flags.join(' and ')} to run the cluster this data belongs to, or use a new --data-dir for a new cluster. ` +
+      'Membership changes will come through `tsraft member ...` (not available yet). Nothing was changed on disk.',
+    EXIT.usage,
+  );
+}
+
 function timestamp(): string {
   return new Date().toISOString().slice(11, 23);
 }
@@ -172,6 +203,7 @@ export async function runNode(config: NodeConfig): Promise<number> {
       log,
     });
   } catch (error) {
+    if (error instanceof ClusterIdentityError) throw identityRefusal(config, error);
     throw new CliError(`node ${config.id} failed to start: ${errorMessage(error)}`, EXIT.failed);
   }
   log(
@@ -231,7 +263,7 @@ export function nodeCommand(): Command {
     .description('run one cluster member (Raft over TCP + the KV HTTP API) in this process until SIGTERM or SIGINT')
     .option('--id <n>', "this node's id (one of the ids in --peers)")
     .option('--peers <list>', 'every member, this one included: ID=HOST:PORT/HTTP-URL entries separated by commas')
-    .option('--data-dir <dir>', "this node's data directory (created if missing; locked while the node runs)")
+    .option('--data-dir <dir>', "this node's data directory (created if missing; locked while the node runs; its first start records --cluster-id, --id and the member ids, and later starts must match)")
     .option('--listen <host:port>', "where to accept raft connections (default: this node's raft address in --peers)")
     .option('--http <host:port>', "where to serve the HTTP API (default: this node's HTTP URL in --peers)")
     .option('--cluster-id <id>', 'cluster name; nodes of different clusters refuse each other', 'tsraft')
@@ -251,6 +283,10 @@ export function nodeCommand(): Command {
 Peer list format (--peers): ${PEERS_SYNTAX}
   Each entry is the node id, "=", its raft address HOST:PORT, "/", and its HTTP base URL.
   Ids are non-negative integers, unique; this node's --id must be one of them.
+
+Cluster identity: the first start records --cluster-id, --id and the member ids of --peers in
+<data-dir>/cluster-identity.json. A later start with another cluster id, id or set of member ids
+is refused (exit code 2) and changes nothing; addresses may change freely.
 
 Example (node 1 of a 3-node cluster on this machine):
   tsraft node --id 1 --data-dir ./data/node-1 \\

@@ -9,7 +9,8 @@
  * - SIGINT (Ctrl-C), SIGTERM and SIGHUP stop every child: SIGTERM, then SIGKILL for any child
  *   still alive 5 s later (or at once on a second signal). The process exits 0 once all of them are
  *   gone. Each child also stops by itself if this process dies (its IPC channel closes).
- * - A child that dies on its own is restarted, at most 5 times within a minute per node.
+ * - A child that dies on its own is restarted, at most 5 times within a minute per node; one that
+ *   exits with code 2 (it refused its command line, e.g. a cluster-identity mismatch) is not.
  * - The watchdog polls each child's /healthz (every --health-interval-ms, default 1 s). A child
  *   that has answered once and then gives no 200 for --unhealthy-after-ms (default 10 s), with at
  *   least one failed probe in that time, is killed with SIGKILL and restarted like one that died
@@ -17,8 +18,10 @@
  *   --health-grace-ms (default 20 s) on top, so a slow start is not mistaken for a hang. What the
  *   watchdog sees is printed: the first failure, a recovery, the kill. If this process itself
  *   was paused (its own timers late), the health clocks restart rather than kill every child.
- * - Refuses to start if the data directory is in use by another running cluster or node, or if a
- *   port is taken.
+ * - Refuses to start if the data directory is in use by another running cluster or node, if a
+ *   port is taken, or if a node directory's cluster identity (storage/cluster-identity.ts) does not
+ *   match this command line (another --nodes or --cluster-id) or is damaged, or if directories of
+ *   nodes beyond --nodes hold data (a larger cluster's): one message, nothing started.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -27,6 +30,14 @@ import { join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import {
+  CLUSTER_IDENTITY_FILE,
+  ClusterIdentityError,
+  holdsRaftData,
+  inspectClusterIdentity,
+  memberIds,
+  type StoredClusterIdentity,
+} from '../storage/cluster-identity.js';
 import { errorCode, LOCK_FILE, processAlive } from '../storage/fs-util.js';
 import { CliError, EXIT, UsageError, errorMessage, formatPeers, formatTable, parseBytes, parseIntOption, parsePort, sleep, type PeerSpec } from './common.js';
 
@@ -195,6 +206,90 @@ function probePort(port: number): Promise<string | null> {
   });
 }
 
+/**
+ * Checks every node directory's cluster identity against this command line before anything is
+ * spawned (the nodes check again themselves), and refuses with one message: a directory recorded
+ * with another cluster id, node id or member set, a damaged identity file, or (when nothing else
+ * is wrong) directories of nodes beyond --nodes that hold data, i.e. a larger cluster's.
+ */
+async function checkIdentities(dataDir: string, config: StartConfig, peers: readonly PeerSpec[]): Promise<void> {
+  const clusterId = config.clusterId.trim();
+  const members = peers.map((p) => ({ id: p.id, address: `${p.raftHost}:${p.raftPort}/${p.httpUrl}` }));
+  const asked = `cluster ${JSON.stringify(clusterId)}, members ${peers.map((p) => p.id).join(', ')}`;
+  const mismatched: { id: number; disk: StoredClusterIdentity; file: string }[] = [];
+  const damaged: { line: string; newer: boolean }[] = [];
+  for (const p of peers) {
+    const dir = join(dataDir, `node-${p.id}`);
+    try {
+      await inspectClusterIdentity(dir, { clusterId, nodeId: p.id, members });
+    } catch (error) {
+      if (!(error instanceof ClusterIdentityError)) throw new CliError(`cannot check ${join(dir, CLUSTER_IDENTITY_FILE)}: ${errorMessage(error)}`, EXIT.failed);
+      if (error.onDisk !== null) {
+        mismatched.push({ id: p.id, disk: error.onDisk, file: error.file });
+      } else {
+        const newer = error.code === 'TSRAFT_IDENTITY_UNSUPPORTED';
+        damaged.push({ line: `  node ${p.id}: ${error.file}: ${error.reason ?? error.message} (${newer ? 'written by a newer tsraft' : 'damaged identity file'})`, newer });
+      }
+    }
+  }
+  const lines: string[] = [];
+  let hint = '';
+  if (mismatched.length > 0) {
+    for (const m of mismatched) {
+      const own = m.disk.nodeId !== m.id ? `, node ${m.disk.nodeId} (not ${m.id})` : '';
+      lines.push(`  node ${m.id}: ${m.file} records cluster ${JSON.stringify(m.disk.clusterId)}${own}, members ${memberIds(m.disk).join(', ')}`);
+    }
+    // One recorded configuration of nodes 0..k-1: say which flags run it again.
+    const first = mismatched[0]!.disk;
+    const ids = memberIds(first);
+    const same = mismatched.every((m) => m.disk.clusterId === first.clusterId && memberIds(m.disk).join(',') === ids.join(',') && m.disk.nodeId === m.id);
+    const flags: string[] = [];
+    if (same && ids.every((id, i) => id === i)) {
+      if (ids.length !== config.nodes) flags.push(`--nodes ${ids.length}`);
+      if (first.clusterId !== clusterId) flags.push(`--cluster-id ${first.clusterId}`);
+    }
+    hint =
+      (flags.length > 0
+        ? `To run the cluster this data belongs to, start it with ${flags.join(' ')}; for a new cluster`
+        : 'Start it with the --nodes and --cluster-id this data was created with; for a new cluster') +
+      ' use another --data-dir (or --fresh, which deletes this data). Membership changes will come through `tsraft member ...` (not available yet).';
+  }
+  if (damaged.length > 0) {
+    lines.push(...damaged.map((d) => d.line));
+    hint +=
+      (hint === '' ? '' : '\n') +
+      'A damaged identity file: restore it from a backup, or, if you are sure this data was created by this command line, move it aside ' +
+      "(the node then adopts this command line's identity)." +
+      (damaged.some((d) => d.newer) ? ' One written by a newer tsraft: run that version.' : '');
+  }
+  if (lines.length > 0) {
+    const what = mismatched.length > 0 ? 'does not match this command line' : 'cannot be checked against this command line';
+    throw new CliError(
+      `cannot start: the data in ${dataDir} ${what} (${config.nodes}-node cluster: ${asked}):\n${lines.join('\n')}\n` +
+        `${hint}\nNothing was started; the data is untouched.`,
+      damaged.length > 0 ? EXIT.failed : EXIT.usage,
+    );
+  }
+  // Data of nodes this start would not run: a larger cluster (identities catch this for data they
+  // cover; this catches data written before identities were recorded).
+  const beyond: number[] = [];
+  for (const name of readdirSync(dataDir)) {
+    const m = /^node-(\d+)$/.exec(name);
+    if (m === null || Number(m[1]) < config.nodes) continue;
+    const dir = join(dataDir, name);
+    if ((await holdsRaftData(dir)) || existsSync(join(dir, CLUSTER_IDENTITY_FILE))) beyond.push(Number(m[1]));
+  }
+  if (beyond.length > 0) {
+    beyond.sort((a, b) => a - b);
+    throw new CliError(
+      `cannot start: ${dataDir} also holds the data of node${beyond.length === 1 ? '' : 's'} ${beyond.join(', ')}, which this ${config.nodes}-node cluster ` +
+        `would not run: it belongs to a larger cluster. Start it with --nodes ${beyond[beyond.length - 1]! + 1} to run that cluster, or use another --data-dir ` +
+        '(or --fresh, which deletes this data). Membership changes will come through `tsraft member ...` (not available yet). Nothing was started; the data is untouched.',
+      EXIT.usage,
+    );
+  }
+}
+
 interface Member {
   readonly spec: PeerSpec;
   readonly dir: string;
@@ -203,6 +298,8 @@ interface Member {
   /** Times (ms) of the automatic restarts in the last minute. */
   restarts: number[];
   gaveUp: boolean;
+  /** It exited with code 2 (refused its command line): not restarted. */
+  refused: boolean;
   exited: Promise<void>;
   /** The watchdog's view of the current child (null: none running). */
   health: Health | null;
@@ -247,6 +344,7 @@ class Supervisor {
       pid: undefined,
       restarts: [],
       gaveUp: false,
+      refused: false,
       exited: Promise.resolve(),
       health: null,
     }));
@@ -310,12 +408,19 @@ class Supervisor {
       killedFor !== null ? `was killed by the watchdog (${killedFor})` : signal !== null ? `killed by ${signal}` : `exited with code ${code ?? '?'}`;
     const now = Date.now();
     member.restarts = member.restarts.filter((t) => now - t < RESTART_WINDOW_MS);
-    if (member.restarts.length >= RESTART_LIMIT) {
+    const refused = killedFor === null && signal === null && code === EXIT.usage;
+    if (refused || member.restarts.length >= RESTART_LIMIT) {
       member.gaveUp = true;
-      this.say(`node ${member.spec.id} (pid ${member.pid ?? '?'}) ${how}; it was restarted ${RESTART_LIMIT} times in the last minute, giving up on it`);
+      member.refused = refused;
+      this.say(
+        refused
+          ? `node ${member.spec.id} (pid ${member.pid ?? '?'}) ${how}: it refused its command line (its message is above); not restarting it`
+          : `node ${member.spec.id} (pid ${member.pid ?? '?'}) ${how}; it was restarted ${RESTART_LIMIT} times in the last minute, giving up on it`,
+      );
       if (this.members.every((m) => m.gaveUp)) {
-        this.say('every node has failed repeatedly; stopping');
-        void this.shutdown(EXIT.failed);
+        const allRefused = this.members.every((m) => m.refused);
+        this.say(allRefused ? 'every node refused to start; stopping' : 'every node has failed repeatedly; stopping');
+        void this.shutdown(allRefused ? EXIT.usage : EXIT.failed);
       }
       return;
     }
@@ -514,6 +619,7 @@ export async function runStart(config: StartConfig): Promise<number> {
       raftPort: config.basePort + i,
       httpUrl: `http://${HOST}:${config.httpBasePort + i}`,
     }));
+    await checkIdentities(dataDir, config, peers);
     const existing = peers.filter((p) => existsSync(join(dataDir, `node-${p.id}`))).length;
     const supervisor = new Supervisor({ ...config, dataDir: config.dataDir }, formatPeers(peers), peers);
     let firstSignalAt = 0;
@@ -576,7 +682,10 @@ export function startCommand(): Command {
       `
 Each node is a child process running \`tsraft node\`; its output is prefixed [node i].
 Ctrl-C (or SIGTERM) stops every node (SIGTERM, then SIGKILL after 5 s) and exits.
-A node that dies on its own is restarted (at most ${RESTART_LIMIT} times a minute).
+A node that dies on its own is restarted (at most ${RESTART_LIMIT} times a minute); one that refuses
+its command line (exit code 2, e.g. a data directory of another cluster) is not.
+Each node directory records its cluster identity on the first start (cluster id, node id, member
+ids); a start with another --nodes or --cluster-id on that data is refused before anything runs.
 The watchdog polls every node's /healthz; a node that stops answering (hung, SIGSTOPped, a
 blocked event loop) for --unhealthy-after-ms is killed with SIGKILL and restarted the same way.
 

@@ -12,6 +12,10 @@
  * the HTTP resource bounds (connections, buffered bodies, timeouts) are HttpLimits (http-api.ts),
  * given as `options.http`.
  *
+ * Cluster identity (storage/cluster-identity.ts): before storage is opened, `dataDir` is checked
+ * against the cluster id, this member's id and the member ids (recorded on the first start); a
+ * mismatch or a damaged identity file rejects start() with ClusterIdentityError, changing nothing.
+ *
  * Snapshots (replica.ts): once `maxRaftStateBytes` of log was applied since the last snapshot.
  * On restart the RaftNode restores the state machine from its latest snapshot and replays the log
  * after it.
@@ -19,6 +23,7 @@
 import type { Server } from 'node:http';
 import { ConfigError } from '../runtime/errors.js';
 import { RaftNode, type RaftNodeTiming } from '../runtime/node.js';
+import { ensureClusterIdentity } from '../storage/cluster-identity.js';
 import { FileStorage } from '../storage/file-storage.js';
 import type { Storage } from '../storage/storage.js';
 import { TcpTransport } from '../transport/tcp.js';
@@ -124,7 +129,11 @@ export class KvServer {
     this.replica = new KvReplica({ maxRaftStateBytes: this.maxRaftStateBytes, defer: queueMicrotask, log: this.log });
   }
 
-  /** Opens the data directory, starts Raft and the HTTP listener. Rejects with ConfigError on bad options. */
+  /**
+   * Checks the data directory's cluster identity, opens it, starts Raft and the HTTP listener.
+   * Rejects with ConfigError on bad options, ClusterIdentityError if the data directory belongs to
+   * another cluster id, member id or member-id set (or its identity file is damaged).
+   */
   static async start(options: KvServerOptions): Promise<KvServer> {
     KvServer.validate(options);
     const server = new KvServer(options);
@@ -178,6 +187,15 @@ export class KvServer {
   private async startRaft(): Promise<void> {
     const options = this.options;
     const self = options.peers.find((p) => p.id === options.id)!;
+    await ensureClusterIdentity(
+      options.dataDir,
+      {
+        clusterId: options.clusterId ?? 'tsraft',
+        nodeId: options.id,
+        members: options.peers.map((p) => ({ id: p.id, address: `${p.raftHost.includes(':') ? `[${p.raftHost}]` : p.raftHost}:${p.raftPort}/${p.httpUrl}` })),
+      },
+      { fsync: options.fsync ?? true, log: (line) => this.log(`storage: ${line}`) },
+    );
     const storage = new TimedStorage(new FileStorage({ dir: options.dataDir, fsync: options.fsync ?? true, log: (line) => this.log(`storage: ${line}`) }), this.metrics.fsyncDuration);
     const transport = new CountingTransport(
       new TcpTransport({

@@ -1,0 +1,229 @@
+/**
+ * The cluster identity from the command line, reproducing the finding: a 3-node cluster's data
+ * restarted with `--nodes 1` elected a 1-node cluster that committed alone and lost the
+ * acknowledged key. Now `tsraft start --nodes 1` (and `--cluster-id other`) on that data is refused
+ * with one clear message before anything runs, the data is left as it was, and starting it again
+ * with 3 nodes finds the key. `tsraft node` refuses the same way (exit code 2), and `tsraft start`
+ * does not restart a child that refuses its command line. Every process and directory is cleaned
+ * up even when an assertion fails.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { freeLoopbackPortRange } from '../../src/testing/ports.js';
+
+const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function tsraft(args: readonly string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<Run> {
+  return new Promise((resolve) => {
+    const merged = { ...process.env, ...env };
+    delete merged['TSRAFT_ENDPOINTS'];
+    execFile(process.execPath, [MAIN, ...args], { timeout: timeoutMs, env: merged }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : null;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function assertNoStackTrace(text: string): void {
+  assert.doesNotMatch(text, /^\s+at .+:\d+:\d+\)?$/m, `unexpected stack trace:\n${text}`);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Every file under `dir` (recursively) with its bytes: to show a refusal changed nothing. */
+function contents(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d).sort()) {
+      const path = join(d, name);
+      if (statSync(path).isDirectory()) walk(path);
+      else out.set(path, readFileSync(path).toString('base64'));
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+/** A running `tsraft start`, its output, and every node pid it printed. */
+class Cluster {
+  output = '';
+  readonly exit: Promise<number | null>;
+  private constructor(readonly proc: ChildProcess) {
+    proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => (this.output += chunk));
+    proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.output += chunk));
+    this.exit = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
+  }
+
+  static spawn(args: readonly string[], env: NodeJS.ProcessEnv = {}): Cluster {
+    return new Cluster(spawn(process.execPath, [MAIN, 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } }));
+  }
+
+  nodePids(): number[] {
+    return [
+      ...[...this.output.matchAll(/^\d+\s+127\.0\.0\.1:\d+\s+http:\/\/127\.0\.0\.1:\d+\s+(\d+)\s/gm)].map((m) => Number(m[1])),
+      ...[...this.output.matchAll(/node \d+ restarted \(pid (\d+)\)/g)].map((m) => Number(m[1])),
+    ];
+  }
+
+  async waitFor(what: string, pattern: RegExp, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!pattern.test(this.output)) {
+      if (Date.now() > deadline || this.proc.exitCode !== null) throw new Error(`${what}: not seen; output so far:\n${this.output}`);
+      await sleep(50);
+    }
+  }
+
+  /** SIGINT, then SIGKILL (start and its nodes) if it does not exit in time. */
+  async stop(): Promise<number | null> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) {
+      this.proc.kill('SIGINT');
+      const timer = setTimeout(() => this.proc.kill('SIGKILL'), 15_000);
+      await this.exit;
+      clearTimeout(timer);
+    }
+    for (const pid of this.nodePids()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    return this.proc.exitCode;
+  }
+}
+
+describe('tsraft start: a data directory keeps its cluster identity', { timeout: 180_000 }, () => {
+  let root: string;
+  let dataDir: string;
+  let ports: string[];
+  let endpoints: string;
+  const clusters: Cluster[] = [];
+
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), 'tsraft-cli-identity-'));
+    dataDir = join(root, 'data');
+    const base = await freeLoopbackPortRange(3);
+    const httpBase = await freeLoopbackPortRange(3, new Set([base, base + 1, base + 2]));
+    ports = ['--base-port', String(base), '--http-base-port', String(httpBase)];
+    endpoints = [0, 1, 2].map((i) => `http://127.0.0.1:${httpBase + i}`).join(',');
+  });
+
+  after(async () => {
+    for (const cluster of clusters) await cluster.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const startCluster = async (): Promise<Cluster> => {
+    const cluster = Cluster.spawn(['--nodes', '3', '--data-dir', dataDir, ...ports, '--no-watchdog']);
+    clusters.push(cluster);
+    await cluster.waitFor('the leader line', /\[start\] leader: node \d+ /);
+    return cluster;
+  };
+
+  it('a 3-node cluster commits a key; --nodes 1 and --cluster-id other are refused, changing nothing; 3 nodes find the key', async () => {
+    const first = await startCluster();
+    assert.match(first.output, /storage: first start in .*node-0: recorded the cluster identity \(cluster "tsraft", node 0, members 0, 1, 2\)/);
+    const put = await tsraft(['put', 'acked', 'yes', '--endpoints', endpoints]);
+    assert.equal(put.code, 0, put.stderr);
+    assert.equal(await first.stop(), 0, first.output);
+    const before = contents(dataDir);
+
+    // The finding: the same data with --nodes 1. Refused up front, one message, nothing started.
+    const one = await tsraft(['start', '--nodes', '1', '--data-dir', dataDir, ...ports, '--no-watchdog']);
+    assert.equal(one.code, 2, `${one.stdout}\n${one.stderr}`);
+    assert.match(one.stderr, /^tsraft: cannot start: the data in .* does not match this command line \(1-node cluster: cluster "tsraft", members 0\):$/m);
+    assert.match(one.stderr, /^ {2}node 0: .*node-0\/cluster-identity\.json records cluster "tsraft", members 0, 1, 2$/m);
+    assert.match(one.stderr, /To run the cluster this data belongs to, start it with --nodes 3; for a new cluster use another --data-dir/);
+    assert.match(one.stderr, /tsraft member \.\.\./);
+    assert.match(one.stderr, /Nothing was started; the data is untouched\./);
+    assert.doesNotMatch(one.stdout, /\[node 0\]/, 'a node was started');
+    assertNoStackTrace(one.stderr);
+    assert.deepEqual(contents(dataDir), before, '--nodes 1 changed the data');
+
+    const other = await tsraft(['start', '--cluster-id', 'other', '--data-dir', dataDir, ...ports, '--no-watchdog']);
+    assert.equal(other.code, 2, `${other.stdout}\n${other.stderr}`);
+    assert.match(other.stderr, /does not match this command line \(3-node cluster: cluster "other", members 0, 1, 2\)/);
+    for (const id of [0, 1, 2]) assert.match(other.stderr, new RegExp(`node ${id}: .*node-${id}/cluster-identity\\.json records cluster "tsraft", members 0, 1, 2`));
+    assert.match(other.stderr, /start it with --cluster-id tsraft;/);
+    assertNoStackTrace(other.stderr);
+    assert.deepEqual(contents(dataDir), before, '--cluster-id other changed the data');
+
+    // One node by hand with a 1-member --peers: refused by the node itself, exit 2.
+    const peers = endpoints.split(',').map((url, i) => `${i}=127.0.0.1:${Number(ports[1]) + i}/${url}`);
+    const node = await tsraft(['node', '--id', '0', '--data-dir', join(dataDir, 'node-0'), '--peers', peers[0]!]);
+    assert.equal(node.code, 2, `${node.stdout}\n${node.stderr}`);
+    assert.match(node.stderr, /^tsraft: node 0 refused to start: its data directory .*node-0 belongs to another cluster configuration\.$/m);
+    assert.match(node.stderr, /^ {2}on disk \(.*node-0\/cluster-identity\.json\): cluster "tsraft", node 0, members 0, 1, 2$/m);
+    assert.match(node.stderr, /^ {2}the flags \(--cluster-id, --id, --peers\): cluster "tsraft", node 0, members 0$/m);
+    assert.match(node.stderr, /^ {2}differs: members 0, 1, 2 on disk, 0 requested \(1, 2 missing\)$/m);
+    assert.match(node.stderr, new RegExp(`Start it with --peers listing exactly members 0, 1, 2 \\(as recorded: ${peers.join(',').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\\)`));
+    assertNoStackTrace(node.stderr);
+    assert.deepEqual(contents(dataDir), before, 'tsraft node changed the data');
+
+    // The cluster it belongs to: the acknowledged key is there.
+    const again = await startCluster();
+    const get = await tsraft(['get', 'acked', '--endpoints', endpoints]);
+    assert.equal(get.code, 0, `${get.stderr}\n${again.output}`);
+    assert.equal(get.stdout, 'yes\n');
+    assert.doesNotMatch(again.output, /first start|adopting/, 'the restart did not find its identity');
+    assert.equal(await again.stop(), 0, again.output);
+  });
+
+  it('data written before identities were recorded: --nodes 1 is refused (it holds nodes 1 and 2), --nodes 3 adopts', async () => {
+    for (const id of [0, 1, 2]) unlinkSync(join(dataDir, `node-${id}`, 'cluster-identity.json'));
+    const before = contents(dataDir);
+    const one = await tsraft(['start', '--nodes', '1', '--data-dir', dataDir, ...ports, '--no-watchdog']);
+    assert.equal(one.code, 2, `${one.stdout}\n${one.stderr}`);
+    assert.match(one.stderr, /cannot start: .* also holds the data of nodes 1, 2, which this 1-node cluster would not run: it belongs to a larger cluster\. Start it with --nodes 3/);
+    assertNoStackTrace(one.stderr);
+    assert.deepEqual(contents(dataDir), before);
+
+    const three = await startCluster();
+    assert.match(three.output, /node-0 holds Raft data but no cluster identity \(written by an older tsraft\): adopting the identity it was started with \(cluster "tsraft", node 0, members 0, 1, 2\)/);
+    const get = await tsraft(['get', 'acked', '--endpoints', endpoints]);
+    assert.equal(get.stdout, 'yes\n', get.stderr);
+    assert.equal(await three.stop(), 0, three.output);
+  });
+});
+
+describe('tsraft start does not restart a child that refuses its command line (exit code 2)', { timeout: 60_000 }, () => {
+  let root: string | undefined;
+  let cluster: Cluster | undefined;
+  after(async () => {
+    await cluster?.stop();
+    if (root !== undefined) rmSync(root, { recursive: true, force: true });
+  });
+
+  it('every node exits 2 at once: start gives up on each without a restart, and exits 2', async () => {
+    root = mkdtempSync(join(tmpdir(), 'tsraft-cli-refuse-'));
+    const base = await freeLoopbackPortRange(3);
+    const httpBase = await freeLoopbackPortRange(3, new Set([base, base + 1, base + 2]));
+    // A malformed failpoint makes every `tsraft node` refuse its environment with exit code 2.
+    cluster = Cluster.spawn(['--nodes', '3', '--data-dir', join(root, 'data'), '--base-port', String(base), '--http-base-port', String(httpBase)], {
+      TSRAFT_FAILPOINT: 'bogus',
+    });
+    const timer = setTimeout(() => cluster?.proc.kill('SIGKILL'), 30_000);
+    const code = await cluster.exit;
+    clearTimeout(timer);
+    assert.equal(code, 2, cluster.output);
+    for (const id of [0, 1, 2]) {
+      assert.match(cluster.output, new RegExp(`node ${id} \\(pid \\d+\\) exited with code 2: it refused its command line \\(its message is above\\); not restarting it`));
+    }
+    assert.match(cluster.output, /every node refused to start; stopping/);
+    assert.doesNotMatch(cluster.output, /restarting it in/);
+  });
+});
