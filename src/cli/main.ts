@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `tsraft` command line: a local cluster (`start`), one cluster member (`node`), the KV client
- * commands (`get`, `put`, `del`, `append`, `cas`) and `status`. One file per command beside this
+ * commands (`get`, `put`, `del`, `append`, `cas`), `status` and `leader transfer`. One file per command beside this
  * one; `tsraft <command> --help` describes each.
  *
  * Exit codes (every command): 0 ok, 1 not found / cas not swapped / runtime failure, 2 usage error,
@@ -14,6 +14,7 @@ import { casCommand } from './cas.js';
 import { CliError, EXIT, UsageError, errorMessage } from './common.js';
 import { delCommand } from './del.js';
 import { getCommand } from './get.js';
+import { leaderCommand } from './leader.js';
 import { nodeCommand } from './node.js';
 import { putCommand } from './put.js';
 import { startCommand } from './start.js';
@@ -35,10 +36,11 @@ Examples:
   tsraft start                         a 3-node cluster on 127.0.0.1 (raft 7000-7002, HTTP 8000-8002)
   tsraft put greeting hello            write through the cluster
   tsraft get greeting                  read it back (linearizable; --stale for a local read)
-  tsraft status                        role, term, commit and lag of every node`,
+  tsraft status                        role, term, commit and lag of every node
+  tsraft leader transfer --to 2        hand leadership to node 2 (without --to: the most up-to-date follower)`,
     );
   // Commands are added after exitOverride() so they inherit it.
-  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), statusCommand()]) {
+  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), statusCommand(), leaderCommand()]) {
     command.exitOverride().showHelpAfterError('(add --help for usage)');
     program.addCommand(command);
   }

@@ -11,17 +11,21 @@
  *   gone. Each child also stops by itself if this process dies (its IPC channel closes).
  * - A child that dies on its own is restarted, at most 5 times within a minute per node; one that
  *   exits with code 2 (it refused its command line, e.g. a cluster-identity mismatch) is not.
- * - The watchdog polls each child's /healthz (every --health-interval-ms, default 1 s). A child
- *   that has answered once and then gives no 200 for --unhealthy-after-ms (default 10 s), with at
- *   least one failed probe in that time, is killed with SIGKILL and restarted like one that died
- *   (same restart limit and backoff). A child that has not answered yet is given
+ * - The watchdog (watchdog.ts) polls each child's /healthz (every --health-interval-ms, default
+ *   1 s). A child that has answered once and then gives no 200 for --unhealthy-after-ms (default
+ *   10 s), with at least one failed probe in that time, is killed with SIGKILL and restarted like
+ *   one that died (same restart limit and backoff). A child that has not answered yet is given
  *   --health-grace-ms (default 20 s) on top, so a slow start is not mistaken for a hang. What the
  *   watchdog sees is printed: the first failure, a recovery, the kill. If this process itself
  *   was paused (its own timers late), the health clocks restart rather than kill every child.
+ *   /healthz is liveness only: a node that merely has no leader (a partition, an election) is
+ *   healthy and left alone (/readyz, which needs a leader, is not used here).
+ * - Stopping a child (SIGTERM) that leads makes it hand leadership over first (KvServer.stop).
  * - Refuses to start if the data directory is in use by another running cluster or node, if a
  *   port is taken, or if a node directory's cluster identity (storage/cluster-identity.ts) does not
  *   match this command line (another --nodes or --cluster-id) or is damaged, or if directories of
- *   nodes beyond --nodes hold data (a larger cluster's): one message, nothing started.
+ *   nodes beyond --nodes hold data (a larger cluster's): one message, nothing started
+ *   (identity-check.ts).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -30,16 +34,12 @@ import { join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import {
-  CLUSTER_IDENTITY_FILE,
-  ClusterIdentityError,
-  holdsRaftData,
-  inspectClusterIdentity,
-  memberIds,
-  type StoredClusterIdentity,
-} from '../storage/cluster-identity.js';
 import { errorCode, LOCK_FILE, processAlive } from '../storage/fs-util.js';
 import { CliError, EXIT, UsageError, errorMessage, formatPeers, formatTable, parseBytes, parseIntOption, parsePort, sleep, type PeerSpec } from './common.js';
+import { checkIdentities } from './identity-check.js';
+import { DEFAULT_HEALTH_GRACE_MS, DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_UNHEALTHY_AFTER_MS, Watchdog, type WatchdogConfig, type WatchedChild } from './watchdog.js';
+
+export { DEFAULT_HEALTH_GRACE_MS, DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_UNHEALTHY_AFTER_MS, type WatchdogConfig } from './watchdog.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 const HOST = '127.0.0.1';
@@ -48,10 +48,6 @@ export const CLUSTER_LOCK = 'tsraft-start.pid';
 const STOP_GRACE_MS = 5000;
 const RESTART_LIMIT = 5;
 const RESTART_WINDOW_MS = 60_000;
-/** Watchdog defaults: /healthz every second; a child silent for 10 s is hung; 20 s more to start. */
-export const DEFAULT_HEALTH_INTERVAL_MS = 1_000;
-export const DEFAULT_UNHEALTHY_AFTER_MS = 10_000;
-export const DEFAULT_HEALTH_GRACE_MS = 20_000;
 
 interface StartOptions {
   nodes: string;
@@ -68,16 +64,6 @@ interface StartOptions {
   healthGraceMs: string;
 }
 
-/** How the watchdog judges a child (see the module comment); null when it is off. */
-export interface WatchdogConfig {
-  /** Time between two /healthz probes of a child (a probe waits for its answer max(this, 2 s), at most half of unhealthyAfterMs). */
-  readonly intervalMs: number;
-  /** A child that answered before and has given no 200 for this long is killed. */
-  readonly unhealthyAfterMs: number;
-  /** Extra time a child that has not answered yet gets after it was spawned. */
-  readonly graceMs: number;
-}
-
 export interface StartConfig {
   readonly nodes: number;
   readonly dataDir: string;
@@ -87,6 +73,7 @@ export interface StartConfig {
   readonly fsync: boolean;
   readonly clusterId: string;
   readonly maxRaftState?: string;
+  /** How the watchdog judges a child (watchdog.ts); null when it is off. */
   readonly watchdog: WatchdogConfig | null;
 }
 
@@ -121,14 +108,6 @@ export function parseStartOptions(options: StartOptions): StartConfig {
     ...(options.maxRaftState === undefined ? {} : { maxRaftState: options.maxRaftState }),
     watchdog: options.watchdog ? { intervalMs, unhealthyAfterMs, graceMs } : null,
   };
-}
-
-/** A failed probe's cause, short: the connect error's code when there is one. */
-function probeError(error: unknown): string {
-  const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause;
-  if (typeof cause?.code === 'string') return cause.code;
-  if (typeof cause?.message === 'string') return cause.message;
-  return errorMessage(error);
 }
 
 function readPid(path: string): number | undefined {
@@ -206,90 +185,6 @@ function probePort(port: number): Promise<string | null> {
   });
 }
 
-/**
- * Checks every node directory's cluster identity against this command line before anything is
- * spawned (the nodes check again themselves), and refuses with one message: a directory recorded
- * with another cluster id, node id or member set, a damaged identity file, or (when nothing else
- * is wrong) directories of nodes beyond --nodes that hold data, i.e. a larger cluster's.
- */
-async function checkIdentities(dataDir: string, config: StartConfig, peers: readonly PeerSpec[]): Promise<void> {
-  const clusterId = config.clusterId.trim();
-  const members = peers.map((p) => ({ id: p.id, address: `${p.raftHost}:${p.raftPort}/${p.httpUrl}` }));
-  const asked = `cluster ${JSON.stringify(clusterId)}, members ${peers.map((p) => p.id).join(', ')}`;
-  const mismatched: { id: number; disk: StoredClusterIdentity; file: string }[] = [];
-  const damaged: { line: string; newer: boolean }[] = [];
-  for (const p of peers) {
-    const dir = join(dataDir, `node-${p.id}`);
-    try {
-      await inspectClusterIdentity(dir, { clusterId, nodeId: p.id, members });
-    } catch (error) {
-      if (!(error instanceof ClusterIdentityError)) throw new CliError(`cannot check ${join(dir, CLUSTER_IDENTITY_FILE)}: ${errorMessage(error)}`, EXIT.failed);
-      if (error.onDisk !== null) {
-        mismatched.push({ id: p.id, disk: error.onDisk, file: error.file });
-      } else {
-        const newer = error.code === 'TSRAFT_IDENTITY_UNSUPPORTED';
-        damaged.push({ line: `  node ${p.id}: ${error.file}: ${error.reason ?? error.message} (${newer ? 'written by a newer tsraft' : 'damaged identity file'})`, newer });
-      }
-    }
-  }
-  const lines: string[] = [];
-  let hint = '';
-  if (mismatched.length > 0) {
-    for (const m of mismatched) {
-      const own = m.disk.nodeId !== m.id ? `, node ${m.disk.nodeId} (not ${m.id})` : '';
-      lines.push(`  node ${m.id}: ${m.file} records cluster ${JSON.stringify(m.disk.clusterId)}${own}, members ${memberIds(m.disk).join(', ')}`);
-    }
-    // One recorded configuration of nodes 0..k-1: say which flags run it again.
-    const first = mismatched[0]!.disk;
-    const ids = memberIds(first);
-    const same = mismatched.every((m) => m.disk.clusterId === first.clusterId && memberIds(m.disk).join(',') === ids.join(',') && m.disk.nodeId === m.id);
-    const flags: string[] = [];
-    if (same && ids.every((id, i) => id === i)) {
-      if (ids.length !== config.nodes) flags.push(`--nodes ${ids.length}`);
-      if (first.clusterId !== clusterId) flags.push(`--cluster-id ${first.clusterId}`);
-    }
-    hint =
-      (flags.length > 0
-        ? `To run the cluster this data belongs to, start it with ${flags.join(' ')}; for a new cluster`
-        : 'Start it with the --nodes and --cluster-id this data was created with; for a new cluster') +
-      ' use another --data-dir (or --fresh, which deletes this data). Membership changes will come through `tsraft member ...` (not available yet).';
-  }
-  if (damaged.length > 0) {
-    lines.push(...damaged.map((d) => d.line));
-    hint +=
-      (hint === '' ? '' : '\n') +
-      'A damaged identity file: restore it from a backup, or, if you are sure this data was created by this command line, move it aside ' +
-      "(the node then adopts this command line's identity)." +
-      (damaged.some((d) => d.newer) ? ' One written by a newer tsraft: run that version.' : '');
-  }
-  if (lines.length > 0) {
-    const what = mismatched.length > 0 ? 'does not match this command line' : 'cannot be checked against this command line';
-    throw new CliError(
-      `cannot start: the data in ${dataDir} ${what} (${config.nodes}-node cluster: ${asked}):\n${lines.join('\n')}\n` +
-        `${hint}\nNothing was started; the data is untouched.`,
-      damaged.length > 0 ? EXIT.failed : EXIT.usage,
-    );
-  }
-  // Data of nodes this start would not run: a larger cluster (identities catch this for data they
-  // cover; this catches data written before identities were recorded).
-  const beyond: number[] = [];
-  for (const name of readdirSync(dataDir)) {
-    const m = /^node-(\d+)$/.exec(name);
-    if (m === null || Number(m[1]) < config.nodes) continue;
-    const dir = join(dataDir, name);
-    if ((await holdsRaftData(dir)) || existsSync(join(dir, CLUSTER_IDENTITY_FILE))) beyond.push(Number(m[1]));
-  }
-  if (beyond.length > 0) {
-    beyond.sort((a, b) => a - b);
-    throw new CliError(
-      `cannot start: ${dataDir} also holds the data of node${beyond.length === 1 ? '' : 's'} ${beyond.join(', ')}, which this ${config.nodes}-node cluster ` +
-        `would not run: it belongs to a larger cluster. Start it with --nodes ${beyond[beyond.length - 1]! + 1} to run that cluster, or use another --data-dir ` +
-        '(or --fresh, which deletes this data). Membership changes will come through `tsraft member ...` (not available yet). Nothing was started; the data is untouched.',
-      EXIT.usage,
-    );
-  }
-}
-
 interface Member {
   readonly spec: PeerSpec;
   readonly dir: string;
@@ -301,23 +196,6 @@ interface Member {
   /** It exited with code 2 (refused its command line): not restarted. */
   refused: boolean;
   exited: Promise<void>;
-  /** The watchdog's view of the current child (null: none running). */
-  health: Health | null;
-}
-
-/** What the watchdog knows of one child process. */
-interface Health {
-  readonly child: ChildProcess;
-  /** performance.now() when it was spawned. */
-  readonly spawnedAt: number;
-  /** The last 200 from /healthz; before the first one, the end of the grace period. */
-  lastOk: number;
-  answered: boolean;
-  probing: boolean;
-  /** The latest failed probe since the last success (null: none). */
-  failure: string | null;
-  /** Set once the watchdog killed it: why. */
-  killedFor: string | null;
 }
 
 class Supervisor {
@@ -327,9 +205,8 @@ class Supervisor {
   private leaderId: number | undefined;
   private leaderTerm = -1;
   private finish: ((code: number) => void) | null = null;
-  private watchdogTimer: ReturnType<typeof setInterval> | undefined;
-  /** Bumped when the health clocks restart: probes started before are ignored. */
-  private healthEpoch = 0;
+  /** Kills and restarts children that stop answering /healthz (null: --no-watchdog). */
+  private readonly watchdog: Watchdog | null;
   readonly done: Promise<number>;
 
   constructor(
@@ -346,8 +223,8 @@ class Supervisor {
       gaveUp: false,
       refused: false,
       exited: Promise.resolve(),
-      health: null,
     }));
+    this.watchdog = config.watchdog === null ? null : new Watchdog(config.watchdog, (line) => this.say(line));
     this.done = new Promise((resolve) => (this.finish = resolve));
   }
 
@@ -381,8 +258,8 @@ class Supervisor {
     const child = fork(MAIN, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     member.child = child;
     member.pid = child.pid;
-    const now = performance.now();
-    member.health = { child, spawnedAt: now, lastOk: now + (this.config.watchdog?.graceMs ?? 0), answered: false, probing: false, failure: null, killedFor: null };
+    const watched: WatchedChild = { id: spec.id, pid: child.pid, httpUrl: spec.httpUrl, kill: () => child.kill('SIGKILL') };
+    this.watchdog?.watch(watched);
     const prefix = `[node ${spec.id}] `;
     for (const stream of [child.stdout, child.stderr]) {
       if (stream === null) continue;
@@ -395,14 +272,13 @@ class Supervisor {
       child.once('exit', (code, signal) => {
         if (member.child === child) member.child = null;
         resolve();
-        this.onExit(member, code, signal);
+        this.onExit(member, code, signal, this.watchdog?.release(spec.id, watched) ?? null);
       });
     });
   }
 
-  private onExit(member: Member, code: number | null, signal: NodeJS.Signals | null): void {
-    const killedFor = member.health?.killedFor ?? null;
-    member.health = null;
+  /** A child exited (`killedFor`: why the watchdog killed it, if it did): restart it, within limits. */
+  private onExit(member: Member, code: number | null, signal: NodeJS.Signals | null, killedFor: string | null): void {
     if (this.shuttingDown) return;
     const how =
       killedFor !== null ? `was killed by the watchdog (${killedFor})` : signal !== null ? `killed by ${signal}` : `exited with code ${code ?? '?'}`;
@@ -437,75 +313,9 @@ class Supervisor {
     }, delay);
   }
 
-  /** Starts the watchdog (when configured): a tick every interval probes and judges every child. */
+  /** Starts the watchdog, when configured (watchdog.ts). */
   startWatchdog(): void {
-    const watchdog = this.config.watchdog;
-    if (watchdog === null) return;
-    let lastTick = performance.now();
-    this.watchdogTimer = setInterval(() => {
-      const now = performance.now();
-      const late = now - lastTick - watchdog.intervalMs;
-      lastTick = now;
-      if (late > watchdog.unhealthyAfterMs / 2) {
-        // This process was paused (a stopped terminal, a laptop asleep): silence is ours, not theirs.
-        this.say(`the watchdog itself was paused for ${(late / 1000).toFixed(1)} s; restarting the health clocks`);
-        this.healthEpoch++;
-        for (const m of this.members) {
-          if (m.health === null) continue;
-          m.health.lastOk = Math.max(m.health.lastOk, now);
-          m.health.failure = null;
-          m.health.probing = false;
-        }
-        return;
-      }
-      for (const m of this.members) this.judge(m, watchdog, now);
-    }, watchdog.intervalMs);
-  }
-
-  private judge(m: Member, watchdog: WatchdogConfig, now: number): void {
-    const h = m.health;
-    if (this.shuttingDown || h === null || m.child !== h.child || h.killedFor !== null) return;
-    const silentMs = now - h.lastOk;
-    if (silentMs >= watchdog.unhealthyAfterMs && h.failure !== null) {
-      const since = h.answered ? `for ${(silentMs / 1000).toFixed(1)} s` : `since it started ${((now - h.spawnedAt) / 1000).toFixed(1)} s ago`;
-      h.killedFor = `no answer from /healthz ${since}; last probe: ${h.failure}`;
-      this.say(`node ${m.spec.id} (pid ${m.pid ?? '?'}) has not answered /healthz ${since} (last probe: ${h.failure}); killing it with SIGKILL`);
-      h.child.kill('SIGKILL');
-      return;
-    }
-    if (!h.probing) void this.probe(m, h, watchdog);
-  }
-
-  private async probe(m: Member, h: Health, watchdog: WatchdogConfig): Promise<void> {
-    h.probing = true;
-    const epoch = this.healthEpoch;
-    const timeoutMs = Math.min(Math.floor(watchdog.unhealthyAfterMs / 2), Math.max(watchdog.intervalMs, 2_000));
-    let failure: string | null = null;
-    try {
-      const response = await fetch(`${m.spec.httpUrl}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
-      await response.arrayBuffer().catch(() => undefined);
-      if (response.status !== 200) failure = `HTTP ${response.status}`;
-    } catch (error) {
-      const name = (error as { name?: unknown }).name;
-      failure = name === 'TimeoutError' || name === 'AbortError' ? `no answer within ${timeoutMs} ms` : probeError(error);
-    }
-    if (epoch !== this.healthEpoch) return;
-    h.probing = false;
-    if (this.shuttingDown || m.child !== h.child || h.killedFor !== null) return;
-    const now = performance.now();
-    if (failure === null) {
-      if (h.failure !== null) this.say(`node ${m.spec.id} (pid ${m.pid ?? '?'}) answers /healthz again`);
-      h.answered = true;
-      h.failure = null;
-      h.lastOk = now;
-    } else if (h.answered || now >= h.lastOk) {
-      // Failures during the grace period of a child that never answered are its start-up.
-      if (h.failure === null) {
-        const left = Math.max(0, watchdog.unhealthyAfterMs - (now - h.lastOk));
-        this.say(`node ${m.spec.id} (pid ${m.pid ?? '?'}): /healthz failed (${failure}); it is killed if it does not answer within ${(left / 1000).toFixed(1)} s`);
-      }
-      h.failure = failure;
-    }
+    this.watchdog?.start();
   }
 
   printTable(): void {
@@ -564,7 +374,7 @@ class Supervisor {
   async shutdown(code: number): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
-    clearInterval(this.watchdogTimer);
+    this.watchdog?.stop();
     const alive = this.members.filter((m) => m.child !== null);
     this.say(`stopping ${alive.length} node${alive.length === 1 ? '' : 's'}...`);
     for (const m of alive) m.child?.kill('SIGTERM');

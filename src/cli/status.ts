@@ -1,7 +1,8 @@
 /**
  * `tsraft status`: one row per endpoint from its GET /v1/status: node, role, term, commit index,
  * applied index, lag (the leader's commit index minus this node's applied index) and the leader it
- * knows. A node that does not answer is shown as `down`.
+ * knows. A node that does not answer is shown as `down`. A leader handing leadership over (POST
+ * /v1/leader/transfer, `tsraft leader transfer`, or stopping) is shown as `leader (handing over to N)`.
  */
 import { Command } from 'commander';
 import { DEFAULT_ENDPOINTS, EXIT, errorMessage, formatTable, parseEndpoints, parseIntOption } from './common.js';
@@ -18,6 +19,15 @@ export interface NodeStatusJson {
   readonly snapshotIndex?: number;
   readonly keys?: number;
   readonly sessions?: number;
+  /** A leader handing leadership over: to whom (null or absent: none). */
+  readonly transferTarget?: number | null;
+  readonly quorumLost?: number;
+}
+
+/** The role as shown: a leader that is handing leadership over says to whom. */
+export function roleText(status: NodeStatusJson): string {
+  const role = status.role ?? '?';
+  return role === 'leader' && typeof status.transferTarget === 'number' ? `leader (handing over to ${status.transferTarget})` : role;
 }
 
 export interface EndpointStatus {
@@ -63,9 +73,15 @@ export function statusTable(statuses: readonly EndpointStatus[]): string[][] {
     }
     const lag = leader?.commitIndex !== undefined && status.appliedIndex !== undefined ? String(Math.max(0, leader.commitIndex - status.appliedIndex)) : '-';
     const leaderText = status.leaderId === undefined || status.leaderId === null ? 'none' : status.role === 'leader' ? `${status.leaderId} (self)` : String(status.leaderId);
-    rows.push([num(status.id), status.role ?? '?', num(status.term), num(status.commitIndex), num(status.appliedIndex), lag, leaderText, endpoint]);
+    rows.push([num(status.id), roleText(status), num(status.term), num(status.commitIndex), num(status.appliedIndex), lag, leaderText, endpoint]);
   }
   return rows;
+}
+
+/** `node 0`, or `node 0 (handing leadership to node 2)`. */
+export function leaderSummary(status: NodeStatusJson): string {
+  const to = typeof status.transferTarget === 'number' ? ` (handing leadership to node ${status.transferTarget})` : '';
+  return `node ${num(status.id)}${to}`;
 }
 
 export function statusCommand(): Command {
@@ -86,7 +102,7 @@ export function statusCommand(): Command {
         const leaders = statuses.filter((s) => s.status?.role === 'leader');
         const up = statuses.filter((s) => s.status !== undefined).length;
         process.stdout.write(
-          `${up} of ${statuses.length} nodes up; ${leaders.length === 0 ? 'no leader' : `leader: node ${leaders.map((s) => num(s.status?.id)).join(', ')}`}\n`,
+          `${up} of ${statuses.length} nodes up; ${leaders.length === 0 ? 'no leader' : `leader: ${leaders.map((s) => leaderSummary(s.status!)).join(', ')}`}\n`,
         );
       }
       process.exitCode = statuses.some((s) => s.status !== undefined) ? EXIT.ok : EXIT.unavailable;

@@ -17,15 +17,14 @@ import {
   type PreVote,
   type PreVoteReply,
   type RequestVote,
-  type TimeoutNow,
   type RequestVoteReply,
   type Snapshot,
   type Term,
+  type TimeoutNow,
 } from './messages.js';
-import type { Progress } from './progress.js';
+import type { Progress, SnapshotToSend } from './progress.js';
 import { Replicator } from './replication.js';
 import { ReadIndexQueue } from './read-index.js';
-import type { SnapshotToSend } from './progress.js';
 import { SnapshotReceiver } from './snapshot-receiver.js';
 import { checkPeerMessage, DROP_REASONS, TERM_MAX, type DropReason } from './validate.js';
 import type { ReadState, Ready } from './ready.js';

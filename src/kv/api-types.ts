@@ -21,4 +21,19 @@ export interface KvServerStatus {
   readonly sessions: number;
   readonly snapshotsTaken: number;
   readonly stopped: boolean;
+  /** A leader handing leadership over: to whom (writes answer 503 leader-transfer meanwhile); else null. */
+  readonly transferTarget: number | null;
+  /** Times this node stepped down as leader because it had not heard from a majority (check-quorum). */
+  readonly quorumLost: number;
+}
+
+/** The answer to POST /v1/leader/transfer. */
+export interface LeaderTransferResult {
+  /** The member that leads now. Equal to previousLeaderId when the target already led. */
+  readonly leaderId: number;
+  readonly leaderUrl: string | null;
+  /** The member that answered the request, the leader when it arrived. */
+  readonly previousLeaderId: number;
+  /** The term the new leader leads in (as known to the previous leader when it heard of it). */
+  readonly term: number;
 }

@@ -15,12 +15,16 @@
  *   KvClient may be shared by concurrent callers. A client id must not be reused by another client
  *   instance (its seqs restart at 1 and would be refused as stale): keep the random default.
  * - Client mistakes (invalid key, value too large, ...) reject at once with code 'bad-request'.
+ * - transferLeadership() asks the leader (found the same way) to hand leadership over. It is
+ *   resent only when nothing can have happened (a refused connection, a redirect, 503 no-leader);
+ *   without a target, a request that may have reached the leader but got no answer rejects with
+ *   code 'outcome-unknown' (resending it could move leadership twice).
  */
 import { randomUUID } from 'node:crypto';
 import { CLIENT_ID_BYTES_MAX } from './commands.js';
-import type { KvServerStatus } from './api-types.js';
+import type { KvServerStatus, LeaderTransferResult } from './api-types.js';
 
-export type KvClientErrorCode = 'timeout' | 'bad-request' | 'stale-request' | 'server-error';
+export type KvClientErrorCode = 'timeout' | 'bad-request' | 'stale-request' | 'server-error' | 'outcome-unknown';
 
 export class KvClientError extends Error {
   override readonly name = 'KvClientError';
@@ -111,6 +115,15 @@ function describe(error: unknown): string {
     return cause instanceof Error ? `${error.message} (${cause.message})` : error.message;
   }
   return String(error);
+}
+
+/** Connect errors: the request cannot have been delivered. */
+const NOT_DELIVERED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+
+/** A fetch that failed before a connection was made: the request cannot have been delivered. */
+function connectionRefused(error: unknown): boolean {
+  const code = (error as { cause?: { code?: unknown } } | undefined)?.cause?.code;
+  return typeof code === 'string' && NOT_DELIVERED.has(code);
 }
 
 function errorOf(json: Record<string, unknown>): { code: string | undefined; message: string | undefined } {
@@ -208,6 +221,34 @@ export class KvClient {
     return answer.json as unknown as KvServerStatus;
   }
 
+  /**
+   * Asks the leader to hand leadership to member `to` (default: its most up-to-date follower) and
+   * resolves once the new leader is known. Rejects with KvClientError: 'bad-request' (400: `to` is
+   * not another member, the message names the members; 409 no-transfer-target), 'server-error'
+   * with serverCode 'transfer-timeout' (504: no new leader in time, proposals resumed on the old
+   * one), 'outcome-unknown' (see the module comment) or 'timeout' (no leader reached in time).
+   */
+  async transferLeadership(to?: number): Promise<LeaderTransferResult> {
+    if (to !== undefined && !(Number.isSafeInteger(to) && to >= 0)) throw new KvClientError('bad-request', `a member id is a non-negative integer, got ${to}`);
+    const answer = await this.request('POST', `/v1/leader/transfer${to === undefined ? '' : `?to=${to}`}`, {
+      write: false,
+      // Final answers: a transfer that timed out is not retried (the old leader leads again).
+      final: (_status, code) => code === 'transfer-timeout',
+      // With a target, a resend is harmless (a target that already leads answers at once).
+      resendUnanswered: (error) => to !== undefined || connectionRefused(error),
+    });
+    const j = answer.json;
+    if (typeof j['leaderId'] !== 'number' || typeof j['previousLeaderId'] !== 'number') {
+      throw new KvClientError('server-error', `malformed answer to a leadership transfer: ${JSON.stringify(j).slice(0, 200)}`);
+    }
+    return {
+      leaderId: j['leaderId'],
+      leaderUrl: typeof j['leaderUrl'] === 'string' ? j['leaderUrl'] : null,
+      previousLeaderId: j['previousLeaderId'],
+      term: typeof j['term'] === 'number' ? j['term'] : -1,
+    };
+  }
+
   // ------------------------------------------------------------------ internals
 
   private path(key: KvKey, query: Record<string, string>): string {
@@ -252,7 +293,16 @@ export class KvClient {
   private async request(
     method: string,
     pathAndQuery: string,
-    options: { write: boolean; body?: Uint8Array; session?: { id: string; seq: number }; endpoint?: string },
+    options: {
+      write: boolean;
+      body?: Uint8Array;
+      session?: { id: string; seq: number };
+      endpoint?: string;
+      /** An error answer (status, error code) that is final, never retried. */
+      final?: (status: number, code: string | undefined) => boolean;
+      /** Whether an attempt that got no answer may be sent again (default: yes); if not, 'outcome-unknown'. */
+      resendUnanswered?: (error: unknown) => boolean;
+    },
   ): Promise<Answer> {
     const deadline = Date.now() + this.timeoutMs;
     const fixed = options.endpoint;
@@ -301,7 +351,17 @@ export class KvClient {
         text = await response.text();
       } catch (error) {
         lastError = error;
-        if (!(error instanceof Error && error.name === 'TimeoutError')) lastAnswer = error;
+        const deadlineHit = error instanceof Error && error.name === 'TimeoutError';
+        if (!deadlineHit && options.resendUnanswered?.(error) === false) {
+          throw new KvClientError(
+            'outcome-unknown',
+            `${method} ${base}${pathAndQuery} got no answer (${describe(error)}); it may have taken effect, so it was not sent again`,
+            undefined,
+            undefined,
+            { cause: error },
+          );
+        }
+        if (!deadlineHit) lastAnswer = error;
         if (fixed === undefined) base = this.nextEndpoint(base);
         await backoff();
         continue;
@@ -329,6 +389,9 @@ export class KvClient {
       if ((status >= 200 && status < 300) || (status === 404 && code === 'not-found') || (status === 409 && json['swapped'] === false)) {
         if (fixed === undefined) this.current = base;
         return { status, json };
+      }
+      if (options.final?.(status, code) === true) {
+        throw new KvClientError(status >= 400 && status < 500 ? 'bad-request' : 'server-error', detail, status, code);
       }
       if (status === 502 || status === 503 || status === 504) {
         lastError = lastAnswer = new Error(detail);

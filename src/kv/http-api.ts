@@ -11,8 +11,19 @@
  *     POST   /v1/kv/{key}?cas=<expected> body  compare-and-swap: 200 {"swapped":true,"index","previous"}
  *     POST   /v1/kv/{key}?cas-absent=true body   or 409 {"swapped":false,"value","encoding","index"}
  *     DELETE /v1/kv/{key}                     delete; 200 {"index","previous","encoding"}
+ *     POST   /v1/leader/transfer             on the leader: hand leadership over (to the most up-to-date
+ *              ?to=<id>                         follower, or to member <id>) and answer once the new leader is
+ *                                               known: 200 {"leaderId","leaderUrl","previousLeaderId","term"}
+ *                                               (leaderId == previousLeaderId when <id> already leads); on a
+ *                                               follower 307 to the leader like a write; writes meanwhile 503
+ *                                               leader-transfer (not proposed: retry)
  *     GET    /v1/status                        this node's Raft and KV status
- *     GET    /healthz                          200 {"ok":true} (503 once the node stopped)
+ *     GET    /healthz                          liveness: 200 {"ok":true} while the process answers and Raft
+ *                                               runs, even without a leader (503 once the node stopped)
+ *     GET    /readyz                           readiness: 200 {"ok":true,"leaderId","isLeader"} when this node
+ *                                               knows a leader (itself or another); else 503 no-leader (an
+ *                                               election, or cut off from a majority: a leader that lost its
+ *                                               quorum steps down within an election timeout) or node-stopped
  *     GET    /metrics                          Prometheus text format
  *
  * Keys are the rest of the path after `/v1/kv/`, percent-decoded to bytes (so a key may hold any
@@ -36,7 +47,11 @@
  *     503 no-leader       no leader known (Retry-After: 1); also busy, dropped, stopped, and
  *                         leader-transfer (this leader is handing over: the write was not proposed)
  *     504 timeout         the proposal or read did not complete in requestTimeoutMs (a write may still apply)
- *     400 invalid-key, malformed-percent-encoding, unknown-op, unknown-parameter, bad-parameter,
+ *     504 transfer-timeout  POST /v1/leader/transfer: no new leader was heard of in time; the transfer was
+ *                         abandoned and proposals resumed on the old leader (the body says who leads now)
+ *     409 no-transfer-target  POST /v1/leader/transfer on a single-member cluster
+ *     400 invalid-key, malformed-percent-encoding, unknown-op, unknown-parameter, bad-parameter (also
+ *         a transfer `to` that is not another member: the message names the members),
  *         bad-header, invalid-command, bad-request
  *     404 not-found (absent key), no-route
  *     405 method-not-allowed (with Allow)
@@ -72,7 +87,17 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { BusyError, LeadershipTransferError, NodeStoppedError, NotLeaderError, OutcomeUnknownError, ProposalDroppedError, ProposalTimeoutError } from '../runtime/errors.js';
+import {
+  BusyError,
+  ConfigError,
+  LeadershipTransferError,
+  NodeStoppedError,
+  NotLeaderError,
+  OutcomeUnknownError,
+  ProposalDroppedError,
+  ProposalTimeoutError,
+  RaftError,
+} from '../runtime/errors.js';
 import { CLIENT_ID_BYTES_MAX, encodeKvCommand, KEY_BYTES_MAX, VALUE_BYTES_MAX, type KvCommand, type KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
 import {
@@ -92,7 +117,7 @@ import {
   sendJson,
   textParam,
 } from './http-io.js';
-import type { KvServerStatus } from './api-types.js';
+import type { KvServerStatus, LeaderTransferResult } from './api-types.js';
 import {
   DEFAULT_HTTP_BODY_BUDGET_BYTES,
   DEFAULT_HTTP_HEADERS_TIMEOUT_MS,
@@ -137,7 +162,18 @@ export interface KvApiBackend {
    * proposal's NotLeaderError answers.
    */
   leadership?(): { isLeader: boolean; leaderId: number | undefined };
-  /** True once KvServer.stop() was called: every request then answers 503 stopped. */
+  /** This member's id (for /readyz and leadership transfers). */
+  readonly nodeId?: number;
+  /** Every member's id, this one included: a transfer's `to` must be another one of them. */
+  readonly memberIds?: readonly number[];
+  /**
+   * Hands leadership to `to` (default: the most up-to-date follower) and resolves once the new
+   * leader is known; resolves at once with this node when `to` is this node and it leads. Rejects
+   * with NotLeaderError, ConfigError (a bad target), RaftError TSRAFT_TRANSFER_TIMEOUT or
+   * NodeStoppedError. Without it, POST /v1/leader/transfer answers 501.
+   */
+  transferLeadership?(to: number | undefined): Promise<{ leaderId: number; previousLeaderId: number; term: number }>;
+  /** True once KvServer.stop() closes the listener: every request then answers 503 stopped. */
   isStopping(): boolean;
   /** True once the RaftNode stopped (e.g. on a fatal error), for /healthz. */
   isNodeStopped(): boolean;
@@ -210,6 +246,7 @@ export async function startHttpApi(
 }
 
 const KV_PREFIX = '/v1/kv/';
+const TRANSFER_PATH = '/v1/leader/transfer';
 
 /** The query parameters each method accepts on /v1/kv/{key}; a method missing here is 405. */
 const ALLOWED_PARAMS: Record<string, ReadonlySet<string>> = {
@@ -260,11 +297,15 @@ class KvHttpApi {
     const method = req.method ?? 'GET';
     if (this.backend.isStopping()) throw new HttpError(503, 'stopped', 'the server is stopping', { 'Retry-After': '1' });
 
-    if (rawPath === '/healthz' || rawPath === '/v1/status' || rawPath === '/metrics') {
+    if (rawPath === '/healthz' || rawPath === '/readyz' || rawPath === '/v1/status' || rawPath === '/metrics') {
       if (method !== 'GET') throw new HttpError(405, 'method-not-allowed', `${method} is not allowed on ${rawPath}; use GET`, { Allow: 'GET' });
       if (rawPath === '/healthz') {
+        // Liveness only: a node without a leader (an election, a partition) is alive and must not
+        // be restarted for it (tsraft start's watchdog polls this). Readiness is /readyz.
         const stopped = this.backend.isNodeStopped();
         sendJson(res, stopped ? 503 : 200, stopped ? { ok: false } : { ok: true });
+      } else if (rawPath === '/readyz') {
+        this.serveReady(res);
       } else if (rawPath === '/v1/status') {
         sendJson(res, 200, this.backend.status());
       } else {
@@ -272,6 +313,11 @@ class KvHttpApi {
         res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
         res.end(body);
       }
+      return;
+    }
+    if (rawPath === TRANSFER_PATH) {
+      if (method !== 'POST') throw new HttpError(405, 'method-not-allowed', `${method} is not allowed on ${rawPath}; use POST`, { Allow: 'POST' });
+      await this.serveTransfer(res, rawPath, rawQuery);
       return;
     }
     if (rawPath === '/v1/kv' || rawPath.startsWith(KV_PREFIX)) {
@@ -348,6 +394,91 @@ class KvHttpApi {
         return;
       }
     }
+  }
+
+  /** The leader this node knows of: itself, another member, or none. */
+  private knownLeader(): { isLeader: boolean; leaderId: number | undefined } {
+    const leadership = this.backend.leadership?.();
+    if (leadership !== undefined) return leadership.isLeader ? { isLeader: true, leaderId: this.backend.nodeId } : leadership;
+    const s = this.backend.status();
+    return { isLeader: s.role === 'leader', leaderId: s.leaderId ?? undefined };
+  }
+
+  /** GET /readyz: 200 when this node knows a leader (itself or another), else 503. */
+  private serveReady(res: ServerResponse): void {
+    if (this.backend.isNodeStopped()) {
+      sendError(res, 503, 'node-stopped', 'this node stopped on a fatal error and is exiting', {}, { 'Retry-After': '1' });
+      return;
+    }
+    const { isLeader, leaderId } = this.knownLeader();
+    if (!isLeader && leaderId === undefined) {
+      sendError(res, 503, 'no-leader', 'this node knows of no leader: an election is under way, or it cannot reach a majority', {}, { 'Retry-After': '1' });
+      return;
+    }
+    sendJson(res, 200, { ok: true, leaderId: leaderId ?? null, isLeader });
+  }
+
+  /**
+   * POST /v1/leader/transfer[?to=<id>]. The target is checked first (on any node: membership is
+   * fixed), then a follower redirects like a write, before any body is read; the leader hands over
+   * and answers once it hears of the new leader.
+   */
+  private async serveTransfer(res: ServerResponse, rawPath: string, rawQuery: string): Promise<void> {
+    if (this.backend.isNodeStopped()) {
+      throw new HttpError(503, 'node-stopped', 'this node stopped on a fatal error and is exiting; ask another member', { 'Retry-After': '1' });
+    }
+    const params = parseQuery(rawQuery);
+    for (const name of params.keys()) {
+      if (name !== 'to') throw new HttpError(400, 'unknown-parameter', `unknown query parameter "${name}" for POST ${TRANSFER_PATH}; it takes ?to=<member id>`);
+    }
+    const members = this.backend.memberIds;
+    const self = this.backend.nodeId;
+    const others = members?.filter((id) => id !== self);
+    const naming = members === undefined ? '' : ` (the members are ${members.join(', ')}${self === undefined ? '' : `; this is node ${self}`})`;
+    const toText = textParam(params, 'to');
+    let to: number | undefined;
+    if (toText !== undefined) {
+      to = /^\d{1,15}$/.test(toText) ? Number(toText) : NaN;
+      if (!Number.isSafeInteger(to)) throw new HttpError(400, 'bad-parameter', `to must be a member id, got "${toText.slice(0, 40)}"${naming}`);
+      if (members !== undefined && !members.includes(to)) throw new HttpError(400, 'bad-parameter', `node ${to} is not a member of this cluster${naming}`);
+    }
+    if (others !== undefined && others.length === 0) {
+      throw new HttpError(409, 'no-transfer-target', `this cluster has a single member${naming}: there is no other member to hand leadership to`);
+    }
+    const transfer = this.backend.transferLeadership;
+    if (transfer === undefined) throw new HttpError(501, 'not-supported', 'this server cannot transfer leadership');
+    const request = { rawPath, rawQuery };
+    const leadership = this.backend.leadership?.();
+    if (leadership !== undefined && !leadership.isLeader) {
+      const { leaderId } = leadership;
+      this.raftError(res, request, new NotLeaderError(leaderId, leaderId === undefined ? undefined : this.backend.leaderUrl(leaderId)));
+      return;
+    }
+    let moved: { leaderId: number; previousLeaderId: number; term: number };
+    try {
+      moved = await transfer.call(this.backend, to);
+    } catch (error) {
+      if (error instanceof ConfigError) throw new HttpError(400, 'bad-parameter', `${error.problems.join('; ')}${naming}`);
+      if (error instanceof RaftError && error.code === 'TSRAFT_TRANSFER_TIMEOUT') {
+        const now = this.knownLeader();
+        const after = now.isLeader
+          ? `the transfer was abandoned: node ${self ?? now.leaderId ?? '?'} still leads and takes writes again`
+          : now.leaderId !== undefined
+            ? `node ${now.leaderId} leads now`
+            : 'this node no longer leads and no leader is known yet (an election is under way): check GET /v1/status on the members';
+        sendError(res, 504, 'transfer-timeout', `${error.message}; ${after}`, { leaderId: now.isLeader ? (self ?? null) : (now.leaderId ?? null) });
+        return;
+      }
+      this.raftError(res, request, error);
+      return;
+    }
+    const answer: LeaderTransferResult = {
+      leaderId: moved.leaderId,
+      leaderUrl: this.backend.leaderUrl(moved.leaderId) ?? null,
+      previousLeaderId: moved.previousLeaderId,
+      term: moved.term,
+    };
+    sendJson(res, 200, answer);
   }
 
   /**
@@ -463,7 +594,7 @@ class KvHttpApi {
   }
 
   /** Answers a RaftNode rejection; anything else is rethrown (and answered 500 internal). */
-  private raftError(res: ServerResponse, request: KvRequest, error: unknown): void {
+  private raftError(res: ServerResponse, request: Pick<KvRequest, 'rawPath' | 'rawQuery'>, error: unknown): void {
     if (error instanceof NotLeaderError) {
       const leaderUrl = error.leaderId === undefined ? undefined : (error.leaderAddress ?? this.backend.leaderUrl(error.leaderId));
       if (error.leaderId === undefined || leaderUrl === undefined) {
@@ -482,7 +613,7 @@ class KvHttpApi {
       sendError(res, 503, 'busy', error.message, {}, { 'Retry-After': '1' });
     } else if (error instanceof LeadershipTransferError) {
       // Not proposed: safe to retry, and in a moment the new leader answers (or redirects).
-      sendError(res, 503, 'leader-transfer', error.message, { leaderId: error.target }, { 'Retry-After': '1' });
+      sendError(res, 503, 'leader-transfer', error.message, { transferTarget: error.target }, { 'Retry-After': '1' });
     } else if (error instanceof ProposalDroppedError) {
       sendError(res, 503, 'dropped', error.message, {}, { 'Retry-After': '1' });
     } else if (error instanceof NodeStoppedError) {

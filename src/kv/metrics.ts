@@ -137,6 +137,13 @@ export class KvMetrics {
   readonly fsyncDuration = new Histogram(FSYNC_BUCKETS);
   /** HTTP status code → responses sent. */
   private readonly responses = new Map<number, number>();
+  /** Leadership transfers this node started as leader (POST /v1/leader/transfer, stop()), by outcome. */
+  private readonly transfers = { moved: 0, timeout: 0, failed: 0 };
+
+  /** Counts one leadership transfer this node started: a new leader was heard of, none in time, or another failure. */
+  countTransfer(outcome: 'moved' | 'timeout' | 'failed'): void {
+    this.transfers[outcome]++;
+  }
 
   /** Counts one HTTP response sent with this status code. */
   countResponse(status: number): void {
@@ -154,6 +161,17 @@ export class KvMetrics {
     out += '# HELP tsraft_role 1 for the role this node has now, 0 for the others.\n# TYPE tsraft_role gauge\n';
     for (const role of ROLES) out += `tsraft_role{role="${role}"} ${s.role === role ? 1 : 0}\n`;
     out += metric('tsraft_commit_index', 'gauge', 'Highest log index known to be committed.', s.commitIndex);
+    out += metric(
+      'tsraft_quorum_lost_total',
+      'counter',
+      'Times this node stepped down as leader because it had not heard from a majority within an election timeout (check-quorum).',
+      s.quorumLost,
+    );
+    out += metric('tsraft_leader_transferring', 'gauge', '1 while this leader hands leadership over (writes answer 503 leader-transfer), else 0.', s.transferTarget === undefined ? 0 : 1);
+    out +=
+      '# HELP tsraft_leader_transfers_total Leadership transfers this node started as leader (POST /v1/leader/transfer, or stopping), by outcome: moved (a new leader was heard of), timeout (none in time; proposals resumed), failed.\n' +
+      '# TYPE tsraft_leader_transfers_total counter\n';
+    for (const [outcome, count] of Object.entries(this.transfers)) out += `tsraft_leader_transfers_total{outcome="${outcome}"} ${count}\n`;
     out += '# HELP tsraft_peer_messages_dropped_total Peer messages dropped because they cannot be true, by reason (docs/THREAT-MODEL.md).\n# TYPE tsraft_peer_messages_dropped_total counter\n';
     for (const [reason, count] of Object.entries(s.droppedMessages)) out += `tsraft_peer_messages_dropped_total{reason="${reason}"} ${count}\n`;
     out += metric('tsraft_applied_index', 'gauge', 'Highest log index applied to the KV state machine.', sources.appliedIndex);

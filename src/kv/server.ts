@@ -4,7 +4,10 @@
  * writes and reads; replica.ts, which the explorer runs too) and serves the HTTP/JSON API
  * described in http-api.ts; its metrics are in metrics.ts.
  *
- * This module owns the member's lifecycle: options validation, start, stop.
+ * This module owns the member's lifecycle: options validation, start, stop. A leader that stops
+ * hands leadership to the most up-to-date follower first, while its HTTP API still answers (writes
+ * meanwhile get 503 leader-transfer, then redirects to the new leader), so clients see neither
+ * connection errors nor an election timeout's gap.
  *
  * Limits (exported here, defined beside the code that enforces them): KEY_BYTES_MAX,
  * VALUE_BYTES_MAX and CLIENT_ID_BYTES_MAX (commands.ts), HTTP_HEADER_BYTES_MAX and REQUEST_SEQ_MAX
@@ -21,7 +24,7 @@
  * after it.
  */
 import type { Server } from 'node:http';
-import { ConfigError } from '../runtime/errors.js';
+import { ConfigError, RaftError } from '../runtime/errors.js';
 import { RaftNode, type RaftNodeTiming } from '../runtime/node.js';
 import { ensureClusterIdentity } from '../storage/cluster-identity.js';
 import { FileStorage } from '../storage/file-storage.js';
@@ -114,6 +117,8 @@ export class KvServer {
   private http: (Server & { readonly httpStats: HttpStats }) | null = null;
   private boundHttpPort = -1;
   private stopping: Promise<void> | null = null;
+  /** stop() has handed leadership over and is closing the HTTP listener: requests answer 503 stopped. */
+  private closing = false;
 
   private readonly metrics = new KvMetrics();
 
@@ -216,6 +221,8 @@ export class KvServer {
         addresses: this.urls,
         proposeTimeoutMs: this.requestTimeoutMs,
         proposalsInFlightMax: PROPOSALS_IN_FLIGHT_MAX,
+        // stop() hands leadership over itself, before it closes the HTTP API (see handOver).
+        transferLeadershipOnStop: false,
         ...(options.timing === undefined ? {} : { timing: options.timing }),
         onFatal: (error) => {
           this.log(`raft node stopped on a fatal error: ${describeError(error)}`);
@@ -247,7 +254,10 @@ export class KvServer {
           const s = this.node!.raftStatus(false);
           return { isLeader: s.role === 'leader', leaderId: s.leaderId >= 0 && s.leaderId !== this.id ? s.leaderId : undefined };
         },
-        isStopping: () => this.stopping !== null,
+        nodeId: this.id,
+        memberIds: this.options.peers.map((p) => p.id),
+        transferLeadership: (to) => this.transferLeadership(to),
+        isStopping: () => this.closing,
         isNodeStopped: () => this.node!.status().stopped,
         status: () => this.status(),
         metricsText: () => this.metricsText(),
@@ -271,9 +281,16 @@ export class KvServer {
     return this.boundHttpPort;
   }
 
-  /** Stops the HTTP listener (closing every connection), then the RaftNode. Idempotent. */
+  /**
+   * Stops the member. Idempotent. A leader first hands leadership over (at most a maximum election
+   * timeout) while the HTTP API still answers: writes that arrive meanwhile are refused with 503
+   * leader-transfer (never proposed, safe to retry), and once the new leader is known they are
+   * redirected to it. Then the HTTP listener closes (every connection with it), then the RaftNode.
+   */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      await this.handOver();
+      this.closing = true;
       const http = this.http;
       if (http !== null) {
         const closed = new Promise<void>((resolve) => http.close(() => resolve()));
@@ -283,6 +300,45 @@ export class KvServer {
       await this.node?.stop();
     })();
     return this.stopping;
+  }
+
+  /** Hands leadership over before stopping, if this node leads; bounded, and never throws. */
+  private async handOver(): Promise<void> {
+    const node = this.node;
+    if (node === null || this.options.peers.length < 2) return;
+    const s = node.status();
+    if (s.stopped || s.role !== 'leader') return;
+    const timeoutMs = this.options.timing?.electionTimeoutMaxMs ?? 2_000;
+    try {
+      const moved = await this.transferLeadership(undefined, timeoutMs);
+      this.log(`stopping: handed leadership to node ${moved.leaderId} (term ${moved.term})`);
+    } catch (error) {
+      // An expected outcome (no follower reachable, leadership lost meanwhile): its message, not a stack.
+      this.log(`stopping: could not hand leadership over within ${timeoutMs} ms (${error instanceof RaftError ? error.message : describeError(error)}); stopping anyway`);
+    }
+  }
+
+  /**
+   * Hands leadership to `to` (default: the most up-to-date follower); resolves once the new leader
+   * is known (at once when `to` is this node and it leads). See RaftNode.transferLeadership.
+   */
+  private async transferLeadership(to: number | undefined, timeoutMs?: number): Promise<{ leaderId: number; previousLeaderId: number; term: number }> {
+    const node = this.node!;
+    const before = node.status();
+    if (to === this.id && before.role === 'leader' && !before.stopped) return { leaderId: this.id, previousLeaderId: this.id, term: before.term };
+    const started = node.transferLeadership(to, timeoutMs === undefined ? {} : { timeoutMs });
+    // Rejected at once (not the leader, a bad target): nothing was attempted, nothing to count.
+    const attempted = before.role === 'leader' && !before.stopped && (to === undefined || (to !== this.id && this.urls.has(to)));
+    try {
+      const leaderId = await started;
+      this.metrics.countTransfer('moved');
+      const term = node.status().term;
+      this.log(`leadership handed from node ${this.id} to node ${leaderId} (term ${term})`);
+      return { leaderId, previousLeaderId: this.id, term };
+    } catch (error) {
+      if (attempted) this.metrics.countTransfer(error instanceof RaftError && error.code === 'TSRAFT_TRANSFER_TIMEOUT' ? 'timeout' : 'failed');
+      throw error;
+    }
   }
 
   /** This member's Raft and KV status (GET /v1/status). */
@@ -308,6 +364,8 @@ export class KvServer {
       sessions: stats.sessions,
       snapshotsTaken: this.replica.snapshotsTaken,
       stopped: s.stopped || this.stopping !== null,
+      transferTarget: s.transferTarget ?? null,
+      quorumLost: s.quorumLost,
     };
   }
 
