@@ -1,15 +1,14 @@
 import { assert, unreachable } from './assert.js';
 import { INJECTED_BUGS, type InjectedBug } from './bugs.js';
-import { DEFAULT_SNAPSHOT_BYTES_MAX, validateConfig, type RaftConfig } from './config.js';
+import { validateConfig, type RaftConfig } from './config.js';
 import { crc32c } from './crc32c.js';
+import { Follower } from './follower.js';
 import { RaftLog } from './log.js';
 import {
   NO_LEADER,
   NO_VOTE,
-  type AppendEntries,
   type Entry,
   type HardState,
-  type InstallSnapshot,
   type LogIndex,
   type Message,
   type NodeId,
@@ -25,7 +24,6 @@ import {
 import type { Progress, SnapshotToSend } from './progress.js';
 import { Replicator } from './replication.js';
 import { ReadIndexQueue } from './read-index.js';
-import { SnapshotReceiver } from './snapshot-receiver.js';
 import { checkPeerMessage, DROP_REASONS, TERM_MAX, type DropReason } from './validate.js';
 import type { ReadState, Ready } from './ready.js';
 
@@ -118,8 +116,8 @@ export class RaftCore {
   private snapshotChecksum: number | null = null;
   private snapshotToPersist: Snapshot | null = null;
   private snapshotToApply: Snapshot | null = null;
-  /** Follower: the chunks of an incoming snapshot received so far. */
-  private readonly snapshotReceiver: SnapshotReceiver;
+  /** The follower's side of replication: answers to leaders, incoming snapshot chunks. */
+  private readonly follower: Follower;
 
   constructor(config: RaftConfig, restored?: PersistentState) {
     const problems = validateConfig(config);
@@ -128,9 +126,25 @@ export class RaftCore {
     this.id = config.id;
     this.others = config.peers.filter((peer) => peer !== config.id);
     this.members = new Set(config.peers);
-    this.snapshotReceiver = new SnapshotReceiver(config.snapshotBytesMax ?? DEFAULT_SNAPSHOT_BYTES_MAX);
     const snapshot = restored?.snapshot ?? null;
     this.log = new RaftLog(restored?.entries ?? [], snapshot === null ? undefined : snapshot);
+    this.follower = new Follower({
+      id: this.id,
+      config: this.config,
+      log: this.log,
+      term: () => this.currentTerm,
+      ticks: () => this.ticks,
+      acceptLeader: (leaderId) => this.acceptLeader(leaderId),
+      installed: (installed, checksum) => {
+        this.snapshotData = installed.data;
+        this.snapshotChecksum = checksum;
+        this.snapshotToPersist = installed;
+        this.snapshotToApply = installed;
+      },
+      hasBug: (bug) => this.hasBug(bug),
+      drop: (reason) => this.drop(reason),
+      send: (message) => this.send(message),
+    });
     if (snapshot !== null) this.snapshotData = snapshot.data;
     if (restored !== undefined) {
       this.currentTerm = restored.hardState.term;
@@ -164,7 +178,7 @@ export class RaftCore {
       this.replicator!.heartbeatDue();
       return;
     }
-    this.snapshotReceiver.abandonIfIdle(this.ticks, 2 * this.config.electionTimeoutTicksMax);
+    this.follower.abandonIdleSnapshot();
     this.electionElapsedTicks++;
     if (this.electionElapsedTicks < this.electionTimeoutTicks) return;
     // At term 0 there is no leader to protect: an election for term 1 cannot depose anyone, so
@@ -196,8 +210,8 @@ export class RaftCore {
       // a reply from an older term answers a question we no longer ask.
       if (message.type === 'RequestVote') this.replyVote(message, false);
       else if (message.type === 'PreVote') this.replyPreVote(message, false);
-      else if (message.type === 'AppendEntries') this.rejectStaleAppend(message);
-      else if (message.type === 'InstallSnapshot') this.replySnapshot(message, 0, false);
+      else if (message.type === 'AppendEntries') this.follower.rejectStaleAppend(message);
+      else if (message.type === 'InstallSnapshot') this.follower.rejectStaleSnapshot(message);
       return;
     }
     switch (message.type) {
@@ -213,7 +227,7 @@ export class RaftCore {
         this.handleRequestVote(message);
         return;
       case 'AppendEntries':
-        this.handleAppendEntries(message);
+        this.follower.handleAppendEntries(message);
         return;
       case 'RequestVoteReply':
         if (this.role === 'candidate') this.handleVoteReply(message);
@@ -233,7 +247,7 @@ export class RaftCore {
         }
         return;
       case 'InstallSnapshot':
-        this.handleInstallSnapshot(message);
+        this.follower.handleInstallSnapshot(message);
         return;
       case 'InstallSnapshotReply':
         this.replicator?.heardFrom(message.from);
@@ -594,9 +608,8 @@ export class RaftCore {
     if (this.hasQuorum(this.votesGranted.size)) this.becomeLeader();
   }
 
-  // ---------------------------------------------------------------- replication: follower side
+  // ---------------------------------------------------------------- leaders, snapshots, drops
 
-  /** A message from the leader of our term: follow it and restart the election clock. */
   /**
    * A message from the leader of our term: follow it and restart the election clock. Returns false
    * (the message is dropped) if it cannot be true: we lead this term ourselves, or another node
@@ -626,127 +639,6 @@ export class RaftCore {
   /** How many peer messages were dropped as impossible, by reason. */
   droppedMessages(): ReadonlyMap<DropReason, number> {
     return this.dropped;
-  }
-
-  private handleAppendEntries(request: AppendEntries): void {
-    if (!this.acceptLeader(request.from)) return;
-
-    const prevIndex = request.prevLogIndex;
-    if (prevIndex > this.log.lastIndex()) {
-      this.replyAppend(request, { success: false, conflictTerm: 0, conflictIndex: 0 });
-      return;
-    }
-    // Below the compaction boundary everything is committed and therefore matches the leader.
-    const ourTerm = this.log.term(prevIndex);
-    if (ourTerm !== undefined && ourTerm !== request.prevLogTerm) {
-      this.replyAppend(request, {
-        success: false,
-        conflictTerm: ourTerm,
-        conflictIndex: this.log.firstIndexOfTerm(prevIndex),
-      });
-      return;
-    }
-    if (this.conflictsWithCommitted(request)) {
-      this.drop('conflicts-with-committed');
-      return;
-    }
-    if (this.hasBug('truncate-on-stale-append')) this.log.truncateAfterUnchecked(prevIndex);
-    this.log.merge(request.entries);
-    const lastNew = prevIndex + request.entries.length;
-    // Only entries known to match the leader (up to lastNew) may be committed from leaderCommit.
-    const commitTo = this.hasBug('apply-before-commit') ? lastNew : Math.min(request.leaderCommit, lastNew);
-    this.log.commitTo(commitTo);
-    this.replyAppend(request, { success: true, conflictTerm: 0, conflictIndex: 0 });
-  }
-
-  /**
-   * Collects snapshot chunks in order and installs the snapshot when the last one arrives. A
-   * snapshot at or below our commit index tells us nothing new: we already have those entries.
-   */
-  private handleInstallSnapshot(request: InstallSnapshot): void {
-    if (!this.acceptLeader(request.from)) return;
-    const index = request.lastIncludedIndex;
-    if (index <= this.log.commitIndex) {
-      // A stale or duplicated snapshot: acknowledge it, but keep any newer transfer in progress.
-      this.snapshotReceiver.dropIfCovered(this.log.commitIndex);
-      this.replySnapshot(request, request.offset + request.data.length, true);
-      return;
-    }
-    const outcome = this.snapshotReceiver.accept(request, this.ticks);
-    if (outcome.kind === 'resume') {
-      this.replySnapshot(request, outcome.resumeAt, false);
-      return;
-    }
-    if (outcome.kind === 'refused') {
-      this.drop(outcome.reason);
-      this.replySnapshot(request, 0, false);
-      return;
-    }
-    const snapshot: Snapshot = { index, term: request.lastIncludedTerm, data: outcome.data };
-    if ((this.config.validateSnapshot?.(snapshot) ?? null) !== null) {
-      this.drop('invalid-snapshot');
-      this.replySnapshot(request, 0, false);
-      return;
-    }
-    this.log.installSnapshot(index, request.lastIncludedTerm);
-    this.snapshotData = outcome.data;
-    this.snapshotChecksum = request.checksum;
-    this.snapshotToPersist = snapshot;
-    this.snapshotToApply = snapshot;
-    this.replySnapshot(request, outcome.data.length, true);
-  }
-
-  /** An entry the request would put in place of one we know is committed: a leader cannot send that. */
-  private conflictsWithCommitted(request: AppendEntries): boolean {
-    const commitIndex = this.log.commitIndex;
-    for (const entry of request.entries) {
-      if (entry.index > commitIndex) return false;
-      const ours = this.log.term(entry.index);
-      if (ours !== undefined && ours !== entry.term) return true;
-    }
-    return false;
-  }
-
-  private replySnapshot(request: InstallSnapshot, nextOffset: number, installed: boolean): void {
-    this.send({
-      type: 'InstallSnapshotReply',
-      from: this.id,
-      to: request.from,
-      term: this.currentTerm,
-      lastIncludedIndex: request.lastIncludedIndex,
-      nextOffset,
-      installed,
-    });
-  }
-
-  /**
-   * Answers a leader of an older term so that it steps down. The reply must not echo the request's
-   * read round: rounds restart at 0 when a node restarts, so a round from a previous incarnation's
-   * message could confirm a read the restarted leader registered later (thesis §6.4 needs the echo
-   * to prove the follower answered after the read was registered).
-   */
-  private rejectStaleAppend(request: AppendEntries): void {
-    const echo = this.hasBug('stale-read-echo') ? request.readContext : 0;
-    this.replyAppend({ ...request, readContext: echo }, { success: false, conflictTerm: 0, conflictIndex: 0 });
-  }
-
-  private replyAppend(
-    request: AppendEntries,
-    outcome: { success: boolean; conflictTerm: Term; conflictIndex: LogIndex },
-  ): void {
-    this.send({
-      type: 'AppendEntriesReply',
-      from: this.id,
-      to: request.from,
-      term: this.currentTerm,
-      success: outcome.success,
-      prevLogIndex: request.prevLogIndex,
-      matchIndex: outcome.success ? request.prevLogIndex + request.entries.length : 0,
-      conflictTerm: outcome.conflictTerm,
-      conflictIndex: outcome.conflictIndex,
-      lastLogIndex: this.log.lastIndex(),
-      readContext: request.readContext,
-    });
   }
 
   /**
