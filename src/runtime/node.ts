@@ -1,14 +1,7 @@
-import { randomInt } from 'node:crypto';
-import { INJECTED_BUGS, type InjectedBug } from '../core/bugs.js';
-import { DEFAULT_SNAPSHOT_CHUNK_BYTES, validateConfig, type RaftConfig } from '../core/config.js';
-import { ENTRY_ENVELOPE_BYTES } from '../core/log.js';
 import type { Entry, LogIndex, Message, NodeId, Snapshot, Term } from '../core/messages.js';
 import { RaftCore, type RaftStatus, type Role } from '../core/raft.js';
-import type { ReadState } from '../core/ready.js';
-import type { RandomSource } from '../core/rng.js';
-import { ReadyDriver, type DriverBug, type DurableWrite } from '../driver/ready-driver.js';
+import { ReadyDriver, type DurableWrite } from '../driver/ready-driver.js';
 import { hasCallbackSave, type Storage } from '../storage/storage.js';
-import type { Transport } from '../transport/transport.js';
 import { realClock, type Clock, type ClockTimer } from './clock.js';
 import {
   BusyError,
@@ -16,97 +9,16 @@ import {
   LeadershipTransferError,
   NodeStoppedError,
   NotLeaderError,
-  OutcomeUnknownError,
-  ProposalDroppedError,
-  ProposalTimeoutError,
   ProposalTooLargeError,
-  RaftError,
 } from './errors.js';
+import { coreConfig, INJECTED_DRIVER_BUGS, type RaftNodeOptions } from './node-config.js';
+import { Waiters } from './waiters.js';
 
-/** The RaftNodeOptions key under which driver bugs are switched on (exported by tsraft/testing). */
-export const INJECTED_DRIVER_BUGS: unique symbol = Symbol('tsraft.injectedDriverBugs');
-
-/**
- * What an AppendEntries adds around its entries (type, ids, term, indices, commit, read round), at
- * most; each entry adds ENTRY_ENVELOPE_BYTES more. A snapshot chunk's envelope is smaller.
- */
-export const MESSAGE_ENVELOPE_BYTES = 128;
+export { INJECTED_DRIVER_BUGS, MESSAGE_ENVELOPE_BYTES } from './node-config.js';
+export type { RaftNodeOptions, RaftNodeTiming, StateMachine } from './node-config.js';
 
 /** What the application receives, in log order. */
 export type Applied = { readonly kind: 'entry'; readonly entry: Entry } | { readonly kind: 'snapshot'; readonly snapshot: Snapshot };
-
-/**
- * The application's state machine, called synchronously in log order. `apply` returns the
- * command's result, which `propose()` resolves with on the node that proposed it (the leader).
- * Entries with an empty command are the leader's no-ops; apply them like any other.
- */
-export interface StateMachine<Result = unknown> {
-  apply(entry: Entry): Result;
-  /** Replace the whole state with a snapshot received from the leader. */
-  restore(snapshot: Snapshot): void;
-  /**
-   * Says why a snapshot received from a leader could not be restored (e.g. by decoding it into a
-   * scratch state), or null if it can. Called before the snapshot is persisted: one that fails
-   * here is dropped, so it cannot leave a node that fails to restore it on every restart.
-   */
-  validateSnapshot?(snapshot: Snapshot): string | null;
-}
-
-export interface RaftNodeTiming {
-  /** Length of one core tick (default 10 ms). */
-  readonly tickMs?: number;
-  /** Heartbeat interval (default 100 ms). */
-  readonly heartbeatMs?: number;
-  /** Election timeouts are drawn from [min, max) (default 1000–2000 ms). */
-  readonly electionTimeoutMinMs?: number;
-  readonly electionTimeoutMaxMs?: number;
-}
-
-export interface RaftNodeOptions<Result = unknown> {
-  readonly id: NodeId;
-  /** Every member's id, this node included. */
-  readonly peers: readonly NodeId[];
-  readonly storage: Storage;
-  readonly transport: Transport;
-  readonly stateMachine?: StateMachine<Result>;
-  readonly timing?: RaftNodeTiming;
-  /** How long propose() and read() wait before rejecting (default 10 s). */
-  readonly proposeTimeoutMs?: number;
-  /** Proposals (and, separately, reads) waiting at once before new ones reject with BusyError (default 65536). */
-  readonly proposalsInFlightMax?: number;
-  /** Peer messages queued for the core before new ones are dropped (default 65536). */
-  readonly inboxMax?: number;
-  /** Addresses reported in NotLeaderError, e.g. an HTTP URL per node. */
-  readonly addresses?: ReadonlyMap<NodeId, string>;
-  /** Election jitter; a cryptographically seeded generator by default. */
-  readonly random?: RandomSource;
-  /** Bytes of commands per AppendEntries (default 1 MiB, and never more than one transport message holds). */
-  readonly appendBytesMax?: number;
-  /** Bytes per snapshot chunk (default 64 KiB, and never more than one transport message holds). */
-  readonly snapshotChunkBytes?: number;
-  /** The largest snapshot accepted from a leader (default 1 GiB); set it alike on every node. */
-  readonly snapshotBytesMax?: number;
-  /**
-   * Run a pre-vote round before each election (thesis §9.6), so a node that cannot win does not
-   * raise terms and depose a working leader when it rejoins (default true).
-   */
-  readonly preVote?: boolean;
-  /**
-   * Check-quorum (default true): a leader that has not heard from a majority within an election
-   * timeout steps down, so waiting reads and proposals fail at once and it stops claiming to lead.
-   */
-  readonly checkQuorum?: boolean;
-  /** stop() on a leader hands leadership to the most up-to-date follower first (default true). */
-  readonly transferLeadershipOnStop?: boolean;
-  /** Timers and time (default: real time). The simulator passes its virtual clock. */
-  readonly clock?: Clock;
-  /** Called once if the node stops because of a fatal error (storage failure, broken invariant). */
-  readonly onFatal?: (error: Error) => void;
-  /** Test only: Raft bugs to inject (see tsraft/testing). */
-  readonly [INJECTED_BUGS]?: ReadonlySet<InjectedBug>;
-  /** Test only: driver bugs to inject (see tsraft/testing). */
-  readonly [INJECTED_DRIVER_BUGS]?: ReadonlySet<DriverBug>;
-}
 
 /** What propose() resolves with: where the command committed, and what the state machine returned. */
 export interface Proposed<Result = unknown> {
@@ -141,15 +53,6 @@ export interface NodeStatus {
   readonly quorumLost: number;
 }
 
-/** Not generic, so that a RaftNode<void> is also a RaftNode<unknown>. */
-interface PendingProposal {
-  readonly index: LogIndex;
-  readonly term: Term;
-  readonly resolve: (value: Proposed<unknown>) => void;
-  readonly reject: (error: Error) => void;
-  readonly timer: ClockTimer;
-}
-
 /** An input waiting for the core, with the number of ticks that were pending when it arrived. */
 type Input = (
   | { readonly kind: 'message'; readonly message: Message }
@@ -158,16 +61,7 @@ type Input = (
   | { readonly kind: 'transfer'; readonly target: NodeId }
 ) & { readonly afterTicks: number };
 
-interface PendingRead {
-  readonly resolve: (index: LogIndex) => void;
-  readonly reject: (error: Error) => void;
-  readonly timer: ClockTimer;
-  /** Set once the leader confirmed the read: it may be served when this index is applied. */
-  index: LogIndex | undefined;
-}
-
 const APPLIED_QUEUE_HIGH_WATER = 10_000;
-const DEFAULT_APPEND_BYTES_MAX = 1024 * 1024;
 
 /**
  * A Raft node: the core driven by a clock, a durable Storage and a Transport, behind an async API.
@@ -185,14 +79,13 @@ export class RaftNode<Result = unknown> {
   private readonly clock: Clock;
   private readonly commandBytesMax: number;
   private readonly inbox: Input[] = [];
-  /** Callers of transferLeadership() waiting to hear of the new leader. */
-  private readonly transferWaiters = new Set<{ resolve: (id: NodeId) => void; reject: (error: Error) => void; timer: ClockTimer }>();
   /** stop() is handing leadership over: messages are still received. */
   private handingOver = false;
   /** A transfer asked for but not yet fed to the core: proposals are refused already. */
   private transferQueued: NodeId | null = null;
   private pendingTicks = 0;
-  private readonly pending = new Map<LogIndex, PendingProposal>();
+  /** Callers waiting on this node: proposals, reads and leadership transfers. */
+  private readonly waiters: Waiters;
   private runScheduled = false;
   private stopped = false;
   private stopping: Promise<void> | null = null;
@@ -203,8 +96,6 @@ export class RaftNode<Result = unknown> {
   private readonly appliedQueue: Applied[] = [];
   private appliedWaiter: (() => void) | null = null;
   private subscribed = false;
-  private readonly reads = new Map<number, PendingRead>();
-  private nextReadId = 1;
 
   private constructor(options: RaftNodeOptions<Result>, core: RaftCore, commandBytesMax: number) {
     this.options = options;
@@ -212,12 +103,13 @@ export class RaftNode<Result = unknown> {
     this.core = core;
     this.commandBytesMax = commandBytesMax;
     this.clock = options.clock ?? realClock;
+    this.waiters = new Waiters(this.clock);
     this.driver = new ReadyDriver(core, this.durableWrite(options.storage), {
       feed: () => this.feedInputs(),
       send: (message) => this.options.transport.send(message),
       restore: (snapshot) => this.restore(snapshot),
       apply: (entry) => this.apply(entry),
-      confirmReads: (states) => this.confirmReads(states),
+      confirmReads: (states) => this.waiters.confirmReads(states),
       fail: (error) => this.fail(error),
       advanced: () => this.afterReady(),
       held: () => (this.stopping !== null && !this.handingOver) || this.appliedQueue.length >= APPLIED_QUEUE_HIGH_WATER,
@@ -230,7 +122,7 @@ export class RaftNode<Result = unknown> {
 
   /** Opens storage, starts the transport and the timers. Rejects with ConfigError on bad options. */
   static async start<Result = unknown>(options: RaftNodeOptions<Result>): Promise<RaftNode<Result>> {
-    const { config, commandBytesMax } = RaftNode.coreConfig(options);
+    const { config, commandBytesMax } = coreConfig(options);
     const restored = await options.storage.open();
     const core = new RaftCore(config, restored);
     if (restored.snapshot !== null) options.stateMachine?.restore(restored.snapshot);
@@ -238,52 +130,6 @@ export class RaftNode<Result = unknown> {
     if (restored.snapshot !== null) node.publish({ kind: 'snapshot', snapshot: restored.snapshot });
     await options.transport.start((message) => node.receive(message));
     return node;
-  }
-
-  private static coreConfig(options: RaftNodeOptions<unknown>): { config: RaftConfig; commandBytesMax: number } {
-    const timing = options.timing ?? {};
-    const stateMachine = options.stateMachine;
-    const tickMs = timing.tickMs ?? 10;
-    const problems: string[] = [];
-    const positive = (name: string, value: number | undefined): void => {
-      if (value !== undefined && !(Number.isFinite(value) && value > 0)) problems.push(`${name} must be a positive number, got ${value}`);
-    };
-    positive('timing.tickMs', timing.tickMs);
-    positive('timing.heartbeatMs', timing.heartbeatMs);
-    positive('timing.electionTimeoutMinMs', timing.electionTimeoutMinMs);
-    positive('timing.electionTimeoutMaxMs', timing.electionTimeoutMaxMs);
-    positive('proposeTimeoutMs', options.proposeTimeoutMs);
-    // Whatever the limits say, one message must be able to carry one entry and one snapshot chunk.
-    const messageMax = options.transport.maxMessageBytes ?? Number.POSITIVE_INFINITY;
-    const commandBytesMax = messageMax - MESSAGE_ENVELOPE_BYTES - ENTRY_ENVELOPE_BYTES;
-    if (commandBytesMax < 1024) {
-      problems.push(`the transport carries messages of at most ${messageMax} bytes; at least ${1024 + MESSAGE_ENVELOPE_BYTES + ENTRY_ENVELOPE_BYTES} are needed`);
-    }
-    const withinMessage = (bytes: number): number => Math.min(bytes, messageMax - MESSAGE_ENVELOPE_BYTES);
-    const ticks = (ms: number): number => Math.max(1, Math.round(ms / tickMs));
-    const config: RaftConfig = {
-      id: options.id,
-      peers: options.peers,
-      heartbeatIntervalTicks: ticks(timing.heartbeatMs ?? 100),
-      electionTimeoutTicksMin: ticks(timing.electionTimeoutMinMs ?? 1000),
-      electionTimeoutTicksMax: ticks(timing.electionTimeoutMaxMs ?? 2000),
-      appendBytesMax: withinMessage(options.appendBytesMax ?? DEFAULT_APPEND_BYTES_MAX),
-      snapshotChunkBytes: withinMessage(options.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES),
-      random: options.random ?? { nextInt: (max) => randomInt(max) },
-      ...(options.preVote === undefined ? {} : { preVote: options.preVote }),
-      checkQuorum: options.checkQuorum ?? true,
-      ...(options.snapshotBytesMax === undefined ? {} : { snapshotBytesMax: options.snapshotBytesMax }),
-      ...(stateMachine?.validateSnapshot === undefined ? {} : { validateSnapshot: (snapshot: Snapshot) => stateMachine.validateSnapshot!(snapshot) }),
-      ...(options[INJECTED_BUGS] === undefined ? {} : { [INJECTED_BUGS]: options[INJECTED_BUGS] }),
-    };
-    const names: Record<string, string> = {
-      heartbeatIntervalTicks: 'timing.heartbeatMs (in ticks)',
-      electionTimeoutTicksMin: 'timing.electionTimeoutMinMs (in ticks)',
-      electionTimeoutTicksMax: 'timing.electionTimeoutMaxMs (in ticks)',
-    };
-    problems.push(...validateConfig(config).map((p) => p.replace(/\b(heartbeatIntervalTicks|electionTimeoutTicksMin|electionTimeoutTicksMax)\b/g, (n) => names[n] ?? n)));
-    if (problems.length > 0) throw new ConfigError(problems);
-    return { config, commandBytesMax };
   }
 
   /** The Storage's callback form when it has one (the simulator's disk), else its promise. */
@@ -325,7 +171,7 @@ export class RaftNode<Result = unknown> {
     if (!this.core.isLeader) return Promise.reject(this.notLeader());
     if (this.transferQueued !== null) return Promise.reject(new LeadershipTransferError(this.transferQueued));
     const limit = this.options.proposalsInFlightMax ?? 65_536;
-    if (this.pending.size >= limit) return Promise.reject(new BusyError(limit));
+    if (this.waiters.proposalCount >= limit) return Promise.reject(new BusyError(limit));
     const result = this.core.propose(command);
     if (result === null) {
       const target = this.core.status(false).transferTarget;
@@ -333,14 +179,7 @@ export class RaftNode<Result = unknown> {
     }
     const timeoutMs = options.timeoutMs ?? this.options.proposeTimeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
-      const timer = this.clock.schedule(timeoutMs, () => {
-        if (this.pending.get(result.index)?.timer === timer) {
-          this.pending.delete(result.index);
-          reject(new ProposalTimeoutError(timeoutMs));
-        }
-      });
-      const settle = resolve as (value: Proposed<unknown>) => void;
-      this.pending.set(result.index, { index: result.index, term: result.term, resolve: settle, reject, timer });
+      this.waiters.addProposal(result.index, result.term, timeoutMs, resolve as (value: Proposed<unknown>) => void, reject);
       this.kick();
     });
   }
@@ -357,14 +196,10 @@ export class RaftNode<Result = unknown> {
     if (this.stopped || this.stopping !== null) return Promise.reject(this.fatal ?? new NodeStoppedError());
     if (!this.core.isLeader) return Promise.reject(this.notLeader());
     const limit = this.options.proposalsInFlightMax ?? 65_536;
-    if (this.reads.size >= limit) return Promise.reject(new BusyError(limit));
-    const id = this.nextReadId++;
+    if (this.waiters.readCount >= limit) return Promise.reject(new BusyError(limit));
     const timeoutMs = options.timeoutMs ?? this.options.proposeTimeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
-      const timer = this.clock.schedule(timeoutMs, () => {
-        if (this.reads.delete(id)) reject(new ProposalTimeoutError(timeoutMs));
-      });
-      this.reads.set(id, { resolve, reject, timer, index: undefined });
+      const id = this.waiters.addRead(timeoutMs, resolve, reject);
       this.inbox.push({ kind: 'read', id, afterTicks: this.pendingTicks });
       this.kick();
     });
@@ -388,11 +223,7 @@ export class RaftNode<Result = unknown> {
     }
     const timeoutMs = options.timeoutMs ?? 2 * (this.options.timing?.electionTimeoutMaxMs ?? 2000);
     return new Promise((resolve, reject) => {
-      const waiter = { resolve, reject, timer: this.clock.schedule(timeoutMs, () => {
-        this.transferWaiters.delete(waiter);
-        reject(new RaftError(`no new leader was heard of within ${timeoutMs} ms of handing leadership to node ${target}`, 'TSRAFT_TRANSFER_TIMEOUT'));
-      }) };
-      this.transferWaiters.add(waiter);
+      this.waiters.addTransfer(target, timeoutMs, resolve, reject);
       this.transferQueued = target;
       this.inbox.push({ kind: 'transfer', target, afterTicks: this.pendingTicks });
       this.kick();
@@ -407,14 +238,10 @@ export class RaftNode<Result = unknown> {
 
   /** Resolves transfers once another node is known to lead. */
   private settleTransfers(): void {
-    if (this.transferWaiters.size === 0) return;
+    if (!this.waiters.transferring) return;
     const leaderId = this.core.status(false).leaderId;
     if (leaderId < 0 || leaderId === this.id) return;
-    for (const waiter of this.transferWaiters) {
-      waiter.timer.cancel();
-      waiter.resolve(leaderId);
-    }
-    this.transferWaiters.clear();
+    this.waiters.resolveTransfers(leaderId);
   }
 
   /** Asks the core to compact its log up to `index`, which the state machine captured in `data`. */
@@ -545,7 +372,7 @@ export class RaftNode<Result = unknown> {
           this.core.snapshot(input.index, input.data);
           break;
         case 'read':
-          if (!this.core.requestRead(input.id)) this.settleRead(input.id, this.notLeader());
+          if (!this.core.requestRead(input.id)) this.waiters.rejectRead(input.id, this.notLeader());
           break;
         case 'transfer':
           this.core.transferLeadership(input.target);
@@ -563,13 +390,12 @@ export class RaftNode<Result = unknown> {
       this.lastLeaderTerm = this.core.term;
       return;
     }
-    if (this.lastLeaderTerm >= 0 && this.pending.size > 0) {
+    if (this.lastLeaderTerm >= 0 && this.waiters.proposalCount > 0) {
       const leaderId = this.core.status(false).leaderId;
-      const known = leaderId >= 0 && leaderId !== this.id ? leaderId : undefined;
-      for (const proposal of [...this.pending.values()]) this.settle(proposal, new OutcomeUnknownError(proposal.index, known));
+      this.waiters.leadershipLost(leaderId >= 0 && leaderId !== this.id ? leaderId : undefined);
     }
     if (this.lastLeaderTerm >= 0) {
-      for (const id of [...this.reads.keys()]) this.settleRead(id, this.notLeader('leadership was lost before the read was confirmed'));
+      this.waiters.rejectReads(() => this.notLeader('leadership was lost before the read was confirmed'));
     }
     this.lastLeaderTerm = -1;
   }
@@ -577,64 +403,23 @@ export class RaftNode<Result = unknown> {
   private restore(snapshot: Snapshot): void {
     this.options.stateMachine?.restore(snapshot);
     this.publish({ kind: 'snapshot', snapshot });
-    // Entries the snapshot covers were never applied here: whether they took effect is unknown.
-    for (const [index, proposal] of [...this.pending]) {
-      if (index > snapshot.index) continue;
-      this.settle(proposal, new OutcomeUnknownError(index, undefined, 'a snapshot from the leader replaced the log before the proposal was seen to commit'));
-    }
+    this.waiters.snapshotRestored(snapshot.index);
   }
 
   private apply(entry: Entry): void {
     const result: unknown = this.options.stateMachine?.apply(entry);
     this.publish({ kind: 'entry', entry });
-    const proposal = this.pending.get(entry.index);
-    // Another leader's entry at this index means the proposal was overwritten: it never commits.
-    if (proposal !== undefined) {
-      this.settle(proposal, entry.term === proposal.term ? { index: proposal.index, term: proposal.term, result } : new ProposalDroppedError(proposal.index));
-    }
-  }
-
-  private confirmReads(states: readonly ReadState[]): void {
-    for (const state of states) {
-      const read = this.reads.get(state.id);
-      if (read !== undefined) read.index = state.index;
-    }
+    this.waiters.applied(entry, result);
   }
 
   private afterReady(): void {
-    this.releaseReads();
+    this.waiters.releaseReads(this.driver.appliedIndex);
     this.settleTransfers();
     const finished = this.writeFinished;
     if (finished !== null) {
       this.writeFinished = null;
       finished();
     }
-  }
-
-  /** Serves every confirmed read whose index the state machine has reached. */
-  private releaseReads(): void {
-    if (this.reads.size === 0) return;
-    const applied = this.driver.appliedIndex;
-    for (const [id, read] of this.reads) {
-      if (read.index !== undefined && read.index <= applied) this.settleRead(id, read.index);
-    }
-  }
-
-  private settleRead(id: number, outcome: LogIndex | Error): void {
-    const read = this.reads.get(id);
-    if (read === undefined) return;
-    this.reads.delete(id);
-    read.timer.cancel();
-    if (typeof outcome === 'number') read.resolve(outcome);
-    else read.reject(outcome);
-  }
-
-  /** Ends a waiting proposal: resolved with its outcome, or rejected with an error. */
-  private settle(proposal: PendingProposal, outcome: Proposed<unknown> | Error): void {
-    proposal.timer.cancel();
-    this.pending.delete(proposal.index);
-    if (outcome instanceof Error) proposal.reject(outcome);
-    else proposal.resolve(outcome);
   }
 
   private publish(item: Applied): void {
@@ -659,26 +444,11 @@ export class RaftNode<Result = unknown> {
     this.stopped = true;
     this.tickTimer.cancel();
     this.driver.stop();
-    this.rejectAll(error);
+    this.waiters.rejectAll(error);
     this.appliedWaiter?.();
     const finished = this.writeFinished;
     this.writeFinished = null;
     finished?.();
-  }
-
-  /**
-   * A proposal waiting here is already in the log, and may have reached followers that will commit
-   * it without us: its caller is told the outcome is unknown, never that it failed.
-   */
-  private rejectAll(error: Error): void {
-    const reason = `this node stopped (${error.message}) before the proposal was seen to commit`;
-    for (const proposal of [...this.pending.values()]) this.settle(proposal, new OutcomeUnknownError(proposal.index, undefined, reason));
-    for (const id of [...this.reads.keys()]) this.settleRead(id, error);
-    for (const waiter of this.transferWaiters) {
-      waiter.timer.cancel();
-      waiter.reject(error);
-    }
-    this.transferWaiters.clear();
   }
 
   private notLeader(reason?: string, leader?: NodeId): NotLeaderError {
