@@ -82,61 +82,25 @@
  * The figures are in /metrics (tsraft_http_connections, tsraft_http_body_bytes_buffered,
  * tsraft_http_rejected_total{reason}, ...).
  *
- * This module turns requests into calls on a KvApiBackend and their outcomes into responses; the
- * byte-level decoding and encoding is in http-io.ts.
+ * This module turns requests into calls on a KvApiBackend and their outcomes into responses: it
+ * routes here (handle, route) to the /v1/kv/{key} routes in http-kv-routes.ts and the cluster
+ * routes (/healthz, /readyz, /v1/status, /metrics, /v1/leader/transfer) in http-cluster-routes.ts,
+ * which answer a RaftNode's refusals alike through http-raft-errors.ts. The server and its
+ * resource bounds are set up in http-server.ts; the byte-level decoding and encoding is in http-io.ts.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
-import {
-  BusyError,
-  ConfigError,
-  LeadershipTransferError,
-  NodeStoppedError,
-  NotLeaderError,
-  OutcomeUnknownError,
-  ProposalDroppedError,
-  ProposalTimeoutError,
-  RaftError,
-} from '../runtime/errors.js';
-import { CLIENT_ID_BYTES_MAX, encodeKvCommand, KEY_BYTES_MAX, VALUE_BYTES_MAX, type KvCommand, type KvResult } from './commands.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { KvServerStatus } from './api-types.js';
+import type { KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
-import {
-  answerMalformedRequest,
-  ASSUMED_OPEN_FILE_LIMIT,
-  connectionCap,
-  discardUnreadBody,
-  expectsContinue,
-  HttpError,
-  HttpStats,
-  jsonValue,
-  openFileLimit,
-  parseQuery,
-  percentDecode,
-  readBody,
-  sendError,
-  sendJson,
-  textParam,
-} from './http-io.js';
-import type { KvServerStatus, LeaderTransferResult } from './api-types.js';
-import {
-  DEFAULT_HTTP_BODY_BUDGET_BYTES,
-  DEFAULT_HTTP_HEADERS_TIMEOUT_MS,
-  DEFAULT_HTTP_KEEP_ALIVE_TIMEOUT_MS,
-  DEFAULT_HTTP_MAX_CONNECTIONS,
-  DEFAULT_HTTP_RECEIVE_TIMEOUT_MS,
-  DEFAULT_HTTP_TIMEOUT_CHECK_MS,
-  type HttpLimits,
-} from './http-limits.js';
+import { ClusterRoutes, TRANSFER_PATH } from './http-cluster-routes.js';
+import { discardUnreadBody, expectsContinue, HttpError, type HttpStats, sendError } from './http-io.js';
+import { KV_PREFIX, KvRoutes } from './http-kv-routes.js';
+import type { HttpLimits } from './http-limits.js';
+import { type KvHttpServer, startBoundedHttpServer } from './http-server.js';
 
 export * from './http-limits.js';
-
-/** What a client should do with a write whose outcome is unknown. */
-const RETRY_ADVICE = 'retry with the same X-Client-Id and X-Request-Seq to apply it exactly once (a retry without them may apply it twice)';
-
-/** The largest X-Request-Seq. */
-export const REQUEST_SEQ_MAX = Number.MAX_SAFE_INTEGER;
-/** Request line plus headers, in bytes (node:http's maxHeaderSize). */
-export const HTTP_HEADER_BYTES_MAX = 64 * 1024;
+export { REQUEST_SEQ_MAX } from './http-kv-routes.js';
+export { HTTP_HEADER_BYTES_MAX, type KvHttpServer } from './http-server.js';
 
 /**
  * What the HTTP API needs from the member it serves. A narrow interface rather than the KvServer
@@ -185,9 +149,6 @@ export interface KvApiBackend {
   log(line: string): void;
 }
 
-/** The API's HTTP server, with the figures of its bounded resources. */
-export type KvHttpServer = Server & { readonly httpStats: HttpStats };
-
 /**
  * Creates the API's HTTP server and listens; port 0 picks a free port (read it from `address()`).
  * `limits` is assumed valid (validateHttpLimits).
@@ -197,81 +158,23 @@ export async function startHttpApi(
   listen: { readonly host: string; readonly port: number },
   limits: HttpLimits = {},
 ): Promise<KvHttpServer> {
-  const requested = limits.maxConnections ?? DEFAULT_HTTP_MAX_CONNECTIONS;
-  const fdLimit = limits.openFileLimit ?? openFileLimit();
-  const maxConnections = connectionCap(requested, fdLimit ?? ASSUMED_OPEN_FILE_LIMIT);
-  if (maxConnections < requested) {
-    backend.log(
-      `HTTP connection cap lowered from ${requested} to ${maxConnections}: the open-file limit is ${fdLimit ?? `unknown (assumed ${ASSUMED_OPEN_FILE_LIMIT})`}, ` +
-        'and half of it (at least 256 descriptors) is kept for the WAL, snapshots and peer connections',
-    );
-  }
-  const stats = new HttpStats(maxConnections, limits.bodyBudgetBytes ?? DEFAULT_HTTP_BODY_BUDGET_BYTES, fdLimit);
-  const api = new KvHttpApi(backend, stats);
-  const http = createServer(
-    {
-      keepAlive: true,
-      maxHeaderSize: HTTP_HEADER_BYTES_MAX,
-      headersTimeout: limits.headersTimeoutMs ?? DEFAULT_HTTP_HEADERS_TIMEOUT_MS,
-      requestTimeout: limits.receiveTimeoutMs ?? DEFAULT_HTTP_RECEIVE_TIMEOUT_MS,
-      connectionsCheckingInterval: limits.timeoutCheckIntervalMs ?? DEFAULT_HTTP_TIMEOUT_CHECK_MS,
-    },
-    (req, res) => api.handle(req, res),
-  );
-  http.keepAliveTimeout = limits.keepAliveTimeoutMs ?? DEFAULT_HTTP_KEEP_ALIVE_TIMEOUT_MS;
-  // node:http closes connections past the cap as soon as they are accepted ('drop').
-  http.maxConnections = maxConnections;
-  http.on('drop', () => stats.reject('connection-limit'));
-  http.on('connection', (socket: Socket) => {
-    stats.connections++;
-    socket.once('close', () => stats.connections--);
+  return startBoundedHttpServer(listen, limits, (line) => backend.log(line), (stats) => {
+    const api = new KvHttpApi(backend, stats);
+    return (req, res) => api.handle(req, res);
   });
-  // `Expect: 100-continue`: the client waits for our go-ahead before sending the body, which only
-  // readBody gives, so an answer that needs no body (a redirect, an error) costs no body at all.
-  http.on('checkContinue', (req, res) => api.handle(req, res));
-  http.on('clientError', (error: Error & { code?: string }, socket: Socket) => {
-    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') stats.reject('timeout');
-    else if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE') stats.reject('malformed');
-    answerMalformedRequest(error, socket);
-  });
-  await new Promise<void>((resolve, reject) => {
-    http.once('error', reject);
-    http.listen({ host: listen.host, port: listen.port }, () => {
-      http.off('error', reject);
-      resolve();
-    });
-  });
-  http.on('error', (error) => backend.log(`http server error: ${describeError(error)}`));
-  return Object.assign(http, { httpStats: stats });
-}
-
-const KV_PREFIX = '/v1/kv/';
-const TRANSFER_PATH = '/v1/leader/transfer';
-
-/** The query parameters each method accepts on /v1/kv/{key}; a method missing here is 405. */
-const ALLOWED_PARAMS: Record<string, ReadonlySet<string>> = {
-  GET: new Set(['stale', 'encoding']),
-  PUT: new Set(['encoding']),
-  POST: new Set(['op', 'cas', 'cas-absent', 'encoding']),
-  DELETE: new Set(['encoding']),
-};
-
-/** A /v1/kv/{key} request once its key, query and session headers are decoded and checked. */
-interface KvRequest {
-  readonly method: string;
-  readonly rawPath: string;
-  readonly rawQuery: string;
-  readonly key: Uint8Array;
-  readonly params: Map<string, Uint8Array>;
-  readonly session: { clientId: string; seq: number } | null;
-  readonly base64: boolean;
 }
 
 class KvHttpApi {
+  private readonly cluster: ClusterRoutes;
+  private readonly kv: KvRoutes;
+
   constructor(
     private readonly backend: KvApiBackend,
-    private readonly stats: HttpStats,
-  ) {}
+    stats: HttpStats,
+  ) {
+    this.cluster = new ClusterRoutes(backend, stats);
+    this.kv = new KvRoutes(backend, stats);
+  }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
     res.on('finish', () => this.backend.countResponse(res.statusCode));
@@ -299,25 +202,15 @@ class KvHttpApi {
 
     if (rawPath === '/healthz' || rawPath === '/readyz' || rawPath === '/v1/status' || rawPath === '/metrics') {
       if (method !== 'GET') throw new HttpError(405, 'method-not-allowed', `${method} is not allowed on ${rawPath}; use GET`, { Allow: 'GET' });
-      if (rawPath === '/healthz') {
-        // Liveness only: a node without a leader (an election, a partition) is alive and must not
-        // be restarted for it (tsraft start's watchdog polls this). Readiness is /readyz.
-        const stopped = this.backend.isNodeStopped();
-        sendJson(res, stopped ? 503 : 200, stopped ? { ok: false } : { ok: true });
-      } else if (rawPath === '/readyz') {
-        this.serveReady(res);
-      } else if (rawPath === '/v1/status') {
-        sendJson(res, 200, this.backend.status());
-      } else {
-        const body = this.backend.metricsText() + this.stats.render();
-        res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
-        res.end(body);
-      }
+      if (rawPath === '/healthz') this.cluster.serveHealth(res);
+      else if (rawPath === '/readyz') this.cluster.serveReady(res);
+      else if (rawPath === '/v1/status') this.cluster.serveStatus(res);
+      else this.cluster.serveMetrics(res);
       return;
     }
     if (rawPath === TRANSFER_PATH) {
       if (method !== 'POST') throw new HttpError(405, 'method-not-allowed', `${method} is not allowed on ${rawPath}; use POST`, { Allow: 'POST' });
-      await this.serveTransfer(res, rawPath, rawQuery);
+      await this.cluster.serveTransfer(res, rawPath, rawQuery);
       return;
     }
     if (rawPath === '/v1/kv' || rawPath.startsWith(KV_PREFIX)) {
@@ -326,306 +219,9 @@ class KvHttpApi {
       if (this.backend.isNodeStopped()) {
         throw new HttpError(503, 'node-stopped', 'this node stopped on a fatal error and is exiting; ask another member', { 'Retry-After': '1' });
       }
-      await this.serveKv(req, res, method, rawPath, rawQuery);
+      await this.kv.serve(req, res, method, rawPath, rawQuery);
       return;
     }
     throw new HttpError(404, 'no-route', `no such endpoint: ${rawPath}`);
   }
-
-  private async serveKv(req: IncomingMessage, res: ServerResponse, method: string, rawPath: string, rawQuery: string): Promise<void> {
-    const allowed = ALLOWED_PARAMS[method];
-    if (allowed === undefined) {
-      throw new HttpError(405, 'method-not-allowed', `${method} is not allowed on /v1/kv/{key}; use GET, PUT, POST or DELETE`, {
-        Allow: 'GET, PUT, POST, DELETE',
-      });
-    }
-    const key = percentDecode(rawPath.slice(KV_PREFIX.length), 'key', false);
-    if (key.length === 0) throw new HttpError(400, 'invalid-key', 'the key is empty: use /v1/kv/{key}');
-    if (key.length > KEY_BYTES_MAX) throw new HttpError(400, 'invalid-key', `the key is ${key.length} bytes; keys are 1..${KEY_BYTES_MAX} bytes`);
-    const params = parseQuery(rawQuery);
-    for (const name of params.keys()) {
-      if (!allowed.has(name)) throw new HttpError(400, 'unknown-parameter', `unknown query parameter "${name}" for ${method}`);
-    }
-    const encoding = textParam(params, 'encoding');
-    if (encoding !== undefined && encoding !== 'base64' && encoding !== 'utf8' && encoding !== 'auto') {
-      throw new HttpError(400, 'bad-parameter', `encoding must be base64, utf8 or auto, got "${encoding}"`);
-    }
-    const request: KvRequest = { method, rawPath, rawQuery, key, params, session: this.session(req), base64: encoding === 'base64' };
-
-    switch (method) {
-      case 'GET':
-        await this.serveGet(res, request);
-        return;
-      case 'DELETE':
-        await this.write(res, request, { op: 'delete', key });
-        return;
-      case 'PUT': {
-        if (this.answeredNotLeader(res, request)) return;
-        const value = await readBody(req, res, this.stats);
-        if (value !== null) await this.write(res, request, { op: 'put', key, value });
-        return;
-      }
-      default: {
-        // POST
-        const op = textParam(params, 'op');
-        const cas = params.get('cas');
-        const casAbsent = textParam(params, 'cas-absent');
-        if (casAbsent !== undefined && casAbsent !== 'true') throw new HttpError(400, 'bad-parameter', `cas-absent must be "true", got "${casAbsent}"`);
-        if (cas !== undefined && casAbsent !== undefined) throw new HttpError(400, 'bad-parameter', 'give either cas or cas-absent, not both');
-        let expected: Uint8Array | null | undefined;
-        if (cas !== undefined || casAbsent !== undefined) {
-          if (op !== undefined && op !== 'cas') throw new HttpError(400, 'unknown-op', `op "${op}" cannot be combined with cas`);
-          if (cas !== undefined && cas.length > VALUE_BYTES_MAX) {
-            throw new HttpError(413, 'value-too-large', `the expected value is ${cas.length} bytes; values are 0..${VALUE_BYTES_MAX} bytes`);
-          }
-          expected = cas ?? null;
-        } else if (op === undefined) {
-          throw new HttpError(400, 'unknown-op', 'POST needs ?op=append, ?op=put, ?cas=<expected> or ?cas-absent=true');
-        } else if (op === 'cas') {
-          throw new HttpError(400, 'bad-parameter', 'op=cas needs ?cas=<expected> or ?cas-absent=true');
-        } else if (op !== 'append' && op !== 'put') {
-          throw new HttpError(400, 'unknown-op', `unknown op "${op}": POST supports op=append, op=put and cas`);
-        }
-        if (this.answeredNotLeader(res, request)) return;
-        const value = await readBody(req, res, this.stats);
-        if (value === null) return;
-        if (expected !== undefined) await this.write(res, request, { op: 'cas', key, value, expected });
-        else await this.write(res, request, { op: op === 'put' ? 'put' : 'append', key, value });
-        return;
-      }
-    }
-  }
-
-  /** The leader this node knows of: itself, another member, or none. */
-  private knownLeader(): { isLeader: boolean; leaderId: number | undefined } {
-    const leadership = this.backend.leadership?.();
-    if (leadership !== undefined) return leadership.isLeader ? { isLeader: true, leaderId: this.backend.nodeId } : leadership;
-    const s = this.backend.status();
-    return { isLeader: s.role === 'leader', leaderId: s.leaderId ?? undefined };
-  }
-
-  /** GET /readyz: 200 when this node knows a leader (itself or another), else 503. */
-  private serveReady(res: ServerResponse): void {
-    if (this.backend.isNodeStopped()) {
-      sendError(res, 503, 'node-stopped', 'this node stopped on a fatal error and is exiting', {}, { 'Retry-After': '1' });
-      return;
-    }
-    const { isLeader, leaderId } = this.knownLeader();
-    if (!isLeader && leaderId === undefined) {
-      sendError(res, 503, 'no-leader', 'this node knows of no leader: an election is under way, or it cannot reach a majority', {}, { 'Retry-After': '1' });
-      return;
-    }
-    sendJson(res, 200, { ok: true, leaderId: leaderId ?? null, isLeader });
-  }
-
-  /**
-   * POST /v1/leader/transfer[?to=<id>]. The target is checked first (on any node: membership is
-   * fixed), then a follower redirects like a write, before any body is read; the leader hands over
-   * and answers once it hears of the new leader.
-   */
-  private async serveTransfer(res: ServerResponse, rawPath: string, rawQuery: string): Promise<void> {
-    if (this.backend.isNodeStopped()) {
-      throw new HttpError(503, 'node-stopped', 'this node stopped on a fatal error and is exiting; ask another member', { 'Retry-After': '1' });
-    }
-    const params = parseQuery(rawQuery);
-    for (const name of params.keys()) {
-      if (name !== 'to') throw new HttpError(400, 'unknown-parameter', `unknown query parameter "${name}" for POST ${TRANSFER_PATH}; it takes ?to=<member id>`);
-    }
-    const members = this.backend.memberIds;
-    const self = this.backend.nodeId;
-    const others = members?.filter((id) => id !== self);
-    const naming = members === undefined ? '' : ` (the members are ${members.join(', ')}${self === undefined ? '' : `; this is node ${self}`})`;
-    const toText = textParam(params, 'to');
-    let to: number | undefined;
-    if (toText !== undefined) {
-      to = /^\d{1,15}$/.test(toText) ? Number(toText) : NaN;
-      if (!Number.isSafeInteger(to)) throw new HttpError(400, 'bad-parameter', `to must be a member id, got "${toText.slice(0, 40)}"${naming}`);
-      if (members !== undefined && !members.includes(to)) throw new HttpError(400, 'bad-parameter', `node ${to} is not a member of this cluster${naming}`);
-    }
-    if (others !== undefined && others.length === 0) {
-      throw new HttpError(409, 'no-transfer-target', `this cluster has a single member${naming}: there is no other member to hand leadership to`);
-    }
-    const transfer = this.backend.transferLeadership;
-    if (transfer === undefined) throw new HttpError(501, 'not-supported', 'this server cannot transfer leadership');
-    const request = { rawPath, rawQuery };
-    const leadership = this.backend.leadership?.();
-    if (leadership !== undefined && !leadership.isLeader) {
-      const { leaderId } = leadership;
-      this.raftError(res, request, new NotLeaderError(leaderId, leaderId === undefined ? undefined : this.backend.leaderUrl(leaderId)));
-      return;
-    }
-    let moved: { leaderId: number; previousLeaderId: number; term: number };
-    try {
-      moved = await transfer.call(this.backend, to);
-    } catch (error) {
-      if (error instanceof ConfigError) throw new HttpError(400, 'bad-parameter', `${error.problems.join('; ')}${naming}`);
-      if (error instanceof RaftError && error.code === 'TSRAFT_TRANSFER_TIMEOUT') {
-        const now = this.knownLeader();
-        const after = now.isLeader
-          ? `the transfer was abandoned: node ${self ?? now.leaderId ?? '?'} still leads and takes writes again`
-          : now.leaderId !== undefined
-            ? `node ${now.leaderId} leads now`
-            : 'this node no longer leads and no leader is known yet (an election is under way): check GET /v1/status on the members';
-        sendError(res, 504, 'transfer-timeout', `${error.message}; ${after}`, { leaderId: now.isLeader ? (self ?? null) : (now.leaderId ?? null) });
-        return;
-      }
-      this.raftError(res, request, error);
-      return;
-    }
-    const answer: LeaderTransferResult = {
-      leaderId: moved.leaderId,
-      leaderUrl: this.backend.leaderUrl(moved.leaderId) ?? null,
-      previousLeaderId: moved.previousLeaderId,
-      term: moved.term,
-    };
-    sendJson(res, 200, answer);
-  }
-
-  /**
-   * On a follower, answers a write with its redirect (or 503 no-leader) before its body is read,
-   * and returns true. The proposal would be refused anyway; reading the body first would let
-   * clients make a follower buffer bodies it has no use for.
-   */
-  private answeredNotLeader(res: ServerResponse, request: KvRequest): boolean {
-    const leadership = this.backend.leadership?.();
-    if (leadership === undefined || leadership.isLeader) return false;
-    const { leaderId } = leadership;
-    this.raftError(res, request, new NotLeaderError(leaderId, leaderId === undefined ? undefined : this.backend.leaderUrl(leaderId)));
-    return true;
-  }
-
-  /** The X-Client-Id / X-Request-Seq session, or null for a session-less request. */
-  private session(req: IncomingMessage): { clientId: string; seq: number } | null {
-    const rawId = req.headers['x-client-id'];
-    const rawSeq = req.headers['x-request-seq'];
-    if (rawId === undefined && rawSeq === undefined) return null;
-    if (typeof rawId !== 'string' || typeof rawSeq !== 'string') {
-      throw new HttpError(400, 'bad-header', 'X-Client-Id and X-Request-Seq must be sent together, once each');
-    }
-    if (rawId.length === 0 || rawId.length > CLIENT_ID_BYTES_MAX || !/^[\x21-\x7e]+$/.test(rawId)) {
-      throw new HttpError(400, 'bad-header', `X-Client-Id must be 1..${CLIENT_ID_BYTES_MAX} printable ASCII characters`);
-    }
-    const seq = /^[1-9][0-9]{0,15}$/.test(rawSeq) ? Number(rawSeq) : NaN;
-    if (!Number.isSafeInteger(seq) || seq > REQUEST_SEQ_MAX) {
-      throw new HttpError(400, 'bad-header', `X-Request-Seq must be a positive integer up to ${REQUEST_SEQ_MAX}, got "${rawSeq.slice(0, 40)}"`);
-    }
-    return { clientId: rawId, seq };
-  }
-
-  private async serveGet(res: ServerResponse, request: KvRequest): Promise<void> {
-    const stale = textParam(request.params, 'stale');
-    if (stale !== undefined && stale !== 'true' && stale !== 'false') throw new HttpError(400, 'bad-parameter', `stale must be true or false, got "${stale}"`);
-    let value: Uint8Array | null;
-    let index: number;
-    if (stale === 'true') {
-      ({ value, index } = this.backend.readLocal(request.key));
-    } else if (this.backend.readMode === 'read-index') {
-      try {
-        await this.backend.confirmRead();
-      } catch (error) {
-        this.raftError(res, request, error);
-        return;
-      }
-      ({ value, index } = this.backend.readLocal(request.key));
-    } else {
-      const outcome = await this.propose(res, request, { op: 'get', clientId: '', seq: 0, key: request.key });
-      if (outcome === null) return;
-      if (!outcome.result.ok) {
-        this.resultError(res, outcome.result);
-        return;
-      }
-      value = outcome.result.value ?? null;
-      index = outcome.index;
-    }
-    if (value === null) {
-      sendError(res, 404, 'not-found', `key ${JSON.stringify(keyText(request.key))} does not exist`, { index });
-      return;
-    }
-    const v = jsonValue(value, request.base64);
-    const key = jsonValue(request.key, false);
-    sendJson(res, 200, { key: key.value, ...(key.encoding === 'base64' ? { keyEncoding: 'base64' } : {}), value: v.value, encoding: v.encoding, index });
-  }
-
-  private async write(
-    res: ServerResponse,
-    request: KvRequest,
-    command: { op: 'put' | 'append' | 'cas' | 'delete'; key: Uint8Array; value?: Uint8Array; expected?: Uint8Array | null },
-  ): Promise<void> {
-    const session = request.session ?? { clientId: '', seq: 0 };
-    const cmd: KvCommand = { ...command, clientId: session.clientId, seq: session.seq };
-    const outcome = await this.propose(res, request, cmd);
-    if (outcome === null) return;
-    const result = outcome.result;
-    if (!result.ok) {
-      this.resultError(res, result);
-      return;
-    }
-    const previous = jsonValue(result.value ?? null, request.base64);
-    if (command.op === 'cas') {
-      if (result.swapped === true) {
-        sendJson(res, 200, { swapped: true, index: outcome.index, previous: previous.value, encoding: previous.encoding });
-      } else {
-        sendJson(res, 409, { swapped: false, index: outcome.index, value: previous.value, encoding: previous.encoding });
-      }
-      return;
-    }
-    sendJson(res, 200, { index: outcome.index, previous: previous.value, encoding: previous.encoding });
-  }
-
-  /** Proposes a command and returns its result; answers the error itself and returns null on failure. */
-  private async propose(res: ServerResponse, request: KvRequest, cmd: KvCommand): Promise<{ index: number; result: KvResult } | null> {
-    let bytes: Uint8Array;
-    try {
-      bytes = encodeKvCommand(cmd);
-    } catch (error) {
-      throw new HttpError(400, 'invalid-command', error instanceof Error ? error.message : String(error));
-    }
-    try {
-      return await this.backend.commit(bytes);
-    } catch (error) {
-      this.raftError(res, request, error);
-      return null;
-    }
-  }
-
-  private resultError(res: ServerResponse, result: KvResult & { ok: false }): void {
-    if (result.error === 'stale-request') sendError(res, 409, 'stale-request', result.message);
-    else sendError(res, 400, 'invalid-command', result.message);
-  }
-
-  /** Answers a RaftNode rejection; anything else is rethrown (and answered 500 internal). */
-  private raftError(res: ServerResponse, request: Pick<KvRequest, 'rawPath' | 'rawQuery'>, error: unknown): void {
-    if (error instanceof NotLeaderError) {
-      const leaderUrl = error.leaderId === undefined ? undefined : (error.leaderAddress ?? this.backend.leaderUrl(error.leaderId));
-      if (error.leaderId === undefined || leaderUrl === undefined) {
-        sendError(res, 503, 'no-leader', error.message, {}, { 'Retry-After': '1' });
-        return;
-      }
-      const location = `${leaderUrl}${request.rawPath}${request.rawQuery === '' ? '' : `?${request.rawQuery}`}`;
-      sendError(res, 307, 'not-leader', error.message, { leaderId: error.leaderId, leaderUrl }, { Location: location });
-    } else if (error instanceof OutcomeUnknownError) {
-      // Never a redirect: the write was proposed here and may still take effect, so re-sending it
-      // elsewhere could apply it twice. Say so, and how to retry safely.
-      sendError(res, 503, 'outcome-unknown', `${error.message}; ${RETRY_ADVICE}`, error.leaderId === undefined ? {} : { leaderId: error.leaderId }, { 'Retry-After': '1' });
-    } else if (error instanceof ProposalTimeoutError) {
-      sendError(res, 504, 'outcome-unknown', `${error.message}; ${RETRY_ADVICE}`);
-    } else if (error instanceof BusyError) {
-      sendError(res, 503, 'busy', error.message, {}, { 'Retry-After': '1' });
-    } else if (error instanceof LeadershipTransferError) {
-      // Not proposed: safe to retry, and in a moment the new leader answers (or redirects).
-      sendError(res, 503, 'leader-transfer', error.message, { transferTarget: error.target }, { 'Retry-After': '1' });
-    } else if (error instanceof ProposalDroppedError) {
-      sendError(res, 503, 'dropped', error.message, {}, { 'Retry-After': '1' });
-    } else if (error instanceof NodeStoppedError) {
-      sendError(res, 503, 'stopped', error.message, {}, { 'Retry-After': '1' });
-    } else {
-      throw error;
-    }
-  }
-}
-
-/** A key for an error message: its text when it is UTF-8, else `base64:...`. */
-function keyText(key: Uint8Array): string {
-  const k = jsonValue(key, false);
-  return k.encoding === 'utf8' ? k.value! : `base64:${k.value!}`;
 }

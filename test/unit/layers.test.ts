@@ -200,7 +200,7 @@ interface ImportRule {
 const under = (...dirs: string[]) => (path: string | undefined): boolean => path !== undefined && dirs.some((dir) => path.startsWith(`${dir}/`));
 const ADAPTERS = ['src/runtime', 'src/storage', 'src/transport', 'src/codec', 'src/kv'];
 const TEST_TOOLING = ['src/sim', 'src/harness', 'src/testing', 'src/linearizability', 'src/cli'];
-const KV_SERVER_CODE = ['server.ts', 'http-api.ts', 'http-io.ts', 'state-machine.ts', 'metrics.ts'].map((name) => `src/kv/${name}`);
+const KV_SERVER_CODE = ['server.ts', 'http-api.ts', 'http-server.ts', 'http-kv-routes.ts', 'http-cluster-routes.ts', 'http-raft-errors.ts', 'http-io.ts', 'http-limits.ts', 'state-machine.ts', 'metrics.ts'].map((name) => `src/kv/${name}`);
 
 export const RULES: readonly ImportRule[] = [
   {

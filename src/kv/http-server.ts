@@ -1,0 +1,85 @@
+/**
+ * The node:http server under the KV API (see http-api.ts, which decides what each request gets):
+ * its resource bounds ("Resource bounds" in http-api.ts; the limits and their defaults are in
+ * http-limits.ts), counted in an HttpStats. The connection cap (lowered to keep file-descriptor
+ * headroom), the timeouts for slow headers and slow requests, and the JSON answer to what the HTTP
+ * parser refuses are set up here, before any request reaches the API.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { describeError } from './describe-error.js';
+import { answerMalformedRequest, ASSUMED_OPEN_FILE_LIMIT, connectionCap, HttpStats, openFileLimit } from './http-io.js';
+import {
+  DEFAULT_HTTP_BODY_BUDGET_BYTES,
+  DEFAULT_HTTP_HEADERS_TIMEOUT_MS,
+  DEFAULT_HTTP_KEEP_ALIVE_TIMEOUT_MS,
+  DEFAULT_HTTP_MAX_CONNECTIONS,
+  DEFAULT_HTTP_RECEIVE_TIMEOUT_MS,
+  DEFAULT_HTTP_TIMEOUT_CHECK_MS,
+  type HttpLimits,
+} from './http-limits.js';
+
+/** Request line plus headers, in bytes (node:http's maxHeaderSize). */
+export const HTTP_HEADER_BYTES_MAX = 64 * 1024;
+
+/** The API's HTTP server, with the figures of its bounded resources. */
+export type KvHttpServer = Server & { readonly httpStats: HttpStats };
+
+/**
+ * Creates an HTTP server within `limits` and listens; port 0 picks a free port (read it from
+ * `address()`). `makeHandler` gets the server's HttpStats (for the body budget and /metrics) and
+ * returns what answers each request. `limits` is assumed valid (validateHttpLimits).
+ */
+export async function startBoundedHttpServer(
+  listen: { readonly host: string; readonly port: number },
+  limits: HttpLimits,
+  log: (line: string) => void,
+  makeHandler: (stats: HttpStats) => (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<KvHttpServer> {
+  const requested = limits.maxConnections ?? DEFAULT_HTTP_MAX_CONNECTIONS;
+  const fdLimit = limits.openFileLimit ?? openFileLimit();
+  const maxConnections = connectionCap(requested, fdLimit ?? ASSUMED_OPEN_FILE_LIMIT);
+  if (maxConnections < requested) {
+    log(
+      `HTTP connection cap lowered from ${requested} to ${maxConnections}: the open-file limit is ${fdLimit ?? `unknown (assumed ${ASSUMED_OPEN_FILE_LIMIT})`}, ` +
+        'and half of it (at least 256 descriptors) is kept for the WAL, snapshots and peer connections',
+    );
+  }
+  const stats = new HttpStats(maxConnections, limits.bodyBudgetBytes ?? DEFAULT_HTTP_BODY_BUDGET_BYTES, fdLimit);
+  const handle = makeHandler(stats);
+  const http = createServer(
+    {
+      keepAlive: true,
+      maxHeaderSize: HTTP_HEADER_BYTES_MAX,
+      headersTimeout: limits.headersTimeoutMs ?? DEFAULT_HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeout: limits.receiveTimeoutMs ?? DEFAULT_HTTP_RECEIVE_TIMEOUT_MS,
+      connectionsCheckingInterval: limits.timeoutCheckIntervalMs ?? DEFAULT_HTTP_TIMEOUT_CHECK_MS,
+    },
+    handle,
+  );
+  http.keepAliveTimeout = limits.keepAliveTimeoutMs ?? DEFAULT_HTTP_KEEP_ALIVE_TIMEOUT_MS;
+  // node:http closes connections past the cap as soon as they are accepted ('drop').
+  http.maxConnections = maxConnections;
+  http.on('drop', () => stats.reject('connection-limit'));
+  http.on('connection', (socket: Socket) => {
+    stats.connections++;
+    socket.once('close', () => stats.connections--);
+  });
+  // `Expect: 100-continue`: the client waits for our go-ahead before sending the body, which only
+  // readBody gives, so an answer that needs no body (a redirect, an error) costs no body at all.
+  http.on('checkContinue', handle);
+  http.on('clientError', (error: Error & { code?: string }, socket: Socket) => {
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') stats.reject('timeout');
+    else if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE') stats.reject('malformed');
+    answerMalformedRequest(error, socket);
+  });
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen({ host: listen.host, port: listen.port }, () => {
+      http.off('error', reject);
+      resolve();
+    });
+  });
+  http.on('error', (error) => log(`http server error: ${describeError(error)}`));
+  return Object.assign(http, { httpStats: stats });
+}
