@@ -4,82 +4,40 @@
  * errors: exit code 2, a clear message, never a stack trace.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { KvClient } from '../../src/kv/client.js';
 import { freeLoopbackPortRange } from '../../src/testing/ports.js';
+import { alive, assertNoStackTrace, startPorts, tsraft as runTsraft, TsraftStart, type Run } from './cli-fixture.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function tsraft(args: readonly string[], timeoutMs = 20_000): Promise<Run> {
-  return new Promise((resolve) => {
-    const env = { ...process.env };
-    delete env['TSRAFT_ENDPOINTS'];
-    execFile(process.execPath, [MAIN, ...args], { timeout: timeoutMs, env }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof (error as { code?: unknown }).code === 'number' ? ((error as { code: number }).code) : null;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function assertNoStackTrace(text: string): void {
-  assert.doesNotMatch(text, /^\s+at .+:\d+:\d+\)?$/m, `unexpected stack trace:\n${text}`);
-}
+/** `tsraft ARGS`, given 20 s. */
+const tsraft = (args: readonly string[]): Promise<Run> => runTsraft(args, { timeoutMs: 20_000 });
 
 describe('tsraft start + client commands', { timeout: 120_000 }, () => {
   let dir: string;
-  let start: ChildProcess;
-  let output = '';
+  let start: TsraftStart;
   let endpoints: string;
-  let exit: Promise<number | null>;
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tsraft-cli-'));
-    const base = await freeLoopbackPortRange(3);
-    const httpBase = await freeLoopbackPortRange(3, new Set([base, base + 1, base + 2]));
-    endpoints = [0, 1, 2].map((i) => `http://127.0.0.1:${httpBase + i}`).join(',');
-    start = spawn(process.execPath, [MAIN, 'start', '--nodes', '3', '--data-dir', join(dir, 'data'), '--base-port', String(base), '--http-base-port', String(httpBase)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    start.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    start.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    exit = new Promise((resolve) => start.once('exit', (code) => resolve(code)));
-    const deadline = Date.now() + 30_000;
-    while (!/\[start\] leader: node \d+ \(http:\/\/127\.0\.0\.1:\d+\), elected [\d.]+ s after start/.test(output)) {
-      if (Date.now() > deadline || start.exitCode !== null) throw new Error(`no leader line; output so far:\n${output}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const ports = await startPorts();
+    endpoints = ports.endpoints.join(',');
+    start = TsraftStart.spawn(['--nodes', '3', '--data-dir', join(dir, 'data'), ...ports.args]);
+    await start.waitFor('the leader line', /\[start\] leader: node \d+ \(http:\/\/127\.0\.0\.1:\d+\), elected [\d.]+ s after start/);
   });
 
-  after(() => {
-    if (start.exitCode === null) start.kill('SIGKILL');
+  after(async () => {
+    await start?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('prints the address table with one pid per node', () => {
-    const rows = output.split('\n').filter((line) => /^\d+\s+127\.0\.0\.1:\d+\s+http:\/\/127\.0\.0\.1:\d+\s+\d+\s/.test(line));
-    assert.equal(rows.length, 3, output);
-    assert.match(output, /\[node 0\] .*node 0 up/);
+    const rows = start.output.split('\n').filter((line) => /^\d+\s+127\.0\.0\.1:\d+\s+http:\/\/127\.0\.0\.1:\d+\s+\d+\s/.test(line));
+    assert.equal(rows.length, 3, start.output);
+    assert.match(start.output, /\[node 0\] .*node 0 up/);
   });
 
   it('put, get, status', async () => {
@@ -118,15 +76,15 @@ describe('tsraft start + client commands', { timeout: 120_000 }, () => {
   });
 
   it('restarts a node that dies unexpectedly', async () => {
-    const m = /^1\s+127\.0\.0\.1:\d+\s+http:\/\/127\.0\.0\.1:\d+\s+(\d+)\s/m.exec(output);
-    assert.ok(m !== null, output);
+    const m = /^1\s+127\.0\.0\.1:\d+\s+http:\/\/127\.0\.0\.1:\d+\s+(\d+)\s/m.exec(start.output);
+    assert.ok(m !== null, start.output);
     process.kill(Number(m[1]), 'SIGKILL');
     const deadline = Date.now() + 15_000;
-    while (!/\[start\] node 1 restarted \(pid \d+\)/.test(output)) {
-      assert.ok(Date.now() < deadline, `node 1 was not restarted:\n${output}`);
+    while (!/\[start\] node 1 restarted \(pid \d+\)/.test(start.output)) {
+      assert.ok(Date.now() < deadline, `node 1 was not restarted:\n${start.output}`);
       await new Promise((r) => setTimeout(r, 50));
     }
-    assert.match(output, /node 1 \(pid \d+\) killed by SIGKILL unexpectedly; restarting it/);
+    assert.match(start.output, /node 1 \(pid \d+\) killed by SIGKILL unexpectedly; restarting it/);
     // The restarted node serves again (the cluster answers through it).
     const node1 = endpoints.split(',')[1]!;
     let ok = false;
@@ -147,63 +105,51 @@ describe('tsraft start + client commands', { timeout: 120_000 }, () => {
     // The latest pid of each node: from the table, then from "node N restarted (pid P)" lines.
     const latest = new Map<number, number>();
     const pids: number[] = [];
-    for (const m of output.matchAll(/^(\d+)\s+127\.0\.0\.1:\d+\s+http:\/\/127\.0\.0\.1:\d+\s+(\d+)\s/gm)) {
+    for (const m of start.output.matchAll(/^(\d+)\s+127\.0\.0\.1:\d+\s+http:\/\/127\.0\.0\.1:\d+\s+(\d+)\s/gm)) {
       latest.set(Number(m[1]), Number(m[2]));
       pids.push(Number(m[2]));
     }
-    for (const m of output.matchAll(/node (\d+) restarted \(pid (\d+)\)/g)) {
+    for (const m of start.output.matchAll(/node (\d+) restarted \(pid (\d+)\)/g)) {
       latest.set(Number(m[1]), Number(m[2]));
       pids.push(Number(m[2]));
     }
-    assert.equal(latest.size, 3, output);
+    assert.equal(latest.size, 3, start.output);
     for (const pid of latest.values()) assert.equal(alive(pid), true, `node pid ${pid} should be running`);
-    start.kill('SIGINT');
-    const timer = setTimeout(() => start.kill('SIGKILL'), 15_000);
-    const code = await exit;
+    start.proc.kill('SIGINT');
+    const timer = setTimeout(() => start.proc.kill('SIGKILL'), 15_000);
+    const code = await start.exit;
     clearTimeout(timer);
-    assert.equal(code, 0, output);
-    assert.match(output, /all nodes stopped/);
+    assert.equal(code, 0, start.output);
+    assert.match(start.output, /all nodes stopped/);
     for (const pid of pids) assert.equal(alive(pid), false, `node pid ${pid} is still running`);
   });
 });
 
 describe('a node whose fsync fails exits, and tsraft start restarts it (fail fast, never a zombie)', { timeout: 120_000 }, () => {
   let dir: string;
-  let start: ChildProcess;
-  let output = '';
+  let start: TsraftStart | undefined;
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'tsraft-fatal-'));
   });
   after(async () => {
     // SIGINT lets tsraft start stop its children; SIGKILL only if it does not exit in time.
-    if (start !== undefined && start.exitCode === null) {
-      const exited = new Promise((resolve) => start.once('exit', resolve));
-      start.kill('SIGINT');
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15_000))]);
-      if (start.exitCode === null) start.kill('SIGKILL');
-    }
+    await start?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('node 2 stops on an injected fsync failure, exits with code 1, and is restarted; the cluster keeps serving', async () => {
-    const base = await freeLoopbackPortRange(3);
-    const httpBase = await freeLoopbackPortRange(3, new Set([base, base + 1, base + 2]));
-    const endpoints = [0, 1, 2].map((i) => `http://127.0.0.1:${httpBase + i}`);
-    start = spawn(process.execPath, [MAIN, 'start', '--nodes', '3', '--data-dir', join(dir, 'data'), '--base-port', String(base), '--http-base-port', String(httpBase)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, TSRAFT_FAILPOINT: 'fsync-error:node=2:after=25' },
-    });
-    start.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    start.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    const { args: ports, endpoints } = await startPorts();
+    const cluster = TsraftStart.spawn(['--nodes', '3', '--data-dir', join(dir, 'data'), ...ports], { TSRAFT_FAILPOINT: 'fsync-error:node=2:after=25' });
+    start = cluster;
     const deadline = Date.now() + 60_000;
     const client = new KvClient({ endpoints });
-    for (let i = 0; !/\[start\] node 2 restarted \(pid \d+\)/.test(output); i++) {
-      assert.ok(Date.now() < deadline, `node 2 did not fail and come back:\n${output}`);
+    for (let i = 0; !/\[start\] node 2 restarted \(pid \d+\)/.test(cluster.output); i++) {
+      assert.ok(Date.now() < deadline, `node 2 did not fail and come back:\n${cluster.output}`);
       await client.put(`k${i}`, `v${i}`).catch(() => undefined);
     }
-    assert.match(output, /node 2: raft stopped on a fatal error \(.*injected fsync failure.*\); exiting so that it is restarted/);
-    assert.match(output, /node 2 \(pid \d+\) exited with code 1 unexpectedly; restarting it/);
+    assert.match(cluster.output, /node 2: raft stopped on a fatal error \(.*injected fsync failure.*\); exiting so that it is restarted/);
+    assert.match(cluster.output, /node 2 \(pid \d+\) exited with code 1 unexpectedly; restarting it/);
     // The other two kept serving all along, and still do.
     await client.put('after', 'restart');
     assert.equal(await client.get('after'), 'restart');

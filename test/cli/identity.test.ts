@@ -8,47 +8,11 @@
  * up even when an assertion fails.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { freeLoopbackPortRange } from '../../src/testing/ports.js';
-
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function tsraft(args: readonly string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve) => {
-    const merged = { ...process.env, ...env };
-    delete merged['TSRAFT_ENDPOINTS'];
-    execFile(process.execPath, [MAIN, ...args], { timeout: timeoutMs, env: merged }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : null;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function assertNoStackTrace(text: string): void {
-  assert.doesNotMatch(text, /^\s+at .+:\d+:\d+\)?$/m, `unexpected stack trace:\n${text}`);
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+import { assertNoStackTrace, startPorts, tsraft, TsraftStart } from './cli-fixture.js';
 
 /** Every file under `dir` (recursively) with its bytes: to show a refusal changed nothing. */
 function contents(dir: string): Map<string, string> {
@@ -64,62 +28,19 @@ function contents(dir: string): Map<string, string> {
   return out;
 }
 
-/** A running `tsraft start`, its output, and every node pid it printed. */
-class Cluster {
-  output = '';
-  readonly exit: Promise<number | null>;
-  private constructor(readonly proc: ChildProcess) {
-    proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => (this.output += chunk));
-    proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.output += chunk));
-    this.exit = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
-  }
-
-  static spawn(args: readonly string[], env: NodeJS.ProcessEnv = {}): Cluster {
-    return new Cluster(spawn(process.execPath, [MAIN, 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } }));
-  }
-
-  nodePids(): number[] {
-    return [
-      ...[...this.output.matchAll(/^\d+\s+127\.0\.0\.1:\d+\s+http:\/\/127\.0\.0\.1:\d+\s+(\d+)\s/gm)].map((m) => Number(m[1])),
-      ...[...this.output.matchAll(/node \d+ restarted \(pid (\d+)\)/g)].map((m) => Number(m[1])),
-    ];
-  }
-
-  async waitFor(what: string, pattern: RegExp, timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!pattern.test(this.output)) {
-      if (Date.now() > deadline || this.proc.exitCode !== null) throw new Error(`${what}: not seen; output so far:\n${this.output}`);
-      await sleep(50);
-    }
-  }
-
-  /** SIGINT, then SIGKILL (start and its nodes) if it does not exit in time. */
-  async stop(): Promise<number | null> {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) {
-      this.proc.kill('SIGINT');
-      const timer = setTimeout(() => this.proc.kill('SIGKILL'), 15_000);
-      await this.exit;
-      clearTimeout(timer);
-    }
-    for (const pid of this.nodePids()) if (alive(pid)) process.kill(pid, 'SIGKILL');
-    return this.proc.exitCode;
-  }
-}
-
 describe('tsraft start: a data directory keeps its cluster identity', { timeout: 180_000 }, () => {
   let root: string;
   let dataDir: string;
   let ports: string[];
   let endpoints: string;
-  const clusters: Cluster[] = [];
+  const clusters: TsraftStart[] = [];
 
   before(async () => {
     root = mkdtempSync(join(tmpdir(), 'tsraft-cli-identity-'));
     dataDir = join(root, 'data');
-    const base = await freeLoopbackPortRange(3);
-    const httpBase = await freeLoopbackPortRange(3, new Set([base, base + 1, base + 2]));
-    ports = ['--base-port', String(base), '--http-base-port', String(httpBase)];
-    endpoints = [0, 1, 2].map((i) => `http://127.0.0.1:${httpBase + i}`).join(',');
+    const free = await startPorts();
+    ports = free.args;
+    endpoints = free.endpoints.join(',');
   });
 
   after(async () => {
@@ -127,8 +48,8 @@ describe('tsraft start: a data directory keeps its cluster identity', { timeout:
     rmSync(root, { recursive: true, force: true });
   });
 
-  const startCluster = async (): Promise<Cluster> => {
-    const cluster = Cluster.spawn(['--nodes', '3', '--data-dir', dataDir, ...ports, '--no-watchdog']);
+  const startCluster = async (): Promise<TsraftStart> => {
+    const cluster = TsraftStart.spawn(['--nodes', '3', '--data-dir', dataDir, ...ports, '--no-watchdog']);
     clusters.push(cluster);
     await cluster.waitFor('the leader line', /\[start\] leader: node \d+ /);
     return cluster;
@@ -202,7 +123,7 @@ describe('tsraft start: a data directory keeps its cluster identity', { timeout:
 
 describe('tsraft start does not restart a child that refuses its command line (exit code 2)', { timeout: 60_000 }, () => {
   let root: string | undefined;
-  let cluster: Cluster | undefined;
+  let cluster: TsraftStart | undefined;
   after(async () => {
     await cluster?.stop();
     if (root !== undefined) rmSync(root, { recursive: true, force: true });
@@ -210,10 +131,9 @@ describe('tsraft start does not restart a child that refuses its command line (e
 
   it('every node exits 2 at once: start gives up on each without a restart, and exits 2', async () => {
     root = mkdtempSync(join(tmpdir(), 'tsraft-cli-refuse-'));
-    const base = await freeLoopbackPortRange(3);
-    const httpBase = await freeLoopbackPortRange(3, new Set([base, base + 1, base + 2]));
+    const { args: ports } = await startPorts();
     // A malformed failpoint makes every `tsraft node` refuse its environment with exit code 2.
-    cluster = Cluster.spawn(['--nodes', '3', '--data-dir', join(root, 'data'), '--base-port', String(base), '--http-base-port', String(httpBase)], {
+    cluster = TsraftStart.spawn(['--nodes', '3', '--data-dir', join(root, 'data'), ...ports], {
       TSRAFT_FAILPOINT: 'bogus',
     });
     const timer = setTimeout(() => cluster?.proc.kill('SIGKILL'), 30_000);

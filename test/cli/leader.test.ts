@@ -5,61 +5,20 @@
  * that is handing over. Every process and directory is cleaned up even when an assertion fails.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { transferFailure } from '../../src/cli/leader.js';
 import { statusTable } from '../../src/cli/status.js';
 import { KvClientError } from '../../src/kv/client.js';
 import { freeLoopbackPortRange } from '../../src/testing/ports.js';
-
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function tsraft(args: readonly string[], timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve) => {
-    const env = { ...process.env };
-    delete env['TSRAFT_ENDPOINTS'];
-    execFile(process.execPath, [MAIN, ...args], { timeout: timeoutMs, env }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : null;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-function assertNoStackTrace(text: string): void {
-  assert.doesNotMatch(text, /^\s+at .+:\d+:\d+\)?$/m, `unexpected stack trace:\n${text}`);
-}
+import { assertNoStackTrace, sleep, startPorts, tsraft, TsraftStart } from './cli-fixture.js';
 
 describe('tsraft leader transfer against tsraft start', { timeout: 120_000 }, () => {
   let dir: string | undefined;
-  let start: ChildProcess | undefined;
-  let output = '';
+  let start: TsraftStart;
   let endpoints = '';
-
-  const nodePids = (): number[] => [
-    ...[...output.matchAll(/^\d+\s+127\.0\.0\.1:\d+\s+http:\/\/127\.0\.0\.1:\d+\s+(\d+)\s/gm)].map((m) => Number(m[1])),
-    ...[...output.matchAll(/node \d+ restarted \(pid (\d+)\)/g)].map((m) => Number(m[1])),
-  ];
 
   /** Who leads, from every node's /v1/status (the highest term's leader). */
   const currentLeader = async (): Promise<number | undefined> => {
@@ -75,44 +34,20 @@ describe('tsraft leader transfer against tsraft start', { timeout: 120_000 }, ()
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tsraft-leader-'));
-    const base = await freeLoopbackPortRange(3);
-    const httpBase = await freeLoopbackPortRange(3, new Set([base, base + 1, base + 2]));
-    endpoints = [0, 1, 2].map((i) => `http://127.0.0.1:${httpBase + i}`).join(',');
-    // prettier-ignore
-    start = spawn(process.execPath, [
-      MAIN, 'start', '--nodes', '3', '--data-dir', join(dir, 'data'), '--base-port', String(base), '--http-base-port', String(httpBase), '--no-fsync',
-    ], { stdio: ['ignore', 'pipe', 'pipe'] });
-    start.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    start.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    const deadline = Date.now() + 30_000;
-    while (!/\[start\] leader: node \d+ \(/.test(output)) {
-      if (Date.now() > deadline || start.exitCode !== null) throw new Error(`no leader line; output so far:\n${output}`);
-      await sleep(50);
-    }
+    const ports = await startPorts();
+    endpoints = ports.endpoints.join(',');
+    start = TsraftStart.spawn(['--nodes', '3', '--data-dir', join(dir, 'data'), ...ports.args, '--no-fsync']);
+    await start.waitFor('the leader line', /\[start\] leader: node \d+ \(/);
   });
 
   after(async () => {
-    if (start !== undefined && start.exitCode === null && start.signalCode === null) {
-      const exited = new Promise((resolve) => start!.once('exit', resolve));
-      start.kill('SIGINT');
-      await Promise.race([exited, sleep(15_000)]);
-      if (start.exitCode === null && start.signalCode === null) start.kill('SIGKILL');
-    }
-    for (const pid of nodePids()) {
-      if (alive(pid)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone meanwhile
-        }
-      }
-    }
+    await start?.stop();
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   });
 
   it('--to ID moves leadership to that node and says so; tsraft status and tsraft start see it', async () => {
     const leader = await currentLeader();
-    assert.ok(leader !== undefined, output);
+    assert.ok(leader !== undefined, start.output);
     const target = (leader + 1) % 3;
     const run = await tsraft(['leader', 'transfer', '--to', String(target), '--endpoints', endpoints]);
     assert.equal(run.code, 0, `${run.stdout}${run.stderr}`);
@@ -123,8 +58,8 @@ describe('tsraft leader transfer against tsraft start', { timeout: 120_000 }, ()
     assert.match(status.stdout, new RegExp(`leader: node ${target}\\n$`));
     // tsraft start prints the change of leader.
     const deadline = Date.now() + 10_000;
-    while (!new RegExp(`\\[start\\] leader: node ${target} \\(http://127\\.0\\.0\\.1:\\d+\\), term \\d+`).test(output)) {
-      assert.ok(Date.now() < deadline, `tsraft start did not report the new leader:\n${output}`);
+    while (!new RegExp(`\\[start\\] leader: node ${target} \\(http://127\\.0\\.0\\.1:\\d+\\), term \\d+`).test(start.output)) {
+      assert.ok(Date.now() < deadline, `tsraft start did not report the new leader:\n${start.output}`);
       await sleep(50);
     }
     // The cluster still serves.

@@ -7,124 +7,13 @@
  * every server and directory is cleaned up even when an assertion fails.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { KvClient } from '../../src/kv/client.js';
-import { KvServer, type KvPeer } from '../../src/kv/server.js';
-import { freeLoopbackPorts } from '../../src/testing/ports.js';
+import { KvCluster, raw, sleep, TIMING, waitFor, type KvClusterOptions, type Raw } from './kv-cluster-fixture.js';
 
-const TIMING = { heartbeatMs: 50, electionTimeoutMinMs: 300, electionTimeoutMaxMs: 600 };
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => T | undefined | null | false, context: () => string = () => ''): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== null && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${context()}`);
-    await sleep(20);
-  }
-}
-
-class Cluster {
-  readonly servers: (KvServer | null)[];
-
-  private constructor(
-    readonly root: string,
-    readonly peers: KvPeer[],
-  ) {
-    this.servers = peers.map(() => null);
-  }
-
-  /** A cluster of `size` members, of which only `running` are started. */
-  static async start(size: number, running = size): Promise<Cluster> {
-    const ports = await freeLoopbackPorts(2 * size);
-    const peers = Array.from({ length: size }, (_, id) => ({ id, raftHost: '127.0.0.1', raftPort: ports[id]!, httpUrl: `http://127.0.0.1:${ports[size + id]!}` }));
-    const cluster = new Cluster(mkdtempSync(join(tmpdir(), 'tsraft-leadership-')), peers);
-    try {
-      for (let id = 0; id < running; id++) await cluster.startServer(id);
-    } catch (error) {
-      await cluster.stop();
-      throw error;
-    }
-    return cluster;
-  }
-
-  url(id: number): string {
-    return this.peers[id]!.httpUrl;
-  }
-
-  async startServer(id: number): Promise<KvServer> {
-    const server = await KvServer.start({
-      id,
-      peers: this.peers,
-      dataDir: join(this.root, `node-${id}`),
-      httpListen: { host: '127.0.0.1', port: Number(new URL(this.url(id)).port) },
-      timing: TIMING,
-      fsync: false,
-      requestTimeoutMs: 2_000,
-      log: (line) => {
-        if (!line.startsWith('transport: ')) process.stderr.write(`kv node ${id}: ${line}\n`);
-      },
-    });
-    this.servers[id] = server;
-    return server;
-  }
-
-  async stopServer(id: number): Promise<void> {
-    const server = this.servers[id];
-    this.servers[id] = null;
-    await server?.stop();
-  }
-
-  /** The leader's id once one leads and has applied its log. */
-  leader(timeoutMs = 10_000): Promise<number> {
-    return waitFor(
-      'a leader',
-      timeoutMs,
-      () => {
-        for (const server of this.servers) {
-          const s = server?.status();
-          if (s !== undefined && s.role === 'leader' && s.appliedIndex >= s.lastIndex) return s.id;
-        }
-        return undefined;
-      },
-      () => this.describe(),
-    );
-  }
-
-  describe(): string {
-    return this.servers
-      .map((server, id) => {
-        if (server === null) return `node ${id}: stopped`;
-        const s = server.status();
-        return `node ${id}: ${s.role} term ${s.term} leader ${s.leaderId} commit ${s.commitIndex} applied ${s.appliedIndex} last ${s.lastIndex} transfer ${s.transferTarget}`;
-      })
-      .join('\n');
-  }
-
-  async stop(): Promise<void> {
-    for (let id = 0; id < this.servers.length; id++) await this.stopServer(id).catch(() => undefined);
-    rmSync(this.root, { recursive: true, force: true });
-  }
-}
-
-interface Raw {
-  status: number;
-  headers: Headers;
-  json: Record<string, unknown>;
-}
-
-async function raw(url: string, init: RequestInit = {}): Promise<Raw> {
-  const response = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(10_000), ...init });
-  const text = await response.text();
-  assert.match(response.headers.get('content-type') ?? '', /^application\/json/, `${url}: ${text}`);
-  return { status: response.status, headers: response.headers, json: JSON.parse(text) as Record<string, unknown> };
-}
+/** The clusters here: a stop() that fails on one member still stops the others, and is not a failure. */
+const CLUSTER: KvClusterOptions = { prefix: 'tsraft-leadership-', ignoreStopErrors: true };
 
 function error(r: Raw): { code?: unknown; message?: unknown; leaderId?: unknown } {
   return (r.json['error'] as { code?: unknown; message?: unknown; leaderId?: unknown } | undefined) ?? {};
@@ -153,10 +42,10 @@ function rawExchange(port: number, head: string): { socket: ReturnType<typeof co
 }
 
 describe('HTTP leadership transfer, /readyz and KvServer.stop() on a 3-node cluster', { timeout: 120_000 }, () => {
-  let cluster: Cluster;
+  let cluster: KvCluster;
 
   before(async () => {
-    cluster = await Cluster.start(3);
+    cluster = await KvCluster.start({ ...CLUSTER, size: 3 });
   });
   after(async () => {
     await cluster?.stop();
@@ -332,9 +221,9 @@ describe('HTTP leadership transfer, /readyz and KvServer.stop() on a 3-node clus
 });
 
 describe('/readyz without a leader: one member of a 3-node cluster, started alone', { timeout: 30_000 }, () => {
-  let cluster: Cluster;
+  let cluster: KvCluster;
   before(async () => {
-    cluster = await Cluster.start(3, 1);
+    cluster = await KvCluster.start({ ...CLUSTER, size: 3, running: 1 });
   });
   after(async () => {
     await cluster?.stop();

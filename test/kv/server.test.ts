@@ -6,35 +6,12 @@
  */
 import { FailingStorage } from '../../src/storage/failpoint.js';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { KvClient, KvClientError } from '../../src/kv/client.js';
-import { KEY_BYTES_MAX, KvServer, VALUE_BYTES_MAX, type KvPeer, type KvServerOptions } from '../../src/kv/server.js';
-import { freeLoopbackPorts } from '../../src/testing/ports.js';
-
-const TIMING = { heartbeatMs: 50, electionTimeoutMinMs: 300, electionTimeoutMaxMs: 600 };
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitFor<T>(
-  what: string,
-  timeoutMs: number,
-  probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
-  context: () => string = () => '',
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== null && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${context()}`);
-    await sleep(20);
-  }
-}
+import { KEY_BYTES_MAX, KvServer, VALUE_BYTES_MAX } from '../../src/kv/server.js';
+import { KvCluster, raw, sleep, waitFor, type Raw } from './kv-cluster-fixture.js';
 
 /**
  * Waits for `done`, writing a key between checks (each write bounded by the client's timeout).
@@ -54,105 +31,6 @@ async function writeUntil(what: string, timeoutMs: number, client: KvClient, don
     await client.put(`nudge-${n}`, 'x');
     await sleep(5);
   }
-}
-
-class TestCluster {
-  readonly servers: (KvServer | null)[];
-  readonly peers: KvPeer[];
-
-  private constructor(
-    readonly root: string,
-    peers: KvPeer[],
-    private readonly extra: Partial<KvServerOptions>,
-  ) {
-    this.peers = peers;
-    this.servers = peers.map(() => null);
-  }
-
-  static async start(size: number, extra: Partial<KvServerOptions> = {}): Promise<TestCluster> {
-    const ports = await freeLoopbackPorts(2 * size);
-    const peers = Array.from({ length: size }, (_, id) => ({
-      id,
-      raftHost: '127.0.0.1',
-      raftPort: ports[id]!,
-      httpUrl: `http://127.0.0.1:${ports[size + id]!}`,
-    }));
-    const cluster = new TestCluster(mkdtempSync(join(tmpdir(), 'tsraft-kv-')), peers, extra);
-    for (let id = 0; id < size; id++) await cluster.startServer(id);
-    return cluster;
-  }
-
-  url(id: number): string {
-    return this.peers[id]!.httpUrl;
-  }
-
-  async startServer(id: number): Promise<KvServer> {
-    const server = await KvServer.start({
-      id,
-      peers: this.peers,
-      dataDir: join(this.root, `node-${id}`),
-      httpListen: { host: '127.0.0.1', port: Number(new URL(this.url(id)).port) },
-      timing: TIMING,
-      // The KV layer is under test here, not the disk: without fsync the test stays fast and steady
-      // on a loaded machine (restarts still read back everything: the process, not the machine, stops).
-      fsync: false,
-      requestTimeoutMs: 2_000,
-      // Transport chatter (peers going away) is expected here; anything else is worth seeing.
-      log: (line) => {
-        if (!line.startsWith('transport: ')) process.stderr.write(`kv node ${id}: ${line}\n`);
-      },
-      ...this.extra,
-    });
-    this.servers[id] = server;
-    return server;
-  }
-
-  async stopServer(id: number): Promise<void> {
-    const server = this.servers[id];
-    this.servers[id] = null;
-    await server?.stop();
-  }
-
-  /** The leader's id once one is up and has committed an entry of its term. */
-  async leader(timeoutMs = 10_000): Promise<number> {
-    return waitFor('a leader', timeoutMs, () => {
-      for (const server of this.servers) {
-        const s = server?.status();
-        if (s !== undefined && s.role === 'leader' && s.appliedIndex >= s.lastIndex) return s.id;
-      }
-      return undefined;
-    });
-  }
-
-  /** Every member's status, for failure messages. */
-  describe(): string {
-    return this.servers
-      .map((server, id) => {
-        if (server === null) return `node ${id}: stopped`;
-        const s = server.status();
-        const peers = s.peers.map((p) => `${p.id}:${p.match}/${p.next}/${p.state}`).join(' ');
-        return `node ${id}: ${s.role} term ${s.term} leader ${s.leaderId} commit ${s.commitIndex} applied ${s.appliedIndex} last ${s.lastIndex} snapshot ${s.snapshotIndex} stopped ${s.stopped} [${peers}]`;
-      })
-      .join('\n');
-  }
-
-  async stop(): Promise<void> {
-    for (let id = 0; id < this.servers.length; id++) await this.stopServer(id);
-    rmSync(this.root, { recursive: true, force: true });
-  }
-}
-
-interface Raw {
-  status: number;
-  headers: Headers;
-  json: Record<string, unknown>;
-}
-
-async function raw(url: string, init: RequestInit = {}): Promise<Raw> {
-  const response = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(10_000), ...init });
-  const text = await response.text();
-  assert.match(response.headers.get('content-type') ?? '', /^application\/json/, `${url}: ${text}`);
-  return { status: response.status, headers: response.headers, json: JSON.parse(text) as Record<string, unknown> };
 }
 
 function errorCode(r: Raw): unknown {
@@ -184,12 +62,12 @@ function rawExchange(port: number, head: string, bodyParts: readonly Buffer[], u
 }
 
 describe('KvServer: a 3-node cluster', { timeout: 90_000 }, () => {
-  let cluster: TestCluster;
+  let cluster: KvCluster;
   let leader: number;
   let follower: number;
 
   before(async () => {
-    cluster = await TestCluster.start(3, { maxRaftStateBytes: 4096 });
+    cluster = await KvCluster.start({ size: 3, server: { maxRaftStateBytes: 4096 } });
   });
 
   beforeEach(async () => {
@@ -482,9 +360,9 @@ describe('KvServer: a 3-node cluster', { timeout: 90_000 }, () => {
 });
 
 describe('KvServer: reads through the log (readMode "log")', { timeout: 30_000 }, () => {
-  let cluster: TestCluster;
+  let cluster: KvCluster;
   before(async () => {
-    cluster = await TestCluster.start(1, { readMode: 'log', maxRaftStateBytes: -1 });
+    cluster = await KvCluster.start({ size: 1, server: { readMode: 'log', maxRaftStateBytes: -1 } });
     await cluster.leader();
   });
   after(async () => {
@@ -512,14 +390,17 @@ describe('KvServer: reads through the log (readMode "log")', { timeout: 30_000 }
 });
 
 describe('KvServer: a failed fsync stops Raft, and the node answers 503 until its owner stops it', { timeout: 30_000 }, () => {
-  let cluster: TestCluster;
+  let cluster: KvCluster;
   const fatal: Error[] = [];
   before(async () => {
-    cluster = await TestCluster.start(1, {
-      maxRaftStateBytes: -1,
-      // The disk fails after a handful of saves (a single node saves once per write).
-      wrapStorage: (storage) => new FailingStorage(storage, 8),
-      onFatal: (error) => fatal.push(error),
+    cluster = await KvCluster.start({
+      size: 1,
+      server: {
+        maxRaftStateBytes: -1,
+        // The disk fails after a handful of saves (a single node saves once per write).
+        wrapStorage: (storage) => new FailingStorage(storage, 8),
+        onFatal: (error) => fatal.push(error),
+      },
     });
   });
   after(async () => {

@@ -5,57 +5,21 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readlinkSync, realpathSync } from 'node:fs';
-import { copyFile, mkdtemp, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import type { HardState } from '../../src/core/messages.js';
 import type { LogWrite } from '../../src/core/ready.js';
 import { crc32c } from '../../src/storage/crc32c.js';
 import { FileStorage, type FileStorageOptions } from '../../src/storage/file-storage.js';
 import { MemoryStorage } from '../../src/storage/memory.js';
 import { StorageError } from '../../src/storage/storage.js';
+import { recordSpans, tempDirs, walFiles, type RecordSpan } from './file-storage-fixture.js';
 import { describe, entry, snapshot } from './storage-contract.js';
 
-const dirs: string[] = [];
-after(async () => {
-  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-});
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'tsraft-recovery-'));
-  dirs.push(dir);
-  return dir;
-}
-
-async function copyDir(dir: string): Promise<string> {
-  const copy = await tempDir();
-  for (const name of await readdir(dir)) await copyFile(join(dir, name), join(copy, name));
-  return copy;
-}
-
-const walFiles = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((n) => n.startsWith('wal-')).sort();
+const { tempDir, copyDir } = tempDirs('tsraft-recovery-');
 
 const EMPTY = describe({ hardState: { term: 0, votedFor: -1 }, snapshot: null, entries: [] });
-
-interface RecordSpan {
-  readonly file: string;
-  readonly start: number;
-  readonly end: number;
-}
-
-async function recordSpans(dir: string): Promise<RecordSpan[]> {
-  const spans: RecordSpan[] = [];
-  for (const file of await walFiles(dir)) {
-    const buf = await readFile(join(dir, file));
-    for (let at = 0; at < buf.length; ) {
-      const end = at + 8 + buf.readUInt32LE(at);
-      spans.push({ file, start: at, end });
-      at = end;
-    }
-  }
-  return spans;
-}
 
 /** Opens `dir`, returns the state it recovered and the lines it logged; closes it again. */
 async function recoverIn(dir: string, options: Partial<FileStorageOptions> = {}): Promise<{ state: unknown; lines: string[] }> {

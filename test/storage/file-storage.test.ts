@@ -4,27 +4,18 @@
  */
 import assert from 'node:assert/strict';
 import type { FileHandle } from 'node:fs/promises';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import type { HardState, Snapshot } from '../../src/core/messages.js';
 import type { LogWrite } from '../../src/core/ready.js';
 import { FileStorage } from '../../src/storage/file-storage.js';
 import { MemoryStorage } from '../../src/storage/memory.js';
 import { StorageError } from '../../src/storage/storage.js';
+import { recordSpans, tempDirs, walFiles, type RecordSpan } from './file-storage-fixture.js';
 import { describe, entries, entry, runStorageContract, snapshot } from './storage-contract.js';
 
-const dirs: string[] = [];
-after(async () => {
-  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-});
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'tsraft-file-storage-'));
-  dirs.push(dir);
-  return dir;
-}
+const { tempDir, copyDir } = tempDirs('tsraft-file-storage-');
 
 const isStorageError = (code: StorageError['code'], message?: RegExp) => (error: unknown): boolean => {
   assert.ok(error instanceof StorageError, `expected a StorageError, got ${String(error)}`);
@@ -33,7 +24,6 @@ const isStorageError = (code: StorageError['code'], message?: RegExp) => (error:
   return true;
 };
 
-const walFiles = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((n) => n.startsWith('wal-')).sort();
 const snapFiles = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((n) => n.startsWith('snap-')).sort();
 
 runStorageContract('FileStorage', async () => {
@@ -194,33 +184,6 @@ test('FileStorage: a failed write rejects that save and every later one with TSR
 });
 
 // ---------------------------------------------------------------- fault injection
-
-async function copyDir(dir: string): Promise<string> {
-  const copy = await tempDir();
-  await mkdir(copy, { recursive: true });
-  for (const name of await readdir(dir)) await copyFile(join(dir, name), join(copy, name));
-  return copy;
-}
-
-interface RecordSpan {
-  readonly file: string;
-  readonly start: number;
-  readonly end: number;
-}
-
-/** Walks the record headers (u32 length | u32 crc | payload) of every segment, oldest first. */
-async function recordSpans(dir: string): Promise<RecordSpan[]> {
-  const spans: RecordSpan[] = [];
-  for (const file of await walFiles(dir)) {
-    const buf = await readFile(join(dir, file));
-    for (let at = 0; at < buf.length; ) {
-      const end = at + 8 + buf.readUInt32LE(at);
-      spans.push({ file, start: at, end });
-      at = end;
-    }
-  }
-  return spans;
-}
 
 interface Scenario {
   readonly dir: string;

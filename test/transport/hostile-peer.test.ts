@@ -24,8 +24,7 @@
  * Every wait and loop is bounded; the file takes 15-25 s on two shared cores.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CodecError, decodeMessage, encodeMessage } from '../../src/codec/codec.js';
@@ -33,31 +32,14 @@ import { crc32c } from '../../src/core/crc32c.js';
 import type { Message, NodeId } from '../../src/core/messages.js';
 import { checkPeerMessage, DROP_REASONS, TERM_MAX, type DropReason } from '../../src/core/validate.js';
 import { KvClient } from '../../src/kv/client.js';
-import { KvServer, type KvPeer } from '../../src/kv/server.js';
 import { Prng } from '../../src/sim/prng.js';
 import { HostilePeer, MESSAGE_TYPES, mutateBytes, mutateMessage, seededBytes, validMessage, type ClusterView } from '../../src/testing/hostile-peer.js';
-import { freeLoopbackPorts } from '../../src/testing/ports.js';
+import { KvCluster, sleep, waitFor, type KvClusterOptions } from '../kv/kv-cluster-fixture.js';
 
 const CLUSTER_ID = 'hostile';
-const TIMING = { heartbeatMs: 50, electionTimeoutMinMs: 300, electionTimeoutMaxMs: 600 };
-const REQUEST_TIMEOUT_MS = 2_000;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 /** The fuzz seed: TSRAFT_HOSTILE_SEED=<n> replays another one. */
 const FUZZ_SEED = Number(process.env['TSRAFT_HOSTILE_SEED'] ?? 20240611);
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>, context: () => string = () => ''): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== null && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${context()}`);
-    await sleep(20);
-  }
-}
 
 type Drops = Record<DropReason, number>;
 
@@ -67,93 +49,11 @@ function dropsDelta(after: Drops, before: Drops): Partial<Drops> {
   return out;
 }
 
-/** Three KvServers in this process, restartable on their directories and ports. */
-class Cluster {
-  readonly servers: (KvServer | null)[] = [null, null, null];
-  /** The fatal error each node logged, if one stopped on one. */
-  readonly fatal = new Map<NodeId, string>();
+/** Three members of cluster CLUSTER_ID; stopping them after an attack goes on past one whose stop() fails. */
+const CLUSTER: KvClusterOptions = { size: 3, prefix: 'tsraft-hostile-', server: { clusterId: CLUSTER_ID }, ignoreStopErrors: true };
 
-  private constructor(
-    readonly root: string,
-    readonly peers: KvPeer[],
-  ) {}
-
-  static async start(): Promise<Cluster> {
-    const ports = await freeLoopbackPorts(6);
-    const peers = [0, 1, 2].map((id) => ({ id, raftHost: '127.0.0.1', raftPort: ports[id]!, httpUrl: `http://127.0.0.1:${ports[3 + id]!}` }));
-    const cluster = new Cluster(mkdtempSync(join(tmpdir(), 'tsraft-hostile-')), peers);
-    for (const id of [0, 1, 2]) await cluster.startServer(id);
-    return cluster;
-  }
-
-  get members(): NodeId[] {
-    return this.peers.map((p) => p.id);
-  }
-
-  url(id: NodeId): string {
-    return this.peers[id]!.httpUrl;
-  }
-
-  raftPort(id: NodeId): number {
-    return this.peers[id]!.raftPort;
-  }
-
-  async startServer(id: NodeId): Promise<KvServer> {
-    const server = await KvServer.start({
-      id,
-      peers: this.peers,
-      clusterId: CLUSTER_ID,
-      dataDir: join(this.root, `node-${id}`),
-      httpListen: { host: '127.0.0.1', port: Number(new URL(this.url(id)).port) },
-      timing: TIMING,
-      // Real files, no fsync: the peer port is under test here, not the disk (restarts still read back
-      // everything: the process, not the machine, stops).
-      fsync: false,
-      requestTimeoutMs: REQUEST_TIMEOUT_MS,
-      // The transport logs every connection it closes; the attacks here cause plenty.
-      log: (line) => {
-        if (line.startsWith('transport: ')) return;
-        if (line.startsWith('raft node stopped on a fatal error')) this.fatal.set(id, line.split('\n')[0]!);
-        process.stderr.write(`kv node ${id}: ${line}\n`);
-      },
-    });
-    this.servers[id] = server;
-    return server;
-  }
-
-  async stopServer(id: NodeId): Promise<void> {
-    const server = this.servers[id];
-    this.servers[id] = null;
-    await server?.stop();
-  }
-
-  async restart(id: NodeId): Promise<void> {
-    await this.stopServer(id);
-    await this.startServer(id);
-  }
-
-  server(id: NodeId): KvServer {
-    const server = this.servers[id];
-    assert.ok(server !== null && server !== undefined, `node ${id} is not running`);
-    return server;
-  }
-
-  /** The leader's id once one is up and has applied its log (so it has committed in its term). */
-  leader(timeoutMs = 10_000): Promise<NodeId> {
-    return waitFor(
-      'a leader',
-      timeoutMs,
-      () => {
-        for (const server of this.servers) {
-          const s = server?.status();
-          if (s !== undefined && !s.stopped && s.role === 'leader' && s.appliedIndex >= s.lastIndex) return s.id;
-        }
-        return undefined;
-      },
-      () => this.describe(),
-    );
-  }
-
+/** Three KvServers in this process, restartable on their directories and ports (the shared KV fixture), with what the attacks here measure. */
+class Cluster extends KvCluster {
   /**
    * The leader and its two followers, both following it in its term: the state a forged message
    * is measured against. Waits (bounded) for the cluster to settle into it.
@@ -206,23 +106,6 @@ class Cluster {
       assert.fail(`${what}: node ${id} counted ${last[reason] - before[reason]} '${reason}' drops, expected at least ${count}; changes: ${JSON.stringify(dropsDelta(last, before))}\n${this.describe()}`);
     }
     return last;
-  }
-
-  describe(): string {
-    return this.servers
-      .map((server, id) => {
-        if (server === null) return `node ${id}: not running`;
-        const s = server.status();
-        const fatal = this.fatal.has(id) ? ` (${this.fatal.get(id)})` : '';
-        const peers = s.peers.map((p) => `${p.id}:${p.match}/${p.next}/${p.state}`).join(' ');
-        return `node ${id}: ${s.role} term ${s.term} leader ${s.leaderId} commit ${s.commitIndex} applied ${s.appliedIndex} last ${s.lastIndex} snapshot ${s.snapshotIndex} stopped ${s.stopped}${fatal} [${peers}]`;
-      })
-      .join('\n');
-  }
-
-  async stop(): Promise<void> {
-    for (const id of [0, 1, 2]) await this.stopServer(id).catch(() => undefined);
-    rmSync(this.root, { recursive: true, force: true });
   }
 }
 
@@ -350,7 +233,7 @@ describe('hostile peers on the peer port of a live 3-node KV cluster', { timeout
   let writer: Writer;
 
   before(async () => {
-    cluster = await Cluster.start();
+    cluster = await Cluster.start(CLUSTER);
     await cluster.stable();
     writer = new Writer(cluster, 'w');
     writer.start();
@@ -755,7 +638,7 @@ describe('hostile peers: forged answers to the leader (regressions)', { timeout:
   let writer: Writer;
 
   before(async () => {
-    cluster = await Cluster.start();
+    cluster = await Cluster.start(CLUSTER);
     await cluster.stable();
     writer = new Writer(cluster, 'b');
     writer.start();

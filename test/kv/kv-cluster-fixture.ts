@@ -1,0 +1,191 @@
+/**
+ * A KV cluster in this process, for tests: KvServers with FileStorage in a temporary directory,
+ * TcpTransport and HTTP on 127.0.0.1 (ports from freeLoopbackPorts), restartable on their
+ * directories and ports, with bounded waits. Shared by the KV HTTP tests and the hostile-peer test;
+ * what differs between them (size, members started, KvServer options) is a parameter.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { NodeId } from '../../src/core/messages.js';
+import { KvServer, type KvPeer, type KvServerOptions } from '../../src/kv/server.js';
+import { freeLoopbackPorts } from '../../src/testing/ports.js';
+
+/** Fast elections, still steady on two loaded cores. */
+export const TIMING = { heartbeatMs: 50, electionTimeoutMinMs: 300, electionTimeoutMaxMs: 600 };
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `probe` every 20 ms until it gives a value (not undefined, null or false); throws after `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
+  context: () => string = () => '',
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== null && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${context()}`);
+    await sleep(20);
+  }
+}
+
+/** An HTTP answer with its JSON body. */
+export interface Raw {
+  status: number;
+  headers: Headers;
+  json: Record<string, unknown>;
+}
+
+/** One request, redirects not followed, bounded at 10 s; the answer must be JSON. */
+export async function raw(url: string, init: RequestInit = {}): Promise<Raw> {
+  const response = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(10_000), ...init });
+  const text = await response.text();
+  assert.match(response.headers.get('content-type') ?? '', /^application\/json/, `${url}: ${text}`);
+  return { status: response.status, headers: response.headers, json: JSON.parse(text) as Record<string, unknown> };
+}
+
+export interface KvClusterOptions {
+  /** Members (default 3). */
+  readonly size?: number;
+  /** How many of them start with the cluster, from node 0 on (default all). */
+  readonly running?: number;
+  /** The temporary directory's name prefix (default 'tsraft-kv-'). */
+  readonly prefix?: string;
+  /** KvServer options over the defaults below (for every member, each time it starts). */
+  readonly server?: Partial<KvServerOptions>;
+  /** stop() goes on past a member whose stop() fails, and does not report it (default false: it reports the first). */
+  readonly ignoreStopErrors?: boolean;
+}
+
+/** What a subclass's constructor must take, so that start() builds one of its kind. */
+export type KvClusterClass<C extends KvCluster> = new (root: string, peers: KvPeer[], options: KvClusterOptions) => C;
+
+export class KvCluster {
+  readonly servers: (KvServer | null)[];
+  /** The fatal error each node logged, if one stopped on one. */
+  readonly fatal = new Map<NodeId, string>();
+
+  /** Use KvCluster.start (or Subclass.start). */
+  constructor(
+    readonly root: string,
+    readonly peers: KvPeer[],
+    private readonly options: KvClusterOptions,
+  ) {
+    this.servers = peers.map(() => null);
+  }
+
+  /** Picks free ports, makes the temporary directory and starts the members; cleans up if one fails to start. */
+  static async start<C extends KvCluster>(this: KvClusterClass<C>, options: KvClusterOptions = {}): Promise<C> {
+    const size = options.size ?? 3;
+    const ports = await freeLoopbackPorts(2 * size);
+    const peers = Array.from({ length: size }, (_, id) => ({ id, raftHost: '127.0.0.1', raftPort: ports[id]!, httpUrl: `http://127.0.0.1:${ports[size + id]!}` }));
+    const cluster = new this(mkdtempSync(join(tmpdir(), options.prefix ?? 'tsraft-kv-')), peers, options);
+    try {
+      for (let id = 0; id < (options.running ?? size); id++) await cluster.startServer(id);
+    } catch (error) {
+      await cluster.stop().catch(() => undefined);
+      throw error;
+    }
+    return cluster;
+  }
+
+  get members(): NodeId[] {
+    return this.peers.map((p) => p.id);
+  }
+
+  url(id: NodeId): string {
+    return this.peers[id]!.httpUrl;
+  }
+
+  raftPort(id: NodeId): number {
+    return this.peers[id]!.raftPort;
+  }
+
+  async startServer(id: NodeId): Promise<KvServer> {
+    const server = await KvServer.start({
+      id,
+      peers: this.peers,
+      dataDir: join(this.root, `node-${id}`),
+      httpListen: { host: '127.0.0.1', port: Number(new URL(this.url(id)).port) },
+      timing: TIMING,
+      // Real files, no fsync: the disk is not under test here, and the tests stay fast and steady on
+      // a loaded machine (restarts still read back everything: the process, not the machine, stops).
+      fsync: false,
+      requestTimeoutMs: 2_000,
+      // Transport chatter (peers going away, connections closed) is expected; anything else is worth seeing.
+      log: (line) => {
+        if (line.startsWith('transport: ')) return;
+        if (line.startsWith('raft node stopped on a fatal error')) this.fatal.set(id, line.split('\n')[0]!);
+        process.stderr.write(`kv node ${id}: ${line}\n`);
+      },
+      ...this.options.server,
+    });
+    this.servers[id] = server;
+    return server;
+  }
+
+  async stopServer(id: NodeId): Promise<void> {
+    const server = this.servers[id];
+    this.servers[id] = null;
+    await server?.stop();
+  }
+
+  async restart(id: NodeId): Promise<void> {
+    await this.stopServer(id);
+    await this.startServer(id);
+  }
+
+  /** The running server of node `id` (an assertion if it is not running). */
+  server(id: NodeId): KvServer {
+    const server = this.servers[id];
+    assert.ok(server !== null && server !== undefined, `node ${id} is not running`);
+    return server;
+  }
+
+  /** The leader's id once one is up and has applied its log (so it has committed in its term). */
+  leader(timeoutMs = 10_000): Promise<NodeId> {
+    return waitFor(
+      'a leader',
+      timeoutMs,
+      () => {
+        for (const server of this.servers) {
+          const s = server?.status();
+          if (s !== undefined && !s.stopped && s.role === 'leader' && s.appliedIndex >= s.lastIndex) return s.id;
+        }
+        return undefined;
+      },
+      () => this.describe(),
+    );
+  }
+
+  /** Every member's status, for failure messages. */
+  describe(): string {
+    return this.servers
+      .map((server, id) => {
+        if (server === null) return `node ${id}: not running`;
+        const s = server.status();
+        const fatal = this.fatal.has(id) ? ` (${this.fatal.get(id)})` : '';
+        const peers = s.peers.map((p) => `${p.id}:${p.match}/${p.next}/${p.state}`).join(' ');
+        return `node ${id}: ${s.role} term ${s.term} leader ${s.leaderId} commit ${s.commitIndex} applied ${s.appliedIndex} last ${s.lastIndex} snapshot ${s.snapshotIndex} transfer ${s.transferTarget} stopped ${s.stopped}${fatal} [${peers}]`;
+      })
+      .join('\n');
+  }
+
+  /** Stops every member and removes the directory. */
+  async stop(): Promise<void> {
+    let failure: { error: unknown } | undefined;
+    for (let id = 0; id < this.servers.length; id++) {
+      await this.stopServer(id).catch((error: unknown) => {
+        failure ??= { error };
+      });
+    }
+    rmSync(this.root, { recursive: true, force: true });
+    if (failure !== undefined && this.options.ignoreStopErrors !== true) throw failure.error;
+  }
+}
