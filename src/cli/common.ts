@@ -15,6 +15,11 @@ export const EXIT = {
   usage: 2,
   /** No node answered (or none could serve the request in time). */
   unavailable: 3,
+  /**
+   * node: the data directory is damaged (a corrupt write-ahead log or snapshot, a damaged cluster
+   * identity file). Restarting cannot help: an operator must look, so `tsraft start` does not.
+   */
+  damaged: 4,
 } as const;
 
 /** A mistake in the command line: printed without a stack trace, exit code 2. */

@@ -5,7 +5,7 @@
  * one; `tsraft <command> --help` describes each.
  *
  * Exit codes (every command): 0 ok, 1 not found / cas not swapped / runtime failure, 2 usage error,
- * 3 cluster unavailable. Bad input never prints a stack trace (set TSRAFT_DEBUG=1 to see one for an
+ * 3 cluster unavailable; `tsraft node` also 4, a damaged data directory (never restarted by start). Bad input never prints a stack trace (set TSRAFT_DEBUG=1 to see one for an
  * unexpected error).
  */
 import { Command, CommanderError } from 'commander';
@@ -30,7 +30,7 @@ export function buildProgram(): Command {
     .addHelpText(
       'after',
       `
-Exit codes: 0 ok, 1 not found / cas not swapped / failure, 2 usage error (also: a data directory that belongs to another cluster configuration), 3 cluster unavailable.
+Exit codes: 0 ok, 1 not found / cas not swapped / failure, 2 usage error (also: a data directory that belongs to another cluster configuration), 3 cluster unavailable, 4 (node) a damaged data directory.
 
 Examples:
   tsraft start                         a 3-node cluster on 127.0.0.1 (raft 7000-7002, HTTP 8000-8002)

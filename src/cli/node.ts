@@ -8,7 +8,7 @@ import { DEFAULT_HTTP_HEADERS_TIMEOUT_MS, DEFAULT_HTTP_MAX_CONNECTIONS, DEFAULT_
 import { KvServer } from '../kv/server.js';
 import { ClusterIdentityError, describeClusterIdentity, memberIds } from '../storage/cluster-identity.js';
 import { FailingStorage, fsyncFailpointFor } from '../storage/failpoint.js';
-import type { Storage } from '../storage/storage.js';
+import { StorageError, type Storage } from '../storage/storage.js';
 import {
   CliError,
   EXIT,
@@ -132,11 +132,11 @@ export function parseNodeOptions(options: NodeOptions): NodeConfig {
 /**
  * The refusal of a data directory whose cluster identity does not match the flags (exit code 2:
  * the command line is what must change, so `tsraft start` does not restart it), or whose identity
- * file is damaged (exit code 1, like a corrupt write-ahead log).
+ * file is damaged (exit code 4, like a corrupt write-ahead log: an operator must look).
  */
 function identityRefusal(config: NodeConfig, error: ClusterIdentityError): CliError {
   if (error.code !== 'TSRAFT_IDENTITY_MISMATCH' || error.onDisk === null || error.requested === null) {
-    return new CliError(`node ${config.id} failed to start: ${error.message}`, EXIT.failed);
+    return new CliError(`node ${config.id} failed to start: ${error.message}`, EXIT.damaged);
   }
   const disk = error.onDisk;
   const flags: string[] = [];
@@ -204,6 +204,11 @@ export async function runNode(config: NodeConfig): Promise<number> {
     });
   } catch (error) {
     if (error instanceof ClusterIdentityError) throw identityRefusal(config, error);
+    // A damaged data directory fails the same way on every restart: say so, and let a supervisor
+    // that understands exit codes (tsraft start) leave it to an operator.
+    if (error instanceof StorageError && error.code === 'TSRAFT_STORAGE_CORRUPT') {
+      throw new CliError(`node ${config.id} failed to start: its data directory is damaged: ${errorMessage(error)}`, EXIT.damaged);
+    }
     throw new CliError(`node ${config.id} failed to start: ${errorMessage(error)}`, EXIT.failed);
   }
   log(

@@ -10,7 +10,8 @@
  *   still alive 5 s later (or at once on a second signal). The process exits 0 once all of them are
  *   gone. Each child also stops by itself if this process dies (its IPC channel closes).
  * - A child that dies on its own is restarted, at most 5 times within a minute per node; one that
- *   exits with code 2 (it refused its command line, e.g. a cluster-identity mismatch) is not.
+ *   exits with code 2 (it refused its command line, e.g. a cluster-identity mismatch) or 4 (its
+ *   data directory is damaged: restarting cannot help) is not.
  * - The watchdog (watchdog.ts) polls each child's /healthz (every --health-interval-ms, default
  *   1 s). A child that has answered once and then gives no 200 for --unhealthy-after-ms (default
  *   10 s), with at least one failed probe in that time, is killed with SIGKILL and restarted like
@@ -193,7 +194,7 @@ interface Member {
   /** Times (ms) of the automatic restarts in the last minute. */
   restarts: number[];
   gaveUp: boolean;
-  /** It exited with code 2 (refused its command line): not restarted. */
+  /** It exited with code 2 (refused its command line) or 4 (damaged data): not restarted. */
   refused: boolean;
   exited: Promise<void>;
 }
@@ -284,13 +285,13 @@ class Supervisor {
       killedFor !== null ? `was killed by the watchdog (${killedFor})` : signal !== null ? `killed by ${signal}` : `exited with code ${code ?? '?'}`;
     const now = Date.now();
     member.restarts = member.restarts.filter((t) => now - t < RESTART_WINDOW_MS);
-    const refused = killedFor === null && signal === null && code === EXIT.usage;
+    const refused = killedFor === null && signal === null && (code === EXIT.usage || code === EXIT.damaged);
     if (refused || member.restarts.length >= RESTART_LIMIT) {
       member.gaveUp = true;
       member.refused = refused;
       this.say(
         refused
-          ? `node ${member.spec.id} (pid ${member.pid ?? '?'}) ${how}: it refused its command line (its message is above); not restarting it`
+          ? `node ${member.spec.id} (pid ${member.pid ?? '?'}) ${how}: ${code === EXIT.damaged ? 'its data directory is damaged' : 'it refused its command line'} (its message is above); not restarting it`
           : `node ${member.spec.id} (pid ${member.pid ?? '?'}) ${how}; it was restarted ${RESTART_LIMIT} times in the last minute, giving up on it`,
       );
       if (this.members.every((m) => m.gaveUp)) {

@@ -8,7 +8,7 @@
  * up even when an assertion fails.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -145,5 +145,48 @@ describe('tsraft start does not restart a child that refuses its command line (e
     }
     assert.match(cluster.output, /every node refused to start; stopping/);
     assert.doesNotMatch(cluster.output, /restarting it in/);
+  });
+});
+
+describe('tsraft start: a node whose data directory is damaged', { timeout: 120_000 }, () => {
+  let root: string | undefined;
+  const clusters: TsraftStart[] = [];
+
+  after(async () => {
+    for (const cluster of clusters) await cluster.stop();
+    if (root !== undefined) rmSync(root, { recursive: true, force: true });
+  });
+
+  it('exits 4 with the file and offset, is not restarted, and the other two keep serving', async () => {
+    root = mkdtempSync(join(tmpdir(), 'tsraft-cli-damaged-'));
+    const dataDir = join(root, 'data');
+    const { args: ports, endpoints } = await startPorts();
+    const first = TsraftStart.spawn(['--nodes', '3', '--data-dir', dataDir, ...ports, '--no-watchdog']);
+    clusters.push(first);
+    await first.waitFor('the leader line', /\[start\] leader: node \d+ /);
+    for (let i = 0; i < 20; i++) {
+      const put = await tsraft(['put', `k${i}`, `v${i}`, '--endpoints', endpoints.join(',')]);
+      assert.equal(put.code, 0, put.stderr);
+    }
+    assert.equal(await first.stop(), 0);
+    // A bit flipped in the middle of node 1's log: a complete record fails its CRC and valid ones
+    // follow, which no torn write can produce.
+    const nodeDir = join(dataDir, 'node-1');
+    const wal = readdirSync(nodeDir).filter((name) => name.startsWith('wal-')).sort().pop();
+    assert.ok(wal !== undefined, `no WAL in ${nodeDir}: ${readdirSync(nodeDir).join(', ')}`);
+    const path = join(nodeDir, wal);
+    const bytes = readFileSync(path);
+    const at = Math.floor(bytes.length / 2);
+    bytes[at] = bytes[at]! ^ 0x5a;
+    writeFileSync(path, bytes);
+
+    const second = TsraftStart.spawn(['--nodes', '3', '--data-dir', dataDir, ...ports, '--no-watchdog']);
+    clusters.push(second);
+    await second.waitFor('node 1 given up', /node 1 \(pid \d+\) exited with code 4: its data directory is damaged \(its message is above\); not restarting it/);
+    assert.match(second.output, /node 1 failed to start: its data directory is damaged: .*wal-\d+\.log at byte offset \d+/);
+    assert.doesNotMatch(second.output, /node 1 restarted/);
+    assertNoStackTrace(second.output);
+    const get = await tsraft(['get', 'k19', '--endpoints', endpoints.join(',')]);
+    assert.deepEqual([get.code, get.stdout.trim()], [0, 'v19'], get.stderr);
   });
 });
