@@ -219,7 +219,7 @@ export async function runNode(config: NodeConfig): Promise<number> {
   const supervised = typeof process.send === 'function';
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const stop = (why: string): void => {
+    const stop = (why: string, handOver = true): void => {
       if (stopping) return;
       stopping = true;
       log(`node ${config.id} stopping (${why})`);
@@ -228,7 +228,7 @@ export async function runNode(config: NodeConfig): Promise<number> {
         resolve(EXIT.failed);
       }, 10_000);
       force.unref();
-      server.stop().then(
+      server.stop({ handOver }).then(
         () => {
           clearTimeout(force);
           log(`node ${config.id} stopped`);
@@ -260,6 +260,13 @@ export async function runNode(config: NodeConfig): Promise<number> {
     // SIGTERM in its own time, so the terminal's SIGINT is ignored here.
     process.on('SIGINT', () => (supervised ? undefined : stop('SIGINT')));
     if (supervised) process.on('disconnect', () => stop('parent went away'));
+    // `tsraft start` stopping the whole cluster: every member goes, so handing leadership to one of
+    // them would only wait for a successor that never comes.
+    if (supervised) {
+      process.on('message', (message: unknown) => {
+        if (typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'stop-cluster') stop('the cluster is stopping', false);
+      });
+    }
   });
 }
 

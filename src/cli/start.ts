@@ -6,7 +6,9 @@
  * - Each child's output is copied line by line, prefixed `[node i]`.
  * - The leader is found by polling every node's /v1/status; its election (and every later change)
  *   is printed.
- * - SIGINT (Ctrl-C), SIGTERM and SIGHUP stop every child: SIGTERM, then SIGKILL for any child
+ * - SIGINT (Ctrl-C), SIGTERM and SIGHUP stop every child: a stop-cluster message over the IPC channel
+ *   (the node stops without handing leadership to a member that is stopping too; SIGTERM if the
+ *   channel is gone), then SIGKILL for any child
  *   still alive 5 s later (or at once on a second signal). The process exits 0 once all of them are
  *   gone. Each child also stops by itself if this process dies (its IPC channel closes).
  * - A child that dies on its own is restarted, at most 5 times within a minute per node; one that
@@ -378,7 +380,14 @@ class Supervisor {
     this.watchdog?.stop();
     const alive = this.members.filter((m) => m.child !== null);
     this.say(`stopping ${alive.length} node${alive.length === 1 ? '' : 's'}...`);
-    for (const m of alive) m.child?.kill('SIGTERM');
+    // The whole cluster goes: tell each node so (it then skips the leadership handover, which
+    // would wait for a successor that is stopping too); a node without the IPC channel gets SIGTERM.
+    for (const m of alive) {
+      const child = m.child;
+      if (child === null) continue;
+      if (child.connected) child.send({ type: 'stop-cluster' }, (error) => error && child.kill('SIGTERM'));
+      else child.kill('SIGTERM');
+    }
     const all = Promise.all(alive.map((m) => m.exited));
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = await Promise.race([all.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), STOP_GRACE_MS)))]);
@@ -492,7 +501,7 @@ export function startCommand(): Command {
       'after',
       `
 Each node is a child process running \`tsraft node\`; its output is prefixed [node i].
-Ctrl-C (or SIGTERM) stops every node (SIGTERM, then SIGKILL after 5 s) and exits.
+Ctrl-C (or SIGTERM) stops every node (at once, without leadership handovers; SIGKILL after 5 s) and exits.
 A node that dies on its own is restarted (at most ${RESTART_LIMIT} times a minute); one that refuses
 its command line (exit code 2, e.g. a data directory of another cluster) is not.
 Each node directory records its cluster identity on the first start (cluster id, node id, member

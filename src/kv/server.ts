@@ -286,10 +286,11 @@ export class KvServer {
    * timeout) while the HTTP API still answers: writes that arrive meanwhile are refused with 503
    * leader-transfer (never proposed, safe to retry), and once the new leader is known they are
    * redirected to it. Then the HTTP listener closes (every connection with it), then the RaftNode.
+   * `handOver: false` skips the handover, when every member is stopping at once.
    */
-  stop(): Promise<void> {
+  stop(options: { readonly handOver?: boolean } = {}): Promise<void> {
     this.stopping ??= (async () => {
-      await this.handOver();
+      if (options.handOver ?? true) await this.handOver();
       this.closing = true;
       const http = this.http;
       if (http !== null) {

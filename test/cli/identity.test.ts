@@ -157,7 +157,7 @@ describe('tsraft start: a node whose data directory is damaged', { timeout: 120_
     if (root !== undefined) rmSync(root, { recursive: true, force: true });
   });
 
-  it('exits 4 with the file and offset, is not restarted, and the other two keep serving', async () => {
+  it('exits 4 with the file and offset, is not restarted, and the other two keep serving (and Ctrl-C stops all at once)', async () => {
     root = mkdtempSync(join(tmpdir(), 'tsraft-cli-damaged-'));
     const dataDir = join(root, 'data');
     const { args: ports, endpoints } = await startPorts();
@@ -169,6 +169,9 @@ describe('tsraft start: a node whose data directory is damaged', { timeout: 120_
       assert.equal(put.code, 0, put.stderr);
     }
     assert.equal(await first.stop(), 0);
+    // Ctrl-C stops the whole cluster: no member waits to hand leadership to another that is going too.
+    assert.equal((first.output.match(/stopping \(the cluster is stopping\)/g) ?? []).length, 3, first.output);
+    assert.doesNotMatch(first.output, /could not hand leadership over/);
     // A bit flipped in the middle of node 1's log: a complete record fails its CRC and valid ones
     // follow, which no torn write can produce.
     const nodeDir = join(dataDir, 'node-1');
