@@ -364,7 +364,7 @@ export class KvServer {
       bytes: stats.bytes,
       sessions: stats.sessions,
       snapshotsTaken: this.replica.snapshotsTaken,
-      stopped: s.stopped || this.stopping !== null,
+      stopped: s.stopped || this.closing,
       transferTarget: s.transferTarget ?? null,
       quorumLost: s.quorumLost,
     };
