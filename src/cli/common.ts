@@ -201,7 +201,9 @@ export function parsePeers(text: string, what = '--peers'): PeerSpec[] {
 
 /** Formats a peer list in the syntax parsePeers reads. */
 export function formatPeers(peers: readonly PeerSpec[]): string {
-  return peers.map((p) => `${p.id}=${p.raftHost}:${p.raftPort}/${p.httpUrl}`).join(',');
+  // An IPv6 host goes in brackets, or its colons would be read as the port's.
+  const host = (h: string): string => (h.includes(':') ? `[${h}]` : h);
+  return peers.map((p) => `${p.id}=${host(p.raftHost)}:${p.raftPort}/${p.httpUrl}`).join(',');
 }
 
 /** The endpoints of the default local cluster (`tsraft start` with default options). */

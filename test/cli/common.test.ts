@@ -15,6 +15,13 @@ describe('parsePeers', () => {
     assert.deepEqual(parsePeers(formatPeers(peers)), peers);
   });
 
+  it('formats IPv6 hosts in brackets, so the list parses back', () => {
+    const peers = parsePeers('0=[::1]:7000/http://[::1]:8000,1=[fd00::2]:7001/http://[fd00::2]:8001');
+    assert.deepEqual(peers.map((p) => p.raftHost), ['::1', 'fd00::2']);
+    assert.equal(formatPeers(peers), '0=[::1]:7000/http://[::1]:8000,1=[fd00::2]:7001/http://[fd00::2]:8001');
+    assert.deepEqual(parsePeers(formatPeers(peers)), peers);
+  });
+
   const bad: [string, RegExp][] = [
     ['', /empty peer list/],
     ['0=127.0.0.1:7000/http://127.0.0.1:8000,0=127.0.0.1:7001/http://127.0.0.1:8001', /duplicate node id 0/],
