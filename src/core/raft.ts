@@ -250,7 +250,6 @@ export class RaftCore {
         this.follower.handleInstallSnapshot(message);
         return;
       case 'InstallSnapshotReply':
-        this.replicator?.heardFrom(message.from);
         this.replicator?.handleInstallSnapshotReply(message);
         return;
       case 'TimeoutNow':

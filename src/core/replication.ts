@@ -348,6 +348,8 @@ export class Replicator {
       this.ctx.drop('impossible-ack');
       return;
     }
+    // Only a possible answer shows the follower still accepts us (check-quorum).
+    this.heardFrom(reply.from);
     if (reply.installed) {
       if (reply.lastIncludedIndex <= pr.match) {
         // Already known to match beyond this snapshot. A transfer still marked in progress is over,

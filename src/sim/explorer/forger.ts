@@ -15,38 +15,28 @@ import type { Prng } from '../prng.js';
 import type { Timer } from '../scheduler.js';
 import type { ExplorerNode } from './explorer-node.js';
 
+/** What the forger needs of its world (the World satisfies it). */
 export interface ForgerHost {
   readonly nodes: readonly ExplorerNode[];
   readonly isHealed: boolean;
-  schedule(delayMs: number, callback: () => void): Timer;
-  leaderId(): NodeId;
+  readonly scheduler: { schedule(delayMs: number, callback: () => void): Timer };
   trace(line: string): void;
 }
 
 const TYPES = ['RequestVote', 'PreVote', 'RequestVoteReply', 'PreVoteReply', 'AppendEntries', 'AppendEntriesReply', 'InstallSnapshot', 'InstallSnapshotReply'] as const;
 
 export class Forger {
-  private timer: Timer | null = null;
-
   constructor(
     private readonly host: ForgerHost,
     private readonly prng: Prng,
   ) {}
 
+  /** Forges a message every 1-300 ms until the world heals. */
   start(): void {
-    this.schedule();
-  }
-
-  stop(): void {
-    this.timer?.cancel();
-    this.timer = null;
-  }
-
-  private schedule(): void {
-    this.timer = this.host.schedule(1 + this.prng.nextInt(300), () => {
+    this.host.scheduler.schedule(1 + this.prng.nextInt(300), () => {
       if (this.host.isHealed) return;
       this.forgeOne();
-      this.schedule();
+      this.start();
     });
   }
 

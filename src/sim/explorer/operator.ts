@@ -10,10 +10,11 @@ import type { Prng } from '../prng.js';
 import type { Timer } from '../scheduler.js';
 import type { ExplorerNode } from './explorer-node.js';
 
+/** What the operator needs of its world (the World satisfies it). */
 export interface OperatorHost {
   readonly nodes: readonly ExplorerNode[];
   readonly isHealed: boolean;
-  schedule(delayMs: number, callback: () => void): Timer;
+  readonly scheduler: { schedule(delayMs: number, callback: () => void): Timer };
   leaderId(): NodeId;
   restart(id: NodeId): void;
   noteTopologyChanged(disruptive: boolean): void;
@@ -27,7 +28,7 @@ export class Operator {
   ) {}
 
   start(): void {
-    this.host.schedule(200 + this.prng.nextInt(3000), () => {
+    this.host.scheduler.schedule(200 + this.prng.nextInt(3000), () => {
       if (this.host.isHealed) return;
       this.act();
       this.start();
@@ -53,7 +54,7 @@ export class Operator {
     void node.stopGracefully().then(() => {
       this.host.trace(`operator: n${leader} stopped`);
       this.host.noteTopologyChanged(true);
-      this.host.schedule(downMs, () => this.host.restart(leader));
+      this.host.scheduler.schedule(downMs, () => this.host.restart(leader));
     });
   }
 }

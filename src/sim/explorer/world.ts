@@ -212,33 +212,8 @@ export class World implements NodeHost {
       root.fork(),
     );
     this.nemesis = new Nemesis(this, root.fork());
-    const world = this;
-    this.forger = new Forger(
-      {
-        nodes: this.nodes,
-        get isHealed() {
-          return world.healed;
-        },
-        schedule: (delayMs, callback) => this.scheduler.schedule(delayMs, callback),
-        leaderId: () => this.leaderId(),
-        trace: (line) => this.trace(line),
-      },
-      root.fork(),
-    );
-    this.operator = new Operator(
-      {
-        nodes: this.nodes,
-        get isHealed() {
-          return world.healed;
-        },
-        schedule: (delayMs, callback) => this.scheduler.schedule(delayMs, callback),
-        leaderId: () => this.leaderId(),
-        restart: (id) => this.restart(id),
-        noteTopologyChanged: (disruptive) => this.noteTopologyChanged(disruptive),
-        trace: (line) => this.trace(line),
-      },
-      root.fork(),
-    );
+    this.forger = new Forger(this, root.fork());
+    this.operator = new Operator(this, root.fork());
   }
 
   /** Runs the world to the end. Throws SafetyViolation, LivenessViolation or InvariantError. */
