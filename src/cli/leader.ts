@@ -39,6 +39,9 @@ export function transferFailure(error: unknown, timeoutMs: number): CliError {
       return new CliError(`${what}: ${error.message}. Whether leadership moved is unknown: \`tsraft status\` says who leads now.`, EXIT.failed);
     case 'bad-request':
       if (error.serverCode === 'no-transfer-target') return new CliError(`${what}: ${serverMessage(error)}`, EXIT.failed);
+      if (error.serverCode === 'transfer-target-unavailable') {
+        return new CliError(`${what}: leadership did not move: ${serverMessage(error)}; pick another --to, or leave it out`, EXIT.failed);
+      }
       return new CliError(`${what}: ${serverMessage(error)}; pick --to from the members, or leave it out to let the leader choose`, EXIT.usage);
     default:
       if (error.serverCode === 'transfer-timeout') {

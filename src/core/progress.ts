@@ -43,6 +43,8 @@ export interface Progress {
   commitNoticeAtTick: number;
   /** The tick count at which anything was last sent; a heartbeat is due an interval later. */
   lastSentTick: number;
+  /** The tick count of the follower's latest possible answer (for leadership transfer). */
+  lastHeardTick: number;
   /** The tick count at which entries were last sent, to tell lost sends from ones still in flight. */
   entriesSentAtTick: number;
 }
@@ -61,6 +63,7 @@ export function newProgress(lastIndex: LogIndex): Progress {
     commitSent: 0,
     commitNoticeAtTick: Number.POSITIVE_INFINITY,
     lastSentTick: Number.NEGATIVE_INFINITY,
+    lastHeardTick: Number.NEGATIVE_INFINITY,
     entriesSentAtTick: Number.NEGATIVE_INFINITY,
   };
 }

@@ -419,15 +419,16 @@ export class RaftCore {
 
   /**
    * Hands leadership to `target`, a member whose log this leader brings up to date first (thesis
-   * §3.10; see Replicator.startTransfer). Returns false, doing nothing, on a non-leader or for a
-   * target that is not another member. Proposals are refused until the transfer happens or is
-   * abandoned after a maximum election timeout.
+   * §3.10; see Replicator.startTransfer). Returns false, doing nothing, on a non-leader, for a
+   * target that is not another member, or for one that has not answered within a minimum election
+   * timeout. Proposals are refused until the transfer happens or is abandoned after a maximum
+   * election timeout.
    */
   transferLeadership(target: NodeId): boolean {
     this.assertNoReadyOutstanding();
     if (this.role !== 'leader' || target === this.id || !this.members.has(target)) return false;
-    if (this.replicator!.transferTarget !== target) this.replicator!.startTransfer(target);
-    return true;
+    if (this.replicator!.transferTarget === target) return true;
+    return this.replicator!.startTransfer(target);
   }
 
   /** The entry at `index`, if the log still holds it (for checkers and tests). */

@@ -55,6 +55,8 @@ export class Replicator {
   /** A follower answered in our term: it still accepts us as leader. */
   heardFrom(peer: NodeId): void {
     this.heard.add(peer);
+    const pr = this.progress.get(peer);
+    if (pr !== undefined) pr.lastHeardTick = this.ctx.ticks();
   }
 
   /** Whether a majority, ourselves included, was heard from since the last call; starts a new window. */
@@ -72,13 +74,17 @@ export class Replicator {
   /**
    * Starts handing leadership to `target` (thesis §3.10): bring its log up to date, then tell it to
    * campaign at once (TimeoutNow). The node refuses proposals meanwhile, so the target can catch
-   * up; the transfer is abandoned after a maximum election timeout if it has not happened.
+   * up; the transfer is abandoned after a maximum election timeout if it has not happened. A
+   * target that has not answered within a minimum election timeout is refused (returns false):
+   * handing over to it would only refuse proposals until the transfer is abandoned.
    */
-  startTransfer(target: NodeId): void {
+  startTransfer(target: NodeId): boolean {
     const pr = this.progress.get(target);
     assert(pr !== undefined, () => `transfer to unknown peer ${target}`);
+    if (this.ctx.ticks() - pr.lastHeardTick > this.ctx.config.electionTimeoutTicksMin) return false;
     this.transfer = { target, startedAt: this.ctx.ticks(), timeoutNowSent: false };
     if (!this.maybeSendTimeoutNow(target, pr) && !(pr.state === 'probe' && pr.probeInFlight) && pr.state !== 'snapshot') this.sendAppend(target, pr);
+    return true;
   }
 
   /** Abandons a transfer that has not happened within a maximum election timeout; true if it did. */

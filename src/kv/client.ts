@@ -224,7 +224,8 @@ export class KvClient {
   /**
    * Asks the leader to hand leadership to member `to` (default: its most up-to-date follower) and
    * resolves once the new leader is known. Rejects with KvClientError: 'bad-request' (400: `to` is
-   * not another member, the message names the members; 409 no-transfer-target), 'server-error'
+   * not another member, the message names the members; 409 no-transfer-target or
+   * transfer-target-unavailable: the target has not answered lately), 'server-error'
    * with serverCode 'transfer-timeout' (504: no new leader in time, proposals resumed on the old
    * one), 'outcome-unknown' (see the module comment) or 'timeout' (no leader reached in time).
    */

@@ -50,6 +50,8 @@
  *     504 transfer-timeout  POST /v1/leader/transfer: no new leader was heard of in time; the transfer was
  *                         abandoned and proposals resumed on the old leader (the body says who leads now)
  *     409 no-transfer-target  POST /v1/leader/transfer on a single-member cluster
+ *     409 transfer-target-unavailable  the target has not answered within an election timeout
+ *                         (down, paused, cut off): leadership stays, proposals were never refused
  *     400 invalid-key, malformed-percent-encoding, unknown-op, unknown-parameter, bad-parameter (also
  *         a transfer `to` that is not another member: the message names the members),
  *         bad-header, invalid-command, bad-request

@@ -98,6 +98,10 @@ export class ClusterRoutes {
         sendError(res, 504, 'transfer-timeout', `${error.message}; ${after}`, { leaderId: now.isLeader ? (self ?? null) : (now.leaderId ?? null) });
         return;
       }
+      if (error instanceof RaftError && error.code === 'TSRAFT_TRANSFER_REFUSED') {
+        sendError(res, 409, 'transfer-target-unavailable', `${error.message}; it may be down, paused or cut off: check GET /v1/status`, {});
+        return;
+      }
       answerRaftError(this.backend, res, request, error);
       return;
     }

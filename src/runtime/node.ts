@@ -10,6 +10,7 @@ import {
   NodeStoppedError,
   NotLeaderError,
   ProposalTooLargeError,
+  RaftError,
 } from './errors.js';
 import { coreConfig, INJECTED_DRIVER_BUGS, type RaftNodeOptions } from './node-config.js';
 import { Waiters } from './waiters.js';
@@ -210,8 +211,9 @@ export class RaftNode<Result = unknown> {
    * stops taking proposals, brings the target's log up to date and tells it to campaign at once
    * (thesis §3.10), so the cluster is without a leader for about one round trip instead of an
    * election timeout. Resolves with the new leader's id once this node hears of it; rejects with
-   * NotLeaderError on a follower, ConfigError for a target that is not another member, and a
-   * RaftError TSRAFT_TRANSFER_TIMEOUT if no new leader was heard of within `timeoutMs` (default: two
+   * NotLeaderError on a follower, ConfigError for a target that is not another member, a RaftError
+   * TSRAFT_TRANSFER_REFUSED at once for a target that has not answered within an election timeout
+   * (proposals were never refused), and TSRAFT_TRANSFER_TIMEOUT if no new leader was heard of within `timeoutMs` (default: two
    * maximum election timeouts; the core abandons the transfer after one, and proposals resume).
    */
   transferLeadership(to?: NodeId, options: { timeoutMs?: number } = {}): Promise<NodeId> {
@@ -375,8 +377,14 @@ export class RaftNode<Result = unknown> {
           if (!this.core.requestRead(input.id)) this.waiters.rejectRead(input.id, this.notLeader());
           break;
         case 'transfer':
-          this.core.transferLeadership(input.target);
-          this.transferQueued = null; // the core refuses proposals from here on
+          if (!this.core.transferLeadership(input.target)) {
+            this.waiters.rejectTransfers(
+              this.core.isLeader
+                ? new RaftError(`node ${input.target} has not answered within an election timeout: leadership stays with node ${this.id}`, 'TSRAFT_TRANSFER_REFUSED')
+                : this.notLeader(),
+            );
+          }
+          this.transferQueued = null; // from here on the core refuses proposals if it transfers
           break;
       }
     }

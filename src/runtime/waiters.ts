@@ -167,6 +167,15 @@ export class Waiters {
     this.transfers.clear();
   }
 
+  /** The transfer could not start: every caller waiting for one gets `error`. */
+  rejectTransfers(error: Error): void {
+    for (const waiter of this.transfers) {
+      waiter.timer.cancel();
+      waiter.reject(error);
+    }
+    this.transfers.clear();
+  }
+
   // ------------------------------------------------------------------ stopping
 
   /**
@@ -178,10 +187,6 @@ export class Waiters {
     const reason = `this node stopped (${error.message}) before the proposal was seen to commit`;
     for (const proposal of [...this.proposals.values()]) this.settle(proposal, new OutcomeUnknownError(proposal.index, undefined, reason));
     for (const id of [...this.reads.keys()]) this.settleRead(id, error);
-    for (const waiter of this.transfers) {
-      waiter.timer.cancel();
-      waiter.reject(error);
-    }
-    this.transfers.clear();
+    this.rejectTransfers(error);
   }
 }

@@ -116,3 +116,16 @@ describe('leadership transfer', () => {
     assert.equal(core(net, 1).term, term, 'no election');
   });
 });
+
+describe('leadership transfer to an unresponsive member', () => {
+  test('is refused at once, and proposals are never held up', () => {
+    const net = makeNet(3);
+    elect(net, 0);
+    const cut = (m: Message): boolean => m.from !== 2 && m.to !== 2;
+    run(net, ET_MIN + 2, cut); // node 2 has not answered for longer than a minimum election timeout
+    net.nodes[0]!.input((c) => assert.equal(c.transferLeadership(2), false));
+    assert.equal(core(net, 0).status().transferTarget, -1);
+    assert.notEqual(core(net, 0).propose(bytes('still taken')), null);
+    net.nodes[0]!.input((c) => assert.equal(c.transferLeadership(1), true, 'a responsive member is accepted'));
+  });
+});
