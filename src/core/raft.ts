@@ -431,6 +431,11 @@ export class RaftCore {
     return this.replicator!.startTransfer(target);
   }
 
+  /** Leader only: the member transferLeadership picks by default (heard from lately, furthest along), if any. */
+  transferCandidate(): NodeId | undefined {
+    return this.replicator?.transferCandidate();
+  }
+
   /** The entry at `index`, if the log still holds it (for checkers and tests). */
   entryAt(index: LogIndex): Entry | undefined {
     return index >= this.log.firstIndex() && index <= this.log.lastIndex() ? this.log.entry(index) : undefined;

@@ -87,6 +87,16 @@ export class Replicator {
     return true;
   }
 
+  /** The follower to hand leadership to by default: of those heard from lately, the furthest along. */
+  transferCandidate(): NodeId | undefined {
+    let best: { id: NodeId; match: LogIndex } | undefined;
+    for (const [id, pr] of this.progress) {
+      if (this.ctx.ticks() - pr.lastHeardTick > this.ctx.config.electionTimeoutTicksMin) continue;
+      if (best === undefined || pr.match > best.match) best = { id, match: pr.match };
+    }
+    return best?.id;
+  }
+
   /** Abandons a transfer that has not happened within a maximum election timeout; true if it did. */
   expireTransfer(): boolean {
     if (this.transfer === null || this.ctx.ticks() - this.transfer.startedAt < this.ctx.config.electionTimeoutTicksMax) return false;

@@ -207,7 +207,7 @@ export class RaftNode<Result = unknown> {
   }
 
   /**
-   * Hands leadership to `to` (default: the follower whose log is most up to date): this leader
+   * Hands leadership to `to` (default: of the followers heard from lately, the one furthest along): this leader
    * stops taking proposals, brings the target's log up to date and tells it to campaign at once
    * (thesis §3.10), so the cluster is without a leader for about one round trip instead of an
    * election timeout. Resolves with the new leader's id once this node hears of it; rejects with
@@ -219,7 +219,10 @@ export class RaftNode<Result = unknown> {
   transferLeadership(to?: NodeId, options: { timeoutMs?: number } = {}): Promise<NodeId> {
     if (this.stopped || (this.stopping !== null && !this.handingOver)) return Promise.reject(this.fatal ?? new NodeStoppedError());
     if (!this.core.isLeader) return Promise.reject(this.notLeader());
-    const target = to ?? this.mostUpToDateFollower();
+    const target = to ?? this.core.transferCandidate();
+    if (target === undefined && this.options.peers.length > 1) {
+      return Promise.reject(new RaftError(`no follower has answered within an election timeout: leadership stays with node ${this.id}`, 'TSRAFT_TRANSFER_REFUSED'));
+    }
     if (target === undefined || target === this.id || !this.options.peers.includes(target)) {
       return Promise.reject(new ConfigError([`cannot hand leadership to ${String(target)}: not another member of [${this.options.peers.join(', ')}]`]));
     }
@@ -232,11 +235,6 @@ export class RaftNode<Result = unknown> {
     });
   }
 
-  private mostUpToDateFollower(): NodeId | undefined {
-    let best: { id: NodeId; match: LogIndex } | undefined;
-    for (const [id, pr] of this.core.status(true).progress) if (best === undefined || pr.match > best.match) best = { id, match: pr.match };
-    return best?.id;
-  }
 
   /** Resolves transfers once another node is known to lead. */
   private settleTransfers(): void {

@@ -129,3 +129,15 @@ describe('leadership transfer to an unresponsive member', () => {
     net.nodes[0]!.input((c) => assert.equal(c.transferLeadership(1), true, 'a responsive member is accepted'));
   });
 });
+
+test('the default transfer target is a follower heard from lately, even if a silent one is further along', () => {
+  const net = makeNet(3);
+  elect(net, 0);
+  for (const c of ['a', 'b']) core(net, 0).propose(bytes(c));
+  deliver(net, (m) => m.from !== 1 && m.to !== 1); // node 2 holds everything, node 1 nothing
+  assert.equal(core(net, 0).transferCandidate(), 2);
+  run(net, ET_MIN + 2, (m) => m.from !== 2 && m.to !== 2); // now node 2 falls silent, node 1 catches up
+  assert.equal(core(net, 0).transferCandidate(), 1);
+  run(net, ET_MIN + 2, (m) => m.from === 0 && m.to === 0); // nobody answers
+  assert.equal(core(net, 0).transferCandidate(), undefined);
+});
