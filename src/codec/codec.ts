@@ -8,11 +8,15 @@
  * - optional node ids (votedFor, may be NO_VOTE = -1): the varint of value + 1;
  * - booleans: one byte, 0 or 1;
  * - byte strings: varint length, then the bytes;
- * - entry: term, index, command;
+ * - entry: term, index, kind (0: a command, 1: a configuration), then the command's bytes or the
+ *   configuration;
+ * - configuration (Membership): voters, outgoing and learners as id lists (varint count, then
+ *   the ids), then the addresses (varint count, then id and UTF-8 bytes for each);
  * - message: a one-byte tag (MESSAGE_TAGS), then the fields in declaration order; entry lists are a
  *   varint count followed by the entries.
  * - HardState: term, votedFor + 1. PersistentState: HardState, snapshot index and term (0, 0 for
- *   none), an entry list, then the snapshot's bytes.
+ *   none), an entry list, the snapshot's bytes, then a boolean and (if true) the snapshot's
+ *   configuration.
  *
  * Tag 0 is never valid (a zeroed buffer does not decode). New message types take the next free tag;
  * existing tags never change.
@@ -21,6 +25,7 @@
  * exact-size buffer. Decoders throw CodecError on any malformed input and copy byte strings out, so
  * the result never aliases the input.
  */
+import type { MemberAddress, Membership } from '../core/membership.js';
 import type { Entry, HardState, Message, MessageType, PersistentState, Snapshot } from '../core/messages.js';
 
 /** Malformed input to a decoder; the message says what was wrong and at which byte offset. */
@@ -242,8 +247,33 @@ export class ByteReader {
 
 // ---- sizes (also validate every field) ----
 
+const NO_DATA = new Uint8Array(0);
+const ENTRY_COMMAND = 0;
+const ENTRY_MEMBERSHIP = 1;
+const utf8 = new TextEncoder();
+const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+
 export function entrySize(e: Entry): number {
-  return uintSize(e.term, 'entry.term') + uintSize(e.index, 'entry.index') + bytesSize(e.command, 'entry.command');
+  const head = uintSize(e.term, 'entry.term') + uintSize(e.index, 'entry.index') + 1;
+  if (e.membership === undefined) return head + bytesSize(e.command, 'entry.command');
+  if (e.command.length !== 0) throw new Error('a configuration entry carries no command');
+  return head + membershipSize(e.membership);
+}
+
+function idListSize(ids: readonly number[], field: string): number {
+  let size = uvarintSize(ids.length);
+  for (const id of ids) size += uintSize(id, field);
+  return size;
+}
+
+export function membershipSize(m: Membership): number {
+  let size = idListSize(m.voters, 'membership.voters') + idListSize(m.outgoing, 'membership.outgoing') + idListSize(m.learners, 'membership.learners');
+  size += uvarintSize(m.addresses.length);
+  for (const a of m.addresses) {
+    if (typeof a.address !== 'string') throw new Error('membership.addresses: an address must be a string');
+    size += uintSize(a.id, 'membership.addresses.id') + bytesSize(utf8.encode(a.address), 'membership.addresses.address');
+  }
+  return size;
 }
 
 function entriesSize(entries: readonly Entry[]): number {
@@ -265,7 +295,8 @@ function snapshotSize(s: Snapshot | null): number {
 }
 
 export function persistentStateSize(s: PersistentState): number {
-  return hardStateSize(s.hardState) + snapshotSize(s.snapshot) + entriesSize(s.entries);
+  const membership = s.snapshot?.membership;
+  return hardStateSize(s.hardState) + snapshotSize(s.snapshot) + entriesSize(s.entries) + 1 + (membership === undefined ? 0 : membershipSize(membership));
 }
 
 export function messageSize(m: Message): number {
@@ -305,7 +336,8 @@ export function messageSize(m: Message): number {
         checksumSize(m.checksum) +
         uintSize(m.offset, 'InstallSnapshot.offset') +
         bytesSize(m.data, 'InstallSnapshot.data') +
-        boolSize(m.done, 'InstallSnapshot.done');
+        boolSize(m.done, 'InstallSnapshot.done') +
+        membershipSize(m.membership);
       break;
     case 'TimeoutNow':
       body = 0;
@@ -331,7 +363,29 @@ function unknownType(m: never): Error {
 export function writeEntry(w: ByteWriter, e: Entry): void {
   w.writeVarint(e.term, 'entry.term');
   w.writeVarint(e.index, 'entry.index');
-  w.writeBytes(e.command, 'entry.command');
+  if (e.membership === undefined) {
+    w.writeByte(ENTRY_COMMAND);
+    w.writeBytes(e.command, 'entry.command');
+  } else {
+    w.writeByte(ENTRY_MEMBERSHIP);
+    writeMembership(w, e.membership);
+  }
+}
+
+function writeIdList(w: ByteWriter, ids: readonly number[]): void {
+  w.writeVarint(ids.length);
+  for (const id of ids) w.writeVarint(id);
+}
+
+export function writeMembership(w: ByteWriter, m: Membership): void {
+  writeIdList(w, m.voters);
+  writeIdList(w, m.outgoing);
+  writeIdList(w, m.learners);
+  w.writeVarint(m.addresses.length);
+  for (const a of m.addresses) {
+    w.writeVarint(a.id);
+    w.writeBytes(utf8.encode(a.address));
+  }
 }
 
 function writeEntries(w: ByteWriter, entries: readonly Entry[]): void {
@@ -385,6 +439,7 @@ export function writeMessage(w: ByteWriter, m: Message): void {
       w.writeVarint(m.offset);
       w.writeBytes(m.data);
       w.writeBool(m.done);
+      writeMembership(w, m.membership);
       return;
     case 'TimeoutNow':
       return;
@@ -401,7 +456,44 @@ export function writeMessage(w: ByteWriter, m: Message): void {
 export function readEntry(r: ByteReader): Entry {
   const term = r.readVarint();
   const index = r.readVarint();
-  return { index, term, command: r.readBytes() };
+  const at = r.offset;
+  const kind = r.readByte('entry kind');
+  if (kind === ENTRY_COMMAND) return { index, term, command: r.readBytes() };
+  if (kind === ENTRY_MEMBERSHIP) return { index, term, command: NO_DATA, membership: readMembership(r) };
+  throw new CodecError(`unknown entry kind ${kind} at offset ${at}`);
+}
+
+function readIdList(r: ByteReader): number[] {
+  const at = r.offset;
+  const count = r.readVarint();
+  if (count > r.remaining) throw new CodecError(`truncated id list at offset ${at}: ${count} ids cannot fit in ${r.remaining} bytes`);
+  const ids: number[] = [];
+  for (let i = 0; i < count; i++) ids.push(r.readVarint());
+  return ids;
+}
+
+/** Reads a configuration; its consistency (sorted, disjoint, ...) is the core's to check. */
+export function readMembership(r: ByteReader): Membership {
+  const voters = readIdList(r);
+  const outgoing = readIdList(r);
+  const learners = readIdList(r);
+  const at = r.offset;
+  const count = r.readVarint();
+  if (count * 2 > r.remaining) throw new CodecError(`truncated address list at offset ${at}: ${count} addresses cannot fit in ${r.remaining} bytes`);
+  const addresses: MemberAddress[] = [];
+  for (let i = 0; i < count; i++) {
+    const id = r.readVarint();
+    const bytesAt = r.offset;
+    const bytes = r.readBytes();
+    let address: string;
+    try {
+      address = utf8Strict.decode(bytes);
+    } catch {
+      throw new CodecError(`address of member ${id} at offset ${bytesAt} is not valid UTF-8`);
+    }
+    addresses.push({ id, address });
+  }
+  return { voters, outgoing, learners, addresses };
 }
 
 function readEntries(r: ByteReader): Entry[] {
@@ -463,7 +555,8 @@ export function readMessage(r: ByteReader): Message {
       if (checksum > 0xffffffff) throw new CodecError(`InstallSnapshot.checksum ${checksum} is not a 32-bit value`);
       const offset = r.readVarint();
       const data = r.readBytes();
-      return { type, from, to, term, lastIncludedIndex, lastIncludedTerm, snapshotBytes, checksum, offset, data, done: r.readBool() };
+      const done = r.readBool();
+      return { type, from, to, term, lastIncludedIndex, lastIncludedTerm, snapshotBytes, checksum, offset, data, done, membership: readMembership(r) };
     }
     case 'TimeoutNow':
       return { type, from, to, term };
@@ -490,7 +583,6 @@ function decodeWith<T>(bytes: Uint8Array, read: (r: ByteReader) => T, what: stri
   return value;
 }
 
-const NO_DATA = new Uint8Array(0);
 
 function writePersistentState(w: ByteWriter, s: PersistentState): void {
   writeHardState(w, s.hardState);
@@ -498,6 +590,9 @@ function writePersistentState(w: ByteWriter, s: PersistentState): void {
   w.writeVarint(s.snapshot?.term ?? 0, 'snapshot.term');
   writeEntries(w, s.entries);
   w.writeBytes(s.snapshot?.data ?? NO_DATA, 'snapshot.data');
+  const membership = s.snapshot?.membership;
+  w.writeBool(membership !== undefined);
+  if (membership !== undefined) writeMembership(w, membership);
 }
 
 function readPersistentState(r: ByteReader): PersistentState {
@@ -508,7 +603,10 @@ function readPersistentState(r: ByteReader): PersistentState {
   const entries = readEntries(r);
   const dataAt = r.offset;
   const data = r.readBytes();
-  if (index !== 0) return { hardState, snapshot: { index, term, data }, entries };
+  const membershipAt = r.offset;
+  const membership = r.readBool() ? readMembership(r) : undefined;
+  if (index !== 0) return { hardState, snapshot: membership === undefined ? { index, term, data } : { index, term, data, membership }, entries };
+  if (membership !== undefined) throw new CodecError(`snapshot index 0 with a configuration at offset ${membershipAt}`);
   if (term !== 0) throw new CodecError(`snapshot index 0 with term ${term} at offset ${at}`);
   if (data.length !== 0) throw new CodecError(`snapshot index 0 with ${data.length} data bytes at offset ${dataAt}`);
   return { hardState, snapshot: null, entries };

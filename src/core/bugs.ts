@@ -22,7 +22,14 @@
  *   it acknowledges are durable;
  * - `snapshot-restart-on-compaction`: a snapshot transfer in progress starts over from offset 0 with
  *   the newer snapshot every time the leader compacts, so a follower whose transfer takes longer
- *   than the compaction interval never catches up.
+ *   than the compaction interval never catches up;
+ * - `two-changes-in-flight`: a membership change is accepted while the previous one is still
+ *   uncommitted (or its joint configuration not yet left), so a node that has seen neither and one
+ *   that has seen both can each form a quorum without the other (thesis §4.1);
+ * - `learner-in-quorum`: learners count towards commit, election, read and check-quorum majorities
+ *   as if they voted;
+ * - `committed-config`: a node uses the latest *committed* configuration for quorums instead of the
+ *   latest in its log, so the old configuration can still decide after the new one took effect.
  */
 export const INJECTABLE_BUGS = [
   'commit-old-term',
@@ -34,6 +41,9 @@ export const INJECTABLE_BUGS = [
   'stale-read-echo',
   'ack-before-sync',
   'snapshot-restart-on-compaction',
+  'two-changes-in-flight',
+  'learner-in-quorum',
+  'committed-config',
 ] as const;
 export type InjectedBug = (typeof INJECTABLE_BUGS)[number];
 

@@ -1,3 +1,4 @@
+import type { MemberAddress } from './membership.js';
 import type { NodeId, Snapshot } from './messages.js';
 import type { RandomSource } from './rng.js';
 import { INJECTED_BUGS, type InjectedBug } from './bugs.js';
@@ -9,8 +10,16 @@ import { INJECTED_BUGS, type InjectedBug } from './bugs.js';
 export interface RaftConfig {
   /** This node's id; must appear in `peers`. */
   readonly id: NodeId;
-  /** Every member of the cluster, this node included, in the same order on every node. */
+  /**
+   * The voters of the configuration the node starts with, when its log and snapshot hold none: the
+   * cluster's initial members on a new cluster, or the configuration a joining node was given.
+   * After that the configuration comes only from the log (see membership.ts).
+   */
   readonly peers: readonly NodeId[];
+  /** The learners of that starting configuration (default none); a joining node is one of them. */
+  readonly learners?: readonly NodeId[];
+  /** Addresses of the starting configuration's members, carried for the application (default none). */
+  readonly addresses?: readonly MemberAddress[];
   /** Election timeouts are drawn uniformly from [min, max) ticks, afresh for every wait. */
   readonly electionTimeoutTicksMin: number;
   readonly electionTimeoutTicksMax: number;
@@ -86,8 +95,13 @@ export function validateConfig(config: RaftConfig): string[] {
       problems.push(`peer ids must be non-negative integers, got ${peer}`);
     }
   }
-  if (!config.peers.includes(config.id)) {
-    problems.push(`id ${config.id} is not among peers [${config.peers.join(', ')}]`);
+  const learners = config.learners ?? [];
+  for (const learner of learners) {
+    if (!Number.isSafeInteger(learner) || learner < 0) problems.push(`learner ids must be non-negative integers, got ${learner}`);
+    if (config.peers.includes(learner)) problems.push(`node ${learner} is both a peer (voter) and a learner`);
+  }
+  if (!config.peers.includes(config.id) && !learners.includes(config.id)) {
+    problems.push(`id ${config.id} is not among peers [${config.peers.join(', ')}]${learners.length > 0 ? ` or learners [${learners.join(', ')}]` : ''}`);
   }
   if (!isCount(config.heartbeatIntervalTicks)) {
     problems.push(`heartbeatIntervalTicks must be a positive integer, got ${config.heartbeatIntervalTicks}`);

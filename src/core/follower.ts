@@ -102,13 +102,13 @@ export class Follower {
       this.replySnapshot(request, 0, false);
       return;
     }
-    const snapshot: Snapshot = { index, term: request.lastIncludedTerm, data: outcome.data };
+    const snapshot: Snapshot = { index, term: request.lastIncludedTerm, data: outcome.data, membership: request.membership };
     if ((this.ctx.config.validateSnapshot?.(snapshot) ?? null) !== null) {
       this.ctx.drop('invalid-snapshot');
       this.replySnapshot(request, 0, false);
       return;
     }
-    log.installSnapshot(index, request.lastIncludedTerm);
+    log.installSnapshot(index, request.lastIncludedTerm, request.membership);
     this.ctx.installed(snapshot, request.checksum);
     this.replySnapshot(request, outcome.data.length, true);
   }

@@ -1,8 +1,18 @@
 import { assert } from './assert.js';
+import type { Membership, MembershipAt } from './membership.js';
 import type { Entry, LogIndex, Term } from './messages.js';
 
-/** An upper bound on what the codec adds to an entry's command (index, term, length prefix). */
+/** An upper bound on what the codec adds to an entry's command (index, term, kind, length prefix). */
 export const ENTRY_ENVELOPE_BYTES = 24;
+
+/** A bound on an entry's encoded size, for batching: its command, or its configuration, plus the envelope. */
+export function entryBytes(entry: Entry): number {
+  const m = entry.membership;
+  if (m === undefined) return entry.command.length + ENTRY_ENVELOPE_BYTES;
+  let bytes = ENTRY_ENVELOPE_BYTES + 10 * (m.voters.length + m.outgoing.length + m.learners.length + 4);
+  for (const a of m.addresses) bytes += 10 + 3 * a.address.length;
+  return bytes;
+}
 
 /**
  * The in-memory replicated log plus the cursors that say how much of it is committed, applied and
@@ -24,9 +34,19 @@ export class RaftLog {
   private unstableFrom: LogIndex = 1;
   /** A truncation not yet made durable (normally followed by an append, but not necessarily). */
   private truncatedSinceStable = false;
+  /** The configuration in effect at the snapshot boundary (or the initial one). */
+  private baseMembership: Membership;
+  /** Indices of the configuration entries after the boundary, ascending. */
+  private membershipIndices: LogIndex[] = [];
+  /** Bumped whenever the latest configuration may have changed. */
+  private membershipVersionCounter = 0;
 
-  /** A log restored from durable state: the snapshot boundary (if any) and the entries after it. */
-  constructor(entries: readonly Entry[] = [], boundary?: { readonly index: LogIndex; readonly term: Term }) {
+  /**
+   * A log restored from durable state: the snapshot boundary (if any) and the entries after it.
+   * `membership` is the configuration in effect at the boundary (the snapshot's, or the initial one).
+   */
+  constructor(entries: readonly Entry[] = [], boundary?: { readonly index: LogIndex; readonly term: Term }, membership: Membership = EMPTY_MEMBERSHIP) {
+    this.baseMembership = membership;
     if (boundary !== undefined) {
       this.compactedIndex = boundary.index;
       this.compactedTerm = boundary.term;
@@ -56,9 +76,47 @@ export class RaftLog {
     assert(index <= this.stableIndex, () => `compacting to ${index} beyond durable index ${this.stableIndex}`);
     if (index <= this.compactedIndex) return;
     const term = this.term(index)!;
+    this.baseMembership = this.membershipAt(index);
+    this.membershipIndices = this.membershipIndices.filter((i) => i > index);
+    this.membershipVersionCounter++;
     this.entries = this.entries.slice(index - this.compactedIndex);
     this.compactedIndex = index;
     this.compactedTerm = term;
+  }
+
+  // ---------------------------------------------------------------- configurations
+
+  /** The latest configuration in the log, committed or not (thesis §4.1: it takes effect at once). */
+  membership(): Membership {
+    const last = this.membershipIndices[this.membershipIndices.length - 1];
+    return last === undefined ? this.baseMembership : this.entry(last).membership!;
+  }
+
+  /** The index of the latest configuration entry (the boundary's index if none follows it). */
+  membershipIndex(): LogIndex {
+    return this.membershipIndices[this.membershipIndices.length - 1] ?? this.compactedIndex;
+  }
+
+  /** The configuration in effect at `index` (the latest configuration entry at or below it). */
+  membershipAt(index: LogIndex): Membership {
+    for (let i = this.membershipIndices.length - 1; i >= 0; i--) {
+      const at = this.membershipIndices[i]!;
+      if (at <= index) return this.entry(at).membership!;
+    }
+    return this.baseMembership;
+  }
+
+  /** Every configuration the log holds: the boundary's, then each configuration entry's. */
+  memberships(): MembershipAt[] {
+    return [
+      { index: this.compactedIndex, membership: this.baseMembership },
+      ...this.membershipIndices.map((index) => ({ index, membership: this.entry(index).membership! })),
+    ];
+  }
+
+  /** Changes whenever the latest configuration may have changed (cheap change detection). */
+  get membershipVersion(): number {
+    return this.membershipVersionCounter;
   }
 
   /**
@@ -66,12 +124,16 @@ export class RaftLog {
    * agrees with the snapshot at its last index (§7: they may be newer and valid); otherwise the
    * whole log is replaced. The caller has checked that the snapshot is ahead of our commit index.
    */
-  installSnapshot(index: LogIndex, term: Term): void {
+  installSnapshot(index: LogIndex, term: Term, membership: Membership): void {
     assert(index > this.committed, () => `installing snapshot ${index} at or below commit ${this.committed}`);
+    this.baseMembership = membership;
+    this.membershipVersionCounter++;
     if (this.term(index) === term) {
       this.entries = this.entries.slice(index - this.compactedIndex);
+      this.membershipIndices = this.membershipIndices.filter((i) => i > index);
     } else {
       this.entries = [];
+      this.membershipIndices = [];
       this.truncatedSinceStable = true;
       this.unstableFrom = index + 1;
     }
@@ -133,7 +195,7 @@ export class RaftLog {
     let bytes = 0;
     for (let index = from; index <= to; index++) {
       const entry = this.entry(index);
-      bytes += entry.command.length + ENTRY_ENVELOPE_BYTES;
+      bytes += entryBytes(entry);
       if (result.length > 0 && bytes > bytesMax) break;
       result.push(entry);
     }
@@ -239,6 +301,10 @@ export class RaftLog {
       () => `refusing to truncate committed entries: truncate from ${index}, commit ${this.committed}`,
     );
     this.entries.length = index - this.compactedIndex - 1;
+    while (this.membershipIndices.length > 0 && this.membershipIndices[this.membershipIndices.length - 1]! >= index) {
+      this.membershipIndices.pop();
+      this.membershipVersionCounter++;
+    }
     if (index < this.unstableFrom) this.unstableFrom = index;
     this.truncatedSinceStable = true;
   }
@@ -251,5 +317,11 @@ export class RaftLog {
       () => `log terms must not decrease: appending term ${entry.term} after ${this.lastTerm()}`,
     );
     this.entries.push(entry);
+    if (entry.membership !== undefined) {
+      this.membershipIndices.push(entry.index);
+      this.membershipVersionCounter++;
+    }
   }
 }
+
+const EMPTY_MEMBERSHIP: Membership = { voters: [], outgoing: [], learners: [], addresses: [] };

@@ -3,7 +3,9 @@
  * state. Everything here is plain data so that the codec can encode it and the simulator can copy it.
  */
 
-/** A node's identity: its position in the cluster's peer list, 0..n-1. */
+import type { Membership } from './membership.js';
+
+/** A node's identity: a non-negative integer, unique within its cluster and never reused. */
 export type NodeId = number;
 /** A Raft term; 0 before the first election. */
 export type Term = number;
@@ -13,8 +15,13 @@ export type LogIndex = number;
 export interface Entry {
   readonly index: LogIndex;
   readonly term: Term;
-  /** Opaque command bytes, interpreted only by the application. */
+  /** Opaque command bytes, interpreted only by the application (empty for a configuration entry). */
   readonly command: Uint8Array;
+  /**
+   * Set only on a configuration entry: the cluster configuration from this index on (thesis ch. 4).
+   * It takes effect as soon as it is in a node's log, committed or not.
+   */
+  readonly membership?: Membership;
 }
 
 export interface RequestVote {
@@ -121,6 +128,8 @@ export interface InstallSnapshot {
   readonly data: Uint8Array;
   /** This is the last chunk: offset + data.length === snapshotBytes. */
   readonly done: boolean;
+  /** The configuration in effect at lastIncludedIndex (the snapshot replaces the entries that said it). */
+  readonly membership: Membership;
 }
 
 export interface InstallSnapshotReply {
@@ -177,6 +186,11 @@ export interface Snapshot {
   readonly index: LogIndex;
   readonly term: Term;
   readonly data: Uint8Array;
+  /**
+   * The configuration in effect at `index`. The core always sets it; absent only in snapshots
+   * written before configurations existed, which mean the configuration the node started with.
+   */
+  readonly membership?: Membership;
 }
 
 /** Everything a node restarts from. */

@@ -1,9 +1,11 @@
+import type { Membership } from './membership.js';
 import type { LogIndex, Snapshot } from './messages.js';
 
-/** A snapshot as a leader sends it: every chunk carries its length and checksum. */
+/** A snapshot as a leader sends it: every chunk carries its length, checksum and configuration. */
 export interface SnapshotToSend extends Snapshot {
   /** CRC32C of `data`. */
   readonly checksum: number;
+  readonly membership: Membership;
 }
 
 /**

@@ -5,6 +5,19 @@ import { crc32c } from './crc32c.js';
 import { Follower } from './follower.js';
 import { RaftLog } from './log.js';
 import {
+  allMembers,
+  allVoters,
+  applySteps,
+  describeMembership,
+  initialMembership,
+  isJoint,
+  isQuorum,
+  isVoter,
+  leaveJoint,
+  type Membership,
+  type MembershipStep,
+} from './membership.js';
+import {
   NO_LEADER,
   NO_VOTE,
   type Entry,
@@ -36,6 +49,16 @@ export interface ProposeResult {
   readonly term: Term;
 }
 
+/** Why a membership change was not proposed. */
+export type MembershipRefusal =
+  | { readonly refused: 'not-leader' }
+  /** Another change is not yet committed, or a joint configuration not yet left: one at a time. */
+  | { readonly refused: 'change-pending'; readonly message: string }
+  /** A leadership transfer is under way: the log stands still until it ends. */
+  | { readonly refused: 'transfer-pending' }
+  /** The change does not apply to the current configuration (unknown member, no voters left, ...). */
+  | { readonly refused: 'invalid'; readonly message: string };
+
 /** A read-only view of a node for tests, status pages and traces. */
 export interface RaftStatus {
   readonly id: NodeId;
@@ -57,6 +80,10 @@ export interface RaftStatus {
   readonly transferTarget: NodeId;
   /** How often this node stepped down as leader because it had not heard from a majority (check-quorum). */
   readonly quorumLost: number;
+  /** The latest configuration in the log (committed or not): the one in effect. */
+  readonly membership: Membership;
+  /** The index of the entry that set it (the snapshot's index, or 0 for the starting configuration). */
+  readonly membershipIndex: LogIndex;
 }
 
 /**
@@ -72,8 +99,11 @@ export interface RaftStatus {
 export class RaftCore {
   readonly id: NodeId;
   private readonly config: RaftConfig;
-  private readonly others: readonly NodeId[];
-  private readonly members: ReadonlySet<NodeId>;
+  /** The configuration the node started with, before any in its log or snapshot. */
+  private readonly startingMembership: Membership;
+  /** Every node named by a configuration this node knows (see knownMembers()). */
+  private known: ReadonlySet<NodeId> = new Set();
+  private knownVersion = -1;
   private readonly log: RaftLog;
   /** Peer messages dropped because they cannot be true, by reason (see validate.ts). */
   private readonly dropped = new Map<DropReason, number>(DROP_REASONS.map((reason) => [reason, 0]));
@@ -124,10 +154,9 @@ export class RaftCore {
     if (problems.length > 0) throw new RangeError(`invalid Raft config: ${problems.join('; ')}`);
     this.config = config;
     this.id = config.id;
-    this.others = config.peers.filter((peer) => peer !== config.id);
-    this.members = new Set(config.peers);
+    this.startingMembership = initialMembership(config.peers, config.learners ?? [], config.addresses ?? []);
     const snapshot = restored?.snapshot ?? null;
-    this.log = new RaftLog(restored?.entries ?? [], snapshot === null ? undefined : snapshot);
+    this.log = new RaftLog(restored?.entries ?? [], snapshot === null ? undefined : snapshot, snapshot?.membership ?? this.startingMembership);
     this.follower = new Follower({
       id: this.id,
       config: this.config,
@@ -181,6 +210,11 @@ export class RaftCore {
     this.follower.abandonIdleSnapshot();
     this.electionElapsedTicks++;
     if (this.electionElapsedTicks < this.electionTimeoutTicks) return;
+    // A learner, or a node removed from the cluster, never campaigns: it could not count its own vote.
+    if (!isVoter(this.quorumMembership(), this.id)) {
+      this.resetElectionTimer();
+      return;
+    }
     // At term 0 there is no leader to protect: an election for term 1 cannot depose anyone, so
     // the pre-vote round would only cost a round trip.
     if ((this.config.preVote ?? true) && this.currentTerm > 0) this.preCampaign();
@@ -192,7 +226,7 @@ export class RaftCore {
     this.assertNoReadyOutstanding();
     assert(message.to === this.id, () => `message for ${message.to} delivered to ${this.id}`);
     // Peer messages are input: what cannot be true is dropped and counted, never thrown on.
-    const invalid = checkPeerMessage(message, this.id, this.members);
+    const invalid = checkPeerMessage(message, this.id, this.knownMembers());
     if (invalid !== null) {
       this.drop(invalid);
       return;
@@ -271,10 +305,56 @@ export class RaftCore {
     // the index at once. During a leadership transfer the log must stand still for the target to
     // catch up, so proposals are refused too (status().transferTarget says why).
     if (this.role !== 'leader' || this.replicator!.transferTarget !== null) return null;
-    const entry: Entry = { index: this.log.lastIndex() + 1, term: this.currentTerm, command };
+    return this.appendAsLeader({ index: this.log.lastIndex() + 1, term: this.currentTerm, command });
+  }
+
+  /**
+   * Proposes a membership change (thesis ch. 4): `steps` are applied together to the latest
+   * configuration. A change of voters goes through joint consensus: the joint configuration
+   * (new voters, with the current ones as outgoing) is appended now, and the leader appends the
+   * final one by itself once the joint one commits. Adding or removing learners takes one entry.
+   * Every configuration takes effect as soon as it is in the log. One change at a time: refused
+   * while the latest configuration is uncommitted or joint, and during a leadership transfer.
+   * Allowed between ready() and advance(), like propose().
+   */
+  proposeMembership(steps: readonly MembershipStep[]): ProposeResult | MembershipRefusal {
+    if (this.role !== 'leader') return { refused: 'not-leader' };
+    if (this.replicator!.transferTarget !== null) return { refused: 'transfer-pending' };
+    const current = this.log.membership();
+    if (!this.hasBug('two-changes-in-flight')) {
+      if (this.log.membershipIndex() > this.log.commitIndex) {
+        return { refused: 'change-pending', message: `the configuration at index ${this.log.membershipIndex()} (${describeMembership(current)}) is not committed yet` };
+      }
+      if (isJoint(current)) return { refused: 'change-pending', message: `the cluster is still leaving the joint configuration ${describeMembership(current)}` };
+    }
+    const next = applySteps(this.hasBug('two-changes-in-flight') && isJoint(current) ? leaveJoint(current) : current, steps);
+    if (typeof next === 'string') return { refused: 'invalid', message: next };
+    return this.appendAsLeader({ index: this.log.lastIndex() + 1, term: this.currentTerm, command: new Uint8Array(0), membership: next });
+  }
+
+  /** The latest configuration in the log, committed or not: the one in effect. */
+  membership(): Membership {
+    return this.log.membership();
+  }
+
+  /**
+   * The address of every node a configuration this node knows names (see knownMembers()), the
+   * latest configuration's word winning: whom a transport must be able to reach and accept.
+   */
+  knownAddresses(): Map<NodeId, string> {
+    const addresses = new Map<NodeId, string>();
+    for (const m of [this.startingMembership, ...this.log.memberships().map((at) => at.membership)]) {
+      for (const a of m.addresses) addresses.set(a.id, a.address);
+    }
+    for (const id of addresses.keys()) if (!this.knownMembers().has(id)) addresses.delete(id);
+    return addresses;
+  }
+
+  private appendAsLeader(entry: Entry): ProposeResult {
     this.log.append(entry);
     this.replicationPending = true;
-    if (this.others.length === 0) this.replicator!.maybeCommit();
+    if (entry.membership !== undefined) this.replicator!.syncPeers(entry.membership);
+    if (this.replicator!.progress.size === 0) this.replicator!.maybeCommit();
     return { index: entry.index, term: entry.term };
   }
 
@@ -311,7 +391,7 @@ export class RaftCore {
     this.log.compactTo(index);
     this.snapshotData = data;
     this.snapshotChecksum = null;
-    this.snapshotToPersist = { index, term: this.log.snapshotTerm, data };
+    this.snapshotToPersist = { index, term: this.log.snapshotTerm, data, membership: this.log.membershipAt(index) };
   }
 
   // ---------------------------------------------------------------- outputs
@@ -414,6 +494,8 @@ export class RaftCore {
       readRound: this.reads.round,
       transferTarget: this.replicator?.transferTarget ?? NO_LEADER,
       quorumLost: this.quorumLost,
+      membership: this.log.membership(),
+      membershipIndex: this.log.membershipIndex(),
     };
   }
 
@@ -426,7 +508,7 @@ export class RaftCore {
    */
   transferLeadership(target: NodeId): boolean {
     this.assertNoReadyOutstanding();
-    if (this.role !== 'leader' || target === this.id || !this.members.has(target)) return false;
+    if (this.role !== 'leader' || target === this.id || !this.log.membership().voters.includes(target)) return false;
     if (this.replicator!.transferTarget === target) return true;
     return this.replicator!.startTransfer(target);
   }
@@ -470,11 +552,11 @@ export class RaftCore {
     this.votesGranted.clear();
     this.votesGranted.add(this.id);
     this.resetElectionTimer();
-    if (this.hasQuorum(this.votesGranted.size)) {
+    if (this.hasQuorum(this.votesGranted)) {
       this.campaign();
       return;
     }
-    for (const peer of this.others) {
+    for (const peer of this.electorate()) {
       this.send({
         type: 'PreVote',
         from: this.id,
@@ -498,11 +580,11 @@ export class RaftCore {
     this.votesGranted.clear();
     this.votesGranted.add(this.id);
     this.resetElectionTimer();
-    if (this.hasQuorum(this.votesGranted.size)) {
+    if (this.hasQuorum(this.votesGranted)) {
       this.becomeLeader();
       return;
     }
-    for (const peer of this.others) {
+    for (const peer of this.electorate()) {
       this.send({
         type: 'RequestVote',
         from: this.id,
@@ -521,20 +603,78 @@ export class RaftCore {
     this.quorumWindowTicks = 0;
     this.replicator = new Replicator({
       id: this.id,
-      others: this.others,
       config: this.config,
       log: this.log,
       term: () => this.currentTerm,
       ticks: () => this.ticks,
+      quorumMembership: () => this.quorumMembership(),
+      learnersCount: this.hasBug('learner-in-quorum'),
       currentSnapshot: () => this.currentSnapshot(),
       readRound: () => this.reads.round,
       hasBug: (bug) => this.hasBug(bug),
       drop: (reason) => this.drop(reason),
       send: (message) => this.send(message),
-      committed: () => this.confirmReads(),
+      committed: () => this.leaderCommitted(),
     });
     // Announce leadership at once; each of these is also the first probe of the follower's log.
     this.replicator.broadcastHeartbeat();
+    // A configuration change left uncommitted by the previous leader blocks the next change (and a
+    // joint configuration must be left): commit it now rather than whenever a client next writes.
+    if (this.log.membershipIndex() > this.log.commitIndex || isJoint(this.log.membership())) {
+      this.appendAsLeader({ index: this.log.lastIndex() + 1, term: this.currentTerm, command: new Uint8Array(0) });
+    }
+  }
+
+  /**
+   * The leader's commit index moved: release confirmed reads, and finish configuration changes.
+   * A committed joint configuration is left by appending the new voters' configuration; a
+   * committed configuration that no longer counts this leader as a voter makes it step down,
+   * first telling the most up-to-date voter to campaign at once (so the cluster is not leaderless
+   * for an election timeout).
+   */
+  private leaderCommitted(): void {
+    this.confirmReads();
+    if (this.role !== 'leader' || this.log.membershipIndex() > this.log.commitIndex) return;
+    const latest = this.log.membership();
+    if (isJoint(latest)) {
+      this.appendAsLeader({ index: this.log.lastIndex() + 1, term: this.currentTerm, command: new Uint8Array(0), membership: leaveJoint(latest) });
+      return;
+    }
+    if (latest.voters.includes(this.id)) return;
+    const successor = this.replicator!.transferCandidate();
+    if (successor !== undefined && this.replicator!.progress.get(successor)!.match === this.log.lastIndex()) {
+      this.send({ type: 'TimeoutNow', from: this.id, to: successor, term: this.currentTerm });
+    }
+    this.becomeFollower(this.currentTerm, NO_LEADER);
+  }
+
+  /**
+   * The configuration whose quorums count: the latest in the log (thesis §4.1). The injected bug
+   * `committed-config` uses the latest committed one instead.
+   */
+  private quorumMembership(): Membership {
+    return this.hasBug('committed-config') ? this.log.membershipAt(this.log.commitIndex) : this.log.membership();
+  }
+
+  /** Every other voter of the configuration in effect: who a candidate asks for votes. */
+  private electorate(): NodeId[] {
+    return allVoters(this.quorumMembership()).filter((id) => id !== this.id);
+  }
+
+  /**
+   * Every node named by a configuration this node knows: the starting one, the snapshot's, and
+   * every configuration entry in the log. Messages from anyone else are dropped; a node added
+   * later is known once the entry that adds it is in the log, and a new leader's first message to
+   * a node catching up from an old log comes from a node its starting configuration names.
+   */
+  private knownMembers(): ReadonlySet<NodeId> {
+    if (this.knownVersion !== this.log.membershipVersion) {
+      const known = new Set(allMembers(this.startingMembership));
+      for (const { membership } of this.log.memberships()) for (const id of allMembers(membership)) known.add(id);
+      this.known = known;
+      this.knownVersion = this.log.membershipVersion;
+    }
+    return this.known;
   }
 
   private resetElectionTimer(): void {
@@ -543,15 +683,15 @@ export class RaftCore {
     this.electionTimeoutTicks = min + this.config.random.nextInt(max - min);
   }
 
-  private hasQuorum(count: number): boolean {
-    return count * 2 > this.config.peers.length;
+  private hasQuorum(ids: ReadonlySet<NodeId>): boolean {
+    return isQuorum(this.quorumMembership(), ids, this.hasBug('learner-in-quorum'));
   }
 
   // ---------------------------------------------------------------- votes
 
   /** The leader we follow asks us to campaign now: skip the pre-vote, which its followers would refuse. */
   private handleTimeoutNow(request: TimeoutNow): void {
-    if (this.role === 'leader') return;
+    if (this.role === 'leader' || !isVoter(this.quorumMembership(), this.id)) return;
     if (this.leaderId !== request.from) {
       // From a node that is not the leader we follow in this term. Unknowable right after a restart
       // (no leader heard yet): then it is ignored, not counted.
@@ -600,7 +740,7 @@ export class RaftCore {
 
   private handlePreVoteReply(reply: PreVoteReply): void {
     this.votesGranted.add(reply.from);
-    if (this.hasQuorum(this.votesGranted.size)) this.campaign();
+    if (this.hasQuorum(this.votesGranted)) this.campaign();
   }
 
   private replyVote(request: RequestVote, voteGranted: boolean): void {
@@ -610,7 +750,7 @@ export class RaftCore {
   private handleVoteReply(reply: RequestVoteReply): void {
     if (!reply.voteGranted) return;
     this.votesGranted.add(reply.from);
-    if (this.hasQuorum(this.votesGranted.size)) this.becomeLeader();
+    if (this.hasQuorum(this.votesGranted)) this.becomeLeader();
   }
 
   // ---------------------------------------------------------------- leaders, snapshots, drops
@@ -634,7 +774,13 @@ export class RaftCore {
   /** The latest snapshot as a leader sends it: its bytes and their checksum. */
   private currentSnapshot(): SnapshotToSend {
     this.snapshotChecksum ??= crc32c(this.snapshotData);
-    return { index: this.log.snapshotIndex, term: this.log.snapshotTerm, data: this.snapshotData, checksum: this.snapshotChecksum };
+    return {
+      index: this.log.snapshotIndex,
+      term: this.log.snapshotTerm,
+      data: this.snapshotData,
+      checksum: this.snapshotChecksum,
+      membership: this.log.membershipAt(this.log.snapshotIndex),
+    };
   }
 
   private drop(reason: DropReason): void {
@@ -652,7 +798,7 @@ export class RaftCore {
    */
   private confirmReads(): void {
     if (this.reads.size === 0 || this.log.term(this.log.commitIndex) !== this.currentTerm) return;
-    this.readStates.push(...this.reads.release(this.others, this.config.peers.length, this.log.commitIndex));
+    this.readStates.push(...this.reads.release(this.quorumMembership(), this.id, this.log.commitIndex, this.hasBug('learner-in-quorum')));
   }
   private hasBug(bug: InjectedBug): boolean {
     return this.config[INJECTED_BUGS]?.has(bug) ?? false;

@@ -1,3 +1,4 @@
+import { quorumValue, type Membership } from './membership.js';
 import type { LogIndex, NodeId } from './messages.js';
 import type { ReadState } from './ready.js';
 
@@ -34,12 +35,13 @@ export class ReadIndexQueue {
     return this.waiting.length;
   }
 
-  /** Removes and returns the reads confirmed by a majority of `members` (self counts as +Infinity). */
-  release(others: readonly NodeId[], clusterSize: number, index: LogIndex): ReadState[] {
-    const echoes = [Number.POSITIVE_INFINITY];
-    for (const peer of others) echoes.push(this.echoes.get(peer) ?? 0);
-    echoes.sort((a, b) => b - a);
-    const confirmed = echoes[Math.floor(clusterSize / 2)]!;
+  /**
+   * Removes and returns the reads confirmed by a quorum of `membership` (the leader itself, `self`,
+   * has echoed every round; it counts only where it votes).
+   */
+  release(membership: Membership, self: NodeId, index: LogIndex, learnersCount = false): ReadState[] {
+    const echoOf = (id: NodeId): number => (id === self ? Number.POSITIVE_INFINITY : (this.echoes.get(id) ?? 0));
+    const confirmed = quorumValue(membership, echoOf, learnersCount);
     let count = 0;
     while (count < this.waiting.length && this.waiting[count]!.round <= confirmed) count++;
     return this.waiting.splice(0, count).map((read) => ({ id: read.id, index }));

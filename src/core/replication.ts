@@ -2,6 +2,7 @@ import { assert } from './assert.js';
 import type { InjectedBug } from './bugs.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES, type RaftConfig } from './config.js';
 import type { RaftLog } from './log.js';
+import { allMembers, isQuorum, quorumValue, type Membership } from './membership.js';
 import type { AppendEntriesReply, InstallSnapshotReply, LogIndex, Message, NodeId, Term } from './messages.js';
 import { newProgress, type Progress, type SnapshotToSend } from './progress.js';
 import type { DropReason } from './validate.js';
@@ -15,11 +16,14 @@ const COMMIT_NOTICE_DELAY_TICKS = 2;
 /** What the leader's replication needs from the node it runs in. */
 export interface LeaderContext {
   readonly id: NodeId;
-  readonly others: readonly NodeId[];
   readonly config: RaftConfig;
   readonly log: RaftLog;
   term(): Term;
   ticks(): number;
+  /** The configuration that counts for quorums (the latest in the log). */
+  quorumMembership(): Membership;
+  /** The injected bug `learner-in-quorum` is on. */
+  readonly learnersCount: boolean;
   /** The latest snapshot, with its checksum, to send to a follower that needs it. */
   currentSnapshot(): SnapshotToSend;
   /** The current ReadIndex round, stamped on every AppendEntries. */
@@ -47,23 +51,44 @@ export class Replicator {
   readonly progress = new Map<NodeId, Progress>();
 
   constructor(private readonly ctx: LeaderContext) {
-    for (const peer of ctx.others) this.progress.set(peer, newProgress(ctx.log.lastIndex()));
+    this.syncPeers(ctx.log.membership());
+  }
+
+  /**
+   * Follows a new configuration: members added get a Progress (probing from the end of our log),
+   * members removed lose theirs. Called with the latest configuration whenever it changes.
+   */
+  syncPeers(membership: Membership): void {
+    const members = new Set(allMembers(membership));
+    members.delete(this.ctx.id);
+    for (const peer of this.progress.keys()) {
+      if (!members.has(peer)) {
+        this.progress.delete(peer);
+        this.heard.delete(peer);
+        if (this.transfer?.target === peer) this.transfer = null;
+      }
+    }
+    for (const peer of members) {
+      if (!this.progress.has(peer)) this.progress.set(peer, newProgress(this.ctx.log.lastIndex()));
+    }
   }
 
   // ---------------------------------------------------------------- check-quorum, transfer
 
   /** A follower answered in our term: it still accepts us as leader. */
   heardFrom(peer: NodeId): void {
-    this.heard.add(peer);
     const pr = this.progress.get(peer);
-    if (pr !== undefined) pr.lastHeardTick = this.ctx.ticks();
+    if (pr === undefined) return;
+    this.heard.add(peer);
+    pr.lastHeardTick = this.ctx.ticks();
   }
 
   /** Whether a majority, ourselves included, was heard from since the last call; starts a new window. */
   quorumHeard(): boolean {
-    const active = this.heard.size + 1;
+    const active = new Set(this.heard);
+    active.add(this.ctx.id);
     this.heard.clear();
-    return active * 2 > this.ctx.others.length + 1;
+    return isQuorum(this.ctx.quorumMembership(), active, this.ctx.learnersCount);
   }
 
   /** The follower leadership is being handed to, or null. */
@@ -90,7 +115,9 @@ export class Replicator {
   /** The follower to hand leadership to by default: of those heard from lately, the furthest along. */
   transferCandidate(): NodeId | undefined {
     let best: { id: NodeId; match: LogIndex } | undefined;
+    const voters = this.ctx.log.membership().voters;
     for (const [id, pr] of this.progress) {
+      if (!voters.includes(id)) continue;
       if (this.ctx.ticks() - pr.lastHeardTick > this.ctx.config.electionTimeoutTicksMin) continue;
       if (best === undefined || pr.match > best.match) best = { id, match: pr.match };
     }
@@ -128,7 +155,8 @@ export class Replicator {
   /** An answer to our AppendEntries (isPossibleReply already holds). */
   handleAppendReply(reply: AppendEntriesReply): void {
     const pr = this.progress.get(reply.from);
-    assert(pr !== undefined, () => `append reply from unknown peer ${reply.from}`);
+    // A member removed since it was sent the request: nothing left to track.
+    if (pr === undefined) return;
     if (reply.success) {
       if (reply.matchIndex > pr.match) pr.match = reply.matchIndex;
       if (pr.next <= pr.match) pr.next = pr.match + 1;
@@ -173,8 +201,7 @@ export class Replicator {
 
   /** Sends whatever each follower is missing, after proposals; probes already in flight wait. */
   broadcastAppend(): void {
-    for (const peer of this.ctx.others) {
-      const pr = this.progress.get(peer)!;
+    for (const [peer, pr] of this.progress) {
       // A probe or a snapshot chunk in flight is answered or retried on its own; new entries wait.
       if (pr.state === 'snapshot' || (pr.state === 'probe' && pr.probeInFlight)) continue;
       if (pr.next <= this.ctx.log.lastIndex()) this.sendAppend(peer, pr);
@@ -187,8 +214,7 @@ export class Replicator {
    * an idle one.
    */
   heartbeatDue(): void {
-    for (const peer of this.ctx.others) {
-      const pr = this.progress.get(peer)!;
+    for (const [peer, pr] of this.progress) {
       if (this.ctx.ticks() - pr.lastSentTick >= this.ctx.config.heartbeatIntervalTicks) {
         this.heartbeat(peer, pr);
       } else if (pr.state === 'replicate' && this.ctx.ticks() >= pr.commitNoticeAtTick) {
@@ -201,7 +227,7 @@ export class Replicator {
   }
 
   broadcastHeartbeat(): void {
-    for (const peer of this.ctx.others) this.heartbeat(peer, this.progress.get(peer)!);
+    for (const [peer, pr] of this.progress) this.heartbeat(peer, pr);
   }
 
   /**
@@ -211,8 +237,7 @@ export class Replicator {
    * for every read round would flood its link with copies.
    */
   broadcastReadRound(): void {
-    for (const peer of this.ctx.others) {
-      const pr = this.progress.get(peer)!;
+    for (const [peer, pr] of this.progress) {
       if (pr.state === 'replicate') this.heartbeat(peer, pr);
       else if (pr.state === 'probe' && !pr.probeInFlight) this.sendAppend(peer, pr);
       else if (pr.state === 'probe' && this.ctx.log.term(pr.match) !== undefined) this.sendHeartbeat(peer, pr);
@@ -333,6 +358,7 @@ export class Replicator {
         offset,
         data: snapshot.data.subarray(offset, end),
         done: end === size,
+        membership: snapshot.membership,
       });
       offset = end;
     } while (offset < size && offset < windowEnd);
@@ -359,7 +385,7 @@ export class Replicator {
 
   handleInstallSnapshotReply(reply: InstallSnapshotReply): void {
     const pr = this.progress.get(reply.from);
-    assert(pr !== undefined, () => `snapshot reply from unknown peer ${reply.from}`);
+    if (pr === undefined) return;
     if (reply.installed && reply.lastIncludedIndex > this.ctx.log.lastIndex()) {
       this.ctx.drop('impossible-ack');
       return;
@@ -409,10 +435,9 @@ export class Replicator {
    * Entries of earlier terms commit indirectly, with the first current-term entry above them.
    */
   maybeCommit(): void {
-    const matches = [this.ctx.log.stableIndex];
-    for (const peer of this.ctx.others) matches.push(this.progress.get(peer)!.match);
-    matches.sort((a, b) => b - a);
-    const quorumIndex = matches[Math.floor(this.ctx.config.peers.length / 2)]!;
+    // Our own copy counts once durable, and only where we vote (a leader being removed does not).
+    const matchOf = (id: NodeId): number => (id === this.ctx.id ? this.ctx.log.stableIndex : (this.progress.get(id)?.match ?? 0));
+    const quorumIndex = quorumValue(this.ctx.quorumMembership(), matchOf, this.ctx.learnersCount);
     if (quorumIndex <= this.ctx.log.commitIndex) return;
     if (this.ctx.log.term(quorumIndex) !== this.ctx.term() && !this.ctx.hasBug('commit-old-term')) return;
     this.ctx.log.commitTo(quorumIndex);
@@ -424,8 +449,7 @@ export class Replicator {
 
   /** Followers that have acknowledged everything sent learn the new commit index soon, not at the next heartbeat. */
   private notifyCommit(): void {
-    for (const peer of this.ctx.others) {
-      const pr = this.progress.get(peer)!;
+    for (const pr of this.progress.values()) {
       // A follower with entries in flight will learn the commit index from the answer to its reply.
       if (pr.state === 'replicate' && pr.next === pr.match + 1) this.scheduleCommitNotice(pr);
     }

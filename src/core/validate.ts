@@ -1,3 +1,4 @@
+import { checkMembership } from './membership.js';
 import type { AppendEntries, InstallSnapshot, Message, NodeId, Term } from './messages.js';
 
 /**
@@ -36,7 +37,7 @@ export const DROP_REASONS: readonly DropReason[] = [
  * Checks what can be checked of a peer message without the node's state: a member sender other
  * than ourselves, a term in range, and for AppendEntries a well-formed batch (consecutive indices
  * after prevLogIndex, terms that never decrease, none before prevLogTerm nor after the sender's
- * term). Returns why it cannot be true, or null. Raft assumes honest peers; this only keeps one
+ * term, configurations that are well formed). Returns why it cannot be true, or null. Raft assumes honest peers; this only keeps one
  * impossible message (a bug in a peer, a stray client on the peer port) from stopping a node.
  */
 export function checkPeerMessage(message: Message, self: NodeId, members: ReadonlySet<NodeId>): DropReason | null {
@@ -49,6 +50,7 @@ export function checkPeerMessage(message: Message, self: NodeId, members: Readon
 
 function wellFormedChunk(chunk: InstallSnapshot): boolean {
   if (chunk.lastIncludedIndex < 1 || chunk.lastIncludedTerm > chunk.term) return false;
+  if (checkMembership(chunk.membership) !== null) return false;
   const end = chunk.offset + chunk.data.length;
   return end <= chunk.snapshotBytes && chunk.done === (end === chunk.snapshotBytes) && (chunk.data.length > 0 || chunk.done);
 }
@@ -60,6 +62,7 @@ function wellFormedBatch(request: AppendEntries): boolean {
     const entry = request.entries[i]!;
     if (entry.index !== request.prevLogIndex + 1 + i) return false;
     if (entry.term < previousTerm || entry.term > request.term) return false;
+    if (entry.membership !== undefined && (entry.command.length > 0 || checkMembership(entry.membership) !== null)) return false;
     previousTerm = entry.term;
   }
   return true;

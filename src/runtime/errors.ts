@@ -90,6 +90,19 @@ export class LeadershipTransferError extends RaftError {
   }
 }
 
+/**
+ * A membership change was not proposed: another is still under way (TSRAFT_MEMBERSHIP_PENDING:
+ * retry once it completes), the change does not fit the current configuration
+ * (TSRAFT_MEMBERSHIP_INVALID), or a learner to promote has not caught up with the leader yet
+ * (TSRAFT_LEARNER_BEHIND: retry once it has). Nothing was appended.
+ */
+export class MembershipChangeError extends RaftError {
+  override readonly name = 'MembershipChangeError';
+  constructor(message: string, code: 'TSRAFT_MEMBERSHIP_PENDING' | 'TSRAFT_MEMBERSHIP_INVALID' | 'TSRAFT_LEARNER_BEHIND') {
+    super(message, code);
+  }
+}
+
 export class NodeStoppedError extends RaftError {
   override readonly name = 'NodeStoppedError';
   constructor(reason = 'the node is stopped') {

@@ -2,6 +2,7 @@ import { randomInt } from 'node:crypto';
 import { INJECTED_BUGS, type InjectedBug } from '../core/bugs.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES, validateConfig, type RaftConfig } from '../core/config.js';
 import { ENTRY_ENVELOPE_BYTES } from '../core/log.js';
+import type { MemberAddress, Membership } from '../core/membership.js';
 import type { Entry, NodeId, Snapshot } from '../core/messages.js';
 import type { RandomSource } from '../core/rng.js';
 import type { DriverBug } from '../driver/ready-driver.js';
@@ -51,8 +52,29 @@ export interface RaftNodeTiming {
 
 export interface RaftNodeOptions<Result = unknown> {
   readonly id: NodeId;
-  /** Every member's id, this node included. */
+  /**
+   * The voters of the configuration this node starts with when its storage holds none: the
+   * initial members of a new cluster (this node included), or, for a node joining a running
+   * cluster, that cluster's voters. Once the log or a snapshot holds a configuration, that one
+   * counts (see changeMembership()).
+   */
   readonly peers: readonly NodeId[];
+  /** The learners of that starting configuration (a joining node lists itself here). Default none. */
+  readonly learners?: readonly NodeId[];
+  /** Addresses of the starting configuration's members, an opaque string each (see Membership.addresses). */
+  readonly memberAddresses?: readonly MemberAddress[];
+  /**
+   * Called at start and whenever the configuration in effect changes (an entry appended or
+   * truncated, a snapshot installed), with it and the address of every member any known
+   * configuration names: the transport's peer set. Called synchronously from the node's loop.
+   */
+  readonly onMembershipChange?: (membership: Membership, addresses: ReadonlyMap<NodeId, string>) => void;
+  /**
+   * A learner is promoted only once its log is within this many entries of the leader's commit
+   * index (default 1000), so that promoting it cannot leave the cluster without a working majority
+   * while it catches up.
+   */
+  readonly learnerCatchUpEntries?: number;
   readonly storage: Storage;
   readonly transport: Transport;
   readonly stateMachine?: StateMachine<Result>;
@@ -111,6 +133,9 @@ export function coreConfig(options: RaftNodeOptions<unknown>): { config: RaftCon
   positive('timing.electionTimeoutMinMs', timing.electionTimeoutMinMs);
   positive('timing.electionTimeoutMaxMs', timing.electionTimeoutMaxMs);
   positive('proposeTimeoutMs', options.proposeTimeoutMs);
+  if (options.learnerCatchUpEntries !== undefined && !(Number.isSafeInteger(options.learnerCatchUpEntries) && options.learnerCatchUpEntries >= 0)) {
+    problems.push(`learnerCatchUpEntries must be a non-negative integer, got ${options.learnerCatchUpEntries}`);
+  }
   // Whatever the limits say, one message must be able to carry one entry and one snapshot chunk.
   const messageMax = options.transport.maxMessageBytes ?? Number.POSITIVE_INFINITY;
   const commandBytesMax = messageMax - MESSAGE_ENVELOPE_BYTES - ENTRY_ENVELOPE_BYTES;
@@ -122,6 +147,8 @@ export function coreConfig(options: RaftNodeOptions<unknown>): { config: RaftCon
   const config: RaftConfig = {
     id: options.id,
     peers: options.peers,
+    ...(options.learners === undefined ? {} : { learners: options.learners }),
+    ...(options.memberAddresses === undefined ? {} : { addresses: options.memberAddresses }),
     heartbeatIntervalTicks: ticks(timing.heartbeatMs ?? 100),
     electionTimeoutTicksMin: ticks(timing.electionTimeoutMinMs ?? 1000),
     electionTimeoutTicksMax: ticks(timing.electionTimeoutMaxMs ?? 2000),

@@ -1,3 +1,4 @@
+import { describeMembership, type Membership, type MembershipStep } from '../core/membership.js';
 import type { Entry, LogIndex, Message, NodeId, Snapshot, Term } from '../core/messages.js';
 import { RaftCore, type RaftStatus, type Role } from '../core/raft.js';
 import { ReadyDriver, type DurableWrite } from '../driver/ready-driver.js';
@@ -7,6 +8,7 @@ import {
   BusyError,
   ConfigError,
   LeadershipTransferError,
+  MembershipChangeError,
   NodeStoppedError,
   NotLeaderError,
   ProposalTooLargeError,
@@ -26,6 +28,17 @@ export interface Proposed<Result = unknown> {
   readonly index: LogIndex;
   readonly term: Term;
   readonly result: Result;
+}
+
+/** What changeMembership() resolves with. */
+export interface MembershipChanged {
+  /** Where the change's own configuration entry committed. */
+  readonly index: LogIndex;
+  readonly term: Term;
+  /** The configuration in effect once the change completed (joint consensus left). */
+  readonly membership: Membership;
+  /** The index of the entry that completed it (the final configuration's, after a joint one). */
+  readonly completedAt: LogIndex;
 }
 
 export interface PeerStatus {
@@ -52,6 +65,10 @@ export interface NodeStatus {
   readonly transferTarget: NodeId | undefined;
   /** Times this node stepped down as leader for not hearing from a majority (check-quorum). */
   readonly quorumLost: number;
+  /** The configuration in effect (the latest in this node's log, committed or not). */
+  readonly membership: Membership;
+  /** The index of the entry that set it (0: the starting configuration). */
+  readonly membershipIndex: LogIndex;
 }
 
 /** An input waiting for the core, with the number of ticks that were pending when it arrived. */
@@ -97,6 +114,8 @@ export class RaftNode<Result = unknown> {
   private readonly appliedQueue: Applied[] = [];
   private appliedWaiter: (() => void) | null = null;
   private subscribed = false;
+  /** The configuration last reported to onMembershipChange. */
+  private reportedMembership: Membership | null = null;
 
   private constructor(options: RaftNodeOptions<Result>, core: RaftCore, commandBytesMax: number) {
     this.options = options;
@@ -129,6 +148,7 @@ export class RaftNode<Result = unknown> {
     if (restored.snapshot !== null) options.stateMachine?.restore(restored.snapshot);
     const node = new RaftNode(options, core, commandBytesMax);
     if (restored.snapshot !== null) node.publish({ kind: 'snapshot', snapshot: restored.snapshot });
+    node.reportMembership();
     await options.transport.start((message) => node.receive(message));
     return node;
   }
@@ -220,11 +240,12 @@ export class RaftNode<Result = unknown> {
     if (this.stopped || (this.stopping !== null && !this.handingOver)) return Promise.reject(this.fatal ?? new NodeStoppedError());
     if (!this.core.isLeader) return Promise.reject(this.notLeader());
     const target = to ?? this.core.transferCandidate();
-    if (target === undefined && this.options.peers.length > 1) {
+    const voters = this.core.membership().voters;
+    if (target === undefined && voters.some((id) => id !== this.id)) {
       return Promise.reject(new RaftError(`no follower has answered within an election timeout: leadership stays with node ${this.id}`, 'TSRAFT_TRANSFER_REFUSED'));
     }
-    if (target === undefined || target === this.id || !this.options.peers.includes(target)) {
-      return Promise.reject(new ConfigError([`cannot hand leadership to ${String(target)}: not another member of [${this.options.peers.join(', ')}]`]));
+    if (target === undefined || target === this.id || !voters.includes(target)) {
+      return Promise.reject(new ConfigError([`cannot hand leadership to ${String(target)}: not another voter of [${voters.join(', ')}]`]));
     }
     const timeoutMs = options.timeoutMs ?? 2 * (this.options.timing?.electionTimeoutMaxMs ?? 2000);
     return new Promise((resolve, reject) => {
@@ -235,6 +256,88 @@ export class RaftNode<Result = unknown> {
     });
   }
 
+
+  /**
+   * Changes the cluster's membership (thesis ch. 4): `steps` (add a learner or a voter, promote a
+   * learner, remove a member, this leader included) are applied together. A change of voters goes
+   * through joint consensus, which the leader leaves by itself once the joint configuration
+   * commits. Resolves once the change is complete; a leader that removed itself steps down then.
+   * Rejects with NotLeaderError on a follower; MembershipChangeError when another change is under
+   * way (TSRAFT_MEMBERSHIP_PENDING), the change does not fit the configuration
+   * (TSRAFT_MEMBERSHIP_INVALID) or a learner to promote is more than `learnerCatchUpEntries` behind
+   * (TSRAFT_LEARNER_BEHIND), in all of which nothing was appended; LeadershipTransferError during
+   * a transfer; OutcomeUnknownError if leadership is lost before the change commits;
+   * ProposalTimeoutError after `timeoutMs` (default: proposeTimeoutMs).
+   */
+  changeMembership(steps: readonly MembershipStep[], options: { timeoutMs?: number } = {}): Promise<MembershipChanged> {
+    if (this.stopped || this.stopping !== null) return Promise.reject(this.fatal ?? new NodeStoppedError());
+    if (!this.core.isLeader) return Promise.reject(this.notLeader());
+    if (this.transferQueued !== null) return Promise.reject(new LeadershipTransferError(this.transferQueued));
+    const behind = this.learnersBehind(steps);
+    if (behind !== null) return Promise.reject(new MembershipChangeError(behind, 'TSRAFT_LEARNER_BEHIND'));
+    const outcome = this.core.proposeMembership(steps);
+    if ('refused' in outcome) {
+      switch (outcome.refused) {
+        case 'not-leader':
+          return Promise.reject(this.notLeader());
+        case 'transfer-pending':
+          return Promise.reject(new LeadershipTransferError(this.core.status(false).transferTarget));
+        case 'change-pending':
+          return Promise.reject(new MembershipChangeError(`${outcome.message}: one membership change at a time, retry once it completes`, 'TSRAFT_MEMBERSHIP_PENDING'));
+        case 'invalid':
+          return Promise.reject(new MembershipChangeError(`${outcome.message} (configuration now: ${describeMembership(this.core.membership())})`, 'TSRAFT_MEMBERSHIP_INVALID'));
+      }
+    }
+    this.reportMembership();
+    const timeoutMs = options.timeoutMs ?? this.options.proposeTimeoutMs ?? 10_000;
+    return new Promise((resolve, reject) => {
+      this.waiters.addMembershipChange(outcome.index, outcome.term, timeoutMs, resolve, reject);
+      this.kick();
+    });
+  }
+
+  /** Adds `id` as a learner: it receives the log but does not vote until promoted. */
+  addLearner(id: NodeId, address?: string, options?: { timeoutMs?: number }): Promise<MembershipChanged> {
+    return this.changeMembership([{ type: 'add-learner', id, ...(address === undefined ? {} : { address }) }], options);
+  }
+
+  /** Makes learner `id` a voter, once it has caught up. */
+  promote(id: NodeId, options?: { timeoutMs?: number }): Promise<MembershipChanged> {
+    return this.changeMembership([{ type: 'promote', id }], options);
+  }
+
+  /** Removes member `id` (a voter, this leader included, or a learner). */
+  removeMember(id: NodeId, options?: { timeoutMs?: number }): Promise<MembershipChanged> {
+    return this.changeMembership([{ type: 'remove', id }], options);
+  }
+
+  /** The configuration in effect: the latest in this node's log, committed or not. */
+  membership(): Membership {
+    return this.core.membership();
+  }
+
+  /** Why a learner among `steps` to promote cannot be yet, or null. */
+  private learnersBehind(steps: readonly MembershipStep[]): string | null {
+    const status = this.core.status();
+    const lagMax = this.options.learnerCatchUpEntries ?? 1000;
+    for (const step of steps) {
+      if (step.type !== 'promote') continue;
+      const pr = status.progress.get(step.id);
+      if (pr === undefined) continue; // not a learner: the core says so
+      if (status.commitIndex - pr.match > lagMax || pr.state === 'snapshot') {
+        return `learner ${step.id} has ${pr.match} of ${status.commitIndex} committed entries (${pr.state}); it can be promoted once within ${lagMax}: retry when it has caught up`;
+      }
+    }
+    return null;
+  }
+
+  /** Tells onMembershipChange about a configuration it has not seen. */
+  private reportMembership(): void {
+    const membership = this.core.membership();
+    if (membership === this.reportedMembership) return;
+    this.reportedMembership = membership;
+    this.options.onMembershipChange?.(membership, this.core.knownAddresses());
+  }
 
   /** Resolves transfers once another node is known to lead. */
   private settleTransfers(): void {
@@ -289,6 +392,8 @@ export class RaftNode<Result = unknown> {
       droppedMessages: Object.fromEntries(this.core.droppedMessages()),
       transferTarget: status.transferTarget < 0 ? undefined : status.transferTarget,
       quorumLost: status.quorumLost,
+      membership: status.membership,
+      membershipIndex: status.membershipIndex,
     };
   }
 
@@ -315,7 +420,7 @@ export class RaftNode<Result = unknown> {
     this.stopping ??= (async () => {
       // A leader hands over first, so that its stop costs the cluster a round trip, not an
       // election timeout. New proposals and reads are refused meanwhile; messages still flow.
-      if (!this.stopped && this.core.isLeader && this.options.peers.length > 1 && (this.options.transferLeadershipOnStop ?? true)) {
+      if (!this.stopped && this.core.isLeader && this.core.membership().voters.some((id) => id !== this.id) && (this.options.transferLeadershipOnStop ?? true)) {
         this.handingOver = true;
         await this.transferLeadership(undefined, { timeoutMs: this.options.timing?.electionTimeoutMaxMs ?? 2000 }).catch(() => undefined);
         this.handingOver = false;
@@ -396,9 +501,11 @@ export class RaftNode<Result = unknown> {
       this.lastLeaderTerm = this.core.term;
       return;
     }
-    if (this.lastLeaderTerm >= 0 && this.waiters.proposalCount > 0) {
-      const leaderId = this.core.status(false).leaderId;
-      this.waiters.leadershipLost(leaderId >= 0 && leaderId !== this.id ? leaderId : undefined);
+    if (this.lastLeaderTerm >= 0 && (this.waiters.proposalCount > 0 || this.waiters.membershipChangeCount > 0)) {
+      const status = this.core.status(false);
+      const leader = status.leaderId >= 0 && status.leaderId !== this.id ? status.leaderId : undefined;
+      this.waiters.leadershipLost(leader);
+      this.waiters.membershipLeadershipLost(status.commitIndex, this.driver.appliedIndex, status.membership, leader);
     }
     if (this.lastLeaderTerm >= 0) {
       this.waiters.rejectReads(() => this.notLeader('leadership was lost before the read was confirmed'));
@@ -416,9 +523,11 @@ export class RaftNode<Result = unknown> {
     const result: unknown = this.options.stateMachine?.apply(entry);
     this.publish({ kind: 'entry', entry });
     this.waiters.applied(entry, result);
+    if (entry.membership !== undefined) this.waiters.membershipApplied(entry, this.core.isLeader);
   }
 
   private afterReady(): void {
+    this.reportMembership();
     this.waiters.releaseReads(this.driver.appliedIndex);
     this.settleTransfers();
     const finished = this.writeFinished;

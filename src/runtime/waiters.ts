@@ -1,8 +1,9 @@
+import { isJoint, type Membership } from '../core/membership.js';
 import type { Entry, LogIndex, NodeId, Term } from '../core/messages.js';
 import type { ReadState } from '../core/ready.js';
 import type { Clock, ClockTimer } from './clock.js';
 import { OutcomeUnknownError, ProposalDroppedError, ProposalTimeoutError, RaftError } from './errors.js';
-import type { Proposed } from './node.js';
+import type { MembershipChanged, Proposed } from './node.js';
 
 /** Not generic, so that a RaftNode<void> is also a RaftNode<unknown>. */
 interface PendingProposal {
@@ -19,6 +20,14 @@ interface PendingRead {
   readonly timer: ClockTimer;
   /** Set once the leader confirmed the read: it may be served when this index is applied. */
   index: LogIndex | undefined;
+}
+
+interface PendingMembershipChange {
+  readonly index: LogIndex;
+  readonly term: Term;
+  readonly resolve: (value: MembershipChanged) => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: ClockTimer;
 }
 
 interface PendingTransfer {
@@ -40,6 +49,8 @@ export class Waiters {
   private nextReadId = 1;
   /** Callers of transferLeadership() waiting to hear of the new leader. */
   private readonly transfers = new Set<PendingTransfer>();
+  /** Callers of changeMembership() waiting for their change to complete. */
+  private readonly membershipChanges = new Set<PendingMembershipChange>();
 
   constructor(clock: Clock) {
     this.clock = clock;
@@ -47,6 +58,10 @@ export class Waiters {
 
   get proposalCount(): number {
     return this.proposals.size;
+  }
+
+  get membershipChangeCount(): number {
+    return this.membershipChanges.size;
   }
 
   get readCount(): number {
@@ -78,9 +93,13 @@ export class Waiters {
   /** A snapshot from the leader replaced the log up to `snapshotIndex`. */
   snapshotRestored(snapshotIndex: LogIndex): void {
     // Entries the snapshot covers were never applied here: whether they took effect is unknown.
+    const reason = 'a snapshot from the leader replaced the log before the proposal was seen to commit';
     for (const [index, proposal] of [...this.proposals]) {
       if (index > snapshotIndex) continue;
-      this.settle(proposal, new OutcomeUnknownError(index, undefined, 'a snapshot from the leader replaced the log before the proposal was seen to commit'));
+      this.settle(proposal, new OutcomeUnknownError(index, undefined, reason));
+    }
+    for (const waiter of [...this.membershipChanges]) {
+      if (waiter.index <= snapshotIndex) this.settleMembership(waiter, new OutcomeUnknownError(waiter.index, undefined, reason));
     }
   }
 
@@ -143,6 +162,59 @@ export class Waiters {
     else read.reject(outcome);
   }
 
+  // ------------------------------------------------------------------ membership changes
+
+  /** Waits for the configuration appended at `index` in `term`; rejects with ProposalTimeoutError after `timeoutMs`. */
+  addMembershipChange(index: LogIndex, term: Term, timeoutMs: number, resolve: (value: MembershipChanged) => void, reject: (error: Error) => void): void {
+    const waiter: PendingMembershipChange = {
+      index,
+      term,
+      resolve,
+      reject,
+      timer: this.clock.schedule(timeoutMs, () => {
+        if (this.membershipChanges.delete(waiter)) reject(new ProposalTimeoutError(timeoutMs));
+      }),
+    };
+    this.membershipChanges.add(waiter);
+  }
+
+  /**
+   * A configuration entry was applied. A change is complete once a configuration at or after its
+   * own is applied that is not joint (the leader leaves a joint configuration by itself); a node
+   * that no longer leads reports the change as soon as its own entry applies, since finishing it
+   * is the new leader's work. Another term's entry at the change's index means it was overwritten.
+   */
+  membershipApplied(entry: Entry, leading: boolean): void {
+    const membership = entry.membership;
+    if (membership === undefined) return;
+    for (const waiter of [...this.membershipChanges]) {
+      if (entry.index === waiter.index && entry.term !== waiter.term) {
+        this.settleMembership(waiter, new ProposalDroppedError(waiter.index));
+      } else if (entry.index >= waiter.index && (!isJoint(membership) || !leading)) {
+        this.settleMembership(waiter, { index: waiter.index, term: waiter.term, membership, completedAt: entry.index });
+      }
+    }
+  }
+
+  /**
+   * This node stopped leading. A change not yet committed may or may not take effect; one already
+   * applied here is reported with the configuration in effect; one committed but not yet applied
+   * keeps waiting for its entry.
+   */
+  membershipLeadershipLost(commitIndex: LogIndex, appliedIndex: LogIndex, membership: Membership, leader: NodeId | undefined): void {
+    for (const waiter of [...this.membershipChanges]) {
+      if (waiter.index > commitIndex) this.settleMembership(waiter, new OutcomeUnknownError(waiter.index, leader));
+      else if (waiter.index <= appliedIndex) this.settleMembership(waiter, { index: waiter.index, term: waiter.term, membership, completedAt: appliedIndex });
+    }
+  }
+
+  private settleMembership(waiter: PendingMembershipChange, outcome: MembershipChanged | Error): void {
+    waiter.timer.cancel();
+    this.membershipChanges.delete(waiter);
+    if (outcome instanceof Error) waiter.reject(outcome);
+    else waiter.resolve(outcome);
+  }
+
   // ------------------------------------------------------------------ leadership transfers
 
   get transferring(): boolean {
@@ -188,5 +260,6 @@ export class Waiters {
     for (const proposal of [...this.proposals.values()]) this.settle(proposal, new OutcomeUnknownError(proposal.index, undefined, reason));
     for (const id of [...this.reads.keys()]) this.settleRead(id, error);
     this.rejectTransfers(error);
+    for (const waiter of [...this.membershipChanges]) this.settleMembership(waiter, new OutcomeUnknownError(waiter.index, undefined, reason));
   }
 }

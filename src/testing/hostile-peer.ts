@@ -180,6 +180,7 @@ export function validMessage(prng: Prng, type: Message['type'], view: ClusterVie
       return {
         type, from, to, term, lastIncludedIndex: Math.max(1, view.commitIndex + 1 + prng.nextInt(50)), lastIncludedTerm: term,
         snapshotBytes: whole.length, checksum: crc32c(whole), offset: 0, data: whole.slice(0, length), done: length === whole.length,
+        membership: { voters: [0, 1, 2].slice(0, 1 + prng.nextInt(3)), outgoing: [], learners: prng.chance(1, 3) ? [7] : [], addresses: [] },
       };
     }
     case 'InstallSnapshotReply':

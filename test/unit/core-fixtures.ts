@@ -157,7 +157,7 @@ export class FakeDisk {
     if (snapshot !== null) {
       const previous = this.snapshotIndex;
       assert.ok(snapshot.index > previous, `node ${id}: snapshotWrite at ${snapshot.index} does not move past the durable one at ${previous}`);
-      this.snapshot = { index: snapshot.index, term: snapshot.term, data: snapshot.data.slice() };
+      this.snapshot = { ...snapshot, data: snapshot.data.slice() };
       this.entries = this.entries.filter((e) => e.index > snapshot.index);
       const first = this.entries[0];
       if (first !== undefined) assert.equal(first.index, snapshot.index + 1, `node ${id}: durable log does not follow the snapshot`);
@@ -422,7 +422,7 @@ export function readyOf(fields: Partial<Ready>): Ready {
 // ---------------------------------------------------------------- a small network of driven cores
 
 /** Deterministic but different per node, or two nodes would time out in lockstep forever. */
-const counterRandom = (seed: number): { nextInt(max: number): number } => {
+export const counterRandom = (seed: number): { nextInt(max: number): number } => {
   let n = seed * 17;
   return { nextInt: (max: number) => n++ % max };
 };

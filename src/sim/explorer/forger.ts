@@ -9,6 +9,7 @@
  * the world then demands that the safety checks hold, that every forgery was dropped and counted,
  * and that honest traffic made no node drop anything.
  */
+import type { Membership } from '../../core/membership.js';
 import type { Entry, Message, NodeId } from '../../core/messages.js';
 import { TERM_MAX } from '../../core/validate.js';
 import type { Prng } from '../prng.js';
@@ -78,11 +79,17 @@ export class Forger {
       message = {
         type: 'InstallSnapshot', from: member, to: target.id, term: status.term, lastIncludedIndex: status.commitIndex + 1 + this.prng.nextInt(10),
         lastIncludedTerm: Math.max(0, status.term - this.prng.nextInt(2)), snapshotBytes: data.length - 1, checksum: this.prng.nextInt(2 ** 32),
-        offset: 0, data, done: true,
+        offset: 0, data, done: true, membership: this.membership(),
       };
     }
     this.host.trace(`forged ${message.type} from ${message.from} to n${target.id} t${message.term}`);
     target.injectForged(message, mayGoUncounted);
+  }
+
+  /** A configuration, well formed or not (unsorted, overlapping, empty). */
+  private membership(): Membership {
+    const ids = (): NodeId[] => Array.from({ length: this.prng.nextInt(4) }, () => this.prng.nextInt(8));
+    return { voters: ids(), outgoing: this.prng.chance(1, 4) ? ids() : [], learners: this.prng.chance(1, 4) ? ids() : [], addresses: [] };
   }
 
   private bytes(length: number): Uint8Array {
@@ -118,7 +125,7 @@ export class Forger {
         const data = this.bytes(p.nextInt(64));
         return {
           type: 'InstallSnapshot', ...base, lastIncludedIndex: 1 + index(), lastIncludedTerm: termUpTo(term),
-          snapshotBytes: data.length, checksum: p.nextInt(2 ** 32), offset: 0, data, done: true,
+          snapshotBytes: data.length, checksum: p.nextInt(2 ** 32), offset: 0, data, done: true, membership: this.membership(),
         };
       }
       case 'InstallSnapshotReply':
