@@ -129,6 +129,8 @@ export class RaftCore {
   private replicator: Replicator | null = null;
   /** Leader: new entries were proposed and not yet sent; sending waits for the next Ready so they batch. */
   private replicationPending = false;
+  /** Leader: a configuration without this node has committed; it steps down after the current input. */
+  private removedWhileLeading = false;
 
   /** Messages to send once this Ready's writes are durable. */
   private outbox: Message[] = [];
@@ -211,18 +213,14 @@ export class RaftCore {
     this.electionElapsedTicks++;
     if (this.electionElapsedTicks < this.electionTimeoutTicks) return;
     // A learner, or a node removed from the cluster, never campaigns: it could not count its own vote.
-    if (!isVoter(this.quorumMembership(), this.id)) {
-      this.resetElectionTimer();
-      return;
-    }
+    if (!isVoter(this.quorumMembership(), this.id)) return;
     // At term 0 there is no leader to protect: an election for term 1 cannot depose anyone, so
     // the pre-vote round would only cost a round trip.
     if ((this.config.preVote ?? true) && this.currentTerm > 0) this.preCampaign();
     else this.campaign();
   }
 
-  /** Feeds one message from a peer. */
-  step(message: Message): void {
+  private stepMessage(message: Message): void {
     this.assertNoReadyOutstanding();
     assert(message.to === this.id, () => `message for ${message.to} delivered to ${this.id}`);
     // Peer messages are input: what cannot be true is dropped and counted, never thrown on.
@@ -292,6 +290,12 @@ export class RaftCore {
       default:
         unreachable(message, 'message type');
     }
+  }
+
+  /** Feeds one message from a peer (see stepMessage), then lets a removed leader step down. */
+  step(message: Message): void {
+    this.stepMessage(message);
+    this.stepDownIfRemoved();
   }
 
   /**
@@ -458,6 +462,7 @@ export class RaftCore {
     if (lastApplied !== undefined) this.log.appliedTo(lastApplied.index);
     // The leader's own copy counts towards a majority only once it is durable.
     if (ready.logWrite !== null) this.replicator?.maybeCommit();
+    this.stepDownIfRemoved();
   }
 
   // ---------------------------------------------------------------- queries
@@ -640,7 +645,16 @@ export class RaftCore {
       this.appendAsLeader({ index: this.log.lastIndex() + 1, term: this.currentTerm, command: new Uint8Array(0), membership: leaveJoint(latest) });
       return;
     }
-    if (latest.voters.includes(this.id)) return;
+    // Removed: step down once the input that committed this is handled (the replication code that
+    // called us is still running); see stepDownIfRemoved.
+    if (!latest.voters.includes(this.id)) this.removedWhileLeading = true;
+  }
+
+  /** A leader whose removal committed hands over to the most up-to-date voter and steps down. */
+  private stepDownIfRemoved(): void {
+    if (!this.removedWhileLeading) return;
+    this.removedWhileLeading = false;
+    if (this.role !== 'leader') return;
     const successor = this.replicator!.transferCandidate();
     if (successor !== undefined && this.replicator!.progress.get(successor)!.match === this.log.lastIndex()) {
       this.send({ type: 'TimeoutNow', from: this.id, to: successor, term: this.currentTerm });

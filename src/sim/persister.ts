@@ -2,7 +2,7 @@ import { assert } from '../core/assert.js';
 import type { Entry, HardState, PersistentState, Snapshot } from '../core/messages.js';
 import { NO_VOTE } from '../core/messages.js';
 import type { LogWrite } from '../core/ready.js';
-import { decodeEntry, decodeHardState, encodeEntry, encodeHardState, varintSize } from '../codec/index.js';
+import { decodeEntry, decodeHardState, encodeEntry, encodeHardState, membershipSize, varintSize } from '../codec/index.js';
 
 /**
  * How writes become durable.
@@ -23,6 +23,8 @@ interface DiskWrite {
  * state a restarted server starts from. Writes are applied as the core's Ready describes them
  * (hard state, snapshot, log suffix) and stored encoded with the project's codec, so a restart
  * proves the durable state round-trips and the raft-state size is what a real disk would hold.
+ * Configuration entries round-trip through the codec like commands; the snapshot (with its
+ * configuration) is kept as given, since the core never mutates what it hands over.
  *
  * `copy()` gives the crash semantics of the 6.824 harness: a crashed instance keeps writing to the
  * old object, which nobody reads again, while its successor starts from a copy of what was durable.
@@ -66,14 +68,21 @@ export class Persister {
     return { hardState: decodeHardState(this.hardState), snapshot: this.snapshot, entries };
   }
 
-  /** Bytes of the durable raft state (hard state, snapshot boundary, log), as 6.824's RaftStateSize(). */
+  /**
+   * Bytes of the durable raft state (hard state, snapshot boundary and configuration, log), as
+   * 6.824's RaftStateSize(): the codec's PersistentState encoding without the snapshot data. The
+   * snapshot's configuration counts, like its index and term: it is raft's state, not the service's.
+   */
   raftStateSize(): number {
+    const membership = this.snapshot?.membership;
     return (
       this.hardState.length +
       varintSize(this.snapshot?.index ?? 0) +
       varintSize(this.snapshot?.term ?? 0) +
       varintSize(this.entries.length) +
-      this.entriesBytes
+      this.entriesBytes +
+      1 + // whether a configuration follows
+      (membership === undefined ? 0 : membershipSize(membership))
     );
   }
 

@@ -27,6 +27,12 @@
  * Determinism: every random draw happens in send(), from the given Prng, in a fixed order
  * (duplicate, then per copy: loss, delay, long delay); state lives in arrays indexed by node id;
  * time comes only from the given scheduler.
+ *
+ * Membership: the set of nodes is not fixed. Any id (0..65535) can get an endpoint at any time, and
+ * its links, cuts and deafness are created on first use, so nodes added at run time (membership
+ * changes) join like the first ones. A partition assigns groups by node id; an id it gives no group
+ * (past the end of the array, or a hole in it) is alone on its side until the next partition() or
+ * healLinks(). Cuts and deafness name ids and apply to any id, known yet or not.
  */
 import { ByteWriter, MESSAGE_TAGS, decodeMessage, messageSize, writeMessage } from '../codec/codec.js';
 import type { Message, MessageType, NodeId } from '../core/messages.js';
@@ -164,7 +170,10 @@ export class SimNetwork {
     this.traceLine = options.trace;
   }
 
-  /** A new transport for node `id`; the previous one for `id` must have been closed. */
+  /**
+   * A new transport for node `id` (any id in 0..65535, known to the network or not: its state is
+   * created on first use); the previous one for `id` must have been closed.
+   */
   endpoint(id: NodeId): SimTransport {
     checkInt(id, 'node id', 0, 0xffff);
     const previous = this.endpoints[id];
@@ -174,7 +183,11 @@ export class SimNetwork {
     return endpoint;
   }
 
-  /** Nodes with equal `groups[id]` reach each other. Replaces an earlier partition; cuts and deafness stay. */
+  /**
+   * Nodes with equal `groups[id]` reach each other. A node given no group (`groups[id]` undefined,
+   * e.g. one added after the array was made) reaches nobody and nobody reaches it. Replaces an
+   * earlier partition; cuts and deafness stay.
+   */
   partition(groups: readonly number[]): void {
     this.groups = groups.slice();
     this.faulty = true;
@@ -206,7 +219,9 @@ export class SimNetwork {
   isLinkUp(from: NodeId, to: NodeId): boolean {
     if (!this.faulty) return true;
     if (this.deaf[to] === true || this.cuts[from]?.[to] === true) return false;
-    return this.groups === null || this.groups[from] === this.groups[to];
+    if (this.groups === null) return true;
+    const group = this.groups[from];
+    return group !== undefined && group === this.groups[to];
   }
 
   get stats(): SimNetworkStats {

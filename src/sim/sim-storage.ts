@@ -20,11 +20,14 @@
  *
  * A failed sync fails every save it covers or that is queued behind it, makes none of them
  * durable, and the instance refuses every later save: a node must stop, never continue.
+ *
+ * The disk keeps the entries and snapshots it is given (configurations included) by reference, as
+ * FileStorage keeps its log: nothing is copied, so nothing of them can be dropped on the way.
  */
 import { assert } from '../core/assert.js';
 import type { HardState, PersistentState, Snapshot } from '../core/messages.js';
 import type { LogWrite } from '../core/ready.js';
-import { entrySize, hardStateSize } from '../codec/index.js';
+import { entrySize, hardStateSize, membershipSize } from '../codec/index.js';
 import { LogState, WriteCursor } from '../storage/log-state.js';
 import { StorageError, type CallbackStorage } from '../storage/storage.js';
 import type { Prng } from './prng.js';
@@ -48,7 +51,7 @@ export interface SimDiskOptions {
 export interface SimDiskStats {
   readonly saves: number;
   readonly syncs: number;
-  /** The codec's encoded size of the hard states and entries saved, plus the snapshot data. */
+  /** The codec's encoded size of the hard states, entries and snapshot configurations saved, plus the snapshot data. */
   readonly bytesWritten: number;
   readonly crashes: number;
   /** Unsynced saves lost to crashes (torn ones included). */
@@ -277,7 +280,7 @@ export class SimStorage implements CallbackStorage {
     this.cursor!.accept(hardState, snapshot, logWrite);
     let bytes = 0;
     if (hardState !== null) bytes += hardStateSize(hardState);
-    if (snapshot !== null) bytes += snapshot.data.length;
+    if (snapshot !== null) bytes += snapshot.data.length + (snapshot.membership === undefined ? 0 : membershipSize(snapshot.membership));
     if (logWrite !== null) for (let i = 0; i < logWrite.entries.length; i++) bytes += entrySize(logWrite.entries[i]!);
     this.disk.record({ hardState, snapshot, logWrite, done }, bytes);
   }

@@ -14,8 +14,9 @@
  * Snapshots and compaction. A batch containing a snapshot (only its latest snapshot counts):
  *   1. writes `snap-<index>.snap.tmp`, fsyncs it, renames it to `snap-<index>.snap`, fsyncs the dir;
  *   2. starts a new segment whose first record is a CHECKPOINT: the complete state after that save
- *      (hard state, snapshot marker, every entry after the snapshot), followed by the batch's later
- *      saves; one write, one fdatasync, and the directory fsync for the new file;
+ *      (hard state, snapshot marker with the snapshot's configuration, every entry after the
+ *      snapshot, configuration entries included), followed by the batch's later saves; one
+ *      write, one fdatasync, and the directory fsync for the new file;
  *   3. deletes every older segment and the previous snapshot file, and fsyncs the directory.
  * Recovery starts from the newest segment that begins with a valid checkpoint (or from the first
  * segment, which must then start at sequence 0) and deletes older segments, so a crash anywhere in
@@ -248,7 +249,7 @@ export class FileStorage implements Storage {
     if (hardState !== null) this.state.setHardState(hardState);
     if (snapshot !== null) {
       // A snapshot superseded within the batch is never written: only its position matters.
-      this.state.applySnapshot(meta ?? { index: snapshot.index, term: snapshot.term, length: snapshot.data.length, crc: 0 });
+      this.state.applySnapshot(meta ?? snapshotMeta(snapshot, 0));
     }
     if (logWrite !== null) this.state.applyLogWrite(logWrite.fromIndex, logWrite.entries);
   }
@@ -302,7 +303,7 @@ export class FileStorage implements Storage {
   }
 
   private async writeSnapshotFile(snapshot: Snapshot): Promise<SnapshotMeta> {
-    const meta: SnapshotMeta = { index: snapshot.index, term: snapshot.term, length: snapshot.data.length, crc: crc32c(snapshot.data) };
+    const meta = snapshotMeta(snapshot, crc32c(snapshot.data));
     const name = snapshotName(snapshot.index);
     const temp = this.path(name + TEMP_SUFFIX);
     const fh = await open(temp, 'w');
@@ -371,6 +372,15 @@ export class FileStorage implements Storage {
   private path(name: string): string {
     return join(this.dir, name);
   }
+}
+
+/**
+ * The log's marker for `snapshot`. The configuration travels in the marker (wal-format.ts), so the
+ * checkpoint that references the snapshot file records it and recovery hands it back.
+ */
+function snapshotMeta(snapshot: Snapshot, crc: number): SnapshotMeta {
+  const meta: SnapshotMeta = { index: snapshot.index, term: snapshot.term, length: snapshot.data.length, crc };
+  return snapshot.membership === undefined ? meta : { ...meta, membership: snapshot.membership };
 }
 
 function closedError(): StorageError {

@@ -10,15 +10,22 @@
  * Within one save the parts apply in that order: hard state, snapshot, log write.
  */
 import { assert } from '../core/assert.js';
+import type { Membership } from '../core/membership.js';
 import type { Entry, HardState, LogIndex, PersistentState, Snapshot, Term } from '../core/messages.js';
 import { NO_VOTE } from '../core/messages.js';
 import type { LogWrite } from '../core/ready.js';
-import { entrySize, hardStateSize } from '../codec/index.js';
+import { entrySize, hardStateSize, membershipSize } from '../codec/index.js';
 
-/** What the model needs of a snapshot: where it ends. Implementations add their own fields. */
+/**
+ * What the model needs of a snapshot: where it ends, and the configuration in effect there, which
+ * every implementation must hand back with it (the entries that said it are gone). Implementations
+ * add their own fields.
+ */
 export interface SnapshotRef {
   readonly index: LogIndex;
   readonly term: Term;
+  /** Snapshot.membership: absent only for snapshots saved without one (older data). */
+  readonly membership?: Membership;
 }
 
 export const INITIAL_HARD_STATE: HardState = { term: 0, votedFor: NO_VOTE };
@@ -103,6 +110,8 @@ export class WriteCursor {
       if (!Number.isSafeInteger(snapshot.index) || snapshot.index < 1) throw new Error(`snapshot.index must be >= 1, got ${snapshot.index}`);
       if (!Number.isSafeInteger(snapshot.term) || snapshot.term < 0) throw new Error(`snapshot.term must be >= 0, got ${snapshot.term}`);
       if (!(snapshot.data instanceof Uint8Array)) throw new Error('snapshot.data must be a Uint8Array');
+      // Encodable now, or FileStorage would fail its whole batch (and stop the node) when writing it.
+      if (snapshot.membership !== undefined) membershipSize(snapshot.membership);
       assert(snapshot.index > snapshotIndex, () => `snapshot at ${snapshot.index} does not follow the snapshot at ${snapshotIndex}`);
       lastIndex = Math.max(lastIndex, snapshot.index);
       snapshotIndex = snapshot.index;

@@ -168,7 +168,9 @@ export async function recoverDirectory(host: RecoveryHost): Promise<Recovered> {
     if (!snapshotFiles.includes(name)) throw corrupt(`${path(name)}: the snapshot file the log references is missing`);
     const data = decodeSnapshotFile(await readWhole(path(name)), meta);
     if (typeof data === 'string') throw corrupt(`${path(name)}: ${data}`);
+    // The configuration comes from the marker (the snapshot file holds only the data).
     snapshot = { index: meta.index, term: meta.term, data };
+    if (meta.membership !== undefined) snapshot = { ...snapshot, membership: meta.membership };
   }
 
   // Verified: now make it durable, and only then remove what it replaces.

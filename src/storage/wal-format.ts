@@ -8,12 +8,14 @@
  * payload = u8 kinds | u64 sequence | parts. `kinds` is a bit set naming the parts present, in this
  * order: BATCH (the distance from this record's sequence number back to the first record of its
  * batch), HARD_STATE (term, votedFor + 1: the codec's HardState), SNAPSHOT marker (index, term, data
- * length, data CRC32C: a reference to `snap-<index>.snap`), ENTRIES (fromIndex, count, then each
- * entry in the codec's format: the LogWrite). All numbers in parts are the codec's varints. One save
- * is one record, so a torn write loses a save whole or not at all. CHECKPOINT marks a record that
- * holds the complete state: replay resets before applying it. The sequence number counts records
- * from 0 across all segments; it lets recovery notice a missing segment, a record that does not
- * belong where it is, and tell a torn tail from damage followed by valid records.
+ * length, data CRC32C: a reference to `snap-<index>.snap`), SNAPSHOT_MEMBERSHIP (the configuration in
+ * effect at the snapshot's index, in the codec's format; only with SNAPSHOT), ENTRIES (fromIndex,
+ * count, then each entry in the codec's format: the LogWrite). All numbers in parts are the codec's
+ * varints. One save is one record, so a torn write loses a save whole or not at all. CHECKPOINT
+ * marks a record that holds the complete state: replay resets before applying it. The sequence
+ * number counts records from 0 across all segments; it lets recovery notice a missing segment, a
+ * record that does not belong where it is, and tell a torn tail from damage followed by valid
+ * records.
  *
  * BATCH exists for recovery: a batch (the records one write() put on disk, synced together) is the
  * only unit a crash can tear, and only the last one can be unsynced. A damaged record followed by
@@ -25,12 +27,36 @@
  * damage followed by them is refused as before. Older versions of tsraft refuse logs with the mark
  * (an unknown kind), which is the right answer for a downgrade.
  *
+ * Configurations. ENTRY_KINDS says the record's entries are in the codec's current entry format:
+ * term, index, a kind byte (0: a command, as length and bytes; 1: a configuration entry, the
+ * configuration), where entries written before configurations existed have no kind byte (term,
+ * index, command). Every record with ENTRIES now carries the bit, so a log written before it still
+ * reads entry for entry as it was written, and an older version meeting a new record refuses the
+ * log (an unknown kind) instead of misreading a kind byte as a command's length. The snapshot's own
+ * configuration lives in the marker (SNAPSHOT_MEMBERSHIP), not in the snapshot file, whose format is
+ * unchanged: a marker without it (written before configurations, or for a snapshot that has none)
+ * reads back as a snapshot without one. Both bits occur only with the part they qualify; any other
+ * combination is refused like any other record that breaks the format.
+ *
  * A snapshot file `snap-<16-digit index>.snap` is a 36-byte header, then the data:
  *
  *     u32 magic "TSNP" | u64 index | u64 term | u64 data length | u32 CRC32C(data) | u32 CRC32C(header[0..32))
  */
+import type { Membership } from '../core/membership.js';
 import type { Entry, HardState } from '../core/messages.js';
-import { ByteWriter, entrySize, hardStateSize, varintSize, writeEntry, writeHardState } from '../codec/index.js';
+import {
+  ByteReader,
+  ByteWriter,
+  CodecError,
+  entrySize,
+  hardStateSize,
+  membershipSize,
+  readMembership,
+  varintSize,
+  writeEntry,
+  writeHardState,
+  writeMembership,
+} from '../codec/index.js';
 import { crc32c } from './crc32c.js';
 import type { LogState, SnapshotRef } from './log-state.js';
 
@@ -39,7 +65,17 @@ export const KIND_SNAPSHOT = 2;
 export const KIND_ENTRIES = 4;
 export const KIND_CHECKPOINT = 8;
 export const KIND_BATCH = 16;
-const KNOWN_KINDS = KIND_HARD_STATE | KIND_SNAPSHOT | KIND_ENTRIES | KIND_CHECKPOINT | KIND_BATCH;
+/** The entries carry the codec's kind byte (see "Configurations" above); set with every ENTRIES. */
+export const KIND_ENTRY_KINDS = 32;
+/** The snapshot marker is followed by the snapshot's configuration. */
+export const KIND_SNAPSHOT_MEMBERSHIP = 64;
+const KNOWN_KINDS = KIND_HARD_STATE | KIND_SNAPSHOT | KIND_ENTRIES | KIND_CHECKPOINT | KIND_BATCH | KIND_ENTRY_KINDS | KIND_SNAPSHOT_MEMBERSHIP;
+
+/** The codec's entry kinds (pinned by its tests): what follows an entry's index in ENTRY_KINDS records. */
+const ENTRY_COMMAND = 0;
+const ENTRY_MEMBERSHIP = 1;
+/** The command of every configuration entry read back: configuration entries carry none. */
+const NO_COMMAND = new Uint8Array(0);
 
 export const RECORD_HEADER = 8;
 /** kinds byte + sequence number. */
@@ -47,7 +83,10 @@ const PAYLOAD_MIN = 9;
 const MAX_PAYLOAD = 0xffffffff;
 const TWO_32 = 2 ** 32;
 
-/** What the log needs to know of the snapshot it references. */
+/**
+ * What the log needs to know of the snapshot it references (`membership`, from SnapshotRef, is
+ * recorded in the marker and handed back with the snapshot by open()).
+ */
 export interface SnapshotMeta extends SnapshotRef {
   readonly length: number;
   readonly crc: number;
@@ -114,9 +153,13 @@ export function encodeRecord(seq: number, parts: RecordParts, batchFirst: number
   if (snapshot !== null) {
     kinds |= KIND_SNAPSHOT;
     size += varintSize(snapshot.index) + varintSize(snapshot.term) + varintSize(snapshot.length) + varintSize(snapshot.crc);
+    if (snapshot.membership !== undefined) {
+      kinds |= KIND_SNAPSHOT_MEMBERSHIP;
+      size += membershipSize(snapshot.membership);
+    }
   }
   if (entries !== null) {
-    kinds |= KIND_ENTRIES;
+    kinds |= KIND_ENTRIES | KIND_ENTRY_KINDS;
     size += varintSize(parts.fromIndex) + varintSize(entries.length);
     for (let i = 0; i < entries.length; i++) size += entrySize(entries[i]!);
   }
@@ -132,6 +175,7 @@ export function encodeRecord(seq: number, parts: RecordParts, batchFirst: number
     w.writeVarint(snapshot.term);
     w.writeVarint(snapshot.length);
     w.writeVarint(snapshot.crc);
+    if (snapshot.membership !== undefined) writeMembership(w, snapshot.membership);
   }
   if (entries !== null) {
     w.writeVarint(parts.fromIndex);
@@ -284,6 +328,31 @@ class PayloadReader {
     }
     throw new RecordFormatError('varint longer than 8 bytes');
   }
+
+  byte(what: string): number {
+    if (this.pos >= this.end) throw new RecordFormatError(`truncated ${what}`);
+    return this.buf[this.pos++]!;
+  }
+
+  /**
+   * A configuration in the codec's format, read by the codec itself (one format, one reader; these
+   * are rare, so the copy its reader makes of the addresses costs nothing that matters). Anything
+   * malformed, from a truncated id list to an address that is not UTF-8, is the record's fault.
+   * Whether the configuration makes sense (sorted ids, voters present) is the core's to judge, as
+   * it is for one received from a peer: the storage hands back what was saved.
+   */
+  membership(what: string): Membership {
+    const start = this.pos;
+    const r = new ByteReader(this.buf.subarray(start, this.end));
+    try {
+      const membership = readMembership(r);
+      this.pos = start + r.offset;
+      return membership;
+    } catch (error) {
+      if (!(error instanceof CodecError)) throw error;
+      throw new RecordFormatError(`${what}: malformed configuration (offsets from its start): ${error.message}`);
+    }
+  }
 }
 
 /**
@@ -304,6 +373,13 @@ function applyRecord(
 ): number | null {
   const kinds = recordKinds(buf, at);
   if (kinds === 0 || (kinds & ~KNOWN_KINDS) !== 0) throw new RecordFormatError(`unknown record kinds 0x${kinds.toString(16)}`);
+  // A qualifier without the part it qualifies is never written: the kinds byte is not what it seems.
+  if ((kinds & KIND_SNAPSHOT_MEMBERSHIP) !== 0 && (kinds & KIND_SNAPSHOT) === 0) {
+    throw new RecordFormatError(`record kinds 0x${kinds.toString(16)} name a snapshot configuration without a snapshot marker`);
+  }
+  if ((kinds & KIND_ENTRY_KINDS) !== 0 && (kinds & KIND_ENTRIES) === 0) {
+    throw new RecordFormatError(`record kinds 0x${kinds.toString(16)} name an entry format without entries`);
+  }
   const r = new PayloadReader(buf, at + RECORD_HEADER + PAYLOAD_MIN, at + RECORD_HEADER + length);
   let batchFirst: number | null = null;
   if (kinds & KIND_BATCH) {
@@ -325,12 +401,17 @@ function applyRecord(
     const dataLength = r.varint();
     const crc = r.varint();
     if (index < 1 || crc >= TWO_32) throw new RecordFormatError(`invalid snapshot marker (index ${index})`);
-    state.applySnapshot({ index, term, length: dataLength, crc });
+    const meta: SnapshotMeta = { index, term, length: dataLength, crc };
+    // Without the part (an older record), the snapshot has no recorded configuration: undefined, as
+    // Snapshot.membership documents, never a guess.
+    state.applySnapshot(kinds & KIND_SNAPSHOT_MEMBERSHIP ? { ...meta, membership: r.membership(`snapshot ${index}`) } : meta);
   }
   if (kinds & KIND_ENTRIES) {
+    const withKinds = (kinds & KIND_ENTRY_KINDS) !== 0;
     const fromIndex = r.varint();
     const count = r.varint();
-    if (count * 3 > r.end - r.pos) throw new RecordFormatError(`${count} entries cannot fit in the record`);
+    // Every entry takes at least term, index and a length (and a kind byte in the current format).
+    if (count * (withKinds ? 4 : 3) > r.end - r.pos) throw new RecordFormatError(`${count} entries cannot fit in the record`);
     state.truncate(fromIndex);
     const entries = state.entries;
     const arrayBuffer = buf.buffer;
@@ -339,6 +420,14 @@ function applyRecord(
       const term = r.varint();
       const index = r.varint();
       if (index !== fromIndex + i) throw new RecordFormatError(`entry ${i} has index ${index}, expected ${fromIndex + i}`);
+      if (withKinds) {
+        const kind = r.byte(`kind of entry ${index}`);
+        if (kind === ENTRY_MEMBERSHIP) {
+          entries.push({ index, term, command: NO_COMMAND, membership: r.membership(`entry ${index}`) });
+          continue;
+        }
+        if (kind !== ENTRY_COMMAND) throw new RecordFormatError(`entry ${index} has unknown kind ${kind}`);
+      }
       const len = r.varint();
       const start = r.pos;
       if (len > r.end - start) throw new RecordFormatError(`entry ${index}: command of ${len} bytes overruns the record`);

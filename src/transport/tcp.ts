@@ -25,6 +25,12 @@
  * a newer message is worth more than an older one. Frames queued together are written together in
  * one corked batch.
  *
+ * Peers. The set of peers is given at construction and can be replaced at run time with
+ * `setPeers()` (membership changes): a new peer is dialled on its first send and accepted as a
+ * hello sender; a removed peer loses its outbound connection, its queue and its inbound
+ * connections, and its hellos are refused from then on; a peer at a new address is redialled
+ * there, keeping its queue. Unchanged peers keep their connections.
+ *
  * Reconnecting. A peer is dialled on the first send and redialled, with jittered exponential
  * backoff between `reconnectMinMs` and `reconnectMaxMs`, for as long as frames are queued for it.
  * The backoff resets once a connection has stayed up for `reconnectMaxMs` (a connection that the
@@ -48,7 +54,7 @@ export interface TcpTransportOptions {
   readonly nodeId: NodeId;
   /** Where to accept connections; port 0 picks a free port (see `TcpTransport.port`). */
   readonly listen: { readonly host: string; readonly port: number };
-  /** Every other node; an entry for `nodeId` itself is ignored. */
+  /** Every other node; an entry for `nodeId` itself is ignored. `setPeers()` replaces the set later. */
   readonly peers: readonly PeerAddress[];
   /** The largest frame payload sent or accepted, in bytes. Default 8 MiB. */
   readonly maxFrameBytes?: number;
@@ -81,7 +87,10 @@ export interface TcpTransportStats {
     readonly queueFull: number;
     /** Encoded larger than `maxFrameBytes`, never sent. */
     readonly tooLarge: number;
-    /** Addressed to an unknown node, or sent after close(); also frames still queued at close(). */
+    /**
+     * Addressed to an unknown node, or sent after close(); also frames still queued at close() or
+     * when their peer was removed by setPeers().
+     */
     readonly noConnection: number;
     /** Received with a `from` other than the hello's sender or a `to` other than this node. */
     readonly misaddressed: number;
@@ -211,8 +220,9 @@ class FrameQueue {
 /** The outbound side of one peer. */
 interface Peer {
   readonly id: NodeId;
-  readonly host: string;
-  readonly port: number;
+  /** Where the peer listens; setPeers() may move it. */
+  host: string;
+  port: number;
   readonly urgent: FrameQueue;
   readonly bulk: FrameQueue;
   socket: net.Socket | null;
@@ -303,28 +313,80 @@ export class TcpTransport implements Transport {
     const id = this.nodeId;
     this.log = options.log ?? ((line) => process.stderr.write(`tsraft tcp transport (node ${id}): ${line}\n`));
     this.random = options.random ?? Math.random;
-    for (const p of options.peers) {
+    for (const p of this.checkPeers(options.peers).values()) this.peers.set(p.id, newPeer(p));
+  }
+
+  /**
+   * Replaces the set of peers (see `Transport.setPeers`): adds the new ones, forgets the ones no
+   * longer listed (closing their outbound and inbound connections and dropping their queues, which
+   * counts as `dropped.noConnection`), and redials a peer whose address changed, keeping its queue.
+   * Peers listed unchanged keep their connections. An entry for this node is ignored; a repeated
+   * id or an invalid entry throws before anything changes. A no-op after close().
+   */
+  setPeers(peers: readonly PeerAddress[]): void {
+    const next = this.checkPeers(peers);
+    if (this.closed) return;
+    for (const peer of [...this.peers.values()]) {
+      if (!next.has(peer.id)) this.removePeer(peer);
+    }
+    for (const p of next.values()) {
+      const peer = this.peers.get(p.id);
+      if (peer === undefined) {
+        this.peers.set(p.id, newPeer(p));
+        this.loggedUnknown.delete(p.id);
+        this.log(`added peer node ${p.id} at ${p.host}:${p.port}`);
+      } else if (peer.host !== p.host || peer.port !== p.port) {
+        this.log(`peer node ${p.id} moved from ${peer.host}:${peer.port} to ${p.host}:${p.port}`);
+        this.detach(peer);
+        peer.host = p.host;
+        peer.port = p.port;
+        peer.failures = 0;
+        peer.lastError = null;
+        if (peer.urgent.length + peer.bulk.length > 0) this.dial(peer);
+      }
+    }
+  }
+
+  /** Validates a peer list: the peers other than this node, by id. */
+  private checkPeers(peers: readonly PeerAddress[]): Map<NodeId, PeerAddress> {
+    const out = new Map<NodeId, PeerAddress>();
+    for (const p of peers) {
       checkInt(p.id, 'peer id', 0, Number.MAX_SAFE_INTEGER);
       if (p.id === this.nodeId) continue;
-      if (this.peers.has(p.id)) throw new Error(`duplicate peer id ${p.id}`);
+      if (out.has(p.id)) throw new Error(`duplicate peer id ${p.id}`);
       checkInt(p.port, `port of peer ${p.id}`, 1, 65535);
-      this.peers.set(p.id, {
-        id: p.id,
-        host: p.host,
-        port: p.port,
-        urgent: new FrameQueue(),
-        bulk: new FrameQueue(),
-        socket: null,
-        connected: false,
-        connectedAt: 0,
-        blocked: false,
-        flushScheduled: false,
-        failures: 0,
-        reconnectTimer: null,
-        connectTimer: null,
-        lastError: null,
-      });
+      out.set(p.id, { id: p.id, host: p.host, port: p.port });
     }
+    return out;
+  }
+
+  /** Forgets `peer`: its queue, its outbound connection and every connection it opened to us. */
+  private removePeer(peer: Peer): void {
+    this.peers.delete(peer.id);
+    const queued = peer.urgent.length + peer.bulk.length;
+    this.counters.noConnection += queued;
+    peer.urgent.clear();
+    peer.bulk.clear();
+    this.detach(peer);
+    let inbound = 0;
+    for (const conn of this.inbound) {
+      if (conn.peer === peer.id && !conn.dead) {
+        this.kill(conn);
+        inbound++;
+      }
+    }
+    this.log(`removed peer node ${peer.id} (dropped ${queued} queued frames, closed ${inbound} inbound connections)`);
+  }
+
+  /** Closes `peer`'s outbound connection, if any, and cancels its dial and redial; the queue stays. */
+  private detach(peer: Peer): void {
+    clearPeerTimers(peer);
+    const socket = peer.socket;
+    peer.socket = null;
+    peer.connected = false;
+    peer.blocked = false;
+    // Its handlers see that it is no longer peer.socket and leave the peer alone.
+    if (socket !== null) socket.destroy();
   }
 
   /** The port the listener is bound to; valid after start() resolved. */
@@ -498,9 +560,10 @@ export class TcpTransport implements Transport {
     }, CONNECT_TIMEOUT_MS);
 
     socket.on('connect', () => {
+      if (peer.socket !== socket) return; // replaced by setPeers(); detach() cleared its timer
       if (peer.connectTimer !== null) clearTimeout(peer.connectTimer);
       peer.connectTimer = null;
-      if (this.closed || peer.socket !== socket) return;
+      if (this.closed) return;
       if (socket.localPort === socket.remotePort && socket.localAddress === socket.remoteAddress) {
         // TCP simultaneous open: dialling a free local port can connect the socket to itself.
         socket.destroy(new Error('connected to itself (the peer is down)'));
@@ -522,7 +585,7 @@ export class TcpTransport implements Transport {
     // The acceptor never writes; reading keeps the socket flowing so that its close is noticed.
     socket.on('data', () => {});
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (this.closed) return;
+      if (this.closed || peer.socket !== socket) return;
       const what = err.code ?? err.message;
       if (peer.lastError !== what) {
         peer.lastError = what;
@@ -530,9 +593,9 @@ export class TcpTransport implements Transport {
       }
     });
     socket.on('close', () => {
+      if (peer.socket !== socket) return;
       if (peer.connectTimer !== null) clearTimeout(peer.connectTimer);
       peer.connectTimer = null;
-      if (peer.socket !== socket) return;
       const wasConnected = peer.connected;
       peer.socket = null;
       peer.connected = false;
@@ -782,6 +845,25 @@ function take(conn: Inbound, n: number): Buffer {
  */
 function plain(buf: Buffer): Uint8Array {
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+function newPeer(p: PeerAddress): Peer {
+  return {
+    id: p.id,
+    host: p.host,
+    port: p.port,
+    urgent: new FrameQueue(),
+    bulk: new FrameQueue(),
+    socket: null,
+    connected: false,
+    connectedAt: 0,
+    blocked: false,
+    flushScheduled: false,
+    failures: 0,
+    reconnectTimer: null,
+    connectTimer: null,
+    lastError: null,
+  };
 }
 
 function clearPeerTimers(peer: Peer): void {

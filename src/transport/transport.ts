@@ -17,6 +17,17 @@ export interface Transport {
    * are dropped at send(). RaftNode refuses proposals that could not travel. Absent: no limit.
    */
   readonly maxMessageBytes?: number;
+  /**
+   * Replaces the set of peers this node talks to, for membership changes: after it, send() reaches
+   * exactly the listed nodes and only they are accepted as senders. A node new to the list is added;
+   * a node no longer listed is forgotten (its connections are closed, what was queued for it is
+   * dropped, and its messages are refused from then on, like any stranger's); a node listed at a
+   * new address is reconnected there (what was queued for it is kept). Unchanged peers and their
+   * connections are left alone. An entry for this node itself is ignored; a list with a repeated
+   * id or an invalid entry throws before anything changes. Idempotent; allowed before start() and
+   * a no-op after close(). Absent: the transport's peers are fixed when it is made.
+   */
+  setPeers?(peers: readonly PeerAddress[]): void;
 }
 
 export interface PeerAddress {

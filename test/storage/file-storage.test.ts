@@ -13,7 +13,7 @@ import { FileStorage } from '../../src/storage/file-storage.js';
 import { MemoryStorage } from '../../src/storage/memory.js';
 import { StorageError } from '../../src/storage/storage.js';
 import { recordSpans, tempDirs, walFiles, type RecordSpan } from './file-storage-fixture.js';
-import { describe, entries, entry, runStorageContract, snapshot } from './storage-contract.js';
+import { configEntry, describe, entries, entry, membership, runStorageContract, snapshot } from './storage-contract.js';
 
 const { tempDir, copyDir } = tempDirs('tsraft-file-storage-');
 
@@ -192,7 +192,10 @@ interface Scenario {
   readonly spans: RecordSpan[];
 }
 
-/** Writes a log of single-record saves (with rollovers, truncations, optionally a snapshot first). */
+/**
+ * Writes a log of single-record saves (with rollovers, truncations that replace entries with
+ * configuration entries, optionally a snapshot with a configuration first).
+ */
 async function buildScenario(withSnapshot: boolean): Promise<Scenario> {
   const dir = await tempDir();
   const s = new FileStorage({ dir, segmentBytes: 700, fsync: false });
@@ -209,7 +212,7 @@ async function buildScenario(withSnapshot: boolean): Promise<Scenario> {
   let last = 0;
   if (withSnapshot) {
     for (let i = 1; i <= 12; i++) await save({ term, votedFor: 0 }, null, { fromIndex: i, entries: [entry(i, term)] });
-    await save(null, snapshot(8, term), null);
+    await save(null, snapshot(8, term, 'state@8', membership([0, 1, 2])), null);
     states.splice(0, states.length - 1); // the checkpoint record replaces everything before it
     last = 12;
   }
@@ -223,7 +226,9 @@ async function buildScenario(withSnapshot: boolean): Promise<Scenario> {
     if (i % 6 === 5 && last >= 3) {
       term++;
       const from = last - 1;
-      await save({ term, votedFor: i % 3 }, null, { fromIndex: from, entries: entries(from, from + 1, term) });
+      // A new term starts with a configuration entry that replaces the last two entries.
+      const config = configEntry(from, term, membership([0, 1, 2], { learners: [3 + i], addresses: [[0, 'n0'], [3 + i, `learner-${i}`]] }));
+      await save({ term, votedFor: i % 3 }, null, { fromIndex: from, entries: [config, entry(from + 1, term)] });
       last = from + 1;
     } else {
       const n = 1 + (i % 3);

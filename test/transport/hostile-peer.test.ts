@@ -29,6 +29,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CodecError, decodeMessage, encodeMessage } from '../../src/codec/codec.js';
 import { crc32c } from '../../src/core/crc32c.js';
+import type { Membership } from '../../src/core/membership.js';
 import type { Message, NodeId } from '../../src/core/messages.js';
 import { checkPeerMessage, DROP_REASONS, TERM_MAX, type DropReason } from '../../src/core/validate.js';
 import { KvClient } from '../../src/kv/client.js';
@@ -40,6 +41,9 @@ const CLUSTER_ID = 'hostile';
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 /** The fuzz seed: TSRAFT_HOSTILE_SEED=<n> replays another one. */
 const FUZZ_SEED = Number(process.env['TSRAFT_HOSTILE_SEED'] ?? 20240611);
+
+/** The configuration of the 3-member cluster, carried by forged snapshot chunks. */
+const MEMBERSHIP: Membership = { voters: [0, 1, 2], outgoing: [], learners: [], addresses: [] };
 
 type Drops = Record<DropReason, number>;
 
@@ -298,7 +302,7 @@ describe('hostile peers on the peer port of a live 3-node KV cluster', { timeout
       // The other follower claims to lead the current term: an empty AppendEntries and a snapshot chunk.
       await forge(cluster, victim, impostor, [
         { type: 'AppendEntries', from: impostor, to: victim, term, prevLogIndex: 0, prevLogTerm: 0, entries: [], leaderCommit: 0, readContext: 0 },
-        { type: 'InstallSnapshot', from: impostor, to: victim, term, lastIncludedIndex: 1_000_000, lastIncludedTerm: term, snapshotBytes: 4, checksum: crc32c(new Uint8Array(4)), offset: 0, data: new Uint8Array(4), done: true },
+        { type: 'InstallSnapshot', from: impostor, to: victim, term, lastIncludedIndex: 1_000_000, lastIncludedTerm: term, snapshotBytes: 4, checksum: crc32c(new Uint8Array(4)), offset: 0, data: new Uint8Array(4), done: true, membership: MEMBERSHIP },
       ]);
     });
     const { leader, followers, term } = await cluster.stable();
@@ -442,7 +446,7 @@ describe('hostile peers on the peer port of a live 3-node KV cluster', { timeout
     // without it the victim persists the bytes, stops when restore() throws, and cannot restart.
     try {
       await snapshotAttack('invalid-snapshot', ({ leader, term, index }) => [
-        { type: 'InstallSnapshot', from: leader, to: victim, term, lastIncludedIndex: index, lastIncludedTerm: term, snapshotBytes: whole.length, checksum: crc32c(whole), offset: 0, data: whole, done: true },
+        { type: 'InstallSnapshot', from: leader, to: victim, term, lastIncludedIndex: index, lastIncludedTerm: term, snapshotBytes: whole.length, checksum: crc32c(whole), offset: 0, data: whole, done: true, membership: MEMBERSHIP },
       ]);
     } catch (error) {
       if (!cluster.server(victim).status().stopped) throw error;
@@ -457,19 +461,19 @@ describe('hostile peers on the peer port of a live 3-node KV cluster', { timeout
       assert.fail(`node ${victim} persisted random bytes with a correct checksum as a snapshot and stopped; ${restart}\n${describe}`);
     }
     await snapshotAttack('snapshot-checksum-mismatch', ({ leader, term, index }) => {
-      const chunk = { type: 'InstallSnapshot', from: leader, to: victim, term, lastIncludedIndex: index, lastIncludedTerm: term, snapshotBytes: whole.length, checksum: (crc32c(whole) ^ 0x5a5a5a5a) >>> 0 } as const;
+      const chunk = { type: 'InstallSnapshot', from: leader, to: victim, term, lastIncludedIndex: index, lastIncludedTerm: term, snapshotBytes: whole.length, checksum: (crc32c(whole) ^ 0x5a5a5a5a) >>> 0, membership: MEMBERSHIP } as const;
       return [
         { ...chunk, offset: 0, data: whole.subarray(0, 1_000), done: false },
         { ...chunk, offset: 1_000, data: whole.subarray(1_000), done: true },
       ];
     });
     await snapshotAttack('snapshot-too-large', ({ leader, term, index }) => [
-      { type: 'InstallSnapshot', from: leader, to: victim, term, lastIncludedIndex: index, lastIncludedTerm: term, snapshotBytes: 8 * 2 ** 30, checksum: 0, offset: 0, data: whole.subarray(0, 1_000), done: false },
+      { type: 'InstallSnapshot', from: leader, to: victim, term, lastIncludedIndex: index, lastIncludedTerm: term, snapshotBytes: 8 * 2 ** 30, checksum: 0, offset: 0, data: whole.subarray(0, 1_000), done: false, membership: MEMBERSHIP },
     ]);
     await snapshotAttack('malformed', ({ leader, term, index }) => [
       // "done", yet 1,000 of 2,000 announced bytes; and a snapshot of index 0.
-      { type: 'InstallSnapshot', from: leader, to: victim, term, lastIncludedIndex: index, lastIncludedTerm: term, snapshotBytes: 2_000, checksum: crc32c(whole), offset: 0, data: whole.subarray(0, 1_000), done: true },
-      { type: 'InstallSnapshot', from: leader, to: victim, term, lastIncludedIndex: 0, lastIncludedTerm: 0, snapshotBytes: 0, checksum: 0, offset: 0, data: new Uint8Array(0), done: true },
+      { type: 'InstallSnapshot', from: leader, to: victim, term, lastIncludedIndex: index, lastIncludedTerm: term, snapshotBytes: 2_000, checksum: crc32c(whole), offset: 0, data: whole.subarray(0, 1_000), done: true, membership: MEMBERSHIP },
+      { type: 'InstallSnapshot', from: leader, to: victim, term, lastIncludedIndex: 0, lastIncludedTerm: 0, snapshotBytes: 0, checksum: 0, offset: 0, data: new Uint8Array(0), done: true, membership: MEMBERSHIP },
     ]);
     const s = cluster.server(victim).status();
     assert.equal(s.stopped, false);

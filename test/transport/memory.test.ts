@@ -13,7 +13,7 @@ test('MemoryTransport delivers asynchronously, copies messages, and honours part
   await Promise.all(ts.map((t, id) => t.start((m) => got[id]!.push(m))));
 
   const data = Uint8Array.of(1, 2, 3);
-  const snap: Message = { type: 'InstallSnapshot', from: 0, to: 1, term: 2, lastIncludedIndex: 5, lastIncludedTerm: 2, snapshotBytes: 3, checksum: 0x1234, offset: 0, data, done: true };
+  const snap: Message = { type: 'InstallSnapshot', from: 0, to: 1, term: 2, lastIncludedIndex: 5, lastIncludedTerm: 2, snapshotBytes: 3, checksum: 0x1234, offset: 0, data, done: true, membership: { voters: [0, 1, 2], outgoing: [], learners: [], addresses: [] } };
   ts[0]!.send(snap);
   ts[0]!.send(rv(0, 2, 1));
   assert.equal(got.flat().length, 0, 'nothing is delivered synchronously');

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { messageSize } from '../../src/codec/codec.js';
+import type { Membership } from '../../src/core/membership.js';
 import type { Message } from '../../src/core/messages.js';
 import { SimNetwork, type SimNetworkOptions, type SimTransport } from '../../src/sim/sim-network.js';
 import { Prng } from '../../src/sim/prng.js';
@@ -13,6 +14,9 @@ interface Arrival {
   readonly at: number;
   readonly m: Message;
 }
+
+/** The configuration InstallSnapshot chunks carry (it only has to encode). */
+const MEMBERSHIP: Membership = { voters: [0, 1, 2], outgoing: [], learners: [], addresses: [] };
 
 const QUIET: Faults = { delayMsMax: 1, lossPerMille: 0, duplicatePerMille: 0, longDelayPerMille: 0 };
 
@@ -33,7 +37,7 @@ function setup(n: number, faults: Partial<Faults> = {}, seed = 1) {
 
 const rv = (from: number, to: number, term: number): Message => ({ type: 'RequestVote', from, to, term, lastLogIndex: 0, lastLogTerm: 0 });
 const snap = (from: number, to: number, term: number, bytes: number): Message => ({
-  type: 'InstallSnapshot', from, to, term, lastIncludedIndex: 9, lastIncludedTerm: 1, snapshotBytes: 2 * bytes, checksum: 7, offset: 0, data: new Uint8Array(bytes), done: false,
+  type: 'InstallSnapshot', from, to, term, lastIncludedIndex: 9, lastIncludedTerm: 1, snapshotBytes: 2 * bytes, checksum: 7, offset: 0, data: new Uint8Array(bytes), done: false, membership: MEMBERSHIP,
 });
 const terms = (arrivals: readonly Arrival[]): number[] => arrivals.map((a) => a.m.term);
 
@@ -51,7 +55,7 @@ const ALL_TYPES: Message[] = [
     type: 'AppendEntriesReply', from: 0, to: 1, term: 5, success: false, prevLogIndex: 6, matchIndex: 0,
     conflictTerm: 2, conflictIndex: 4, lastLogIndex: 6, readContext: 12,
   },
-  { type: 'InstallSnapshot', from: 0, to: 1, term: 6, lastIncludedIndex: 9, lastIncludedTerm: 5, snapshotBytes: 19, checksum: 0xfedcba98, offset: 16, data: Uint8Array.of(9, 8, 7), done: true },
+  { type: 'InstallSnapshot', from: 0, to: 1, term: 6, lastIncludedIndex: 9, lastIncludedTerm: 5, snapshotBytes: 19, checksum: 0xfedcba98, offset: 16, data: Uint8Array.of(9, 8, 7), done: true, membership: MEMBERSHIP },
   { type: 'InstallSnapshotReply', from: 0, to: 1, term: 6, lastIncludedIndex: 9, nextOffset: 19, installed: true },
 ];
 
@@ -133,10 +137,10 @@ test('messages on one link arrive in the order sent, whatever their drawn delays
 
 test('bandwidth: a big message takes size/bytesPerMs longer, and urgent messages pass queued chunks', () => {
   const { s, got, ends } = setup(2, { bytesPerMs: 100_000 });
-  const big = snap(0, 1, 1, 999_985);
+  const big = snap(0, 1, 1, 999_978);
   assert.equal(messageSize(big), 1_000_000);
   ends[0]!.send(big); // 10 ms on the wire
-  ends[0]!.send(snap(0, 1, 2, 999_985)); // waits: the wire is backed up
+  ends[0]!.send(snap(0, 1, 2, 999_978)); // waits: the wire is backed up
   ends[0]!.send(rv(0, 1, 3)); // urgent: written before the queued chunk
   s.runUntil(100);
   assert.deepEqual(terms(got[1]!), [1, 3, 2]);
@@ -286,4 +290,68 @@ test('one seed gives one delivery sequence', () => {
   assert.deepEqual(b.deliveries, a.deliveries);
   assert.deepEqual(b.trace, a.trace);
   assert.notDeepEqual(chaoticRun(8).deliveries, a.deliveries);
+});
+
+test('nodes added at run time (ids unknown at creation, not contiguous) get endpoints and links; faults apply to them', async () => {
+  const { s, net, got, ends } = setup(3);
+  s.runUntil(50);
+  // Membership changes add nodes 3 and 7 long after the network was made.
+  const late = new Map<number, Arrival[]>([[3, []], [7, []]]);
+  const lateEnds = new Map<number, SimTransport>();
+  for (const [id, arrivals] of late) {
+    const end = net.endpoint(id);
+    lateEnds.set(id, end);
+    void end.start((m) => arrivals.push({ at: s.now(), m }));
+  }
+  const clear = (): void => {
+    for (const g of got) g.length = 0;
+    for (const g of late.values()) g.length = 0;
+  };
+  /** Every ordered pair among 0, 1, 3, 7 sends one RequestVote with term 10*from+to; what each receives. */
+  const exchange = (): Record<number, number[]> => {
+    clear();
+    const ids = [0, 1, 3, 7];
+    const endOf = (id: number): SimTransport => (id < 3 ? ends[id]! : lateEnds.get(id)!);
+    for (const from of ids) for (const to of ids) if (from !== to) endOf(from).send(rv(from, to, 10 * from + to));
+    s.runUntil(s.now() + 5);
+    const seen: Record<number, number[]> = {};
+    for (const id of ids) seen[id] = terms(id < 3 ? got[id]! : late.get(id)!).sort((a, b) => a - b);
+    return seen;
+  };
+
+  assert.deepEqual(exchange(), { 0: [10, 30, 70], 1: [1, 31, 71], 3: [3, 13, 73], 7: [7, 17, 37] });
+  assert.equal(net.isLinkUp(7, 3), true);
+
+  // A partition made for the first three nodes: a node it gives no group is alone.
+  net.partition([0, 0, 1]);
+  assert.equal(net.isLinkUp(3, 7), false);
+  assert.equal(net.isLinkUp(0, 3), false);
+  assert.deepEqual(exchange(), { 0: [10], 1: [1], 3: [], 7: [] });
+  // Ids past the old array get groups like any other; holes stay alone.
+  const groups: number[] = [0, 0, 1, 1];
+  groups[7] = 0;
+  net.partition(groups);
+  assert.deepEqual(exchange(), { 0: [10, 70], 1: [1, 71], 3: [], 7: [7, 17] });
+  net.healLinks();
+
+  // Cuts and deafness name new ids like old ones (a deaf node still sends).
+  net.cut(3, 0);
+  net.deafen(7);
+  assert.deepEqual(exchange(), { 0: [10, 70], 1: [1, 31, 71], 3: [3, 13, 73], 7: [] });
+  net.healLinks();
+
+  // A new node restarts like an old one: a fresh endpoint once the old one is closed.
+  assert.throws(() => net.endpoint(3), /already has an open endpoint/);
+  await lateEnds.get(3)!.close();
+  const reborn = net.endpoint(3);
+  lateEnds.set(3, reborn);
+  void reborn.start((m) => late.get(3)!.push({ at: s.now(), m }));
+  assert.deepEqual(exchange(), { 0: [10, 30, 70], 1: [1, 31, 71], 3: [3, 13, 73], 7: [7, 17, 37] });
+
+  const st = net.stats;
+  assert.equal(st.inFlight, 0);
+  const drops = Object.values(st.dropped).reduce((a, b) => a + b, 0);
+  assert.equal(st.sent + st.duplicated, st.delivered + drops);
+  assert.equal(st.dropped.linkDown, 10 + 6 + 4);
+  assert.throws(() => net.endpoint(65_536), /node id/);
 });

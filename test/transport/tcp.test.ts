@@ -78,7 +78,7 @@ function ae(from: NodeId, to: NodeId, leaderCommit: number, commandBytes = 3): A
 }
 
 function chunk(from: NodeId, to: NodeId, offset: number, size: number, done = false): Message {
-  return { type: 'InstallSnapshot', from, to, term: 7, lastIncludedIndex: 90, lastIncludedTerm: 6, snapshotBytes: done ? offset + size : offset + size + 1, checksum: 42, offset, data: bytes(size, offset), done };
+  return { type: 'InstallSnapshot', from, to, term: 7, lastIncludedIndex: 90, lastIncludedTerm: 6, snapshotBytes: done ? offset + size : offset + size + 1, checksum: 42, offset, data: bytes(size, offset), done, membership: { voters: [0, 1, 2], outgoing: [], learners: [], addresses: [] } };
 }
 
 /** One message of every type from `from` to `to`. */
@@ -600,5 +600,159 @@ describe('TcpTransport', () => {
     const lingered = Date.now() - closedAt;
     assert.ok(lingered < 1000, `the process lingered ${lingered} ms after close()`);
     assert.ok(Date.now() - started < 5000);
+  });
+});
+
+describe('TcpTransport.setPeers (membership changes)', () => {
+  /** Sends from `from` until `to` holds a message matching `pred` (bounded: 60 tries, 25 ms apart). */
+  async function sendUntil(from: Node, to: Node, make: (i: number) => Message, pred: (m: Message) => boolean): Promise<void> {
+    for (let i = 1; i <= 60 && !to.got.some(pred); i++) {
+      from.t.send(make(i));
+      await sleep(25);
+    }
+    assert.ok(to.got.some(pred), `not delivered; sender logs:\n${from.logs.join('\n')}\nreceiver logs:\n${to.logs.join('\n')}`);
+  }
+
+  test('a peer added later exchanges messages both ways', { timeout: 8000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pa, pc] = (await freeLoopbackPorts(2)) as [number, number];
+      const a = await startNode({ nodeId: 0, port: pa, peers: [] }, all);
+      const c = await startNode({ nodeId: 3, port: pc, peers: [peer(0, pa)], reconnectMaxMs: 200 }, all);
+      // Not yet a member of A's cluster: A refuses its hello and cannot address it.
+      c.t.send(ae(3, 0, 1));
+      await waitFor(() => a.t.stats.refusedHandshakes === 1, 'the stranger refused');
+      assert.ok(a.logs.some((l) => /node 3 is not a member/.test(l)), a.logs.join('\n'));
+      a.t.send(ae(0, 3, 1));
+      assert.equal(a.t.stats.dropped.noConnection, 1);
+      assert.equal(a.got.length, 0);
+
+      a.t.setPeers([peer(0, pa), peer(3, pc)]); // its own entry is ignored
+      assert.ok(a.logs.includes(`added peer node 3 at ${HOST}:${pc}`), a.logs.join('\n'));
+      await sendUntil(c, a, (i) => ae(3, 0, 100 + i), (m) => m.from === 3);
+      await sendUntil(a, c, (i) => ae(0, 3, 100 + i), (m) => m.from === 0);
+      assert.ok(a.got.every((m) => m.from === 3 && m.to === 0));
+      assert.ok(c.got.every((m) => m.from === 0 && m.to === 3 && (m as AppendEntries).leaderCommit > 100), 'nothing sent before it was added');
+      await waitFor(() => a.t.stats.connections === 2, 'one connection each way');
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('a removed peer loses its connections and queue, its hello is refused and its messages are no longer delivered', { timeout: 8000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pa, pb, pDown] = (await freeLoopbackPorts(3)) as [number, number, number];
+      const a = await startNode({ nodeId: 0, port: pa, peers: [peer(1, pb), peer(2, pDown)] }, all);
+      const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, pa)], reconnectMaxMs: 200 }, all);
+      a.t.send(ae(0, 1, 1));
+      b.t.send(ae(1, 0, 1));
+      await waitFor(() => a.got.length === 1 && b.got.length === 1, 'both directions');
+      await waitFor(() => a.t.stats.connections === 2 && b.t.stats.connections === 2, 'connected both ways');
+      // Node 2 is down: what is sent to it stays queued while A redials.
+      for (let i = 0; i < 3; i++) a.t.send(ae(0, 2, i));
+      assert.equal(a.t.queued(2), 3);
+      const dropped = a.t.stats.dropped.noConnection;
+
+      a.t.setPeers([]);
+      assert.equal(a.t.queued(2), 0, "the removed peer's queue is dropped");
+      assert.equal(a.t.stats.dropped.noConnection, dropped + 3);
+      await waitFor(() => a.t.stats.connections === 0, "A's outbound and B's inbound connection closed");
+      await waitFor(() => b.t.stats.connections === 0, 'B sees both closed');
+
+      // B keeps trying: every hello is refused, nothing is delivered either way.
+      const refused = a.t.stats.refusedHandshakes;
+      for (let i = 2; i <= 12; i++) {
+        b.t.send(ae(1, 0, i));
+        a.t.send(ae(0, 1, i));
+        await sleep(25);
+      }
+      await waitFor(() => a.t.stats.refusedHandshakes > refused, "B's hello refused");
+      assert.ok(a.logs.some((l) => /node 1 is not a member/.test(l)), a.logs.join('\n'));
+      assert.equal(await rawExchange(pa, [frame(encodeHello({ clusterId: CLUSTER, from: 1, to: 0 }))]), 'closed', 'a raw hello as node 1');
+      assert.deepEqual(a.got.map((m) => (m as AppendEntries).leaderCommit), [1]);
+      assert.deepEqual(b.got.map((m) => (m as AppendEntries).leaderCommit), [1]);
+      assert.equal(a.t.stats.dropped.noConnection, dropped + 3 + 11, 'sends to the removed peer are dropped');
+      assert.equal(a.t.stats.connections, 0);
+
+      // Added back, it is a member again.
+      a.t.setPeers([peer(1, pb)]);
+      await sendUntil(b, a, (i) => ae(1, 0, 100 + i), (m) => (m as AppendEntries).leaderCommit > 100);
+      await sendUntil(a, b, (i) => ae(0, 1, 100 + i), (m) => (m as AppendEntries).leaderCommit > 100);
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('an address change reconnects to the new address, keeping the queue; unchanged peers keep their connections', { timeout: 8000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pa, pb1, pb2, pc, pDown] = (await freeLoopbackPorts(5)) as [number, number, number, number, number];
+      const a = await startNode({ nodeId: 0, port: pa, peers: [peer(1, pb1), peer(2, pc)] }, all);
+      const b1 = await startNode({ nodeId: 1, port: pb1, peers: [peer(0, pa)] }, all);
+      const b2 = await startNode({ nodeId: 1, port: pb2, peers: [peer(0, pa)] }, all); // node 1's new home
+      const c = await startNode({ nodeId: 2, port: pc, peers: [peer(0, pa)] }, all);
+      a.t.send(ae(0, 1, 1));
+      a.t.send(ae(0, 2, 1));
+      await waitFor(() => b1.got.length === 1 && c.got.length === 1, 'first deliveries');
+      const attempts = a.t.stats.connectAttempts;
+      assert.equal(attempts, 2);
+
+      // The same list again changes nothing.
+      const logs = a.logs.length;
+      a.t.setPeers([peer(1, pb1), peer(2, pc)]);
+      assert.equal(a.logs.length, logs);
+      assert.equal(a.t.stats.connections, 2);
+
+      a.t.setPeers([peer(2, pc), peer(1, pb2)]);
+      assert.ok(a.logs.includes(`peer node 1 moved from ${HOST}:${pb1} to ${HOST}:${pb2}`), a.logs.join('\n'));
+      await waitFor(() => b1.t.stats.connections === 0, 'the connection to the old address closed');
+      a.t.send(ae(0, 1, 2));
+      a.t.send(ae(0, 2, 2));
+      await waitFor(() => b2.got.length === 1 && c.got.length === 2, 'deliveries after the move');
+      assert.equal(b2.got[0]!.from, 0);
+      assert.equal(b1.got.length, 1, 'nothing more at the old address');
+      assert.equal(a.t.stats.connectAttempts, attempts + 1, 'only the moved peer was redialled');
+      assert.equal(c.t.stats.connections, 1, "node 2's connection was left alone");
+
+      // Frames queued for an unreachable address are kept and go to the new one.
+      a.t.setPeers([peer(1, pDown), peer(2, pc)]);
+      for (let i = 3; i <= 5; i++) a.t.send(ae(0, 1, i));
+      await waitFor(() => a.logs.some((l) => l.includes(`${HOST}:${pDown}`) && l.includes('ECONNREFUSED')), 'a failed dial');
+      assert.equal(a.t.queued(1), 3, 'queued while the address is down');
+      a.t.setPeers([peer(1, pb2), peer(2, pc)]);
+      await waitFor(() => b2.got.length === 4, 'the queued frames at the new address');
+      assert.deepEqual(b2.got.map((m) => (m as AppendEntries).leaderCommit), [2, 3, 4, 5]);
+      assert.equal(a.t.queued(1), 0);
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('setPeers works before start(), rejects a bad list without changing anything and is a no-op after close()', { timeout: 5000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pa, pb] = (await freeLoopbackPorts(2)) as [number, number];
+      const got: Message[] = [];
+      const logs: string[] = [];
+      const t = new TcpTransport({ clusterId: CLUSTER, nodeId: 0, listen: { host: HOST, port: pa }, peers: [], log: (l) => logs.push(l) });
+      all.push({ t, got, logs });
+      t.setPeers([peer(1, pb)]);
+      assert.throws(() => t.setPeers([peer(1, pb), peer(1, pb)]), /duplicate peer id 1/);
+      assert.throws(() => t.setPeers([peer(2, 0)]), /port of peer 2/);
+      assert.throws(() => t.setPeers([{ id: -1, host: HOST, port: pb }]), /peer id/);
+      await t.start((m) => got.push(m));
+      const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, pa)] }, all);
+      t.send(ae(0, 1, 1));
+      b.t.send(ae(1, 0, 1));
+      await waitFor(() => got.length === 1 && b.got.length === 1, 'both directions after the failed calls');
+
+      await t.close();
+      t.setPeers([]);
+      t.setPeers([peer(1, pb), peer(2, pb)]);
+      assert.equal(t.stats.connections, 0);
+    } finally {
+      await closeAll(all);
+    }
   });
 });

@@ -8,11 +8,15 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { crc32c } from '../../src/core/crc32c.js';
 import { DEFAULT_TIMING, type RaftConfig } from '../../src/core/config.js';
+import type { Membership } from '../../src/core/membership.js';
 import type { Entry, Message, NodeId } from '../../src/core/messages.js';
 import { RaftCore } from '../../src/core/raft.js';
 import { TERM_MAX } from '../../src/core/validate.js';
 import { Prng } from '../../src/sim/prng.js';
 import { ae, aer, bytes, DrivenCore, ET_MAX, FIXED, range, rv } from './core-fixtures.js';
+
+/** The configuration of the default 3-node cluster, carried by snapshot chunks. */
+const MEMBERSHIP: Membership = { voters: [0, 1, 2], outgoing: [], learners: [], addresses: [] };
 
 function config(id: NodeId, n = 3): RaftConfig {
   return { id, peers: range(n), ...DEFAULT_TIMING, random: FIXED, preVote: false };
@@ -37,6 +41,7 @@ function snapshotChunk(from: NodeId, term: number, whole: Uint8Array, offset: nu
   return {
     type: 'InstallSnapshot', from, to: 1, term, lastIncludedIndex: index, lastIncludedTerm: 1,
     snapshotBytes: whole.length, checksum: crc32c(whole), offset, data: whole.slice(offset, end), done: end === whole.length,
+    membership: MEMBERSHIP,
   };
 }
 
@@ -86,7 +91,7 @@ describe('snapshot transfers have an identity and are checked before they are pe
     const follower = new DrivenCore({ config: { ...config(1), snapshotBytesMax: 4096 } });
     const huge: Message = {
       type: 'InstallSnapshot', from: 0, to: 1, term: 1, lastIncludedIndex: 5, lastIncludedTerm: 1,
-      snapshotBytes: 8 * 1024 ** 3, checksum: 0, offset: 0, data: new Uint8Array(1000), done: false,
+      snapshotBytes: 8 * 1024 ** 3, checksum: 0, offset: 0, data: new Uint8Array(1000), done: false, membership: MEMBERSHIP,
     };
     follower.step(huge);
     assert.equal(follower.core.droppedMessages().get('snapshot-too-large'), 1);
@@ -219,7 +224,7 @@ describe('impossible peer messages are dropped and counted (hardening)', () => {
   test('an unfinished snapshot transfer whose sender went silent is released after two election timeouts', () => {
     const follower = new DrivenCore({ config: config(1) });
     const chunk = (offset: number): Message => ({
-      type: 'InstallSnapshot', from: 0, to: 1, term: 1, lastIncludedIndex: 5, lastIncludedTerm: 1, snapshotBytes: 10_000, checksum: 0, offset, data: new Uint8Array(1000), done: false,
+      type: 'InstallSnapshot', from: 0, to: 1, term: 1, lastIncludedIndex: 5, lastIncludedTerm: 1, snapshotBytes: 10_000, checksum: 0, offset, data: new Uint8Array(1000), done: false, membership: MEMBERSHIP,
     });
     const lastReply = (): number => {
       const replies = follower.sent.filter((m) => m.type === 'InstallSnapshotReply');
@@ -284,7 +289,7 @@ describe('impossible peer messages are dropped and counted (hardening)', () => {
                 : type === 'AppendEntriesReply'
                   ? { type, ...base, success: prng.chance(1, 2), prevLogIndex, matchIndex: int(12), conflictTerm: int(8), conflictIndex: int(10), lastLogIndex: int(10), readContext: int(5) }
                   : type === 'InstallSnapshot'
-                    ? { type, ...base, lastIncludedIndex: 1 + prng.nextInt(10), lastIncludedTerm: int(8), snapshotBytes: int(30), checksum: prng.chance(1, 2) ? crc32c(bytes('snap')) : prng.nextInt(2 ** 32), offset: prng.chance(1, 2) ? 0 : int(20), data: bytes('snap'), done: prng.chance(1, 2) }
+                    ? { type, ...base, lastIncludedIndex: 1 + prng.nextInt(10), lastIncludedTerm: int(8), snapshotBytes: int(30), checksum: prng.chance(1, 2) ? crc32c(bytes('snap')) : prng.nextInt(2 ** 32), offset: prng.chance(1, 2) ? 0 : int(20), data: bytes('snap'), done: prng.chance(1, 2), membership: { voters: range(n), outgoing: [], learners: [], addresses: [] } }
                     : { type, ...base, lastIncludedIndex: int(10), nextOffset: int(20), installed: prng.chance(1, 2) };
         try {
           if (message.from !== self) node.step(message);

@@ -24,6 +24,7 @@ import {
   type PersistentState,
   type Term,
 } from '../../src/core/messages.js';
+import type { Membership } from '../../src/core/membership.js';
 import { RaftCore } from '../../src/core/raft.js';
 import type { Ready } from '../../src/core/ready.js';
 
@@ -73,6 +74,11 @@ function only<T>(items: readonly T[]): T {
   return items[0]!;
 }
 
+/** The configuration of the 3-node clusters these tests use. */
+const THREE_VOTERS: Membership = { voters: [0, 1, 2], outgoing: [], learners: [], addresses: [] };
+/** The configuration of a single-node cluster (node 0), as its own snapshots record it. */
+const ONE_VOTER: Membership = { voters: [0], outgoing: [], learners: [], addresses: [] };
+
 function installSnapshot(
   from: NodeId,
   to: NodeId,
@@ -83,10 +89,11 @@ function installSnapshot(
   offset = 0,
   done = true,
   whole?: Uint8Array,
+  membership: Membership = THREE_VOTERS,
 ): InstallSnapshot {
   // Without the whole snapshot, a chunk announces a total that fits it and its own checksum.
   const snapshotBytes = whole?.length ?? (done ? offset + data.length : offset + data.length + 1);
-  return { type: 'InstallSnapshot', from, to, term, lastIncludedIndex, lastIncludedTerm, snapshotBytes, checksum: crc32c(whole ?? data), offset, data, done };
+  return { type: 'InstallSnapshot', from, to, term, lastIncludedIndex, lastIncludedTerm, snapshotBytes, checksum: crc32c(whole ?? data), offset, data, done, membership };
 }
 
 function makeConfig(id: NodeId, n: number, chunkBytes: number | undefined): RaftConfig {
@@ -455,7 +462,7 @@ describe('snapshot(index, data): log compaction (§7)', () => {
     assert.equal(node.core.hasReady(), true, 'the snapshot must be persisted');
 
     const ready = node.process()!;
-    assert.deepEqual(ready.snapshotWrite, { index: 6, term: 1, data });
+    assert.deepEqual(ready.snapshotWrite, { index: 6, term: 1, data, membership: ONE_VOTER });
     assert.equal(ready.logWrite, null);
     assert.equal(ready.snapshotToApply, null, 'the application made this snapshot itself');
     assert.deepEqual(ready.committed, []);
@@ -475,10 +482,10 @@ describe('snapshot(index, data): log compaction (§7)', () => {
     assert.equal(node.core.status().appliedIndex, 6);
 
     node.core.snapshot(4, bytes('s4'));
-    assert.deepEqual(node.process()?.snapshotWrite, { index: 4, term: 2, data: bytes('s4') });
+    assert.deepEqual(node.process()?.snapshotWrite, { index: 4, term: 2, data: bytes('s4'), membership: ONE_VOTER });
     node.core.snapshot(5, bytes('s5'));
-    assert.deepEqual(node.process()?.snapshotWrite, { index: 5, term: 3, data: bytes('s5') });
-    assert.deepEqual(node.disk.snapshot, { index: 5, term: 3, data: bytes('s5') });
+    assert.deepEqual(node.process()?.snapshotWrite, { index: 5, term: 3, data: bytes('s5'), membership: ONE_VOTER });
+    assert.deepEqual(node.disk.snapshot, { index: 5, term: 3, data: bytes('s5'), membership: ONE_VOTER });
     assert.deepEqual(node.disk.entries.map((e) => [e.index, e.term]), [[6, 4]]);
     assert.equal(node.core.status().lastTerm, 4);
   });
@@ -564,7 +571,7 @@ describe('InstallSnapshot: a follower behind the leader’s compacted log catche
     assert.equal(status.appliedIndex, 25);
     assert.equal(f.core.entryAt(20), undefined);
     assert.equal(decoder.decode(f.core.entryAt(21)!.command), 'c21');
-    assert.deepEqual(f.disk.snapshot, { index: 20, term: 1, data });
+    assert.deepEqual(f.disk.snapshot, { index: 20, term: 1, data, membership: THREE_VOTERS });
     assert.deepEqual(f.disk.entries.map((e) => e.index), [21, 22, 23, 24, 25]);
 
     const pr = c.core(0).status().progress.get(2)!;
@@ -733,7 +740,7 @@ describe('InstallSnapshot chunking', () => {
     const installed = f.sm.events.filter((e) => e.kind === 'snapshot');
     assert.deepEqual(labels(f.sm), [1, 2, 3, 'S20', 'S30']);
     assert.deepEqual(installed[0]!.kind === 'snapshot' ? installed[0]!.data : null, s1, 'S1 arrived whole, across the compaction');
-    assert.deepEqual(f.disk.snapshot, { index: 30, term: 1, data: s2 });
+    assert.deepEqual(f.disk.snapshot, { index: 30, term: 1, data: s2, membership: THREE_VOTERS });
     const status = f.core.status();
     assert.equal(status.snapshotIndex, 30);
     assert.equal(status.firstIndex, 31);
@@ -818,8 +825,8 @@ describe('InstallSnapshot: the follower’s log (§7, Figure 13 steps 6–7)', (
     const f = new Node(1, 3, undefined, restored(2, log(1, 1, 1, 2, 2, 2, 2, 2)));
     const data = bytes('s5');
     const ready = f.feed(installSnapshot(0, 1, 2, 5, 2, data));
-    assert.deepEqual(ready.snapshotWrite, { index: 5, term: 2, data });
-    assert.deepEqual(ready.snapshotToApply, { index: 5, term: 2, data });
+    assert.deepEqual(ready.snapshotWrite, { index: 5, term: 2, data, membership: THREE_VOTERS });
+    assert.deepEqual(ready.snapshotToApply, { index: 5, term: 2, data, membership: THREE_VOTERS });
     assert.equal(ready.logWrite, null, 'the kept entries were already durable');
     assert.deepEqual(ready.committed, []);
     const reply = only(ready.messages.filter(isSnapReply));
@@ -857,7 +864,7 @@ describe('InstallSnapshot: the follower’s log (§7, Figure 13 steps 6–7)', (
     const data = bytes('s5@3');
     const ready = f.feed(installSnapshot(0, 1, 3, 5, 3, data));
     assert.deepEqual(ready.hardState, { term: 3, votedFor: NO_VOTE });
-    assert.deepEqual(ready.snapshotWrite, { index: 5, term: 3, data });
+    assert.deepEqual(ready.snapshotWrite, { index: 5, term: 3, data, membership: THREE_VOTERS });
     assert.deepEqual(ready.logWrite, { fromIndex: 6, entries: [] }, 'the durable entries after the snapshot are dropped too');
     assert.equal(only(ready.messages.filter(isSnapReply)).installed, true);
 
@@ -879,7 +886,7 @@ describe('InstallSnapshot: the follower’s log (§7, Figure 13 steps 6–7)', (
   test('a log shorter than the snapshot is replaced by it', () => {
     const f = new Node(1, 3, undefined, restored(1, log(1, 1, 1)));
     const ready = f.feed(installSnapshot(0, 1, 1, 10, 1, bytes('s10')));
-    assert.deepEqual(ready.snapshotWrite, { index: 10, term: 1, data: bytes('s10') });
+    assert.deepEqual(ready.snapshotWrite, { index: 10, term: 1, data: bytes('s10'), membership: THREE_VOTERS });
     const status = f.core.status();
     assert.equal(status.snapshotIndex, 10);
     assert.equal(status.firstIndex, 11);
