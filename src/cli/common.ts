@@ -6,6 +6,15 @@
  * `tsraft: error: ...` and exits with EXIT.usage (2). No parser ever lets a stack trace through.
  */
 
+import {
+  formatMemberAddress,
+  MemberAddressError,
+  parseHostPort as parseHostPortStrict,
+  parseHttpUrl as parseHttpUrlStrict,
+  parsePort as parsePortStrict,
+  type HostPort,
+} from '../kv/member-address.js';
+
 /** Process exit codes of every tsraft command. */
 export const EXIT = {
   ok: 0,
@@ -38,10 +47,7 @@ export class CliError extends Error {
   }
 }
 
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
-}
+export type { HostPort };
 
 export interface PeerSpec {
   readonly id: number;
@@ -53,67 +59,32 @@ export interface PeerSpec {
 /** The peer-list syntax, for help texts and error messages. */
 export const PEERS_SYNTAX = 'ID=HOST:PORT/HTTP-URL,... (e.g. 0=127.0.0.1:7000/http://127.0.0.1:8000,1=127.0.0.1:7001/http://127.0.0.1:8001)';
 
-const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
-
-function validHost(host: string): boolean {
-  const v4 = IPV4.exec(host);
-  if (v4 !== null) return v4.slice(1).every((part) => Number(part) <= 255);
-  if (/^\d+(\.\d+)*$/.test(host)) return false; // looks numeric but is not a valid IPv4 address
-  return HOSTNAME.test(host);
+/**
+ * Runs one of the member-address parsers (kv/member-address.ts, shared with the KV server so that
+ * what the CLI accepts is what a node accepts) and turns its error into a UsageError.
+ */
+function usage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    if (error instanceof MemberAddressError) throw new UsageError(error.message);
+    throw error;
+  }
 }
 
 /** A TCP port: an integer 1..65535 (0 too when `allowZero`, meaning "any free port"). */
 export function parsePort(text: string, what: string, allowZero = false): number {
-  const trimmed = text.trim();
-  if (!/^\d+$/.test(trimmed)) throw new UsageError(`${what}: port must be a number, got ${JSON.stringify(text)}`);
-  const port = Number(trimmed);
-  const min = allowZero ? 0 : 1;
-  if (port < min || port > 65535) throw new UsageError(`${what}: port ${trimmed} is out of range (${min}..65535)`);
-  return port;
+  return usage(() => parsePortStrict(text, what, allowZero));
 }
 
 /** `host:port` (IPv4 address or hostname; `[v6]:port` for IPv6). */
 export function parseHostPort(text: string, what: string, allowZeroPort = false): HostPort {
-  const trimmed = text.trim();
-  let host: string;
-  let portText: string;
-  const v6 = /^\[([0-9A-Fa-f:.]+)\]:(.*)$/.exec(trimmed);
-  if (v6 !== null) {
-    host = v6[1]!;
-    portText = v6[2]!;
-  } else {
-    const colon = trimmed.lastIndexOf(':');
-    if (colon <= 0) throw new UsageError(`${what}: expected HOST:PORT, got ${JSON.stringify(text)}`);
-    host = trimmed.slice(0, colon);
-    portText = trimmed.slice(colon + 1);
-    if (!validHost(host)) throw new UsageError(`${what}: invalid host ${JSON.stringify(host)} in ${JSON.stringify(text)}`);
-  }
-  return { host, port: parsePort(portText, `${what} (${JSON.stringify(text)})`, allowZeroPort) };
+  return usage(() => parseHostPortStrict(text, what, allowZeroPort));
 }
 
 /** An http:// base URL with host and port, returned without a trailing slash. */
 export function parseHttpUrl(text: string, what: string): string {
-  const port = /^http:\/\/(?:\[[^\]]*\]|[^/:]*):(\d+)\/?$/i.exec(text.trim());
-  if (port !== null) parsePort(port[1]!, `${what} (${JSON.stringify(text)})`);
-  let url: URL;
-  try {
-    url = new URL(text.trim());
-  } catch {
-    throw new UsageError(`${what}: invalid URL ${JSON.stringify(text)} (expected e.g. http://127.0.0.1:8000)`);
-  }
-  if (url.protocol !== 'http:') throw new UsageError(`${what}: only http:// URLs are supported, got ${JSON.stringify(text)}`);
-  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
-    throw new UsageError(`${what}: URL must be a plain base URL like http://127.0.0.1:8000, got ${JSON.stringify(text)}`);
-  }
-  if (url.pathname !== '/' && url.pathname !== '') {
-    throw new UsageError(`${what}: URL must have no path (got ${JSON.stringify(url.pathname)} in ${JSON.stringify(text)})`);
-  }
-  // new URL() drops a default port (80) and rejects ports > 65535; insist on an explicit, valid one.
-  const explicitPort = /^http:\/\/(?:\[[^\]]*\]|[^/:]*):(\d+)\/?$/i.exec(text.trim());
-  if (explicitPort === null) throw new UsageError(`${what}: URL needs an explicit port, e.g. http://127.0.0.1:8000, got ${JSON.stringify(text)}`);
-  parsePort(explicitPort[1]!, `${what} (${JSON.stringify(text)})`);
-  return `http://${url.host}`;
+  return usage(() => parseHttpUrlStrict(text, what));
 }
 
 /** A comma-separated list of HTTP base URLs. */
@@ -202,8 +173,7 @@ export function parsePeers(text: string, what = '--peers'): PeerSpec[] {
 /** Formats a peer list in the syntax parsePeers reads. */
 export function formatPeers(peers: readonly PeerSpec[]): string {
   // An IPv6 host goes in brackets, or its colons would be read as the port's.
-  const host = (h: string): string => (h.includes(':') ? `[${h}]` : h);
-  return peers.map((p) => `${p.id}=${host(p.raftHost)}:${p.raftPort}/${p.httpUrl}`).join(',');
+  return peers.map((p) => `${p.id}=${formatMemberAddress(p)}`).join(',');
 }
 
 /** The endpoints of the default local cluster (`tsraft start` with default options). */

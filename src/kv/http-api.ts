@@ -17,7 +17,20 @@
  *                                               (leaderId == previousLeaderId when <id> already leads); on a
  *                                               follower 307 to the leader like a write; writes meanwhile 503
  *                                               leader-transfer (not proposed: retry)
- *     GET    /v1/status                        this node's Raft and KV status
+ *     GET    /v1/status                        this node's Raft and KV status (with `membership`: the voters,
+ *                                               outgoing voters, learners and index of its configuration)
+ *     GET    /v1/members                       the configuration in effect on this node (any node, its own view):
+ *                                               200 {"leader","membershipIndex","committed","joint",
+ *                                               "voters":[{"id","raft","http"}],"outgoing":[...],"learners":[...]}
+ *                                               (raft/http null when no address is known; on the leader each
+ *                                               member also has "match")
+ *     POST   /v1/members                       body {"id","raft":"HOST:PORT","http":"http://HOST:PORT","role"}
+ *                                               ("learner", the default, or "voter"): add a member
+ *     POST   /v1/members/{id}/promote          make learner {id} a voter (once it has caught up)
+ *     DELETE /v1/members/{id}                  remove member {id} (a voter, the leader included, or a learner)
+ *                                               The three changes are the leader's: a follower redirects (307)
+ *                                               like a write, before reading the body. 200 once the change is
+ *                                               complete: the GET body plus "index" (the entry that completed it)
  *     GET    /healthz                          liveness: 200 {"ok":true} while the process answers and Raft
  *                                               runs, even without a leader (503 once the node stopped)
  *     GET    /readyz                           readiness: 200 {"ok":true,"leaderId","isLeader"} when this node
@@ -49,6 +62,13 @@
  *     504 timeout         the proposal or read did not complete in requestTimeoutMs (a write may still apply)
  *     504 transfer-timeout  POST /v1/leader/transfer: no new leader was heard of in time; the transfer was
  *                         abandoned and proposals resumed on the old leader (the body says who leads now)
+ *     400 invalid-membership-change  /v1/members: a bad body, id or address, an id already a member, an
+ *                         address another member has, an unknown member to promote or remove, a change
+ *                         that would leave no voters (nothing was proposed)
+ *     409 membership-change-pending  another membership change is under way (Retry-After: 1)
+ *     409 learner-behind  the learner to promote has not caught up yet (Retry-After: 1)
+ *     503 outcome-unknown, 504 outcome-unknown  for a membership change too: it may still complete
+ *                         (GET /v1/members says whether it did)
  *     409 no-transfer-target  POST /v1/leader/transfer on a single-member cluster
  *     409 transfer-target-unavailable  the target has not answered within an election timeout
  *                         (down, paused, cut off): leadership stays, proposals were never refused
@@ -85,18 +105,21 @@
  * tsraft_http_rejected_total{reason}, ...).
  *
  * This module turns requests into calls on a KvApiBackend and their outcomes into responses: it
- * routes here (handle, route) to the /v1/kv/{key} routes in http-kv-routes.ts and the cluster
- * routes (/healthz, /readyz, /v1/status, /metrics, /v1/leader/transfer) in http-cluster-routes.ts,
- * which answer a RaftNode's refusals alike through http-raft-errors.ts. The server and its
+ * routes here (handle, route) to the /v1/kv/{key} routes in http-kv-routes.ts, the cluster
+ * routes (/healthz, /readyz, /v1/status, /metrics, /v1/leader/transfer) in http-cluster-routes.ts
+ * and the membership routes (/v1/members) in http-member-routes.ts, which answer a RaftNode's
+ * refusals alike through http-raft-errors.ts. The server and its
  * resource bounds are set up in http-server.ts; the byte-level decoding and encoding is in http-io.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { KvServerStatus } from './api-types.js';
+import type { MembershipStep } from '../core/membership.js';
+import type { KvServerStatus, MembersView } from './api-types.js';
 import type { KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
 import { ClusterRoutes, TRANSFER_PATH } from './http-cluster-routes.js';
 import { discardUnreadBody, expectsContinue, HttpError, type HttpStats, sendError } from './http-io.js';
 import { KV_PREFIX, KvRoutes } from './http-kv-routes.js';
+import { MEMBERS_PATH, MemberRoutes } from './http-member-routes.js';
 import type { HttpLimits } from './http-limits.js';
 import { type KvHttpServer, startBoundedHttpServer } from './http-server.js';
 
@@ -130,8 +153,8 @@ export interface KvApiBackend {
   leadership?(): { isLeader: boolean; leaderId: number | undefined };
   /** This member's id (for /readyz and leadership transfers). */
   readonly nodeId?: number;
-  /** Every member's id, this one included: a transfer's `to` must be another one of them. */
-  readonly memberIds?: readonly number[];
+  /** The voters' ids now, this one included if it votes: a transfer's `to` must be another one of them. */
+  voterIds?(): readonly number[];
   /**
    * Hands leadership to `to` (default: the most up-to-date follower) and resolves once the new
    * leader is known; resolves at once with this node when `to` is this node and it leads. Rejects
@@ -139,6 +162,15 @@ export interface KvApiBackend {
    * NodeStoppedError. Without it, POST /v1/leader/transfer answers 501.
    */
   transferLeadership?(to: number | undefined): Promise<{ leaderId: number; previousLeaderId: number; term: number }>;
+  /** The configuration in effect on this node (GET /v1/members). Without it, /v1/members answers 501. */
+  members?(): MembersView;
+  /**
+   * Makes one membership change on this leader; resolves once it is complete with the index of the
+   * entry that completed it. Rejects with RaftNode.changeMembership's errors (NotLeaderError,
+   * MembershipChangeError, LeadershipTransferError, OutcomeUnknownError, ProposalTimeoutError,
+   * NodeStoppedError). Without it, the changes answer 501.
+   */
+  changeMembership?(step: MembershipStep): Promise<{ index: number }>;
   /** True once KvServer.stop() closes the listener: every request then answers 503 stopped. */
   isStopping(): boolean;
   /** True once the RaftNode stopped (e.g. on a fatal error), for /healthz. */
@@ -169,6 +201,7 @@ export async function startHttpApi(
 class KvHttpApi {
   private readonly cluster: ClusterRoutes;
   private readonly kv: KvRoutes;
+  private readonly members: MemberRoutes;
 
   constructor(
     private readonly backend: KvApiBackend,
@@ -176,6 +209,7 @@ class KvHttpApi {
   ) {
     this.cluster = new ClusterRoutes(backend, stats);
     this.kv = new KvRoutes(backend, stats);
+    this.members = new MemberRoutes(backend, stats);
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -213,6 +247,10 @@ class KvHttpApi {
     if (rawPath === TRANSFER_PATH) {
       if (method !== 'POST') throw new HttpError(405, 'method-not-allowed', `${method} is not allowed on ${rawPath}; use POST`, { Allow: 'POST' });
       await this.cluster.serveTransfer(res, rawPath, rawQuery);
+      return;
+    }
+    if (rawPath === MEMBERS_PATH || rawPath.startsWith(`${MEMBERS_PATH}/`)) {
+      await this.members.serve(req, res, method, rawPath, rawQuery);
       return;
     }
     if (rawPath === '/v1/kv' || rawPath.startsWith(KV_PREFIX)) {

@@ -53,9 +53,9 @@ export class ClusterRoutes {
   }
 
   /**
-   * POST /v1/leader/transfer[?to=<id>]. The target is checked first (on any node: membership is
-   * fixed), then a follower redirects like a write, before any body is read; the leader hands over
-   * and answers once it hears of the new leader.
+   * POST /v1/leader/transfer[?to=<id>]. The target is checked first, against the voters this node
+   * knows of, then a follower redirects like a write, before any body is read; the leader hands
+   * over and answers once it hears of the new leader (or refuses a target that is no voter for it).
    */
   async serveTransfer(res: ServerResponse, rawPath: string, rawQuery: string): Promise<void> {
     if (this.backend.isNodeStopped()) {
@@ -65,7 +65,8 @@ export class ClusterRoutes {
     for (const name of params.keys()) {
       if (name !== 'to') throw new HttpError(400, 'unknown-parameter', `unknown query parameter "${name}" for POST ${TRANSFER_PATH}; it takes ?to=<member id>`);
     }
-    const members = this.backend.memberIds;
+    // The voters: a learner cannot lead, so the members a transfer may name are the voters.
+    const members = this.backend.voterIds?.();
     const self = this.backend.nodeId;
     const others = members?.filter((id) => id !== self);
     const naming = members === undefined ? '' : ` (the members are ${members.join(', ')}${self === undefined ? '' : `; this is node ${self}`})`;

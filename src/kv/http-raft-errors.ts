@@ -1,12 +1,14 @@
 /**
  * How the HTTP API answers a RaftNode's refusals (the 307 / 503 / 504 rows of the error table in
- * http-api.ts), shared by the /v1/kv routes (http-kv-routes.ts) and the leadership transfer
- * (http-cluster-routes.ts), so that a follower, a busy or a stopping leader answers the same on both.
+ * http-api.ts), shared by the /v1/kv routes (http-kv-routes.ts), the leadership transfer
+ * (http-cluster-routes.ts) and the membership changes (http-member-routes.ts), so that a follower,
+ * a busy or a stopping leader answers the same on all of them.
  */
 import type { ServerResponse } from 'node:http';
 import {
   BusyError,
   LeadershipTransferError,
+  MembershipChangeError,
   NodeStoppedError,
   NotLeaderError,
   OutcomeUnknownError,
@@ -55,11 +57,35 @@ export function answerRaftError(backend: Pick<KvApiBackend, 'leaderUrl'>, res: S
   }
 }
 
+/** What a client should do with a membership change whose outcome is unknown. */
+const MEMBERSHIP_ADVICE = 'the change may still complete: GET /v1/members shows whether it did, before it is retried';
+
 /**
- * On a follower, answers a request only the leader can serve (a write, a leadership transfer) with
- * its redirect (or 503 no-leader) before its body is read, and returns true. The proposal would be
- * refused anyway; reading the body first would let clients make a follower buffer bodies it has no
- * use for. Without `backend.leadership` it returns false, and the RaftNode's NotLeaderError answers.
+ * Answers a refused membership change: MembershipChangeError (400 invalid-membership-change;
+ * 409 membership-change-pending or learner-behind, both with Retry-After: 1; nothing was
+ * proposed), a change that may still complete (503 / 504 outcome-unknown, with advice to look
+ * before retrying, as no session makes a change exactly-once), and the rest like any proposal.
+ */
+export function answerMembershipError(backend: Pick<KvApiBackend, 'leaderUrl'>, res: ServerResponse, request: RequestTarget, error: unknown): void {
+  if (error instanceof MembershipChangeError) {
+    if (error.code === 'TSRAFT_MEMBERSHIP_PENDING') sendError(res, 409, 'membership-change-pending', error.message, {}, { 'Retry-After': '1' });
+    else if (error.code === 'TSRAFT_LEARNER_BEHIND') sendError(res, 409, 'learner-behind', error.message, {}, { 'Retry-After': '1' });
+    else sendError(res, 400, 'invalid-membership-change', error.message);
+  } else if (error instanceof OutcomeUnknownError) {
+    sendError(res, 503, 'outcome-unknown', `${error.message}; ${MEMBERSHIP_ADVICE}`, error.leaderId === undefined ? {} : { leaderId: error.leaderId }, { 'Retry-After': '1' });
+  } else if (error instanceof ProposalTimeoutError) {
+    sendError(res, 504, 'outcome-unknown', `the membership change did not complete in time (${error.message}); ${MEMBERSHIP_ADVICE}`);
+  } else {
+    answerRaftError(backend, res, request, error);
+  }
+}
+
+/**
+ * On a follower, answers a request only the leader can serve (a write, a leadership transfer, a
+ * membership change) with its redirect (or 503 no-leader) before its body is read, and returns
+ * true. The proposal would be refused anyway; reading the body first would let clients make a
+ * follower buffer bodies it has no use for. Without `backend.leadership` it returns false, and the
+ * RaftNode's NotLeaderError answers.
  */
 export function answeredNotLeader(backend: Pick<KvApiBackend, 'leadership' | 'leaderUrl'>, res: ServerResponse, request: RequestTarget): boolean {
   const leadership = backend.leadership?.();

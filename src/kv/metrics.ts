@@ -13,7 +13,7 @@ import type { NodeStatus } from '../runtime/node.js';
 import type { FileStorage } from '../storage/file-storage.js';
 import type { Storage } from '../storage/storage.js';
 import { FRAME_HEADER_BYTES, type TcpTransport } from '../transport/tcp.js';
-import type { Transport } from '../transport/transport.js';
+import type { PeerAddress, Transport } from '../transport/transport.js';
 import type { KvStats } from './state-machine.js';
 
 /** Upper bounds (seconds) of the proposal latency buckets: commit plus apply, 0.5 ms to 10 s. */
@@ -104,6 +104,11 @@ export class CountingTransport implements Transport {
     this.inner.send(message);
   }
 
+  /** Replaces the TCP transport's peers (membership changes; see Transport.setPeers). */
+  setPeers(peers: readonly PeerAddress[]): void {
+    this.inner.setPeers(peers);
+  }
+
   close(): Promise<void> {
     return this.inner.close();
   }
@@ -139,6 +144,13 @@ export class KvMetrics {
   private readonly responses = new Map<number, number>();
   /** Leadership transfers this node started as leader (POST /v1/leader/transfer, stop()), by outcome. */
   private readonly transfers = { moved: 0, timeout: 0, failed: 0 };
+  /** Times the configuration in effect on this node changed since it started. */
+  private membershipChanges = 0;
+
+  /** Counts one change of the configuration in effect on this node (RaftNode's onMembershipChange, after the first). */
+  countMembershipChange(): void {
+    this.membershipChanges++;
+  }
 
   /** Counts one leadership transfer this node started: a new leader was heard of, none in time, or another failure. */
   countTransfer(outcome: 'moved' | 'timeout' | 'failed'): void {
@@ -172,6 +184,14 @@ export class KvMetrics {
       '# HELP tsraft_leader_transfers_total Leadership transfers this node started as leader (POST /v1/leader/transfer, or stopping), by outcome: moved (a new leader was heard of), timeout (none in time; proposals resumed), failed.\n' +
       '# TYPE tsraft_leader_transfers_total counter\n';
     for (const [outcome, count] of Object.entries(this.transfers)) out += `tsraft_leader_transfers_total{outcome="${outcome}"} ${count}\n`;
+    out += metric(
+      'tsraft_membership_changes_total',
+      'counter',
+      'Times the configuration in effect on this node changed since it started (a change of voters passes through a joint configuration, so counts twice; an uncommitted one a new leader replaced counts too).',
+      this.membershipChanges,
+    );
+    out += metric('tsraft_voters', 'gauge', 'Voters of the configuration in effect on this node (the incoming ones during a joint change).', s.membership.voters.length);
+    out += metric('tsraft_learners', 'gauge', 'Learners of the configuration in effect on this node.', s.membership.learners.length);
     out += '# HELP tsraft_peer_messages_dropped_total Peer messages dropped because they cannot be true, by reason (docs/THREAT-MODEL.md).\n# TYPE tsraft_peer_messages_dropped_total counter\n';
     for (const [reason, count] of Object.entries(s.droppedMessages)) out += `tsraft_peer_messages_dropped_total{reason="${reason}"} ${count}\n`;
     out += metric('tsraft_applied_index', 'gauge', 'Highest log index applied to the KV state machine.', sources.appliedIndex);

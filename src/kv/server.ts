@@ -16,25 +16,38 @@
  * given as `options.http`.
  *
  * Cluster identity (storage/cluster-identity.ts): before storage is opened, `dataDir` is checked
- * against the cluster id, this member's id and the member ids (recorded on the first start); a
- * mismatch or a damaged identity file rejects start() with ClusterIdentityError, changing nothing.
+ * against the cluster id, this member's id and the starting configuration's voter and learner ids
+ * (recorded on the first start); a mismatch or a damaged identity file rejects start() with
+ * ClusterIdentityError, changing nothing. Without `peers`, the starting configuration is read
+ * from the identity instead (a restart: see KvServerOptions.peers).
+ *
+ * Membership (RaftNode.changeMembership; the HTTP API's /v1/members, http-member-routes.ts): the
+ * starting configuration only seeds Raft; once the log holds a configuration, that one counts.
+ * Whenever the configuration in effect changes, the TCP transport's peers become every member any
+ * configuration this node knows names (not just the latest voters: a node catching up from an old
+ * log must keep hearing the current leader), and so does the id → HTTP URL map behind redirects.
+ * Member addresses travel in the configurations as `HOST:PORT/HTTP-URL` (member-address.ts).
  *
  * Snapshots (replica.ts): once `maxRaftStateBytes` of log was applied since the last snapshot.
  * On restart the RaftNode restores the state machine from its latest snapshot and replays the log
  * after it.
  */
 import type { Server } from 'node:http';
+import { addressOf, describeMembership, type Membership, type MembershipStep } from '../core/membership.js';
+import type { NodeId } from '../core/messages.js';
 import { ConfigError, RaftError } from '../runtime/errors.js';
 import { RaftNode, type RaftNodeTiming } from '../runtime/node.js';
-import { ensureClusterIdentity } from '../storage/cluster-identity.js';
+import { ensureClusterIdentity, readClusterIdentity, type ClusterMember } from '../storage/cluster-identity.js';
 import { FileStorage } from '../storage/file-storage.js';
 import type { Storage } from '../storage/storage.js';
 import { TcpTransport } from '../transport/tcp.js';
-import type { KvServerStatus } from './api-types.js';
+import type { PeerAddress } from '../transport/transport.js';
+import type { KvServerStatus, MembersView, MemberView } from './api-types.js';
 import type { KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
 import { startHttpApi, validateHttpLimits, type HttpLimits } from './http-api.js';
 import type { HttpStats } from './http-io.js';
+import { formatHostPort, formatMemberAddress, MemberAddressError, parseMemberAddress } from './member-address.js';
 import { CountingTransport, KvMetrics, TimedStorage } from './metrics.js';
 import { KvReplica } from './replica.js';
 
@@ -66,15 +79,33 @@ export interface KvPeer {
 /** How to start a KvServer; checked by KvServer.start (ConfigError lists every problem). */
 export interface KvServerOptions {
   readonly id: number;
-  /** Every member, this one included. */
-  readonly peers: readonly KvPeer[];
+  /**
+   * The voters of the configuration this member starts with (this one included, unless it is in
+   * `learners`): every member of a new cluster or, for a member joining a running cluster, that
+   * cluster's voters. Recorded in `dataDir` on the first start (cluster-identity.json) and
+   * compared on every later one, so a member is always restarted with the peers it first started
+   * with, whatever the membership has become since: the configuration in effect comes from the
+   * log (membership changes: POST/DELETE /v1/members), never from here.
+   *
+   * May be omitted (or empty) when `dataDir` already records an identity: the starting
+   * configuration (voters, learners and their addresses) is then read from it, as recorded. That
+   * is how a member that joined a running cluster restarts without repeating its join options
+   * (`tsraft node --id N --data-dir D`). On a first start it is required.
+   */
+  readonly peers?: readonly KvPeer[];
+  /**
+   * The learners of the starting configuration (default none): a member joining a running cluster
+   * lists itself here, with that cluster's voters as `peers`, then is added (POST /v1/members) and
+   * promoted by the leader. Recorded and compared with `peers`; read from the identity with them.
+   */
+  readonly learners?: readonly KvPeer[];
   readonly dataDir: string;
   /** Members of different clusters refuse each other's connections (default 'tsraft'). */
   readonly clusterId?: string;
   /** Where the Raft transport listens (default: this member's raftHost/raftPort). */
   readonly raftListen?: { readonly host: string; readonly port: number };
-  /** Where the HTTP API listens; port 0 picks a free port (see `httpPort`). */
-  readonly httpListen: { readonly host: string; readonly port: number };
+  /** Where the HTTP API listens; port 0 picks a free port (see `httpPort`). Default: the host and port of this member's httpUrl. */
+  readonly httpListen?: { readonly host: string; readonly port: number };
   /** Snapshot once the log applied since the last snapshot passes this many bytes (default 8 MiB; -1 never). */
   readonly maxRaftStateBytes?: number;
   /** fsync the write-ahead log (default true; false is unsafe outside tests). */
@@ -98,15 +129,76 @@ export interface KvServerOptions {
   readonly http?: HttpLimits;
 }
 
+/** The configuration a KvServer starts with (see KvServerOptions.peers). */
+interface StartingConfiguration {
+  readonly peers: readonly KvPeer[];
+  readonly learners: readonly KvPeer[];
+}
+
+/**
+ * What is wrong with the peers and learners given: ids (non-negative integers, each once, a
+ * learner not also a voter) and addresses (strict: they become member addresses that every member
+ * parses back, member-address.ts), no two members at one Raft address or one HTTP URL.
+ */
+function memberProblems(peers: readonly KvPeer[], learners: readonly KvPeer[]): string[] {
+  const problems: string[] = [];
+  const ids = new Set<number>();
+  const raft = new Map<string, number>();
+  const http = new Map<string, number>();
+  for (const [what, list] of [['peer', peers], ['learner', learners]] as const) {
+    for (const p of list) {
+      if (typeof p?.id !== 'number' || !Number.isSafeInteger(p.id) || p.id < 0) {
+        problems.push(`${what} id must be a non-negative integer, got ${String(p?.id)}`);
+        continue;
+      }
+      if (ids.has(p.id)) problems.push(what === 'learner' && peers.some((v) => v.id === p.id) ? `node ${p.id} is both a peer and a learner` : `duplicate ${what} id ${p.id}`);
+      ids.add(p.id);
+      if (typeof p.raftPort !== 'number' || !Number.isSafeInteger(p.raftPort) || p.raftPort < 1 || p.raftPort > 65535) {
+        problems.push(`${what} ${p.id}: raftPort must be 1..65535, got ${String(p.raftPort)}`);
+        continue;
+      }
+      if (typeof p.raftHost !== 'string' || p.raftHost === '' || typeof p.httpUrl !== 'string') {
+        problems.push(`${what} ${p.id}: raftHost must be a non-empty string and httpUrl a string`);
+        continue;
+      }
+      let parsed;
+      try {
+        parsed = parseMemberAddress(formatMemberAddress(p), `${what} ${p.id}`);
+      } catch (error) {
+        if (!(error instanceof MemberAddressError)) throw error;
+        problems.push(error.message);
+        continue;
+      }
+      const raftKey = formatHostPort(parsed.raftHost, parsed.raftPort).toLowerCase();
+      const httpKey = parsed.httpUrl.toLowerCase();
+      if (raft.has(raftKey)) problems.push(`nodes ${raft.get(raftKey)} and ${p.id} have the same raft address ${raftKey}`);
+      if (http.has(httpKey)) problems.push(`nodes ${http.get(httpKey)} and ${p.id} have the same HTTP URL ${httpKey}`);
+      raft.set(raftKey, p.id);
+      http.set(httpKey, p.id);
+    }
+  }
+  return problems;
+}
+
 // ---- the server ----
 
 /** One running member of the replicated KV service: start with KvServer.start, end with stop(). */
 export class KvServer {
   readonly id: number;
   private readonly options: KvServerOptions;
+  /** The starting configuration: from the options, or from the data directory's identity. */
+  private readonly starting: StartingConfiguration;
   private readonly log: (line: string) => void;
   private readonly replica: KvReplica;
+  /**
+   * Member id → HTTP base URL, for redirects and NotLeaderError (the RaftNode holds this map):
+   * every member a known configuration names. Updated in place on each membership change.
+   */
   private readonly urls = new Map<number, string>();
+  /** Member id → parsed address, of the same members as `urls`. */
+  private readonly addresses = new Map<number, { raft: string; http: string }>();
+  /** onMembershipChange has been called once (at start): later calls are changes. */
+  private membershipReported = false;
   private readonly maxRaftStateBytes: number;
   private readonly requestTimeoutMs: number;
   private readonly readMode: 'read-index' | 'log';
@@ -122,12 +214,12 @@ export class KvServer {
 
   private readonly metrics = new KvMetrics();
 
-  private constructor(options: KvServerOptions) {
+  private constructor(options: KvServerOptions, starting: StartingConfiguration, log: (line: string) => void) {
     this.options = options;
+    this.starting = starting;
     this.id = options.id;
-    const id = options.id;
-    this.log = options.log ?? ((line) => process.stderr.write(`tsraft kv (node ${id}): ${line}\n`));
-    for (const p of options.peers) this.urls.set(p.id, p.httpUrl.replace(/\/+$/, ''));
+    this.log = log;
+    for (const p of [...starting.peers, ...starting.learners]) this.rememberAddress(p.id, p);
     this.maxRaftStateBytes = options.maxRaftStateBytes ?? DEFAULT_MAX_RAFT_STATE_BYTES;
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.readMode = options.readMode ?? 'read-index';
@@ -141,7 +233,9 @@ export class KvServer {
    */
   static async start(options: KvServerOptions): Promise<KvServer> {
     KvServer.validate(options);
-    const server = new KvServer(options);
+    const id = options.id;
+    const log = options.log ?? ((line: string) => process.stderr.write(`tsraft kv (node ${id}): ${line}\n`));
+    const server = new KvServer(options, await KvServer.startingConfiguration(options, log), log);
     await server.startRaft();
     try {
       await server.startHttp();
@@ -156,23 +250,21 @@ export class KvServer {
     const problems: string[] = [];
     const isInt = (v: unknown, min: number, max: number): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max;
     if (!isInt(options.id, 0, Number.MAX_SAFE_INTEGER)) problems.push(`id must be a non-negative integer, got ${String(options.id)}`);
-    const ids = new Set<number>();
-    for (const p of options.peers ?? []) {
-      if (!isInt(p.id, 0, Number.MAX_SAFE_INTEGER)) problems.push(`peer id must be a non-negative integer, got ${String(p.id)}`);
-      if (ids.has(p.id)) problems.push(`duplicate peer id ${p.id}`);
-      ids.add(p.id);
-      if (!isInt(p.raftPort, 1, 65535)) problems.push(`peer ${p.id}: raftPort must be 1..65535, got ${String(p.raftPort)}`);
-      if (typeof p.raftHost !== 'string' || p.raftHost === '') problems.push(`peer ${p.id}: raftHost must be a non-empty string`);
-      try {
-        const url = new URL(p.httpUrl);
-        if (url.protocol !== 'http:' && url.protocol !== 'https:') problems.push(`peer ${p.id}: httpUrl must be http(s), got ${p.httpUrl}`);
-      } catch {
-        problems.push(`peer ${p.id}: httpUrl is not a URL: ${String(p.httpUrl)}`);
+    const peers = options.peers ?? [];
+    const learners = options.learners ?? [];
+    if (!Array.isArray(peers)) problems.push('peers must be an array');
+    if (!Array.isArray(learners)) problems.push('learners must be an array');
+    if (Array.isArray(peers) && Array.isArray(learners)) {
+      problems.push(...memberProblems(peers, learners));
+      if (peers.length === 0 && learners.length > 0) problems.push('learners were given without peers: give the voters of the starting configuration as peers');
+      if (peers.length > 0 && ![...peers, ...learners].some((p) => p.id === options.id)) {
+        problems.push(`peers or learners must include this member (id ${String(options.id)})`);
       }
     }
-    if (!ids.has(options.id)) problems.push(`peers must include this member (id ${String(options.id)})`);
     if (typeof options.dataDir !== 'string' || options.dataDir === '') problems.push('dataDir must be a non-empty string');
-    if (!isInt(options.httpListen?.port, 0, 65535)) problems.push(`httpListen.port must be 0..65535, got ${String(options.httpListen?.port)}`);
+    if (options.httpListen !== undefined && !isInt(options.httpListen.port, 0, 65535)) {
+      problems.push(`httpListen.port must be 0..65535, got ${String(options.httpListen.port)}`);
+    }
     if (options.raftListen !== undefined && !isInt(options.raftListen.port, 0, 65535)) {
       problems.push(`raftListen.port must be 0..65535, got ${String(options.raftListen.port)}`);
     }
@@ -189,15 +281,56 @@ export class KvServer {
     if (problems.length > 0) throw new ConfigError(problems);
   }
 
+  /**
+   * The configuration this member starts with: the options' peers and learners, or, without
+   * peers, the ones recorded in the data directory's identity (a restart). Rejects with
+   * ConfigError when there are none to read, or a recorded address cannot be used.
+   */
+  private static async startingConfiguration(options: KvServerOptions, log: (line: string) => void): Promise<StartingConfiguration> {
+    const peers = options.peers ?? [];
+    if (peers.length > 0) return { peers, learners: options.learners ?? [] };
+    const identity = await readClusterIdentity(options.dataDir);
+    if (identity === null) {
+      throw new ConfigError([
+        `peers must be given: ${options.dataDir} records no cluster identity to read the starting configuration from (a first start needs every voter of the cluster, this member included or, for a member joining a running cluster, in learners)`,
+      ]);
+    }
+    const problems: string[] = [];
+    const toPeer = (m: ClusterMember): KvPeer | null => {
+      if (m.address === undefined) {
+        problems.push(`the cluster identity records no address for member ${m.id}: give peers (and learners) as the member was first started with`);
+        return null;
+      }
+      try {
+        return { id: m.id, ...parseMemberAddress(m.address, `the recorded address of member ${m.id}`) };
+      } catch (error) {
+        if (!(error instanceof MemberAddressError)) throw error;
+        problems.push(`${error.message}; give peers (and learners) as the member was first started with`);
+        return null;
+      }
+    };
+    const starting = {
+      peers: identity.members.map(toPeer).filter((p): p is KvPeer => p !== null),
+      learners: identity.learners.map(toPeer).filter((p): p is KvPeer => p !== null),
+    };
+    if (identity.nodeId !== options.id) problems.push(`${options.dataDir} is the data directory of node ${identity.nodeId}, not of node ${options.id}`);
+    if (problems.length > 0) throw new ConfigError(problems);
+    const learners = starting.learners.length > 0 ? `, learners ${starting.learners.map((p) => p.id).join(',')}` : '';
+    log(`no peers given: starting with the configuration recorded in ${options.dataDir} (voters ${starting.peers.map((p) => p.id).join(',')}${learners}); the membership in effect comes from the log`);
+    return starting;
+  }
+
   private async startRaft(): Promise<void> {
     const options = this.options;
-    const self = options.peers.find((p) => p.id === options.id)!;
+    const { peers, learners } = this.starting;
+    const self = [...peers, ...learners].find((p) => p.id === options.id)!;
     await ensureClusterIdentity(
       options.dataDir,
       {
         clusterId: options.clusterId ?? 'tsraft',
         nodeId: options.id,
-        members: options.peers.map((p) => ({ id: p.id, address: `${p.raftHost.includes(':') ? `[${p.raftHost}]` : p.raftHost}:${p.raftPort}/${p.httpUrl}` })),
+        members: peers.map((p) => ({ id: p.id, address: formatMemberAddress(p) })),
+        learners: learners.map((p) => ({ id: p.id, address: formatMemberAddress(p) })),
       },
       { fsync: options.fsync ?? true, log: (line) => this.log(`storage: ${line}`) },
     );
@@ -207,14 +340,18 @@ export class KvServer {
         clusterId: options.clusterId ?? 'tsraft',
         nodeId: options.id,
         listen: options.raftListen ?? { host: self.raftHost, port: self.raftPort },
-        peers: options.peers.filter((p) => p.id !== options.id).map((p) => ({ id: p.id, host: p.raftHost, port: p.raftPort })),
+        // The starting configuration's members; onMembershipChange sets the peers the log names.
+        peers: [...peers, ...learners].filter((p) => p.id !== options.id).map((p) => ({ id: p.id, host: p.raftHost, port: p.raftPort })),
         log: (line) => this.log(`transport: ${line}`),
       }),
     );
     try {
       this.node = await RaftNode.start({
         id: options.id,
-        peers: options.peers.map((p) => p.id),
+        peers: peers.map((p) => p.id),
+        learners: learners.map((p) => p.id),
+        memberAddresses: [...peers, ...learners].map((p) => ({ id: p.id, address: formatMemberAddress(p) })),
+        onMembershipChange: (membership, addresses) => this.membershipChanged(transport, membership, addresses),
         storage: options.wrapStorage === undefined ? storage : options.wrapStorage(storage),
         transport,
         stateMachine: this.replica.stateMachine,
@@ -240,6 +377,45 @@ export class KvServer {
     this.transport = transport;
   }
 
+  /**
+   * RaftNode's onMembershipChange (at start, then on every change of the configuration in effect,
+   * synchronously from its loop): the transport's peers and the URL map become every member a
+   * known configuration names. An address that does not parse is logged and that member left out
+   * (the HTTP API refuses such addresses, so only a hand-made configuration can hold one).
+   */
+  private membershipChanged(transport: CountingTransport, membership: Membership, addresses: ReadonlyMap<NodeId, string>): void {
+    try {
+      if (this.membershipReported) this.metrics.countMembershipChange();
+      this.membershipReported = true;
+      this.urls.clear();
+      this.addresses.clear();
+      const peers: PeerAddress[] = [];
+      for (const [id, address] of addresses) {
+        let parsed;
+        try {
+          parsed = parseMemberAddress(address, `the address of member ${id}`);
+        } catch (error) {
+          if (!(error instanceof MemberAddressError)) throw error;
+          this.log(`membership: member ${id} cannot be reached: ${error.message}`);
+          continue;
+        }
+        this.rememberAddress(id, parsed);
+        if (id !== this.id) peers.push({ id, host: parsed.raftHost, port: parsed.raftPort });
+      }
+      transport.setPeers(peers);
+      this.log(`membership: ${describeMembership(membership)}`);
+    } catch (error) {
+      // Never into the RaftNode's loop: the node keeps its old peers, which the log line says.
+      this.log(`membership: could not apply the configuration ${describeMembership(membership)}: ${describeError(error)}`);
+    }
+  }
+
+  private rememberAddress(id: NodeId, member: { raftHost: string; raftPort: number; httpUrl: string }): void {
+    const http = member.httpUrl.replace(/\/+$/, '');
+    this.urls.set(id, http);
+    this.addresses.set(id, { raft: formatHostPort(member.raftHost, member.raftPort), http });
+  }
+
   /** Starts the HTTP API, after Raft: every request it serves may use the RaftNode. */
   private async startHttp(): Promise<void> {
     const http = await startHttpApi(
@@ -255,8 +431,11 @@ export class KvServer {
           return { isLeader: s.role === 'leader', leaderId: s.leaderId >= 0 && s.leaderId !== this.id ? s.leaderId : undefined };
         },
         nodeId: this.id,
-        memberIds: this.options.peers.map((p) => p.id),
+        // The voters now: the only possible targets of a leadership transfer.
+        voterIds: () => this.node!.membership().voters,
         transferLeadership: (to) => this.transferLeadership(to),
+        members: () => this.members(),
+        changeMembership: (step) => this.changeMembership(step),
         isStopping: () => this.closing,
         isNodeStopped: () => this.node!.status().stopped,
         status: () => this.status(),
@@ -264,11 +443,19 @@ export class KvServer {
         countResponse: (status) => this.metrics.countResponse(status),
         log: (line) => this.log(line),
       },
-      { host: this.options.httpListen.host, port: this.options.httpListen.port },
+      this.options.httpListen ?? this.ownHttpListen(),
       this.options.http,
     );
     this.boundHttpPort = (http.address() as { port: number }).port;
     this.http = http;
+  }
+
+  /** Where the HTTP API listens by default: the host and port of this member's own HTTP URL (as it started). */
+  private ownHttpListen(): { host: string; port: number } {
+    const self = [...this.starting.peers, ...this.starting.learners].find((p) => p.id === this.id)!;
+    const url = new URL(self.httpUrl);
+    // URL.hostname keeps an IPv6 address's brackets; listen() wants it bare.
+    return { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(url.port) };
   }
 
   /** The HTTP API's connections, buffered body bytes and refusals (also in /metrics). */
@@ -306,7 +493,7 @@ export class KvServer {
   /** Hands leadership over before stopping, if this node leads; bounded, and never throws. */
   private async handOver(): Promise<void> {
     const node = this.node;
-    if (node === null || this.options.peers.length < 2) return;
+    if (node === null || !node.membership().voters.some((id) => id !== this.id)) return;
     const s = node.status();
     if (s.stopped || s.role !== 'leader') return;
     const timeoutMs = this.options.timing?.electionTimeoutMaxMs ?? 2_000;
@@ -367,7 +554,53 @@ export class KvServer {
       stopped: s.stopped || this.closing,
       transferTarget: s.transferTarget ?? null,
       quorumLost: s.quorumLost,
+      membership: { voters: s.membership.voters, outgoing: s.membership.outgoing, learners: s.membership.learners, index: s.membershipIndex },
     };
+  }
+
+  // ------------------------------------------------------------------ membership
+
+  /** The configuration in effect on this node (GET /v1/members); on the leader with every member's match. */
+  private members(): MembersView {
+    const s = this.node!.status();
+    const m = s.membership;
+    const isLeader = s.role === 'leader' && !s.stopped;
+    const match = new Map(s.peers.map((p) => [p.id, p.match]));
+    const view = (id: NodeId): MemberView => {
+      // The configuration's own address first; a member it names without one may be known from an older one.
+      const address = addressOf(m, id);
+      let known = this.addresses.get(id) ?? null;
+      if (address !== undefined) {
+        try {
+          const parsed = parseMemberAddress(address);
+          known = { raft: formatHostPort(parsed.raftHost, parsed.raftPort), http: parsed.httpUrl };
+        } catch {
+          // Logged when the configuration took effect; the entry then shows what else is known.
+        }
+      }
+      const entry = { id, raft: known?.raft ?? null, http: known?.http ?? null };
+      return isLeader ? { ...entry, match: id === this.id ? s.lastIndex : (match.get(id) ?? 0) } : entry;
+    };
+    return {
+      leader: isLeader ? this.id : (s.leaderId ?? null),
+      membershipIndex: s.membershipIndex,
+      committed: s.membershipIndex <= s.commitIndex,
+      joint: m.outgoing.length > 0,
+      voters: m.voters.map(view),
+      outgoing: m.outgoing.map(view),
+      learners: m.learners.map(view),
+    };
+  }
+
+  /**
+   * Makes one membership change on this leader and resolves once it is complete, with the index
+   * of the entry that completed it; rejects with RaftNode.changeMembership's errors.
+   */
+  private async changeMembership(step: MembershipStep): Promise<{ index: number }> {
+    const what = step.type === 'remove' ? `remove node ${step.id}` : step.type === 'promote' ? `promote node ${step.id}` : `${step.type} node ${step.id}`;
+    const changed = await this.node!.changeMembership([step], { timeoutMs: this.requestTimeoutMs });
+    this.log(`membership change done (${what}) at index ${changed.completedAt}: ${describeMembership(changed.membership)}`);
+    return { index: changed.completedAt };
   }
 
   // ------------------------------------------------------------------ state machine glue

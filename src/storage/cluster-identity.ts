@@ -1,30 +1,40 @@
 /**
  * The cluster identity of a data directory: which cluster its Raft data belongs to, which member
- * of it this directory is, and the configuration (member ids) the cluster was created with.
+ * of it this directory is, and the configuration (voter and learner ids) this node STARTED with.
  *
  * Raft's safety rests on every member agreeing on the membership: a node restarted with fewer
  * peers than its data was written with counts a smaller majority, may elect itself and commit
  * alone, and its log diverges from what the real cluster acknowledged. Nothing in the WAL says how
- * many members there were, so the first start writes this file and every later start compares
- * (`ensureClusterIdentity`, which KvServer runs before it opens storage; `tsraft start` checks
- * every node directory with `inspectClusterIdentity` before it spawns anything).
+ * many members a node started with (its log holds only the configurations changed since), so the
+ * first start writes this file and every later start compares (`ensureClusterIdentity`, which
+ * KvServer runs before it opens storage; `tsraft start` checks every node directory with
+ * `inspectClusterIdentity` before it spawns anything). Membership changes made on the running
+ * cluster (`tsraft member ...`, RaftNode.changeMembership) go through the log and never touch this
+ * file: a node is restarted with its original configuration (or with none, KvServer then reads it
+ * from here), and the log then says what the membership is now.
  *
  * The file, `cluster-identity.json` in the data directory, is JSON (pretty-printed, UTF-8):
  *
- *     { "format": "tsraft-cluster-identity", "version": 1,
- *       "clusterId": "tsraft", "nodeId": 0,
+ *     { "format": "tsraft-cluster-identity", "version": 2,
+ *       "clusterId": "tsraft", "nodeId": 3,
  *       "members": [ { "id": 0, "address": "127.0.0.1:7000/http://127.0.0.1:8000" }, ... ],
+ *       "learners": [ { "id": 3, "address": "127.0.0.1:7003/http://127.0.0.1:8003" } ],
  *       "createdAt": "2025-01-01T00:00:00.000Z",
  *       "checksum": "crc32c:0a1b2c3d" }
  *
+ * `members` are the voters of the starting configuration, `learners` its learners (a node that
+ * joins a running cluster starts as a learner: it lists itself there and the cluster's voters as
+ * members); version 1, written before learners existed, has no `learners` and is still read (as
+ * none). A rewrite (an address change) writes version 2.
+ *
  * `checksum` is the CRC32C of the UTF-8 bytes of `JSON.stringify` of the object without its
  * `checksum` field (keys in file order), so whitespace does not matter but any changed value does.
- * Members are sorted by id. Addresses are informational: they may legitimately change (a new IP,
- * other ports) and are never a reason to refuse; a changed address is logged and the file is
- * rewritten with the new ones. A different cluster id, own node id or member-id set is refused
- * (TSRAFT_IDENTITY_MISMATCH); a file that does not parse or verify is refused
- * (TSRAFT_IDENTITY_DAMAGED), as is one of a newer format version (TSRAFT_IDENTITY_UNSUPPORTED).
- * A refusal changes nothing on disk.
+ * Members and learners are sorted by id. Addresses (a member address, kv/member-address.ts) are
+ * informational: they may legitimately change (a new IP, other ports) and are never a reason to
+ * refuse; a changed address is logged and the file is rewritten with the new ones. A different
+ * cluster id, own node id, voter-id set or learner-id set is refused (TSRAFT_IDENTITY_MISMATCH); a
+ * file that does not parse or verify is refused (TSRAFT_IDENTITY_DAMAGED), as is one of a newer
+ * format version (TSRAFT_IDENTITY_UNSUPPORTED). A refusal changes nothing on disk.
  *
  * Writing is durable and atomic: the file is written to `cluster-identity.json.tmp`, fsynced,
  * renamed over `cluster-identity.json`, and the directory is fsynced; a crash leaves the old file
@@ -46,29 +56,37 @@ import { parseSegmentName, parseSnapshotName } from './wal-format.js';
 export const CLUSTER_IDENTITY_FILE = 'cluster-identity.json';
 /** The `format` field every identity file carries. */
 export const CLUSTER_IDENTITY_FORMAT = 'tsraft-cluster-identity';
-/** The format version this code writes and reads. */
-export const CLUSTER_IDENTITY_VERSION = 1;
+/** The format version this code writes; it reads this one and every earlier one (1: no learners). */
+export const CLUSTER_IDENTITY_VERSION = 2;
 const TEMP_SUFFIX = '.tmp';
 /** An identity file is small; anything larger is not one. */
 const FILE_BYTES_MAX = 1024 * 1024;
 const CLUSTER_ID_BYTES_MAX = 255;
 
-/** One member of the initial configuration. */
+/** One member of the starting configuration. */
 export interface ClusterMember {
   readonly id: number;
   /** Where it was reached when recorded; for information only (never compared). */
   readonly address?: string;
 }
 
-/** What a node is started as: its cluster, its own id, and every member (itself included). */
+/**
+ * What a node is started as: its cluster, its own id, and the starting configuration: `members`,
+ * its voters, and `learners` (absent: none). The node itself is one of them.
+ */
 export interface ClusterIdentity {
   readonly clusterId: string;
   readonly nodeId: number;
+  /** The voters of the starting configuration (non-empty). */
   readonly members: readonly ClusterMember[];
+  /** The learners of the starting configuration (a node joining a running cluster is one). */
+  readonly learners?: readonly ClusterMember[];
 }
 
-/** An identity as read from a data directory. */
+/** An identity as read from a data directory (`learners` always present, [] for a version 1 file). */
 export interface StoredClusterIdentity extends ClusterIdentity {
+  readonly learners: readonly ClusterMember[];
+  /** The format version the file was written in. */
   readonly version: number;
   /** When it was first recorded (ISO 8601). */
   readonly createdAt: string;
@@ -136,14 +154,20 @@ function idList(ids: readonly number[]): string {
   return ids.length === 0 ? '(none)' : ids.join(', ');
 }
 
-/** The member ids of an identity, ascending. */
+/** The member (voter) ids of an identity, ascending. */
 export function memberIds(identity: ClusterIdentity): number[] {
   return identity.members.map((m) => m.id).sort((a, b) => a - b);
 }
 
-/** `cluster "tsraft", node 0, members 0, 1, 2` */
+/** The learner ids of an identity, ascending. */
+export function learnerIds(identity: ClusterIdentity): number[] {
+  return (identity.learners ?? []).map((m) => m.id).sort((a, b) => a - b);
+}
+
+/** `cluster "tsraft", node 0, members 0, 1, 2` (`, learners 3` when it has some) */
 export function describeClusterIdentity(identity: ClusterIdentity): string {
-  return `cluster ${JSON.stringify(identity.clusterId)}, node ${identity.nodeId}, members ${idList(memberIds(identity))}`;
+  const learners = learnerIds(identity);
+  return `cluster ${JSON.stringify(identity.clusterId)}, node ${identity.nodeId}, members ${idList(memberIds(identity))}${learners.length > 0 ? `, learners ${idList(learners)}` : ''}`;
 }
 
 /** What differs between the identity on disk and the requested one (empty: they agree). */
@@ -153,22 +177,24 @@ export function identityDifferences(onDisk: ClusterIdentity, requested: ClusterI
     out.push(`cluster id ${JSON.stringify(onDisk.clusterId)} on disk, ${JSON.stringify(requested.clusterId)} requested`);
   }
   if (onDisk.nodeId !== requested.nodeId) out.push(`node id ${onDisk.nodeId} on disk, ${requested.nodeId} requested`);
-  const disk = memberIds(onDisk);
-  const asked = memberIds(requested);
-  const missing = disk.filter((id) => !asked.includes(id));
-  const added = asked.filter((id) => !disk.includes(id));
-  if (missing.length > 0 || added.length > 0) {
+  const compare = (what: string, disk: number[], asked: number[]): void => {
+    const missing = disk.filter((id) => !asked.includes(id));
+    const added = asked.filter((id) => !disk.includes(id));
+    if (missing.length === 0 && added.length === 0) return;
     const detail = [missing.length > 0 ? `${idList(missing)} missing` : '', added.length > 0 ? `${idList(added)} not recorded` : ''].filter((s) => s !== '');
-    out.push(`members ${idList(disk)} on disk, ${idList(asked)} requested (${detail.join('; ')})`);
-  }
+    out.push(`${what} ${idList(disk)} on disk, ${idList(asked)} requested (${detail.join('; ')})`);
+  };
+  compare('members', memberIds(onDisk), memberIds(requested));
+  compare('learners', learnerIds(onDisk), learnerIds(requested));
   return out;
 }
 
 /** Members whose address differs between the two (ids present in both), as `node 1: a -> b`. */
 function addressChanges(onDisk: ClusterIdentity, requested: ClusterIdentity): string[] {
   const out: string[] = [];
-  for (const m of requested.members) {
-    const old = onDisk.members.find((o) => o.id === m.id);
+  const recorded = [...onDisk.members, ...(onDisk.learners ?? [])];
+  for (const m of [...requested.members, ...(requested.learners ?? [])]) {
+    const old = recorded.find((o) => o.id === m.id);
     if (old === undefined || old.address === m.address) continue;
     out.push(`node ${m.id}: ${old.address ?? '(none)'} -> ${m.address ?? '(none)'}`);
   }
@@ -188,29 +214,32 @@ function identityProblems(identity: ClusterIdentity): string[] {
     problems.push('members must be a non-empty array');
     return problems;
   }
-  const seen = new Set<number>();
-  for (const m of identity.members) {
-    if (!isId(m?.id)) {
-      problems.push(`member id must be a non-negative integer, got ${String(m?.id)}`);
-      continue;
-    }
-    if (seen.has(m.id)) problems.push(`duplicate member id ${m.id}`);
-    seen.add(m.id);
-    if (m.address !== undefined && typeof m.address !== 'string') problems.push(`member ${m.id}: address must be a string`);
+  if (identity.learners !== undefined && !Array.isArray(identity.learners)) {
+    problems.push('learners must be an array');
+    return problems;
   }
-  if (isId(identity.nodeId) && !seen.has(identity.nodeId)) problems.push(`members must include this node (id ${identity.nodeId})`);
+  const seen = new Set<number>();
+  for (const [what, list] of [['member', identity.members], ['learner', identity.learners ?? []]] as const) {
+    for (const m of list) {
+      if (!isId(m?.id)) {
+        problems.push(`${what} id must be a non-negative integer, got ${String(m?.id)}`);
+        continue;
+      }
+      // A learner is not also a voter: one id, one role.
+      if (seen.has(m.id)) problems.push(`duplicate member id ${m.id}`);
+      seen.add(m.id);
+      if (m.address !== undefined && typeof m.address !== 'string') problems.push(`${what} ${m.id}: address must be a string`);
+    }
+  }
+  if (isId(identity.nodeId) && !seen.has(identity.nodeId)) problems.push(`members must include this node (id ${identity.nodeId}), as a voter or a learner`);
   return problems;
 }
 
-/** A copy with members sorted by id and nothing but the identity's fields. */
-function normalize(identity: ClusterIdentity): ClusterIdentity {
-  return {
-    clusterId: identity.clusterId,
-    nodeId: identity.nodeId,
-    members: [...identity.members]
-      .sort((a, b) => a.id - b.id)
-      .map((m) => (m.address === undefined ? { id: m.id } : { id: m.id, address: m.address })),
-  };
+/** A copy with members and learners sorted by id and nothing but the identity's fields. */
+function normalize(identity: ClusterIdentity): ClusterIdentity & { readonly learners: readonly ClusterMember[] } {
+  const list = (members: readonly ClusterMember[]): ClusterMember[] =>
+    [...members].sort((a, b) => a.id - b.id).map((m) => (m.address === undefined ? { id: m.id } : { id: m.id, address: m.address }));
+  return { clusterId: identity.clusterId, nodeId: identity.nodeId, members: list(identity.members), learners: list(identity.learners ?? []) };
 }
 
 function checksumOf(body: unknown): string {
@@ -220,7 +249,15 @@ function checksumOf(body: unknown): string {
 /** The file's bytes for `identity`, recorded at `createdAt`. */
 export function encodeClusterIdentity(identity: ClusterIdentity, createdAt: string): Uint8Array {
   const n = normalize(identity);
-  const body = { format: CLUSTER_IDENTITY_FORMAT, version: CLUSTER_IDENTITY_VERSION, clusterId: n.clusterId, nodeId: n.nodeId, members: n.members, createdAt };
+  const body = {
+    format: CLUSTER_IDENTITY_FORMAT,
+    version: CLUSTER_IDENTITY_VERSION,
+    clusterId: n.clusterId,
+    nodeId: n.nodeId,
+    members: n.members,
+    learners: n.learners,
+    createdAt,
+  };
   return new TextEncoder().encode(`${JSON.stringify({ ...body, checksum: checksumOf(body) }, null, 2)}\n`);
 }
 
@@ -266,12 +303,16 @@ export function decodeClusterIdentity(bytes: Uint8Array, file: string): StoredCl
   const computed = checksumOf(body);
   if (checksum !== computed) throw damaged(`checksum mismatch: the file says ${checksum}, its content gives ${computed}`);
   if (body['format'] !== CLUSTER_IDENTITY_FORMAT) throw damaged(`format is ${JSON.stringify(body['format'])}, expected ${JSON.stringify(CLUSTER_IDENTITY_FORMAT)}`);
-  if (body['version'] !== CLUSTER_IDENTITY_VERSION) throw damaged(`unknown format version ${JSON.stringify(body['version'])}`);
+  const version = body['version'];
+  if (version !== 1 && version !== 2) throw damaged(`unknown format version ${JSON.stringify(version)}`);
   if (typeof body['createdAt'] !== 'string') throw damaged('createdAt is not a string');
-  const identity = { clusterId: body['clusterId'], nodeId: body['nodeId'], members: body['members'] } as ClusterIdentity;
+  // Version 1 had no learners; in version 2 the field is always there.
+  if (version === 1 && 'learners' in body) throw damaged('a version 1 file has no learners field');
+  if (version === 2 && !Array.isArray(body['learners'])) throw damaged('learners is not an array');
+  const identity = { clusterId: body['clusterId'], nodeId: body['nodeId'], members: body['members'], learners: body['learners'] ?? [] } as ClusterIdentity;
   const problems = identityProblems(identity);
   if (problems.length > 0) throw damaged(problems.join('; '));
-  return { ...normalize(identity), version: CLUSTER_IDENTITY_VERSION, createdAt: body['createdAt'] };
+  return { ...normalize(identity), version, createdAt: body['createdAt'] };
 }
 
 // ------------------------------------------------------------------ reading and checking
@@ -329,8 +370,9 @@ function mismatch(dir: string, file: string, onDisk: StoredClusterIdentity, requ
   return new ClusterIdentityError(
     `the data directory ${dir} belongs to another cluster configuration: ${file} records ${describeClusterIdentity(onDisk)}, ` +
       `but this start asks for ${describeClusterIdentity(requested)} (${differences.join('; ')}). Refusing to start: running this data ` +
-      'as another configuration could lose acknowledged writes. Start it with the recorded cluster id, node id and members, or use a ' +
-      'new data directory for a new cluster; membership changes will come through `tsraft member ...`.',
+      'as another configuration could lose acknowledged writes. A node always restarts with the configuration it first started with ' +
+      '(its original flags), or with none given, to use the recorded one; use a new data directory for a new cluster. The membership ' +
+      'of a running cluster is changed with `tsraft member ...`, through the log, never by restarting a node with other peers.',
     'TSRAFT_IDENTITY_MISMATCH',
     file,
     onDisk,
@@ -376,7 +418,7 @@ export async function ensureClusterIdentity(dir: string, identity: ClusterIdenti
     await removeLeftover(absDir, file, log);
     const write = async (createdAt: string): Promise<StoredClusterIdentity> => {
       await writeIdentityFile(absDir, file, encodeClusterIdentity(requested, createdAt), fsync, options.onWriteStep);
-      return { ...requested, version: CLUSTER_IDENTITY_VERSION, createdAt };
+      return { ...normalize(requested), version: CLUSTER_IDENTITY_VERSION, createdAt };
     };
     switch (inspection.kind) {
       case 'new': {
@@ -395,7 +437,8 @@ export async function ensureClusterIdentity(dir: string, identity: ClusterIdenti
       case 'match': {
         if (inspection.addressChanges.length === 0) return { outcome: 'matched', identity: inspection.stored, file };
         const stored = await write(inspection.stored.createdAt);
-        log(`member addresses changed since they were recorded (${inspection.addressChanges.join('; ')}); recorded the new ones in ${file}`);
+        const upgraded = inspection.stored.version < CLUSTER_IDENTITY_VERSION ? ` (format version ${inspection.stored.version} -> ${CLUSTER_IDENTITY_VERSION})` : '';
+        log(`member addresses changed since they were recorded (${inspection.addressChanges.join('; ')}); recorded the new ones in ${file}${upgraded}`);
         return { outcome: 'matched', identity: stored, file };
       }
     }

@@ -4,14 +4,18 @@
  * acknowledged key. Now `tsraft start --nodes 1` (and `--cluster-id other`) on that data is refused
  * with one clear message before anything runs, the data is left as it was, and starting it again
  * with 3 nodes finds the key. `tsraft node` refuses the same way (exit code 2), and `tsraft start`
- * does not restart a child that refuses its command line. Every process and directory is cleaned
- * up even when an assertion fails.
+ * does not restart a child that refuses its command line. The up-front check leaves alone the
+ * directory of a node that joined the cluster (`tsraft member`), which `tsraft start` does not run.
+ * Every process and directory is cleaned up even when an assertion fails.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { CliError } from '../../src/cli/common.js';
+import { checkIdentities } from '../../src/cli/identity-check.js';
+import { ensureClusterIdentity } from '../../src/storage/cluster-identity.js';
 import { assertNoStackTrace, startPorts, tsraft, TsraftStart } from './cli-fixture.js';
 
 /** Every file under `dir` (recursively) with its bytes: to show a refusal changed nothing. */
@@ -191,5 +195,39 @@ describe('tsraft start: a node whose data directory is damaged', { timeout: 120_
     assertNoStackTrace(second.output);
     const get = await tsraft(['get', 'k19', '--endpoints', endpoints.join(',')]);
     assert.deepEqual([get.code, get.stdout.trim()], [0, 'v19'], get.stderr);
+  });
+});
+
+describe('the up-front identity check and nodes that joined', () => {
+  const peers = [0, 1, 2].map((id) => ({ id, raftHost: '127.0.0.1', raftPort: 7000 + id, httpUrl: `http://127.0.0.1:${8000 + id}` }));
+  const address = (id: number): string => `127.0.0.1:${7000 + id}/http://127.0.0.1:${8000 + id}`;
+  const members = peers.map((p) => ({ id: p.id, address: address(p.id) }));
+  const roots: string[] = [];
+  after(() => {
+    for (const root of roots) rmSync(root, { recursive: true, force: true });
+  });
+
+  async function dataDirWith(node3: { members: { id: number; address: string }[]; learners: { id: number; address: string }[] }): Promise<string> {
+    const dataDir = mkdtempSync(join(tmpdir(), 'tsraft-cli-joined-'));
+    roots.push(dataDir);
+    const quiet = { fsync: false, log: () => undefined };
+    for (const p of peers) await ensureClusterIdentity(join(dataDir, `node-${p.id}`), { clusterId: 'tsraft', nodeId: p.id, members }, quiet);
+    await ensureClusterIdentity(join(dataDir, 'node-3'), { clusterId: 'tsraft', nodeId: 3, ...node3 }, quiet);
+    return dataDir;
+  }
+
+  it('a node that joined as a learner of this cluster is not refused; its id is returned', async () => {
+    const dataDir = await dataDirWith({ members, learners: [{ id: 3, address: address(3) }] });
+    assert.deepEqual(await checkIdentities(dataDir, { nodes: 3, clusterId: 'tsraft' }, peers), [3]);
+  });
+
+  it('a node of a larger cluster (recorded as a voter of four) is still refused, with the advice on membership changes', async () => {
+    const dataDir = await dataDirWith({ members: [...members, { id: 3, address: address(3) }], learners: [] });
+    await assert.rejects(checkIdentities(dataDir, { nodes: 3, clusterId: 'tsraft' }, peers), (error: unknown) => {
+      assert.ok(error instanceof CliError);
+      assert.match(error.message, /also holds the data of node 3, which this 3-node cluster would not run/);
+      assert.match(error.message, /changed with `tsraft member \.\.\.`; every node keeps being started with the flags it was first started with/);
+      return true;
+    });
   });
 });

@@ -2,7 +2,10 @@
  * A KV cluster in this process, for tests: KvServers with FileStorage in a temporary directory,
  * TcpTransport and HTTP on 127.0.0.1 (ports from freeLoopbackPorts), restartable on their
  * directories and ports, with bounded waits. Shared by the KV HTTP tests and the hostile-peer test;
- * what differs between them (size, members started, KvServer options) is a parameter.
+ * what differs between them (size, members started, KvServer options) is a parameter. Members can
+ * join later (join(): a new KvServer that starts as a learner of the founding voters, for the
+ * membership tests); every member restarts with the configuration it first started with, or,
+ * with `fromIdentity`, without peers (read from its data directory).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -70,6 +73,10 @@ export class KvCluster {
   readonly servers: (KvServer | null)[];
   /** The fatal error each node logged, if one stopped on one. */
   readonly fatal = new Map<NodeId, string>();
+  /** The members the cluster was started with: every founding member's `peers`. */
+  readonly founders: readonly KvPeer[];
+  /** Members that joined later (join()): each starts as a learner of the founders. */
+  private readonly joiners = new Set<NodeId>();
 
   /** Use KvCluster.start (or Subclass.start). */
   constructor(
@@ -78,6 +85,7 @@ export class KvCluster {
     private readonly options: KvClusterOptions,
   ) {
     this.servers = peers.map(() => null);
+    this.founders = [...peers];
   }
 
   /** Picks free ports, makes the temporary directory and starts the members; cleans up if one fails to start. */
@@ -107,10 +115,30 @@ export class KvCluster {
     return this.peers[id]!.raftPort;
   }
 
-  async startServer(id: NodeId): Promise<KvServer> {
+  /**
+   * Starts a new member (the next id, on free ports) the way a node joins a running cluster: a
+   * learner of the founding voters (its `peers`), with itself as its one learner. It is not part of
+   * the configuration until the leader adds it (POST /v1/members).
+   */
+  async join(): Promise<{ id: NodeId; peer: KvPeer; server: KvServer }> {
+    const [raftPort, httpPort] = await freeLoopbackPorts(2);
+    const id = this.peers.length;
+    const peer: KvPeer = { id, raftHost: '127.0.0.1', raftPort: raftPort!, httpUrl: `http://127.0.0.1:${httpPort!}` };
+    this.peers.push(peer);
+    this.servers.push(null);
+    this.joiners.add(id);
+    return { id, peer, server: await this.startServer(id) };
+  }
+
+  /**
+   * Starts member `id` with the configuration it first started with (a founder: every founder; a
+   * joiner: the founders, itself a learner), or with `fromIdentity` without peers at all.
+   */
+  async startServer(id: NodeId, options: { readonly fromIdentity?: boolean } = {}): Promise<KvServer> {
+    const starting = options.fromIdentity === true ? {} : this.joiners.has(id) ? { peers: this.founders, learners: [this.peers[id]!] } : { peers: this.founders };
     const server = await KvServer.start({
       id,
-      peers: this.peers,
+      ...starting,
       dataDir: join(this.root, `node-${id}`),
       httpListen: { host: '127.0.0.1', port: Number(new URL(this.url(id)).port) },
       timing: TIMING,
@@ -136,9 +164,9 @@ export class KvCluster {
     await server?.stop();
   }
 
-  async restart(id: NodeId): Promise<void> {
+  async restart(id: NodeId, options: { readonly fromIdentity?: boolean } = {}): Promise<void> {
     await this.stopServer(id);
-    await this.startServer(id);
+    await this.startServer(id, options);
   }
 
   /** The running server of node `id` (an assertion if it is not running). */

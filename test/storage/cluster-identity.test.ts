@@ -1,9 +1,11 @@
 /**
  * The cluster identity of a data directory (src/storage/cluster-identity.ts): the first start
- * records it, later starts compare (a different cluster id, own id or member-id set is refused,
- * an address change is not), a damaged file is refused naming the file, Raft data written before
- * identities existed adopts the identity it is started with, the write is temp + fsync + rename +
- * directory fsync, and KvServer runs the check before it opens storage.
+ * records it, later starts compare (a different cluster id, own id, member-id or learner-id set is
+ * refused, an address change is not), a damaged file is refused naming the file, a version 1 file
+ * (before learners) is still read, Raft data written before identities existed adopts the identity
+ * it is started with, the write is temp + fsync + rename + directory fsync, and KvServer runs the
+ * check before it opens storage (and, started without peers, reads its starting configuration
+ * from it).
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,6 +24,7 @@ import {
   readClusterIdentity,
   type ClusterIdentity,
 } from '../../src/storage/cluster-identity.js';
+import { crc32c } from '../../src/storage/crc32c.js';
 import { FileStorage } from '../../src/storage/file-storage.js';
 import { StorageError } from '../../src/storage/storage.js';
 import { freeLoopbackPorts } from '../../src/testing/ports.js';
@@ -39,6 +42,15 @@ function tempDir(): string {
 
 const member = (id: number, port = 7000 + id): { id: number; address: string } => ({ id, address: `127.0.0.1:${port}/http://127.0.0.1:${port + 1000}` });
 const THREE: ClusterIdentity = { clusterId: 'tsraft', nodeId: 0, members: [member(0), member(1), member(2)] };
+/** Node 3 joining THREE's cluster: it starts as a learner of THREE's voters. */
+const JOINER: ClusterIdentity = { clusterId: 'tsraft', nodeId: 3, members: [member(0), member(1), member(2)], learners: [member(3)] };
+
+/** The bytes of a version 1 file (before learners), as the tsraft of that time wrote them. */
+function versionOneFile(identity: ClusterIdentity, createdAt: string): Buffer {
+  const body = { format: 'tsraft-cluster-identity', version: 1, clusterId: identity.clusterId, nodeId: identity.nodeId, members: identity.members, createdAt };
+  const checksum = `crc32c:${crc32c(new TextEncoder().encode(JSON.stringify(body))).toString(16).padStart(8, '0')}`;
+  return Buffer.from(`${JSON.stringify({ ...body, checksum }, null, 2)}\n`);
+}
 
 /** Runs ensureClusterIdentity (with fsync), collecting its log lines. */
 async function ensure(dir: string, identity: ClusterIdentity, extra: { onWriteStep?: (step: string) => void; fsync?: boolean } = {}) {
@@ -87,11 +99,12 @@ describe('cluster identity: first start and later starts', () => {
     assert.equal(stored.clusterId, 'tsraft');
     assert.equal(stored.nodeId, 0);
     assert.deepEqual(stored.members, THREE.members);
-    assert.equal(stored.version, 1);
+    assert.deepEqual(stored.learners, []);
+    assert.equal(stored.version, 2);
     assert.match(lines.join('\n'), /first start in .*: recorded the cluster identity \(cluster "tsraft", node 0, members 0, 1, 2\)/);
     // The file is readable JSON with the documented fields.
     const json = JSON.parse(readFileSync(result.file, 'utf8')) as Record<string, unknown>;
-    assert.deepEqual(Object.keys(json), ['format', 'version', 'clusterId', 'nodeId', 'members', 'createdAt', 'checksum']);
+    assert.deepEqual(Object.keys(json), ['format', 'version', 'clusterId', 'nodeId', 'members', 'learners', 'createdAt', 'checksum']);
     assert.equal(json['format'], 'tsraft-cluster-identity');
     assert.match(String(json['checksum']), /^crc32c:[0-9a-f]{8}$/);
   });
@@ -137,6 +150,7 @@ describe('cluster identity: first start and later starts', () => {
           difference,
           /use a\s+new data directory/,
           /tsraft member/,
+          /original flags/,
         ),
       );
       await assert.rejects(inspectClusterIdentity(dir, requested), isIdentityError('TSRAFT_IDENTITY_MISMATCH', difference));
@@ -182,6 +196,73 @@ describe('cluster identity: first start and later starts', () => {
     writeFileSync(join(dir, 'LOCK'), `${process.pid}\n`);
     await assert.rejects(ensure(dir, THREE), (error: unknown) => error instanceof StorageError && error.code === 'TSRAFT_STORAGE_LOCKED');
     assert.equal(existsSync(join(dir, CLUSTER_IDENTITY_FILE)), false);
+  });
+});
+
+describe('cluster identity: learners (version 2) and version 1 files', () => {
+  it('a joining node records the voters as members and itself as a learner; both sets are compared', async () => {
+    const dir = tempDir();
+    const { result, lines } = await ensure(dir, JOINER);
+    assert.equal(result.outcome, 'created');
+    assert.match(lines.join('\n'), /recorded the cluster identity \(cluster "tsraft", node 3, members 0, 1, 2, learners 3\)/);
+    const stored = await readClusterIdentity(dir);
+    assert.deepEqual(stored?.members, JOINER.members);
+    assert.deepEqual(stored?.learners, [member(3)]);
+    assert.equal(stored?.version, 2);
+    // The same start matches; the learner as a voter, or no learners at all, does not.
+    assert.equal((await inspectClusterIdentity(dir, JOINER)).kind, 'match');
+    await assert.rejects(
+      inspectClusterIdentity(dir, { ...JOINER, members: [...THREE.members, member(3)], learners: [] }),
+      isIdentityError('TSRAFT_IDENTITY_MISMATCH', /members 0, 1, 2 on disk, 0, 1, 2, 3 requested \(3 not recorded\)/, /learners 3 on disk, \(none\) requested \(3 missing\)/),
+    );
+    // A learner's changed address is recorded like a voter's.
+    const moved = (await ensure(dir, { ...JOINER, learners: [member(3, 9003)] })).lines;
+    assert.match(moved.join('\n'), /node 3: 127\.0\.0\.1:7003\/http:\/\/127\.0\.0\.1:8003 -> 127\.0\.0\.1:9003/);
+    assert.equal((await readClusterIdentity(dir))?.learners[0]?.address, member(3, 9003).address);
+  });
+
+  it('an invalid set of learners is a ConfigError: a learner that is also a member, a bad id', async () => {
+    const dir = tempDir();
+    await assert.rejects(ensureClusterIdentity(dir, { ...THREE, learners: [member(2), { id: -1 }] }, { log: () => undefined }), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /duplicate member id 2/);
+      assert.match(error.message, /learner id must be a non-negative integer, got -1/);
+      return true;
+    });
+    assert.equal(existsSync(join(dir, CLUSTER_IDENTITY_FILE)), false);
+  });
+
+  it('a version 1 file (no learners) is read as having none, matches, and is rewritten as version 2 only when an address changes', async () => {
+    const dir = tempDir();
+    const file = join(dir, CLUSTER_IDENTITY_FILE);
+    writeFileSync(file, versionOneFile(THREE, '2020-01-01T00:00:00.000Z'));
+    const stored = await readClusterIdentity(dir);
+    assert.equal(stored?.version, 1);
+    assert.deepEqual(stored?.learners, []);
+    assert.deepEqual(stored?.members, THREE.members);
+    const before = readFileSync(file);
+    assert.equal((await ensure(dir, THREE)).result.outcome, 'matched');
+    assert.deepEqual(readFileSync(file), before, 'a matching version 1 file is left as it is');
+    await assert.rejects(ensure(dir, { ...THREE, learners: [member(3)] }), isIdentityError('TSRAFT_IDENTITY_MISMATCH', /learners \(none\) on disk, 3 requested \(3 not recorded\)/));
+    const { lines } = await ensure(dir, { ...THREE, members: [member(0), member(1, 9001), member(2)] });
+    assert.match(lines.join('\n'), /recorded the new ones in .* \(format version 1 -> 2\)/);
+    const upgraded = await readClusterIdentity(dir);
+    assert.equal(upgraded?.version, 2);
+    assert.equal(upgraded?.createdAt, '2020-01-01T00:00:00.000Z');
+    assert.deepEqual(upgraded?.learners, []);
+  });
+
+  it('a version 1 file with a learners field, or a version 2 file without one, is damaged', () => {
+    const withLearners = JSON.parse(versionOneFile(THREE, '2020-01-01T00:00:00.000Z').toString('utf8')) as Record<string, unknown>;
+    delete withLearners['checksum'];
+    withLearners['learners'] = [];
+    const v1 = Buffer.from(JSON.stringify({ ...withLearners, checksum: `crc32c:${crc32c(new TextEncoder().encode(JSON.stringify(withLearners))).toString(16).padStart(8, '0')}` }));
+    assert.throws(() => decodeClusterIdentity(v1, '/x/cluster-identity.json'), isIdentityError('TSRAFT_IDENTITY_DAMAGED', /a version 1 file has no learners field/));
+    const v2 = JSON.parse(Buffer.from(encodeClusterIdentity(THREE, '2020-01-01T00:00:00.000Z')).toString('utf8')) as Record<string, unknown>;
+    delete v2['checksum'];
+    delete v2['learners'];
+    const bytes = Buffer.from(JSON.stringify({ ...v2, checksum: `crc32c:${crc32c(new TextEncoder().encode(JSON.stringify(v2))).toString(16).padStart(8, '0')}` }));
+    assert.throws(() => decodeClusterIdentity(bytes, '/x/cluster-identity.json'), isIdentityError('TSRAFT_IDENTITY_DAMAGED', /learners is not an array/));
   });
 });
 
@@ -234,8 +315,8 @@ describe('cluster identity: a damaged file is refused, naming it', () => {
   }
 
   it('a file of a newer format version: TSRAFT_IDENTITY_UNSUPPORTED', () => {
-    const text = Buffer.from(encodeClusterIdentity(THREE, '2020-01-01T00:00:00.000Z')).toString('utf8').replace('"version": 1', '"version": 2');
-    assert.throws(() => decodeClusterIdentity(Buffer.from(text), '/x/cluster-identity.json'), isIdentityError('TSRAFT_IDENTITY_UNSUPPORTED', /written by a newer tsraft \(format version 2/));
+    const text = Buffer.from(encodeClusterIdentity(THREE, '2020-01-01T00:00:00.000Z')).toString('utf8').replace('"version": 2', '"version": 3');
+    assert.throws(() => decodeClusterIdentity(Buffer.from(text), '/x/cluster-identity.json'), isIdentityError('TSRAFT_IDENTITY_UNSUPPORTED', /written by a newer tsraft \(format version 3/));
   });
 
   it('whitespace does not matter (the checksum covers the values)', () => {
@@ -293,13 +374,14 @@ describe('KvServer checks the identity before it opens storage', { timeout: 60_0
     const [raftPort, httpPort, otherRaft, otherHttp] = await freeLoopbackPorts(4);
     const self: KvPeer = { id: 0, raftHost: '127.0.0.1', raftPort: raftPort!, httpUrl: `http://127.0.0.1:${httpPort}` };
     const other: KvPeer = { id: 1, raftHost: '127.0.0.1', raftPort: otherRaft!, httpUrl: `http://127.0.0.1:${otherHttp}` };
-    const start = (peers: KvPeer[], clusterId = 'tsraft') =>
+    const start = (peers: KvPeer[] | undefined, clusterId = 'tsraft') =>
       KvServer.start({
         id: 0,
-        peers,
+        ...(peers === undefined ? {} : { peers }),
         dataDir,
         clusterId,
-        httpListen: { host: '127.0.0.1', port: httpPort! },
+        // Without peers, without httpListen too: it listens where its recorded HTTP URL says.
+        ...(peers === undefined ? {} : { httpListen: { host: '127.0.0.1', port: httpPort! } }),
         timing: { heartbeatMs: 20, electionTimeoutMinMs: 100, electionTimeoutMaxMs: 200 },
         fsync: false,
         log: () => undefined,
@@ -335,8 +417,7 @@ describe('KvServer checks the identity before it opens storage', { timeout: 60_0
     await refused(start([self, other]), isIdentityError('TSRAFT_IDENTITY_MISMATCH', /members 0 on disk, 0, 1 requested \(1 not recorded\)/));
     await refused(start([self], 'other'), isIdentityError('TSRAFT_IDENTITY_MISMATCH', /cluster id "tsraft" on disk, "other" requested/));
     assert.deepEqual(snapshotDir(dataDir), before, 'a refused start changed the data directory');
-    server = await start([self]);
-    try {
+    const readBack = async (): Promise<void> => {
       const deadline = Date.now() + 10_000;
       let value = '';
       while (Date.now() < deadline && value !== 'v') {
@@ -345,8 +426,30 @@ describe('KvServer checks the identity before it opens storage', { timeout: 60_0
         if (value !== 'v') await new Promise((r) => setTimeout(r, 50));
       }
       assert.equal(value, 'v');
+    };
+    server = await start([self]);
+    try {
+      await readBack();
     } finally {
       await server.stop();
     }
+    // Without peers, the starting configuration (and the HTTP address) comes from the identity.
+    server = await start(undefined);
+    try {
+      await readBack();
+      assert.deepEqual(server.status().membership, { voters: [0], outgoing: [], learners: [], index: 0 });
+    } finally {
+      await server.stop();
+    }
+    assert.equal(snapshotDir(dataDir).get(CLUSTER_IDENTITY_FILE), before.get(CLUSTER_IDENTITY_FILE), 'a restart without peers rewrote the identity');
+  });
+
+  it('without peers and without an identity to read them from, start() is a ConfigError that says so, and nothing is written', async () => {
+    const dataDir = join(tempDir(), 'node-0');
+    await assert.rejects(
+      KvServer.start({ id: 0, dataDir, httpListen: { host: '127.0.0.1', port: 0 }, fsync: false, log: () => undefined }),
+      (error: unknown) => error instanceof ConfigError && /peers must be given: .*records no cluster identity/.test(error.message),
+    );
+    assert.equal(existsSync(dataDir), false);
   });
 });
