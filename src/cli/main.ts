@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `tsraft` command line: a local cluster (`start`), one cluster member (`node`), the KV client
- * commands (`get`, `put`, `del`, `append`, `cas`), `status` and `leader transfer`. One file per command beside this
+ * commands (`get`, `put`, `del`, `append`, `cas`), `status`, `leader transfer` and `member list|add|promote|remove`. One file per command beside this
  * one; `tsraft <command> --help` describes each.
  *
  * Exit codes (every command): 0 ok, 1 not found / cas not swapped / runtime failure, 2 usage error,
@@ -15,6 +15,7 @@ import { CliError, EXIT, UsageError, errorMessage } from './common.js';
 import { delCommand } from './del.js';
 import { getCommand } from './get.js';
 import { leaderCommand } from './leader.js';
+import { memberCommand } from './member.js';
 import { nodeCommand } from './node.js';
 import { putCommand } from './put.js';
 import { startCommand } from './start.js';
@@ -37,10 +38,14 @@ Examples:
   tsraft put greeting hello            write through the cluster
   tsraft get greeting                  read it back (linearizable; --stale for a local read)
   tsraft status                        role, term, commit and lag of every node
-  tsraft leader transfer --to 2        hand leadership to node 2 (without --to: the most up-to-date follower)`,
+  tsraft leader transfer --to 2        hand leadership to node 2 (without --to: the most up-to-date follower)
+  tsraft member list                   the members: voters, learners, the leader
+  tsraft node --id 3 --join http://127.0.0.1:8000 --listen 127.0.0.1:7003 --http 127.0.0.1:8003 --data-dir ./data-3
+                                       a 4th node joins (as a learner, promoted to voter once caught up)
+  tsraft member remove 2               take node 2 out of the cluster`,
     );
   // Commands are added after exitOverride() so they inherit it.
-  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), statusCommand(), leaderCommand()]) {
+  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), statusCommand(), leaderCommand(), memberCommand()]) {
     command.exitOverride().showHelpAfterError('(add --help for usage)');
     program.addCommand(command);
   }

@@ -1,12 +1,31 @@
 /**
  * `tsraft node`: one cluster member in this process (a KvServer: Raft over TCP, the KV state
  * machine, the HTTP API), until SIGTERM or SIGINT. `tsraft start` runs its nodes with this command.
+ *
+ * How it finds its cluster:
+ * - `--peers`: every member of the cluster it creates (or was created with, on a restart).
+ * - `--join <url of any member>` (a data directory without a cluster identity): it asks that member
+ *   (redirected to the leader) to add it as a learner, starts with the configuration the answer
+ *   gives (voters as peers, learners, itself included), and, unless `--learner`, promotes itself to
+ *   voter once it has caught up. Its own addresses come from --listen/--http (or --advertise).
+ * - neither, on a data directory with a cluster identity: it restarts from what the identity file
+ *   recorded; its membership comes from its log. A data directory with an identity also ignores
+ *   --join (it restarts; a learner that has not been promoted yet still promotes itself).
  */
 import { Command } from 'commander';
+import { KvClient, KvClientError, type KvMember, type KvMembers } from '../kv/client.js';
 import { VALUE_BYTES_MAX } from '../kv/commands.js';
 import { DEFAULT_HTTP_HEADERS_TIMEOUT_MS, DEFAULT_HTTP_MAX_CONNECTIONS, DEFAULT_HTTP_RECEIVE_TIMEOUT_MS, validateHttpLimits, type HttpLimits } from '../kv/http-api.js';
-import { KvServer } from '../kv/server.js';
-import { ClusterIdentityError, describeClusterIdentity, memberIds } from '../storage/cluster-identity.js';
+import { KvServer, type KvPeer } from '../kv/server.js';
+import {
+  ClusterIdentityError,
+  describeClusterIdentity,
+  holdsRaftData,
+  learnerIds,
+  memberIds,
+  readClusterIdentity,
+  type StoredClusterIdentity,
+} from '../storage/cluster-identity.js';
 import { FailingStorage, fsyncFailpointFor } from '../storage/failpoint.js';
 import { StorageError, type Storage } from '../storage/storage.js';
 import {
@@ -17,16 +36,23 @@ import {
   errorMessage,
   parseBytes,
   parseHostPort,
+  parseHttpUrl,
   parseIntOption,
   parseNodeId,
   parsePeers,
+  sleep,
   type HostPort,
   type PeerSpec,
 } from './common.js';
 
-interface NodeOptions {
+export interface NodeOptions {
   id?: string;
   peers?: string;
+  join?: string;
+  learner?: boolean;
+  advertise?: string;
+  joinTimeout?: string;
+  promoteTimeout?: string;
   dataDir?: string;
   listen?: string;
   http?: string;
@@ -43,9 +69,38 @@ interface NodeOptions {
   quiet?: boolean;
 }
 
+/** `tsraft node --join`: how this node joins a running cluster. */
+export interface JoinConfig {
+  /** The member asked to add this node (any member: a follower redirects to the leader). */
+  readonly url: string;
+  /** This node as the other members will reach it. */
+  readonly self: PeerSpec;
+  /** How long to keep trying to be added (the cluster unreachable, no leader, another change under way). */
+  readonly timeoutMs: number;
+  /** Whether --cluster-id was given (else the cluster's own id is used, when its API tells it). */
+  readonly clusterIdGiven: boolean;
+}
+
 export interface NodeConfig {
   readonly id: number;
+  /**
+   * The starting configuration's voters (--peers). Empty on a restart from the data directory's
+   * cluster identity (no --peers) and before a join (the answer to it gives them).
+   */
   readonly peers: readonly PeerSpec[];
+  /** Set: join the cluster through this member first (the data directory has no identity). */
+  readonly join?: JoinConfig;
+  /**
+   * Whether a learner promotes itself to voter once it has caught up (after --join, or on a
+   * restart with --join of a node that was not promoted yet): true unless --learner.
+   */
+  readonly promote: boolean;
+  /** How long that promotion may take before the node gives up on it (and stays a learner). */
+  readonly promoteTimeoutMs: number;
+  /** A line to log at start (e.g. that --join was ignored). */
+  readonly notice?: string;
+  /** --join given on a data directory with an identity: a member to ask if this node still has to promote itself. */
+  readonly rejoinUrl?: string;
   readonly dataDir: string;
   readonly listen: HostPort;
   readonly http: HostPort;
@@ -59,27 +114,138 @@ export interface NodeConfig {
   readonly quiet: boolean;
 }
 
-/** Validates the options of `tsraft node`; throws UsageError. */
-export function parseNodeOptions(options: NodeOptions): NodeConfig {
-  if (options.id === undefined) throw new UsageError('missing --id <n> (this node\'s id, one of the ids in --peers)');
-  if (options.peers === undefined) throw new UsageError(`missing --peers <list>: ${PEERS_SYNTAX}`);
-  if (options.dataDir === undefined || options.dataDir.trim() === '') throw new UsageError('missing --data-dir <dir> (where this node keeps its log and snapshots)');
-  const id = parseNodeId(options.id, '--id');
-  const peers = parsePeers(options.peers);
-  const self = peers.find((p) => p.id === id);
-  if (self === undefined) throw new UsageError(`--peers: this node's id ${id} is not in the peer list (ids: ${peers.map((p) => p.id).join(', ')})`);
-  const listen = options.listen === undefined ? { host: self.raftHost, port: self.raftPort } : parseHostPort(options.listen, '--listen');
-  let http: HostPort;
-  if (options.http === undefined) {
-    const url = new URL(self.httpUrl);
-    http = { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port) };
-  } else {
-    http = parseHostPort(options.http, '--http', true);
+/** Default --join-timeout: how long a joining node keeps trying to be added. */
+export const DEFAULT_JOIN_TIMEOUT_MS = 30_000;
+/** Default --promote-timeout: how long a joined learner tries to become a voter (catching up included). */
+export const DEFAULT_PROMOTE_TIMEOUT_MS = 600_000;
+/** A promotion attempt's own timeout (learner-behind and pending are retried within it). */
+const PROMOTE_ATTEMPT_MS = 5_000;
+/** At most one "still catching up" line per this many ms. */
+const PROGRESS_EVERY_MS = 5_000;
+
+/** `host:port` of an http:// base URL. */
+function urlHostPort(httpUrl: string): HostPort {
+  const url = new URL(httpUrl);
+  return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port) };
+}
+
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
+
+/** A recorded member address `HOST:PORT/HTTP-URL` as a PeerSpec, or undefined if it does not parse. */
+function recordedAddress(id: number, address: string | undefined): PeerSpec | undefined {
+  if (address === undefined) return undefined;
+  try {
+    const [peer] = parsePeers(`${id}=${address}`, 'recorded address');
+    return peer;
+  } catch {
+    return undefined;
   }
+}
+
+/** What the data directory holds: its cluster identity (null: none), and whether it holds Raft data. */
+export interface DataDirState {
+  readonly identity: StoredClusterIdentity | null;
+  readonly holdsData: boolean;
+}
+
+/** Reads a data directory's cluster identity; a damaged identity file is a CliError (exit 4). */
+export async function inspectDataDir(dataDir: string): Promise<DataDirState> {
+  try {
+    const identity = await readClusterIdentity(dataDir);
+    return { identity, holdsData: identity === null ? await holdsRaftData(dataDir) : true };
+  } catch (error) {
+    if (error instanceof ClusterIdentityError) throw new CliError(`node failed to start: ${error.message}`, EXIT.damaged);
+    throw new CliError(`cannot read the data directory ${dataDir}: ${errorMessage(error)}`, EXIT.failed);
+  }
+}
+
+/**
+ * Validates the options of `tsraft node` against what the data directory holds (`inspectDataDir`);
+ * throws UsageError. `clusterIdGiven`: whether --cluster-id was on the command line.
+ */
+export function parseNodeOptions(options: NodeOptions, dir: DataDirState = { identity: null, holdsData: false }, clusterIdGiven = true): NodeConfig {
+  if (options.dataDir === undefined || options.dataDir.trim() === '') throw new UsageError('missing --data-dir <dir> (where this node keeps its log and snapshots)');
+  if (options.peers !== undefined && options.join !== undefined) {
+    throw new UsageError(
+      '--peers and --join exclude each other: --peers lists the members of the cluster this node creates (or was created with), ' +
+        '--join <url> adds this node to a running cluster through any of its members',
+    );
+  }
+  const identity = dir.identity;
+  if (options.id === undefined && identity === null) {
+    throw new UsageError(options.join !== undefined ? "missing --id <n> (this node's id: one no member of the cluster uses)" : "missing --id <n> (this node's id, one of the ids in --peers)");
+  }
+  const id = options.id === undefined ? identity!.nodeId : parseNodeId(options.id, '--id');
+  const promote = options.learner !== true;
+  const promoteTimeoutMs = options.promoteTimeout === undefined ? DEFAULT_PROMOTE_TIMEOUT_MS : parseIntOption(options.promoteTimeout, '--promote-timeout', 1, 86_400_000);
+  let peers: PeerSpec[] = [];
+  let self: PeerSpec | undefined;
+  let join: JoinConfig | undefined;
+  let notice: string | undefined;
+  let rejoin: string | undefined;
+  let advertise: PeerSpec | undefined;
+  if (options.advertise !== undefined) {
+    if (options.peers !== undefined) throw new UsageError("--advertise is for --join: with --peers, this node's addresses are its entry in --peers");
+    [advertise] = parsePeers(`${id}=${options.advertise}`, '--advertise');
+  }
+  if (options.peers !== undefined) {
+    peers = parsePeers(options.peers);
+    self = peers.find((p) => p.id === id);
+    if (self === undefined) throw new UsageError(`--peers: this node's id ${id} is not in the peer list (ids: ${peers.map((p) => p.id).join(', ')})`);
+  } else if (identity !== null) {
+    // A restart from the data directory's identity (--join, if given, no longer applies).
+    self = advertise ?? recordedAddress(id, [...identity.members, ...identity.learners].find((m) => m.id === id)?.address);
+    const recorded = `${options.dataDir} already belongs to cluster ${JSON.stringify(identity.clusterId)} as node ${identity.nodeId}`;
+    notice = options.join !== undefined ? `--join ignored: ${recorded}; restarting from it` : `no --peers: ${recorded}; restarting from it`;
+    if (options.join !== undefined) rejoin = parseHttpUrl(options.join, '--join');
+  } else if (options.join !== undefined) {
+    if (dir.holdsData) {
+      throw new UsageError(
+        `--join: ${options.dataDir} holds Raft data but no cluster identity (written by an older tsraft): a joining node starts empty. ` +
+          'Use a new --data-dir, or start this data with the --peers it was created with.',
+      );
+    }
+    const url = parseHttpUrl(options.join, '--join');
+    const listen = options.listen === undefined ? undefined : parseHostPort(options.listen, '--listen');
+    const http = options.http === undefined ? undefined : parseHostPort(options.http, '--http');
+    if (advertise === undefined) {
+      if (listen === undefined || http === undefined) {
+        throw new UsageError(
+          `--join needs this node's own addresses: --listen HOST:PORT (raft) and --http HOST:PORT (HTTP API), e.g. --listen 127.0.0.1:7003 --http 127.0.0.1:8003 ` +
+            '(or --advertise HOST:PORT/HTTP-URL, the addresses the other members reach it at)',
+        );
+      }
+      for (const [flag, address] of [['--listen', listen], ['--http', http]] as const) {
+        if (WILDCARD_HOSTS.has(address.host)) {
+          throw new UsageError(`--join: ${flag} ${address.host}:${address.port} listens on every interface; say where the other members reach this node with --advertise HOST:PORT/HTTP-URL`);
+        }
+      }
+      const hostText = http.host.includes(':') ? `[${http.host}]` : http.host;
+      advertise = { id, raftHost: listen.host, raftPort: listen.port, httpUrl: `http://${hostText}:${http.port}` };
+    }
+    self = advertise;
+    if (url === advertise.httpUrl) throw new UsageError(`--join ${url} is this node's own HTTP URL: give the URL of a member of the running cluster`);
+    const timeoutMs = options.joinTimeout === undefined ? DEFAULT_JOIN_TIMEOUT_MS : parseIntOption(options.joinTimeout, '--join-timeout', 1, 3_600_000);
+    join = { url, self: advertise, timeoutMs, clusterIdGiven };
+  } else {
+    throw new UsageError(
+      `missing --peers <list> or --join <url>: ${options.dataDir} holds no cluster identity to restart from. ` +
+        `--peers lists the members of a new cluster (${PEERS_SYNTAX}); --join <url of any member> adds this node to a running cluster.`,
+    );
+  }
+  let listen: HostPort;
+  if (options.listen !== undefined) listen = parseHostPort(options.listen, '--listen');
+  else if (self !== undefined) listen = { host: self.raftHost, port: self.raftPort };
+  else throw new UsageError(`missing --listen <host:port>: ${options.dataDir} records no raft address for node ${id}`);
+  let http: HostPort;
+  if (options.http !== undefined) http = parseHostPort(options.http, '--http', join === undefined);
+  else if (self !== undefined) http = urlHostPort(self.httpUrl);
+  else throw new UsageError(`missing --http <host:port>: ${options.dataDir} records no HTTP address for node ${id}`);
   if (listen.port === http.port && (listen.host === http.host || listen.host === '0.0.0.0' || http.host === '0.0.0.0')) {
     throw new UsageError(`--listen and --http use the same port ${http.port}`);
   }
-  const clusterId = options.clusterId.trim();
+  // A restart from the identity (no --peers) runs the recorded cluster unless --cluster-id says otherwise.
+  const clusterId = options.peers === undefined && identity !== null && !clusterIdGiven ? identity.clusterId : options.clusterId.trim();
   if (clusterId === '' || Buffer.byteLength(clusterId) > 255) throw new UsageError('--cluster-id must be 1..255 bytes');
   const timing: { heartbeatMs?: number; electionTimeoutMinMs?: number; electionTimeoutMaxMs?: number } = {};
   if (options.heartbeatMs !== undefined) timing.heartbeatMs = parseIntOption(options.heartbeatMs, '--heartbeat-ms', 1, 60_000);
@@ -116,6 +282,11 @@ export function parseNodeOptions(options: NodeOptions): NodeConfig {
   return {
     id,
     peers,
+    ...(join === undefined ? {} : { join }),
+    promote,
+    promoteTimeoutMs,
+    ...(notice === undefined ? {} : { notice }),
+    ...(rejoin === undefined ? {} : { rejoinUrl: rejoin }),
     dataDir: options.dataDir,
     listen,
     http,
@@ -144,9 +315,15 @@ function identityRefusal(config: NodeConfig, error: ClusterIdentityError): CliEr
   if (disk.nodeId !== error.requested.nodeId) flags.push(`--id ${disk.nodeId}`);
   const diskIds = memberIds(disk);
   const askedIds = memberIds(error.requested);
-  if (diskIds.join(',') !== askedIds.join(',')) {
-    const recorded = disk.members.every((m) => m.address !== undefined) ? ` (as recorded: ${disk.members.map((m) => `${m.id}=${m.address}`).join(',')})` : '';
-    flags.push(`--peers listing exactly members ${diskIds.join(', ')}${recorded}`);
+  const diskLearners = learnerIds(disk);
+  if (diskIds.join(',') !== askedIds.join(',') || diskLearners.join(',') !== learnerIds(error.requested).join(',')) {
+    const all = [...disk.members, ...disk.learners];
+    const recorded = all.every((m) => m.address !== undefined) ? ` (as recorded: ${disk.members.map((m) => `${m.id}=${m.address}`).join(',')})` : '';
+    flags.push(
+      diskLearners.length > 0
+        ? `no --peers (it joined as a learner: it restarts from the recorded identity, voters ${diskIds.join(', ')}, learners ${diskLearners.join(', ')})`
+        : `--peers listing exactly members ${diskIds.join(', ')}${recorded} (or no --peers at all: the node then restarts from the recorded identity)`,
+    );
   }
   return new CliError(
     `node ${config.id} refused to start: its data directory ${config.dataDir} belongs to another cluster configuration.\n` +
@@ -154,9 +331,233 @@ function identityRefusal(config: NodeConfig, error: ClusterIdentityError): CliEr
       `  the flags (--cluster-id, --id, --peers): ${describeClusterIdentity(error.requested)}\n` +
       `  differs: ${error.differences.join('; ')}\n` +
       `Start it with ${flags.join(' and ')} to run the cluster this data belongs to, or use a new --data-dir for a new cluster. ` +
-      'Membership changes will come through `tsraft member ...` (not available yet). Nothing was changed on disk.',
+      'Membership changes go through `tsraft member ...` and `tsraft node --join`, not through --peers. Nothing was changed on disk.',
     EXIT.usage,
   );
+}
+
+/** A member from a /v1/members answer as a PeerSpec. */
+function peerOf(member: KvMember, from: string): PeerSpec {
+  if (member.raft === null || member.http === null) {
+    throw new CliError(`${from} knows no address for member ${member.id}, so this node could not reach it: ask another member (--join), or check \`tsraft member list\``, EXIT.failed);
+  }
+  try {
+    const raft = parseHostPort(member.raft, `node ${member.id}'s raft address`);
+    return { id: member.id, raftHost: raft.host, raftPort: raft.port, httpUrl: parseHttpUrl(member.http, `node ${member.id}'s HTTP URL`) };
+  } catch (error) {
+    throw new CliError(`${from} answered with an unusable member address: ${errorMessage(error)}`, EXIT.failed);
+  }
+}
+
+const idList = (list: readonly { id: number }[]): string => (list.length === 0 ? 'none' : list.map((m) => m.id).join(', '));
+
+/** The membership in a KvServer status (GET /v1/status `membership`), ids and HTTP URLs, if the server reports it. */
+interface StatusMembership {
+  readonly voters: number[];
+  readonly outgoing: number[];
+  readonly learners: number[];
+  readonly urls: string[];
+}
+
+function statusMembership(status: unknown): StatusMembership | undefined {
+  const m = (status as { membership?: unknown }).membership;
+  if (typeof m !== 'object' || m === null) return undefined;
+  const urls: string[] = [];
+  const ids = (list: unknown): number[] =>
+    Array.isArray(list)
+      ? list.flatMap((x: unknown) => {
+          if (typeof x === 'number') return [x];
+          if (typeof x === 'object' && x !== null && typeof (x as { id?: unknown }).id === 'number') {
+            const http = (x as { http?: unknown }).http;
+            if (typeof http === 'string') urls.push(http.replace(/\/+$/, ''));
+            return [(x as { id: number }).id];
+          }
+          return [];
+        })
+      : [];
+  const r = m as Record<string, unknown>;
+  return { voters: ids(r['voters']), outgoing: ids(r['outgoing']), learners: ids(r['learners']), urls };
+}
+
+function describeStatusMembership(m: StatusMembership): string {
+  const list = (ids: number[]): string => (ids.length === 0 ? 'none' : ids.join(', '));
+  return `voters ${list(m.voters)}${m.outgoing.length > 0 ? ` (joint, leaving ${list(m.outgoing)})` : ''}, learners ${list(m.learners)}`;
+}
+
+/** The configuration a join starts the node with. */
+interface Joined {
+  readonly voters: readonly PeerSpec[];
+  readonly learners: readonly PeerSpec[];
+  readonly clusterId: string;
+}
+
+/**
+ * `--join`: asks the member at `join.url` (redirected to the leader) to add this node as a
+ * learner, and returns the configuration to start with. Run again after a failed start, it finds
+ * itself a learner already and carries on. Refusals and an unreachable cluster are CliErrors.
+ */
+async function joinCluster(config: NodeConfig, join: JoinConfig, log: (line: string) => void): Promise<Joined> {
+  const { url, self } = join;
+  const first = new KvClient({ endpoints: [url], timeoutMs: join.timeoutMs, maxRetryDelayMs: 1_000 });
+  const cannot = `node ${config.id} cannot join through ${url}`;
+  const unreachable = (error: KvClientError): CliError =>
+    new CliError(
+      `${cannot}: no answer within ${join.timeoutMs} ms (${error.message}). Is it a running member of the cluster, and does the cluster have a leader? ` +
+        '--join takes the HTTP URL of any member, e.g. http://127.0.0.1:8000.',
+      EXIT.unavailable,
+    );
+  // The cluster id: the cluster's own when its API says it (a node of another id would be refused by every member).
+  let clusterId = config.clusterId;
+  try {
+    const status = (await first.status(url)) as unknown as { clusterId?: unknown };
+    if (typeof status.clusterId === 'string') {
+      if (join.clusterIdGiven && status.clusterId !== config.clusterId) {
+        throw new CliError(`${cannot}: that cluster's id is ${JSON.stringify(status.clusterId)}, not ${JSON.stringify(config.clusterId)} (--cluster-id): fix --cluster-id, or leave it out`, EXIT.usage);
+      }
+      clusterId = status.clusterId;
+    }
+  } catch (error) {
+    if (error instanceof CliError) throw error;
+    if (error instanceof KvClientError && error.code === 'timeout') throw unreachable(error);
+    throw new CliError(`${cannot}: GET ${url}/v1/status failed: ${errorMessage(error)}`, EXIT.failed);
+  }
+  // The other members it knows of, for when it cannot reach the leader itself (e.g. it was removed).
+  const known = await first.members().catch(() => undefined);
+  const others = known === undefined ? [] : [...known.voters, ...known.outgoing, ...known.learners].flatMap((m) => (m.http === null ? [] : [m.http.replace(/\/+$/, '')]));
+  const client = new KvClient({ endpoints: [...new Set([url, ...others])], timeoutMs: join.timeoutMs, maxRetryDelayMs: 1_000 });
+  log(`joining the cluster through ${url}: asking to add node ${config.id} (raft ${self.raftHost}:${self.raftPort}, http ${self.httpUrl}) as a learner`);
+  let members: KvMembers;
+  let index: number;
+  try {
+    const changed = await client.addMember({ id: config.id, raft: formatRaft(self), http: self.httpUrl, role: 'learner' });
+    members = changed;
+    index = changed.index;
+  } catch (error) {
+    if (!(error instanceof KvClientError)) throw new CliError(`${cannot}: ${errorMessage(error)}`, EXIT.failed);
+    if (error.code === 'bad-request' && error.serverCode === 'invalid-membership-change') {
+      members = await alreadyMember(config, join, client, error, log);
+      index = members.membershipIndex;
+    } else if (error.code === 'timeout') {
+      if (error.serverCode === 'membership-change-pending') {
+        throw new CliError(`${cannot}: another membership change kept the cluster busy for ${join.timeoutMs} ms (${error.message}); run this command again in a moment`, EXIT.failed);
+      }
+      if (error.serverCode === 'timeout' || error.serverCode === 'outcome-unknown') {
+        throw new CliError(
+          `${cannot}: adding it did not complete within ${join.timeoutMs} ms (${error.message}); it may still complete. Run this command again: ` +
+            'if node ' + config.id + ' was added, it carries on from there',
+          EXIT.failed,
+        );
+      }
+      throw unreachable(error);
+    } else if (error.code === 'bad-request') {
+      throw new CliError(`${cannot}: refused: ${error.message}`, error.status === 404 || error.status === 405 ? EXIT.failed : EXIT.usage);
+    } else {
+      throw new CliError(`${cannot}: ${error.message}; \`tsraft member list --endpoints ${url}\` shows whether it was added`, EXIT.failed);
+    }
+  }
+  const voters = [...members.voters].map((m) => peerOf(m, url));
+  const learners = members.learners.map((m) => peerOf(m, url));
+  if (!learners.some((l) => l.id === config.id)) learners.push(self);
+  log(`joined as learner at index ${index}: voters ${idList(voters)}; learners ${idList(learners)}${members.joint ? ` (joint, leaving ${idList(members.outgoing)})` : ''}`);
+  return { voters, learners, clusterId };
+}
+
+/**
+ * The cluster refused to add this node: fine if it is a learner with these addresses already
+ * (an earlier --join or `tsraft member add`); else a CliError saying what to do.
+ */
+async function alreadyMember(config: NodeConfig, join: JoinConfig, client: KvClient, refusal: KvClientError, log: (line: string) => void): Promise<KvMembers> {
+  const cannot = `node ${config.id} cannot join through ${join.url}`;
+  let members: KvMembers;
+  try {
+    members = await client.members();
+  } catch {
+    throw new CliError(`${cannot}: refused: ${refusal.message}`, EXIT.usage);
+  }
+  const list = `\`tsraft member list --endpoints ${join.url}\` shows the members`;
+  const asVoter = [...members.voters, ...members.outgoing].find((m) => m.id === config.id);
+  const asLearner = members.learners.find((m) => m.id === config.id);
+  const found = asVoter ?? asLearner;
+  if (found === undefined) throw new CliError(`${cannot}: refused: ${refusal.message.replace(/^\d{3}(?: [a-z-]+)?: /, '')}; ${list}`, EXIT.usage);
+  const same = found.raft === formatRaft(join.self) && found.http?.replace(/\/+$/, '') === join.self.httpUrl;
+  if (!same) {
+    throw new CliError(
+      `${cannot}: node ${config.id} is already a member, at raft ${found.raft ?? '?'}, http ${found.http ?? '?'}: choose another --id (${list}), ` +
+        `or, if that member is gone for good, remove it first: tsraft member remove ${config.id} --endpoints ${join.url}`,
+      EXIT.usage,
+    );
+  }
+  if (asVoter !== undefined) {
+    throw new CliError(
+      `${cannot}: node ${config.id} is already a voter, but ${config.dataDir} is empty: a voter that lost its data must not come back under its id ` +
+        `(its vote could elect a leader that lacks acknowledged writes). Remove it (tsraft member remove ${config.id} --endpoints ${join.url}) and join with a new --id.`,
+      EXIT.usage,
+    );
+  }
+  log(`node ${config.id} is a learner of the cluster already (added earlier with these addresses): starting with its configuration`);
+  return members;
+}
+
+function formatRaft(p: PeerSpec): string {
+  return `${p.raftHost.includes(':') ? `[${p.raftHost}]` : p.raftHost}:${p.raftPort}`;
+}
+
+/**
+ * A learner that joined: asks the leader (through `endpoints`) to promote it, retrying while it
+ * catches up (409 learner-behind) or another change is under way, for at most
+ * config.promoteTimeoutMs; logs its progress. Gives up (the node stays a learner) with a line
+ * saying how to promote it by hand. Never throws.
+ */
+async function promoteSelf(config: NodeConfig, endpoints: readonly string[], log: (line: string) => void, signal: AbortSignal): Promise<void> {
+  const id = config.id;
+  const started = Date.now();
+  const deadline = started + config.promoteTimeoutMs;
+  let lastProgress = 0;
+  const byHand = `promote it with \`tsraft member promote ${id} --endpoints ${endpoints[0]}\``;
+  log(`node ${id}: catching up with the leader; it becomes a voter once it has (--learner would keep it a learner)`);
+  while (!signal.aborted) {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) {
+      log(`node ${id}: not promoted within ${config.promoteTimeoutMs} ms, it stays a learner: ${byHand} once it has caught up`);
+      return;
+    }
+    const client = new KvClient({ endpoints, timeoutMs: Math.min(PROMOTE_ATTEMPT_MS, remaining), maxRetryDelayMs: 1_000 });
+    try {
+      const changed = await client.promoteMember(id);
+      if (signal.aborted) return;
+      log(`caught up, promoted: voters ${idList(changed.voters)}; learners ${idList(changed.learners)} (index ${changed.index}, after ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+      return;
+    } catch (error) {
+      if (signal.aborted) return;
+      if (error instanceof KvClientError && error.code === 'bad-request' && error.status !== 404 && error.status !== 405) {
+        const members = await client.members().catch(() => undefined);
+        if (members?.voters.some((m) => m.id === id) === true) {
+          log(`node ${id} is a voter already: voters ${idList(members.voters)}; learners ${idList(members.learners)}`);
+        } else if (members !== undefined && !members.learners.some((m) => m.id === id)) {
+          log(`node ${id} is no longer a member of the cluster (removed?): not promoting it`);
+        } else {
+          log(`node ${id}: promotion refused (${error.message}); it stays a learner: ${byHand}`);
+        }
+        return;
+      }
+      if (error instanceof KvClientError && error.code === 'bad-request') {
+        log(`node ${id}: the cluster cannot promote it (${error.message}); it stays a learner`);
+        return;
+      }
+      if (Date.now() - lastProgress >= PROGRESS_EVERY_MS) {
+        lastProgress = Date.now();
+        const why = error instanceof Error ? ((error as { cause?: unknown }).cause instanceof Error ? ((error as { cause: Error }).cause.message) : error.message) : String(error);
+        const what =
+          error instanceof KvClientError && error.serverCode === 'learner-behind'
+            ? 'still catching up'
+            : error instanceof KvClientError && error.serverCode === 'membership-change-pending'
+              ? 'waiting for another membership change to complete'
+              : 'promotion not done yet';
+        log(`node ${id}: ${what} (${why}); retrying`);
+      }
+      await sleep(Math.min(500, Math.max(0, deadline - Date.now())));
+    }
+  }
 }
 
 function timestamp(): string {
@@ -179,6 +580,12 @@ export async function runNode(config: NodeConfig): Promise<number> {
   } catch (error) {
     throw new CliError(errorMessage(error), EXIT.usage);
   }
+  if (config.notice !== undefined) log(config.notice);
+  let peers: readonly PeerSpec[] = config.peers;
+  let learners: readonly PeerSpec[] = [];
+  let clusterId = config.clusterId;
+  if (config.join !== undefined) ({ voters: peers, learners, clusterId } = await joinCluster(config, config.join, log));
+  const toKvPeer = (p: PeerSpec): KvPeer => ({ id: p.id, raftHost: p.raftHost, raftPort: p.raftPort, httpUrl: p.httpUrl });
   // Set once the node is up; a fatal error before that is kept and handled then.
   let fatal: ((error: Error) => void) | null = null;
   let earlyFatal: Error | null = null;
@@ -190,9 +597,11 @@ export async function runNode(config: NodeConfig): Promise<number> {
       },
       ...(failAfter === null ? {} : { wrapStorage: (storage: Storage) => new FailingStorage(storage, failAfter) }),
       id: config.id,
-      peers: config.peers.map((p) => ({ id: p.id, raftHost: p.raftHost, raftPort: p.raftPort, httpUrl: p.httpUrl })),
+      // No peers: a restart from the data directory's cluster identity.
+      ...(peers.length === 0 ? {} : { peers: peers.map(toKvPeer) }),
+      ...(learners.length === 0 ? {} : { learners: learners.map(toKvPeer) }),
       dataDir: config.dataDir,
-      clusterId: config.clusterId,
+      clusterId,
       httpListen: config.http,
       raftListen: config.listen,
       fsync: config.fsync,
@@ -203,18 +612,35 @@ export async function runNode(config: NodeConfig): Promise<number> {
       log,
     });
   } catch (error) {
+    const joined =
+      config.join === undefined
+        ? ''
+        : ` (it is a learner of the cluster now: fix the problem and run the same command again, which restarts it from ${config.dataDir} or joins again; ` +
+          `or take it out with \`tsraft member remove ${config.id} --endpoints ${config.join.url}\`)`;
     if (error instanceof ClusterIdentityError) throw identityRefusal(config, error);
     // A damaged data directory fails the same way on every restart: say so, and let a supervisor
     // that understands exit codes (tsraft start) leave it to an operator.
     if (error instanceof StorageError && error.code === 'TSRAFT_STORAGE_CORRUPT') {
       throw new CliError(`node ${config.id} failed to start: its data directory is damaged: ${errorMessage(error)}`, EXIT.damaged);
     }
-    throw new CliError(`node ${config.id} failed to start: ${errorMessage(error)}`, EXIT.failed);
+    throw new CliError(`node ${config.id} failed to start: ${errorMessage(error)}${joined}`, EXIT.failed);
   }
+  const membership = statusMembership(server.status());
+  const members = membership === undefined ? `${peers.length + learners.length} members` : describeStatusMembership(membership);
   log(
     `node ${config.id} up: raft ${config.listen.host}:${config.listen.port}, http http://${config.http.host}:${server.httpPort}, ` +
-      `data ${config.dataDir}, ${config.peers.length} members, fsync ${config.fsync ? 'on' : 'off'}, pid ${process.pid}`,
+      `data ${config.dataDir}, ${members}, fsync ${config.fsync ? 'on' : 'off'}, pid ${process.pid}`,
   );
+  // A learner that joined (now, or before a restart with --join) makes itself a voter once caught up.
+  const promotion = new AbortController();
+  const isLearner = membership !== undefined ? membership.learners.includes(config.id) : learners.some((l) => l.id === config.id);
+  if (config.promote && isLearner && (config.join !== undefined || config.rejoinUrl !== undefined)) {
+    const ownUrl = `http://${WILDCARD_HOSTS.has(config.http.host) ? '127.0.0.1' : config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${server.httpPort}`;
+    const endpoints = [...new Set([config.join?.url ?? config.rejoinUrl!, ...peers.map((p) => p.httpUrl), ...(membership?.urls ?? []), ownUrl])];
+    void promoteSelf(config, endpoints, log, promotion.signal);
+  } else if (isLearner && !config.promote) {
+    log(`node ${config.id} is a learner (--learner): it receives the log but does not vote; make it a voter with \`tsraft member promote ${config.id}\``);
+  }
 
   const supervised = typeof process.send === 'function';
   return new Promise<number>((resolve) => {
@@ -222,6 +648,7 @@ export async function runNode(config: NodeConfig): Promise<number> {
     const stop = (why: string, handOver = true): void => {
       if (stopping) return;
       stopping = true;
+      promotion.abort();
       log(`node ${config.id} stopping (${why})`);
       const force = setTimeout(() => {
         log(`node ${config.id}: stop took over 10 s, exiting anyway`);
@@ -247,6 +674,7 @@ export async function runNode(config: NodeConfig): Promise<number> {
       log(`node ${config.id}: raft stopped on a fatal error (${errorMessage(error)}); exiting so that it is restarted`);
       if (stopping) return;
       stopping = true;
+      promotion.abort();
       const force = setTimeout(() => resolve(EXIT.failed), 5_000);
       force.unref();
       server.stop().finally(() => {
@@ -273,12 +701,17 @@ export async function runNode(config: NodeConfig): Promise<number> {
 export function nodeCommand(): Command {
   return new Command('node')
     .description('run one cluster member (Raft over TCP + the KV HTTP API) in this process until SIGTERM or SIGINT')
-    .option('--id <n>', "this node's id (one of the ids in --peers)")
-    .option('--peers <list>', 'every member, this one included: ID=HOST:PORT/HTTP-URL entries separated by commas')
-    .option('--data-dir <dir>', "this node's data directory (created if missing; locked while the node runs; its first start records --cluster-id, --id and the member ids, and later starts must match)")
-    .option('--listen <host:port>', "where to accept raft connections (default: this node's raft address in --peers)")
-    .option('--http <host:port>', "where to serve the HTTP API (default: this node's HTTP URL in --peers)")
-    .option('--cluster-id <id>', 'cluster name; nodes of different clusters refuse each other', 'tsraft')
+    .option('--id <n>', "this node's id (one of the ids in --peers; with --join, one no member uses; on a restart, default: the recorded one)")
+    .option('--peers <list>', 'every member of a new cluster, this one included: ID=HOST:PORT/HTTP-URL entries separated by commas')
+    .option('--join <url>', 'join a running cluster through any of its members (its HTTP URL): added as a learner, promoted to voter once caught up')
+    .option('--learner', 'with --join: stay a learner (receives the log, never votes) until `tsraft member promote ID`')
+    .option('--advertise <address>', "with --join: this node's addresses as the other members reach it, HOST:PORT/HTTP-URL (default: --listen and --http)")
+    .option('--join-timeout <ms>', `with --join: how long to keep trying to be added (default ${DEFAULT_JOIN_TIMEOUT_MS})`)
+    .option('--promote-timeout <ms>', `with --join: how long to keep trying to become a voter, catching up included, before staying a learner (default ${DEFAULT_PROMOTE_TIMEOUT_MS})`)
+    .option('--data-dir <dir>', "this node's data directory (created if missing; locked while the node runs; its first start records the cluster id, --id and the starting members, and later starts must match)")
+    .option('--listen <host:port>', "where to accept raft connections (default: this node's raft address in --peers, --advertise or the data directory's identity)")
+    .option('--http <host:port>', "where to serve the HTTP API (default: this node's HTTP URL in --peers, --advertise or the data directory's identity)")
+    .option('--cluster-id <id>', 'cluster name; nodes of different clusters refuse each other (a restart without --peers: the recorded one)', 'tsraft')
     .option('--max-raft-state <bytes>', 'snapshot once the raft log exceeds this many bytes (e.g. 1048576 or 64m)')
     .option('--no-fsync', 'do not fsync writes (faster; a machine crash can lose acknowledged writes)')
     .option('--heartbeat-ms <ms>', 'leader heartbeat interval (default 100)')
@@ -296,16 +729,35 @@ Peer list format (--peers): ${PEERS_SYNTAX}
   Each entry is the node id, "=", its raft address HOST:PORT, "/", and its HTTP base URL.
   Ids are non-negative integers, unique; this node's --id must be one of them.
 
-Cluster identity: the first start records --cluster-id, --id and the member ids of --peers in
-<data-dir>/cluster-identity.json. A later start with another cluster id, id or set of member ids
-is refused (exit code 2) and changes nothing; addresses may change freely.
+Joining a running cluster (--join, for an empty data directory): the node asks the member at
+--join (redirected to the leader) to add it as a learner with its --listen and --http addresses
+(or --advertise, when it listens on 0.0.0.0), starts with the configuration it gets back, and
+promotes itself to voter once it has caught up (unless --learner). --cluster-id defaults to the
+cluster's own when its API reports it. A node added earlier with \`tsraft member add\` joins the same way.
 
-Example (node 1 of a 3-node cluster on this machine):
-  tsraft node --id 1 --data-dir ./data/node-1 \\
-    --peers 0=127.0.0.1:7000/http://127.0.0.1:8000,1=127.0.0.1:7001/http://127.0.0.1:8001,2=127.0.0.1:7002/http://127.0.0.1:8002`,
+Restarting: a data directory that has a cluster identity restarts without --peers (its members
+come from its log); --join is then ignored (a learner not yet promoted still promotes itself).
+
+Cluster identity: the first start records the cluster id, --id and the starting members in
+<data-dir>/cluster-identity.json. A later start with another cluster id, id or set of members
+(--peers) is refused (exit code 2) and changes nothing; addresses may change freely.
+
+Examples:
+  node 1 of a 3-node cluster on this machine:
+    tsraft node --id 1 --data-dir ./data/node-1 \\
+      --peers 0=127.0.0.1:7000/http://127.0.0.1:8000,1=127.0.0.1:7001/http://127.0.0.1:8001,2=127.0.0.1:7002/http://127.0.0.1:8002
+  a 4th node joining it:
+    tsraft node --id 3 --join http://127.0.0.1:8000 --listen 127.0.0.1:7003 --http 127.0.0.1:8003 --data-dir ./data-3
+  restarting it later: tsraft node --data-dir ./data-3
+
+Exit codes: 0 stopped, 1 failure, 2 usage error or refused (a data directory of another cluster
+configuration; --join refused: an id taken), 3 --join: the cluster unreachable or without a leader,
+4 damaged data directory.`,
     )
-    .action(async (options: NodeOptions) => {
-      const config = parseNodeOptions(options);
+    .action(async (options: NodeOptions, command: Command) => {
+      // With --peers the server checks the data directory itself; without, what it holds decides how the node starts.
+      const dir = options.peers !== undefined || options.dataDir === undefined || options.dataDir.trim() === '' ? undefined : await inspectDataDir(options.dataDir);
+      const config = parseNodeOptions(options, dir, command.getOptionValueSource('clusterId') === 'cli');
       process.exitCode = await runNode(config);
       // The node is done: whatever handle a failed component left open must not keep a zombie alive.
       setTimeout(() => process.exit(), 2_000).unref();

@@ -2,7 +2,11 @@
  * `tsraft status`: one row per endpoint from its GET /v1/status: node, role, term, commit index,
  * applied index, lag (the leader's commit index minus this node's applied index) and the leader it
  * knows. A node that does not answer is shown as `down`. A leader handing leadership over (POST
- * /v1/leader/transfer, `tsraft leader transfer`, or stopping) is shown as `leader (handing over to N)`.
+ * /v1/leader/transfer, `tsraft leader transfer`, or stopping) is shown as `leader (handing over to N)`;
+ * a learner (a member that receives the log but does not vote) as `learner`, a node that is no
+ * longer in its own configuration as `follower (removed)`. Below the table: the configuration
+ * (voters, learners; a change of voters under way shows the voters it leaves), as the leader (else
+ * the node with the latest configuration) sees it, and the members --endpoints does not reach.
  */
 import { Command } from 'commander';
 import { DEFAULT_ENDPOINTS, EXIT, errorMessage, formatTable, parseEndpoints, parseIntOption } from './common.js';
@@ -22,12 +26,59 @@ export interface NodeStatusJson {
   /** A leader handing leadership over: to whom (null or absent: none). */
   readonly transferTarget?: number | null;
   readonly quorumLost?: number;
+  /** The configuration in effect on this node: member ids, and the index of the entry that set it. */
+  readonly membership?: {
+    readonly voters?: readonly number[];
+    readonly outgoing?: readonly number[];
+    readonly learners?: readonly number[];
+    readonly index?: number;
+  };
 }
 
-/** The role as shown: a leader that is handing leadership over says to whom. */
-export function roleText(status: NodeStatusJson): string {
+/**
+ * The role as shown: a leader that is handing leadership over says to whom; a learner is shown as
+ * such; a node that is in neither its own configuration nor, when given, the leader's (a removed
+ * node may never hear of its removal: its log can stop at the joint configuration) as removed.
+ */
+export function roleText(status: NodeStatusJson, leaderMembership?: NodeStatusJson['membership']): string {
   const role = status.role ?? '?';
-  return role === 'leader' && typeof status.transferTarget === 'number' ? `leader (handing over to ${status.transferTarget})` : role;
+  if (role === 'leader' && typeof status.transferTarget === 'number') return `leader (handing over to ${status.transferTarget})`;
+  if (typeof status.id !== 'number') return role;
+  const id = status.id;
+  const member = (m: NodeStatusJson['membership']): boolean | undefined =>
+    m === undefined || (m.voters?.length ?? 0) === 0 ? undefined : [...(m.voters ?? []), ...(m.outgoing ?? []), ...(m.learners ?? [])].includes(id);
+  if (role !== 'leader' && (member(status.membership) === false || member(leaderMembership) === false)) return `${role} (removed)`;
+  if (status.membership?.learners?.includes(id) === true) return role === 'follower' ? 'learner' : `${role} (learner)`;
+  return role;
+}
+
+const idList = (ids: readonly number[] | undefined): string => (ids === undefined || ids.length === 0 ? 'none' : ids.join(', '));
+
+/**
+ * The configuration lines below the table: the leader's view of the membership (else the latest
+ * any node reports), and the members none of the endpoints answered as. Empty if no node reports one.
+ */
+export function membershipLines(statuses: readonly EndpointStatus[]): string[] {
+  let best: NodeStatusJson | undefined;
+  for (const { status } of statuses) {
+    if (status?.membership === undefined) continue;
+    const better =
+      best === undefined ||
+      (status.role === 'leader' && (best.role !== 'leader' || (status.term ?? -1) > (best.term ?? -1))) ||
+      (best.role !== 'leader' && (status.membership.index ?? -1) > (best.membership!.index ?? -1));
+    if (better) best = status;
+  }
+  if (best === undefined) return [];
+  const m = best.membership!;
+  const view = best.role === 'leader' ? `the leader's view` : `node ${num(best.id)}'s view, no leader answered`;
+  const joint = (m.outgoing?.length ?? 0) > 0 ? ` (joint consensus: changing from voters ${idList(m.outgoing)})` : '';
+  const lines = [`members (${view}, configuration at index ${num(m.index)}): voters ${idList(m.voters)}${joint}; learners ${idList(m.learners)}`];
+  const seen = new Set(statuses.map((s) => s.status?.id).filter((id): id is number => typeof id === 'number'));
+  const unseen = [...new Set([...(m.voters ?? []), ...(m.outgoing ?? []), ...(m.learners ?? [])])].filter((id) => !seen.has(id)).sort((a, b) => a - b);
+  if (unseen.length > 0) {
+    lines.push(`not shown: node${unseen.length === 1 ? '' : 's'} ${unseen.join(', ')} (not among --endpoints, or down; \`tsraft member list\` shows every member's URL)`);
+  }
+  return lines;
 }
 
 export interface EndpointStatus {
@@ -73,7 +124,7 @@ export function statusTable(statuses: readonly EndpointStatus[]): string[][] {
     }
     const lag = leader?.commitIndex !== undefined && status.appliedIndex !== undefined ? String(Math.max(0, leader.commitIndex - status.appliedIndex)) : '-';
     const leaderText = status.leaderId === undefined || status.leaderId === null ? 'none' : status.role === 'leader' ? `${status.leaderId} (self)` : String(status.leaderId);
-    rows.push([num(status.id), roleText(status), num(status.term), num(status.commitIndex), num(status.appliedIndex), lag, leaderText, endpoint]);
+    rows.push([num(status.id), roleText(status, leader?.membership), num(status.term), num(status.commitIndex), num(status.appliedIndex), lag, leaderText, endpoint]);
   }
   return rows;
 }
@@ -86,7 +137,7 @@ export function leaderSummary(status: NodeStatusJson): string {
 
 export function statusCommand(): Command {
   return new Command('status')
-    .description("show every node's role, term, commit and applied index, lag and leader (from GET /v1/status)")
+    .description("show every node's role, term, commit and applied index, lag and leader, and the cluster's voters and learners (from GET /v1/status)")
     .option('--endpoints <urls>', 'comma-separated HTTP base URLs of the nodes (env TSRAFT_ENDPOINTS)', process.env['TSRAFT_ENDPOINTS'] || DEFAULT_ENDPOINTS)
     .option('--timeout <ms>', 'how long to wait for each node', '2000')
     .option('--json', 'print the raw status documents as JSON')
@@ -99,6 +150,8 @@ export function statusCommand(): Command {
         process.stdout.write(`${JSON.stringify(statuses, null, 2)}\n`);
       } else {
         process.stdout.write(`${formatTable(statusTable(statuses), new Set([2, 3, 4, 5]))}\n`);
+        // Before the summary line, which stays last (scripts read the leader from it).
+        for (const line of membershipLines(statuses)) process.stdout.write(`${line}\n`);
         const leaders = statuses.filter((s) => s.status?.role === 'leader');
         const up = statuses.filter((s) => s.status !== undefined).length;
         process.stdout.write(

@@ -19,10 +19,19 @@
  *   resent only when nothing can have happened (a refused connection, a redirect, 503 no-leader);
  *   without a target, a request that may have reached the leader but got no answer rejects with
  *   code 'outcome-unknown' (resending it could move leadership twice).
+ * - Membership: members() reads the configuration (GET /v1/members, from the leader when it can be
+ *   reached, so that every member's `match` is known); addMember(), promoteMember() and
+ *   removeMember() go to the leader like writes and answer once the change is complete. 409
+ *   membership-change-pending (another change is under way) and learner-behind (the learner to
+ *   promote is still catching up) are retried with backoff, like 503, until `timeoutMs`; the
+ *   rejection then carries the last answer's status, server code and message. A change resent after
+ *   an attempt whose outcome is unknown (no answer, 503/504 outcome-unknown, 504 timeout) may find
+ *   it already made: a 400 invalid-membership-change is then checked against the configuration,
+ *   and the change resolves if it is in effect.
  */
 import { randomUUID } from 'node:crypto';
 import { CLIENT_ID_BYTES_MAX } from './commands.js';
-import type { KvServerStatus, LeaderTransferResult } from './api-types.js';
+import type { KvServerStatus, LeaderTransferResult, MembershipChangeResult, MembersView, MemberView } from './api-types.js';
 
 export type KvClientErrorCode = 'timeout' | 'bad-request' | 'stale-request' | 'server-error' | 'outcome-unknown';
 
@@ -71,6 +80,31 @@ export interface KvCasResult {
   /** The log index where the cas took effect (as KvWriteResult.index). */
   readonly index: number;
 }
+
+/** A member as GET /v1/members describes it (`raft`/`http` null when no address is known for it). */
+export type KvMember = MemberView;
+/** The cluster's configuration (GET /v1/members). */
+export type KvMembers = MembersView;
+/** What a completed membership change answers: the configuration, and the index that completed it. */
+export type KvMembershipChange = MembershipChangeResult;
+
+export type KvMemberRole = 'learner' | 'voter';
+
+export interface KvNewMember {
+  readonly id: number;
+  /** Its raft address, HOST:PORT. */
+  readonly raft: string;
+  /** Its HTTP API's base URL, e.g. http://127.0.0.1:8003. */
+  readonly http: string;
+  /** Default 'learner' (catches up without counting in any majority; promote it afterwards). */
+  readonly role?: KvMemberRole;
+}
+
+/** How long members() waits for each further member it asks for a better view. */
+const MEMBERS_PROBE_MS = 1_000;
+
+/** The server codes of 409s that a membership change waits out (retried until the timeout). */
+const MEMBERSHIP_RETRY_CODES = new Set(['membership-change-pending', 'learner-behind']);
 
 export type KvKey = string | Uint8Array;
 export type KvValue = string | Uint8Array;
@@ -126,6 +160,36 @@ function connectionRefused(error: unknown): boolean {
   return typeof code === 'string' && NOT_DELIVERED.has(code);
 }
 
+function memberOf(value: unknown): KvMember {
+  if (typeof value !== 'object' || value === null) throw new KvClientError('server-error', `malformed member in GET /v1/members: ${JSON.stringify(value)}`);
+  const m = value as Record<string, unknown>;
+  const address = (v: unknown): v is string | null | undefined => v === undefined || v === null || typeof v === 'string';
+  if (typeof m['id'] !== 'number' || !address(m['raft']) || !address(m['http'])) {
+    throw new KvClientError('server-error', `malformed member in GET /v1/members: ${JSON.stringify(value).slice(0, 200)}`);
+  }
+  return { id: m['id'], raft: m['raft'] ?? null, http: m['http'] ?? null, ...(typeof m['match'] === 'number' ? { match: m['match'] } : {}) };
+}
+
+/** Reads a GET /v1/members (or membership change) answer; throws 'server-error' on a malformed one. */
+export function parseMembers(json: Record<string, unknown>): KvMembers {
+  const list = (name: string): KvMember[] => {
+    const v = json[name];
+    if (v === undefined) return [];
+    if (!Array.isArray(v)) throw new KvClientError('server-error', `malformed membership answer: ${name} is not a list`);
+    return v.map(memberOf).sort((a, b) => a.id - b.id);
+  };
+  const leader = json['leader'];
+  return {
+    leader: typeof leader === 'number' ? leader : null,
+    membershipIndex: typeof json['membershipIndex'] === 'number' ? json['membershipIndex'] : -1,
+    committed: json['committed'] === true,
+    joint: json['joint'] === true,
+    voters: list('voters'),
+    outgoing: list('outgoing'),
+    learners: list('learners'),
+  };
+}
+
 function errorOf(json: Record<string, unknown>): { code: string | undefined; message: string | undefined } {
   const e = json['error'];
   if (typeof e !== 'object' || e === null) return { code: undefined, message: undefined };
@@ -146,6 +210,18 @@ function valueText(value: unknown, encoding: unknown): string | null {
   if (typeof value === 'string' && encoding !== 'base64') return value;
   const bytes = valueBytes(value, encoding);
   return bytes === null ? null : lenientDecoder.decode(bytes);
+}
+
+function hasMatch(m: KvMembers): boolean {
+  return [...m.voters, ...m.outgoing, ...m.learners].some((x) => x.match !== undefined);
+}
+
+function sameUrl(a: string, b: string): boolean {
+  return a.replace(/\/+$/, '') === b.replace(/\/+$/, '');
+}
+
+function checkMemberId(id: number): void {
+  if (!(Number.isSafeInteger(id) && id >= 0)) throw new KvClientError('bad-request', `a member id is a non-negative integer, got ${id}`);
 }
 
 export class KvClient {
@@ -250,7 +326,89 @@ export class KvClient {
     };
   }
 
+  /**
+   * The cluster's configuration: voters, outgoing voters (during a change), learners, the leader.
+   * Any member answers with its own view; unless the leader answered (its view has every member's
+   * `match`), the leader that view names is asked, then the other endpoints (a removed member may
+   * be left with an old configuration and no leader), each briefly. Returns the leader's view if
+   * one was reached, else the first view that knows a leader, else the first.
+   */
+  async members(): Promise<KvMembers> {
+    const answer = await this.request('GET', '/v1/members', { write: false });
+    const first = parseMembers(answer.json);
+    if (hasMatch(first)) return first;
+    const answered = this.current;
+    let best = first;
+    const leaderUrl = [...first.voters, ...first.outgoing, ...first.learners].find((m) => m.id === first.leader)?.http?.replace(/\/+$/, '');
+    const others = [...new Set([...(leaderUrl === undefined ? [] : [leaderUrl]), ...this.endpoints])].filter((e) => e !== answered);
+    for (const endpoint of others) {
+      let view: KvMembers;
+      try {
+        view = parseMembers((await this.request('GET', '/v1/members', { write: false, endpoint, attempts: 1, attemptTimeoutMs: MEMBERS_PROBE_MS })).json);
+      } catch {
+        continue; // the leader's view is a nicety: a member's is still right
+      }
+      if (hasMatch(view)) return view;
+      if (best.leader === null && view.leader !== null) best = view;
+    }
+    return best;
+  }
+
+  /**
+   * Adds a member (default as a learner) and resolves once the change is complete. Rejects with
+   * KvClientError 'bad-request' (400 invalid-membership-change: e.g. the id or an address is
+   * taken), 'timeout' (no leader in time, or another change kept the way blocked: `serverCode` says
+   * which) or 'server-error'.
+   */
+  addMember(member: KvNewMember): Promise<KvMembershipChange> {
+    checkMemberId(member.id);
+    const role = member.role ?? 'learner';
+    const body = JSON.stringify({ id: member.id, raft: member.raft, http: member.http, role });
+    return this.changeMembers('POST', '/v1/members', body, (m) => {
+      const found = (role === 'learner' ? [...m.learners, ...m.voters] : m.voters).find((x) => x.id === member.id);
+      return found !== undefined && found.raft === member.raft && found.http !== null && sameUrl(found.http, member.http);
+    });
+  }
+
+  /** Makes learner `id` a voter; waits (retrying 409 learner-behind) while it catches up. */
+  promoteMember(id: number): Promise<KvMembershipChange> {
+    checkMemberId(id);
+    return this.changeMembers('POST', `/v1/members/${id}/promote`, undefined, (m) => !m.joint && m.voters.some((x) => x.id === id));
+  }
+
+  /** Removes member `id` (a voter, the leader included, or a learner). */
+  removeMember(id: number): Promise<KvMembershipChange> {
+    checkMemberId(id);
+    return this.changeMembers('DELETE', `/v1/members/${id}`, undefined, (m) => !m.joint && ![...m.voters, ...m.outgoing, ...m.learners].some((x) => x.id === id));
+  }
+
   // ------------------------------------------------------------------ internals
+
+  /**
+   * One membership change: sent to the leader, 409 pending / learner-behind retried; a 400 after
+   * an attempt with an unknown outcome resolves if `done` holds for the configuration now.
+   */
+  private async changeMembers(method: string, path: string, body: string | undefined, done: (members: KvMembers) => boolean): Promise<KvMembershipChange> {
+    let uncertain = false;
+    let answer: Answer;
+    try {
+      answer = await this.request(method, path, {
+        write: false,
+        ...(body === undefined ? {} : { body: encoder.encode(body), contentType: 'application/json' }),
+        retry: (status, code) => status === 409 && code !== undefined && MEMBERSHIP_RETRY_CODES.has(code),
+        onUncertain: () => (uncertain = true),
+      });
+    } catch (error) {
+      if (uncertain && error instanceof KvClientError && error.code === 'bad-request' && error.serverCode === 'invalid-membership-change') {
+        const now = await this.members().catch(() => undefined);
+        if (now !== undefined && done(now)) return { ...now, index: now.membershipIndex };
+      }
+      throw error;
+    }
+    const members = parseMembers(answer.json);
+    const index = answer.json['index'];
+    return { ...members, index: typeof index === 'number' ? index : members.membershipIndex };
+  }
 
   private path(key: KvKey, query: Record<string, string>): string {
     const bytes = toBytes(key);
@@ -303,6 +461,16 @@ export class KvClient {
       final?: (status: number, code: string | undefined) => boolean;
       /** Whether an attempt that got no answer may be sent again (default: yes); if not, 'outcome-unknown'. */
       resendUnanswered?: (error: unknown) => boolean;
+      /** An error answer (status, error code) to retry with backoff, at the same endpoint, until the timeout. */
+      retry?: (status: number, code: string | undefined) => boolean;
+      /** Called when an attempt may have reached the server without a definite answer (it may have taken effect). */
+      onUncertain?: () => void;
+      /** Content-Type of `body` (default application/octet-stream). */
+      contentType?: string;
+      /** At most this many attempts (default: until the timeout). */
+      attempts?: number;
+      /** One attempt's own time limit (default: what is left of the timeout). */
+      attemptTimeoutMs?: number;
     },
   ): Promise<Answer> {
     const deadline = Date.now() + this.timeoutMs;
@@ -313,12 +481,16 @@ export class KvClient {
     let lastError: unknown;
     /** The last error that was not the deadline cutting an attempt short. */
     let lastAnswer: unknown;
+    /** The status and server code of the last error answer, for the 'timeout' rejection. */
+    let lastStatus: number | undefined;
+    let lastCode: string | undefined;
+    let attempts = 0;
     const headers: Record<string, string> = {};
     if (options.session !== undefined) {
       headers['X-Client-Id'] = options.session.id;
       headers['X-Request-Seq'] = String(options.session.seq);
     }
-    if (options.body !== undefined) headers['Content-Type'] = 'application/octet-stream';
+    if (options.body !== undefined) headers['Content-Type'] = options.contentType ?? 'application/octet-stream';
     const backoff = async (): Promise<void> => {
       const delay = Math.min(this.maxRetryDelayMs, this.retryDelayMs * 2 ** Math.min(failures, 20));
       failures++;
@@ -326,16 +498,17 @@ export class KvClient {
     };
     for (;;) {
       const remaining = deadline - Date.now();
-      if (remaining <= 0) {
+      if (remaining <= 0 || (options.attempts !== undefined && attempts >= options.attempts)) {
         const before = lastAnswer !== undefined && lastAnswer !== lastError ? `; before that: ${describe(lastAnswer)}` : '';
         throw new KvClientError(
           'timeout',
           `${method} ${pathAndQuery} did not complete within ${this.timeoutMs} ms; last error: ${describe(lastError)}${before}`,
-          undefined,
-          undefined,
+          lastStatus,
+          lastCode,
           { cause: lastError },
         );
       }
+      attempts++;
       let status: number;
       let location: string | null;
       let text: string;
@@ -344,7 +517,7 @@ export class KvClient {
           method,
           headers,
           redirect: 'manual',
-          signal: AbortSignal.timeout(remaining),
+          signal: AbortSignal.timeout(Math.min(remaining, options.attemptTimeoutMs ?? remaining)),
           ...(options.body === undefined ? {} : { body: options.body }),
         });
         status = response.status;
@@ -362,7 +535,11 @@ export class KvClient {
             { cause: error },
           );
         }
-        if (!deadlineHit) lastAnswer = error;
+        if (!deadlineHit) {
+          lastAnswer = error;
+          lastStatus = lastCode = undefined;
+        }
+        if (!connectionRefused(error)) options.onUncertain?.();
         if (fixed === undefined) base = this.nextEndpoint(base);
         await backoff();
         continue;
@@ -391,11 +568,19 @@ export class KvClient {
         if (fixed === undefined) this.current = base;
         return { status, json };
       }
+      lastStatus = status;
+      lastCode = code;
       if (options.final?.(status, code) === true) {
         throw new KvClientError(status >= 400 && status < 500 ? 'bad-request' : 'server-error', detail, status, code);
       }
+      if (options.retry?.(status, code) === true) {
+        lastError = lastAnswer = new Error(detail);
+        await backoff();
+        continue;
+      }
       if (status === 502 || status === 503 || status === 504) {
         lastError = lastAnswer = new Error(detail);
+        if (code === 'outcome-unknown' || code === 'timeout' || (status === 504 && code === undefined)) options.onUncertain?.();
         // Another member may know the leader (or be in the majority); a busy one is worth waiting for.
         if (fixed === undefined && code !== 'busy') base = this.nextEndpoint(base);
         await backoff();

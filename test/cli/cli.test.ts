@@ -167,6 +167,14 @@ describe('tsraft usage errors', { timeout: 60_000 }, () => {
     ['no HTTP URL', ['node', '--id', '0', '--data-dir', '/tmp/x', '--peers', '0=127.0.0.1:7000'], /no HTTP URL/],
     ['not an http URL', ['node', '--id', '0', '--data-dir', '/tmp/x', '--peers', '0=127.0.0.1:7000/ftp://x:1'], /only http/],
     ['missing --peers', ['node', '--id', '0', '--data-dir', '/tmp/x'], /missing --peers/],
+    ['neither --peers nor --join', ['node', '--id', '0', '--data-dir', '/tmp/tsraft-no-such-dir'], /missing --peers <list> or --join <url>: .* holds no cluster identity to restart from/],
+    ['--peers with --join', ['node', '--id', '0', '--data-dir', '/tmp/x', '--peers', '0=127.0.0.1:7000/http://127.0.0.1:8000', '--join', 'http://127.0.0.1:8001'], /--peers and --join exclude each other/],
+    ['--join without own addresses', ['node', '--id', '3', '--data-dir', '/tmp/tsraft-no-such-dir', '--join', 'http://127.0.0.1:8000'], /--join needs this node's own addresses/],
+    ['--join with a bad URL', ['node', '--id', '3', '--data-dir', '/tmp/tsraft-no-such-dir', '--join', '127.0.0.1:8000', '--listen', '127.0.0.1:7003', '--http', '127.0.0.1:8003'], /--join: /],
+    ['member add without --raft', ['member', 'add', '3', '--http', 'http://127.0.0.1:8003'], /missing --raft <host:port>/],
+    ['member promote without an id', ['member', 'promote'], /missing required argument 'id'/],
+    ['member remove with a bad id', ['member', 'remove', 'two'], /member id: node id must be a non-negative integer/],
+    ['unknown member command', ['member', 'frobnicate'], /unknown command 'frobnicate'/],
     ['bad --id', ['node', '--id', 'one', '--data-dir', '/tmp/x', '--peers', '0=127.0.0.1:7000/http://127.0.0.1:8000'], /node id must be a non-negative integer/],
     ['unknown option', ['get', 'a', '--bogus'], /unknown option '--bogus'/],
     ['unknown command', ['frobnicate'], /unknown command/],
@@ -186,13 +194,16 @@ describe('tsraft usage errors', { timeout: 60_000 }, () => {
   }
 
   it('--help works for every command', async () => {
-    for (const command of ['start', 'node', 'get', 'put', 'del', 'append', 'cas', 'status']) {
-      const run = await tsraft([command, '--help']);
+    for (const command of ['start', 'node', 'get', 'put', 'del', 'append', 'cas', 'status', 'member', 'member list', 'member add', 'member promote', 'member remove']) {
+      const run = await tsraft([...command.split(' '), '--help']);
       assert.equal(run.code, 0, `${command} --help: ${run.stderr}`);
       assert.match(run.stdout, new RegExp(`^Usage: tsraft ${command}`));
     }
     const node = await tsraft(['node', '--help']);
     assert.match(node.stdout, /Peer list format/);
+    assert.match(node.stdout, /--join <url>/);
+    const top = await tsraft(['--help']);
+    assert.match(top.stdout, /tsraft member list/);
   });
 
   it('an unreachable cluster → exit 3', async () => {
