@@ -7,6 +7,8 @@ import type { NodeStatus } from '../runtime/node.js';
 /** A member's Raft and KV status, as served at GET /v1/status. */
 export interface KvServerStatus {
   readonly id: number;
+  /** The cluster this member belongs to (a joining node adopts it, or refuses a different --cluster-id). */
+  readonly clusterId: string;
   readonly role: NodeStatus['role'];
   readonly term: number;
   readonly leaderId: number | null;

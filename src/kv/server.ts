@@ -536,6 +536,7 @@ export class KvServer {
     const stats = this.replica.sm.stats;
     return {
       id: s.id,
+      clusterId: this.options.clusterId ?? 'tsraft',
       role: s.role,
       term: s.term,
       leaderId: s.leaderId ?? null,

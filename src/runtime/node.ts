@@ -324,8 +324,11 @@ export class RaftNode<Result = unknown> {
       if (step.type !== 'promote') continue;
       const pr = status.progress.get(step.id);
       if (pr === undefined) continue; // not a learner: the core says so
-      if (status.commitIndex - pr.match > lagMax || pr.state === 'snapshot') {
-        return `learner ${step.id} has ${pr.match} of ${status.commitIndex} committed entries (${pr.state}); it can be promoted once within ${lagMax}: retry when it has caught up`;
+      // Only a learner that has answered (replicate: it acknowledged entries) and is close to the
+      // commit index: one never started, or still probing, would be a voter that cannot vote yet.
+      if (status.commitIndex - pr.match > lagMax || pr.state !== 'replicate') {
+        const why = pr.state === 'replicate' ? `${pr.match} of ${status.commitIndex} committed entries` : `not replicating yet (${pr.state}, ${pr.match} of ${status.commitIndex} committed entries)`;
+        return `learner ${step.id} has ${why}; it can be promoted once it answers and is within ${lagMax} entries: retry when it has caught up`;
       }
     }
     return null;
