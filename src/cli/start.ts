@@ -339,9 +339,13 @@ class Supervisor {
               await response.body?.cancel();
               return;
             }
-            const status = (await response.json()) as { role?: unknown; term?: unknown };
-            if (status.role === 'leader' && typeof status.term === 'number' && (found === undefined || status.term > found.term)) {
+            const status = (await response.json()) as { role?: unknown; term?: unknown; leaderId?: unknown; leaderUrl?: unknown };
+            if (typeof status.term !== 'number' || (found !== undefined && status.term <= found.term)) return;
+            if (status.role === 'leader') {
               found = { id: m.spec.id, term: status.term, url: m.spec.httpUrl };
+            } else if (typeof status.leaderId === 'number' && typeof status.leaderUrl === 'string') {
+              // A leader this command did not start (a node that joined): its followers name it.
+              found = { id: status.leaderId, term: status.term, url: status.leaderUrl };
             }
           } catch {
             // down or starting: ignore
