@@ -199,6 +199,8 @@ export class KvServer {
   private readonly addresses = new Map<number, { raft: string; http: string }>();
   /** onMembershipChange has been called once (at start): later calls are changes. */
   private membershipReported = false;
+  /** The configuration last logged, as described. */
+  private membershipDescribed = '';
   private readonly maxRaftStateBytes: number;
   private readonly requestTimeoutMs: number;
   private readonly readMode: 'read-index' | 'log';
@@ -403,7 +405,11 @@ export class KvServer {
         if (id !== this.id) peers.push({ id, host: parsed.raftHost, port: parsed.raftPort });
       }
       transport.setPeers(peers);
-      this.log(`membership: ${describeMembership(membership)}`);
+      // The same voters and learners again (the starting configuration, then the log's first
+      // entry saying the same) are not news to the operator.
+      const described = describeMembership(membership);
+      if (described !== this.membershipDescribed) this.log(`membership: ${described}`);
+      this.membershipDescribed = described;
     } catch (error) {
       // Never into the RaftNode's loop: the node keeps its old peers, which the log line says.
       this.log(`membership: could not apply the configuration ${describeMembership(membership)}: ${describeError(error)}`);
