@@ -205,7 +205,11 @@ export class RaftCore {
           return;
         }
       }
-      this.replicator!.expireTransfer();
+      if (this.replicator!.expireTransfer() && this.removedFromCommittedConfig()) {
+        // The handover after our removal did not happen: stop leading anyway.
+        this.becomeFollower(this.currentTerm, NO_LEADER);
+        return;
+      }
       this.replicator!.heartbeatDue();
       return;
     }
@@ -645,21 +649,43 @@ export class RaftCore {
       this.appendAsLeader({ index: this.log.lastIndex() + 1, term: this.currentTerm, command: new Uint8Array(0), membership: leaveJoint(latest) });
       return;
     }
-    // Removed: step down once the input that committed this is handled (the replication code that
+    // Removed: hand over once the input that committed this is handled (the replication code that
     // called us is still running); see stepDownIfRemoved.
     if (!latest.voters.includes(this.id)) this.removedWhileLeading = true;
   }
 
-  /** A leader whose removal committed hands over to the most up-to-date voter and steps down. */
+  /**
+   * A leader whose removal committed hands leadership over as a graceful stop does (thesis §3.10:
+   * no new proposals, the successor brought up to date, then TimeoutNow), so that the cluster is
+   * leaderless for a round trip even under load: sending TimeoutNow only to a voter that already
+   * had every entry found none whenever clients were writing. Until the successor takes over, this
+   * node keeps replicating without counting itself; with no voter heard from lately, or once the
+   * transfer expires, it simply steps down.
+   */
   private stepDownIfRemoved(): void {
+    if (this.role !== 'leader') {
+      this.removedWhileLeading = false;
+      return;
+    }
+    if (this.replicator!.transferTarget !== null) {
+      // Once TimeoutNow is out, the successor has every entry and will win; it will not tell us,
+      // since no configuration it sends to names us any more, so stop leading now.
+      if (this.replicator!.timeoutNowSent && this.removedFromCommittedConfig()) this.becomeFollower(this.currentTerm, NO_LEADER);
+      return;
+    }
     if (!this.removedWhileLeading) return;
     this.removedWhileLeading = false;
-    if (this.role !== 'leader') return;
     const successor = this.replicator!.transferCandidate();
-    if (successor !== undefined && this.replicator!.progress.get(successor)!.match === this.log.lastIndex()) {
-      this.send({ type: 'TimeoutNow', from: this.id, to: successor, term: this.currentTerm });
+    if (successor !== undefined && this.replicator!.startTransfer(successor)) {
+      this.stepDownIfRemoved();
+      return;
     }
     this.becomeFollower(this.currentTerm, NO_LEADER);
+  }
+
+  /** The latest configuration is committed and this node is not one of its voters. */
+  private removedFromCommittedConfig(): boolean {
+    return this.log.membershipIndex() <= this.log.commitIndex && !this.log.membership().voters.includes(this.id);
   }
 
   /**

@@ -96,6 +96,11 @@ export class Replicator {
     return this.transfer?.target ?? null;
   }
 
+  /** The transfer in progress has told its target to campaign. */
+  get timeoutNowSent(): boolean {
+    return this.transfer?.timeoutNowSent ?? false;
+  }
+
   /**
    * Starts handing leadership to `target` (thesis §3.10): bring its log up to date, then tell it to
    * campaign at once (TimeoutNow). The node refuses proposals meanwhile, so the target can catch

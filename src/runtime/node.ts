@@ -508,7 +508,7 @@ export class RaftNode<Result = unknown> {
       const status = this.core.status(false);
       const leader = status.leaderId >= 0 && status.leaderId !== this.id ? status.leaderId : undefined;
       this.waiters.leadershipLost(leader);
-      this.waiters.membershipLeadershipLost(status.commitIndex, this.driver.appliedIndex, status.membership, leader);
+      this.waiters.membershipLeadershipLost(status.commitIndex, this.driver.appliedIndex, status.membership, status.membershipIndex, leader);
     }
     if (this.lastLeaderTerm >= 0) {
       this.waiters.rejectReads(() => this.notLeader('leadership was lost before the read was confirmed'));

@@ -201,10 +201,12 @@ export class Waiters {
    * applied here is reported with the configuration in effect; one committed but not yet applied
    * keeps waiting for its entry.
    */
-  membershipLeadershipLost(commitIndex: LogIndex, appliedIndex: LogIndex, membership: Membership, leader: NodeId | undefined): void {
+  membershipLeadershipLost(commitIndex: LogIndex, appliedIndex: LogIndex, membership: Membership, membershipIndex: LogIndex, leader: NodeId | undefined): void {
+    // The configuration in effect was set at membershipIndex if that is applied; else it is still on its way.
+    const completedAt = membershipIndex <= appliedIndex ? membershipIndex : appliedIndex;
     for (const waiter of [...this.membershipChanges]) {
       if (waiter.index > commitIndex) this.settleMembership(waiter, new OutcomeUnknownError(waiter.index, leader));
-      else if (waiter.index <= appliedIndex) this.settleMembership(waiter, { index: waiter.index, term: waiter.term, membership, completedAt: appliedIndex });
+      else if (waiter.index <= appliedIndex) this.settleMembership(waiter, { index: waiter.index, term: waiter.term, membership, completedAt });
     }
   }
 

@@ -159,6 +159,41 @@ describe('membership changes in the core', () => {
     assert.notEqual(net.nodes[0]!.core.status(false).role, 'candidate');
   });
 
+  it('a removed leader hands over within a few round trips while clients keep writing', () => {
+    const net = membershipNet([0, 1, 2], 3);
+    elect(net, 0);
+    change(net, 0, [{ type: 'remove', id: 0 }]);
+    // A write is proposed before every hop of every message, so whenever the removal commits the
+    // leader holds entries no follower has acknowledged yet (as under real client load).
+    let hops = 0;
+    let ticks = 0;
+    while (!net.nodes[1]!.core.isLeader && !net.nodes[2]!.core.isLeader && ticks < 2 * ET_MAX) {
+      if (net.nodes[0]!.core.isLeader) net.nodes[0]!.propose(bytes(`w${hops}`));
+      flush(net);
+      const batch = net.inflight.splice(0);
+      for (const message of batch) net.nodes[message.to]!.step(message);
+      if (++hops % 4 === 0) {
+        for (const node of net.nodes) node.tick();
+        ticks++;
+      }
+    }
+    assert.ok(ticks < 10, `new leader after ${ticks} ticks (an election timeout is ${ET_MAX / 2}..${ET_MAX})`);
+    assert.equal(net.nodes[0]!.core.isLeader, false);
+  });
+
+  it('a removed leader with no voter to hand over to steps down after the transfer expires', () => {
+    const net = membershipNet([0, 1, 2], 3);
+    elect(net, 0);
+    change(net, 0, [{ type: 'remove', id: 0 }]);
+    // Every message delivered until the change commits, then the others fall silent.
+    until(net, () => net.nodes[0]!.core.status(false).transferTarget >= 0 || !net.nodes[0]!.core.isLeader);
+    for (let i = 0; i < 3 * ET_MAX && net.nodes[0]!.core.isLeader; i++) {
+      net.nodes[0]!.tick();
+      deliver(net, cut([1, 2]));
+    }
+    assert.equal(net.nodes[0]!.core.isLeader, false, 'it stopped leading');
+  });
+
   it('the configuration in effect is the latest in the log, and a truncated one is undone', () => {
     const net = membershipNet([0, 1, 2], 4);
     elect(net, 0);
