@@ -3,7 +3,6 @@
  * add it as a learner, starts with the configuration the answer gives, and, unless `--learner`,
  * promotes itself to voter once it has caught up (see node.ts for the command itself).
  */
-
 import { KvClient, KvClientError, type KvMember, type KvMembers } from '../kv/client.js';
 import { CliError, EXIT, errorMessage, parseHostPort, parseHttpUrl, sleep, type PeerSpec } from './common.js';
 import type { JoinConfig, NodeConfig } from './node.js';
