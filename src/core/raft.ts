@@ -4,19 +4,8 @@ import { validateConfig, type RaftConfig } from './config.js';
 import { crc32c } from './crc32c.js';
 import { Follower } from './follower.js';
 import { RaftLog } from './log.js';
-import {
-  allMembers,
-  allVoters,
-  applySteps,
-  describeMembership,
-  initialMembership,
-  isJoint,
-  isQuorum,
-  isVoter,
-  leaveJoint,
-  type Membership,
-  type MembershipStep,
-} from './membership.js';
+import { Configurations, type MembershipRefusal } from './configurations.js';
+import { initialMembership, type Membership, type MembershipStep } from './membership.js';
 import {
   NO_LEADER,
   NO_VOTE,
@@ -49,15 +38,7 @@ export interface ProposeResult {
   readonly term: Term;
 }
 
-/** Why a membership change was not proposed. */
-export type MembershipRefusal =
-  | { readonly refused: 'not-leader' }
-  /** Another change is not yet committed, or a joint configuration not yet left: one at a time. */
-  | { readonly refused: 'change-pending'; readonly message: string }
-  /** A leadership transfer is under way: the log stands still until it ends. */
-  | { readonly refused: 'transfer-pending' }
-  /** The change does not apply to the current configuration (unknown member, no voters left, ...). */
-  | { readonly refused: 'invalid'; readonly message: string };
+export type { MembershipRefusal } from './configurations.js';
 
 /** A read-only view of a node for tests, status pages and traces. */
 export interface RaftStatus {
@@ -99,12 +80,9 @@ export interface RaftStatus {
 export class RaftCore {
   readonly id: NodeId;
   private readonly config: RaftConfig;
-  /** The configuration the node started with, before any in its log or snapshot. */
-  private readonly startingMembership: Membership;
-  /** Every node named by a configuration this node knows (see knownMembers()). */
-  private known: ReadonlySet<NodeId> = new Set();
-  private knownVersion = -1;
   private readonly log: RaftLog;
+  /** The cluster configurations this node knows, and the rules that read them. */
+  private readonly configurations: Configurations;
   /** Peer messages dropped because they cannot be true, by reason (see validate.ts). */
   private readonly dropped = new Map<DropReason, number>(DROP_REASONS.map((reason) => [reason, 0]));
 
@@ -156,9 +134,10 @@ export class RaftCore {
     if (problems.length > 0) throw new RangeError(`invalid Raft config: ${problems.join('; ')}`);
     this.config = config;
     this.id = config.id;
-    this.startingMembership = initialMembership(config.peers, config.learners ?? [], config.addresses ?? []);
+    const starting = initialMembership(config.peers, config.learners ?? [], config.addresses ?? []);
     const snapshot = restored?.snapshot ?? null;
-    this.log = new RaftLog(restored?.entries ?? [], snapshot === null ? undefined : snapshot, snapshot?.membership ?? this.startingMembership);
+    this.log = new RaftLog(restored?.entries ?? [], snapshot === null ? undefined : snapshot, snapshot?.membership ?? starting);
+    this.configurations = new Configurations(this.id, starting, this.log, (bug) => this.hasBug(bug));
     this.follower = new Follower({
       id: this.id,
       config: this.config,
@@ -205,7 +184,7 @@ export class RaftCore {
           return;
         }
       }
-      if (this.replicator!.expireTransfer() && this.removedFromCommittedConfig()) {
+      if (this.replicator!.expireTransfer() && this.configurations.removedFromCommitted()) {
         // The handover after our removal did not happen: stop leading anyway.
         this.becomeFollower(this.currentTerm, NO_LEADER);
         return;
@@ -217,7 +196,7 @@ export class RaftCore {
     this.electionElapsedTicks++;
     if (this.electionElapsedTicks < this.electionTimeoutTicks) return;
     // A learner, or a node removed from the cluster, never campaigns: it could not count its own vote.
-    if (!isVoter(this.quorumMembership(), this.id)) return;
+    if (!this.configurations.selfVotes()) return;
     // At term 0 there is no leader to protect: an election for term 1 cannot depose anyone, so
     // the pre-vote round would only cost a round trip.
     if ((this.config.preVote ?? true) && this.currentTerm > 0) this.preCampaign();
@@ -228,7 +207,7 @@ export class RaftCore {
     this.assertNoReadyOutstanding();
     assert(message.to === this.id, () => `message for ${message.to} delivered to ${this.id}`);
     // Peer messages are input: what cannot be true is dropped and counted, never thrown on.
-    const invalid = checkPeerMessage(message, this.id, this.knownMembers());
+    const invalid = checkPeerMessage(message, this.id, this.configurations.knownMembers());
     if (invalid !== null) {
       this.drop(invalid);
       return;
@@ -328,15 +307,8 @@ export class RaftCore {
   proposeMembership(steps: readonly MembershipStep[]): ProposeResult | MembershipRefusal {
     if (this.role !== 'leader') return { refused: 'not-leader' };
     if (this.replicator!.transferTarget !== null) return { refused: 'transfer-pending' };
-    const current = this.log.membership();
-    if (!this.hasBug('two-changes-in-flight')) {
-      if (this.log.membershipIndex() > this.log.commitIndex) {
-        return { refused: 'change-pending', message: `the configuration at index ${this.log.membershipIndex()} (${describeMembership(current)}) is not committed yet` };
-      }
-      if (isJoint(current)) return { refused: 'change-pending', message: `the cluster is still leaving the joint configuration ${describeMembership(current)}` };
-    }
-    const next = applySteps(this.hasBug('two-changes-in-flight') && isJoint(current) ? leaveJoint(current) : current, steps);
-    if (typeof next === 'string') return { refused: 'invalid', message: next };
+    const next = this.configurations.next(steps);
+    if ('refused' in next) return next;
     return this.appendAsLeader({ index: this.log.lastIndex() + 1, term: this.currentTerm, command: new Uint8Array(0), membership: next });
   }
 
@@ -350,13 +322,9 @@ export class RaftCore {
    * latest configuration's word winning: whom a transport must be able to reach and accept.
    */
   knownAddresses(): Map<NodeId, string> {
-    const addresses = new Map<NodeId, string>();
-    for (const m of [this.startingMembership, ...this.log.memberships().map((at) => at.membership)]) {
-      for (const a of m.addresses) addresses.set(a.id, a.address);
-    }
-    for (const id of addresses.keys()) if (!this.knownMembers().has(id)) addresses.delete(id);
-    return addresses;
+    return this.configurations.knownAddresses();
   }
+
 
   private appendAsLeader(entry: Entry): ProposeResult {
     this.log.append(entry);
@@ -565,7 +533,7 @@ export class RaftCore {
       this.campaign();
       return;
     }
-    for (const peer of this.electorate()) {
+    for (const peer of this.configurations.electorate()) {
       this.send({
         type: 'PreVote',
         from: this.id,
@@ -593,7 +561,7 @@ export class RaftCore {
       this.becomeLeader();
       return;
     }
-    for (const peer of this.electorate()) {
+    for (const peer of this.configurations.electorate()) {
       this.send({
         type: 'RequestVote',
         from: this.id,
@@ -616,8 +584,8 @@ export class RaftCore {
       log: this.log,
       term: () => this.currentTerm,
       ticks: () => this.ticks,
-      quorumMembership: () => this.quorumMembership(),
-      learnersCount: this.hasBug('learner-in-quorum'),
+      quorumMembership: () => this.configurations.forQuorum(),
+      learnersCount: this.configurations.learnersCount,
       currentSnapshot: () => this.currentSnapshot(),
       readRound: () => this.reads.round,
       hasBug: (bug) => this.hasBug(bug),
@@ -629,7 +597,7 @@ export class RaftCore {
     this.replicator.broadcastHeartbeat();
     // A configuration change left uncommitted by the previous leader blocks the next change (and a
     // joint configuration must be left): commit it now rather than whenever a client next writes.
-    if (this.log.membershipIndex() > this.log.commitIndex || isJoint(this.log.membership())) {
+    if (this.configurations.changeUnderWay()) {
       this.appendAsLeader({ index: this.log.lastIndex() + 1, term: this.currentTerm, command: new Uint8Array(0) });
     }
   }
@@ -643,15 +611,15 @@ export class RaftCore {
    */
   private leaderCommitted(): void {
     this.confirmReads();
-    if (this.role !== 'leader' || this.log.membershipIndex() > this.log.commitIndex) return;
-    const latest = this.log.membership();
-    if (isJoint(latest)) {
-      this.appendAsLeader({ index: this.log.lastIndex() + 1, term: this.currentTerm, command: new Uint8Array(0), membership: leaveJoint(latest) });
+    if (this.role !== 'leader') return;
+    const leave = this.configurations.leaveIfJointCommitted();
+    if (leave !== null) {
+      this.appendAsLeader({ index: this.log.lastIndex() + 1, term: this.currentTerm, command: new Uint8Array(0), membership: leave });
       return;
     }
     // Removed: hand over once the input that committed this is handled (the replication code that
     // called us is still running); see stepDownIfRemoved.
-    if (!latest.voters.includes(this.id)) this.removedWhileLeading = true;
+    if (this.configurations.removedFromCommitted()) this.removedWhileLeading = true;
   }
 
   /**
@@ -670,7 +638,7 @@ export class RaftCore {
     if (this.replicator!.transferTarget !== null) {
       // Once TimeoutNow is out, the successor has every entry and will win; it will not tell us,
       // since no configuration it sends to names us any more, so stop leading now.
-      if (this.replicator!.timeoutNowSent && this.removedFromCommittedConfig()) this.becomeFollower(this.currentTerm, NO_LEADER);
+      if (this.replicator!.timeoutNowSent && this.configurations.removedFromCommitted()) this.becomeFollower(this.currentTerm, NO_LEADER);
       return;
     }
     if (!this.removedWhileLeading) return;
@@ -683,40 +651,6 @@ export class RaftCore {
     this.becomeFollower(this.currentTerm, NO_LEADER);
   }
 
-  /** The latest configuration is committed and this node is not one of its voters. */
-  private removedFromCommittedConfig(): boolean {
-    return this.log.membershipIndex() <= this.log.commitIndex && !this.log.membership().voters.includes(this.id);
-  }
-
-  /**
-   * The configuration whose quorums count: the latest in the log (thesis §4.1). The injected bug
-   * `committed-config` uses the latest committed one instead.
-   */
-  private quorumMembership(): Membership {
-    return this.hasBug('committed-config') ? this.log.membershipAt(this.log.commitIndex) : this.log.membership();
-  }
-
-  /** Every other voter of the configuration in effect: who a candidate asks for votes. */
-  private electorate(): NodeId[] {
-    return allVoters(this.quorumMembership()).filter((id) => id !== this.id);
-  }
-
-  /**
-   * Every node named by a configuration this node knows: the starting one, the snapshot's, and
-   * every configuration entry in the log. Messages from anyone else are dropped; a node added
-   * later is known once the entry that adds it is in the log, and a new leader's first message to
-   * a node catching up from an old log comes from a node its starting configuration names.
-   */
-  private knownMembers(): ReadonlySet<NodeId> {
-    if (this.knownVersion !== this.log.membershipVersion) {
-      const known = new Set(allMembers(this.startingMembership));
-      for (const { membership } of this.log.memberships()) for (const id of allMembers(membership)) known.add(id);
-      this.known = known;
-      this.knownVersion = this.log.membershipVersion;
-    }
-    return this.known;
-  }
-
   private resetElectionTimer(): void {
     const { electionTimeoutTicksMin: min, electionTimeoutTicksMax: max } = this.config;
     this.electionElapsedTicks = 0;
@@ -724,14 +658,14 @@ export class RaftCore {
   }
 
   private hasQuorum(ids: ReadonlySet<NodeId>): boolean {
-    return isQuorum(this.quorumMembership(), ids, this.hasBug('learner-in-quorum'));
+    return this.configurations.hasQuorum(ids);
   }
 
   // ---------------------------------------------------------------- votes
 
   /** The leader we follow asks us to campaign now: skip the pre-vote, which its followers would refuse. */
   private handleTimeoutNow(request: TimeoutNow): void {
-    if (this.role === 'leader' || !isVoter(this.quorumMembership(), this.id)) return;
+    if (this.role === 'leader' || !this.configurations.selfVotes()) return;
     if (this.leaderId !== request.from) {
       // From a node that is not the leader we follow in this term. Unknowable right after a restart
       // (no leader heard yet): then it is ignored, not counted.
@@ -838,7 +772,7 @@ export class RaftCore {
    */
   private confirmReads(): void {
     if (this.reads.size === 0 || this.log.term(this.log.commitIndex) !== this.currentTerm) return;
-    this.readStates.push(...this.reads.release(this.quorumMembership(), this.id, this.log.commitIndex, this.hasBug('learner-in-quorum')));
+    this.readStates.push(...this.reads.release(this.configurations.forQuorum(), this.id, this.log.commitIndex, this.configurations.learnersCount));
   }
   private hasBug(bug: InjectedBug): boolean {
     return this.config[INJECTED_BUGS]?.has(bug) ?? false;
