@@ -18,6 +18,7 @@ import { exploreReplayCommand, exploreSeed, type ExploreOptions, type ExploreRes
 
 const USAGE = `usage: npm run explore -- [--seeds N | --seed S] [--first-seed S] [--seconds S] [--nodes 3,5,7]
                            [--bug NAME[,NAME]] [--jobs J] [--check-determinism] [--keep-going]
+                           [--no-refusal-check]
 
   --seeds        how many seeds (default 100), from --first-seed (default 1)
   --seed         one seed only, with its full failure trace
@@ -26,7 +27,9 @@ const USAGE = `usage: npm run explore -- [--seeds N | --seed S] [--first-seed S]
   --bug          inject known bugs: ${[...INJECTABLE_BUGS, ...DRIVER_BUGS].join(', ')}
   --jobs         worker threads (default: number of CPUs, at most 8)
   --check-determinism  run each seed twice and fail if the two event traces differ
-  --keep-going   do not stop at the first violation`;
+  --keep-going   do not stop at the first violation
+  --no-refusal-check  a membership change accepted while another is under way does not fail the run
+                 by itself (see two-changes-in-flight): only the safety checks can notice it`;
 
 interface Plan {
   seeds: number[];
@@ -51,6 +54,7 @@ function parsePlan(argv: string[]): Plan {
       jobs: { type: 'string' },
       'check-determinism': { type: 'boolean', default: false },
       'keep-going': { type: 'boolean', default: false },
+      'no-refusal-check': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -76,6 +80,7 @@ function parsePlan(argv: string[]): Plan {
       ...(values.seconds === undefined ? {} : { faultSeconds: integer('seconds', values.seconds, 1) }),
       bugs,
       driverBugs,
+      ...(values['no-refusal-check'] ? { changeRefusals: false } : {}),
     },
     jobs: Math.min(jobs, seeds.length),
     checkDeterminism: values['check-determinism'],

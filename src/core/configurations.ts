@@ -67,9 +67,25 @@ export class Configurations {
     return isQuorum(this.forQuorum(), ids, this.learnersCount);
   }
 
-  /** This node votes in the configuration in effect (a learner or a removed node does not). */
-  selfVotes(): boolean {
-    return isVoter(this.forQuorum(), this.id);
+  /**
+   * This node may start an election: it votes in the configuration in effect, or in any that may
+   * still decide, from the latest committed one on. A voter whose removal is appended but not
+   * committed must keep campaigning (thesis §4.2.2): the configuration that removes it may yet be
+   * overwritten, and the others may need it to elect anyone (a joint configuration whose outgoing
+   * half is this node and one other, which cannot win without our vote and cannot get it, since our
+   * log is longer). A learner, or a node whose removal is committed, never campaigns.
+   */
+  mayCampaign(): boolean {
+    if (isVoter(this.forQuorum(), this.id)) return true;
+    const committedAt = this.log.membershipIndex() <= this.log.commitIndex ? this.log.membershipIndex() : this.committedConfigIndex();
+    return this.log.memberships().some((at) => at.index >= committedAt && isVoter(at.membership, this.id));
+  }
+
+  /** The index of the configuration in effect at the commit index. */
+  private committedConfigIndex(): number {
+    let index = 0;
+    for (const at of this.log.memberships()) if (at.index <= this.log.commitIndex) index = at.index;
+    return index;
   }
 
   /** Every other voter of the configuration in effect: who a candidate asks for votes. */

@@ -196,7 +196,7 @@ export class RaftCore {
     this.electionElapsedTicks++;
     if (this.electionElapsedTicks < this.electionTimeoutTicks) return;
     // A learner, or a node removed from the cluster, never campaigns: it could not count its own vote.
-    if (!this.configurations.selfVotes()) return;
+    if (!this.configurations.mayCampaign()) return;
     // At term 0 there is no leader to protect: an election for term 1 cannot depose anyone, so
     // the pre-vote round would only cost a round trip.
     if ((this.config.preVote ?? true) && this.currentTerm > 0) this.preCampaign();
@@ -665,7 +665,7 @@ export class RaftCore {
 
   /** The leader we follow asks us to campaign now: skip the pre-vote, which its followers would refuse. */
   private handleTimeoutNow(request: TimeoutNow): void {
-    if (this.role === 'leader' || !this.configurations.selfVotes()) return;
+    if (this.role === 'leader' || !this.configurations.mayCampaign()) return;
     if (this.leaderId !== request.from) {
       // From a node that is not the leader we follow in this term. Unknowable right after a restart
       // (no leader heard yet): then it is ignored, not counted.
@@ -801,7 +801,9 @@ export class RaftCore {
    * everything else wait for the writes of their Ready.
    */
   private mayLeaveBeforePersist(message: Message): boolean {
-    if (message.type === 'AppendEntries' || message.type === 'InstallSnapshot') return true;
+    // Only once our term is durable: a leader elected within this very Ready (a single voter wins
+    // at once) would otherwise speak for a term a crash could make it forget, and lead it again.
+    if (message.type === 'AppendEntries' || message.type === 'InstallSnapshot') return !this.hardStateDirty;
     return message.type === 'AppendEntriesReply' && this.hasBug('ack-before-sync');
   }
 }

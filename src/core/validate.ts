@@ -1,5 +1,5 @@
 import { checkMembership } from './membership.js';
-import type { AppendEntries, InstallSnapshot, Message, NodeId, Term } from './messages.js';
+import { isRequest, type AppendEntries, type InstallSnapshot, type Message, type NodeId, type Term } from './messages.js';
 
 /**
  * The largest term a node accepts or enters. Far beyond any real cluster's life (a new term every
@@ -34,14 +34,18 @@ export const DROP_REASONS: readonly DropReason[] = [
 ];
 
 /**
- * Checks what can be checked of a peer message without the node's state: a member sender other
- * than ourselves, a term in range, and for AppendEntries a well-formed batch (consecutive indices
- * after prevLogIndex, terms that never decrease, none before prevLogTerm nor after the sender's
- * term, configurations that are well formed). Returns why it cannot be true, or null. Raft assumes honest peers; this only keeps one
+ * Checks what can be checked of a peer message without the node's state: a sender other than
+ * ourselves (for a reply, one a configuration we know names), a term in range, and for
+ * AppendEntries a well-formed batch (consecutive indices after prevLogIndex, terms that never
+ * decrease, none before prevLogTerm nor after the sender's term, configurations that are well
+ * formed). Returns why it cannot be true, or null. Raft assumes honest peers; this only keeps one
  * impossible message (a bug in a peer, a stray client on the peer port) from stopping a node.
  */
 export function checkPeerMessage(message: Message, self: NodeId, members: ReadonlySet<NodeId>): DropReason | null {
-  if (message.from === self || !members.has(message.from)) return 'unknown-sender';
+  // A request may come from a member added after the end of our log (a new leader, a candidate):
+  // only the log can tell us about it, and only by listening to it. A reply answers a request we
+  // sent, and we send only to members we know.
+  if (message.from === self || (!isRequest(message) && !members.has(message.from))) return 'unknown-sender';
   if (!(message.term >= 0 && message.term <= TERM_MAX)) return 'term-out-of-range';
   if (message.type === 'AppendEntries' && !wellFormedBatch(message)) return 'malformed';
   if (message.type === 'InstallSnapshot' && !wellFormedChunk(message)) return 'malformed';

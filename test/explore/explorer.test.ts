@@ -23,17 +23,27 @@ const FIXED_SEEDS = Array.from({ length: 60 }, (_, i) => 1 + i);
  */
 const CATCH_WITHIN: Record<InjectedBug | DriverBug, number> = {
   'commit-old-term': 20, // first caught at seed 2 (commit rule)
-  'vote-without-log-check': 20, // 2
-  'forget-vote': 20, // 2
-  'truncate-on-stale-append': 20, // 2 (liveness)
-  'apply-before-commit': 20, // 2
-  'stuck-snapshot-transfer': 600, // 215 (liveness)
+  'vote-without-log-check': 20, // 2 (leader completeness)
+  'forget-vote': 20, // 2 (durable vote)
+  'truncate-on-stale-append': 20, // 1 (liveness)
+  'apply-before-commit': 20, // 2 (leader completeness)
+  'stuck-snapshot-transfer': 600, // 65 (liveness)
   'stale-read-echo': 150, // 41 (read index)
-  'ack-before-sync': 200, // 21 (durable term)
+  'ack-before-sync': 200, // 10 (durable term)
   'snapshot-restart-on-compaction': 900, // 332 (liveness)
+  'two-changes-in-flight': 20, // 1 (one change at a time); by the safety checks alone, see below
+  'learner-in-quorum': 60, // 5 (liveness), then 7 (commit quorum)
+  'committed-config': 100, // 7 (commit quorum)
   'send-before-sync': 10, // 1 (driver assertion)
-  'leader-counts-unsynced': 450, // 230 (leader completeness)
+  'leader-counts-unsynced': 450, // 12 (commit quorum)
 };
+
+/**
+ * Two membership changes in flight, with the operator's refusal check off: the safety checks
+ * alone must notice, by configuration safety (two configurations with disjoint quorums that may
+ * both decide). First caught at seed 7.
+ */
+const TWO_CHANGES_UNSAFE_WITHIN = 80;
 
 describe('explorer (RaftNode + KvReplica, virtual time)', () => {
   test(`the shipped node passes seeds ${FIXED_SEEDS[0]}..${FIXED_SEEDS[FIXED_SEEDS.length - 1]}`, async () => {
@@ -81,4 +91,16 @@ describe('explorer (RaftNode + KvReplica, virtual time)', () => {
       assert.fail(`${bug} went unnoticed for ${CATCH_WITHIN[bug]} seeds`);
     });
   }
+
+  test(`two-changes-in-flight breaks configuration safety within ${TWO_CHANGES_UNSAFE_WITHIN} seeds (refusal check off)`, async () => {
+    const options: ExploreOptions = { faultSeconds: FAULT_SECONDS, traceLines: 0, bugs: new Set(['two-changes-in-flight']), changeRefusals: false };
+    for (let seed = 1; seed <= TWO_CHANGES_UNSAFE_WITHIN; seed++) {
+      const result = await exploreSeed(seed, options);
+      if (result.invariant !== undefined) {
+        assert.notEqual(result.invariant, 'one change at a time');
+        return;
+      }
+    }
+    assert.fail(`two changes in flight broke nothing the safety checks see for ${TWO_CHANGES_UNSAFE_WITHIN} seeds`);
+  });
 });

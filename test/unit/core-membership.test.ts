@@ -249,13 +249,68 @@ describe('membership changes in the core', () => {
     assert.deepEqual(net.nodes[3]!.core.membership().learners, [3]);
   });
 
-  it('messages from a node no configuration names are dropped; once added, they count', () => {
+  it('a reply from a node no configuration names is dropped; a request from one is answered', () => {
     const net = membershipNet([0, 1, 2], 4);
     elect(net, 0);
-    const stray: Message = { type: 'RequestVote', from: 3, to: 1, term: 50, lastLogIndex: 100, lastLogTerm: 49 };
-    // Node 3 as a stray: node 1's configurations do not name it... but node 1 knows only [0,1,2].
-    net.nodes[1]!.step(stray);
-    assert.equal(net.nodes[1]!.core.droppedMessages().get('unknown-sender'), 1);
-    assert.equal(net.nodes[1]!.core.term < 50, true);
+    const before = commitOf(net, 0);
+    net.nodes[0]!.step({ type: 'AppendEntriesReply', from: 9, to: 0, term: net.nodes[0]!.core.term, success: true, prevLogIndex: 0, matchIndex: 0, conflictTerm: 0, conflictIndex: 0, lastLogIndex: 0, readContext: 0 });
+    assert.equal(net.nodes[0]!.core.droppedMessages().get('unknown-sender'), 1, 'we never asked node 9 anything');
+    assert.equal(commitOf(net, 0), before);
+    // A request may come from a member added after the end of our log: it is answered.
+    net.inflight.length = 0;
+    net.nodes[1]!.step({ type: 'RequestVote', from: 9, to: 1, term: 1, lastLogIndex: 0, lastLogTerm: 0 });
+    assert.equal(net.nodes[1]!.core.droppedMessages().get('unknown-sender'), 0);
+    assert.ok(net.inflight.some((m) => m.type === 'RequestVoteReply' && m.to === 9 && !m.voteGranted));
   });
+
+  it('a node whose log lacks the member that now leads catches up from it', () => {
+    const net = membershipNet([0, 1, 2], 4);
+    elect(net, 0);
+    change(net, 0, [{ type: 'add-learner', id: 3 }]);
+    const settled = (): boolean => !isJoint(membershipOf(net, 0)) && commitOf(net, 0) >= net.nodes[0]!.core.status(false).membershipIndex;
+    until(net, settled, cut([2]));
+    change(net, 0, [{ type: 'promote', id: 3 }]);
+    until(net, () => settled() && membershipOf(net, 0).voters.includes(3), cut([2]));
+    // Node 2 was cut off throughout: its log names neither node 3 nor the changes. Node 3 takes over.
+    net.nodes[0]!.input((core) => core.transferLeadership(3));
+    until(net, () => net.nodes[3]!.core.isLeader, cut([2]));
+    const leader = 3;
+    net.nodes[leader]!.propose(bytes('after'));
+    until(net, () => net.nodes[2]!.core.status(false).commitIndex === commitOf(net, leader) && commitOf(net, leader) > 0);
+    assert.deepEqual(membershipOf(net, 2).voters, membershipOf(net, leader).voters);
+  });
+
+  it('a voter whose removal is appended but not committed still campaigns', () => {
+    const net = membershipNet([0, 1], 2);
+    elect(net, 0);
+    // Node 0 removes itself; the joint configuration {1} + {0,1} reaches node 1, the final {1} does not.
+    change(net, 0, [{ type: 'remove', id: 0 }]);
+    deliver(net, (m) => !(m.type === 'AppendEntries' && m.entries.some((e) => e.membership !== undefined && !isJoint(e.membership))));
+    assert.ok(isJoint(membershipOf(net, 1)));
+    assert.deepEqual(membershipOf(net, 0).voters, [1]);
+    // Node 0 crashes before anyone hears more; on restart its latest (uncommitted) configuration excludes it.
+    net.nodes[0]!.restart();
+    net.inflight.length = 0;
+    // Node 1 cannot win without node 0's vote (joint: a majority of {0,1}), and node 0's log is longer.
+    until(net, () => net.nodes[0]!.core.isLeader || net.nodes[1]!.core.isLeader);
+    until(net, () => net.nodes[1]!.core.isLeader && !isJoint(membershipOf(net, 1)) && commitOf(net, 1) >= net.nodes[1]!.core.status(false).membershipIndex);
+    assert.deepEqual(membershipOf(net, 1).voters, [1]);
+  });
+
+  it('a single voter elected within one Ready sends nothing before its term is durable', () => {
+    const net = membershipNet([0], 2);
+    const node = net.nodes[0]!;
+    node.input((core) => core.proposeMembership([]));
+    for (let i = 0; i < ET_MAX && !node.core.isLeader; i++) node.tick();
+    assert.ok(node.core.isLeader);
+    change(net, 0, [{ type: 'add-learner', id: 1 }]);
+    deliver(net);
+    // Now force a new election of the single voter: step down through a higher term from the learner.
+    node.step({ type: 'RequestVote', from: 1, to: 0, term: node.core.term + 1, lastLogIndex: 0, lastLogTerm: 0 });
+    const readys = node.tick(2 * ET_MAX);
+    const won = readys.find((r) => r.hardState !== null && [...r.messagesBeforePersist, ...r.messages].some((m) => m.type === 'AppendEntries'));
+    assert.ok(won !== undefined, 'the election and the first AppendEntries share a Ready');
+    assert.equal(won.messagesBeforePersist.filter((m) => m.type === 'AppendEntries').length, 0, 'no AppendEntries leaves before the new term is durable');
+  });
+
 });

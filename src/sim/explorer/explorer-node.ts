@@ -10,7 +10,8 @@
  * still be delivered to it.
  */
 import { INJECTED_BUGS, type InjectedBug } from '../../core/bugs.js';
-import type { LogIndex, Message, NodeId } from '../../core/messages.js';
+import { describeMembership, initialMembership, type Membership } from '../../core/membership.js';
+import type { LogIndex, Message, NodeId, Snapshot } from '../../core/messages.js';
 import type { RaftStatus } from '../../core/raft.js';
 import type { DriverBug } from '../../driver/ready-driver.js';
 import type { KvResult } from '../../kv/commands.js';
@@ -30,7 +31,10 @@ export interface NodeHost {
   readonly scheduler: VirtualScheduler;
   readonly network: SimNetwork;
   readonly checker: SafetyChecker;
-  readonly peerIds: readonly NodeId[];
+  /** The cluster's starting voters: every node starts with them as `peers`. */
+  readonly initialVoters: readonly NodeId[];
+  /** The learners a node starts with: itself if it is a spare that may join later, else none. */
+  startingLearners(id: NodeId): readonly NodeId[];
   readonly bugs: ReadonlySet<InjectedBug>;
   readonly driverBugs: ReadonlySet<DriverBug>;
   trace(line: string): void;
@@ -72,8 +76,12 @@ export class ExplorerNode {
   private endpoint: SimTransport | null = null;
   /** The running incarnation's message handler, past the world's checks (for forged messages). */
   private deliverUnchecked: ((message: Message) => void) | null = null;
-  /** Forged messages handed to this incarnation, and how many of them may be dropped uncounted. */
-  forged = { delivered: 0, mayGoUncounted: 0 };
+  /**
+   * Forged messages handed to this incarnation, how many of them may be dropped uncounted, and
+   * how many honest messages it was handed from senders it may not know yet (or any more): nodes
+   * that joined after the start, which it learns of only from the configuration entry adding them.
+   */
+  forged = { delivered: 0, mayGoUncounted: 0, fromJoiners: 0 };
   private lastObserved: { role: string; term: number; lastIndex: number; commitIndex: number; applied: number; snapshotIndex: number } | null = null;
 
   constructor(
@@ -97,15 +105,18 @@ export class ExplorerNode {
     const incarnation = ++this.incarnation;
     this.alive = true;
     this.crashAfterNextSync = false;
-    this.forged = { delivered: 0, mayGoUncounted: 0 };
+    this.forged = { delivered: 0, mayGoUncounted: 0, fromJoiners: 0 };
+    this.startSnapshot = null;
     const live = (): boolean => this.alive && this.incarnation === incarnation;
     const clock = this.nodeClock(live);
     const replica = new KvReplica({ maxRaftStateBytes: this.options.maxRaftStateBytes, defer: clock.defer });
     const endpoint = this.host.network.endpoint(this.id);
     this.endpoint = endpoint;
+    const learners = this.host.startingLearners(this.id);
     const node = await RaftNode.start<KvResult>({
       id: this.id,
-      peers: this.host.peerIds,
+      peers: this.host.initialVoters,
+      ...(learners.length > 0 ? { learners } : {}),
       storage: this.watchedStorage(live),
       transport: this.watchedTransport(endpoint),
       stateMachine: this.watchedStateMachine(replica),
@@ -125,7 +136,8 @@ export class ExplorerNode {
     this.node = node;
     this.replica = replica;
     const status = node.raftStatus(false);
-    this.host.checker.restarted(this.id, status, status.appliedIndex);
+    const base = (this.startSnapshot as Snapshot | null)?.membership ?? initialMembership(this.host.initialVoters, learners);
+    this.host.checker.restarted(this.id, status, status.appliedIndex, node, base);
     this.host.trace(`n${this.id} starts at term ${status.term}, log ${status.lastIndex}, snapshot ${status.snapshotIndex}`);
   }
 
@@ -193,6 +205,17 @@ export class ExplorerNode {
     return `${status.role} t${status.term} last=${status.lastIndex} commit=${status.commitIndex} applied=${applied} snap=${status.snapshotIndex}`;
   }
 
+  /** Whether `membership`, this node's configuration now, differs from the one last noted (for the trace). */
+  noteMembership(membership: Membership): boolean {
+    if (membership === this.lastMembership) return false;
+    const changed = this.lastMembership === null || describeMembership(membership) !== describeMembership(this.lastMembership);
+    this.lastMembership = membership;
+    return changed && this.membershipNoted++ > 0;
+  }
+
+  private lastMembership: Membership | null = null;
+  private membershipNoted = 0;
+
   get appliedIndex(): LogIndex {
     return this.replica?.appliedIndex ?? 0;
   }
@@ -222,6 +245,8 @@ export class ExplorerNode {
     };
   }
 
+  /** The snapshot the running incarnation started from, if any (its configuration is the log's base). */
+  private startSnapshot: Snapshot | null = null;
   private inEvent = false;
   private readonly deferred: (() => void)[] = [];
 
@@ -246,8 +271,11 @@ export class ExplorerNode {
       save: (hardState, snapshot, logWrite) => storage.save(hardState, snapshot, logWrite),
       saveWithCallback: (hardState, snapshot, logWrite, done) => {
         const node = this.node;
-        if (logWrite !== null && node !== null) this.host.checker.logWritten(this.id, node, node.raftStatus(false), logWrite.fromIndex);
+        if ((logWrite !== null || snapshot !== null) && node !== null) {
+          this.host.checker.logWritten(this.id, node, node.raftStatus(false), logWrite?.fromIndex ?? null, snapshot);
+        }
         storage.saveWithCallback(hardState, snapshot, logWrite, (error) => {
+          if (error === null) this.host.checker.synced(this.id, snapshot, logWrite);
           if (error === null && this.crashAfterNextSync && live()) {
             this.host.trace(`n${this.id} crashes right after a write became durable, before acting on it`);
             this.host.crash(this.id);
@@ -286,6 +314,7 @@ export class ExplorerNode {
       },
       restore: (snapshot) => {
         if (this.node !== null) this.host.checker.applySnapshot(this.id, snapshot);
+        else this.startSnapshot = snapshot;
         replica.stateMachine.restore(snapshot);
       },
       validateSnapshot: (snapshot) => replica.stateMachine.validateSnapshot!(snapshot),

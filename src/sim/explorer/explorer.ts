@@ -13,6 +13,11 @@ export interface ExploreOptions {
   readonly driverBugs?: ReadonlySet<DriverBug>;
   /** Trace lines kept for a failure report (default 300; 0 keeps none, which is faster). */
   readonly traceLines?: number;
+  /**
+   * Whether a membership change accepted while another is under way fails the run at its end
+   * ('one change at a time'; default true). Off, only the safety checks can notice what it broke.
+   */
+  readonly changeRefusals?: boolean;
 }
 
 export interface ExploreResult {
@@ -39,6 +44,7 @@ export async function exploreSeed(seed: number, options: ExploreOptions = {}): P
     bugs: options.bugs ?? new Set(),
     driverBugs: options.driverBugs ?? new Set(),
     traceLines: options.traceLines ?? 300,
+    changeRefusals: options.changeRefusals ?? true,
   });
   let invariant: string | undefined;
   let message: string | undefined;
@@ -72,5 +78,6 @@ export function exploreReplayCommand(seed: number, options: ExploreOptions): str
   if (options.faultSeconds !== undefined) parts.push(`--seconds ${options.faultSeconds}`);
   const bugs = [...(options.bugs ?? []), ...(options.driverBugs ?? [])];
   if (bugs.length > 0) parts.push(`--bug ${bugs.join(',')}`);
+  if (options.changeRefusals === false) parts.push('--no-refusal-check');
   return parts.join(' ');
 }

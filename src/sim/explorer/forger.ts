@@ -10,7 +10,7 @@
  * and that honest traffic made no node drop anything.
  */
 import type { Membership } from '../../core/membership.js';
-import type { Entry, Message, NodeId } from '../../core/messages.js';
+import { isRequest, type Entry, type Message, type NodeId } from '../../core/messages.js';
 import { TERM_MAX } from '../../core/validate.js';
 import type { Prng } from '../prng.js';
 import type { Timer } from '../scheduler.js';
@@ -52,7 +52,10 @@ export class Forger {
     let message: Message;
     let mayGoUncounted = false;
     if (roll === 0) {
-      message = this.arbitrary(n + this.prng.nextInt(100), target.id, this.prng.nextInt(status.term + 3));
+      // From a node no configuration names: a reply (a request may be a member added after the end
+      // of the target's log, so only peer authentication can refuse a stranger's request).
+      do message = this.arbitrary(n + 100 + this.prng.nextInt(100), target.id, this.prng.nextInt(status.term + 3));
+      while (isRequest(message));
     } else if (roll === 1) {
       const term = this.prng.chance(1, 2) ? Number.MAX_SAFE_INTEGER : TERM_MAX + 1 + this.prng.nextInt(2 ** 32);
       message = this.arbitrary(member, target.id, term);

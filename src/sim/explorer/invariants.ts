@@ -1,5 +1,7 @@
+import { allMembers, allVoters, describeMembership, isQuorum, isVoter, sameMembership, type Membership } from '../../core/membership.js';
 import type { Entry, LogIndex, Message, NodeId, Snapshot, Term } from '../../core/messages.js';
 import { NO_VOTE } from '../../core/messages.js';
+import type { LogWrite } from '../../core/ready.js';
 import type { RaftStatus } from '../../core/raft.js';
 
 /** What the checker reads of a node: its status and the entries its log holds (a RaftNode or a RaftCore). */
@@ -26,7 +28,48 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 interface LedgerEntry {
   readonly command: Uint8Array;
+  readonly membership: Membership | undefined;
   readonly previousTerm: Term;
+}
+
+/** A configuration in a node's log: a configuration entry, or the snapshot's (or starting) one at its base. */
+interface ConfigAt {
+  readonly index: LogIndex;
+  readonly term: Term;
+  readonly membership: Membership;
+}
+
+/** What a node holds durably (synced): the entries' terms by index, and its snapshot's index. */
+interface DurableLog {
+  snapshotIndex: LogIndex;
+  terms: Term[];
+}
+
+function sameConfig(a: Membership | undefined, b: Membership | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return sameMembership(a, b);
+}
+
+function describeConfig(m: Membership | undefined): string {
+  return m === undefined ? 'no configuration' : describeMembership(m);
+}
+
+/**
+ * Whether every quorum of `a` intersects every quorum of `b` (quorums as isQuorum counts them:
+ * a majority of the voters and, when joint, of the outgoing voters too; learners never count).
+ * Brute force over the subsets of their voters: a set that is a quorum of `a` whose complement
+ * is a quorum of `b` is two disjoint quorums.
+ */
+export function quorumsOverlap(a: Membership, b: Membership): boolean {
+  const ids = [...new Set([...allVoters(a), ...allVoters(b)])];
+  if (ids.length > 20) throw new Error(`quorumsOverlap: ${ids.length} voters are too many to enumerate`);
+  for (let mask = 0; mask < 1 << ids.length; mask++) {
+    const inside = new Set<NodeId>();
+    const outside = new Set<NodeId>();
+    for (let i = 0; i < ids.length; i++) ((mask & (1 << i)) !== 0 ? inside : outside).add(ids[i]!);
+    if (isQuorum(a, inside) && isQuorum(b, outside)) return false;
+  }
+  return true;
 }
 
 /**
@@ -42,7 +85,13 @@ interface LedgerEntry {
  * - commit index never decreases within an incarnation; entries are applied in order without gaps;
  * - a leader moves its commit index only to an entry of its own term (the Figure 8 rule);
  * - durability: a node never grants two different votes in one term, and never comes back from a
- *   restart with a term older than one it already used in a message.
+ *   restart with a term older than one it already used in a message;
+ * - commit quorum: a leader commits only what a quorum of its configuration holds durably;
+ * - configuration safety: every configuration overlaps each one that may decide alongside it, and
+ *   the committed configurations are the same sequence on every node;
+ * - leader membership: no learner or non-member wins an election (a voter whose removal is not
+ *   committed yet may: it is needed until then), and a leader that removed itself steps down once
+ *   that change commits.
  */
 export class SafetyChecker {
   private readonly leaders = new Map<Term, NodeId>();
@@ -50,7 +99,7 @@ export class SafetyChecker {
   private readonly electedAt = new Map<Term, number>();
   private readonly ledger = new Map<string, LedgerEntry>();
   /** The command committed at each index, as far as any node has said. */
-  private readonly committed = new Map<LogIndex, { term: Term; command: Uint8Array }>();
+  private readonly committed = new Map<LogIndex, { term: Term; command: Uint8Array; membership: Membership | undefined }>();
   private committedMax: LogIndex = 0;
   private readonly applied = new Map<LogIndex, Uint8Array>();
   private readonly lastApplied = new Map<NodeId, LogIndex>();
@@ -58,9 +107,47 @@ export class SafetyChecker {
   private readonly votesSent = new Map<string, NodeId>();
   private readonly termUsed = new Map<NodeId, Term>();
   private readonly wasLeader = new Map<NodeId, Term>();
+  /** Per node: the configurations of its log, oldest first: its base (snapshot or start) then every configuration entry. */
+  private readonly configs = new Map<NodeId, ConfigAt[]>();
+  /** The latest committed configuration entry anyone has reported (the starting configuration at index 0 before any). */
+  private committedConfig: ConfigAt;
+  /** Every node a committed configuration ever named. */
+  private readonly committedMembers = new Set<NodeId>();
+  /** Per node: what it holds durably, for the commit quorum check. */
+  private readonly durable = new Map<NodeId, DurableLog>();
+  private readonly overlapCache = new Map<string, boolean>();
+  /** Per leader that removed itself: since when its removal is known committed (it hands over meanwhile). */
+  private readonly removedLeaderSince = new Map<NodeId, { term: Term; since: number }>();
 
-  /** A node (re)started: nothing it held in memory counts any more, but its durable promises do. */
-  restarted(id: NodeId, status: RaftStatus, snapshotIndex: LogIndex): void {
+  /**
+   * `initial`: the configuration the cluster starts with (the starting voters, no learners).
+   * `handoverMs`: how long a leader whose removal committed may go on leading while it hands
+   * leadership over (its transfer expires after a maximum election timeout).
+   */
+  constructor(
+    initial: Membership,
+    private readonly handoverMs = Number.POSITIVE_INFINITY,
+  ) {
+    this.committedConfig = { index: 0, term: 0, membership: initial };
+    for (const id of allMembers(initial)) this.committedMembers.add(id);
+  }
+
+  /** The latest configuration known to be committed. */
+  get committedMembership(): Membership {
+    return this.committedConfig.membership;
+  }
+
+  /** Whether a committed configuration ever named `id` (a voter or learner of the cluster, now or before). */
+  wasCommittedMember(id: NodeId): boolean {
+    return this.committedMembers.has(id);
+  }
+
+  /**
+   * A node (re)started: nothing it held in memory counts any more, but its durable promises do.
+   * `core` shows the log it recovered and `base` the configuration at its start (its snapshot's,
+   * or the starting one): its configurations and durable entries are read again from them.
+   */
+  restarted(id: NodeId, status: RaftStatus, snapshotIndex: LogIndex, core?: NodeView, base?: Membership): void {
     const used = this.termUsed.get(id) ?? 0;
     if (status.term < used) {
       throw new SafetyViolation('durable term', `node ${id} restarted in term ${status.term} after sending messages in term ${used}`);
@@ -75,6 +162,18 @@ export class SafetyChecker {
     this.lastApplied.set(id, snapshotIndex);
     this.commitSeen.set(id, status.commitIndex);
     this.wasLeader.delete(id);
+    if (core === undefined || base === undefined) return;
+    // Everything recovered from the disk was durable; read the log's configurations again.
+    const chain: ConfigAt[] = [{ index: status.snapshotIndex, term: -1, membership: base }];
+    const terms: Term[] = [];
+    for (let index = status.snapshotIndex + 1; index <= status.lastIndex; index++) {
+      const entry = core.entryAt(index);
+      if (entry === undefined) continue;
+      terms[index] = entry.term;
+      if (entry.membership !== undefined) chain.push({ index, term: entry.term, membership: entry.membership });
+    }
+    this.configs.set(id, chain);
+    this.durable.set(id, { snapshotIndex: status.snapshotIndex, terms });
   }
 
   /** A message actually left node `message.from` (after its Ready was made durable). */
@@ -95,6 +194,7 @@ export class SafetyChecker {
   /** Called after every input to a node: checks whatever changed in its state. */
   observe(id: NodeId, core: NodeView, status: RaftStatus, now = 0): void {
     const ledBefore = status.role === 'leader' && this.wasLeader.get(id) === status.term;
+    if (status.role === 'leader') this.checkLeaderIsMember(id, status, ledBefore, now);
     if (status.role === 'leader') {
       const existing = this.leaders.get(status.term);
       if (existing !== undefined && existing !== id) {
@@ -126,6 +226,72 @@ export class SafetyChecker {
     for (let index = Math.max(previousCommit + 1, status.snapshotIndex + 1); index <= status.commitIndex; index++) {
       const entry = core.entryAt(index);
       if (entry !== undefined) this.noteCommitted(id, entry);
+    }
+    if (ledBefore && status.commitIndex > previousCommit) this.checkCommitQuorum(id, core, status);
+  }
+
+  /**
+   * Only a voter leads: a learner or a node outside the configuration never wins an election
+   * (it does not count in any quorum). A leader may be outside its latest configuration, which it
+   * appended itself, while that configuration is not committed (thesis §4.2.2), and once it is,
+   * only for as long as it takes to hand leadership over (`handoverMs`).
+   */
+  private checkLeaderIsMember(id: NodeId, status: RaftStatus, ledBefore: boolean, now: number): void {
+    const m = status.membership;
+    if (m.learners.includes(id)) {
+      throw new SafetyViolation('leader membership', `node ${id} leads term ${status.term} as a learner of ${describeMembership(m)}`);
+    }
+    if (isVoter(m, id)) return;
+    if (!ledBefore) {
+      // A voter whose removal is in its log but not committed may still have to lead (thesis
+      // §4.2.2): it is a voter of a configuration that may still decide. It then commits the
+      // removal and hands over (checked below).
+      const configs = this.configs.get(id) ?? [];
+      let committedAt = 0;
+      for (const c of configs) if (c.index <= status.commitIndex) committedAt = c.index;
+      const mayLead = status.membershipIndex > status.commitIndex && configs.some((c) => c.index >= committedAt && isVoter(c.membership, id));
+      if (!mayLead) {
+        throw new SafetyViolation('leader membership', `node ${id} became leader of term ${status.term} without being a voter of its configuration (${describeMembership(m)})`);
+      }
+      return;
+    }
+    if (status.membershipIndex > status.commitIndex) return;
+    let removed = this.removedLeaderSince.get(id);
+    if (removed === undefined || removed.term !== status.term) this.removedLeaderSince.set(id, (removed = { term: status.term, since: now }));
+    if (now - removed.since > this.handoverMs) {
+      throw new SafetyViolation(
+        'leader membership',
+        `node ${id} still leads term ${status.term} ${(now - removed.since).toFixed(0)} ms after the configuration that removed it (${describeMembership(m)}, index ${status.membershipIndex}) committed`,
+      );
+    }
+  }
+
+  /**
+   * What "committed" means: a leader moves its commit index only to an entry that a quorum of its
+   * configuration (the latest in its log; both halves when joint; never learners) holds durably.
+   */
+  private checkCommitQuorum(id: NodeId, core: NodeView, status: RaftStatus): void {
+    const index = status.commitIndex;
+    const term = core.entryAt(index)?.term;
+    if (term === undefined) return;
+    const holders = new Set<NodeId>();
+    for (const [node, log] of this.durable) if (index <= log.snapshotIndex || log.terms[index] === term) holders.add(node);
+    if (!isQuorum(status.membership, holders)) {
+      throw new SafetyViolation(
+        'commit quorum',
+        `leader ${id} of term ${status.term} committed index ${index}, which only nodes [${[...holders].sort((a, b) => a - b).join(', ')}] hold durably: not a quorum of ${describeMembership(status.membership)}`,
+      );
+    }
+  }
+
+  /** A save of node `id` completed: what it wrote is durable now. */
+  synced(id: NodeId, snapshot: Snapshot | null, logWrite: LogWrite | null): void {
+    let log = this.durable.get(id);
+    if (log === undefined) this.durable.set(id, (log = { snapshotIndex: 0, terms: [] }));
+    if (snapshot !== null && snapshot.index > log.snapshotIndex) log.snapshotIndex = snapshot.index;
+    if (logWrite !== null) {
+      if (log.terms.length > logWrite.fromIndex) log.terms.length = logWrite.fromIndex;
+      for (const entry of logWrite.entries) log.terms[entry.index] = entry.term;
     }
   }
 
@@ -196,14 +362,25 @@ export class SafetyChecker {
   private noteCommitted(id: NodeId, entry: Entry): void {
     const known = this.committed.get(entry.index);
     if (known === undefined) {
-      this.committed.set(entry.index, { term: entry.term, command: entry.command });
+      this.committed.set(entry.index, { term: entry.term, command: entry.command, membership: entry.membership });
       if (entry.index > this.committedMax) this.committedMax = entry.index;
+      if (entry.membership !== undefined && entry.index > this.committedConfig.index) {
+        this.committedConfig = { index: entry.index, term: entry.term, membership: entry.membership };
+        for (const member of allMembers(entry.membership)) this.committedMembers.add(member);
+      }
       return;
     }
     if (known.term !== entry.term || !sameBytes(known.command, entry.command)) {
       throw new SafetyViolation(
         'state machine safety',
         `node ${id} committed (index ${entry.index}, term ${entry.term}) where (term ${known.term}) was committed before`,
+      );
+    }
+    if (!sameConfig(known.membership, entry.membership)) {
+      // The committed configurations are one sequence: every node's committed prefix has the same ones.
+      throw new SafetyViolation(
+        'configuration safety',
+        `node ${id} committed ${describeConfig(entry.membership)} at index ${entry.index}, where ${describeConfig(known.membership)} was committed before`,
       );
     }
   }
@@ -221,18 +398,34 @@ export class SafetyChecker {
     }
   }
 
-  /** Entries from `fromIndex` on were (re)written in node `id`'s log: check them against the ledger. */
-  logWritten(id: NodeId, core: NodeView, status: RaftStatus, fromIndex: LogIndex): void {
+  /**
+   * Node `id` is about to save `snapshot` (its own compaction, or one installed from the leader)
+   * and/or entries from `fromIndex` on, which are in its log now: check them against the ledger,
+   * and every new configuration against those it may be in force with.
+   */
+  logWritten(id: NodeId, core: NodeView, status: RaftStatus, fromIndex: LogIndex | null, snapshot: Snapshot | null = null): void {
+    let chain = this.configs.get(id);
+    if (chain === undefined) this.configs.set(id, (chain = []));
+    if (snapshot !== null && snapshot.membership !== undefined && (chain.length === 0 || snapshot.index >= chain[0]!.index)) {
+      // The snapshot replaces the log up to its index: its configuration is the base, and only
+      // configuration entries after it that the log still holds remain.
+      const kept = chain.filter((c) => c.index > snapshot.index && core.entryAt(c.index)?.term === c.term);
+      chain.length = 0;
+      chain.push({ index: snapshot.index, term: snapshot.term, membership: snapshot.membership }, ...kept);
+    }
+    if (fromIndex === null) return;
+    while (chain.length > 1 && chain[chain.length - 1]!.index >= fromIndex) chain.pop();
     for (let index = Math.max(fromIndex, status.firstIndex); index <= status.lastIndex; index++) {
       const entry = core.entryAt(index)!;
       const previousTerm = index - 1 === status.snapshotIndex ? -1 : (core.entryAt(index - 1)?.term ?? -1);
+      if (entry.membership !== undefined) this.configurationWritten(id, chain, entry, status);
       const key = `${index}/${entry.term}`;
       const known = this.ledger.get(key);
       if (known === undefined) {
-        this.ledger.set(key, { command: entry.command, previousTerm });
+        this.ledger.set(key, { command: entry.command, membership: entry.membership, previousTerm });
         continue;
       }
-      if (!sameBytes(known.command, entry.command)) {
+      if (!sameBytes(known.command, entry.command) || !sameConfig(known.membership, entry.membership)) {
         throw new SafetyViolation('log matching', `node ${id} holds a different command at (index ${index}, term ${entry.term})`);
       }
       if (previousTerm !== -1 && known.previousTerm !== -1 && previousTerm !== known.previousTerm) {
@@ -242,5 +435,38 @@ export class SafetyChecker {
         );
       }
     }
+  }
+
+  /**
+   * Configuration safety (thesis ch. 4): a configuration entry at index i takes effect as soon as
+   * it is in a log, while the configurations before it may still decide until one of them is
+   * known committed. So it must overlap (every quorum of one intersects every quorum of the other)
+   * its predecessor and every configuration back to the one in effect at the commit index: the
+   * latest committed, as far as anyone has said, or this node's own commit index if later.
+   */
+  private configurationWritten(id: NodeId, chain: ConfigAt[], entry: Entry, status: RaftStatus): void {
+    const membership = entry.membership!;
+    const committed = Math.min(Math.max(this.committedMax, status.commitIndex), entry.index - 1);
+    let from = chain.length - 1;
+    while (from > 0 && chain[from]!.index > committed) from--;
+    for (let i = Math.max(0, from); i < chain.length; i++) {
+      const earlier = chain[i]!;
+      if (!this.overlap(earlier.membership, membership)) {
+        throw new SafetyViolation(
+          'configuration safety',
+          `node ${id} holds ${describeMembership(membership)} at (index ${entry.index}, term ${entry.term}) while ${describeMembership(earlier.membership)} ` +
+            `(index ${earlier.index}) may still decide (committed up to ${committed}): they have disjoint quorums`,
+        );
+      }
+    }
+    chain.push({ index: entry.index, term: entry.term, membership });
+  }
+
+  private overlap(a: Membership, b: Membership): boolean {
+    if (a === b) return true;
+    const key = `${describeMembership(a)}|${describeMembership(b)}`;
+    let result = this.overlapCache.get(key);
+    if (result === undefined) this.overlapCache.set(key, (result = quorumsOverlap(a, b)));
+    return result;
   }
 }

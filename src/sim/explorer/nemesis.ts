@@ -43,7 +43,8 @@ export class Nemesis {
 
   private mixed(): void {
     const world = this.world;
-    const n = world.shape.nodes;
+    // Every node of the world, spares included (a spare is a would-be joiner, a learner, or a voter).
+    const n = world.nodes.length;
     const roll = this.prng.nextInt(100);
     if (roll < 12) {
       this.partition(world.peerIds.map(() => this.prng.nextInt(2)));
@@ -101,7 +102,7 @@ export class Nemesis {
     } else if (roll < 70) {
       this.quickRestart();
     } else {
-      world.restart(this.prng.nextInt(world.shape.nodes));
+      world.restart(this.prng.nextInt(world.nodes.length));
     }
   }
 
@@ -116,7 +117,7 @@ export class Nemesis {
     const replica = leader === -1 ? null : world.nodes[leader]!.replica;
     if (replica === null) return;
     // Usually nobody hears them; sometimes one follower does (Figure 8's partial replication).
-    const hearer = this.prng.chance(1, 2) ? this.prng.nextInt(world.shape.nodes) : leader;
+    const hearer = this.prng.chance(1, 2) ? this.prng.nextInt(world.nodes.length) : leader;
     for (const peer of world.peerIds) if (peer !== leader && peer !== hearer) world.network.cut(leader, peer);
     const count = 1 + this.prng.nextInt(3);
     for (let i = 0; i < count; i++) {

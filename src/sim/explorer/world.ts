@@ -1,5 +1,6 @@
 import { InvariantError } from '../../core/assert.js';
 import type { InjectedBug } from '../../core/bugs.js';
+import { allMembers, describeMembership, initialMembership, isQuorum, isVoter, type Membership } from '../../core/membership.js';
 import type { Message, NodeId } from '../../core/messages.js';
 import type { DriverBug } from '../../driver/ready-driver.js';
 import { VALUE_BYTES_MAX } from '../../kv/commands.js';
@@ -38,6 +39,8 @@ export interface WorldOptions {
   readonly driverBugs: ReadonlySet<DriverBug>;
   /** How many trace lines to keep for a failure report. */
   readonly traceLines: number;
+  /** A membership change accepted while another was under way fails the run at its end. */
+  readonly changeRefusals: boolean;
 }
 
 /** The random shape of one world, drawn from its seed (printed with every failure). */
@@ -80,9 +83,23 @@ export interface WorldShape {
   readonly forger: boolean;
   /** Leadership transfers and graceful leader stops during the faults (operator.ts). */
   readonly operator: boolean;
+  /**
+   * Node ids beyond the `nodes` starting voters that run from the start as would-be joiners
+   * (`peers` the starting voters, `learners` themselves): the operator adds them as learners,
+   * promotes them, removes voters and learners (membership worlds, operator.ts). 0: none.
+   */
+  readonly spares: number;
 }
 
 function drawShape(prng: Prng, nodeCounts: readonly number[]): WorldShape {
+  const shape = drawFixedShape(prng, nodeCounts);
+  // Drawn after everything else, so that every world without spares is as it was before them.
+  const spares = shape.nodes <= 5 && prng.chance(2, 3) ? 1 + prng.nextInt(3) : 0;
+  const spareTicks = Array.from({ length: spares }, () => 7 + prng.nextInt(8));
+  return { ...shape, tickMs: [...shape.tickMs, ...spareTicks], spares };
+}
+
+function drawFixedShape(prng: Prng, nodeCounts: readonly number[]): Omit<WorldShape, 'spares'> {
   const nodes = prng.pick(nodeCounts);
   const bigState = prng.chance(1, 5);
   // A small frame limit, so that values near and over it fit the KV value limit (1 MiB).
@@ -119,7 +136,8 @@ function drawShape(prng: Prng, nodeCounts: readonly number[]): WorldShape {
 }
 
 /**
- * A random world for one seed: 3–7 members of the shipped KV service (RaftNode + KvReplica) on
+ * A random world for one seed: 3–7 members of the shipped KV service (RaftNode + KvReplica), in
+ * some worlds with spare nodes that the operator adds, promotes and removes (operator.ts), on
  * simulated disks that lose unsynced writes and tear or fail them, a network that drops,
  * duplicates, delays, reorders and partitions; crashes at any point, restarts, uneven clocks; and
  * clients issuing writes and linearizable reads. Raft's safety properties are checked after every
@@ -129,9 +147,15 @@ function drawShape(prng: Prng, nodeCounts: readonly number[]): WorldShape {
  */
 export class World implements NodeHost {
   readonly scheduler = new VirtualScheduler({ maxVirtualMs: Number.MAX_SAFE_INTEGER, wallBudgetMs: 60_000 });
-  readonly checker = new SafetyChecker();
+  readonly checker: SafetyChecker;
   readonly shape: WorldShape;
+  /** Every node id of the world: the starting voters, then the spares. */
   readonly peerIds: readonly NodeId[];
+  readonly initialVoters: readonly NodeId[];
+  /** Nodes stopped for good after their removal from the cluster (ids are never reused). */
+  private readonly retired = new Set<NodeId>();
+  /** The first membership change accepted while another was under way (reported after the run). */
+  private secondChangeAccepted: string | null = null;
   readonly network: SimNetwork;
   readonly nodes: ExplorerNode[] = [];
   readonly bugs: ReadonlySet<InjectedBug>;
@@ -160,7 +184,11 @@ export class World implements NodeHost {
     const root = new Prng(options.seed);
     this.shape = drawShape(root.fork(), options.nodeCounts);
     const shape = this.shape;
-    this.peerIds = Array.from({ length: shape.nodes }, (_, i) => i);
+    this.peerIds = Array.from({ length: shape.nodes + shape.spares }, (_, i) => i);
+    this.initialVoters = this.peerIds.slice(0, shape.nodes);
+    // A leader whose removal committed hands over within its transfer's expiry (a maximum
+    // election timeout, 160 ticks); twice the slowest node's is the bound.
+    this.checker = new SafetyChecker(initialMembership(this.initialVoters), 2 * 160 * Math.max(...shape.tickMs));
     this.network = new SimNetwork({
       scheduler: this.scheduler,
       prng: root.fork(),
@@ -225,7 +253,7 @@ export class World implements NodeHost {
       this.workload.start();
       this.nemesis.start();
       if (this.shape.forger) this.forger.start();
-      if (this.shape.operator) this.operator.start();
+      if (this.shape.operator || this.shape.spares > 0) this.operator.start();
       this.scheduleProgressCheck();
       await this.sleepChecked(this.options.faultSeconds * 1000);
       this.heal();
@@ -238,6 +266,7 @@ export class World implements NodeHost {
     });
     this.throwIfFailed();
     this.checkHistory();
+    if (this.secondChangeAccepted !== null && this.options.changeRefusals) throw new SafetyViolation('one change at a time', this.secondChangeAccepted);
   }
 
   get now(): number {
@@ -272,6 +301,10 @@ export class World implements NodeHost {
 
   // ------------------------------------------------------------------ NodeHost
 
+  startingLearners(id: NodeId): readonly NodeId[] {
+    return id >= this.shape.nodes ? [id] : [];
+  }
+
   observe(node: ExplorerNode): void {
     const shipped = node.node;
     if (shipped === null) return;
@@ -279,9 +312,14 @@ export class World implements NodeHost {
     this.checker.observe(node.id, shipped, status, this.now);
     const change = node.describeChange(status);
     if (change !== null) this.trace(`n${node.id} ${change}`);
+    if (node.noteMembership(status.membership)) {
+      this.trace(`n${node.id} configuration ${describeMembership(status.membership)} (index ${status.membershipIndex})`);
+      this.noteTopologyChanged();
+    }
   }
 
   messageReceived(node: ExplorerNode, message: Message): void {
+    if (message.from >= this.shape.nodes) node.forged.fromJoiners++;
     if (message.type !== 'AppendEntriesReply' || node.node === null) return;
     try {
       this.checker.echoReceived(node.id, node.node.raftStatus(false), message);
@@ -329,9 +367,48 @@ export class World implements NodeHost {
 
   restart(id: NodeId): void {
     const node = this.nodes[id]!;
-    if (node.alive) return;
+    if (node.alive || this.retired.has(id)) return;
     this.stats.restarts++;
     void node.start().then(() => this.noteTopologyChanged(true), (error: unknown) => this.fail(error instanceof Error ? error : new Error(String(error))));
+  }
+
+  isRetired(id: NodeId): boolean {
+    return this.retired.has(id);
+  }
+
+  /** A node removed from the cluster is stopped for good, as an operator decommissions it. */
+  retire(id: NodeId): void {
+    if (this.retired.has(id)) return;
+    this.retired.add(id);
+    const node = this.nodes[id]!;
+    this.trace(`n${id} retired: removed from the cluster, stopped for good`);
+    if (!node.alive) return;
+    void node.stopGracefully().then(() => this.noteTopologyChanged(true));
+  }
+
+  /**
+   * Retires every node that a committed configuration named once and the latest committed one
+   * no longer does: it was removed, and ids are never reused.
+   */
+  retireRemoved(): void {
+    const members = new Set(allMembers(this.checker.committedMembership));
+    for (const id of this.peerIds) if (!members.has(id) && this.checker.wasCommittedMember(id)) this.retire(id);
+  }
+
+  /** The operator saw a membership change accepted while another was still under way. */
+  noteSecondChangeAccepted(detail: string): void {
+    this.trace(`UNEXPECTED ${detail}`);
+    this.secondChangeAccepted ??= detail;
+  }
+
+  /**
+   * The nodes that must hold every write after the heal: the members (voters and learners) of
+   * the leader's configuration, or of the latest committed one when there is no leader.
+   */
+  currentMembers(): NodeId[] {
+    const leader = this.leaderId();
+    const membership = leader >= 0 ? this.nodes[leader]!.node!.membership() : this.checker.committedMembership;
+    return allMembers(membership).filter((id) => !this.retired.has(id) && id < this.nodes.length);
   }
 
   /**
@@ -346,22 +423,36 @@ export class World implements NodeHost {
     else if (this.healthySince < 0) this.healthySince = this.now;
   }
 
+  /**
+   * Whether some set of live, mutually connected nodes is a quorum of every configuration that
+   * may decide now: the latest committed one, and the latest in the log of every live node that
+   * votes in it (more than one while a change is under way, or while a node lags behind).
+   */
   private hasConnectedMajority(): boolean {
-    const n = this.shape.nodes;
-    const majority = Math.floor(n / 2) + 1;
+    const n = this.peerIds.length;
     const net = this.network;
+    const configs = new Map<string, Membership>();
+    const committed = this.checker.committedMembership;
+    configs.set(describeMembership(committed), committed);
+    for (const node of this.nodes) {
+      const m = node.alive ? node.node?.membership() : undefined;
+      if (m !== undefined && isVoter(m, node.id)) configs.set(describeMembership(m), m);
+    }
     for (let mask = 0; mask < 1 << n; mask++) {
-      let size = 0;
       let ok = true;
       for (let a = 0; a < n && ok; a++) {
         if ((mask & (1 << a)) === 0) continue;
-        size++;
         if (!this.nodes[a]!.alive) ok = false;
         for (let b = 0; b < n && ok; b++) {
           if (a !== b && (mask & (1 << b)) !== 0 && !(net.isLinkUp(a, b) && net.isLinkUp(b, a))) ok = false;
         }
       }
-      if (ok && size >= majority) return true;
+      if (!ok) continue;
+      const ids = new Set<NodeId>();
+      for (let a = 0; a < n; a++) if ((mask & (1 << a)) !== 0) ids.add(a);
+      let quorum = true;
+      for (const m of configs.values()) if (!isQuorum(m, ids)) quorum = false;
+      if (quorum) return true;
     }
     return false;
   }
@@ -375,6 +466,7 @@ export class World implements NodeHost {
     this.network.healLinks();
     this.network.setChaos(false);
     for (const node of this.nodes) node.crashAfterNextSync = false;
+    this.retireRemoved();
     for (const id of this.peerIds) this.restart(id);
     if (this.shape.healLoad === 'quiet') this.workload.active = false;
     this.trace(`faults healed; clients ${this.shape.healLoad === 'quiet' ? 'stop' : 'keep writing'}`);
@@ -395,16 +487,19 @@ export class World implements NodeHost {
       (error: unknown) => this.fail(error instanceof Error ? error : new Error(String(error))),
     );
     while (this.now < deadline) {
-      if (markerIndex >= 0 && this.nodes.every((node) => node.appliedIndex >= markerIndex)) {
+      // A change under way at the heal may complete now: its removed nodes are stopped too.
+      this.retireRemoved();
+      if (markerIndex >= 0 && this.currentMembers().every((id) => this.nodes[id]!.appliedIndex >= markerIndex)) {
         this.recoveredAt = this.now;
         this.trace(`recovered: the write at index ${markerIndex}, issued after healing, is applied on every node`);
         return;
       }
       await this.sleepChecked(50);
     }
-    const roles = this.nodes.map((n) => `n${n.id}:${n.node?.raftStatus(false).role ?? 'down'}@applied ${n.appliedIndex}`).join(' ');
+    const roles = this.nodes.map((n) => `n${n.id}:${this.retired.has(n.id) ? 'retired' : (n.node?.raftStatus(false).role ?? 'down')}@applied ${n.appliedIndex}`).join(' ');
+    const members = this.currentMembers();
     throw new LivenessViolation(
-      `no write issued after healing at ${this.healedAt} ms was applied on all ${this.shape.nodes} nodes within ${this.options.healSeconds} s (${markerIndex < 0 ? 'none was answered' : `answered at ${markerIndex}`}; ${roles})`,
+      `no write issued after healing at ${this.healedAt} ms was applied on all ${members.length} members [${members.join(', ')}] within ${this.options.healSeconds} s (${markerIndex < 0 ? 'none was answered' : `answered at ${markerIndex}`}; ${roles})`,
     );
   }
 
@@ -412,9 +507,10 @@ export class World implements NodeHost {
   private async awaitConvergence(): Promise<void> {
     this.workload.active = false;
     for (let waited = 0; waited < 10_000; waited += 50) {
-      const applied = this.nodes.map((n) => n.appliedIndex);
-      if (applied.every((index) => index === applied[0]) && this.workload.history.pendingCount() === 0) {
-        const digests = this.nodes.map((n) => hashBytes(n.replica!.sm.snapshot()));
+      const members = this.currentMembers().map((id) => this.nodes[id]!);
+      const applied = members.map((n) => n.appliedIndex);
+      if (applied.every((index) => index === applied[0]) && members.every((n) => n.replica !== null) && this.workload.history.pendingCount() === 0) {
+        const digests = members.map((n) => hashBytes(n.replica!.sm.snapshot()));
         if (digests.some((d) => d !== digests[0])) {
           throw new SafetyViolation('state machine safety', `nodes applied index ${applied[0]} but hold different states (${digests.join(', ')})`);
         }
@@ -434,10 +530,14 @@ export class World implements NodeHost {
       const dropped = node.node?.status().droppedMessages;
       if (dropped === undefined) continue;
       const total = Object.values(dropped).reduce((sum, count) => sum + count, 0);
-      const { delivered, mayGoUncounted } = node.forged;
-      if (total > delivered || total < delivered - mayGoUncounted) {
+      const { delivered, mayGoUncounted, fromJoiners } = node.forged;
+      // A node drops honest messages from a node that joined later until it holds the entry that
+      // added it (or, compacted, no longer names a node that left): only as unknown senders.
+      const unknownSenders = dropped['unknown-sender'] ?? 0;
+      const honest = Math.min(fromJoiners, unknownSenders);
+      if (total - honest > delivered || total < delivered - mayGoUncounted) {
         throw new InvariantError(
-          `n${node.id} dropped ${total} peer messages (${JSON.stringify(dropped)}) but was handed ${delivered} forged ones (${mayGoUncounted} of which may go uncounted)`,
+          `n${node.id} dropped ${total} peer messages (${JSON.stringify(dropped)}) but was handed ${delivered} forged ones (${mayGoUncounted} of which may go uncounted) and ${fromJoiners} honest ones from nodes that joined later`,
         );
       }
     }
