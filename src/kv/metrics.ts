@@ -224,11 +224,23 @@ export class KvMetrics {
     );
     out += metric('tsraft_transport_connections', 'gauge', 'Open Raft connections (outbound connected plus accepted inbound).', tcp.connections);
     out +=
-      '# HELP tsraft_transport_connections_closed_total Inbound peer connections the transport refused or closed: a hello from another cluster, for another node or from a non-member (handshake), beyond inboundConnectionsMax (limit), or an undecodable or oversized frame, a missing hello or a stalled frame (malformed).\n' +
+      '# HELP tsraft_transport_connections_closed_total Inbound peer connections the transport refused or closed: a hello from another cluster or for another node (handshake), beyond inboundConnectionsMax (limit), or an undecodable or oversized frame, a missing hello or a stalled frame (malformed).\n' +
       '# TYPE tsraft_transport_connections_closed_total counter\n' +
       `tsraft_transport_connections_closed_total{reason="handshake"} ${tcp.refusedHandshakes}\n` +
       `tsraft_transport_connections_closed_total{reason="limit"} ${tcp.refusedConnections}\n` +
       `tsraft_transport_connections_closed_total{reason="malformed"} ${tcp.malformedFrames}\n`;
+    out += metric(
+      'tsraft_transport_non_member_connections',
+      'gauge',
+      'Open inbound connections from ids outside the peer set (a member added after the end of this node\'s log, or a stranger); they share a small budget.',
+      tcp.nonMembers.open,
+    );
+    out += metric(
+      'tsraft_transport_non_member_evictions_total',
+      'counter',
+      'Non-member connections closed because their shared budget was full (the oldest goes first).',
+      tcp.nonMembers.evicted,
+    );
     out += this.fsyncDuration.render(
       'tsraft_wal_fsync_duration_seconds',
       'Time of one durable save of the Raft state: a group-committed WAL append (plus snapshot file when one is written) and its fdatasync; write time only when fsync is off.',

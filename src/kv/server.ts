@@ -342,6 +342,9 @@ export class KvServer {
         clusterId: options.clusterId ?? 'tsraft',
         nodeId: options.id,
         listen: options.raftListen ?? { host: self.raftHost, port: self.raftPort },
+        // Told in every hello, so a member that does not know us yet (its log ends before we
+        // joined) can still answer us; the listen address may be a wildcard.
+        advertise: { host: self.raftHost, port: self.raftPort },
         // The starting configuration's members; onMembershipChange sets the peers the log names.
         peers: [...peers, ...learners].filter((p) => p.id !== options.id).map((p) => ({ id: p.id, host: p.raftHost, port: p.raftPort })),
         log: (line) => this.log(`transport: ${line}`),

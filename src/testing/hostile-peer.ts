@@ -7,7 +7,10 @@
  * The transport identifies a sender only by the hello (`from`), and delivers a message only if its
  * `from` is the hello's sender and its `to` is the node; nothing is authenticated. So a HostilePeer
  * that says hello as member 0 is member 0 as far as the node can tell, and one that says hello as
- * 99 reaches the core as a non-member.
+ * 99 is accepted as a non-member (within the transport's non-member budget: a newer non-member
+ * connection closes the oldest) and reaches the core as one. A hello may carry an advertised
+ * address (version 2), which the node then dials to answer a non-member, or be an old version 1
+ * hello (no address).
  */
 import * as net from 'node:net';
 import { encodeMessage } from '../codec/codec.js';
@@ -20,8 +23,17 @@ import { encodeHello, frame } from '../transport/tcp.js';
 export interface HostilePeerOptions {
   readonly host?: string;
   readonly port: number;
-  /** The hello; omit it to send raw bytes on a connection that never said hello. */
-  readonly hello?: { readonly clusterId: string; readonly from: NodeId; readonly to: NodeId };
+  /**
+   * The hello; omit it to send raw bytes on a connection that never said hello. `address` is the
+   * advertised host:port (version 2 only); `version` 1 sends the old hello without an address.
+   */
+  readonly hello?: {
+    readonly clusterId: string;
+    readonly from: NodeId;
+    readonly to: NodeId;
+    readonly address?: { readonly host: string; readonly port: number };
+    readonly version?: 1 | 2;
+  };
   /** How long to wait for the TCP connect (default 2000 ms). */
   readonly connectTimeoutMs?: number;
 }
@@ -58,7 +70,10 @@ export class HostilePeer {
       });
     });
     const peer = new HostilePeer(socket);
-    if (options.hello !== undefined) peer.sendRaw(frame(encodeHello(options.hello)));
+    if (options.hello !== undefined) {
+      const { version, ...hello } = options.hello;
+      peer.sendRaw(frame(encodeHello(hello, version ?? 2)));
+    }
     return peer;
   }
 

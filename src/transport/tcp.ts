@@ -9,12 +9,37 @@
  * only and may not exceed `maxFrameBytes`. The first frame on a connection is the hello (below);
  * every later payload is one message encoded with the project codec (`encodeMessage`).
  *
- * Hello. `"TSRAFT1"` (7 ASCII bytes) | cluster id (varint length + UTF-8 bytes, at most
- * MAX_CLUSTER_ID_BYTES) | sender node id (varint) | the node id the sender believes it is calling
- * (varint). The acceptor refuses (logs one line and closes) a hello for another cluster or another
- * node; a hello that does not parse is a malformed frame. No message is delivered before a valid
- * hello, and a message whose `from` is not the hello's sender or whose `to` is not this node is
- * dropped and counted.
+ * Hello. Two versions parse; this transport sends version 2.
+ *   version 1: `"TSRAFT1"` (7 ASCII bytes) | cluster id | sender node id | receiver node id
+ *   version 2: `"TSRAFT2"` (7 ASCII bytes) | cluster id | sender node id | receiver node id |
+ *              advertised host | [advertised port]
+ * where the cluster id is a varint length + UTF-8 bytes (at most MAX_CLUSTER_ID_BYTES), the node
+ * ids are varints (the receiver id is the node the sender believes it is calling), the advertised
+ * host is a varint length + ASCII bytes (at most MAX_ADVERTISED_HOST_BYTES; a hostname, an IPv4
+ * or an IPv6 literal without brackets, not an unspecified address such as 0.0.0.0; length 0 means
+ * "no address") and the advertised port, a varint in 1..65535, is present only after a non-empty
+ * host. The advertised address is where the sender accepts Raft connections (the `advertise`
+ * option, by default the listen address; none when listening on a wildcard address). A hello that
+ * does not parse, has trailing bytes or is longer than MAX_HELLO_BYTES is a malformed frame. The
+ * acceptor refuses (logs one line and closes) a hello for another cluster, for another node, or
+ * claiming to come from this node. No message is delivered before a valid hello, and a message
+ * whose `from` is not the hello's sender or whose `to` is not this node is dropped and counted.
+ *
+ * Members and non-members. A hello from a peer (a member: an id in the peer set) is accepted as
+ * before: at most INBOUND_PER_PEER_MAX connections per member, a newer one closing the oldest. A
+ * hello from any other id of the same cluster is accepted too, as a non-member connection, so that
+ * a member this node does not know yet (one added to the cluster after the end of this node's
+ * log, possibly the leader) can reach it. Non-member connections share one budget,
+ * `nonMemberConnectionsMax` (default 8) across all non-member ids: a new one beyond it closes the
+ * oldest non-member connection (members' connections are never closed for it), so strangers
+ * cannot crowd out members. They are counted in `stats.nonMembers`; a new non-member id is logged
+ * once (rate-limited). If a non-member's hello carried an address, it becomes the id's learned
+ * address (an LRU of `learnedAddressesMax` ids, default 16, refreshed by its hellos, its messages
+ * and sends to it; a message on a connection whose hello carried an address learns it again after
+ * an eviction; a newer hello with another address moves it), and `send()` to that id dials it
+ * exactly like a peer: one outbound connection, the same queue bounds and backoff. A learned address never overrides a peer's configured address; an id
+ * that becomes a peer through `setPeers()` takes its configured address and its learned entry is
+ * dropped (its queue is kept). An id evicted from the LRU loses its outbound connection and queue.
  *
  * Sending. `send()` encodes the message at once (so an oversized one is dropped and counted right
  * away) and queues the frame for its peer. A peer's queue holds at most `sendQueueMax` frames in
@@ -27,9 +52,10 @@
  *
  * Peers. The set of peers is given at construction and can be replaced at run time with
  * `setPeers()` (membership changes): a new peer is dialled on its first send and accepted as a
- * hello sender; a removed peer loses its outbound connection, its queue and its inbound
- * connections, and its hellos are refused from then on; a peer at a new address is redialled
- * there, keeping its queue. Unchanged peers keep their connections.
+ * member; a removed peer loses its outbound connection, its queue and its inbound connections, and
+ * from then on is a non-member like any other id (its hellos fall under the non-member budget); a
+ * peer at a new address is redialled there, keeping its queue. Unchanged peers keep their
+ * connections.
  *
  * Reconnecting. A peer is dialled on the first send and redialled, with jittered exponential
  * backoff between `reconnectMinMs` and `reconnectMaxMs`, for as long as frames are queued for it.
@@ -41,7 +67,10 @@
  * and oversized lengths close that one connection and are counted in `stats`. Inbound memory is
  * bounded: at most `inboundConnectionsMax` accepted connections (more are refused and counted), each
  * buffering at most one frame, and a connection whose partial frame makes no progress for
- * `frameStallMs` is closed, releasing it.
+ * `frameStallMs` is closed, releasing it. What strangers can make this node remember is bounded
+ * too: `nonMemberConnectionsMax` connections, `learnedAddressesMax` learned addresses (each with
+ * one outbound connection and `sendQueueMax` frames), and a bounded set of ids remembered for
+ * logging once.
  */
 import * as net from 'node:net';
 import { ByteReader, ByteWriter, CodecError, decodeMessage, messageSize, writeMessage } from '../codec/codec.js';
@@ -54,6 +83,14 @@ export interface TcpTransportOptions {
   readonly nodeId: NodeId;
   /** Where to accept connections; port 0 picks a free port (see `TcpTransport.port`). */
   readonly listen: { readonly host: string; readonly port: number };
+  /**
+   * The address sent in every hello: where other nodes can dial this one (a non-member that this
+   * node calls learns it). Default: the listen host and the bound port, or no address when the
+   * listen host is a wildcard (0.0.0.0, ::, empty). `port` defaults to the bound port. `null`:
+   * never send an address. The host must be a hostname or an IP literal of at most
+   * MAX_ADVERTISED_HOST_BYTES, not an unspecified address.
+   */
+  readonly advertise?: { readonly host: string; readonly port?: number } | null;
   /** Every other node; an entry for `nodeId` itself is ignored. `setPeers()` replaces the set later. */
   readonly peers: readonly PeerAddress[];
   /** The largest frame payload sent or accepted, in bytes. Default 8 MiB. */
@@ -67,6 +104,17 @@ export interface TcpTransportOptions {
   readonly frameStallMs?: number;
   /** Accepted connections open at once; more are refused and counted. Default 64. */
   readonly inboundConnectionsMax?: number;
+  /**
+   * Connections from ids outside the peer set (non-members) open at once, across all such ids; a
+   * new one beyond it closes the oldest non-member connection. 0 refuses non-members at the hello.
+   * Default 8.
+   */
+  readonly nonMemberConnectionsMax?: number;
+  /**
+   * Non-member ids whose advertised address is remembered (least recently used first out), so
+   * that send() can answer them. 0: never learn an address. Default 16.
+   */
+  readonly learnedAddressesMax?: number;
   /** The first reconnect delay. Default 50 ms. */
   readonly reconnectMinMs?: number;
   /** The largest reconnect delay. Default 2000 ms. */
@@ -88,8 +136,9 @@ export interface TcpTransportStats {
     /** Encoded larger than `maxFrameBytes`, never sent. */
     readonly tooLarge: number;
     /**
-     * Addressed to an unknown node, or sent after close(); also frames still queued at close() or
-     * when their peer was removed by setPeers().
+     * Addressed to a node that is neither a peer nor has a learned address, or sent after close();
+     * also frames still queued at close(), when their peer was removed by setPeers() or when their
+     * learned address was evicted.
      */
     readonly noConnection: number;
     /** Received with a `from` other than the hello's sender or a `to` other than this node. */
@@ -97,10 +146,26 @@ export interface TcpTransportStats {
   };
   /** Connections closed for an undecodable message, a bad hello or an oversized length. */
   readonly malformedFrames: number;
-  /** Connections refused for a foreign cluster id or a hello addressed to another node. */
+  /**
+   * Connections refused for a foreign cluster id, a hello addressed to another node or claiming
+   * to come from this node, or a non-member while nonMemberConnectionsMax is 0.
+   */
   readonly refusedHandshakes: number;
   /** Connections refused because inboundConnectionsMax were already open. */
   readonly refusedConnections: number;
+  /** Connections from ids outside the peer set (see `nonMemberConnectionsMax`). */
+  readonly nonMembers: {
+    /** Hellos accepted from non-member ids so far. */
+    readonly accepted: number;
+    /** Non-member connections closed because nonMemberConnectionsMax were open (oldest first). */
+    readonly evicted: number;
+    /** Non-member connections open now. */
+    readonly open: number;
+    /** Non-member ids with a learned address now. */
+    readonly learnedAddresses: number;
+    /** Learned addresses forgotten because learnedAddressesMax ids had one. */
+    readonly learnedEvicted: number;
+  };
   /** Open connections right now: connected outbound plus accepted inbound past the hello. */
   readonly connections: number;
   /** Outbound dials started so far. */
@@ -114,10 +179,22 @@ export interface Hello {
   readonly from: NodeId;
   /** The node the dialler believes it is calling. */
   readonly to: NodeId;
+  /** Where the dialling node accepts Raft connections, if it said (version 2 only). */
+  readonly address?: AdvertisedAddress;
 }
 
-export const HELLO_MAGIC = 'TSRAFT1';
+export interface AdvertisedAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** The magic of the hello this transport sends (version 2, with the advertised address). */
+export const HELLO_MAGIC = 'TSRAFT2';
+/** The magic of the version 1 hello (no address), still accepted. */
+export const HELLO_MAGIC_V1 = 'TSRAFT1';
 export const MAX_CLUSTER_ID_BYTES = 255;
+/** The longest advertised host in a hello, in bytes. */
+export const MAX_ADVERTISED_HOST_BYTES = 255;
 /** An upper bound on a hello payload; a longer hello frame is malformed. */
 export const MAX_HELLO_BYTES = 1024;
 export const FRAME_HEADER_BYTES = 4;
@@ -129,6 +206,15 @@ export const DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_SEND_QUEUE_MAX = 1024;
 const DEFAULT_FRAME_STALL_MS = 10_000;
 const DEFAULT_INBOUND_CONNECTIONS_MAX = 64;
+/** The default budget of non-member connections (`nonMemberConnectionsMax`). */
+export const DEFAULT_NON_MEMBER_CONNECTIONS_MAX = 8;
+/** The default number of learned addresses (`learnedAddressesMax`). */
+export const DEFAULT_LEARNED_ADDRESSES_MAX = 16;
+/** Non-member log lines (new ids, dial errors of learned addresses): at most this many per window. */
+const NON_MEMBER_LOG_BURST = 10;
+const NON_MEMBER_LOG_WINDOW_MS = 60_000;
+/** Ids remembered as already logged (non-members, unknown send targets); older ones are forgotten. */
+const LOGGED_IDS_MAX = 256;
 const DEFAULT_RECONNECT_MIN_MS = 50;
 const DEFAULT_RECONNECT_MAX_MS = 2000;
 /** A dial that has not connected by then is abandoned (and retried after the backoff). */
@@ -141,26 +227,65 @@ const HELLO_TIMEOUT_MS = 5000;
 /** Stop adding frames to one corked batch after this many bytes. */
 const BATCH_BYTES = 64 * 1024;
 
-const MAGIC_BYTES = new TextEncoder().encode(HELLO_MAGIC);
+const MAGIC_V1 = new TextEncoder().encode(HELLO_MAGIC_V1);
+const MAGIC_V2 = new TextEncoder().encode(HELLO_MAGIC);
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+/** A DNS name: dot-separated labels of letters, digits, '-' and '_' (not at a label's ends), at most 63 each. */
+const HOSTNAME = /^(?:[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
-/** The payload of a hello frame (without the length prefix). */
-export function encodeHello(hello: Hello): Uint8Array {
+/**
+ * Whether `host` may be advertised in a hello: a hostname or an IPv4/IPv6 literal (no brackets) of
+ * 1..MAX_ADVERTISED_HOST_BYTES ASCII bytes, and not an unspecified address (0.0.0.0, ::), which
+ * names no one to dial.
+ */
+export function isAdvertisableHost(host: string): boolean {
+  if (host.length === 0 || host.length > MAX_ADVERTISED_HOST_BYTES || !/^[\x21-\x7e]+$/.test(host)) return false;
+  const ip = net.isIP(host);
+  if (ip === 4) return host !== '0.0.0.0';
+  if (ip === 6) return !/^[0:]*$/.test(host.split('%')[0]!);
+  return HOSTNAME.test(host);
+}
+
+/** Whether `host` is a wildcard listen address, which cannot be advertised. */
+function isWildcardHost(host: string): boolean {
+  if (host === '' || host === '0.0.0.0') return true;
+  return net.isIPv6(host) && /^[0:]*$/.test(host.split('%')[0]!);
+}
+
+/**
+ * The payload of a hello frame (without the length prefix): version 2 by default, version 1 (which
+ * cannot carry an address) on request. Throws on a hello that could not be parsed back.
+ */
+export function encodeHello(hello: Hello, version: 1 | 2 = 2): Uint8Array {
   const id = new TextEncoder().encode(hello.clusterId);
   if (id.length > MAX_CLUSTER_ID_BYTES) throw new Error(`cluster id longer than ${MAX_CLUSTER_ID_BYTES} bytes`);
-  const w = new ByteWriter(MAGIC_BYTES.length + 2 + id.length + 16);
-  for (const b of MAGIC_BYTES) w.writeByte(b);
+  const address = hello.address;
+  if (address !== undefined) {
+    if (version === 1) throw new Error('a version 1 hello carries no address');
+    if (!isAdvertisableHost(address.host)) throw new Error(`cannot advertise host ${JSON.stringify(address.host)}`);
+    checkInt(address.port, 'advertised port', 1, 65535);
+  }
+  const magic = version === 1 ? MAGIC_V1 : MAGIC_V2;
+  const w = new ByteWriter(magic.length + 2 + id.length + 16 + (address === undefined ? 1 : 2 + address.host.length + 3));
+  for (const b of magic) w.writeByte(b);
   w.writeBytes(id, 'hello.clusterId');
   w.writeVarint(hello.from, 'hello.from');
   w.writeVarint(hello.to, 'hello.to');
+  if (version === 2) {
+    w.writeBytes(address === undefined ? new Uint8Array(0) : new TextEncoder().encode(address.host), 'hello.address.host');
+    if (address !== undefined) w.writeVarint(address.port, 'hello.address.port');
+  }
   return w.finish();
 }
 
-/** Parses a hello payload; throws CodecError if it is not one. */
+/** Parses a hello payload (version 1 or 2); throws CodecError if it is not one. */
 export function decodeHello(payload: Uint8Array): Hello {
   const r = new ByteReader(payload);
-  for (const b of MAGIC_BYTES) {
-    if (r.readByte('hello magic') !== b) throw new CodecError(`bad hello magic (expected "${HELLO_MAGIC}")`);
+  let version: 1 | 2 = 2;
+  for (let i = 0; i < MAGIC_V2.length; i++) {
+    const b = r.readByte('hello magic');
+    if (i === MAGIC_V2.length - 1 && b === MAGIC_V1[i]) version = 1;
+    else if (b !== MAGIC_V2[i]) throw new CodecError(`bad hello magic (expected "${HELLO_MAGIC}" or "${HELLO_MAGIC_V1}")`);
   }
   const idBytes = r.readBytes();
   if (idBytes.length > MAX_CLUSTER_ID_BYTES) throw new CodecError(`hello cluster id longer than ${MAX_CLUSTER_ID_BYTES} bytes`);
@@ -172,8 +297,23 @@ export function decodeHello(payload: Uint8Array): Hello {
   }
   const from = r.readVarint();
   const to = r.readVarint();
+  if (version === 1) {
+    r.expectEnd('hello');
+    return { clusterId, from, to };
+  }
+  const hostBytes = r.readBytes();
+  if (hostBytes.length === 0) {
+    r.expectEnd('hello');
+    return { clusterId, from, to };
+  }
+  if (hostBytes.length > MAX_ADVERTISED_HOST_BYTES) throw new CodecError(`hello address host longer than ${MAX_ADVERTISED_HOST_BYTES} bytes`);
+  let host = '';
+  for (const b of hostBytes) host += String.fromCharCode(b);
+  if (!isAdvertisableHost(host)) throw new CodecError(`hello address host ${JSON.stringify(host)} is not a hostname or IP address`);
+  const port = r.readVarint();
+  if (port < 1 || port > 65535) throw new CodecError(`hello address port ${port} is not in 1..65535`);
   r.expectEnd('hello');
-  return { clusterId, from, to };
+  return { clusterId, from, to, address: { host, port } };
 }
 
 /** `payload` with its u32 LE length prefix. */
@@ -220,9 +360,11 @@ class FrameQueue {
 /** The outbound side of one peer. */
 interface Peer {
   readonly id: NodeId;
-  /** Where the peer listens; setPeers() may move it. */
+  /** Where the peer listens; setPeers() (or a non-member's newer hello) may move it. */
   host: string;
   port: number;
+  /** A non-member's learned address rather than a configured peer (its log lines are rate-limited). */
+  learned: boolean;
   readonly urgent: FrameQueue;
   readonly bulk: FrameQueue;
   socket: net.Socket | null;
@@ -246,6 +388,10 @@ interface Inbound {
   readonly label: string;
   /** The hello's sender once the hello was accepted. */
   peer: NodeId | null;
+  /** Accepted from an id outside the peer set: counted against nonMemberConnectionsMax. */
+  nonMember: boolean;
+  /** The address the hello advertised, if any. */
+  address: AdvertisedAddress | null;
   chunks: Buffer[];
   buffered: number;
   /** The payload length of the frame being read, or -1 while reading a header. */
@@ -265,13 +411,28 @@ export class TcpTransport implements Transport {
   private readonly sendQueueMax: number;
   private readonly frameStallMs: number;
   private readonly inboundConnectionsMax: number;
+  private readonly nonMemberConnectionsMax: number;
+  private readonly learnedAddressesMax: number;
+  /** The advertise option as given: undefined for the default, null for none. */
+  private readonly advertiseOption: { readonly host: string; readonly port?: number } | null | undefined;
   private loggedConnectionLimit = false;
+  private loggedNonMemberEviction = false;
   private readonly reconnectMinMs: number;
   private readonly reconnectMaxMs: number;
   private readonly log: (line: string) => void;
   private readonly random: () => number;
   private readonly peers = new Map<NodeId, Peer>();
+  /** Non-members' learned addresses, least recently used first; disjoint from `peers`. */
+  private readonly learned = new Map<NodeId, Peer>();
   private readonly inbound = new Set<Inbound>();
+  /** The open non-member connections, oldest first. */
+  private readonly nonMemberConns = new Set<Inbound>();
+  /** Non-member ids already logged, least recently seen first (at most LOGGED_IDS_MAX). */
+  private readonly loggedNonMembers = new Map<NodeId, true>();
+  /** The non-member log rate limit: lines logged in the current window, and lines suppressed. */
+  private nonMemberLogWindowStart = 0;
+  private nonMemberLogLines = 0;
+  private nonMemberLogSuppressed = 0;
 
   private server: net.Server | null = null;
   private boundPort = -1;
@@ -280,6 +441,7 @@ export class TcpTransport implements Transport {
   private closed = false;
   private closing: Promise<void> | null = null;
   private loggedTooLarge = false;
+  /** Send targets already logged as unknown (at most LOGGED_IDS_MAX; then drops are only counted). */
   private readonly loggedUnknown = new Set<NodeId>();
 
   private counters = {
@@ -293,6 +455,9 @@ export class TcpTransport implements Transport {
     refusedHandshakes: 0,
     refusedConnections: 0,
     connectAttempts: 0,
+    nonMembersAccepted: 0,
+    nonMembersEvicted: 0,
+    learnedEvicted: 0,
   };
 
   constructor(options: TcpTransportOptions) {
@@ -307,6 +472,16 @@ export class TcpTransport implements Transport {
     this.sendQueueMax = checkInt(options.sendQueueMax ?? DEFAULT_SEND_QUEUE_MAX, 'sendQueueMax', 1, Number.MAX_SAFE_INTEGER);
     this.frameStallMs = checkInt(options.frameStallMs ?? DEFAULT_FRAME_STALL_MS, 'frameStallMs', 1, 2 ** 31 - 1);
     this.inboundConnectionsMax = checkInt(options.inboundConnectionsMax ?? DEFAULT_INBOUND_CONNECTIONS_MAX, 'inboundConnectionsMax', 1, 1_000_000);
+    this.nonMemberConnectionsMax = checkInt(options.nonMemberConnectionsMax ?? DEFAULT_NON_MEMBER_CONNECTIONS_MAX, 'nonMemberConnectionsMax', 0, 1_000_000);
+    this.learnedAddressesMax = checkInt(options.learnedAddressesMax ?? DEFAULT_LEARNED_ADDRESSES_MAX, 'learnedAddressesMax', 0, 1_000_000);
+    const advertise = options.advertise;
+    if (advertise !== undefined && advertise !== null) {
+      if (!isAdvertisableHost(advertise.host)) {
+        throw new Error(`advertise.host must be a hostname or IP address of at most ${MAX_ADVERTISED_HOST_BYTES} bytes, not a wildcard; got ${JSON.stringify(advertise.host)}`);
+      }
+      if (advertise.port !== undefined) checkInt(advertise.port, 'advertise.port', 1, 65535);
+    }
+    this.advertiseOption = advertise === undefined || advertise === null ? advertise : { ...advertise };
     this.reconnectMinMs = checkInt(options.reconnectMinMs ?? DEFAULT_RECONNECT_MIN_MS, 'reconnectMinMs', 1, 2 ** 31 - 1);
     this.reconnectMaxMs = checkInt(options.reconnectMaxMs ?? DEFAULT_RECONNECT_MAX_MS, 'reconnectMaxMs', 1, 2 ** 31 - 1);
     if (this.reconnectMaxMs < this.reconnectMinMs) throw new Error('reconnectMaxMs must be >= reconnectMinMs');
@@ -319,9 +494,11 @@ export class TcpTransport implements Transport {
   /**
    * Replaces the set of peers (see `Transport.setPeers`): adds the new ones, forgets the ones no
    * longer listed (closing their outbound and inbound connections and dropping their queues, which
-   * counts as `dropped.noConnection`), and redials a peer whose address changed, keeping its queue.
-   * Peers listed unchanged keep their connections. An entry for this node is ignored; a repeated
-   * id or an invalid entry throws before anything changes. A no-op after close().
+   * counts as `dropped.noConnection`; from then on they are non-members), and redials a peer whose
+   * address changed, keeping its queue. Peers listed unchanged keep their connections. A new peer
+   * that was a non-member keeps its connections (they become a member's) and its queue, and its
+   * learned address is replaced by the configured one. An entry for this node is ignored; a
+   * repeated id or an invalid entry throws before anything changes. A no-op after close().
    */
   setPeers(peers: readonly PeerAddress[]): void {
     const next = this.checkPeers(peers);
@@ -332,19 +509,42 @@ export class TcpTransport implements Transport {
     for (const p of next.values()) {
       const peer = this.peers.get(p.id);
       if (peer === undefined) {
-        this.peers.set(p.id, newPeer(p));
         this.loggedUnknown.delete(p.id);
         this.log(`added peer node ${p.id} at ${p.host}:${p.port}`);
+        const learned = this.learned.get(p.id);
+        if (learned === undefined) {
+          this.peers.set(p.id, newPeer(p));
+        } else {
+          // It was a non-member we could answer: the configured address wins, the queue stays.
+          this.learned.delete(p.id);
+          learned.learned = false;
+          this.peers.set(p.id, learned);
+          if (learned.host !== p.host || learned.port !== p.port) {
+            this.log(`node ${p.id}: dropping its learned address ${learned.host}:${learned.port} for the configured one`);
+            this.moveTo(learned, p.host, p.port);
+          }
+        }
+        for (const conn of this.nonMemberConns) {
+          if (conn.peer === p.id) {
+            conn.nonMember = false;
+            this.nonMemberConns.delete(conn);
+          }
+        }
       } else if (peer.host !== p.host || peer.port !== p.port) {
         this.log(`peer node ${p.id} moved from ${peer.host}:${peer.port} to ${p.host}:${p.port}`);
-        this.detach(peer);
-        peer.host = p.host;
-        peer.port = p.port;
-        peer.failures = 0;
-        peer.lastError = null;
-        if (peer.urgent.length + peer.bulk.length > 0) this.dial(peer);
+        this.moveTo(peer, p.host, p.port);
       }
     }
+  }
+
+  /** Points `peer` at a new address: closes its connection and redials there if frames are queued. */
+  private moveTo(peer: Peer, host: string, port: number): void {
+    this.detach(peer);
+    peer.host = host;
+    peer.port = port;
+    peer.failures = 0;
+    peer.lastError = null;
+    if (peer.urgent.length + peer.bulk.length > 0) this.dial(peer);
   }
 
   /** Validates a peer list: the peers other than this node, by id. */
@@ -375,7 +575,84 @@ export class TcpTransport implements Transport {
         inbound++;
       }
     }
-    this.log(`removed peer node ${peer.id} (dropped ${queued} queued frames, closed ${inbound} inbound connections)`);
+    this.log(`removed peer node ${peer.id} (dropped ${queued} queued frames, closed ${inbound} inbound connections; it is a non-member from now on)`);
+  }
+
+  /**
+   * Remembers (or refreshes) non-member `id`'s advertised address, so that send() can answer it.
+   * Never for a peer: the configured address wins. Beyond learnedAddressesMax ids the least
+   * recently used one is forgotten.
+   */
+  private learn(id: NodeId, address: AdvertisedAddress): void {
+    if (this.learnedAddressesMax === 0 || this.peers.has(id) || id === this.nodeId) return;
+    const known = this.learned.get(id);
+    if (known !== undefined) {
+      this.learned.delete(id);
+      this.learned.set(id, known); // most recently used
+      if (known.host !== address.host || known.port !== address.port) {
+        this.logNonMember(`non-member node ${id} now advertises ${address.host}:${address.port} (was ${known.host}:${known.port})`);
+        this.moveTo(known, address.host, address.port);
+      }
+      return;
+    }
+    this.learned.set(id, newPeer({ id, host: address.host, port: address.port }, true));
+    this.loggedUnknown.delete(id);
+    for (const [oldest, peer] of this.learned) {
+      if (this.learned.size <= this.learnedAddressesMax) break;
+      this.forgetLearned(oldest, peer);
+    }
+  }
+
+  /**
+   * A message arrived from non-member `id` on a connection whose hello advertised `address`: marks
+   * its learned address used, or learns it again if it was evicted. A learned address that a newer
+   * hello changed is left alone (the newest hello wins).
+   */
+  private refreshLearned(id: NodeId, address: AdvertisedAddress): void {
+    const known = this.learned.get(id);
+    if (known === undefined) {
+      this.learn(id, address);
+    } else if (this.learned.size > 1) {
+      this.learned.delete(id);
+      this.learned.set(id, known);
+    }
+  }
+
+  /** Drops a learned address: its outbound connection and what was queued for it. */
+  private forgetLearned(id: NodeId, peer: Peer): void {
+    this.learned.delete(id);
+    this.counters.learnedEvicted++;
+    this.counters.noConnection += peer.urgent.length + peer.bulk.length;
+    peer.urgent.clear();
+    peer.bulk.clear();
+    this.detach(peer);
+  }
+
+  /**
+   * Logs a line caused by a non-member (a new id, a learned address's dial errors), at most
+   * NON_MEMBER_LOG_BURST lines per NON_MEMBER_LOG_WINDOW_MS; the next line logged says how many
+   * were left out.
+   */
+  private logNonMember(line: string): void {
+    const now = Date.now();
+    if (now - this.nonMemberLogWindowStart >= NON_MEMBER_LOG_WINDOW_MS) {
+      this.nonMemberLogWindowStart = now;
+      this.nonMemberLogLines = 0;
+    }
+    if (this.nonMemberLogLines >= NON_MEMBER_LOG_BURST) {
+      this.nonMemberLogSuppressed++;
+      return;
+    }
+    this.nonMemberLogLines++;
+    const suppressed = this.nonMemberLogSuppressed;
+    this.nonMemberLogSuppressed = 0;
+    this.log(suppressed === 0 ? line : `${line} (${suppressed} earlier non-member lines not logged)`);
+  }
+
+  /** Logs a line about `peer`: rate-limited for a learned address, which a stranger controls. */
+  private logPeer(peer: Peer, line: string): void {
+    if (peer.learned) this.logNonMember(line);
+    else this.log(line);
   }
 
   /** Closes `peer`'s outbound connection, if any, and cancels its dial and redial; the queue stays. */
@@ -404,6 +681,7 @@ export class TcpTransport implements Transport {
     const c = this.counters;
     let connections = 0;
     for (const p of this.peers.values()) if (p.connected) connections++;
+    for (const p of this.learned.values()) if (p.connected) connections++;
     for (const conn of this.inbound) if (conn.peer !== null && !conn.dead) connections++;
     return {
       sent: c.sent,
@@ -412,6 +690,13 @@ export class TcpTransport implements Transport {
       malformedFrames: c.malformedFrames,
       refusedHandshakes: c.refusedHandshakes,
       refusedConnections: c.refusedConnections,
+      nonMembers: {
+        accepted: c.nonMembersAccepted,
+        evicted: c.nonMembersEvicted,
+        open: this.nonMemberConns.size,
+        learnedAddresses: this.learned.size,
+        learnedEvicted: c.learnedEvicted,
+      },
       connections,
       connectAttempts: c.connectAttempts,
     };
@@ -419,7 +704,7 @@ export class TcpTransport implements Transport {
 
   /** How many frames are queued for `peer` (0 for an unknown peer). */
   queued(peer: NodeId): number {
-    const p = this.peers.get(peer);
+    const p = this.peers.get(peer) ?? this.learned.get(peer);
     return p === undefined ? 0 : p.urgent.length + p.bulk.length;
   }
 
@@ -459,12 +744,23 @@ export class TcpTransport implements Transport {
     if (message.from !== this.nodeId) {
       throw new Error(`TcpTransport of node ${this.nodeId} asked to send a message from node ${message.from}`);
     }
-    const peer = this.peers.get(message.to);
+    let peer = this.peers.get(message.to);
+    if (peer === undefined) {
+      peer = this.learned.get(message.to);
+      if (peer !== undefined) {
+        // Used: the most recently used learned address.
+        this.learned.delete(message.to);
+        this.learned.set(message.to, peer);
+      }
+    }
     if (peer === undefined) {
       this.counters.noConnection++;
-      if (!this.loggedUnknown.has(message.to)) {
+      if (!this.loggedUnknown.has(message.to) && this.loggedUnknown.size < LOGGED_IDS_MAX) {
         this.loggedUnknown.add(message.to);
-        this.log(`dropping ${message.type} to node ${message.to}: not a known peer`);
+        this.log(
+          `dropping ${message.type} to node ${message.to}: not a known peer and no learned address` +
+            (this.loggedUnknown.size === LOGGED_IDS_MAX ? ' (drops to further unknown nodes are only counted)' : ''),
+        );
       }
       return;
     }
@@ -510,7 +806,7 @@ export class TcpTransport implements Transport {
     if (this.closing !== null) return this.closing;
     this.closed = true;
     const waits: Promise<void>[] = [];
-    for (const peer of this.peers.values()) {
+    for (const peer of [...this.peers.values(), ...this.learned.values()]) {
       this.counters.noConnection += peer.urgent.length + peer.bulk.length;
       peer.urgent.clear();
       peer.bulk.clear();
@@ -527,6 +823,7 @@ export class TcpTransport implements Transport {
       waits.push(destroyed(conn.socket));
       conn.socket.destroy();
     }
+    this.nonMemberConns.clear();
     const server = this.server;
     if (server !== null) {
       waits.push(
@@ -572,9 +869,9 @@ export class TcpTransport implements Transport {
       socket.setKeepAlive(true, 10_000);
       peer.connected = true;
       peer.connectedAt = Date.now();
-      if (peer.lastError !== null) this.log(`connected to node ${peer.id} at ${peer.host}:${peer.port}`);
+      if (peer.lastError !== null) this.logPeer(peer, `connected to node ${peer.id} at ${peer.host}:${peer.port}`);
       peer.lastError = null;
-      socket.write(frame(encodeHello({ clusterId: this.clusterId, from: this.nodeId, to: peer.id })));
+      socket.write(this.helloFor(peer.id));
       this.flush(peer);
     });
     socket.on('drain', () => {
@@ -589,7 +886,7 @@ export class TcpTransport implements Transport {
       const what = err.code ?? err.message;
       if (peer.lastError !== what) {
         peer.lastError = what;
-        this.log(`node ${peer.id} at ${peer.host}:${peer.port}: ${err.message}; retrying while messages are queued`);
+        this.logPeer(peer, `node ${peer.id} at ${peer.host}:${peer.port}: ${err.message}; retrying while messages are queued`);
       }
     });
     socket.on('close', () => {
@@ -605,10 +902,27 @@ export class TcpTransport implements Transport {
       else peer.failures++;
       if (wasConnected && peer.lastError === null) {
         peer.lastError = 'closed';
-        this.log(`lost connection to node ${peer.id} at ${peer.host}:${peer.port}`);
+        this.logPeer(peer, `lost connection to node ${peer.id} at ${peer.host}:${peer.port}`);
       }
       if (peer.urgent.length + peer.bulk.length > 0) this.scheduleReconnect(peer);
     });
+  }
+
+  /** The hello frame for a connection to node `to`, with our advertised address if we have one. */
+  private helloFor(to: NodeId): Buffer {
+    const address = this.advertisedAddress();
+    return frame(encodeHello({ clusterId: this.clusterId, from: this.nodeId, to, ...(address === null ? {} : { address }) }));
+  }
+
+  /** Where other nodes can dial us (see the `advertise` option), or null if we cannot tell. */
+  advertisedAddress(): AdvertisedAddress | null {
+    const option = this.advertiseOption;
+    if (option === null) return null;
+    const port = option?.port ?? (this.boundPort > 0 ? this.boundPort : this.listenPort);
+    if (port < 1) return null; // listening on port 0 and not bound yet
+    if (option !== undefined) return { host: option.host, port };
+    if (isWildcardHost(this.listenHost) || !isAdvertisableHost(this.listenHost)) return null;
+    return { host: this.listenHost, port };
   }
 
   private scheduleReconnect(peer: Peer): void {
@@ -677,7 +991,7 @@ export class TcpTransport implements Transport {
       socket.destroy();
       return;
     }
-    const conn: Inbound = { socket, label, peer: null, chunks: [], buffered: 0, need: -1, helloTimer: null, stallTimer: null, dead: false };
+    const conn: Inbound = { socket, label, peer: null, nonMember: false, address: null, chunks: [], buffered: 0, need: -1, helloTimer: null, stallTimer: null, dead: false };
     this.inbound.add(conn);
     conn.helloTimer = setTimeout(() => {
       conn.helloTimer = null;
@@ -695,6 +1009,7 @@ export class TcpTransport implements Transport {
       conn.dead = true;
       conn.chunks = [];
       this.inbound.delete(conn);
+      this.nonMemberConns.delete(conn);
     });
   }
 
@@ -735,15 +1050,16 @@ export class TcpTransport implements Transport {
       this.malformed(conn, `bad hello: ${errorMessage(err)}`);
       return;
     }
+    const member = this.peers.has(hello.from);
     let refusal: string | null = null;
     if (hello.clusterId !== this.clusterId) {
       refusal = `cluster ${JSON.stringify(hello.clusterId)} is not ${JSON.stringify(this.clusterId)}`;
     } else if (hello.to !== this.nodeId) {
       refusal = `node ${hello.from} is calling node ${hello.to}, but this is node ${this.nodeId}`;
-    } else if (!this.peers.has(hello.from)) {
-      // Only members may hold a connection: otherwise anyone could fill inboundConnectionsMax with
-      // made-up ids and keep a restarted member from reconnecting.
-      refusal = `node ${hello.from} is not a member`;
+    } else if (hello.from === this.nodeId) {
+      refusal = `the hello claims to come from this node (${this.nodeId})`;
+    } else if (!member && this.nonMemberConnectionsMax === 0) {
+      refusal = `node ${hello.from} is not a member (nonMemberConnectionsMax is 0)`;
     }
     if (refusal !== null) {
       this.counters.refusedHandshakes++;
@@ -754,15 +1070,53 @@ export class TcpTransport implements Transport {
     if (conn.helloTimer !== null) clearTimeout(conn.helloTimer);
     conn.helloTimer = null;
     conn.peer = hello.from;
-    // A few connections per member (a restarted peer's old one may linger half-open); past that,
-    // the oldest goes. So established connections stay below INBOUND_PER_PEER_MAX × members, and
-    // strangers and impostors cannot fill inboundConnectionsMax. (An impostor can still displace a
-    // member's connection: only peer authentication prevents that.)
+    conn.address = hello.address ?? null;
+    // A few connections per id (a restarted peer's old one may linger half-open); past that, the
+    // oldest goes. So members' established connections stay below INBOUND_PER_PEER_MAX × members,
+    // and non-members share nonMemberConnectionsMax: strangers and impostors cannot fill
+    // inboundConnectionsMax. (An impostor can still displace a member's connection: only peer
+    // authentication prevents that.)
     const fromPeer = [...this.inbound].filter((other) => other.peer === hello.from && !other.dead);
     for (const oldest of fromPeer.slice(0, Math.max(0, fromPeer.length - INBOUND_PER_PEER_MAX))) {
-      this.log(`closing the oldest of ${fromPeer.length} connections from node ${hello.from} (${oldest.label})`);
+      if (member) this.log(`closing the oldest of ${fromPeer.length} connections from node ${hello.from} (${oldest.label})`);
       this.kill(oldest);
     }
+    if (!member) this.acceptNonMember(conn, hello);
+  }
+
+  /**
+   * `conn` said hello from an id outside the peer set: it joins the non-member connections (the
+   * oldest beyond nonMemberConnectionsMax is closed), and its advertised address is learned.
+   */
+  private acceptNonMember(conn: Inbound, hello: Hello): void {
+    conn.nonMember = true;
+    this.nonMemberConns.add(conn);
+    this.counters.nonMembersAccepted++;
+    const id = hello.from;
+    if (this.loggedNonMembers.has(id)) {
+      this.loggedNonMembers.delete(id);
+    } else {
+      const address = hello.address === undefined ? 'no address' : `advertises ${hello.address.host}:${hello.address.port}`;
+      this.logNonMember(`accepted a connection from non-member node ${id} at ${conn.label} (${address})`);
+    }
+    this.loggedNonMembers.set(id, true); // most recently seen
+    for (const old of this.loggedNonMembers.keys()) {
+      if (this.loggedNonMembers.size <= LOGGED_IDS_MAX) break;
+      this.loggedNonMembers.delete(old);
+    }
+    for (const oldest of this.nonMemberConns) {
+      if (this.nonMemberConns.size <= this.nonMemberConnectionsMax) break;
+      this.counters.nonMembersEvicted++;
+      if (!this.loggedNonMemberEviction) {
+        this.loggedNonMemberEviction = true;
+        this.log(
+          `closing the oldest non-member connection (node ${oldest.peer} at ${oldest.label}): ${this.nonMemberConnectionsMax} are open` +
+            ' (further evictions are only counted)',
+        );
+      }
+      this.kill(oldest);
+    }
+    if (hello.address !== undefined) this.learn(id, hello.address);
   }
 
   private onFrame(conn: Inbound, peer: NodeId, payload: Buffer): void {
@@ -780,6 +1134,9 @@ export class TcpTransport implements Transport {
     }
     if (this.closed || this.onMessage === null) return;
     this.counters.received++;
+    // A non-member that keeps talking keeps its learned address (re-learned if a flood of other
+    // hellos evicted it), so the answer to this message can reach it.
+    if (conn.nonMember && conn.address !== null) this.refreshLearned(peer, conn.address);
     try {
       this.onMessage(message);
     } catch (err) {
@@ -805,6 +1162,7 @@ export class TcpTransport implements Transport {
   }
 
   private kill(conn: Inbound): void {
+    this.nonMemberConns.delete(conn);
     if (conn.helloTimer !== null) clearTimeout(conn.helloTimer);
     conn.helloTimer = null;
     if (conn.stallTimer !== null) clearTimeout(conn.stallTimer);
@@ -847,11 +1205,12 @@ function plain(buf: Buffer): Uint8Array {
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
-function newPeer(p: PeerAddress): Peer {
+function newPeer(p: PeerAddress, learned = false): Peer {
   return {
     id: p.id,
     host: p.host,
     port: p.port,
+    learned,
     urgent: new FrameQueue(),
     bulk: new FrameQueue(),
     socket: null,

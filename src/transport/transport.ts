@@ -8,7 +8,10 @@ import type { Message, NodeId } from '../core/messages.js';
 export interface Transport {
   /** Starts listening; `onMessage` receives every message addressed to this node. */
   start(onMessage: (message: Message) => void): Promise<void>;
-  /** Queues a message for `message.to`; never blocks, never throws for an unreachable peer. */
+  /**
+   * Queues a message for `message.to` (a peer, or a node outside the peer set whose address the
+   * transport learned); never blocks, never throws for an unreachable or unknown node.
+   */
   send(message: Message): void;
   /** Closes every connection and the listener. Idempotent. */
   close(): Promise<void>;
@@ -19,13 +22,21 @@ export interface Transport {
   readonly maxMessageBytes?: number;
   /**
    * Replaces the set of peers this node talks to, for membership changes: after it, send() reaches
-   * exactly the listed nodes and only they are accepted as senders. A node new to the list is added;
-   * a node no longer listed is forgotten (its connections are closed, what was queued for it is
-   * dropped, and its messages are refused from then on, like any stranger's); a node listed at a
-   * new address is reconnected there (what was queued for it is kept). Unchanged peers and their
-   * connections are left alone. An entry for this node itself is ignored; a list with a repeated
-   * id or an invalid entry throws before anything changes. Idempotent; allowed before start() and
-   * a no-op after close(). Absent: the transport's peers are fixed when it is made.
+   * the listed nodes at the listed addresses, and they are the members whose connections the
+   * transport keeps. A node new to the list is added; a node no longer listed is forgotten (its
+   * connections are closed and what was queued for it is dropped; from then on it is treated like
+   * any node outside the list); a node listed at a new address is reconnected there (what was
+   * queued for it is kept). Unchanged peers and their connections are left alone. An entry for this
+   * node itself is ignored; a list with a repeated id or an invalid entry throws before anything
+   * changes. Idempotent; allowed before start() and a no-op after close(). Absent: the transport's
+   * peers are fixed when it is made.
+   *
+   * Nodes outside the list. A node that is not (yet) in the list may still be a member this node
+   * does not know of (one added after the end of its log, possibly the leader), so a transport may
+   * accept its messages, within a budget that cannot crowd out the listed peers, and may answer it
+   * at an address it announced itself; a listed address always wins over an announced one
+   * (TcpTransport: `nonMemberConnectionsMax`, `learnedAddressesMax`). Whether such a message is
+   * acted upon is for the Raft core to decide.
    */
   setPeers?(peers: readonly PeerAddress[]): void;
 }

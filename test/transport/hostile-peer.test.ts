@@ -8,10 +8,12 @@
  * of valid messages of every type.
  *
  * How a forged sender gets in: TcpTransport knows a peer only by the hello that opens the
- * connection (magic, cluster id, sender id, receiver id) and delivers a message only if its `from`
- * is the hello's sender and its `to` is the node; a hello from a non-member is refused. Nothing is
- * authenticated, so the attacker says hello as a member to be taken for one (or as a stranger, 7
- * or 99, to be refused).
+ * connection (magic, cluster id, sender id, receiver id, optionally the sender's address) and
+ * delivers a message only if its `from` is the hello's sender and its `to` is the node. A hello
+ * from a non-member is accepted too (a member added after the end of a node's log must be able to
+ * reach it), within a small shared budget of non-member connections, and Raft drops what a
+ * non-member cannot send (any reply). Nothing is authenticated, so the attacker says hello as a
+ * member to be taken for one, or as a stranger (7, 99, a flood of ids) to be a budgeted non-member.
  *
  * After every attack: every node still runs (NodeStatus.stopped false, /healthz 200), a leader
  * exists within a bounded wait, every acknowledged write reads back with its value, and
@@ -34,6 +36,7 @@ import type { Message, NodeId } from '../../src/core/messages.js';
 import { checkPeerMessage, DROP_REASONS, TERM_MAX, type DropReason } from '../../src/core/validate.js';
 import { KvClient } from '../../src/kv/client.js';
 import { Prng } from '../../src/sim/prng.js';
+import { freeLoopbackPorts } from '../../src/testing/ports.js';
 import { HostilePeer, MESSAGE_TYPES, mutateBytes, mutateMessage, seededBytes, validMessage, type ClusterView } from '../../src/testing/hostile-peer.js';
 import { KvCluster, sleep, waitFor, type KvClusterOptions } from '../kv/kv-cluster-fixture.js';
 
@@ -316,27 +319,55 @@ describe('hostile peers on the peer port of a live 3-node KV cluster', { timeout
     await assertClusterHealthy(cluster, writer, 'second leader');
   });
 
-  it('non-members (ids 7 and 99) are refused at the hello, and their messages sent on a member\'s connection are dropped: forged acknowledgements and a higher-term vote request change nothing', async () => {
+  it("non-members (ids 7 and 99) are heard within the non-member budget but their acknowledgements are dropped by Raft, their messages on a member's connection are dropped by the transport, and a flood of non-member hellos never displaces a member: nothing changes", async () => {
     const { leader, followers, term } = await cluster.stable();
     const last = cluster.server(leader).status().lastIndex;
     const before = await Promise.all(cluster.members.map((id) => cluster.drops(id)));
-    for (const stranger of [7, 99]) {
-      const ack: Message = { type: 'AppendEntriesReply', from: stranger, to: leader, term, success: true, prevLogIndex: 0, matchIndex: last, conflictTerm: 0, conflictIndex: 0, lastLogIndex: last, readContext: MAX_SAFE };
-      // Saying who it is: the transport closes the connection before any message is read.
-      const peer = await HostilePeer.connect({ port: cluster.raftPort(leader), hello: { clusterId: CLUSTER_ID, from: stranger, to: leader } });
-      peer.send(ack);
-      assert.ok(await peer.waitClosed(3_000), `node ${leader} kept a connection from non-member ${stranger}`);
-      // Pretending to be a member in the hello, then naming itself in the messages: dropped as
-      // misaddressed by the transport. A stranger asking for votes in a newer term would depose the
-      // leader if it were listened to.
-      await forge(cluster, leader, followers[0]!, [ack, { type: 'InstallSnapshotReply', from: stranger, to: leader, term, lastIncludedIndex: last, nextOffset: 0, installed: true }]);
-      for (const f of followers) {
-        await forge(cluster, f, leader, [{ type: 'RequestVote', from: stranger, to: f, term: term + 1, lastLogIndex: MAX_SAFE, lastLogTerm: term + 1 }]);
+    const [nowhere] = (await freeLoopbackPorts(1)) as [number];
+    const strangers: HostilePeer[] = [];
+    try {
+      for (const stranger of [7, 99]) {
+        const ack: Message = { type: 'AppendEntriesReply', from: stranger, to: leader, term, success: true, prevLogIndex: 0, matchIndex: last, conflictTerm: 0, conflictIndex: 0, lastLogIndex: last, readContext: MAX_SAFE };
+        // Saying who it is, and where to answer it (where nothing listens): the transport accepts
+        // it as a non-member; Raft drops a reply from a node no configuration names.
+        const peer = await HostilePeer.connect({
+          port: cluster.raftPort(leader),
+          hello: { clusterId: CLUSTER_ID, from: stranger, to: leader, address: { host: '127.0.0.1', port: nowhere } },
+        });
+        strangers.push(peer);
+        peer.send(ack);
+        await peer.flushed();
+        // Pretending to be a member in the hello, then naming itself in the messages: dropped as
+        // misaddressed by the transport. A stranger asking for votes in a newer term would depose the
+        // leader if it were listened to.
+        await forge(cluster, leader, followers[0]!, [ack, { type: 'InstallSnapshotReply', from: stranger, to: leader, term, lastIncludedIndex: last, nextOffset: 0, installed: true }]);
+        for (const f of followers) {
+          await forge(cluster, f, leader, [{ type: 'RequestVote', from: stranger, to: f, term: term + 1, lastLogIndex: MAX_SAFE, lastLogTerm: term + 1 }]);
+        }
       }
-    }
-    await sleep(200);
-    for (const id of cluster.members) {
-      assert.deepEqual(dropsDelta(await cluster.drops(id), before[id]!), {}, `node ${id}: a stranger's message reached Raft`);
+      await cluster.expectDrops(leader, 'unknown-sender', before[leader]!, 2, "strangers' acknowledgements");
+      await sleep(200);
+      for (const id of cluster.members) {
+        assert.deepEqual(dropsDelta(await cluster.drops(id), before[id]!), id === leader ? { 'unknown-sender': 2 } : {}, `node ${id}: a stranger's message reached Raft's state`);
+      }
+      for (const peer of strangers) assert.equal(peer.closed, false, 'a non-member connection within the budget stays open');
+
+      // A flood of non-member hellos with distinct ids, several times the budget (8), at the leader
+      // and a follower: the oldest non-member connections are closed, the members' never are.
+      const ackedBefore = writer.acked.size;
+      const flood: HostilePeer[] = [];
+      for (const target of [leader, followers[0]]) {
+        for (let i = 0; i < 24; i++) {
+          const peer = await HostilePeer.connect({ port: cluster.raftPort(target), hello: { clusterId: CLUSTER_ID, from: 1_000 + i, to: target, version: i % 2 === 0 ? 1 : 2 } });
+          flood.push(peer);
+          strangers.push(peer);
+        }
+      }
+      for (const peer of strangers.slice(0, 2)) assert.ok(await peer.waitClosed(3_000), 'the oldest non-member connections were closed');
+      await waitFor('the budget to hold', 3_000, () => flood.filter((p) => !p.closed).length <= 16);
+      await waitFor('writes during the flood', 10_000, () => writer.acked.size >= ackedBefore + 20);
+    } finally {
+      await Promise.all(strangers.map((p) => p.close()));
     }
     const now = await cluster.stable();
     assert.deepEqual([now.leader, now.term], [leader, term], `a stranger moved the term or the leadership\n${cluster.describe()}`);
@@ -586,9 +617,12 @@ describe('hostile peers on the peer port of a live 3-node KV cluster', { timeout
               continue;
             }
           }
-          if (message.to !== target || !members.has(message.from) || message.from === target) {
-            // The transport drops a misaddressed message, and refuses a hello from a non-member
-            // (or from the node itself), before Raft sees anything (tcp.test.ts).
+          if (message.to !== target || message.from === target) {
+            // The transport drops a misaddressed message, and refuses a hello from the node itself,
+            // before Raft sees anything (tcp.test.ts). A stranger's message (ids 3, 7, 99, 2^31,
+            // 2^53 - 1) goes on a connection that says hello as that stranger: the transport
+            // accepts it as a non-member (the pool holds at most 5 per node, within the budget of
+            // 8), and Raft drops any reply from it.
             skipped++;
             continue;
           }

@@ -1,6 +1,8 @@
 /**
  * The TCP transport over loopback: round trips, reconnects, refused handshakes, hostile input,
- * queue bounds, priorities, frame limits and a clean shutdown. Every wait is a bounded poll.
+ * queue bounds, priorities, frame limits, a clean shutdown, membership changes and nodes outside
+ * the peer set (the hello's advertised address, the non-member budget, learned addresses). Every
+ * wait is a bounded poll.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,8 +10,8 @@ import * as net from 'node:net';
 import { spawn } from 'node:child_process';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { AppendEntries, Message, NodeId } from '../../src/core/messages.js';
-import { encodeMessage } from '../../src/codec/codec.js';
-import { encodeHello, frame, TcpTransport, type TcpTransportOptions } from '../../src/transport/tcp.js';
+import { ByteWriter, CodecError, encodeMessage } from '../../src/codec/codec.js';
+import { decodeHello, encodeHello, frame, isAdvertisableHost, TcpTransport, type TcpTransportOptions } from '../../src/transport/tcp.js';
 import type { PeerAddress } from '../../src/transport/transport.js';
 import { freeLoopbackPorts } from '../../src/testing/ports.js';
 
@@ -157,6 +159,18 @@ async function rawExchange(port: number, chunks: Uint8Array[], ms = 2000): Promi
   return result;
 }
 
+/** A version 2 hello payload with any host and port (or none), bypassing encodeHello's checks. */
+function helloWithAddress(from: NodeId, to: NodeId, host: string, port: number | null): Buffer {
+  const w = new ByteWriter();
+  for (const b of Buffer.from('TSRAFT2')) w.writeByte(b);
+  w.writeBytes(Buffer.from(CLUSTER), 'cluster');
+  w.writeVarint(from, 'from');
+  w.writeVarint(to, 'to');
+  w.writeBytes(Buffer.from(host, 'latin1'), 'host');
+  if (port !== null) w.writeVarint(port, 'port');
+  return Buffer.from(w.finish());
+}
+
 const lengthPrefix = (n: number): Buffer => {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(n, 0);
@@ -293,6 +307,10 @@ describe('TcpTransport', () => {
         b.logs.join('\n'),
       );
       assert.equal(b.t.stats.malformedFrames, 0);
+      // A hello claiming to come from the node itself is refused too.
+      assert.equal(await rawExchange(pb, [frame(encodeHello({ clusterId: CLUSTER, from: 1, to: 1 }))]), 'closed');
+      assert.equal(b.t.stats.refusedHandshakes, 3);
+      assert.ok(b.logs.some((l) => /the hello claims to come from this node \(1\)$/.test(l)), b.logs.join('\n'));
     } finally {
       await closeAll(all);
     }
@@ -319,6 +337,13 @@ describe('TcpTransport', () => {
         ['a valid hello, then a truncated message', [hello, frame(encodeMessage(ae(0, 1, 2)).subarray(0, 6))]],
         ['a valid hello, then a huge length prefix', [hello, lengthPrefix(0xfffffff0)]],
         ['a valid hello split byte by byte, then garbage', [...[...hello].map((x) => Buffer.of(x)), frame(garbage(9, 9))]],
+        ['a version 2 hello with a bad host', [frame(helloWithAddress(0, 1, 'bad host!', 4000))]],
+        ['a version 2 hello advertising 0.0.0.0', [frame(helloWithAddress(0, 1, '0.0.0.0', 4000))]],
+        ['a version 2 hello with a 256-byte host', [frame(helloWithAddress(0, 1, 'a'.repeat(256), 4000))]],
+        ['a version 2 hello with port 0', [frame(helloWithAddress(0, 1, 'node-0.example', 0))]],
+        ['a version 2 hello with port 65536', [frame(helloWithAddress(0, 1, 'node-0.example', 65536))]],
+        ['a version 2 hello with a host but no port', [frame(helloWithAddress(0, 1, 'node-0.example', null))]],
+        ['a version 1 hello with an address', [frame(Buffer.concat([encodeHello({ clusterId: CLUSTER, from: 0, to: 1 }, 1), Buffer.of(0)]))]],
       ];
       let expected = 0;
       for (const [what, chunks] of cases) {
@@ -390,41 +415,85 @@ describe('TcpTransport', () => {
     }
   });
 
-  test('only members may hold connections, four each: a stranger is refused, a fifth connection closes the oldest', { timeout: 8000 }, async () => {
+  test('members may hold four connections each; non-members share a budget of 8, the oldest going first, and never displace members', { timeout: 10000 }, async () => {
     const all: Node[] = [];
     const sockets: net.Socket[] = [];
     try {
       const [pb] = (await freeLoopbackPorts(1)) as [number];
-      const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, 1), peer(2, 1)], inboundConnectionsMax: 8 }, all);
-      // Ids that are not members: refused at the hello, so they cannot fill inboundConnectionsMax.
-      for (const from of [7, 99, 12345]) {
-        assert.equal(await rawExchange(pb, [frame(encodeHello({ clusterId: CLUSTER, from, to: 1 }))]), 'closed', `stranger ${from}`);
-      }
-      assert.equal(b.t.stats.refusedHandshakes, 3);
-      assert.ok(b.logs.some((l) => /node 7 is not a member/.test(l)));
-      // Member 0 connects six times (a restarted peer, or an impostor): only the newest four stay.
-      const open = (): number => sockets.filter((s) => !s.destroyed && s.readyState === 'open').length;
-      for (let i = 0; i < 6; i++) {
+      const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, 1), peer(2, 1)], inboundConnectionsMax: 40 }, all);
+      const open = (list: net.Socket[]): number => list.filter((s) => !s.destroyed && s.readyState === 'open').length;
+      const connect = async (from: NodeId): Promise<net.Socket> => {
         const socket = net.connect({ host: HOST, port: pb });
         socket.on('error', () => {});
         socket.on('data', () => {});
         socket.on('close', () => socket.destroy());
         sockets.push(socket);
         await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-        socket.write(frame(encodeHello({ clusterId: CLUSTER, from: 0, to: 1 })));
-        await waitFor(() => b.t.stats.connections === Math.min(i + 1, 4) && open() === Math.min(i + 1, 4), `connection ${i + 1}`);
+        socket.write(frame(encodeHello({ clusterId: CLUSTER, from, to: 1 })));
+        return socket;
+      };
+      // Member 0 connects six times (a restarted peer, or an impostor): only the newest four stay.
+      const member0: net.Socket[] = [];
+      for (let i = 0; i < 6; i++) {
+        member0.push(await connect(0));
+        await waitFor(() => b.t.stats.connections === Math.min(i + 1, 4) && open(member0) === Math.min(i + 1, 4), `connection ${i + 1}`);
       }
-      assert.ok(sockets[0]!.destroyed && sockets[1]!.destroyed && !sockets[5]!.destroyed, 'the oldest went, the newest stayed');
-      assert.equal(b.t.stats.refusedConnections, 0, 'the cap of 8 was never reached');
-      // Member 2 still gets in.
-      const socket = net.connect({ host: HOST, port: pb });
-      socket.on('error', () => {});
-      sockets.push(socket);
-      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-      socket.write(frame(encodeHello({ clusterId: CLUSTER, from: 2, to: 1 })));
+      assert.ok(member0[0]!.destroyed && member0[1]!.destroyed && !member0[5]!.destroyed, 'the oldest went, the newest stayed');
+      const member2 = await connect(2);
       await waitFor(() => b.t.stats.connections === 5, 'member 2 connected');
+
+      // Eight non-members with distinct ids get in...
+      const strangers: net.Socket[] = [];
+      for (let i = 0; i < 8; i++) strangers.push(await connect(100 + i));
+      await waitFor(() => b.t.stats.nonMembers.accepted === 8 && b.t.stats.connections === 13, 'eight non-members connected');
+      assert.equal(b.t.stats.nonMembers.open, 8);
+      // ...and a ninth closes the oldest non-member connection, not a member's.
+      strangers.push(await connect(108));
+      await waitFor(() => b.t.stats.nonMembers.accepted === 9 && strangers[0]!.destroyed, 'the oldest non-member closed');
+      assert.equal(b.t.stats.nonMembers.evicted, 1);
+      assert.equal(open(strangers), 8);
+      assert.equal(open(member0), 4);
+      assert.ok(!member2.destroyed);
+
+      // A flood of hellos with distinct ids: the budget holds, members keep their connections, and
+      // the log gets a bounded number of lines.
+      for (let i = 0; i < 30; i++) strangers.push(await connect(1000 + i));
+      await waitFor(() => b.t.stats.nonMembers.accepted === 39, 'the flood accepted');
+      await waitFor(() => open(strangers) === 8, 'the newest eight non-members stay');
+      assert.ok(strangers.slice(-8).every((s) => !s.destroyed), 'the newest stayed');
+      assert.equal(b.t.stats.nonMembers.evicted, 31);
+      assert.equal(b.t.stats.nonMembers.open, 8);
+      assert.equal(b.t.stats.connections, 4 + 1 + 8);
+      assert.equal(open(member0), 4);
+      assert.ok(!member2.destroyed);
+      assert.equal(b.t.stats.refusedConnections, 0, 'inboundConnectionsMax was never reached');
+      assert.equal(b.t.stats.refusedHandshakes, 0);
+      const nonMemberLines = b.logs.filter((l) => /non-member/.test(l));
+      assert.ok(nonMemberLines.length <= 11, `${nonMemberLines.length} non-member log lines:\n${nonMemberLines.join('\n')}`);
+      assert.equal(b.logs.filter((l) => /closing the oldest non-member connection/.test(l)).length, 1, 'evictions logged once');
+      // Members' messages still arrive.
+      member2.write(frame(encodeMessage(ae(2, 1, 9))));
+      member0[5]!.write(frame(encodeMessage(ae(0, 1, 8))));
+      await waitFor(() => b.got.length === 2, "members' messages");
     } finally {
       for (const socket of sockets) socket.destroy();
+      await closeAll(all);
+    }
+  });
+
+  test('nonMemberConnectionsMax 0 refuses non-members at the hello, as before', { timeout: 5000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pb] = (await freeLoopbackPorts(1)) as [number];
+      const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, 1)], nonMemberConnectionsMax: 0 }, all);
+      for (const from of [7, 99]) {
+        assert.equal(await rawExchange(pb, [frame(encodeHello({ clusterId: CLUSTER, from, to: 1 })), frame(encodeMessage(ae(from, 1, 1)))]), 'closed', `stranger ${from}`);
+      }
+      assert.equal(b.t.stats.refusedHandshakes, 2);
+      assert.ok(b.logs.some((l) => /node 7 is not a member \(nonMemberConnectionsMax is 0\)/.test(l)), b.logs.join('\n'));
+      assert.equal(b.got.length, 0);
+      assert.equal(await rawExchange(pb, [frame(encodeHello({ clusterId: CLUSTER, from: 0, to: 1 }))], 200), 'open', 'a member still gets in');
+    } finally {
       await closeAll(all);
     }
   });
@@ -613,33 +682,38 @@ describe('TcpTransport.setPeers (membership changes)', () => {
     assert.ok(to.got.some(pred), `not delivered; sender logs:\n${from.logs.join('\n')}\nreceiver logs:\n${to.logs.join('\n')}`);
   }
 
-  test('a peer added later exchanges messages both ways', { timeout: 8000 }, async () => {
+  test('a node outside the peer set is heard and answered at its advertised address; added later, it is a member', { timeout: 8000 }, async () => {
     const all: Node[] = [];
     try {
       const [pa, pc] = (await freeLoopbackPorts(2)) as [number, number];
       const a = await startNode({ nodeId: 0, port: pa, peers: [] }, all);
       const c = await startNode({ nodeId: 3, port: pc, peers: [peer(0, pa)], reconnectMaxMs: 200 }, all);
-      // Not yet a member of A's cluster: A refuses its hello and cannot address it.
-      c.t.send(ae(3, 0, 1));
-      await waitFor(() => a.t.stats.refusedHandshakes === 1, 'the stranger refused');
-      assert.ok(a.logs.some((l) => /node 3 is not a member/.test(l)), a.logs.join('\n'));
-      a.t.send(ae(0, 3, 1));
-      assert.equal(a.t.stats.dropped.noConnection, 1);
-      assert.equal(a.got.length, 0);
+      // Not a member of A's peer set: its hello is accepted as a non-member's, and carries its address.
+      await sendUntil(c, a, (i) => ae(3, 0, i), (m) => m.from === 3);
+      assert.equal(a.t.stats.nonMembers.accepted, 1);
+      assert.equal(a.t.stats.nonMembers.open, 1);
+      assert.equal(a.t.stats.nonMembers.learnedAddresses, 1);
+      assert.ok(a.logs.some((l) => new RegExp(`accepted a connection from non-member node 3 at .* \\(advertises ${HOST}:${pc}\\)`).test(l)), a.logs.join('\n'));
+      // A answers it there.
+      await sendUntil(a, c, (i) => ae(0, 3, i), (m) => m.from === 0);
+      assert.equal(a.t.stats.dropped.noConnection, 0);
 
       a.t.setPeers([peer(0, pa), peer(3, pc)]); // its own entry is ignored
       assert.ok(a.logs.includes(`added peer node 3 at ${HOST}:${pc}`), a.logs.join('\n'));
-      await sendUntil(c, a, (i) => ae(3, 0, 100 + i), (m) => m.from === 3);
-      await sendUntil(a, c, (i) => ae(0, 3, 100 + i), (m) => m.from === 0);
+      assert.equal(a.t.stats.nonMembers.open, 0, 'its connection is now a member connection');
+      assert.equal(a.t.stats.nonMembers.learnedAddresses, 0, 'its learned address is dropped');
+      const attempts = a.t.stats.connectAttempts;
+      await sendUntil(c, a, (i) => ae(3, 0, 100 + i), (m) => (m as AppendEntries).leaderCommit > 100);
+      await sendUntil(a, c, (i) => ae(0, 3, 100 + i), (m) => (m as AppendEntries).leaderCommit > 100);
+      assert.equal(a.t.stats.connectAttempts, attempts, 'the connection to the same address is kept');
       assert.ok(a.got.every((m) => m.from === 3 && m.to === 0));
-      assert.ok(c.got.every((m) => m.from === 0 && m.to === 3 && (m as AppendEntries).leaderCommit > 100), 'nothing sent before it was added');
       await waitFor(() => a.t.stats.connections === 2, 'one connection each way');
     } finally {
       await closeAll(all);
     }
   });
 
-  test('a removed peer loses its connections and queue, its hello is refused and its messages are no longer delivered', { timeout: 8000 }, async () => {
+  test('a removed peer loses its connections and queue, then is a budgeted non-member: heard, and answered at its advertised address', { timeout: 8000 }, async () => {
     const all: Node[] = [];
     try {
       const [pa, pb, pDown] = (await freeLoopbackPorts(3)) as [number, number, number];
@@ -658,25 +732,23 @@ describe('TcpTransport.setPeers (membership changes)', () => {
       assert.equal(a.t.queued(2), 0, "the removed peer's queue is dropped");
       assert.equal(a.t.stats.dropped.noConnection, dropped + 3);
       await waitFor(() => a.t.stats.connections === 0, "A's outbound and B's inbound connection closed");
-      await waitFor(() => b.t.stats.connections === 0, 'B sees both closed');
+      assert.equal(a.t.stats.nonMembers.learnedAddresses, 0);
+      a.t.send(ae(0, 1, 2)); // no address for node 1 any more
+      assert.equal(a.t.stats.dropped.noConnection, dropped + 4);
 
-      // B keeps trying: every hello is refused, nothing is delivered either way.
-      const refused = a.t.stats.refusedHandshakes;
-      for (let i = 2; i <= 12; i++) {
-        b.t.send(ae(1, 0, i));
-        a.t.send(ae(0, 1, i));
-        await sleep(25);
-      }
-      await waitFor(() => a.t.stats.refusedHandshakes > refused, "B's hello refused");
-      assert.ok(a.logs.some((l) => /node 1 is not a member/.test(l)), a.logs.join('\n'));
-      assert.equal(await rawExchange(pa, [frame(encodeHello({ clusterId: CLUSTER, from: 1, to: 0 }))]), 'closed', 'a raw hello as node 1');
-      assert.deepEqual(a.got.map((m) => (m as AppendEntries).leaderCommit), [1]);
-      assert.deepEqual(b.got.map((m) => (m as AppendEntries).leaderCommit), [1]);
-      assert.equal(a.t.stats.dropped.noConnection, dropped + 3 + 11, 'sends to the removed peer are dropped');
-      assert.equal(a.t.stats.connections, 0);
+      // B keeps talking: its new hello is a non-member's (within the budget), and carries its
+      // address, so A can answer it again.
+      await sendUntil(b, a, (i) => ae(1, 0, 10 + i), (m) => (m as AppendEntries).leaderCommit > 10);
+      assert.equal(a.t.stats.nonMembers.open, 1);
+      assert.equal(a.t.stats.nonMembers.learnedAddresses, 1);
+      await sendUntil(a, b, (i) => ae(0, 1, 10 + i), (m) => (m as AppendEntries).leaderCommit > 10);
+      assert.equal(a.t.stats.refusedHandshakes, 0);
+      assert.ok(!b.got.some((m) => (m as AppendEntries).leaderCommit === 2), 'nothing sent while it had no address');
 
       // Added back, it is a member again.
       a.t.setPeers([peer(1, pb)]);
+      assert.equal(a.t.stats.nonMembers.open, 0);
+      assert.equal(a.t.stats.nonMembers.learnedAddresses, 0);
       await sendUntil(b, a, (i) => ae(1, 0, 100 + i), (m) => (m as AppendEntries).leaderCommit > 100);
       await sendUntil(a, b, (i) => ae(0, 1, 100 + i), (m) => (m as AppendEntries).leaderCommit > 100);
     } finally {
@@ -752,6 +824,223 @@ describe('TcpTransport.setPeers (membership changes)', () => {
       t.setPeers([peer(1, pb), peer(2, pb)]);
       assert.equal(t.stats.connections, 0);
     } finally {
+      await closeAll(all);
+    }
+  });
+});
+
+describe('TcpTransport: nodes outside the peer set', () => {
+  /** Sends from `from` until `to` holds a message matching `pred` (bounded: 60 tries, 25 ms apart). */
+  async function sendUntil(from: Node, to: Node, make: (i: number) => Message, pred: (m: Message) => boolean): Promise<void> {
+    for (let i = 1; i <= 60 && !to.got.some(pred); i++) {
+      from.t.send(make(i));
+      await sleep(25);
+    }
+    assert.ok(to.got.some(pred), `not delivered; sender logs:\n${from.logs.join('\n')}\nreceiver logs:\n${to.logs.join('\n')}`);
+  }
+
+  /** A raw connection that said `hello` (a payload) and stays open until the test destroys it. */
+  async function rawHello(port: number, hello: Uint8Array, sockets: net.Socket[]): Promise<net.Socket> {
+    const socket = net.connect({ host: HOST, port });
+    socket.on('error', () => {});
+    socket.on('data', () => {});
+    sockets.push(socket);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write(frame(hello));
+    return socket;
+  }
+
+  test('the hello: version 2 carries an optional address, version 1 still parses, bounds are enforced', () => {
+    const base = { clusterId: CLUSTER, from: 3, to: 1 };
+    const v2 = encodeHello({ ...base, address: { host: 'node-3.example', port: 7003 } });
+    assert.equal(Buffer.from(v2.subarray(0, 7)).toString('latin1'), 'TSRAFT2');
+    assert.deepEqual(decodeHello(v2), { ...base, address: { host: 'node-3.example', port: 7003 } });
+    assert.deepEqual(decodeHello(encodeHello({ ...base, address: { host: '::1', port: 1 } })), { ...base, address: { host: '::1', port: 1 } });
+    assert.deepEqual(decodeHello(encodeHello(base)), base, 'version 2 without an address');
+    const v1 = encodeHello(base, 1);
+    assert.equal(Buffer.from(v1.subarray(0, 7)).toString('latin1'), 'TSRAFT1');
+    assert.deepEqual(decodeHello(v1), base);
+    assert.throws(() => encodeHello({ ...base, address: { host: 'h', port: 1 } }, 1), /version 1/);
+    assert.throws(() => encodeHello({ ...base, address: { host: '0.0.0.0', port: 1 } }), /cannot advertise/);
+    assert.throws(() => encodeHello({ ...base, address: { host: 'h', port: 0 } }), /advertised port/);
+    for (const [host, port] of [['a b', 1], ['-x', 1], ['x'.repeat(256), 1], ['::', 1], ['h', 0], ['h', 65536], ['h\u00e9', 1]] as const) {
+      assert.throws(() => decodeHello(helloWithAddress(3, 1, host, port)), CodecError, `${host}:${port}`);
+    }
+    assert.throws(() => decodeHello(helloWithAddress(3, 1, 'h', null)), CodecError, 'a host without a port');
+    assert.throws(() => decodeHello(Buffer.concat([helloWithAddress(3, 1, 'h', 1), Buffer.of(0)])), CodecError, 'trailing bytes');
+    assert.throws(() => decodeHello(Buffer.from('TSRAFT3\x00\x00\x00')), /bad hello magic/);
+    for (const good of ['localhost', 'node-1', 'node_1.svc.cluster.local', '10.0.0.7', 'fe80::1', 'a'.repeat(63) + '.b']) {
+      assert.ok(isAdvertisableHost(good), good);
+    }
+    for (const bad of ['', ' ', '0.0.0.0', '::', '0:0::0', '[::1]', 'a..b', 'a'.repeat(64), 'x'.repeat(256), 'h:1', 'h/x']) {
+      assert.ok(!isAdvertisableHost(bad), bad);
+    }
+  });
+
+  test('the advertised address: the listen address by default, none on a wildcard, or the advertise option', { timeout: 5000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const mk = (listenHost: string, advertise?: TcpTransportOptions['advertise'], port = 0): TcpTransport => {
+        const t = new TcpTransport({ clusterId: CLUSTER, nodeId: 0, listen: { host: listenHost, port }, peers: [], log: () => {}, ...(advertise === undefined ? {} : { advertise }) });
+        all.push({ t, got: [], logs: [] });
+        return t;
+      };
+      const loop = mk(HOST);
+      assert.equal(loop.advertisedAddress(), null, 'port 0 before start(): not known yet');
+      await loop.start(() => {});
+      assert.deepEqual(loop.advertisedAddress(), { host: HOST, port: loop.port });
+      const wild = mk('0.0.0.0');
+      await wild.start(() => {});
+      assert.equal(wild.advertisedAddress(), null);
+      assert.equal(mk('::', undefined, 7000).advertisedAddress(), null);
+      assert.deepEqual(mk('node-0.example', undefined, 7000).advertisedAddress(), { host: 'node-0.example', port: 7000 }, 'a fixed port is known before start()');
+      const named = mk('0.0.0.0', { host: 'node-0.example' });
+      await named.start(() => {});
+      assert.deepEqual(named.advertisedAddress(), { host: 'node-0.example', port: named.port });
+      assert.deepEqual(mk('0.0.0.0', { host: '10.1.2.3', port: 7000 }).advertisedAddress(), { host: '10.1.2.3', port: 7000 });
+      assert.equal(mk(HOST, null).advertisedAddress(), null);
+      assert.throws(() => mk(HOST, { host: '0.0.0.0' }), /advertise.host/);
+      assert.throws(() => mk(HOST, { host: 'a b' }), /advertise.host/);
+      assert.throws(() => mk(HOST, { host: 'h', port: 0 }), /advertise.port/);
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('a node listening on a wildcard address is answered at its advertise option', { timeout: 8000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pa] = (await freeLoopbackPorts(1)) as [number];
+      const a = await startNode({ nodeId: 0, port: pa, peers: [] }, all);
+      const got: Message[] = [];
+      const logs: string[] = [];
+      const t = new TcpTransport({ clusterId: CLUSTER, nodeId: 4, listen: { host: '0.0.0.0', port: 0 }, advertise: { host: HOST }, peers: [peer(0, pa)], log: (l) => logs.push(l) });
+      const b: Node = { t, got, logs };
+      all.push(b);
+      await t.start((m) => got.push(m));
+      await sendUntil(b, a, (i) => ae(4, 0, i), (m) => m.from === 4);
+      await sendUntil(a, b, (i) => ae(0, 4, i), (m) => m.from === 0);
+      assert.ok(a.logs.some((l) => l.includes(`(advertises ${HOST}:${t.port})`)), a.logs.join('\n'));
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('an old TSRAFT1 hello is still accepted, from a member and from a non-member (which cannot be answered)', { timeout: 5000 }, async () => {
+    const all: Node[] = [];
+    const sockets: net.Socket[] = [];
+    try {
+      const [pb] = (await freeLoopbackPorts(1)) as [number];
+      const b = await startNode({ nodeId: 1, port: pb, peers: [peer(0, 1)] }, all);
+      const member = await rawHello(pb, encodeHello({ clusterId: CLUSTER, from: 0, to: 1 }, 1), sockets);
+      member.write(frame(encodeMessage(ae(0, 1, 1))));
+      const stranger = await rawHello(pb, encodeHello({ clusterId: CLUSTER, from: 9, to: 1 }, 1), sockets);
+      stranger.write(frame(encodeMessage(ae(9, 1, 2))));
+      await waitFor(() => b.got.length === 2, 'both delivered');
+      assert.deepEqual(b.got.map((m) => m.from).sort(), [0, 9]);
+      assert.equal(b.t.stats.malformedFrames, 0);
+      assert.equal(b.t.stats.nonMembers.open, 1);
+      assert.ok(b.logs.some((l) => /non-member node 9 at .* \(no address\)/.test(l)), b.logs.join('\n'));
+      b.t.send(ae(1, 9, 3));
+      assert.equal(b.t.stats.dropped.noConnection, 1, 'no learned address for node 9');
+      assert.equal(b.t.stats.nonMembers.learnedAddresses, 0);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await closeAll(all);
+    }
+  });
+
+  test("a learned address never overrides a configured one; setPeers replaces a learned one", { timeout: 8000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const [pa, pb1, pb2] = (await freeLoopbackPorts(3)) as [number, number, number];
+      // Two transports claiming to be node 1: b1 at pb1, b2 at pb2.
+      const a = await startNode({ nodeId: 0, port: pa, peers: [] }, all);
+      const b1 = await startNode({ nodeId: 1, port: pb1, peers: [peer(0, pa)] }, all);
+      const b2 = await startNode({ nodeId: 1, port: pb2, peers: [peer(0, pa)] }, all);
+
+      // b1 talks first: A learns pb1 and answers there.
+      await sendUntil(b1, a, (i) => ae(1, 0, i), (m) => m.from === 1);
+      await sendUntil(a, b1, (i) => ae(0, 1, i), (m) => m.from === 0);
+      assert.equal(a.t.stats.nonMembers.learnedAddresses, 1);
+
+      // Configured at pb2: the configured address wins, and the learned entry is dropped.
+      a.t.setPeers([peer(1, pb2)]);
+      assert.equal(a.t.stats.nonMembers.learnedAddresses, 0);
+      assert.ok(a.logs.some((l) => l.includes(`dropping its learned address ${HOST}:${pb1}`)), a.logs.join('\n'));
+      const b1Count = b1.got.length;
+      await sendUntil(a, b2, (i) => ae(0, 1, 100 + i), (m) => m.from === 0);
+
+      // b1 keeps saying hello with its own address (now as a member's hello): A still sends to pb2.
+      await sendUntil(b1, a, (i) => ae(1, 0, 200 + i), (m) => (m as AppendEntries).leaderCommit > 200);
+      await b1.t.close(); // and a fresh connection from it, too
+      const b1again = await startNode({ nodeId: 1, port: pb1, peers: [peer(0, pa)] }, all);
+      await sendUntil(b1again, a, (i) => ae(1, 0, 300 + i), (m) => (m as AppendEntries).leaderCommit > 300);
+      const b2Count = b2.got.length;
+      for (let i = 0; i < 5; i++) a.t.send(ae(0, 1, 400 + i));
+      await waitFor(() => b2.got.length === b2Count + 5, 'the configured address gets everything');
+      await sleep(50);
+      assert.equal(b1.got.length, b1Count, 'nothing more at the learned address');
+      assert.equal(b1again.got.length, 0);
+      assert.equal(a.t.stats.nonMembers.learnedAddresses, 0);
+      assert.equal(a.t.stats.nonMembers.accepted, 1, 'only the first hello was a non-member one');
+    } finally {
+      await closeAll(all);
+    }
+  });
+
+  test('learned addresses: a newer hello moves one, the least recently used beyond learnedAddressesMax is forgotten with its queue, a message re-learns it', { timeout: 8000 }, async () => {
+    const all: Node[] = [];
+    const sockets: net.Socket[] = [];
+    try {
+      const [pa, pc1, pc2] = (await freeLoopbackPorts(3)) as [number, number, number];
+      const a = await startNode({ nodeId: 0, port: pa, peers: [], learnedAddressesMax: 2 }, all);
+      const c1 = await startNode({ nodeId: 5, port: pc1, peers: [] }, all);
+      const c2 = await startNode({ nodeId: 5, port: pc2, peers: [] }, all);
+      const hello = (from: NodeId, port: number): Uint8Array => encodeHello({ clusterId: CLUSTER, from, to: 0, address: { host: HOST, port } });
+
+      await rawHello(pa, hello(5, pc1), sockets);
+      await waitFor(() => a.t.stats.nonMembers.learnedAddresses === 1, 'node 5 learned');
+      a.t.send(ae(0, 5, 1));
+      await waitFor(() => c1.got.length === 1, 'answered at its first address');
+      // A newer hello from node 5 names another address: A follows it.
+      await rawHello(pa, hello(5, pc2), sockets);
+      await waitFor(() => a.logs.some((l) => l.includes(`non-member node 5 now advertises ${HOST}:${pc2}`)), 'the move logged');
+      a.t.send(ae(0, 5, 2));
+      await waitFor(() => c2.got.length === 1, 'answered at its new address');
+      assert.equal(c1.got.length, 1);
+
+      // Node 6 (down: its frames stay queued) and node 7 are learned; node 5, least recently used, goes.
+      const [pDown] = (await freeLoopbackPorts(1)) as [number];
+      const six = await rawHello(pa, hello(6, pDown), sockets);
+      await waitFor(() => a.t.stats.nonMembers.learnedAddresses === 2, 'node 6 learned');
+      a.t.send(ae(0, 6, 1));
+      a.t.send(ae(0, 6, 2));
+      assert.equal(a.t.queued(6), 2);
+      a.t.send(ae(0, 5, 3)); // node 5 is used again: node 6 is now the least recently used
+      await waitFor(() => c2.got.length === 2, 'node 5 still answered');
+      const dropped = a.t.stats.dropped.noConnection;
+      await rawHello(pa, hello(7, pDown), sockets);
+      await waitFor(() => a.t.stats.nonMembers.learnedEvicted === 1, 'one forgotten');
+      assert.equal(a.t.stats.nonMembers.learnedAddresses, 2);
+      assert.equal(a.t.queued(6), 0, "the forgotten id's queue is dropped");
+      assert.equal(a.t.stats.dropped.noConnection, dropped + 2);
+      a.t.send(ae(0, 6, 3));
+      assert.equal(a.t.stats.dropped.noConnection, dropped + 3, 'node 6 cannot be answered any more');
+      a.t.send(ae(0, 5, 4));
+      await waitFor(() => c2.got.length === 3, 'node 5 kept');
+      assert.equal(a.t.stats.nonMembers.open, 4, 'the non-member connections themselves stay (within the budget)');
+      // Node 6 speaks again on its connection: its address is learned again (node 7, now least
+      // recently used, goes), so the answer can reach it.
+      six.write(frame(encodeMessage(ae(6, 0, 1))));
+      await waitFor(() => a.got.some((m) => m.from === 6), "node 6's message");
+      assert.equal(a.t.stats.nonMembers.learnedEvicted, 2);
+      a.t.send(ae(0, 6, 4));
+      assert.equal(a.t.queued(6), 1, 'node 6 can be answered again');
+      a.t.send(ae(0, 7, 1));
+      assert.equal(a.t.stats.dropped.noConnection, dropped + 4, 'node 7 was forgotten');
+    } finally {
+      for (const socket of sockets) socket.destroy();
       await closeAll(all);
     }
   });
