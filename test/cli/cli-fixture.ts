@@ -83,16 +83,45 @@ export async function startPorts(nodes = 3): Promise<StartPorts> {
   };
 }
 
-/** A running `tsraft start`: its output (stdout and stderr as they come), its exit, and every node pid it printed. */
-export class TsraftStart {
+/** A running `tsraft` child process: its output (stdout and stderr as they come) and its exit. */
+export class TsraftProcess {
   output = '';
   /** Its exit code (null if a signal ended it). */
   readonly exit: Promise<number | null>;
 
-  private constructor(readonly proc: ChildProcess) {
+  constructor(readonly proc: ChildProcess) {
     proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => (this.output += chunk));
     proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.output += chunk));
     this.exit = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
+  }
+
+  /** Waits until the output matches `pattern` (throws if the process exits first, or after `timeoutMs`). */
+  async waitFor(what: string, pattern: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const match = pattern.exec(this.output);
+      if (match !== null) return match;
+      if (Date.now() > deadline || this.proc.exitCode !== null) throw new Error(`${what}: not seen; output so far:\n${this.output}`);
+      await sleep(50);
+    }
+  }
+
+  /** `signal`, then SIGKILL if it has not exited within 15 s. Its exit code. */
+  async stopWith(signal: NodeJS.Signals): Promise<number | null> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) {
+      this.proc.kill(signal);
+      const timer = setTimeout(() => this.proc.kill('SIGKILL'), 15_000);
+      await this.exit;
+      clearTimeout(timer);
+    }
+    return this.proc.exitCode;
+  }
+}
+
+/** A running `tsraft start`: a TsraftProcess, and every node pid it printed. */
+export class TsraftStart extends TsraftProcess {
+  private constructor(proc: ChildProcess) {
+    super(proc);
   }
 
   /** `tsraft start ARGS`, with `env` added to this process's environment. */
@@ -108,25 +137,9 @@ export class TsraftStart {
     ];
   }
 
-  /** Waits until the output matches `pattern` (throws if start exits first, or after `timeoutMs`). */
-  async waitFor(what: string, pattern: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const match = pattern.exec(this.output);
-      if (match !== null) return match;
-      if (Date.now() > deadline || this.proc.exitCode !== null) throw new Error(`${what}: not seen; output so far:\n${this.output}`);
-      await sleep(50);
-    }
-  }
-
   /** SIGINT, then SIGKILL if it does not exit within 15 s; then SIGKILL to any node it left behind. Its exit code. */
   async stop(): Promise<number | null> {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) {
-      this.proc.kill('SIGINT');
-      const timer = setTimeout(() => this.proc.kill('SIGKILL'), 15_000);
-      await this.exit;
-      clearTimeout(timer);
-    }
+    await this.stopWith('SIGINT');
     // Whatever start left behind (it should be nothing): its children, by the pids it printed.
     for (const pid of this.nodePids()) if (alive(pid)) signal(pid, 'SIGKILL');
     return this.proc.exitCode;

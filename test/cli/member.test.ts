@@ -8,7 +8,7 @@
  * fails; every wait is bounded; 127.0.0.1 only.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,41 +19,17 @@ import { membershipLines, roleText } from '../../src/cli/status.js';
 import { KvClient, KvClientError, type KvMembers } from '../../src/kv/client.js';
 import type { StoredClusterIdentity } from '../../src/storage/cluster-identity.js';
 import { freeLoopbackPortRange, freeLoopbackPorts } from '../../src/testing/ports.js';
-import { MAIN, assertNoStackTrace, sleep, startPorts, tsraft, TsraftStart } from './cli-fixture.js';
+import { MAIN, assertNoStackTrace, startPorts, tsraft, TsraftProcess, TsraftStart } from './cli-fixture.js';
 
 /** A `tsraft node` child process: its output as it comes, its exit, a stop that leaves nothing behind. */
-class NodeProcess {
-  output = '';
-  readonly exit: Promise<number | null>;
-  private readonly proc: ChildProcess;
-
+class NodeProcess extends TsraftProcess {
   constructor(args: readonly string[]) {
-    this.proc = spawn(process.execPath, [MAIN, 'node', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => (this.output += chunk));
-    this.proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.output += chunk));
-    this.exit = new Promise((resolve) => this.proc.once('exit', (code) => resolve(code)));
-  }
-
-  /** Waits until the output matches `pattern` (throws if the process exits first, or after `timeoutMs`). */
-  async waitFor(what: string, pattern: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const match = pattern.exec(this.output);
-      if (match !== null) return match;
-      if (Date.now() > deadline || this.proc.exitCode !== null) throw new Error(`${what}: not seen; output so far:\n${this.output}`);
-      await sleep(50);
-    }
+    super(spawn(process.execPath, [MAIN, 'node', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
   }
 
   /** SIGTERM, then SIGKILL if it has not exited within 15 s. Its exit code. */
-  async stop(): Promise<number | null> {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) {
-      this.proc.kill('SIGTERM');
-      const timer = setTimeout(() => this.proc.kill('SIGKILL'), 15_000);
-      await this.exit;
-      clearTimeout(timer);
-    }
-    return this.proc.exitCode;
+  stop(): Promise<number | null> {
+    return this.stopWith('SIGTERM');
   }
 }
 
