@@ -51,7 +51,11 @@ export class KvClientError extends Error {
 }
 
 export interface KvClientOptions {
-  /** Base URLs of the members' HTTP APIs, e.g. `http://127.0.0.1:8080`. */
+  /**
+   * Base URLs of the members' HTTP APIs, e.g. `http://127.0.0.1:8080`. The client also remembers
+   * (up to 16) members it was redirected to and that answered, so it keeps finding the cluster
+   * after the members it was given have been replaced.
+   */
   readonly endpoints: readonly string[];
   /** The exactly-once session id (default: a random UUID). Printable ASCII. */
   readonly clientId?: string;
@@ -224,9 +228,14 @@ function checkMemberId(id: number): void {
   if (!(Number.isSafeInteger(id) && id >= 0)) throw new KvClientError('bad-request', `a member id is a non-negative integer, got ${id}`);
 }
 
+/** How many members learned from redirects a client keeps as extra endpoints. */
+const LEARNED_ENDPOINTS_MAX = 16;
+
 export class KvClient {
   readonly clientId: string;
-  private readonly endpoints: readonly string[];
+  /** The endpoints given, then the members learned from redirects (see learnEndpoint). */
+  private readonly endpoints: string[];
+  private readonly givenEndpoints: number;
   private readonly timeoutMs: number;
   private readonly retryDelayMs: number;
   private readonly maxRetryDelayMs: number;
@@ -242,6 +251,7 @@ export class KvClient {
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new RangeError(`endpoint must be http(s): ${e}`);
       return e.replace(/\/+$/, '');
     });
+    this.givenEndpoints = this.endpoints.length;
     this.clientId = options.clientId ?? randomUUID();
     if (!/^[\x21-\x7e]+$/.test(this.clientId) || this.clientId.length > CLIENT_ID_BYTES_MAX - SESSION_SUFFIX_BYTES) {
       throw new RangeError(`clientId must be 1..${CLIENT_ID_BYTES_MAX - SESSION_SUFFIX_BYTES} printable ASCII characters`);
@@ -443,6 +453,17 @@ export class KvClient {
     }
   }
 
+  /**
+   * A member that answered after a redirect becomes an endpoint too (the newest 16 are kept):
+   * once every member the client was given has been replaced, the ones it learned still lead it to
+   * the cluster.
+   */
+  private learnEndpoint(url: string): void {
+    if (this.endpoints.includes(url)) return;
+    this.endpoints.push(url);
+    if (this.endpoints.length > this.givenEndpoints + LEARNED_ENDPOINTS_MAX) this.endpoints.splice(this.givenEndpoints, 1);
+  }
+
   private nextEndpoint(after: string): string {
     const i = this.endpoints.indexOf(after);
     return this.endpoints[(i + 1) % this.endpoints.length]!;
@@ -565,7 +586,10 @@ export class KvClient {
         continue;
       }
       if ((status >= 200 && status < 300) || (status === 404 && code === 'not-found') || (status === 409 && json['swapped'] === false)) {
-        if (fixed === undefined) this.current = base;
+        if (fixed === undefined) {
+          this.current = base;
+          this.learnEndpoint(base);
+        }
         return { status, json };
       }
       lastStatus = status;
