@@ -3,10 +3,8 @@ import type { InjectedBug } from '../../core/bugs.js';
 import { allMembers, describeMembership, initialMembership, isQuorum, isVoter, type Membership } from '../../core/membership.js';
 import type { Message, NodeId } from '../../core/messages.js';
 import type { DriverBug } from '../../driver/ready-driver.js';
-import { VALUE_BYTES_MAX } from '../../kv/commands.js';
 import { checkLinearizable } from '../../linearizability/checker.js';
 import { StorageError } from '../../storage/storage.js';
-import { DEFAULT_MAX_FRAME_BYTES } from '../../transport/tcp.js';
 import { MESSAGE_ENVELOPE_BYTES } from '../../runtime/node.js';
 import { ENTRY_ENVELOPE_BYTES } from '../../core/log.js';
 import { Prng } from '../prng.js';
@@ -18,6 +16,9 @@ import { Operator } from './operator.js';
 import { SafetyChecker, SafetyViolation } from './invariants.js';
 import { Nemesis } from './nemesis.js';
 import { Workload } from './workload.js';
+import { drawShape, type WorldShape } from './world-shape.js';
+
+export type { WorldShape } from './world-shape.js';
 
 /** Liveness under faults: a connected majority must complete some client operation within this. */
 const PROGRESS_WINDOW_MS = 12_000;
@@ -41,98 +42,6 @@ export interface WorldOptions {
   readonly traceLines: number;
   /** A membership change accepted while another was under way fails the run at its end. */
   readonly changeRefusals: boolean;
-}
-
-/** The random shape of one world, drawn from its seed (printed with every failure). */
-export interface WorldShape {
-  readonly nodes: number;
-  /** Per node: the length of its tick; its timeouts are counted in ticks, so clocks run unevenly. */
-  readonly tickMs: readonly number[];
-  readonly delayMaxMs: number;
-  readonly lossPerMille: number;
-  readonly duplicatePerMille: number;
-  readonly longDelayPerMille: number;
-  /** Link bandwidth: a 64 KiB snapshot chunk takes 64 KiB / bytesPerMs on the wire. */
-  readonly bytesPerMs: number;
-  /** The transport's frame limit (the TCP default, or a small one so that large values reach it). */
-  readonly maxFrameBytes: number;
-  readonly syncLatencyMsMax: number;
-  readonly tearPerMille: number;
-  readonly faultGapMaxMs: number;
-  readonly clients: number;
-  readonly keys: number;
-  readonly opGapMaxMs: number;
-  readonly readMode: 'read-index' | 'log';
-  /** Snapshot after this much log was applied since the last one (-1: never). */
-  readonly maxRaftStateBytes: number;
-  /** Bytes of state written before the load starts (so snapshots are of a realistic size). */
-  readonly preloadBytes: number;
-  /** Values near and over the frame limit are written now and then. */
-  readonly largeValues: boolean;
-  /**
-   * `mixed`: partitions of every kind, crashes and restarts, failing disks. `leader-churn`: the
-   * scenario of the paper's Figure 8, leaders dying right after appending locally, restarting while
-   * their previous incarnation's messages are still in flight.
-   */
-  readonly faultMix: 'mixed' | 'leader-churn';
-  /** Pre-vote on (the default) or off: without it, elections go straight to RequestVote. */
-  readonly preVote: boolean;
-  /** After healing, clients go quiet (the cluster must converge by itself) or keep writing. */
-  readonly healLoad: 'quiet' | 'steady';
-  /** A stray peer hands members messages that cannot be true during the faults (forger.ts). */
-  readonly forger: boolean;
-  /** Leadership transfers and graceful leader stops during the faults (operator.ts). */
-  readonly operator: boolean;
-  /**
-   * Node ids beyond the `nodes` starting voters that run from the start as would-be joiners
-   * (`peers` the starting voters, `learners` themselves): the operator adds them as learners,
-   * promotes them, removes voters and learners (membership worlds, operator.ts). 0: none.
-   */
-  readonly spares: number;
-}
-
-function drawShape(prng: Prng, nodeCounts: readonly number[]): WorldShape {
-  const shape = drawFixedShape(prng, nodeCounts);
-  // Drawn after everything else, so that every world without spares is as it was before them.
-  const spares = shape.nodes <= 5 && prng.chance(2, 3) ? 1 + prng.nextInt(3) : 0;
-  const spareTicks = Array.from({ length: spares }, () => 7 + prng.nextInt(8));
-  return { ...shape, tickMs: [...shape.tickMs, ...spareTicks], spares };
-}
-
-function drawFixedShape(prng: Prng, nodeCounts: readonly number[]): Omit<WorldShape, 'spares'> {
-  const nodes = prng.pick(nodeCounts);
-  const bigState = prng.chance(1, 5);
-  // A small frame limit, so that values near and over it fit the KV value limit (1 MiB).
-  const maxFrameBytes = prng.pick([DEFAULT_MAX_FRAME_BYTES, 256 * 1024]);
-  const largeValues = maxFrameBytes < VALUE_BYTES_MAX && prng.chance(1, 2);
-  return {
-    nodes,
-    tickMs: Array.from({ length: nodes }, () => 7 + prng.nextInt(8)),
-    delayMaxMs: prng.pick([1, 5, 20, 50, 300]),
-    lossPerMille: prng.pick([0, 10, 50, 200]),
-    duplicatePerMille: prng.pick([0, 10, 50]),
-    longDelayPerMille: prng.pick([0, 10, 50]),
-    // A 1 MB/s link cannot carry 256 KiB values to six followers and recover within healSeconds.
-    bytesPerMs: largeValues ? prng.pick([10_000, 100_000]) : prng.pick([1_000, 10_000, 100_000]),
-    maxFrameBytes,
-    syncLatencyMsMax: prng.pick([1, 5, 30]),
-    tearPerMille: prng.pick([0, 500]),
-    faultGapMaxMs: prng.pick([300, 1000, 3000]),
-    clients: 2 + prng.nextInt(4),
-    keys: 2 + prng.nextInt(4),
-    opGapMaxMs: prng.pick([5, 30, 200, 1000]),
-    readMode: prng.pick(['read-index', 'read-index', 'log'] as const),
-    // With a big state, a snapshot costs a copy of all of it: compact often, but not every few writes.
-    maxRaftStateBytes: bigState ? prng.pick([4 * 1024, 16 * 1024, 256 * 1024]) : prng.pick([-1, 2048, 16 * 1024, 256 * 1024]),
-    preloadBytes: bigState ? 1280 * 1024 : 0,
-    largeValues,
-    faultMix: prng.pick(['mixed', 'mixed', 'leader-churn'] as const),
-    preVote: prng.chance(3, 4),
-    healLoad: prng.pick(['quiet', 'steady'] as const),
-    // Drawn last, so that every earlier draw (and so every world without it) is as before.
-    forger: prng.chance(1, 3),
-    operator: prng.chance(1, 3),
-  };
 }
 
 /**
