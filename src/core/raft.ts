@@ -325,7 +325,6 @@ export class RaftCore {
     return this.configurations.knownAddresses();
   }
 
-
   private appendAsLeader(entry: Entry): ProposeResult {
     this.log.append(entry);
     this.replicationPending = true;
@@ -605,9 +604,8 @@ export class RaftCore {
   /**
    * The leader's commit index moved: release confirmed reads, and finish configuration changes.
    * A committed joint configuration is left by appending the new voters' configuration; a
-   * committed configuration that no longer counts this leader as a voter makes it step down,
-   * first telling the most up-to-date voter to campaign at once (so the cluster is not leaderless
-   * for an election timeout).
+   * committed configuration that no longer counts this leader as a voter makes it hand leadership
+   * over and step down (stepDownIfRemoved).
    */
   private leaderCommitted(): void {
     this.confirmReads();
