@@ -251,7 +251,9 @@ const NO_DATA = new Uint8Array(0);
 const ENTRY_COMMAND = 0;
 const ENTRY_MEMBERSHIP = 1;
 const utf8 = new TextEncoder();
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+// fatal: malformed UTF-8 throws; ignoreBOM: a leading U+FEFF is kept (by default TextDecoder strips it,
+// so an address that begins with one would not round-trip).
+const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export function entrySize(e: Entry): number {
   const head = uintSize(e.term, 'entry.term') + uintSize(e.index, 'entry.index') + 1;

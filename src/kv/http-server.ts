@@ -8,7 +8,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { describeError } from './describe-error.js';
-import { answerMalformedRequest, ASSUMED_OPEN_FILE_LIMIT, connectionCap, HttpStats, openFileLimit } from './http-io.js';
+import { answerMalformedRequest, ASSUMED_OPEN_FILE_LIMIT, connectionCap, HttpStats, openFileLimit, sendError } from './http-io.js';
 import {
   DEFAULT_HTTP_BODY_BUDGET_BYTES,
   DEFAULT_HTTP_HEADERS_TIMEOUT_MS,
@@ -68,6 +68,11 @@ export async function startBoundedHttpServer(
   // `Expect: 100-continue`: the client waits for our go-ahead before sending the body, which only
   // readBody gives, so an answer that needs no body (a redirect, an error) costs no body at all.
   http.on('checkContinue', handle);
+  // Any other expectation node:http would refuse with a bare 417; answer it in the API's JSON
+  // (found by test/fuzz/http-front.test.ts). The body the client may still send is not read.
+  http.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    sendError(res, 417, 'expectation-failed', 'only "Expect: 100-continue" is supported', {}, { Connection: 'close' });
+  });
   http.on('clientError', (error: Error & { code?: string }, socket: Socket) => {
     if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') stats.reject('timeout');
     else if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE') stats.reject('malformed');

@@ -73,6 +73,8 @@
  * logging once.
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { peerIdentity } from '../security/certs.js';
 import { ByteReader, ByteWriter, CodecError, decodeMessage, messageSize, writeMessage } from '../codec/codec.js';
 import type { Message, NodeId } from '../core/messages.js';
 import type { PeerAddress, Transport } from './transport.js';
@@ -123,6 +125,24 @@ export interface TcpTransportOptions {
   readonly log?: (line: string) => void;
   /** Uniform in [0, 1), for the reconnect jitter. Default Math.random. */
   readonly random?: () => number;
+  /**
+   * Mutual TLS (1.3) on every connection, over the same framing; absent: plaintext. The listener
+   * requires a client certificate signed by `ca`; a dialler verifies the server against `ca` and
+   * requires the server's node identity (see `src/security/certs.ts`) to be the id it dialled; an
+   * acceptor requires the client certificate's node identity to be of this cluster and to equal the
+   * hello's sender. `cert` must carry this node's identity (the constructor checks).
+   */
+  readonly tls?: TcpTlsOptions;
+}
+
+/** PEM material for mutual TLS (see `TcpTransportOptions.tls`). */
+export interface TcpTlsOptions {
+  /** The cluster CA certificate(s): the only trusted issuer(s) of peers' certificates. */
+  readonly ca: string;
+  /** This node's certificate, with the SAN URI `tsraft://<clusterId>/node/<nodeId>`. */
+  readonly cert: string;
+  /** Its private key. */
+  readonly key: string;
 }
 
 export interface TcpTransportStats {
@@ -165,6 +185,28 @@ export interface TcpTransportStats {
     readonly learnedAddresses: number;
     /** Learned addresses forgotten because learnedAddressesMax ids had one. */
     readonly learnedEvicted: number;
+  };
+  /**
+   * Inbound connections refused by TLS (always 0 without the `tls` option):
+   * `tls.handshakeFailures + tls.identityMismatches`.
+   */
+  readonly tlsRefused: number;
+  readonly tls: {
+    /**
+     * Inbound TLS handshakes that failed: no client certificate, one not signed by the CA or
+     * expired, a plaintext or otherwise non-TLS peer, a handshake not finished in time.
+     */
+    readonly handshakeFailures: number;
+    /**
+     * Inbound connections with a verified certificate refused for its identity: no node identity
+     * (e.g. a client certificate), another cluster's, or a hello from another node than it names.
+     */
+    readonly identityMismatches: number;
+    /**
+     * Outbound dials whose TLS handshake failed: the server's certificate is not signed by the CA,
+     * or does not name the node dialled.
+     */
+    readonly dialFailures: number;
   };
   /** Open connections right now: connected outbound plus accepted inbound past the hello. */
   readonly connections: number;
@@ -213,6 +255,9 @@ export const DEFAULT_LEARNED_ADDRESSES_MAX = 16;
 /** Non-member log lines (new ids, dial errors of learned addresses): at most this many per window. */
 const NON_MEMBER_LOG_BURST = 10;
 const NON_MEMBER_LOG_WINDOW_MS = 60_000;
+/** TLS refusal log lines: at most this many per window (further ones are counted in the next line). */
+const TLS_LOG_BURST = 10;
+const TLS_LOG_WINDOW_MS = 60_000;
 /** Ids remembered as already logged (non-members, unknown send targets); older ones are forgotten. */
 const LOGGED_IDS_MAX = 256;
 const DEFAULT_RECONNECT_MIN_MS = 50;
@@ -229,7 +274,7 @@ const BATCH_BYTES = 64 * 1024;
 
 const MAGIC_V1 = new TextEncoder().encode(HELLO_MAGIC_V1);
 const MAGIC_V2 = new TextEncoder().encode(HELLO_MAGIC);
-const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 /** A DNS name: dot-separated labels of letters, digits, '-' and '_' (not at a label's ends), at most 63 each. */
 const HOSTNAME = /^(?:[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
@@ -392,6 +437,8 @@ interface Inbound {
   nonMember: boolean;
   /** The address the hello advertised, if any. */
   address: AdvertisedAddress | null;
+  /** With TLS: the node its verified client certificate names (the hello must come from it). */
+  certNode: NodeId | null;
   chunks: Buffer[];
   buffered: number;
   /** The payload length of the frame being read, or -1 while reading a header. */
@@ -433,6 +480,12 @@ export class TcpTransport implements Transport {
   private nonMemberLogWindowStart = 0;
   private nonMemberLogLines = 0;
   private nonMemberLogSuppressed = 0;
+  /** The TLS options and their secure context, or null for plaintext. */
+  private readonly tlsOptions: TcpTlsOptions | null;
+  private readonly secureContext: tls.SecureContext | null;
+  private tlsLogWindowStart = 0;
+  private tlsLogLines = 0;
+  private tlsLogSuppressed = 0;
 
   private server: net.Server | null = null;
   private boundPort = -1;
@@ -458,6 +511,9 @@ export class TcpTransport implements Transport {
     nonMembersAccepted: 0,
     nonMembersEvicted: 0,
     learnedEvicted: 0,
+    tlsHandshakeFailures: 0,
+    tlsIdentityMismatches: 0,
+    tlsDialFailures: 0,
   };
 
   constructor(options: TcpTransportOptions) {
@@ -488,7 +544,58 @@ export class TcpTransport implements Transport {
     const id = this.nodeId;
     this.log = options.log ?? ((line) => process.stderr.write(`tsraft tcp transport (node ${id}): ${line}\n`));
     this.random = options.random ?? Math.random;
+    if (options.tls === undefined) {
+      this.tlsOptions = null;
+      this.secureContext = null;
+    } else {
+      const { ca, cert, key } = options.tls;
+      this.tlsOptions = { ca, cert, key };
+      // Throws now on unreadable PEM or a key that does not match the certificate.
+      this.secureContext = tls.createSecureContext({ ca, cert, key, minVersion: 'TLSv1.3' });
+      const own = peerIdentity(cert);
+      if (own === null || own.clusterId !== this.clusterId || own.nodeId !== this.nodeId) {
+        throw new Error(
+          `tls.cert must name node ${this.nodeId} of cluster ${JSON.stringify(this.clusterId)}` +
+            ` (SAN URI tsraft://<clusterId>/node/<id>); it names ${own === null ? 'no node' : `node ${own.nodeId} of cluster ${JSON.stringify(own.clusterId)}`}`,
+        );
+      }
+    }
     for (const p of this.checkPeers(options.peers).values()) this.peers.set(p.id, newPeer(p));
+  }
+
+  /** Logs a TLS refusal (a stranger controls how often): at most TLS_LOG_BURST lines per TLS_LOG_WINDOW_MS. */
+  private logTls(line: string): void {
+    const now = Date.now();
+    if (now - this.tlsLogWindowStart >= TLS_LOG_WINDOW_MS) {
+      this.tlsLogWindowStart = now;
+      this.tlsLogLines = 0;
+    }
+    if (this.tlsLogLines >= TLS_LOG_BURST) {
+      this.tlsLogSuppressed++;
+      return;
+    }
+    this.tlsLogLines++;
+    const suppressed = this.tlsLogSuppressed;
+    this.tlsLogSuppressed = 0;
+    this.log(suppressed === 0 ? line : `${line} (${suppressed} earlier TLS refusals not logged)`);
+  }
+
+  /** A dialler's check of the server certificate (instead of hostname verification): it must name node `expected`. */
+  private checkServerIdentity(expected: NodeId, cert: tls.PeerCertificate): Error | undefined {
+    const id = peerIdentity(cert);
+    if (id !== null && id.clusterId === this.clusterId && id.nodeId === expected) return undefined;
+    const names = id === null ? 'no node' : `node ${id.nodeId} of cluster ${JSON.stringify(id.clusterId)}`;
+    const err: NodeJS.ErrnoException = new Error(`the server's certificate names ${names}, not node ${expected} of cluster ${JSON.stringify(this.clusterId)}`);
+    err.code = 'ERR_TSRAFT_PEER_IDENTITY';
+    return err;
+  }
+
+  /** An inbound TLS handshake failed (the listener's 'tlsClientError'). */
+  private tlsHandshakeFailed(err: Error, socket: tls.TLSSocket): void {
+    if (this.closed) return;
+    this.counters.tlsHandshakeFailures++;
+    const why = socket.authorizationError !== undefined && socket.authorizationError !== null ? `client certificate refused: ${String(socket.authorizationError)}` : err.message;
+    this.logTls(`refusing TLS connection from ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}: ${why}`);
   }
 
   /**
@@ -690,6 +797,8 @@ export class TcpTransport implements Transport {
       malformedFrames: c.malformedFrames,
       refusedHandshakes: c.refusedHandshakes,
       refusedConnections: c.refusedConnections,
+      tlsRefused: c.tlsHandshakeFailures + c.tlsIdentityMismatches,
+      tls: { handshakeFailures: c.tlsHandshakeFailures, identityMismatches: c.tlsIdentityMismatches, dialFailures: c.tlsDialFailures },
       nonMembers: {
         accepted: c.nonMembersAccepted,
         evicted: c.nonMembersEvicted,
@@ -713,7 +822,32 @@ export class TcpTransport implements Transport {
     if (this.started) return Promise.reject(new Error('TcpTransport already started'));
     this.started = true;
     this.onMessage = onMessage;
-    const server = net.createServer((socket) => this.accept(socket));
+    let server: net.Server;
+    if (this.tlsOptions === null) {
+      server = net.createServer((socket) => this.accept(socket));
+    } else {
+      const tlsServer = tls.createServer(
+        {
+          ...this.tlsOptions,
+          minVersion: 'TLSv1.3',
+          requestCert: true,
+          rejectUnauthorized: true,
+          handshakeTimeout: HELLO_TIMEOUT_MS,
+        },
+        (socket) => this.accept(socket),
+      );
+      tlsServer.on('tlsClientError', (err, socket) => this.tlsHandshakeFailed(err, socket));
+      // Connections still in their handshake count too: inboundConnectionsMax bounds them all.
+      tlsServer.maxConnections = this.inboundConnectionsMax;
+      tlsServer.on('drop', (data?: net.DropArgument) => {
+        this.counters.refusedConnections++;
+        if (!this.loggedConnectionLimit) {
+          this.loggedConnectionLimit = true;
+          this.log(`refusing connection from ${data?.remoteAddress ?? '?'}:${data?.remotePort ?? '?'}: ${this.inboundConnectionsMax} connections are open (further refusals are only counted)`);
+        }
+      });
+      server = tlsServer;
+    }
     this.server = server;
     return new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => {
@@ -846,7 +980,20 @@ export class TcpTransport implements Transport {
   private dial(peer: Peer): void {
     if (this.closed || peer.socket !== null) return;
     this.counters.connectAttempts++;
-    const socket = net.connect({ host: peer.host, port: peer.port });
+    const secureContext = this.secureContext;
+    const socket =
+      secureContext === null
+        ? net.connect({ host: peer.host, port: peer.port })
+        : tls.connect({
+            host: peer.host,
+            port: peer.port,
+            secureContext,
+            minVersion: 'TLSv1.3',
+            rejectUnauthorized: true,
+            checkServerIdentity: (_host, cert) => this.checkServerIdentity(peer.id, cert),
+          });
+    /** TCP connected, TLS (if any) not yet. */
+    let handshaking = false;
     socket.setNoDelay(true);
     peer.socket = socket;
     peer.connected = false;
@@ -858,14 +1005,38 @@ export class TcpTransport implements Transport {
 
     socket.on('connect', () => {
       if (peer.socket !== socket) return; // replaced by setPeers(); detach() cleared its timer
-      if (peer.connectTimer !== null) clearTimeout(peer.connectTimer);
-      peer.connectTimer = null;
+      if (secureContext !== null && !this.closed) {
+        // Unless it connected to itself (below), 'secureConnect' follows; the connect timer keeps
+        // running until then, bounding the handshake.
+        handshaking = true;
+      } else {
+        if (peer.connectTimer !== null) clearTimeout(peer.connectTimer);
+        peer.connectTimer = null;
+      }
       if (this.closed) return;
       if (socket.localPort === socket.remotePort && socket.localAddress === socket.remoteAddress) {
         // TCP simultaneous open: dialling a free local port can connect the socket to itself.
+        handshaking = false;
         socket.destroy(new Error('connected to itself (the peer is down)'));
         return;
       }
+      if (secureContext === null) established();
+    });
+    socket.on('secureConnect', () => {
+      handshaking = false;
+      if (peer.socket !== socket) return;
+      if (peer.connectTimer !== null) clearTimeout(peer.connectTimer);
+      peer.connectTimer = null;
+      if (this.closed) return;
+      established();
+    });
+    /** The TLS handshake of this dial failed (counted once, on its 'error' or else its 'close'). */
+    const handshakeFailed = (): void => {
+      if (!handshaking) return;
+      handshaking = false;
+      if (!this.closed && peer.socket === socket) this.counters.tlsDialFailures++;
+    };
+    const established = (): void => {
       socket.setKeepAlive(true, 10_000);
       peer.connected = true;
       peer.connectedAt = Date.now();
@@ -873,7 +1044,7 @@ export class TcpTransport implements Transport {
       peer.lastError = null;
       socket.write(this.helloFor(peer.id));
       this.flush(peer);
-    });
+    };
     socket.on('drain', () => {
       if (peer.socket !== socket) return;
       peer.blocked = false;
@@ -883,6 +1054,7 @@ export class TcpTransport implements Transport {
     socket.on('data', () => {});
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (this.closed || peer.socket !== socket) return;
+      handshakeFailed();
       const what = err.code ?? err.message;
       if (peer.lastError !== what) {
         peer.lastError = what;
@@ -890,6 +1062,7 @@ export class TcpTransport implements Transport {
       }
     });
     socket.on('close', () => {
+      handshakeFailed();
       if (peer.socket !== socket) return;
       if (peer.connectTimer !== null) clearTimeout(peer.connectTimer);
       peer.connectTimer = null;
@@ -991,7 +1164,21 @@ export class TcpTransport implements Transport {
       socket.destroy();
       return;
     }
-    const conn: Inbound = { socket, label, peer: null, nonMember: false, address: null, chunks: [], buffered: 0, need: -1, helloTimer: null, stallTimer: null, dead: false };
+    let certNode: NodeId | null = null;
+    if (this.tlsOptions !== null) {
+      // The handshake verified the certificate against the CA; now it must name a node of this cluster.
+      const cert = (socket as tls.TLSSocket).getPeerX509Certificate();
+      const id = cert === undefined ? null : peerIdentity(cert);
+      if (id === null || id.clusterId !== this.clusterId) {
+        this.counters.tlsIdentityMismatches++;
+        const names = id === null ? 'no node' : `node ${id.nodeId} of cluster ${JSON.stringify(id.clusterId)}`;
+        this.logTls(`refusing TLS connection from ${label}: its certificate names ${names}, not a node of cluster ${JSON.stringify(this.clusterId)}`);
+        socket.destroy();
+        return;
+      }
+      certNode = id.nodeId;
+    }
+    const conn: Inbound = { socket, label, peer: null, nonMember: false, address: null, certNode, chunks: [], buffered: 0, need: -1, helloTimer: null, stallTimer: null, dead: false };
     this.inbound.add(conn);
     conn.helloTimer = setTimeout(() => {
       conn.helloTimer = null;
@@ -1048,6 +1235,12 @@ export class TcpTransport implements Transport {
       hello = decodeHello(plain(payload));
     } catch (err) {
       this.malformed(conn, `bad hello: ${errorMessage(err)}`);
+      return;
+    }
+    if (this.tlsOptions !== null && hello.from !== conn.certNode) {
+      this.counters.tlsIdentityMismatches++;
+      this.logTls(`refusing TLS connection from ${conn.label}: its hello comes from node ${hello.from} but its certificate names node ${String(conn.certNode)}`);
+      this.kill(conn);
       return;
     }
     const member = this.peers.has(hello.from);
