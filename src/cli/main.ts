@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `tsraft` command line: a local cluster (`start`), one cluster member (`node`), the KV client
- * commands (`get`, `put`, `del`, `append`, `cas`), `status`, `leader transfer` and `member list|add|promote|remove`. One file per command beside this
+ * commands (`get`, `put`, `del`, `append`, `cas`), `status`, `leader transfer`, `member list|add|promote|remove` and `certs init|node|client`. One file per command beside this
  * one; `tsraft <command> --help` describes each.
  *
  * Exit codes (every command): 0 ok, 1 not found / cas not swapped / runtime failure, 2 usage error,
@@ -11,6 +11,7 @@
 import { Command, CommanderError } from 'commander';
 import { appendCommand } from './append.js';
 import { casCommand } from './cas.js';
+import { certsCommand } from './certs.js';
 import { CliError, EXIT, UsageError, errorMessage } from './common.js';
 import { delCommand } from './del.js';
 import { getCommand } from './get.js';
@@ -42,10 +43,11 @@ Examples:
   tsraft member list                   the members: voters, learners, the leader
   tsraft node --id 3 --join http://127.0.0.1:8000 --listen 127.0.0.1:7003 --http 127.0.0.1:8003 --data-dir ./data-3
                                        a 4th node joins (as a learner, promoted to voter once caught up)
-  tsraft member remove 2               take node 2 out of the cluster`,
+  tsraft member remove 2               take node 2 out of the cluster
+  tsraft certs init --dir ./certs      a private CA for mutual TLS (then certs node / certs client)`,
     );
   // Commands are added after exitOverride() so they inherit it.
-  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), statusCommand(), leaderCommand(), memberCommand()]) {
+  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), statusCommand(), leaderCommand(), memberCommand(), certsCommand()]) {
     command.exitOverride().showHelpAfterError('(add --help for usage)');
     program.addCommand(command);
   }

@@ -13,9 +13,11 @@
  *   --join (it restarts; a learner that has not been promoted yet still promotes itself).
  */
 import { Command } from 'commander';
+import { readFile } from 'node:fs/promises';
+import * as net from 'node:net';
 import { VALUE_BYTES_MAX } from '../kv/commands.js';
 import { DEFAULT_HTTP_HEADERS_TIMEOUT_MS, DEFAULT_HTTP_MAX_CONNECTIONS, DEFAULT_HTTP_RECEIVE_TIMEOUT_MS, validateHttpLimits, type HttpLimits } from '../kv/http-api.js';
-import { KvServer, type KvPeer } from '../kv/server.js';
+import { KvServer, type KvPeer, type PeerTlsOptions } from '../kv/server.js';
 import {
   ClusterIdentityError,
   describeClusterIdentity,
@@ -65,7 +67,18 @@ export interface NodeOptions {
   httpBodyBudget?: string;
   httpHeadersTimeoutMs?: string;
   httpReceiveTimeoutMs?: string;
+  peerCa?: string;
+  peerCert?: string;
+  peerKey?: string;
+  insecurePeers?: boolean;
   quiet?: boolean;
+}
+
+/** The files of --peer-ca, --peer-cert and --peer-key (PEM). */
+export interface PeerTlsFiles {
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
 }
 
 /** `tsraft node --join`: how this node joins a running cluster. */
@@ -110,7 +123,66 @@ export interface NodeConfig {
   readonly readMode?: string;
   /** HTTP resource bounds; unset fields keep the KvServer defaults. */
   readonly httpLimits: HttpLimits;
+  /** Mutual TLS between members: the PEM files to read (--peer-ca, --peer-cert, --peer-key); absent: plaintext. */
+  readonly peerTls?: PeerTlsFiles;
+  /** --insecure-peers: plaintext peer connections on a non-loopback raft address are accepted knowingly. */
+  readonly insecurePeers: boolean;
   readonly quiet: boolean;
+}
+
+/** How to make peer certificates (`tsraft certs`), for the refusal and warning messages. */
+const CERTS_HOWTO =
+  'make a CA once with `tsraft certs init --dir ./certs` and a certificate per node with `tsraft certs node --dir ./certs --id <n> --host <its address>`, ' +
+  'then start each node with --peer-ca ./certs/ca.crt --peer-cert ./certs/node-<n>.crt --peer-key ./certs/node-<n>.key';
+
+/** Whether a listen host is a loopback address (127.0.0.0/8, ::1, localhost): only this machine can connect. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (h === 'localhost' || h === 'localhost.') return true;
+  if (net.isIPv4(h)) return h.startsWith('127.');
+  if (net.isIPv6(h)) {
+    const loopback = new net.BlockList();
+    loopback.addAddress('::1', 'ipv6');
+    loopback.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+    return loopback.check(h, 'ipv6');
+  }
+  return false;
+}
+
+/**
+ * Whether this node may speak plaintext to its peers: on a loopback raft address, or with peer
+ * TLS, yes; on any other address only with --insecure-peers (then the answer is a warning line to
+ * print); otherwise a UsageError that says how to make certificates.
+ */
+export function checkPeerSecurity(config: Pick<NodeConfig, 'listen' | 'peerTls' | 'insecurePeers'>): string | undefined {
+  if (config.peerTls !== undefined || isLoopbackHost(config.listen.host)) return undefined;
+  const where = `${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${config.listen.port}`;
+  if (config.insecurePeers) {
+    return `warning: --insecure-peers: raft listens on ${where} without TLS: anyone who can reach it can take part in the cluster (vote, replicate, overwrite data)`;
+  }
+  throw new UsageError(
+    `refusing to listen for raft peers on ${where} (not a loopback address) without TLS: anyone who can reach it could join the cluster's consensus. ` +
+      `Either use mutual TLS between the nodes: ${CERTS_HOWTO}; ` +
+      'or, on a network you trust completely, pass --insecure-peers (plaintext, unauthenticated peer connections).',
+  );
+}
+
+/** Reads the PEM files of --peer-ca, --peer-cert and --peer-key; a missing or unreadable one is a CliError (exit 2). */
+export async function readPeerTls(files: PeerTlsFiles): Promise<PeerTlsOptions> {
+  const read = async (flag: string, path: string): Promise<string> => {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : errorMessage(error);
+      throw new CliError(`${flag} ${path}: cannot read it (${why})`, EXIT.usage);
+    }
+    if (!text.includes('-----BEGIN ')) throw new CliError(`${flag} ${path}: not a PEM file (no "-----BEGIN" line)`, EXIT.usage);
+    return text;
+  };
+  const [ca, cert, key] = await Promise.all([read('--peer-ca', files.ca), read('--peer-cert', files.cert), read('--peer-key', files.key)]);
+  return { ca, cert, key };
 }
 
 /** Default --join-timeout: how long a joining node keeps trying to be added. */
@@ -274,6 +346,21 @@ export function parseNodeOptions(options: NodeOptions, dir: DataDirState = { ide
   if (httpProblem !== undefined) {
     throw new UsageError(httpProblem.replace('http.headersTimeoutMs', '--http-headers-timeout-ms').replace('http.receiveTimeoutMs', '--http-receive-timeout-ms'));
   }
+  const tlsFlags = [
+    ['--peer-ca', options.peerCa],
+    ['--peer-cert', options.peerCert],
+    ['--peer-key', options.peerKey],
+  ] as const;
+  const given = tlsFlags.filter(([, v]) => v !== undefined);
+  if (given.length > 0 && given.length < 3) {
+    throw new UsageError(
+      `${given.map(([f]) => f).join(' and ')} given without ${tlsFlags.filter(([, v]) => v === undefined).map(([f]) => f).join(' and ')}: ` +
+        'peer TLS needs all three (the CA that signed every node certificate, this node\'s certificate and its key)',
+    );
+  }
+  for (const [flag, value] of given) if (value!.trim() === '') throw new UsageError(`${flag} must name a file`);
+  if (given.length === 3 && options.insecurePeers === true) throw new UsageError('--insecure-peers and --peer-ca/--peer-cert/--peer-key exclude each other');
+  const peerTls = given.length === 3 ? { ca: options.peerCa!, cert: options.peerCert!, key: options.peerKey! } : undefined;
   return {
     id,
     peers,
@@ -291,6 +378,8 @@ export function parseNodeOptions(options: NodeOptions, dir: DataDirState = { ide
     ...(Object.keys(timing).length === 0 ? {} : { timing }),
     ...(readMode === undefined ? {} : { readMode }),
     httpLimits,
+    ...(peerTls === undefined ? {} : { peerTls }),
+    insecurePeers: options.insecurePeers === true,
     quiet: options.quiet === true,
   };
 }
@@ -351,6 +440,9 @@ export async function runNode(config: NodeConfig): Promise<number> {
   } catch (error) {
     throw new CliError(errorMessage(error), EXIT.usage);
   }
+  const peerWarning = checkPeerSecurity(config);
+  const peerTls = config.peerTls === undefined ? undefined : await readPeerTls(config.peerTls);
+  if (peerWarning !== undefined) process.stderr.write(`${timestamp()} ${peerWarning}\n`);
   if (config.notice !== undefined) log(config.notice);
   let peers: readonly PeerSpec[] = config.peers;
   let learners: readonly PeerSpec[] = [];
@@ -380,6 +472,7 @@ export async function runNode(config: NodeConfig): Promise<number> {
       ...(config.timing === undefined ? {} : { timing: config.timing }),
       ...(config.readMode === undefined ? {} : { readMode: config.readMode as 'read-index' }),
       http: config.httpLimits,
+      ...(peerTls === undefined ? {} : { peerTls }),
       log,
     });
   } catch (error) {
@@ -492,6 +585,10 @@ export function nodeCommand(): Command {
     .option('--http-body-budget <bytes>', 'bytes buffered for unfinished request bodies across all requests, past it 503 (default 64m)')
     .option('--http-headers-timeout-ms <ms>', `request line and headers must arrive within this, else 408 (default ${DEFAULT_HTTP_HEADERS_TIMEOUT_MS})`)
     .option('--http-receive-timeout-ms <ms>', `the whole request must arrive within this, else 408 (default ${DEFAULT_HTTP_RECEIVE_TIMEOUT_MS})`)
+    .option('--peer-ca <file>', 'mutual TLS between members: the CA (PEM) that signed every node certificate (with --peer-cert and --peer-key)')
+    .option('--peer-cert <file>', "mutual TLS between members: this node's certificate (PEM), naming this node of this cluster (`tsraft certs node`)")
+    .option('--peer-key <file>', "mutual TLS between members: this node's private key (PEM)")
+    .option('--insecure-peers', 'allow plaintext, unauthenticated raft connections on a non-loopback --listen address (a network you trust completely)')
     .option('-q, --quiet', 'print no log lines')
     .addHelpText(
       'after',
@@ -505,6 +602,13 @@ Joining a running cluster (--join, for an empty data directory): the node asks t
 (or --advertise, when it listens on 0.0.0.0), starts with the configuration it gets back, and
 promotes itself to voter once it has caught up (unless --learner). --cluster-id defaults to the
 cluster's own when its API reports it. A node added earlier with \`tsraft member add\` joins the same way.
+
+Peer security: raft connections between members are plaintext unless --peer-ca, --peer-cert and
+--peer-key are given (mutual TLS 1.3: each member proves it is the node it claims to be with a
+certificate signed by the CA). Make them with \`tsraft certs init\` (the CA) and \`tsraft certs node\`
+(one per node). Plaintext is allowed on a loopback --listen address (127.0.0.1, ::1, localhost);
+on any other address the node refuses to start without TLS unless --insecure-peers is given.
+The HTTP API is not affected by these flags.
 
 Restarting: a data directory that has a cluster identity restarts without --peers (its members
 come from its log); --join is then ignored (a learner not yet promoted still promotes itself).

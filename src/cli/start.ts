@@ -31,12 +31,14 @@
  *   (identity-check.ts).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import { createCa, createNodeCertificate, peerIdentity, type CertificateAndKey } from '../security/certs.js';
 import { errorCode, LOCK_FILE, processAlive } from '../storage/fs-util.js';
 import { CliError, EXIT, UsageError, errorMessage, formatPeers, formatTable, parseBytes, parseIntOption, parsePort, sleep, type PeerSpec } from './common.js';
 import { checkIdentities } from './identity-check.js';
@@ -65,6 +67,7 @@ interface StartOptions {
   healthIntervalMs: string;
   unhealthyAfterMs: string;
   healthGraceMs: string;
+  tls?: boolean;
 }
 
 export interface StartConfig {
@@ -78,6 +81,95 @@ export interface StartConfig {
   readonly maxRaftState?: string;
   /** How the watchdog judges a child (watchdog.ts); null when it is off. */
   readonly watchdog: WatchdogConfig | null;
+  /** --tls: mutual TLS between the nodes, with a dev CA and node certificates in <data-dir>/tls. */
+  readonly tls?: boolean;
+}
+
+/** Where `tsraft start --tls` keeps its dev CA and node certificates, inside the data directory. */
+export const TLS_DIR = 'tls';
+
+/** The files of node `id`'s peer TLS in `dir` (see ensureDevCertificates). */
+export function devCertificateFiles(dir: string, id: number): { ca: string; cert: string; key: string } {
+  return { ca: join(dir, 'ca.crt'), cert: join(dir, `node-${id}.crt`), key: join(dir, `node-${id}.key`) };
+}
+
+/** Writes a file atomically (temp file, rename); `secret`: mode 0600. */
+function writeAtomic(path: string, text: string, secret: boolean): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text, { mode: secret ? 0o600 : 0o644 });
+  if (secret) chmodSync(tmp, 0o600);
+  renameSync(tmp, path);
+}
+
+function readIfExists(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/** Whether `cert` is a valid certificate (now) signed by `ca` and naming node `id` of `clusterId`. */
+function usableNodeCert(ca: X509Certificate, certPem: string, clusterId: string, id: number): boolean {
+  try {
+    const cert = new X509Certificate(certPem);
+    const now = Date.now();
+    if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo) - 86_400_000) return false;
+    if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) return false;
+    const identity = peerIdentity(cert);
+    return identity !== null && identity.clusterId === clusterId && identity.nodeId === id;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `tsraft start --tls`: a development CA (ca.crt, ca.key) and one certificate per node
+ * (node-<i>.crt, node-<i>.key) in `dir`, named as `tsraft certs` names them,, made with security/certs.ts. Existing files are
+ * reused (a restart); a node certificate that does not name that node of this cluster, is not
+ * signed by the CA or expires within a day is made again. Keys are written with mode 0600.
+ * Answers what was made, for the start line.
+ */
+export async function ensureDevCertificates(dir: string, clusterId: string, ids: readonly number[]): Promise<{ made: number; reused: number; caMade: boolean }> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const caPath = join(dir, 'ca.crt');
+  const caKeyPath = join(dir, 'ca.key');
+  let caPem = readIfExists(caPath);
+  let caKeyPem = readIfExists(caKeyPath);
+  let caMade = false;
+  let caCert: X509Certificate | undefined;
+  try {
+    if (caPem !== undefined && caKeyPem !== undefined) caCert = new X509Certificate(caPem);
+  } catch {
+    caCert = undefined;
+  }
+  if (caCert === undefined || caKeyPem === undefined || caPem === undefined) {
+    const ca = await createCa({ commonName: `tsraft dev CA (${clusterId})` });
+    caPem = ca.cert;
+    caKeyPem = ca.key;
+    writeAtomic(caKeyPath, caKeyPem, true);
+    writeAtomic(caPath, caPem, false);
+    caCert = new X509Certificate(caPem);
+    caMade = true;
+  }
+  const ca: CertificateAndKey = { cert: caPem, key: caKeyPem };
+  let made = 0;
+  let reused = 0;
+  for (const id of ids) {
+    const files = devCertificateFiles(dir, id);
+    const cert = readIfExists(files.cert);
+    if (!caMade && cert !== undefined && existsSync(files.key) && usableNodeCert(caCert, cert, clusterId, id)) {
+      chmodSync(files.key, 0o600);
+      reused++;
+      continue;
+    }
+    const node = await createNodeCertificate(ca, { clusterId, nodeId: id, hosts: [HOST, 'localhost'] });
+    writeAtomic(files.key, node.key, true);
+    writeAtomic(files.cert, node.cert, false);
+    made++;
+  }
+  return { made, reused, caMade };
 }
 
 export function parseStartOptions(options: StartOptions): StartConfig {
@@ -110,6 +202,7 @@ export function parseStartOptions(options: StartOptions): StartConfig {
     clusterId: options.clusterId,
     ...(options.maxRaftState === undefined ? {} : { maxRaftState: options.maxRaftState }),
     watchdog: options.watchdog ? { intervalMs, unhealthyAfterMs, graceMs } : null,
+    ...(options.tls === true ? { tls: true } : {}),
   };
 }
 
@@ -257,6 +350,7 @@ class Supervisor {
       this.config.clusterId,
       ...(this.config.fsync ? [] : ['--no-fsync']),
       ...(this.config.maxRaftState === undefined ? [] : ['--max-raft-state', this.config.maxRaftState]),
+      ...this.tlsArgs(spec.id),
     ];
     const child = fork(MAIN, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     member.child = child;
@@ -278,6 +372,13 @@ class Supervisor {
         this.onExit(member, code, signal, this.watchdog?.release(spec.id, watched) ?? null);
       });
     });
+  }
+
+  /** --tls: the peer TLS flags of node `id` (its files in <data-dir>/tls). */
+  private tlsArgs(id: number): string[] {
+    if (this.config.tls !== true) return [];
+    const files = devCertificateFiles(join(this.config.dataDir, TLS_DIR), id);
+    return ['--peer-ca', files.ca, '--peer-cert', files.cert, '--peer-key', files.key];
   }
 
   /** A child exited (`killedFor`: why the watchdog killed it, if it did): restart it, within limits. */
@@ -444,6 +545,18 @@ export async function runStart(config: StartConfig): Promise<number> {
       httpUrl: `http://${HOST}:${config.httpBasePort + i}`,
     }));
     await checkIdentities(dataDir, config, peers);
+    let tlsLine: string | undefined;
+    if (config.tls === true) {
+      const tlsDir = join(config.dataDir, TLS_DIR);
+      let made: Awaited<ReturnType<typeof ensureDevCertificates>>;
+      try {
+        made = await ensureDevCertificates(tlsDir, config.clusterId, peers.map((p) => p.id));
+      } catch (error) {
+        throw new CliError(`cannot make the peer certificates in ${tlsDir}: ${errorMessage(error)}`, EXIT.failed);
+      }
+      const what = made.made === 0 ? 'reused' : made.reused === 0 ? (made.caMade ? 'new dev CA and certificates' : 'new certificates') : `${made.made} new, ${made.reused} reused`;
+      tlsLine = `peers use mutual TLS: dev CA and node certificates in ${tlsDir} (${what}; keys mode 0600)`;
+    }
     const existing = peers.filter((p) => existsSync(join(dataDir, `node-${p.id}`))).length;
     const supervisor = new Supervisor({ ...config, dataDir: config.dataDir }, formatPeers(peers), peers);
     let firstSignalAt = 0;
@@ -473,6 +586,7 @@ export async function runStart(config: StartConfig): Promise<number> {
             ? ', watchdog off'
             : `, watchdog: /healthz every ${config.watchdog.intervalMs} ms, a node silent for ${config.watchdog.unhealthyAfterMs} ms is killed and restarted`),
       );
+      if (tlsLine !== undefined) supervisor.say(tlsLine);
       supervisor.spawnAll();
       supervisor.printTable();
       void supervisor.watchLeader();
@@ -501,6 +615,7 @@ export function startCommand(): Command {
     .option('--unhealthy-after-ms <ms>', 'watchdog: a node that gives no 200 from /healthz for this long is killed (SIGKILL) and restarted', String(DEFAULT_UNHEALTHY_AFTER_MS))
     .option('--health-grace-ms <ms>', 'watchdog: extra time a starting node gets before its first answer', String(DEFAULT_HEALTH_GRACE_MS))
     .option('--no-watchdog', 'restart nodes only when they exit, never for a /healthz that does not answer')
+    .option('--tls', 'mutual TLS between the nodes: a dev CA and node certificates are made in <data-dir>/tls (reused on a restart) and passed with --peer-ca/--peer-cert/--peer-key')
     .addHelpText(
       'after',
       `
@@ -512,6 +627,8 @@ Each node directory records its cluster identity on the first start (cluster id,
 ids); a start with another --nodes or --cluster-id on that data is refused before anything runs.
 The watchdog polls every node's /healthz; a node that stops answering (hung, SIGSTOPped, a
 blocked event loop) for --unhealthy-after-ms is killed with SIGKILL and restarted the same way.
+--tls: the nodes speak mutual TLS 1.3 to each other, with a development CA (its key kept beside it,
+in <data-dir>/tls/ca.key) and one certificate per node; the HTTP API stays plaintext.
 
 Example: tsraft start --nodes 5 --data-dir /tmp/raft --base-port 9000 --http-base-port 9100 --fresh`,
     )

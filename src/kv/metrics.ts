@@ -229,6 +229,17 @@ export class KvMetrics {
       `tsraft_transport_connections_closed_total{reason="handshake"} ${tcp.refusedHandshakes}\n` +
       `tsraft_transport_connections_closed_total{reason="limit"} ${tcp.refusedConnections}\n` +
       `tsraft_transport_connections_closed_total{reason="malformed"} ${tcp.malformedFrames}\n`;
+    out +=
+      '# HELP tsraft_transport_tls_refused_total Inbound peer connections refused by mutual TLS (always 0 without peer TLS), by reason: handshake (no client certificate, one not signed by the peer CA or expired, a plaintext peer, a handshake not finished in time) or identity (the certificate names no node of this cluster, or another node than the hello\'s sender).\n' +
+      '# TYPE tsraft_transport_tls_refused_total counter\n' +
+      `tsraft_transport_tls_refused_total{reason="handshake"} ${tcp.tls.handshakeFailures}\n` +
+      `tsraft_transport_tls_refused_total{reason="identity"} ${tcp.tls.identityMismatches}\n`;
+    out += metric(
+      'tsraft_transport_tls_dial_failures_total',
+      'counter',
+      'Outbound peer dials whose TLS handshake failed (the peer\'s certificate is not signed by the peer CA, names another node, or the peer refused ours); always 0 without peer TLS.',
+      tcp.tls.dialFailures,
+    );
     out += metric(
       'tsraft_transport_non_member_connections',
       'gauge',

@@ -40,7 +40,7 @@ import { RaftNode, type RaftNodeTiming } from '../runtime/node.js';
 import { ensureClusterIdentity } from '../storage/cluster-identity.js';
 import { FileStorage } from '../storage/file-storage.js';
 import type { Storage } from '../storage/storage.js';
-import { TcpTransport } from '../transport/tcp.js';
+import { TcpTransport, type TcpTransportOptions } from '../transport/tcp.js';
 import type { PeerAddress } from '../transport/transport.js';
 import type { KvServerStatus, MembersView, MemberView } from './api-types.js';
 import type { KvResult } from './commands.js';
@@ -128,6 +128,21 @@ export interface KvServerOptions {
   readonly wrapStorage?: (storage: Storage) => Storage;
   /** Bounds on HTTP connections, buffered bodies and slow clients (see HttpLimits in http-api.ts for the defaults). */
   readonly http?: HttpLimits;
+  /**
+   * Mutual TLS (1.3) between members (PEM strings; see TcpTransportOptions.tls): `ca` verifies the
+   * other members' certificates, `cert`/`key` are this member's. `cert` must name this member of
+   * this cluster (SAN URI `tsraft://<clusterId>/node/<id>`; `tsraft certs node` makes one), else
+   * start() rejects with ConfigError. Absent: members speak plaintext TCP. The HTTP API is not
+   * affected. Refusals are counted in /metrics (tsraft_transport_tls_refused_total).
+   */
+  readonly peerTls?: PeerTlsOptions;
+}
+
+/** PEM material for mutual TLS between members (KvServerOptions.peerTls). */
+export interface PeerTlsOptions {
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
 }
 
 // ---- the server ----
@@ -230,6 +245,16 @@ export class KvServer {
       problems.push(`readMode must be 'read-index' or 'log', got ${String(options.readMode)}`);
     }
     problems.push(...validateHttpLimits(options.http));
+    if (options.peerTls !== undefined) {
+      const t = options.peerTls as unknown as Partial<Record<string, unknown>> | null;
+      if (t === null || typeof t !== 'object') problems.push('peerTls must be an object { ca, cert, key } of PEM strings');
+      else {
+        for (const field of ['ca', 'cert', 'key']) {
+          const v = t[field];
+          if (typeof v !== 'string' || !v.includes('-----BEGIN ')) problems.push(`peerTls.${field} must be a PEM string`);
+        }
+      }
+    }
     if (problems.length > 0) throw new ConfigError(problems);
   }
 
@@ -237,6 +262,20 @@ export class KvServer {
     const options = this.options;
     const { peers, learners } = this.starting;
     const self = [...peers, ...learners].find((p) => p.id === options.id)!;
+    // First: a peer certificate for another node or cluster (or PEM that does not parse, a key
+    // that does not match) is a configuration error, found before the data directory is touched.
+    const tcp = KvServer.createTransport(() => ({
+      clusterId: options.clusterId ?? 'tsraft',
+      nodeId: options.id,
+      listen: options.raftListen ?? { host: self.raftHost, port: self.raftPort },
+      // Told in every hello, so a member that does not know us yet (its log ends before we
+      // joined) can still answer us; the listen address may be a wildcard.
+      advertise: { host: self.raftHost, port: self.raftPort },
+      // The starting configuration's members; onMembershipChange sets the peers the log names.
+      peers: [...peers, ...learners].filter((p) => p.id !== options.id).map((p) => ({ id: p.id, host: p.raftHost, port: p.raftPort })),
+      log: (line) => this.log(`transport: ${line}`),
+      ...(options.peerTls === undefined ? {} : { tls: { ca: options.peerTls.ca, cert: options.peerTls.cert, key: options.peerTls.key } }),
+    }));
     await ensureClusterIdentity(
       options.dataDir,
       {
@@ -248,19 +287,7 @@ export class KvServer {
       { fsync: options.fsync ?? true, log: (line) => this.log(`storage: ${line}`) },
     );
     const storage = new TimedStorage(new FileStorage({ dir: options.dataDir, fsync: options.fsync ?? true, log: (line) => this.log(`storage: ${line}`) }), this.metrics.fsyncDuration);
-    const transport = new CountingTransport(
-      new TcpTransport({
-        clusterId: options.clusterId ?? 'tsraft',
-        nodeId: options.id,
-        listen: options.raftListen ?? { host: self.raftHost, port: self.raftPort },
-        // Told in every hello, so a member that does not know us yet (its log ends before we
-        // joined) can still answer us; the listen address may be a wildcard.
-        advertise: { host: self.raftHost, port: self.raftPort },
-        // The starting configuration's members; onMembershipChange sets the peers the log names.
-        peers: [...peers, ...learners].filter((p) => p.id !== options.id).map((p) => ({ id: p.id, host: p.raftHost, port: p.raftPort })),
-        log: (line) => this.log(`transport: ${line}`),
-      }),
-    );
+    const transport = new CountingTransport(tcp);
     try {
       this.node = await RaftNode.start({
         id: options.id,
@@ -291,6 +318,23 @@ export class KvServer {
     }
     this.storage = storage;
     this.transport = transport;
+  }
+
+  /** Creates the TCP transport; with peer TLS, a problem with its certificates becomes a ConfigError. */
+  private static createTransport(transportOptions: () => TcpTransportOptions): TcpTransport {
+    const withTls = transportOptions();
+    if (withTls.tls === undefined) return new TcpTransport(withTls);
+    try {
+      return new TcpTransport(withTls);
+    } catch (error) {
+      // The same options without TLS: if they fail too, the problem is not the certificates.
+      const { tls: _tls, ...plain } = withTls;
+      new TcpTransport(plain);
+      const why = error instanceof Error ? error.message : String(error);
+      // The identity check says what it wants; OpenSSL's errors (bad PEM, a key of another certificate) need a hint.
+      const hint = why.startsWith('tls.cert must name') ? '' : ' (ca, cert and key must be PEM, and key the private key of cert)';
+      throw new ConfigError([`peerTls: ${why}${hint}`]);
+    }
   }
 
   /**
