@@ -377,16 +377,13 @@ export class TcpTransport implements Transport {
   private readonly nonMemberConns = new Set<Inbound>();
   /** Non-member ids already logged, least recently seen first (at most LOGGED_IDS_MAX). */
   private readonly loggedNonMembers = new Map<NodeId, true>();
-  /** The non-member log rate limit: lines logged in the current window, and lines suppressed. */
-  private nonMemberLogWindowStart = 0;
-  private nonMemberLogLines = 0;
-  private nonMemberLogSuppressed = 0;
+  /** Lines caused by non-members (a new id, a learned address's dial errors): a stranger sets their pace. */
+  private readonly nonMemberLog: RateLimitedLog;
   /** The TLS options and their secure context, or null for plaintext. */
   private readonly tlsOptions: TcpTlsOptions | null;
   private readonly secureContext: tls.SecureContext | null;
-  private tlsLogWindowStart = 0;
-  private tlsLogLines = 0;
-  private tlsLogSuppressed = 0;
+  /** TLS refusals: a stranger sets their pace too. */
+  private readonly tlsLog: RateLimitedLog;
 
   private server: net.Server | null = null;
   private boundPort = -1;
@@ -444,6 +441,8 @@ export class TcpTransport implements Transport {
     if (this.reconnectMaxMs < this.reconnectMinMs) throw new Error('reconnectMaxMs must be >= reconnectMinMs');
     const id = this.nodeId;
     this.log = options.log ?? ((line) => process.stderr.write(`tsraft tcp transport (node ${id}): ${line}\n`));
+    this.nonMemberLog = new RateLimitedLog(this.log, NON_MEMBER_LOG_BURST, NON_MEMBER_LOG_WINDOW_MS, 'non-member lines');
+    this.tlsLog = new RateLimitedLog(this.log, TLS_LOG_BURST, TLS_LOG_WINDOW_MS, 'TLS refusals');
     this.random = options.random ?? Math.random;
     if (options.tls === undefined) {
       this.tlsOptions = null;
@@ -464,22 +463,10 @@ export class TcpTransport implements Transport {
     for (const p of this.checkPeers(options.peers).values()) this.peers.set(p.id, newPeer(p));
   }
 
-  /** Logs a TLS refusal (a stranger controls how often): at most TLS_LOG_BURST lines per TLS_LOG_WINDOW_MS. */
   private logTls(line: string): void {
-    const now = Date.now();
-    if (now - this.tlsLogWindowStart >= TLS_LOG_WINDOW_MS) {
-      this.tlsLogWindowStart = now;
-      this.tlsLogLines = 0;
-    }
-    if (this.tlsLogLines >= TLS_LOG_BURST) {
-      this.tlsLogSuppressed++;
-      return;
-    }
-    this.tlsLogLines++;
-    const suppressed = this.tlsLogSuppressed;
-    this.tlsLogSuppressed = 0;
-    this.log(suppressed === 0 ? line : `${line} (${suppressed} earlier TLS refusals not logged)`);
+    this.tlsLog.log(line);
   }
+
 
   /** A dialler's check of the server certificate (instead of hostname verification): it must name node `expected`. */
   private checkServerIdentity(expected: NodeId, cert: tls.PeerCertificate): Error | undefined {
@@ -636,26 +623,10 @@ export class TcpTransport implements Transport {
     this.detach(peer);
   }
 
-  /**
-   * Logs a line caused by a non-member (a new id, a learned address's dial errors), at most
-   * NON_MEMBER_LOG_BURST lines per NON_MEMBER_LOG_WINDOW_MS; the next line logged says how many
-   * were left out.
-   */
   private logNonMember(line: string): void {
-    const now = Date.now();
-    if (now - this.nonMemberLogWindowStart >= NON_MEMBER_LOG_WINDOW_MS) {
-      this.nonMemberLogWindowStart = now;
-      this.nonMemberLogLines = 0;
-    }
-    if (this.nonMemberLogLines >= NON_MEMBER_LOG_BURST) {
-      this.nonMemberLogSuppressed++;
-      return;
-    }
-    this.nonMemberLogLines++;
-    const suppressed = this.nonMemberLogSuppressed;
-    this.nonMemberLogSuppressed = 0;
-    this.log(suppressed === 0 ? line : `${line} (${suppressed} earlier non-member lines not logged)`);
+    this.nonMemberLog.log(line);
   }
+
 
   /** Logs a line about `peer`: rate-limited for a learned address, which a stranger controls. */
   private logPeer(peer: Peer, line: string): void {
@@ -1341,4 +1312,37 @@ function checkInt(value: number, name: string, min: number, max: number): number
 
 function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * At most `burst` lines per `windowMs`; the next line logged after a quiet spell says how many
+ * were left out. For lines whose pace a stranger on the peer port controls.
+ */
+class RateLimitedLog {
+  private windowStart = 0;
+  private lines = 0;
+  private suppressed = 0;
+
+  constructor(
+    private readonly sink: (line: string) => void,
+    private readonly burst: number,
+    private readonly windowMs: number,
+    private readonly what: string,
+  ) {}
+
+  log(line: string): void {
+    const now = Date.now();
+    if (now - this.windowStart >= this.windowMs) {
+      this.windowStart = now;
+      this.lines = 0;
+    }
+    if (this.lines >= this.burst) {
+      this.suppressed++;
+      return;
+    }
+    this.lines++;
+    const suppressed = this.suppressed;
+    this.suppressed = 0;
+    this.sink(suppressed === 0 ? line : `${line} (${suppressed} earlier ${this.what} not logged)`);
+  }
 }

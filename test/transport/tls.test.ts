@@ -10,81 +10,10 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { Message, NodeId } from '../../src/core/messages.js';
 import { encodeMessage } from '../../src/codec/codec.js';
-import { encodeHello, frame, TcpTransport, type TcpTransportOptions } from '../../src/transport/tcp.js';
-import type { PeerAddress } from '../../src/transport/transport.js';
+import { encodeHello, frame, TcpTransport } from '../../src/transport/tcp.js';
 import { createCa, createClientCertificate, createNodeCertificate, type CertificateAndKey } from '../../src/security/certs.js';
 
-const HOST = '127.0.0.1';
-const CLUSTER = 'prod';
-
-interface Node {
-  readonly t: TcpTransport;
-  readonly got: Message[];
-  readonly logs: string[];
-}
-
-type NodeOptions = Omit<TcpTransportOptions, 'clusterId' | 'listen' | 'log'> & { clusterId?: string };
-
-async function startNode(opts: NodeOptions, all: Node[]): Promise<Node> {
-  const got: Message[] = [];
-  const logs: string[] = [];
-  const { clusterId, ...rest } = opts;
-  const t = new TcpTransport({ ...rest, clusterId: clusterId ?? CLUSTER, listen: { host: HOST, port: 0 }, log: (line) => logs.push(line) });
-  const node = { t, got, logs };
-  all.push(node);
-  await t.start((m) => got.push(m));
-  return node;
-}
-
-async function closeAll(all: Node[]): Promise<void> {
-  await Promise.all(all.map((n) => n.t.close()));
-}
-
-const peer = (id: NodeId, port: number): PeerAddress => ({ id, host: HOST, port });
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(cond: () => boolean, what: string, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
-function bytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = (i * 31 + seed) & 0xff;
-  return out;
-}
-
-function everyType(from: NodeId, to: NodeId): Message[] {
-  const membership = { voters: [1, 2, 3], outgoing: [], learners: [], addresses: [] };
-  return [
-    { type: 'RequestVote', from, to, term: 3, lastLogIndex: 10, lastLogTerm: 2 },
-    { type: 'RequestVoteReply', from, to, term: 3, voteGranted: true },
-    { type: 'PreVote', from, to, term: 4, lastLogIndex: 2 ** 40, lastLogTerm: 3 },
-    { type: 'PreVoteReply', from, to, term: 4, voteGranted: false },
-    {
-      type: 'AppendEntries',
-      from,
-      to,
-      term: 5,
-      prevLogIndex: 9,
-      prevLogTerm: 4,
-      entries: [
-        { index: 10, term: 5, command: bytes(10, 1) },
-        { index: 11, term: 5, command: new Uint8Array(0) },
-        { index: 12, term: 5, command: bytes(70_000, 2) },
-      ],
-      leaderCommit: 9,
-      readContext: 3,
-    },
-    { type: 'AppendEntriesReply', from, to, term: 5, success: false, prevLogIndex: 9, matchIndex: 0, conflictTerm: 3, conflictIndex: 6, lastLogIndex: 8, readContext: 3 },
-    { type: 'InstallSnapshot', from, to, term: 7, lastIncludedIndex: 90, lastIncludedTerm: 6, snapshotBytes: 1017, checksum: 42, offset: 0, data: bytes(1000, 0), done: false, membership },
-    { type: 'InstallSnapshot', from, to, term: 7, lastIncludedIndex: 90, lastIncludedTerm: 6, snapshotBytes: 1017, checksum: 42, offset: 1000, data: bytes(17, 1000), done: true, membership },
-    { type: 'InstallSnapshotReply', from, to, term: 5, lastIncludedIndex: 90, nextOffset: 1017, installed: true },
-  ];
-}
+import { closeAll, CLUSTER, everyType, HOST, peer, sleep, startNode, waitFor, type Node } from './tcp-fixture.js';
 
 const heartbeat = (from: NodeId, to: NodeId): Message => ({ type: 'AppendEntries', from, to, term: 1, prevLogIndex: 0, prevLogTerm: 0, entries: [], leaderCommit: 0, readContext: 0 });
 
