@@ -23,7 +23,18 @@ import {
 export const HTTP_HEADER_BYTES_MAX = 64 * 1024;
 
 /** The API's HTTP server, with the figures of its bounded resources. */
-export type KvHttpServer = Server & { readonly httpStats: HttpStats };
+export type KvHttpServer = Server & {
+  readonly httpStats: HttpStats;
+  /**
+   * Closes the server gracefully: stops accepting connections, closes the idle ones, lets the
+   * requests already in (a body still arriving, a read being confirmed) be answered for up to
+   * `graceMs`, then closes every connection. Resolves once the listener is closed.
+   */
+  drain(graceMs: number): Promise<void>;
+};
+
+/** How often drain() looks whether the requests in flight have been answered. */
+const DRAIN_POLL_MS = 5;
 
 /**
  * Creates an HTTP server within `limits` and listens; port 0 picks a free port (read it from
@@ -46,7 +57,16 @@ export async function startBoundedHttpServer(
     );
   }
   const stats = new HttpStats(maxConnections, limits.bodyBudgetBytes ?? DEFAULT_HTTP_BODY_BUDGET_BYTES, fdLimit);
-  const handle = makeHandler(stats);
+  const answer = makeHandler(stats);
+  // The requests not yet answered, so that drain() can wait for them rather than cut them off.
+  const unanswered = new Set<ServerResponse>();
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    unanswered.add(res);
+    const settle = (): void => void unanswered.delete(res);
+    res.once('finish', settle);
+    res.once('close', settle);
+    answer(req, res);
+  };
   const http = createServer(
     {
       keepAlive: true,
@@ -86,5 +106,13 @@ export async function startBoundedHttpServer(
     });
   });
   http.on('error', (error) => log(`http server error: ${describeError(error)}`));
-  return Object.assign(http, { httpStats: stats });
+  const drain = async (graceMs: number): Promise<void> => {
+    const closed = new Promise<void>((resolve) => http.close(() => resolve()));
+    http.closeIdleConnections();
+    const deadline = Date.now() + graceMs;
+    while (unanswered.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+    http.closeAllConnections();
+    await closed;
+  };
+  return Object.assign(http, { httpStats: stats, drain });
 }

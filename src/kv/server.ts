@@ -32,7 +32,6 @@
  * On restart the RaftNode restores the state machine from its latest snapshot and replays the log
  * after it.
  */
-import type { Server } from 'node:http';
 import { addressOf, describeMembership, type Membership, type MembershipStep } from '../core/membership.js';
 import type { NodeId } from '../core/messages.js';
 import { ConfigError, RaftError } from '../runtime/errors.js';
@@ -45,7 +44,7 @@ import type { PeerAddress } from '../transport/transport.js';
 import type { KvServerStatus, MembersView, MemberView } from './api-types.js';
 import type { KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
-import { startHttpApi, validateHttpLimits, type HttpLimits } from './http-api.js';
+import { startHttpApi, validateHttpLimits, type HttpLimits, type KvHttpServer } from './http-api.js';
 import type { HttpStats } from './http-io.js';
 import { formatHostPort, formatMemberAddress, MemberAddressError, parseMemberAddress } from './member-address.js';
 import { memberProblems, startingConfiguration, type StartingConfiguration } from './starting-configuration.js';
@@ -63,6 +62,8 @@ export const DEFAULT_MAX_RAFT_STATE_BYTES = 8 * 1024 * 1024;
 export { ENTRY_OVERHEAD_BYTES } from './replica.js';
 /** Default time a write or linearizable read may wait for commit or confirmation. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
+/** How long stop() lets the HTTP requests already in be answered before it closes their connections. */
+export const HTTP_DRAIN_GRACE_MS = 1_000;
 /** Proposals waiting for commit at once on this node before writes answer 503 busy. */
 export const PROPOSALS_IN_FLIGHT_MAX = 10_000;
 
@@ -173,7 +174,7 @@ export class KvServer {
   private node: RaftNode<KvResult> | null = null;
   private storage: TimedStorage | null = null;
   private transport: CountingTransport | null = null;
-  private http: (Server & { readonly httpStats: HttpStats }) | null = null;
+  private http: KvHttpServer | null = null;
   private boundHttpPort = -1;
   private stopping: Promise<void> | null = null;
   /** stop() has handed leadership over and is closing the HTTP listener: requests answer 503 stopped. */
@@ -436,7 +437,10 @@ export class KvServer {
    * Stops the member. Idempotent. A leader first hands leadership over (at most a maximum election
    * timeout) while the HTTP API still answers: writes that arrive meanwhile are refused with 503
    * leader-transfer (never proposed, safe to retry), and once the new leader is known they are
-   * redirected to it. Then the HTTP listener closes (every connection with it), then the RaftNode.
+   * redirected to it. Then the HTTP listener closes: requests already in (headers read, a body still
+   * arriving) are answered for up to HTTP_DRAIN_GRACE_MS (a write is refused or redirected, since
+   * this node no longer leads), new ones on open connections get 503 stopped, then every connection
+   * closes, then the RaftNode.
    * `handOver: false` skips the handover, when every member is stopping at once.
    */
   stop(options: { readonly handOver?: boolean } = {}): Promise<void> {
@@ -444,11 +448,7 @@ export class KvServer {
       if (options.handOver ?? true) await this.handOver();
       this.closing = true;
       const http = this.http;
-      if (http !== null) {
-        const closed = new Promise<void>((resolve) => http.close(() => resolve()));
-        http.closeAllConnections();
-        await closed;
-      }
+      if (http !== null) await http.drain(HTTP_DRAIN_GRACE_MS);
       await this.node?.stop();
     })();
     return this.stopping;

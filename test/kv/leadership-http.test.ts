@@ -197,6 +197,9 @@ describe('HTTP leadership transfer, /readyz and KvServer.stop() on a 3-node clus
       try {
         await sleep(100); // the headers are in: the handler waits for the body
         const stopping = cluster.servers[leader]!.stop();
+        // The body arrives only once leadership has moved on: stop() is closing HTTP by then, and
+        // must still answer a request that was already in rather than cut it off.
+        await waitFor('the leader to hand over', 5_000, () => cluster.servers[leader]!.status().role !== 'leader');
         exchange.socket.write('x');
         // Answered (not cut off): refused while the leader hands over, never proposed, safe to retry.
         const response = await exchange.response(/\r\n\r\n\{.*\}$/s);
