@@ -6,7 +6,13 @@
  * the median of `--runs` runs of `--seconds` seconds.
  *
  *   npm run bench:kv -- [--seconds 5] [--runs 3] [--concurrency 1,64,256] [--value-bytes 100] [--no-fsync]
- *                       [--client raw|node-http]
+ *                       [--client raw|node-http] [--tls]
+ *
+ * --tls: a second cluster beside the first, its peers over mutual TLS and its HTTP API over HTTPS
+ * (certificates as `tsraft start --tls` makes them), measured in interleaved rounds (a plaintext
+ * run, then a TLS run, for each of `--runs`), so that both see the same machine; the table gives
+ * both medians and their ratio. Connections are kept alive, so the handshake is paid once per
+ * worker; what is measured is the cost of encrypting requests and answers (and peer traffic).
  *
  * The default load generator is a minimal HTTP/1.1 keep-alive client on raw sockets (one
  * connection per worker, one request at a time, responses parsed by Content-Length), so that on a
@@ -16,15 +22,18 @@
  * Requests go straight to the leader (as a client does once it has found it), so redirects are not
  * measured. Latency is from just before the request is written until its full response is read.
  */
-import { Agent, request } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { Agent, request, type RequestOptions } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { connect, type Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { formatTable } from '../src/cli/common.js';
 import { abortAllClusters, KvProcessCluster } from '../src/testing/process-cluster.js';
 
 function usage(message: string): never {
-  console.error(`bench:kv: ${message}\nusage: npm run bench:kv -- [--seconds 5] [--runs 3] [--concurrency 1,64,256] [--value-bytes 100] [--no-fsync]`);
+  console.error(`bench:kv: ${message}\nusage: npm run bench:kv -- [--seconds 5] [--runs 3] [--concurrency 1,64,256] [--value-bytes 100] [--no-fsync] [--client raw|node-http] [--tls]`);
   process.exit(2);
 }
 
@@ -39,6 +48,7 @@ try {
       warmup: { type: 'string', default: '1' },
       'no-fsync': { type: 'boolean', default: false },
       client: { type: 'string', default: 'raw' },
+      tls: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -60,6 +70,7 @@ const concurrencies = values.concurrency.split(',').map((c) => int('concurrency'
 const fsync = !values['no-fsync'];
 if (values.client !== 'raw' && values.client !== 'node-http') usage(`--client must be raw or node-http, got ${values.client}`);
 const clientKind = values.client;
+const withTls = values.tls;
 
 /** One keep-alive HTTP/1.1 connection; one request at a time. */
 class RawConnection {
@@ -69,10 +80,11 @@ class RawConnection {
   private closed: Error | null = null;
   private readonly ready: Promise<void>;
 
-  constructor(host: string, port: number) {
-    this.socket = connect({ host, port, noDelay: true });
+  /** `ca`: speak TLS, trusting this CA. */
+  constructor(host: string, port: number, ca?: Buffer) {
+    this.socket = ca === undefined ? connect({ host, port, noDelay: true }) : connectTls({ host, port, ca }).setNoDelay(true);
     this.ready = new Promise((resolve, reject) => {
-      this.socket.once('connect', resolve);
+      this.socket.once(ca === undefined ? 'connect' : 'secureConnect', resolve);
       this.socket.once('error', reject);
     });
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -140,10 +152,11 @@ function median(xs: readonly number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-/** One HTTP request; resolves to the status code once the whole response is read. */
+/** One HTTP(S) request (HTTPS when `agent` is an https.Agent); resolves to the status code once the whole response is read. */
 function send(agent: Agent, base: URL, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request({ agent, host: base.hostname, port: base.port, method, path, headers }, (res) => {
+    const options: RequestOptions = { agent, host: base.hostname, port: base.port, method, path, headers };
+    const req = (base.protocol === 'https:' ? httpsRequest : request)(options, (res) => {
       res.on('data', () => undefined);
       res.on('end', () => resolve(res.statusCode ?? 0));
       res.on('error', reject);
@@ -155,10 +168,16 @@ function send(agent: Agent, base: URL, method: string, path: string, headers: Re
 
 let runCounter = 0;
 
-/** `concurrency` workers, each one request at a time, for `ms` (after a warmup that is not counted). */
-async function load(leaderUrl: string, kind: 'put' | 'get', concurrency: number, ms: number, warmupMs: number): Promise<RunResult> {
+/** A keep-alive agent for `base`: an https.Agent trusting `ca` for https:// URLs. */
+function agentFor(base: URL, maxSockets: number, ca: Buffer | undefined): Agent {
+  const options = { keepAlive: true, maxSockets, maxFreeSockets: maxSockets };
+  return base.protocol === 'https:' ? new HttpsAgent({ ...options, ...(ca === undefined ? {} : { ca }) }) : new Agent(options);
+}
+
+/** `concurrency` workers, each one request at a time, for `ms` (after a warmup that is not counted); `ca` for an https:// leader. */
+async function load(leaderUrl: string, kind: 'put' | 'get', concurrency: number, ms: number, warmupMs: number, ca?: Buffer): Promise<RunResult> {
   const base = new URL(leaderUrl);
-  const agent = new Agent({ keepAlive: true, maxSockets: concurrency, maxFreeSockets: concurrency });
+  const agent = agentFor(base, concurrency, ca);
   const runId = `${process.pid}-${runCounter++}`;
   const latencies: number[] = [];
   let errors = 0;
@@ -172,7 +191,7 @@ async function load(leaderUrl: string, kind: 'put' | 'get', concurrency: number,
     const clientId = `bench-${runId}-${w}`;
     let conn: RawConnection | null = null;
     const rawSend = async (method: string, path: string, headers: string, body: Buffer | undefined): Promise<number> => {
-      const c = (conn ??= new RawConnection(base.hostname, Number(base.port)));
+      const c = (conn ??= new RawConnection(base.hostname, Number(base.port), base.protocol === 'https:' ? ca : undefined));
       const head = Buffer.from(`${method} ${path} HTTP/1.1\r\nHost: ${base.host}\r\n${headers}Content-Length: ${body?.length ?? 0}\r\n\r\n`, 'latin1');
       try {
         return await c.send(body === undefined ? head : Buffer.concat([head, body]));
@@ -233,16 +252,39 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 const loadBefore = loadavg()[0]!;
 console.log(`machine: ${cpus().length} cores, 1-min load average ${loadBefore.toFixed(2)} before the run (other work on the machine skews the numbers)`);
-const cluster = await KvProcessCluster.start({ size: 3, fsync, tmpPrefix: 'tsraft-bench-kv-', nodeArgs: ['--quiet'] });
+/** One cluster under load: the plaintext one, and with --tls the one over TLS. */
+interface Target {
+  readonly label: 'plaintext' | 'TLS';
+  readonly cluster: KvProcessCluster;
+  readonly ca: Buffer | undefined;
+}
+
+type Cell = { opsPerSecond: number; p50Ms: number; p99Ms: number };
+
+const targets: Target[] = [];
 const rows: string[][] = [['op', 'concurrency', 'ops/s', 'p50 ms', 'p99 ms', 'errors', 'runs (ops/s)']];
-const results = new Map<string, { opsPerSecond: number; p50Ms: number; p99Ms: number }>();
+const tlsRows: string[][] = [['op', 'concurrency', 'plain ops/s', 'TLS ops/s', 'TLS/plain', 'plain p50', 'TLS p50', 'plain p99', 'TLS p99']];
+const results = new Map<string, Cell>();
+const opName = (kind: 'put' | 'get'): string => (kind === 'put' ? 'write (PUT)' : 'read (GET, linearizable)');
+const median3 = (perRun: readonly RunResult[]): Cell => ({
+  opsPerSecond: median(perRun.map((r) => r.opsPerSecond)),
+  p50Ms: median(perRun.map((r) => r.p50Ms)),
+  p99Ms: median(perRun.map((r) => r.p99Ms)),
+});
 try {
-  const leader = await cluster.waitForLeader(20_000);
-  console.log(`leader: node ${leader.id} (${leader.url})`);
-  // Every key exists before the reads.
-  {
-    const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  targets.push({ label: 'plaintext', cluster: await KvProcessCluster.start({ size: 3, fsync, tmpPrefix: 'tsraft-bench-kv-', nodeArgs: ['--quiet'] }), ca: undefined });
+  if (withTls) {
+    const cluster = await KvProcessCluster.start({ size: 3, fsync, tls: true, tmpPrefix: 'tsraft-bench-kv-tls-', nodeArgs: ['--quiet'] });
+    targets.push({ label: 'TLS', cluster, ca: readFileSync(cluster.caFile!) });
+  }
+  const leaders = new Map<Target, string>();
+  for (const target of targets) {
+    const leader = await target.cluster.waitForLeader(20_000);
+    leaders.set(target, leader.url);
+    console.log(`${withTls ? `${target.label}: ` : ''}leader: node ${leader.id} (${leader.url})`);
+    // Every key exists before the reads.
     const base = new URL(leader.url);
+    const agent = agentFor(base, 64, target.ca);
     for (let k = 0; k < KEYS; k += 64) {
       await Promise.all(
         Array.from({ length: Math.min(64, KEYS - k) }, (_, j) => send(agent, base, 'PUT', `/v1/kv/k${k + j}`, { 'Content-Length': String(value.length) }, value)),
@@ -252,40 +294,59 @@ try {
   }
   for (const kind of ['put', 'get'] as const) {
     for (const concurrency of concurrencies) {
-      const perRun: RunResult[] = [];
+      const perRun = new Map<Target, RunResult[]>(targets.map((t) => [t, []]));
+      // Interleaved: run r of every target before run r + 1 of any, so drift on the machine hits both alike.
       for (let r = 0; r < runs; r++) {
-        const current = (await cluster.leader()) ?? leader;
-        const result = await load(current.url, kind, concurrency, seconds * 1000, warmupSeconds * 1000);
-        perRun.push(result);
-        console.log(
-          `  ${kind} c=${concurrency} run ${r + 1}: ${Math.round(result.opsPerSecond)} ops/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms` +
-            (result.errors > 0 ? `, ${result.errors} errors` : ''),
-        );
+        for (const target of targets) {
+          const current = (await target.cluster.leader())?.url ?? leaders.get(target)!;
+          const result = await load(current, kind, concurrency, seconds * 1000, warmupSeconds * 1000, target.ca);
+          perRun.get(target)!.push(result);
+          console.log(
+            `  ${withTls ? `${target.label.padEnd(9)} ` : ''}${kind} c=${concurrency} run ${r + 1}: ${Math.round(result.opsPerSecond)} ops/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms` +
+              (result.errors > 0 ? `, ${result.errors} errors` : ''),
+          );
+        }
       }
-      const cell = {
-        opsPerSecond: median(perRun.map((r) => r.opsPerSecond)),
-        p50Ms: median(perRun.map((r) => r.p50Ms)),
-        p99Ms: median(perRun.map((r) => r.p99Ms)),
-      };
+      const plainRuns = perRun.get(targets[0]!)!;
+      const cell = median3(plainRuns);
       results.set(`${kind}/${concurrency}`, cell);
       rows.push([
-        kind === 'put' ? 'write (PUT)' : 'read (GET, linearizable)',
+        opName(kind),
         String(concurrency),
         String(Math.round(cell.opsPerSecond)),
         cell.p50Ms.toFixed(2),
         cell.p99Ms.toFixed(2),
-        String(perRun.reduce((n, r) => n + r.errors, 0)),
-        perRun.map((r) => Math.round(r.opsPerSecond)).join(' / '),
+        String(plainRuns.reduce((n, r) => n + r.errors, 0)),
+        plainRuns.map((r) => Math.round(r.opsPerSecond)).join(' / '),
       ]);
+      if (withTls) {
+        const tlsCell = median3(perRun.get(targets[1]!)!);
+        tlsRows.push([
+          opName(kind),
+          String(concurrency),
+          String(Math.round(cell.opsPerSecond)),
+          String(Math.round(tlsCell.opsPerSecond)),
+          (tlsCell.opsPerSecond / cell.opsPerSecond).toFixed(2),
+          cell.p50Ms.toFixed(2),
+          tlsCell.p50Ms.toFixed(2),
+          cell.p99Ms.toFixed(2),
+          tlsCell.p99Ms.toFixed(2),
+        ]);
+      }
     }
   }
 } finally {
-  await cluster.stop();
+  await Promise.all(targets.map((t) => t.cluster.stop()));
 }
 
 console.log('');
 console.log(`1-min load average after the run: ${loadavg()[0]!.toFixed(2)}`);
 console.log(formatTable(rows, new Set([1, 2, 3, 4, 5])));
+if (withTls) {
+  console.log('');
+  console.log('plaintext beside TLS (peers mTLS + HTTPS), interleaved rounds, medians (ms for latency):');
+  console.log(formatTable(tlsRows, new Set([1, 2, 3, 4, 5, 6, 7, 8])));
+}
 const w64 = results.get('put/64');
 const w1 = results.get('put/1');
 console.log('');

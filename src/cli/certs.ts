@@ -23,6 +23,7 @@ import {
   nodeIdentityUri,
   type CertificateAndKey,
 } from '../security/certs.js';
+import { isPrincipalName, PRINCIPAL_NAME_RULE, ROLES } from '../security/auth-file.js';
 import { CliError, EXIT, UsageError, errorMessage, parseIntOption, parseNodeId } from './common.js';
 import { printLine } from './kv-common.js';
 
@@ -30,13 +31,11 @@ export const CA_CERT_FILE = 'ca.crt';
 export const CA_KEY_FILE = 'ca.key';
 export const DEFAULT_CLUSTER_ID = 'tsraft';
 export const DEFAULT_HOSTS: readonly string[] = ['127.0.0.1', 'localhost'];
-export const CLIENT_ROLES: readonly string[] = ['read', 'write', 'admin'];
+export const CLIENT_ROLES: readonly string[] = ROLES;
 const DEFAULT_CA_DAYS = 3650;
 const DEFAULT_LEAF_DAYS = 365;
 const MAX_DAYS = 36600;
 
-/** A client name that is also a safe file name part: 1..64 of [A-Za-z0-9_.-], starting with a letter or digit. */
-const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const DNS_LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
 /** A DNS name (optionally with a leading `*.` wildcard), 1..253 characters. */
 const DNS_NAME = new RegExp(`^(?=.{1,253}$)(?:\\*\\.)?${DNS_LABEL}(?:\\.${DNS_LABEL})*\\.?$`);
@@ -72,10 +71,10 @@ function parseDays(text: string | undefined, fallback: number): number {
   return text === undefined ? fallback : parseIntOption(text, '--days', 1, MAX_DAYS);
 }
 
-/** A client name usable in `client-<name>.crt`. */
+/** A client name usable in `client-<name>.crt`: a principal's name (the API's rule, security/auth-file.ts), safe in file names. */
 export function parseClientName(text: string): string {
-  if (!SAFE_NAME.test(text)) {
-    throw new UsageError(`--name: ${JSON.stringify(text)} is not a safe name; use 1..64 of letters, digits, "_", "." and "-", starting with a letter or digit`);
+  if (!isPrincipalName(text)) {
+    throw new UsageError(`--name: ${JSON.stringify(text)} is not a safe name; use ${PRINCIPAL_NAME_RULE}`);
   }
   return text;
 }
@@ -120,11 +119,11 @@ export function parseRoles(values: readonly string[] | undefined): string[] {
 }
 
 /** Quotes a path for a shell command line, only when it needs it. */
-function shellQuote(text: string): string {
+export function shellQuote(text: string): string {
   return /^[A-Za-z0-9_./:@%+=,-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
-function ioError(what: string, path: string, error: unknown): CliError {
+export function ioError(what: string, path: string, error: unknown): CliError {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   const reason =
     code === 'EACCES' || code === 'EPERM'

@@ -4,6 +4,7 @@
  * promotes itself to voter once it has caught up (see node.ts for the command itself).
  */
 import { KvClient, KvClientError, type KvMember, type KvMembers } from '../kv/client.js';
+import { tlsRefusal, type ClientSecurity } from './client-security.js';
 import { CliError, EXIT, errorMessage, parseHostPort, parseHttpUrl, sleep, type PeerSpec } from './common.js';
 import type { JoinConfig, NodeConfig } from './node.js';
 
@@ -72,9 +73,9 @@ export interface Joined {
  * learner, and returns the configuration to start with. Run again after a failed start, it finds
  * itself a learner already and carries on. Refusals and an unreachable cluster are CliErrors.
  */
-export async function joinCluster(config: NodeConfig, join: JoinConfig, log: (line: string) => void): Promise<Joined> {
+export async function joinCluster(config: NodeConfig, join: JoinConfig, log: (line: string) => void, security: ClientSecurity = {}): Promise<Joined> {
   const { url, self } = join;
-  const first = new KvClient({ endpoints: [url], timeoutMs: join.timeoutMs, maxRetryDelayMs: 1_000 });
+  const first = new KvClient({ endpoints: [url], timeoutMs: join.timeoutMs, maxRetryDelayMs: 1_000, ...security });
   const cannot = `node ${config.id} cannot join through ${url}`;
   const unreachable = (error: KvClientError): CliError =>
     new CliError(
@@ -94,13 +95,15 @@ export async function joinCluster(config: NodeConfig, join: JoinConfig, log: (li
     }
   } catch (error) {
     if (error instanceof CliError) throw error;
+    const refused = tlsRefusal(cannot, error);
+    if (refused !== undefined) throw refused;
     if (error instanceof KvClientError && error.code === 'timeout') throw unreachable(error);
     throw new CliError(`${cannot}: GET ${url}/v1/status failed: ${errorMessage(error)}`, EXIT.failed);
   }
   // The other members it knows of, for when it cannot reach the leader itself (e.g. it was removed).
   const known = await first.members().catch(() => undefined);
   const others = known === undefined ? [] : [...known.voters, ...known.outgoing, ...known.learners].flatMap((m) => (m.http === null ? [] : [m.http.replace(/\/+$/, '')]));
-  const client = new KvClient({ endpoints: [...new Set([url, ...others])], timeoutMs: join.timeoutMs, maxRetryDelayMs: 1_000 });
+  const client = new KvClient({ endpoints: [...new Set([url, ...others])], timeoutMs: join.timeoutMs, maxRetryDelayMs: 1_000, ...security });
   log(`joining the cluster through ${url}: asking to add node ${config.id} (raft ${self.raftHost}:${self.raftPort}, http ${self.httpUrl}) as a learner`);
   let members: KvMembers;
   let index: number;
@@ -184,7 +187,13 @@ function formatRaft(p: PeerSpec): string {
  * config.promoteTimeoutMs; logs its progress. Gives up (the node stays a learner) with a line
  * saying how to promote it by hand. Never throws.
  */
-export async function promoteSelf(config: NodeConfig, endpoints: readonly string[], log: (line: string) => void, signal: AbortSignal): Promise<void> {
+export async function promoteSelf(
+  config: NodeConfig,
+  endpoints: readonly string[],
+  log: (line: string) => void,
+  signal: AbortSignal,
+  security: ClientSecurity = {},
+): Promise<void> {
   const id = config.id;
   const started = Date.now();
   const deadline = started + config.promoteTimeoutMs;
@@ -197,41 +206,46 @@ export async function promoteSelf(config: NodeConfig, endpoints: readonly string
       log(`node ${id}: not promoted within ${config.promoteTimeoutMs} ms, it stays a learner: ${byHand} once it has caught up`);
       return;
     }
-    const client = new KvClient({ endpoints, timeoutMs: Math.min(PROMOTE_ATTEMPT_MS, remaining), maxRetryDelayMs: 1_000 });
+    const client = new KvClient({ endpoints, timeoutMs: Math.min(PROMOTE_ATTEMPT_MS, remaining), maxRetryDelayMs: 1_000, ...security });
+    // One client per attempt (its timeout is what is left); its connections go with it.
     try {
-      const changed = await client.promoteMember(id);
-      if (signal.aborted) return;
-      log(`caught up, promoted: voters ${idList(changed.voters)}; learners ${idList(changed.learners)} (index ${changed.index}, after ${((Date.now() - started) / 1000).toFixed(1)} s)`);
-      return;
-    } catch (error) {
-      if (signal.aborted) return;
-      if (error instanceof KvClientError && error.code === 'bad-request' && error.status !== 404 && error.status !== 405) {
-        const members = await client.members().catch(() => undefined);
-        if (members?.voters.some((m) => m.id === id) === true) {
-          log(`node ${id} is a voter already: voters ${idList(members.voters)}; learners ${idList(members.learners)}`);
-        } else if (members !== undefined && !members.learners.some((m) => m.id === id)) {
-          log(`node ${id} is no longer a member of the cluster (removed?): not promoting it`);
-        } else {
-          log(`node ${id}: promotion refused (${error.message}); it stays a learner: ${byHand}`);
+      try {
+        const changed = await client.promoteMember(id);
+        if (signal.aborted) return;
+        log(`caught up, promoted: voters ${idList(changed.voters)}; learners ${idList(changed.learners)} (index ${changed.index}, after ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+        return;
+      } catch (error) {
+        if (signal.aborted) return;
+        if (error instanceof KvClientError && error.code === 'bad-request' && error.status !== 404 && error.status !== 405) {
+          const members = await client.members().catch(() => undefined);
+          if (members?.voters.some((m) => m.id === id) === true) {
+            log(`node ${id} is a voter already: voters ${idList(members.voters)}; learners ${idList(members.learners)}`);
+          } else if (members !== undefined && !members.learners.some((m) => m.id === id)) {
+            log(`node ${id} is no longer a member of the cluster (removed?): not promoting it`);
+          } else {
+            log(`node ${id}: promotion refused (${error.message}); it stays a learner: ${byHand}`);
+          }
+          return;
         }
-        return;
+        if (error instanceof KvClientError && error.code === 'bad-request') {
+          log(`node ${id}: the cluster cannot promote it (${error.message}); it stays a learner`);
+          return;
+        }
+        if (Date.now() - lastProgress >= PROGRESS_EVERY_MS) {
+          lastProgress = Date.now();
+          const why = error instanceof Error ? ((error as { cause?: unknown }).cause instanceof Error ? ((error as { cause: Error }).cause.message) : error.message) : String(error);
+          const what =
+            error instanceof KvClientError && error.serverCode === 'learner-behind'
+              ? 'still catching up'
+              : error instanceof KvClientError && error.serverCode === 'membership-change-pending'
+                ? 'waiting for another membership change to complete'
+                : 'promotion not done yet';
+          log(`node ${id}: ${what} (${why}); retrying`);
+        }
+        await sleep(Math.min(500, Math.max(0, deadline - Date.now())));
       }
-      if (error instanceof KvClientError && error.code === 'bad-request') {
-        log(`node ${id}: the cluster cannot promote it (${error.message}); it stays a learner`);
-        return;
-      }
-      if (Date.now() - lastProgress >= PROGRESS_EVERY_MS) {
-        lastProgress = Date.now();
-        const why = error instanceof Error ? ((error as { cause?: unknown }).cause instanceof Error ? ((error as { cause: Error }).cause.message) : error.message) : String(error);
-        const what =
-          error instanceof KvClientError && error.serverCode === 'learner-behind'
-            ? 'still catching up'
-            : error instanceof KvClientError && error.serverCode === 'membership-change-pending'
-              ? 'waiting for another membership change to complete'
-              : 'promotion not done yet';
-        log(`node ${id}: ${what} (${why}); retrying`);
-      }
-      await sleep(Math.min(500, Math.max(0, deadline - Date.now())));
+    } finally {
+      void client.close();
     }
   }
 }

@@ -1,19 +1,22 @@
 /**
  * What the KV client commands (get, put, del, append, cas) share: the --endpoints and --timeout
- * options, building a KvClient, and turning client errors into exit codes and messages.
+ * options (and, from client-security.ts, --ca/--cert/--key/--token), building a KvClient, and
+ * turning client errors into exit codes and messages.
  */
 import type { Command } from 'commander';
 import { KvClient, KvClientError } from '../kv/client.js';
+import { certificateFailure } from '../kv/client-http.js';
+import { readClientSecurity, tlsRefusal, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { CliError, DEFAULT_ENDPOINTS, EXIT, UsageError, errorMessage, parseEndpoints, parseIntOption } from './common.js';
 
-export interface ClientOptions {
+export interface ClientOptions extends ClientSecurityOptions {
   endpoints: string;
   timeout: string;
 }
 
-/** Adds --endpoints and --timeout to a client command. */
+/** Adds --endpoints, --timeout and the TLS/token options to a client command. */
 export function withClientOptions(command: Command): Command {
-  return command
+  return withClientSecurityOptions(command)
     .option(
       '--endpoints <urls>',
       'comma-separated HTTP base URLs of the cluster\'s nodes (env TSRAFT_ENDPOINTS)',
@@ -26,7 +29,7 @@ export function withClientOptions(command: Command): Command {
 export function makeClient(options: ClientOptions): KvClient {
   const endpoints = parseEndpoints(options.endpoints);
   const timeoutMs = parseIntOption(options.timeout, '--timeout', 1, 3_600_000);
-  return new KvClient({ endpoints, timeoutMs });
+  return new KvClient({ endpoints, timeoutMs, ...readClientSecurity(options) });
 }
 
 /** Checks a key given on the command line. */
@@ -42,6 +45,8 @@ export async function callCluster<T>(what: string, call: () => Promise<T>): Prom
   try {
     return await call();
   } catch (error) {
+    const refused = tlsRefusal(what, error);
+    if (refused !== undefined) throw refused;
     if (error instanceof KvClientError) {
       switch (error.code) {
         case 'timeout': {
@@ -60,10 +65,15 @@ export async function callCluster<T>(what: string, call: () => Promise<T>): Prom
 }
 
 function describeCause(cause: unknown): string {
+  const tls = certificateFailure(cause);
+  if (tls !== undefined) return `TLS failed: ${tls.reason} (${tls.code})`;
   if (cause instanceof Error) {
     const inner = (cause as { cause?: unknown }).cause;
     const code = (inner as { code?: unknown } | undefined)?.code;
-    if (typeof code === 'string') return code === 'ECONNREFUSED' ? 'connection refused (is the cluster running? see `tsraft start`)' : code;
+    if (code === 'ECONNREFUSED') return 'connection refused (is the cluster running? see `tsraft start`)';
+    // What an HTTPS node does to plain HTTP: it closes the connection at once, without an answer.
+    if (code === 'UND_ERR_SOCKET') return `${code}: the node closed the connection without answering (if it serves HTTPS, give https:// endpoints)`;
+    if (typeof code === 'string') return code;
     if (inner instanceof Error) return `${cause.message}: ${inner.message}`;
     return cause.message;
   }

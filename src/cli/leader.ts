@@ -12,9 +12,10 @@
 import { Command } from 'commander';
 import { KvClient, KvClientError } from '../kv/client.js';
 import { CliError, DEFAULT_ENDPOINTS, EXIT, errorMessage, parseEndpoints, parseIntOption, parseNodeId } from './common.js';
+import { readClientSecurity, tlsRefusal, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { printLine } from './kv-common.js';
 
-interface TransferOptions {
+interface TransferOptions extends ClientSecurityOptions {
   to?: string;
   endpoints: string;
   timeout: string;
@@ -26,6 +27,8 @@ const DEFAULT_TRANSFER_TIMEOUT_MS = 10_000;
 /** The message (and exit code) for a failed transfer. */
 export function transferFailure(error: unknown, timeoutMs: number): CliError {
   const what = 'leader transfer';
+  const refused = tlsRefusal(what, error);
+  if (refused !== undefined) return refused;
   if (!(error instanceof KvClientError)) return new CliError(`${what}: ${errorMessage(error)}`, EXIT.failed);
   switch (error.code) {
     case 'timeout':
@@ -63,7 +66,7 @@ export async function runLeaderTransfer(options: TransferOptions): Promise<void>
   const to = options.to === undefined ? undefined : parseNodeId(options.to, '--to');
   const endpoints = parseEndpoints(options.endpoints);
   const timeoutMs = parseIntOption(options.timeout, '--timeout', 1, 3_600_000);
-  const client = new KvClient({ endpoints, timeoutMs });
+  const client = new KvClient({ endpoints, timeoutMs, ...readClientSecurity(options) });
   let moved;
   try {
     moved = await client.transferLeadership(to);
@@ -79,7 +82,7 @@ export async function runLeaderTransfer(options: TransferOptions): Promise<void>
 }
 
 export function leaderCommand(): Command {
-  const transfer = new Command('transfer')
+  const transfer = withClientSecurityOptions(new Command('transfer'))
     .description("hand the leader's role to another node (default: the most up-to-date follower) and wait for it to take over")
     .option('--to <id>', 'the node that should lead (a member other than the current leader)')
     .option('--endpoints <urls>', "comma-separated HTTP base URLs of the cluster's nodes (env TSRAFT_ENDPOINTS)", process.env['TSRAFT_ENDPOINTS'] || DEFAULT_ENDPOINTS)

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `tsraft` command line: a local cluster (`start`), one cluster member (`node`), the KV client
- * commands (`get`, `put`, `del`, `append`, `cas`), `status`, `leader transfer`, `member list|add|promote|remove` and `certs init|node|client`. One file per command beside this
+ * commands (`get`, `put`, `del`, `append`, `cas`), `status`, `leader transfer`, `member list|add|promote|remove` `certs init|node|client` and `tokens add|list|remove`. One file per command beside this
  * one; `tsraft <command> --help` describes each.
  *
  * Exit codes (every command): 0 ok, 1 not found / cas not swapped / runtime failure, 2 usage error,
@@ -21,6 +21,7 @@ import { nodeCommand } from './node.js';
 import { putCommand } from './put.js';
 import { startCommand } from './start.js';
 import { statusCommand } from './status.js';
+import { tokensCommand } from './tokens.js';
 
 export function buildProgram(): Command {
   const program = new Command('tsraft');
@@ -44,10 +45,12 @@ Examples:
   tsraft node --id 3 --join http://127.0.0.1:8000 --listen 127.0.0.1:7003 --http 127.0.0.1:8003 --data-dir ./data-3
                                        a 4th node joins (as a learner, promoted to voter once caught up)
   tsraft member remove 2               take node 2 out of the cluster
-  tsraft certs init --dir ./certs      a private CA for mutual TLS (then certs node / certs client)`,
+  tsraft certs init --dir ./certs      a private CA for mutual TLS (then certs node / certs client)
+  tsraft tokens add --file auth.json --name app --role write
+                                       a bearer token for the HTTP API (tsraft node --auth-file auth.json)`,
     );
   // Commands are added after exitOverride() so they inherit it.
-  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), statusCommand(), leaderCommand(), memberCommand(), certsCommand()]) {
+  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), statusCommand(), leaderCommand(), memberCommand(), certsCommand(), tokensCommand()]) {
     command.exitOverride().showHelpAfterError('(add --help for usage)');
     program.addCommand(command);
   }

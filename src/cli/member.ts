@@ -32,9 +32,10 @@ import {
   parseIntOption,
   parseNodeId,
 } from './common.js';
+import { readClientSecurity, tlsRefusal, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { printLine } from './kv-common.js';
 
-interface EndpointOptions {
+interface EndpointOptions extends ClientSecurityOptions {
   endpoints: string;
   timeout: string;
 }
@@ -77,6 +78,8 @@ export interface MemberCommandLine {
 export function memberFailure(command: MemberCommandLine, error: unknown, timeoutMs: number): CliError {
   const what = `member ${command.verb.split(' ')[0]}`;
   const retry = `\`tsraft member ${command.verb}\``;
+  const refused = tlsRefusal(what, error);
+  if (refused !== undefined) return refused;
   if (!(error instanceof KvClientError)) return new CliError(`${what}: ${errorMessage(error)}`, EXIT.failed);
   switch (error.code) {
     case 'timeout':
@@ -124,7 +127,7 @@ export function memberFailure(command: MemberCommandLine, error: unknown, timeou
 function client(options: EndpointOptions, defaultTimeoutMs: number): { client: KvClient; timeoutMs: number } {
   const endpoints = parseEndpoints(options.endpoints);
   const timeoutMs = options.timeout === undefined ? defaultTimeoutMs : parseIntOption(options.timeout, '--timeout', 1, 3_600_000);
-  return { client: new KvClient({ endpoints, timeoutMs }), timeoutMs };
+  return { client: new KvClient({ endpoints, timeoutMs, ...readClientSecurity(options) }), timeoutMs };
 }
 
 export type MemberRoleText = 'voter' | 'learner' | 'outgoing';
@@ -237,7 +240,7 @@ async function runRemove(idText: string, options: EndpointOptions): Promise<void
 }
 
 function withEndpoints(command: Command, defaultTimeoutMs: number, timeoutHelp: string): Command {
-  return command
+  return withClientSecurityOptions(command)
     .option('--endpoints <urls>', "comma-separated HTTP base URLs of the cluster's nodes (env TSRAFT_ENDPOINTS)", process.env['TSRAFT_ENDPOINTS'] || DEFAULT_ENDPOINTS)
     .option('--timeout <ms>', timeoutHelp, String(defaultTimeoutMs));
 }

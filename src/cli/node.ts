@@ -13,11 +13,10 @@
  *   --join (it restarts; a learner that has not been promoted yet still promotes itself).
  */
 import { Command } from 'commander';
-import { readFile } from 'node:fs/promises';
 import * as net from 'node:net';
 import { VALUE_BYTES_MAX } from '../kv/commands.js';
 import { DEFAULT_HTTP_HEADERS_TIMEOUT_MS, DEFAULT_HTTP_MAX_CONNECTIONS, DEFAULT_HTTP_RECEIVE_TIMEOUT_MS, validateHttpLimits, type HttpLimits } from '../kv/http-api.js';
-import { KvServer, type KvPeer, type PeerTlsOptions } from '../kv/server.js';
+import { KvServer, type HttpTlsOptions, type KvPeer, type PeerTlsOptions } from '../kv/server.js';
 import {
   ClusterIdentityError,
   describeClusterIdentity,
@@ -44,9 +43,11 @@ import {
   type HostPort,
   type PeerSpec,
 } from './common.js';
+import { readNodeAuthFile, reloadAuthOnSighup } from './node-auth.js';
+import { readClientSecurity, readPemFile, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { describeStatusMembership, joinCluster, promoteSelf, statusMembership } from './join.js';
 
-export interface NodeOptions {
+export interface NodeOptions extends ClientSecurityOptions {
   id?: string;
   peers?: string;
   join?: string;
@@ -71,7 +72,18 @@ export interface NodeOptions {
   peerCert?: string;
   peerKey?: string;
   insecurePeers?: boolean;
+  httpCert?: string;
+  httpKey?: string;
+  httpClientCa?: string;
+  authFile?: string;
   quiet?: boolean;
+}
+
+/** The files of --http-cert, --http-key and --http-client-ca (PEM). */
+export interface HttpTlsFiles {
+  readonly cert: string;
+  readonly key: string;
+  readonly clientCa?: string;
 }
 
 /** The files of --peer-ca, --peer-cert and --peer-key (PEM). */
@@ -127,6 +139,12 @@ export interface NodeConfig {
   readonly peerTls?: PeerTlsFiles;
   /** --insecure-peers: plaintext peer connections on a non-loopback raft address are accepted knowingly. */
   readonly insecurePeers: boolean;
+  /** HTTPS for the HTTP API: the PEM files to read (--http-cert, --http-key, --http-client-ca); absent: plain HTTP. */
+  readonly httpTls?: HttpTlsFiles;
+  /** How this node reaches other members' HTTP APIs (--join, its own promotion): --ca, --cert, --key, --token. */
+  readonly client: ClientSecurityOptions;
+  /** --auth-file: who may use the HTTP API (read at start and on SIGHUP); absent: everyone may do everything. */
+  readonly authFile?: string;
   readonly quiet: boolean;
 }
 
@@ -169,20 +187,25 @@ export function checkPeerSecurity(config: Pick<NodeConfig, 'listen' | 'peerTls' 
 
 /** Reads the PEM files of --peer-ca, --peer-cert and --peer-key; a missing or unreadable one is a CliError (exit 2). */
 export async function readPeerTls(files: PeerTlsFiles): Promise<PeerTlsOptions> {
-  const read = async (flag: string, path: string): Promise<string> => {
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : errorMessage(error);
-      throw new CliError(`${flag} ${path}: cannot read it (${why})`, EXIT.usage);
-    }
-    if (!text.includes('-----BEGIN ')) throw new CliError(`${flag} ${path}: not a PEM file (no "-----BEGIN" line)`, EXIT.usage);
-    return text;
+  return { ca: readPemFile('--peer-ca', files.ca), cert: readPemFile('--peer-cert', files.cert), key: readPemFile('--peer-key', files.key) };
+}
+
+/** Reads the PEM files of --http-cert, --http-key and --http-client-ca; a missing or unreadable one is a CliError (exit 2). */
+export function readHttpTls(files: HttpTlsFiles): HttpTlsOptions {
+  return {
+    cert: readPemFile('--http-cert', files.cert),
+    key: readPemFile('--http-key', files.key),
+    ...(files.clientCa === undefined ? {} : { clientCa: readPemFile('--http-client-ca', files.clientCa) }),
   };
-  const [ca, cert, key] = await Promise.all([read('--peer-ca', files.ca), read('--peer-cert', files.cert), read('--peer-key', files.key)]);
-  return { ca, cert, key };
+}
+
+/** The warning for an HTTP API on a non-loopback address without HTTPS (undefined: none needed). */
+export function httpSecurityWarning(config: Pick<NodeConfig, 'http' | 'httpTls'>): string | undefined {
+  if (config.httpTls !== undefined || isLoopbackHost(config.http.host)) return undefined;
+  return (
+    `warning: the HTTP API listens on ${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port} without HTTPS: ` +
+    'requests, values and tokens cross the network in clear text (give --http-cert and --http-key)'
+  );
 }
 
 /** Default --join-timeout: how long a joining node keeps trying to be added. */
@@ -288,7 +311,8 @@ export function parseNodeOptions(options: NodeOptions, dir: DataDirState = { ide
         }
       }
       const hostText = http.host.includes(':') ? `[${http.host}]` : http.host;
-      advertise = { id, raftHost: listen.host, raftPort: listen.port, httpUrl: `http://${hostText}:${http.port}` };
+      const scheme = options.httpCert !== undefined ? 'https' : 'http';
+      advertise = { id, raftHost: listen.host, raftPort: listen.port, httpUrl: `${scheme}://${hostText}:${http.port}` };
     }
     self = advertise;
     if (url === advertise.httpUrl) throw new UsageError(`--join ${url} is this node's own HTTP URL: give the URL of a member of the running cluster`);
@@ -361,6 +385,8 @@ export function parseNodeOptions(options: NodeOptions, dir: DataDirState = { ide
   for (const [flag, value] of given) if (value!.trim() === '') throw new UsageError(`${flag} must name a file`);
   if (given.length === 3 && options.insecurePeers === true) throw new UsageError('--insecure-peers and --peer-ca/--peer-cert/--peer-key exclude each other');
   const peerTls = given.length === 3 ? { ca: options.peerCa!, cert: options.peerCert!, key: options.peerKey! } : undefined;
+  const httpTls = parseHttpTlsFlags(options);
+  if (self !== undefined) checkOwnUrlScheme(self.httpUrl, httpTls !== undefined, options.peers !== undefined ? '--peers' : join !== undefined ? '--advertise' : `the address recorded in ${options.dataDir}`);
   return {
     id,
     peers,
@@ -380,8 +406,45 @@ export function parseNodeOptions(options: NodeOptions, dir: DataDirState = { ide
     httpLimits,
     ...(peerTls === undefined ? {} : { peerTls }),
     insecurePeers: options.insecurePeers === true,
+    ...(httpTls === undefined ? {} : { httpTls }),
+    client: { ...pick(options, 'ca'), ...pick(options, 'cert'), ...pick(options, 'key'), ...pick(options, 'token') },
+    ...(options.authFile === undefined ? {} : { authFile: parseAuthFileFlag(options.authFile) }),
     quiet: options.quiet === true,
   };
+}
+
+/** --auth-file: a file name (read when the node starts). */
+function parseAuthFileFlag(text: string): string {
+  if (text.trim() === '') throw new UsageError('--auth-file must name a file');
+  return text;
+}
+
+function pick<K extends keyof ClientSecurityOptions>(options: ClientSecurityOptions, key: K): ClientSecurityOptions {
+  return options[key] === undefined ? {} : { [key]: options[key] };
+}
+
+/** --http-cert and --http-key (both or neither), --http-client-ca (only with them). */
+function parseHttpTlsFlags(options: NodeOptions): HttpTlsFiles | undefined {
+  const { httpCert: cert, httpKey: key, httpClientCa: clientCa } = options;
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new UsageError(`${cert === undefined ? '--http-key' : '--http-cert'} given without ${cert === undefined ? '--http-cert' : '--http-key'}: HTTPS needs this node's certificate and its key`);
+  }
+  if (clientCa !== undefined && cert === undefined) throw new UsageError('--http-client-ca needs --http-cert and --http-key: client certificates are only asked for over HTTPS');
+  if (cert === undefined || key === undefined) return undefined;
+  for (const [flag, value] of [['--http-cert', cert], ['--http-key', key], ['--http-client-ca', clientCa]] as const) {
+    if (value !== undefined && value.trim() === '') throw new UsageError(`${flag} must name a file`);
+  }
+  return { cert, key, ...(clientCa === undefined ? {} : { clientCa }) };
+}
+
+/** This node's own HTTP URL must say the scheme it serves: https:// with --http-cert, http:// without. */
+function checkOwnUrlScheme(url: string, https: boolean, where: string): void {
+  if (url.startsWith('https://') === https) return;
+  throw new UsageError(
+    https
+      ? `--http-cert makes this node serve HTTPS, but its own HTTP URL in ${where} is ${url}: give it as https://... so that clients and the other members reach it over TLS`
+      : `this node's own HTTP URL in ${where} is ${url}, but it serves plain HTTP: give --http-cert and --http-key, or an http:// URL`,
+  );
 }
 
 /**
@@ -442,12 +505,19 @@ export async function runNode(config: NodeConfig): Promise<number> {
   }
   const peerWarning = checkPeerSecurity(config);
   const peerTls = config.peerTls === undefined ? undefined : await readPeerTls(config.peerTls);
+  const httpTls = config.httpTls === undefined ? undefined : readHttpTls(config.httpTls);
+  // Only a node that joins (or promotes itself) is a client of the others: the files are read then,
+  // so that a stray TSRAFT_CA in the environment of `tsraft start` cannot stop an ordinary node.
+  const clientSecurity = config.join !== undefined || config.rejoinUrl !== undefined ? readClientSecurity(config.client) : {};
+  const auth = config.authFile === undefined ? undefined : await readNodeAuthFile(config.authFile);
   if (peerWarning !== undefined) process.stderr.write(`${timestamp()} ${peerWarning}\n`);
+  const httpWarning = httpSecurityWarning(config);
+  if (httpWarning !== undefined) process.stderr.write(`${timestamp()} ${httpWarning}\n`);
   if (config.notice !== undefined) log(config.notice);
   let peers: readonly PeerSpec[] = config.peers;
   let learners: readonly PeerSpec[] = [];
   let clusterId = config.clusterId;
-  if (config.join !== undefined) ({ voters: peers, learners, clusterId } = await joinCluster(config, config.join, log));
+  if (config.join !== undefined) ({ voters: peers, learners, clusterId } = await joinCluster(config, config.join, log, clientSecurity));
   const toKvPeer = (p: PeerSpec): KvPeer => ({ id: p.id, raftHost: p.raftHost, raftPort: p.raftPort, httpUrl: p.httpUrl });
   // Set once the node is up; a fatal error before that is kept and handled then.
   let fatal: ((error: Error) => void) | null = null;
@@ -473,6 +543,8 @@ export async function runNode(config: NodeConfig): Promise<number> {
       ...(config.readMode === undefined ? {} : { readMode: config.readMode as 'read-index' }),
       http: config.httpLimits,
       ...(peerTls === undefined ? {} : { peerTls }),
+      ...(httpTls === undefined ? {} : { httpTls }),
+      ...(auth === undefined ? {} : { auth }),
       log,
     });
   } catch (error) {
@@ -489,19 +561,20 @@ export async function runNode(config: NodeConfig): Promise<number> {
     }
     throw new CliError(`node ${config.id} failed to start: ${errorMessage(error)}${joined}`, EXIT.failed);
   }
+  const scheme = httpTls === undefined ? 'http' : 'https';
   const membership = statusMembership(server.status());
   const members = membership === undefined ? `${peers.length + learners.length} members` : describeStatusMembership(membership);
   log(
-    `node ${config.id} up: raft ${config.listen.host}:${config.listen.port}, http http://${config.http.host}:${server.httpPort}, ` +
+    `node ${config.id} up: raft ${config.listen.host}:${config.listen.port}, http ${scheme}://${config.http.host}:${server.httpPort}, ` +
       `data ${config.dataDir}, ${members}, fsync ${config.fsync ? 'on' : 'off'}, pid ${process.pid}`,
   );
   // A learner that joined (now, or before a restart with --join) makes itself a voter once caught up.
   const promotion = new AbortController();
   const isLearner = membership !== undefined ? membership.learners.includes(config.id) : learners.some((l) => l.id === config.id);
   if (config.promote && isLearner && (config.join !== undefined || config.rejoinUrl !== undefined)) {
-    const ownUrl = `http://${WILDCARD_HOSTS.has(config.http.host) ? '127.0.0.1' : config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${server.httpPort}`;
+    const ownUrl = `${scheme}://${WILDCARD_HOSTS.has(config.http.host) ? '127.0.0.1' : config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${server.httpPort}`;
     const endpoints = [...new Set([config.join?.url ?? config.rejoinUrl!, ...peers.map((p) => p.httpUrl), ...(membership?.urls ?? []), ownUrl])];
-    void promoteSelf(config, endpoints, log, promotion.signal);
+    void promoteSelf(config, endpoints, log, promotion.signal, clientSecurity);
   } else if (isLearner && !config.promote) {
     log(`node ${config.id} is a learner (--learner): it receives the log but does not vote; make it a voter with \`tsraft member promote ${config.id}\``);
   }
@@ -548,6 +621,7 @@ export async function runNode(config: NodeConfig): Promise<number> {
     };
     if (earlyFatal !== null) fatal(earlyFatal);
     process.on('SIGTERM', () => stop('SIGTERM'));
+    if (config.authFile !== undefined) reloadAuthOnSighup(server, config.authFile, log);
     // Under `tsraft start` a Ctrl-C reaches the whole process group: the parent stops us with
     // SIGTERM in its own time, so the terminal's SIGINT is ignored here.
     process.on('SIGINT', () => (supervised ? undefined : stop('SIGINT')));
@@ -563,7 +637,7 @@ export async function runNode(config: NodeConfig): Promise<number> {
 }
 
 export function nodeCommand(): Command {
-  return new Command('node')
+  return withClientSecurityOptions(new Command('node'))
     .description('run one cluster member (Raft over TCP + the KV HTTP API) in this process until SIGTERM or SIGINT')
     .option('--id <n>', "this node's id (one of the ids in --peers; with --join, one no member uses; on a restart, default: the recorded one)")
     .option('--peers <list>', 'every member of a new cluster, this one included: ID=HOST:PORT/HTTP-URL entries separated by commas')
@@ -589,6 +663,10 @@ export function nodeCommand(): Command {
     .option('--peer-cert <file>', "mutual TLS between members: this node's certificate (PEM), naming this node of this cluster (`tsraft certs node`)")
     .option('--peer-key <file>', "mutual TLS between members: this node's private key (PEM)")
     .option('--insecure-peers', 'allow plaintext, unauthenticated raft connections on a non-loopback --listen address (a network you trust completely)')
+    .option('--http-cert <file>', "serve the HTTP API over HTTPS with this certificate (PEM, with --http-key); this node's HTTP URL is then https://")
+    .option('--http-key <file>', "the HTTPS certificate's private key (PEM)")
+    .option('--http-client-ca <file>', 'over HTTPS, ask clients for a certificate signed by this CA (PEM); what it allows is for authorization to decide')
+    .option('--auth-file <file>', 'who may use the HTTP API: bearer tokens and their roles (`tsraft tokens add`); re-read on SIGHUP')
     .option('-q, --quiet', 'print no log lines')
     .addHelpText(
       'after',
@@ -609,6 +687,19 @@ certificate signed by the CA). Make them with \`tsraft certs init\` (the CA) and
 (one per node). Plaintext is allowed on a loopback --listen address (127.0.0.1, ::1, localhost);
 on any other address the node refuses to start without TLS unless --insecure-peers is given.
 The HTTP API is not affected by these flags.
+
+HTTPS: --http-cert and --http-key serve the HTTP API over TLS (1.2 or later); this node's HTTP URL
+(in --peers, --advertise, or derived from --http with --join) must then be https://. A node
+certificate from \`tsraft certs node\` serves (it names 127.0.0.1 and localhost unless --host says
+otherwise). --http-client-ca asks clients for a certificate of that CA (\`tsraft certs client\`);
+an HTTP API on a non-loopback address without HTTPS gets a warning. --ca, --cert, --key and
+--token (env TSRAFT_CA, TSRAFT_CERT, TSRAFT_KEY, TSRAFT_TOKEN) are how this node reaches the
+others' HTTP APIs for --join and its own promotion, as for the client commands.
+
+Authentication: with --auth-file (bearer tokens and their roles, made with \`tsraft tokens add\`)
+or --http-client-ca (a verified client certificate's CN and roles), every request but /healthz
+and /readyz needs a principal with the role its endpoint needs (read, write, admin): 401 or 403
+otherwise. SIGHUP re-reads --auth-file (a bad file is logged and the old one stays in force).
 
 Restarting: a data directory that has a cluster identity restarts without --peers (its members
 come from its log); --join is then ignored (a learner not yet promoted still promotes itself).

@@ -38,9 +38,11 @@ import { join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import { clusterHttp, type ClusterHttp } from '../kv/client-http.js';
 import { createCa, createNodeCertificate, peerIdentity, type CertificateAndKey } from '../security/certs.js';
 import { errorCode, LOCK_FILE, processAlive } from '../storage/fs-util.js';
-import { CliError, EXIT, UsageError, errorMessage, formatPeers, formatTable, parseBytes, parseIntOption, parsePort, sleep, type PeerSpec } from './common.js';
+import { CliError, DEFAULT_ENDPOINTS, EXIT, UsageError, errorMessage, formatPeers, formatTable, parseBytes, parseIntOption, parsePort, sleep, type PeerSpec } from './common.js';
+import { readClusterIdentity } from '../storage/cluster-identity.js';
 import { checkIdentities } from './identity-check.js';
 import { DEFAULT_HEALTH_GRACE_MS, DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_UNHEALTHY_AFTER_MS, Watchdog, type WatchdogConfig, type WatchedChild } from './watchdog.js';
 
@@ -81,7 +83,7 @@ export interface StartConfig {
   readonly maxRaftState?: string;
   /** How the watchdog judges a child (watchdog.ts); null when it is off. */
   readonly watchdog: WatchdogConfig | null;
-  /** --tls: mutual TLS between the nodes, with a dev CA and node certificates in <data-dir>/tls. */
+  /** --tls: mutual TLS between the nodes and HTTPS for their HTTP APIs, with a dev CA and node certificates in <data-dir>/tls. */
   readonly tls?: boolean;
 }
 
@@ -170,6 +172,26 @@ export async function ensureDevCertificates(dir: string, clusterId: string, ids:
     made++;
   }
   return { made, reused, caMade };
+}
+
+/**
+ * Refuses node data first started with the other HTTP scheme (`--tls` or not): the configurations
+ * in its log name the members' old URLs, which the nodes hand to clients in redirects, so clients
+ * would be sent to a scheme the port does not speak. Data without an identity is left alone.
+ */
+async function checkHttpScheme(dataDir: string, tls: boolean, peers: readonly PeerSpec[]): Promise<void> {
+  const wanted = tls ? 'https://' : 'http://';
+  for (const p of peers) {
+    const identity = await readClusterIdentity(join(dataDir, `node-${p.id}`)).catch(() => null);
+    const recorded = identity?.members.find((m) => m.id === p.id)?.address;
+    if (recorded === undefined || recorded.includes(`/${wanted}`)) continue;
+    throw new CliError(
+      `cannot start${tls ? ' with --tls' : ' without --tls'}: the data in ${dataDir} was first started ${tls ? 'without' : 'with'} it ` +
+        `(node ${p.id} is recorded as ${recorded}), and the cluster's configuration keeps those URLs for redirects. ` +
+        `Start it ${tls ? 'without' : 'with'} --tls, or with --fresh to begin anew.`,
+      EXIT.usage,
+    );
+  }
 }
 
 export function parseStartOptions(options: StartOptions): StartConfig {
@@ -303,6 +325,8 @@ class Supervisor {
   private finish: ((code: number) => void) | null = null;
   /** Kills and restarts children that stop answering /healthz (null: --no-watchdog). */
   private readonly watchdog: Watchdog | null;
+  /** How this process reaches the nodes' HTTP APIs (--tls: trusting the dev CA). */
+  private readonly http: ClusterHttp;
   readonly done: Promise<number>;
 
   constructor(
@@ -320,7 +344,8 @@ class Supervisor {
       refused: false,
       exited: Promise.resolve(),
     }));
-    this.watchdog = config.watchdog === null ? null : new Watchdog(config.watchdog, (line) => this.say(line));
+    this.http = clusterHttp(config.tls === true ? { tls: { ca: readFileSync(devCertificateFiles(join(config.dataDir, TLS_DIR), 0).ca) } } : {});
+    this.watchdog = config.watchdog === null ? null : new Watchdog(config.watchdog, (line) => this.say(line), this.http.fetch);
     this.done = new Promise((resolve) => (this.finish = resolve));
   }
 
@@ -378,7 +403,8 @@ class Supervisor {
   private tlsArgs(id: number): string[] {
     if (this.config.tls !== true) return [];
     const files = devCertificateFiles(join(this.config.dataDir, TLS_DIR), id);
-    return ['--peer-ca', files.ca, '--peer-cert', files.cert, '--peer-key', files.key];
+    // The node certificate names 127.0.0.1 and localhost and may serve: it serves the HTTP API too.
+    return ['--peer-ca', files.ca, '--peer-cert', files.cert, '--peer-key', files.key, '--http-cert', files.cert, '--http-key', files.key];
   }
 
   /** A child exited (`killedFor`: why the watchdog killed it, if it did): restart it, within limits. */
@@ -435,7 +461,7 @@ class Supervisor {
       await Promise.all(
         this.members.map(async (m) => {
           try {
-            const response = await fetch(`${m.spec.httpUrl}/v1/status`, { signal: AbortSignal.timeout(1000) });
+            const response = await this.http.fetch(`${m.spec.httpUrl}/v1/status`, { signal: AbortSignal.timeout(1000) });
             if (!response.ok) {
               await response.body?.cancel();
               return;
@@ -462,13 +488,27 @@ class Supervisor {
         if (first) {
           const seconds = ((performance.now() - this.startedAt) / 1000).toFixed(1);
           this.say(`leader: node ${found.id} (${found.url}), elected ${seconds} s after start (term ${found.term})`);
-          this.say(`try: tsraft put hello world && tsraft get hello && tsraft status   (Ctrl-C stops the cluster)`);
+          for (const line of this.clientHowTo()) this.say(line);
         } else if (changed) {
           this.say(`leader: node ${found.id} (${found.url}), term ${found.term}`);
         }
       }
       await sleep(this.leaderId === undefined ? 100 : 500);
     }
+  }
+
+  /**
+   * How to point the CLI at this cluster, printed once it has a leader: with the default ports and
+   * no TLS the CLI's defaults already fit; otherwise the environment to export first.
+   */
+  private clientHowTo(): string[] {
+    const endpoints = this.members.map((m) => m.spec.httpUrl).join(',');
+    const environment: string[] = [];
+    if (endpoints !== DEFAULT_ENDPOINTS) environment.push(`TSRAFT_ENDPOINTS=${endpoints}`);
+    if (this.config.tls === true) environment.push(`TSRAFT_CA=${resolvePath(devCertificateFiles(join(this.config.dataDir, TLS_DIR), 0).ca)}`);
+    const lines = environment.length === 0 ? [] : [`point the CLI at it: export ${environment.join(' ')}`];
+    lines.push('try: tsraft put hello world && tsraft get hello && tsraft status   (Ctrl-C stops the cluster)');
+    return lines;
   }
 
   get stopping(): boolean {
@@ -506,6 +546,7 @@ class Supervisor {
       }
       await all;
     }
+    await this.http.close();
     this.say('all nodes stopped');
     this.finish?.(code);
   }
@@ -542,9 +583,10 @@ export async function runStart(config: StartConfig): Promise<number> {
       id: i,
       raftHost: HOST,
       raftPort: config.basePort + i,
-      httpUrl: `http://${HOST}:${config.httpBasePort + i}`,
+      httpUrl: `${config.tls === true ? 'https' : 'http'}://${HOST}:${config.httpBasePort + i}`,
     }));
     await checkIdentities(dataDir, config, peers);
+    await checkHttpScheme(dataDir, config.tls === true, peers);
     let tlsLine: string | undefined;
     if (config.tls === true) {
       const tlsDir = join(config.dataDir, TLS_DIR);
@@ -555,7 +597,7 @@ export async function runStart(config: StartConfig): Promise<number> {
         throw new CliError(`cannot make the peer certificates in ${tlsDir}: ${errorMessage(error)}`, EXIT.failed);
       }
       const what = made.made === 0 ? 'reused' : made.reused === 0 ? (made.caMade ? 'new dev CA and certificates' : 'new certificates') : `${made.made} new, ${made.reused} reused`;
-      tlsLine = `peers use mutual TLS: dev CA and node certificates in ${tlsDir} (${what}; keys mode 0600)`;
+      tlsLine = `peers use mutual TLS and the HTTP API serves HTTPS: dev CA and node certificates in ${tlsDir} (${what}; keys mode 0600)`;
     }
     const existing = peers.filter((p) => existsSync(join(dataDir, `node-${p.id}`))).length;
     const supervisor = new Supervisor({ ...config, dataDir: config.dataDir }, formatPeers(peers), peers);
@@ -615,7 +657,7 @@ export function startCommand(): Command {
     .option('--unhealthy-after-ms <ms>', 'watchdog: a node that gives no 200 from /healthz for this long is killed (SIGKILL) and restarted', String(DEFAULT_UNHEALTHY_AFTER_MS))
     .option('--health-grace-ms <ms>', 'watchdog: extra time a starting node gets before its first answer', String(DEFAULT_HEALTH_GRACE_MS))
     .option('--no-watchdog', 'restart nodes only when they exit, never for a /healthz that does not answer')
-    .option('--tls', 'mutual TLS between the nodes: a dev CA and node certificates are made in <data-dir>/tls (reused on a restart) and passed with --peer-ca/--peer-cert/--peer-key')
+    .option('--tls', 'mutual TLS between the nodes and HTTPS for the HTTP API: a dev CA and node certificates are made in <data-dir>/tls (reused on a restart)')
     .addHelpText(
       'after',
       `
@@ -628,7 +670,9 @@ ids); a start with another --nodes or --cluster-id on that data is refused befor
 The watchdog polls every node's /healthz; a node that stops answering (hung, SIGSTOPped, a
 blocked event loop) for --unhealthy-after-ms is killed with SIGKILL and restarted the same way.
 --tls: the nodes speak mutual TLS 1.3 to each other, with a development CA (its key kept beside it,
-in <data-dir>/tls/ca.key) and one certificate per node; the HTTP API stays plaintext.
+in <data-dir>/tls/ca.key) and one certificate per node, which also serves each node's HTTP API over
+HTTPS (https:// URLs). Once a leader is up it prints the TSRAFT_ENDPOINTS and TSRAFT_CA to export
+for the CLI.
 
 Example: tsraft start --nodes 5 --data-dir /tmp/raft --base-port 9000 --http-base-port 9100 --fresh`,
     )

@@ -9,6 +9,8 @@
  * the node with the latest configuration) sees it, and the members --endpoints does not reach.
  */
 import { Command } from 'commander';
+import { certificateFailure, clusterHttp, type ClusterHttp } from '../kv/client-http.js';
+import { readClientSecurity, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { DEFAULT_ENDPOINTS, EXIT, errorMessage, formatTable, parseEndpoints, parseIntOption } from './common.js';
 
 export interface NodeStatusJson {
@@ -87,18 +89,20 @@ export interface EndpointStatus {
   readonly error?: string;
 }
 
-/** Fetches /v1/status from every endpoint in parallel; never throws. */
-export async function fetchStatuses(endpoints: readonly string[], timeoutMs: number): Promise<EndpointStatus[]> {
+/** Fetches /v1/status from every endpoint in parallel (through `http`: TLS material, token); never throws. */
+export async function fetchStatuses(endpoints: readonly string[], timeoutMs: number, http: ClusterHttp = clusterHttp()): Promise<EndpointStatus[]> {
   return Promise.all(
     endpoints.map(async (endpoint): Promise<EndpointStatus> => {
       try {
-        const response = await fetch(`${endpoint}/v1/status`, { signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
+        const response = await http.fetch(`${endpoint}/v1/status`, { signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
         if (!response.ok) {
           await response.body?.cancel();
           return { endpoint, error: `HTTP ${response.status}` };
         }
         return { endpoint, status: (await response.json()) as NodeStatusJson };
       } catch (error) {
+        const tls = certificateFailure(error);
+        if (tls !== undefined) return { endpoint, error: `TLS: ${tls.reason}, ${tls.code}${http.hasCa ? '' : '; no --ca given'}` };
         const cause = (error as { cause?: { code?: string } }).cause?.code;
         return { endpoint, error: cause ?? errorMessage(error) };
       }
@@ -136,16 +140,17 @@ export function leaderSummary(status: NodeStatusJson): string {
 }
 
 export function statusCommand(): Command {
-  return new Command('status')
+  return withClientSecurityOptions(new Command('status'))
     .description("show every node's role, term, commit and applied index, lag and leader, and the cluster's voters and learners (from GET /v1/status)")
     .option('--endpoints <urls>', 'comma-separated HTTP base URLs of the nodes (env TSRAFT_ENDPOINTS)', process.env['TSRAFT_ENDPOINTS'] || DEFAULT_ENDPOINTS)
     .option('--timeout <ms>', 'how long to wait for each node', '2000')
     .option('--json', 'print the raw status documents as JSON')
     .addHelpText('after', '\nlag = the leader\'s commit index - this node\'s applied index. Exit code 3 if no node answers.')
-    .action(async (options: { endpoints: string; timeout: string; json?: boolean }) => {
+    .action(async (options: ClientSecurityOptions & { endpoints: string; timeout: string; json?: boolean }) => {
       const endpoints = parseEndpoints(options.endpoints);
       const timeoutMs = parseIntOption(options.timeout, '--timeout', 1, 600_000);
-      const statuses = await fetchStatuses(endpoints, timeoutMs);
+      const http = clusterHttp(readClientSecurity(options));
+      const statuses = await fetchStatuses(endpoints, timeoutMs, http).finally(() => http.close());
       if (options.json === true) {
         process.stdout.write(`${JSON.stringify(statuses, null, 2)}\n`);
       } else {

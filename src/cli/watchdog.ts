@@ -15,6 +15,7 @@
  * The supervisor tells it when a child starts (`watch`) and ends (`release`, which says whether
  * the watchdog killed it, and why); it knows nothing else of processes or restarts.
  */
+import type { ClusterFetch } from '../kv/client-http.js';
 import { errorMessage } from './common.js';
 
 /** Watchdog defaults: /healthz every second; a child silent for 10 s is hung; 20 s more to start. */
@@ -77,6 +78,8 @@ export class Watchdog {
   constructor(
     private readonly config: WatchdogConfig,
     private readonly say: (line: string) => void,
+    /** How /healthz is fetched (`tsraft start --tls`: with the dev CA). */
+    private readonly fetchHealth: ClusterFetch = (url, init) => fetch(url, init),
   ) {}
 
   /** A child was spawned: watch it from now (its grace period starts now). Replaces the node's previous child. */
@@ -147,7 +150,7 @@ export class Watchdog {
     const timeoutMs = Math.min(Math.floor(unhealthyAfterMs / 2), Math.max(intervalMs, 2_000));
     let failure: string | null = null;
     try {
-      const response = await fetch(`${h.child.httpUrl}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
+      const response = await this.fetchHealth(`${h.child.httpUrl}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
       await response.arrayBuffer().catch(() => undefined);
       if (response.status !== 200) failure = `HTTP ${response.status}`;
     } catch (error) {

@@ -1,6 +1,12 @@
 /**
  * KvClient: a client of the replicated KV service's HTTP API (see src/kv/server.ts), for the CLI,
- * tests and benchmarks. It uses the global fetch (keep-alive connections by default).
+ * tests and benchmarks. It uses the global fetch (keep-alive connections by default), or, given
+ * `tls` (a CA to verify https:// servers, a client certificate), a connection pool of its own
+ * (client-http.ts): close() releases it. A `token` goes on every request, retries and redirects
+ * included, as `Authorization: Bearer`, and never into an error message.
+ * - TLS: a server certificate that does not verify (or a server that does not speak TLS) is not
+ *   worth retrying; once every endpoint has failed so (or the one endpoint asked), the operation
+ *   rejects at once with code 'tls', naming the reason and the OpenSSL code.
  *
  * - Leader finding: requests go to the last endpoint that answered well; a 307 from a follower is
  *   followed by hand (`redirect: 'manual'`) and its target remembered.
@@ -31,9 +37,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { CLIENT_ID_BYTES_MAX } from './commands.js';
+import { certificateFailure, clusterHttp, describeCertificateFailure, type ClusterHttp, type KvClientTls } from './client-http.js';
+
+export type { KvClientTls } from './client-http.js';
 import type { KvServerStatus, LeaderTransferResult, MembershipChangeResult, MembersView, MemberView } from './api-types.js';
 
-export type KvClientErrorCode = 'timeout' | 'bad-request' | 'stale-request' | 'server-error' | 'outcome-unknown';
+export type KvClientErrorCode = 'timeout' | 'bad-request' | 'stale-request' | 'server-error' | 'outcome-unknown' | 'tls';
 
 export class KvClientError extends Error {
   override readonly name = 'KvClientError';
@@ -65,6 +74,10 @@ export interface KvClientOptions {
   readonly retryDelayMs?: number;
   /** The largest retry delay (default 500 ms). */
   readonly maxRetryDelayMs?: number;
+  /** For https:// endpoints: the CA (PEM) to verify servers with, and a client certificate and key to present. */
+  readonly tls?: KvClientTls;
+  /** A bearer token sent with every request (`Authorization: Bearer <token>`). */
+  readonly token?: string;
 }
 
 export interface KvWriteResult {
@@ -243,6 +256,7 @@ export class KvClient {
   private current: string;
   private readonly freeSessions: Session[] = [];
   private sessionsMade = 0;
+  private readonly http: ClusterHttp;
 
   constructor(options: KvClientOptions) {
     if (options.endpoints.length === 0) throw new RangeError('KvClient needs at least one endpoint');
@@ -260,6 +274,12 @@ export class KvClient {
     this.retryDelayMs = options.retryDelayMs ?? 25;
     this.maxRetryDelayMs = Math.max(this.retryDelayMs, options.maxRetryDelayMs ?? 500);
     this.current = this.endpoints[0]!;
+    this.http = clusterHttp({ tls: options.tls, token: options.token });
+  }
+
+  /** Releases the client's own connections (a client with `tls`); calls after it fail. Idempotent. */
+  close(): Promise<void> {
+    return this.http.close();
   }
 
   /** The value as text (invalid UTF-8 decoded with U+FFFD), or null if the key is absent. */
@@ -506,6 +526,8 @@ export class KvClient {
     let lastStatus: number | undefined;
     let lastCode: string | undefined;
     let attempts = 0;
+    /** Endpoints whose TLS handshake failed in this operation (see certificateFailure). */
+    const tlsFailed = new Set<string>();
     const headers: Record<string, string> = {};
     if (options.session !== undefined) {
       headers['X-Client-Id'] = options.session.id;
@@ -534,7 +556,7 @@ export class KvClient {
       let location: string | null;
       let text: string;
       try {
-        const response = await fetch(base + pathAndQuery, {
+        const response = await this.http.fetch(base + pathAndQuery, {
           method,
           headers,
           redirect: 'manual',
@@ -546,6 +568,18 @@ export class KvClient {
         text = await response.text();
       } catch (error) {
         lastError = error;
+        const tlsFailure = certificateFailure(error);
+        if (tlsFailure !== undefined) {
+          // The handshake failed, so nothing was sent; the same certificate fails the same way again.
+          tlsFailed.add(base);
+          if (fixed !== undefined || this.endpoints.every((e) => tlsFailed.has(e))) {
+            throw new KvClientError('tls', describeCertificateFailure(base, tlsFailure, this.http.hasCa), undefined, undefined, { cause: error });
+          }
+          lastAnswer = error;
+          lastStatus = lastCode = undefined;
+          base = this.nextEndpoint(base);
+          continue;
+        }
         const deadlineHit = error instanceof Error && error.name === 'TimeoutError';
         if (!deadlineHit && options.resendUnanswered?.(error) === false) {
           throw new KvClientError(

@@ -47,6 +47,11 @@
  * Reads are linearizable by default: the leader confirms its leadership (ReadIndex) and answers from
  * its state machine; with `readMode: 'log'` a read is a `get` command through the log instead.
  *
+ * Authentication (http-auth.ts): with an auth file or a client CA, every request but /healthz and
+ * /readyz needs a principal (a bearer token or a verified client certificate) with the role its
+ * endpoint needs, checked before anything else: 401 unauthenticated (with WWW-Authenticate), 403
+ * forbidden. Sessions are then the principal's: the state machine sees `<name>/<X-Client-Id>`.
+ *
  * Exactly-once: `X-Client-Id` (1..CLIENT_ID_BYTES_MAX bytes of printable ASCII) and `X-Request-Seq`
  * (a positive integer) make a write part of that client's session: resending the same (id, seq)
  * returns the first answer and applies nothing again. A client must send its requests one at a time
@@ -72,6 +77,8 @@
  *     409 no-transfer-target  POST /v1/leader/transfer on a single-member cluster
  *     409 transfer-target-unavailable  the target has not answered within an election timeout
  *                         (down, paused, cut off): leadership stays, proposals were never refused
+ *     401 unauthenticated  no credentials, an unknown token, a certificate not verified (WWW-Authenticate: Bearer)
+ *     403 forbidden       the principal lacks the role the endpoint needs (the message names both)
  *     400 invalid-key, malformed-percent-encoding, unknown-op, unknown-parameter, bad-parameter (also
  *         a transfer `to` that is not another member: the message names the members),
  *         bad-header, invalid-command, bad-request
@@ -113,6 +120,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MembershipStep } from '../core/membership.js';
+import type { Principal } from '../security/auth-file.js';
 import type { KvServerStatus, MembersView } from './api-types.js';
 import type { KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
@@ -121,11 +129,11 @@ import { discardUnreadBody, expectsContinue, HttpError, type HttpStats, sendErro
 import { KV_PREFIX, KvRoutes } from './http-kv-routes.js';
 import { MEMBERS_PATH, MemberRoutes } from './http-member-routes.js';
 import type { HttpLimits } from './http-limits.js';
-import { type KvHttpServer, startBoundedHttpServer } from './http-server.js';
+import { type HttpTlsOptions, type KvHttpServer, startBoundedHttpServer } from './http-server.js';
 
 export * from './http-limits.js';
 export { REQUEST_SEQ_MAX } from './http-kv-routes.js';
-export { HTTP_HEADER_BYTES_MAX, type KvHttpServer } from './http-server.js';
+export { HTTP_HEADER_BYTES_MAX, type HttpTlsOptions, type KvHttpServer } from './http-server.js';
 
 /**
  * What the HTTP API needs from the member it serves. A narrow interface rather than the KvServer
@@ -171,6 +179,12 @@ export interface KvApiBackend {
    * NodeStoppedError). Without it, the changes answer 501.
    */
   changeMembership?(step: MembershipStep): Promise<{ index: number }>;
+  /**
+   * Who sends the request, once it is allowed `method` on `rawPath` (http-auth.ts): the principal,
+   * or null when authorization is off or the endpoint is open; throws HttpError 401 / 403. Asked
+   * before anything else is done. Without it, every request is anonymous and allowed.
+   */
+  authorize?(req: IncomingMessage, method: string, rawPath: string): Principal | null;
   /** True once KvServer.stop() closes the listener: every request then answers 503 stopped. */
   isStopping(): boolean;
   /** True once the RaftNode stopped (e.g. on a fatal error), for /healthz. */
@@ -191,11 +205,18 @@ export async function startHttpApi(
   backend: KvApiBackend,
   listen: { readonly host: string; readonly port: number },
   limits: HttpLimits = {},
+  tls?: HttpTlsOptions,
 ): Promise<KvHttpServer> {
-  return startBoundedHttpServer(listen, limits, (line) => backend.log(line), (stats) => {
-    const api = new KvHttpApi(backend, stats);
-    return (req, res) => api.handle(req, res);
-  });
+  return startBoundedHttpServer(
+    listen,
+    limits,
+    (line) => backend.log(line),
+    (stats) => {
+      const api = new KvHttpApi(backend, stats);
+      return (req, res) => api.handle(req, res);
+    },
+    tls,
+  );
 }
 
 class KvHttpApi {
@@ -234,6 +255,8 @@ class KvHttpApi {
     const rawPath = q < 0 ? url : url.slice(0, q);
     const rawQuery = q < 0 ? '' : url.slice(q + 1);
     const method = req.method ?? 'GET';
+    // Before anything else (a redirect, a body, a 503): who asks, and may they?
+    const principal = this.backend.authorize?.(req, method, rawPath) ?? null;
     if (this.backend.isStopping()) throw new HttpError(503, 'stopped', 'the server is stopping', { 'Retry-After': '1' });
 
     if (rawPath === '/healthz' || rawPath === '/readyz' || rawPath === '/v1/status' || rawPath === '/metrics') {
@@ -259,7 +282,7 @@ class KvHttpApi {
       if (this.backend.isNodeStopped()) {
         throw new HttpError(503, 'node-stopped', 'this node stopped on a fatal error and is exiting; ask another member', { 'Retry-After': '1' });
       }
-      await this.kv.serve(req, res, method, rawPath, rawQuery);
+      await this.kv.serve(req, res, method, rawPath, rawQuery, principal);
       return;
     }
     throw new HttpError(404, 'no-route', `no such endpoint: ${rawPath}`);

@@ -39,6 +39,8 @@ export class HttpStats {
   bodyBytesBuffered = 0;
   /** The highest bodyBytesBuffered seen. */
   bodyBytesBufferedPeak = 0;
+  /** TLS handshakes that failed (HTTPS only): a client that does not trust this node's certificate, plaintext on the TLS port, a scanner. */
+  tlsRefused = 0;
   private readonly rejectedCounts = new Map<RejectReason, number>(REJECT_REASONS.map((reason) => [reason, 0]));
 
   constructor(
@@ -85,6 +87,8 @@ export class HttpStats {
     }
     out += '# HELP tsraft_http_rejected_total HTTP connections and requests refused, by reason.\n# TYPE tsraft_http_rejected_total counter\n';
     for (const [reason, count] of this.rejectedCounts) out += `tsraft_http_rejected_total{reason="${reason}"} ${count}\n`;
+    out += '# HELP tsraft_http_tls_refused_total HTTPS connections whose TLS handshake failed (always 0 without HTTPS).\n# TYPE tsraft_http_tls_refused_total counter\n';
+    out += `tsraft_http_tls_refused_total ${this.tlsRefused}\n`;
     return out;
   }
 }

@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CLIENT_ID_BYTES_MAX, encodeKvCommand, KEY_BYTES_MAX, VALUE_BYTES_MAX, type KvCommand, type KvResult } from './commands.js';
+import type { Principal } from '../security/auth-file.js';
 import type { KvApiBackend } from './http-api.js';
 import { HttpError, type HttpStats, jsonValue, parseQuery, percentDecode, readBody, sendError, sendJson, textParam } from './http-io.js';
 import { answeredNotLeader, answerRaftError } from './http-raft-errors.js';
@@ -39,8 +40,11 @@ export class KvRoutes {
     private readonly stats: HttpStats,
   ) {}
 
-  /** Serves a request to /v1/kv or under /v1/kv/. */
-  async serve(req: IncomingMessage, res: ServerResponse, method: string, rawPath: string, rawQuery: string): Promise<void> {
+  /**
+   * Serves a request to /v1/kv or under /v1/kv/. `principal`: who sends it when authorization is
+   * on (its sessions are bound to it), else null.
+   */
+  async serve(req: IncomingMessage, res: ServerResponse, method: string, rawPath: string, rawQuery: string, principal: Principal | null = null): Promise<void> {
     const allowed = ALLOWED_PARAMS[method];
     if (allowed === undefined) {
       throw new HttpError(405, 'method-not-allowed', `${method} is not allowed on /v1/kv/{key}; use GET, PUT, POST or DELETE`, {
@@ -58,7 +62,7 @@ export class KvRoutes {
     if (encoding !== undefined && encoding !== 'base64' && encoding !== 'utf8' && encoding !== 'auto') {
       throw new HttpError(400, 'bad-parameter', `encoding must be base64, utf8 or auto, got "${encoding}"`);
     }
-    const request: KvRequest = { method, rawPath, rawQuery, key, params, session: this.session(req), base64: encoding === 'base64' };
+    const request: KvRequest = { method, rawPath, rawQuery, key, params, session: this.session(req, principal), base64: encoding === 'base64' };
 
     switch (method) {
       case 'GET':
@@ -104,22 +108,29 @@ export class KvRoutes {
     }
   }
 
-  /** The X-Client-Id / X-Request-Seq session, or null for a session-less request. */
-  private session(req: IncomingMessage): { clientId: string; seq: number } | null {
+  /**
+   * The X-Client-Id / X-Request-Seq session, or null for a session-less request. With a principal
+   * the session is `<name>/<X-Client-Id>` (names never hold a "/"), so that nobody can act in, or
+   * be answered from, another principal's sessions by sending its client id.
+   */
+  private session(req: IncomingMessage, principal: Principal | null): { clientId: string; seq: number } | null {
     const rawId = req.headers['x-client-id'];
     const rawSeq = req.headers['x-request-seq'];
     if (rawId === undefined && rawSeq === undefined) return null;
     if (typeof rawId !== 'string' || typeof rawSeq !== 'string') {
       throw new HttpError(400, 'bad-header', 'X-Client-Id and X-Request-Seq must be sent together, once each');
     }
-    if (rawId.length === 0 || rawId.length > CLIENT_ID_BYTES_MAX || !/^[\x21-\x7e]+$/.test(rawId)) {
-      throw new HttpError(400, 'bad-header', `X-Client-Id must be 1..${CLIENT_ID_BYTES_MAX} printable ASCII characters`);
+    const prefix = principal === null ? '' : `${principal.name}/`;
+    const idMax = CLIENT_ID_BYTES_MAX - prefix.length;
+    if (rawId.length === 0 || rawId.length > idMax || !/^[\x21-\x7e]+$/.test(rawId)) {
+      const why = principal === null ? '' : ` (${CLIENT_ID_BYTES_MAX} less the ${prefix.length} bytes of "${prefix}" that bind the session to principal "${principal.name}")`;
+      throw new HttpError(400, 'bad-header', `X-Client-Id must be 1..${idMax} printable ASCII characters${why}`);
     }
     const seq = /^[1-9][0-9]{0,15}$/.test(rawSeq) ? Number(rawSeq) : NaN;
     if (!Number.isSafeInteger(seq) || seq > REQUEST_SEQ_MAX) {
       throw new HttpError(400, 'bad-header', `X-Request-Seq must be a positive integer up to ${REQUEST_SEQ_MAX}, got "${rawSeq.slice(0, 40)}"`);
     }
-    return { clientId: rawId, seq };
+    return { clientId: prefix + rawId, seq };
   }
 
   private async serveGet(res: ServerResponse, request: KvRequest): Promise<void> {

@@ -7,7 +7,7 @@
  *
  * Parsing is strict: a host is an IPv4 address, a hostname or a bracketed IPv6 address; a port is
  * 1..65535 and explicit; the URL is a plain `http://host:port` base URL (no path, query,
- * credentials or fragment). The address travels in the log and every member reads it back, so a
+ * credentials or fragment), `https://host:port` for a member that serves HTTPS. The address travels in the log and every member reads it back, so a
  * sloppy one would be a problem on every member at once.
  */
 import { isIPv6 } from 'node:net';
@@ -26,7 +26,7 @@ export interface HostPort {
 export interface ParsedMemberAddress {
   readonly raftHost: string;
   readonly raftPort: number;
-  /** `http://host:port`, without a trailing slash. */
+  /** `http://host:port` (or `https://`), without a trailing slash. */
   readonly httpUrl: string;
 }
 
@@ -73,10 +73,10 @@ export function parseHostPort(text: string, what: string, allowZeroPort = false)
   return { host, port: parsePort(portText, `${what} (${JSON.stringify(text)})`, allowZeroPort) };
 }
 
-/** An http:// base URL with host and an explicit port, returned without a trailing slash. */
+/** An http:// or https:// base URL with host and an explicit port, returned without a trailing slash. */
 export function parseHttpUrl(text: string, what: string): string {
   // Checked first, so an out-of-range port is reported as such rather than as an invalid URL.
-  const explicitPort = /^http:\/\/(?:\[[^\]]*\]|[^/:]*):(\d+)\/?$/i.exec(text.trim());
+  const explicitPort = /^https?:\/\/(?:\[[^\]]*\]|[^/:]*):(\d+)\/?$/i.exec(text.trim());
   if (explicitPort !== null) parsePort(explicitPort[1]!, `${what} (${JSON.stringify(text)})`);
   let url: URL;
   try {
@@ -84,7 +84,7 @@ export function parseHttpUrl(text: string, what: string): string {
   } catch {
     throw new MemberAddressError(`${what}: invalid URL ${JSON.stringify(text)} (expected e.g. http://127.0.0.1:8000)`);
   }
-  if (url.protocol !== 'http:') throw new MemberAddressError(`${what}: only http:// URLs are supported, got ${JSON.stringify(text)}`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new MemberAddressError(`${what}: only http:// and https:// URLs are supported, got ${JSON.stringify(text)}`);
   if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
     throw new MemberAddressError(`${what}: URL must be a plain base URL like http://127.0.0.1:8000, got ${JSON.stringify(text)}`);
   }
@@ -93,7 +93,7 @@ export function parseHttpUrl(text: string, what: string): string {
   }
   // new URL() drops a default port (80): insist on an explicit one.
   if (explicitPort === null) throw new MemberAddressError(`${what}: URL needs an explicit port, e.g. http://127.0.0.1:8000, got ${JSON.stringify(text)}`);
-  return `http://${url.host}`;
+  return `${url.protocol}//${url.host}`;
 }
 
 /** `host:port`, an IPv6 host in brackets (or its colons would be read as the port's). */

@@ -44,7 +44,10 @@ import type { PeerAddress } from '../transport/transport.js';
 import type { KvServerStatus, MembersView, MemberView } from './api-types.js';
 import type { KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
-import { startHttpApi, validateHttpLimits, type HttpLimits, type KvHttpServer } from './http-api.js';
+import { authFileProblems, authPolicy, validateAuthFile, type AuthFile } from '../security/auth-file.js';
+import { HttpAuthGuard } from './http-auth.js';
+import { startHttpApi, validateHttpLimits, type HttpLimits, type HttpTlsOptions, type KvHttpServer } from './http-api.js';
+import { checkOwnHttpScheme, httpTlsProblems } from './http-tls-config.js';
 import type { HttpStats } from './http-io.js';
 import { formatHostPort, formatMemberAddress, MemberAddressError, parseMemberAddress } from './member-address.js';
 import { memberProblems, startingConfiguration, type StartingConfiguration } from './starting-configuration.js';
@@ -52,7 +55,7 @@ import { CountingTransport, KvMetrics, TimedStorage } from './metrics.js';
 import { KvReplica } from './replica.js';
 
 export { CLIENT_ID_BYTES_MAX, KEY_BYTES_MAX, VALUE_BYTES_MAX } from './commands.js';
-export { HTTP_HEADER_BYTES_MAX, REQUEST_SEQ_MAX, type HttpLimits } from './http-api.js';
+export { HTTP_HEADER_BYTES_MAX, REQUEST_SEQ_MAX, type HttpLimits, type HttpTlsOptions } from './http-api.js';
 export { DRAIN_BYTES_MAX, DRAIN_MS } from './http-io.js';
 
 // ---- limits and defaults ----
@@ -137,6 +140,23 @@ export interface KvServerOptions {
    * affected. Refusals are counted in /metrics (tsraft_transport_tls_refused_total).
    */
   readonly peerTls?: PeerTlsOptions;
+  /**
+   * Serve the HTTP API over HTTPS (TLS 1.2 or later) with this certificate and key (PEM); with
+   * `clientCa`, clients are asked for a certificate signed by it (never required in the handshake:
+   * see HttpTlsOptions). This member's own HTTP URL (its entry in `peers`/`learners`, or the one
+   * its data directory recorded) must then be https://, and http:// without it; a contradiction, or
+   * a certificate or key that TLS cannot load, rejects start() with ConfigError before the data
+   * directory is touched. Handshake failures are counted in /metrics (tsraft_http_tls_refused_total).
+   */
+  readonly httpTls?: HttpTlsOptions;
+  /**
+   * Who may use the HTTP API (security/auth-file.ts: bearer tokens by their SHA-256, with roles;
+   * `tsraft tokens` writes such a file). With it, or with `httpTls.clientCa` (a verified client
+   * certificate is then a principal), every request but /healthz and /readyz needs a principal
+   * with the role its endpoint needs (http-auth.ts), and sessions are bound to their principal.
+   * Neither: everything is open, as before. Replace it while running with setAuth().
+   */
+  readonly auth?: AuthFile;
 }
 
 /** PEM material for mutual TLS between members (KvServerOptions.peerTls). */
@@ -181,6 +201,7 @@ export class KvServer {
   private closing = false;
 
   private readonly metrics = new KvMetrics();
+  private readonly authGuard: HttpAuthGuard;
 
   private constructor(options: KvServerOptions, starting: StartingConfiguration, log: (line: string) => void) {
     this.options = options;
@@ -192,6 +213,16 @@ export class KvServer {
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.readMode = options.readMode ?? 'read-index';
     this.replica = new KvReplica({ maxRaftStateBytes: this.maxRaftStateBytes, defer: queueMicrotask, log: this.log });
+    this.authGuard = new HttpAuthGuard(options.auth === undefined ? null : authPolicy(options.auth), options.httpTls?.clientCa !== undefined, this.log);
+  }
+
+  /**
+   * Puts another auth file in force for the requests that arrive from now on (`tsraft node` on
+   * SIGHUP). Throws ConfigError naming `source` and the field, with the old file kept, when `file`
+   * is not valid.
+   */
+  setAuth(file: AuthFile, source = 'auth'): void {
+    this.authGuard.setPolicy(authPolicy(validateAuthFile(file, source)));
   }
 
   /**
@@ -203,7 +234,9 @@ export class KvServer {
     KvServer.validate(options);
     const id = options.id;
     const log = options.log ?? ((line: string) => process.stderr.write(`tsraft kv (node ${id}): ${line}\n`));
-    const server = new KvServer(options, await startingConfiguration(options, log), log);
+    const starting = await startingConfiguration(options, log);
+    checkOwnHttpScheme(options.id, [...starting.peers, ...starting.learners], options.httpTls !== undefined);
+    const server = new KvServer(options, starting, log);
     await server.startRaft();
     try {
       await server.startHttp();
@@ -246,6 +279,7 @@ export class KvServer {
       problems.push(`readMode must be 'read-index' or 'log', got ${String(options.readMode)}`);
     }
     problems.push(...validateHttpLimits(options.http));
+    if (options.auth !== undefined) problems.push(...authFileProblems(options.auth).map((p) => `auth: ${p}`));
     if (options.peerTls !== undefined) {
       const t = options.peerTls as unknown as Partial<Record<string, unknown>> | null;
       if (t === null || typeof t !== 'object') problems.push('peerTls must be an object { ca, cert, key } of PEM strings');
@@ -256,6 +290,7 @@ export class KvServer {
         }
       }
     }
+    problems.push(...httpTlsProblems(options.httpTls));
     if (problems.length > 0) throw new ConfigError(problems);
   }
 
@@ -401,6 +436,7 @@ export class KvServer {
         transferLeadership: (to) => this.transferLeadership(to),
         members: () => this.members(),
         changeMembership: (step) => this.changeMembership(step),
+        authorize: (req, method, rawPath) => this.authGuard.authorize(req, method, rawPath),
         isStopping: () => this.closing,
         isNodeStopped: () => this.node!.status().stopped,
         status: () => this.status(),
@@ -410,6 +446,7 @@ export class KvServer {
       },
       this.options.httpListen ?? this.ownHttpListen(),
       this.options.http,
+      this.options.httpTls,
     );
     this.boundHttpPort = (http.address() as { port: number }).port;
     this.http = http;
@@ -586,6 +623,6 @@ export class KvServer {
       snapshotsTaken: this.replica.snapshotsTaken,
       transport: this.transport!,
       storage: this.storage!,
-    });
+    }) + this.authGuard.renderMetrics();
   }
 }

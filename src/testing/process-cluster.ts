@@ -14,13 +14,15 @@
  *   process test in `npm test` (test/process/kill9.test.ts) and by `npm run soak:process`.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { formatPeers, sleep, type PeerSpec } from '../cli/common.js';
+import { devCertificateFiles, ensureDevCertificates } from '../cli/start.js';
 import type { NodeStatusJson } from '../cli/status.js';
+import { clusterHttp, type ClusterHttp } from '../kv/client-http.js';
 import { freeLoopbackPorts } from './ports.js';
 
 const TSRAFT_MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url));
@@ -67,6 +69,11 @@ export interface KvProcessClusterOptions {
   readonly onOutput?: (id: number, line: string) => void;
   /** Directory prefix for the temporary data directory. */
   readonly tmpPrefix?: string;
+  /**
+   * Peers over mutual TLS and the HTTP API over HTTPS, with a CA and node certificates made in
+   * `<root>/tls` as `tsraft start --tls` makes them (`caFile` names the CA for clients).
+   */
+  readonly tls?: boolean;
 }
 
 /** One `tsraft node` process of a KvProcessCluster. */
@@ -81,6 +88,8 @@ export class KvNodeProcess {
     readonly dir: string,
     private readonly args: readonly string[],
     private readonly onOutput: ((id: number, line: string) => void) | undefined,
+    /** How /v1/status is fetched (with the cluster's CA when it serves HTTPS). */
+    private readonly http: ClusterHttp = clusterHttp(),
   ) {}
 
   get id(): number {
@@ -163,7 +172,7 @@ export class KvNodeProcess {
   async status(timeoutMs = 500): Promise<NodeStatusJson | undefined> {
     if (this.child === null || this.paused) return undefined;
     try {
-      const response = await fetch(`${this.url}/v1/status`, { signal: AbortSignal.timeout(timeoutMs) });
+      const response = await this.http.fetch(`${this.url}/v1/status`, { signal: AbortSignal.timeout(timeoutMs) });
       if (!response.ok) {
         await response.body?.cancel();
         return undefined;
@@ -180,28 +189,38 @@ export class KvProcessCluster {
   readonly nodes: KvNodeProcess[];
   readonly root: string;
   readonly peers: readonly PeerSpec[];
+  /** With `tls`: the CA certificate (PEM file) the nodes' certificates are signed by. */
+  readonly caFile: string | undefined;
+  private readonly http: ClusterHttp;
 
-  private constructor(options: KvProcessClusterOptions, ports: number[]) {
-    this.root = mkdtempSync(join(tmpdir(), options.tmpPrefix ?? 'tsraft-nodes-'));
-    liveRoots.add(this.root);
+  private constructor(options: KvProcessClusterOptions, ports: number[], root: string) {
+    this.root = root;
     const size = options.size;
+    const tlsDir = join(root, 'tls');
+    this.caFile = options.tls === true ? devCertificateFiles(tlsDir, 0).ca : undefined;
+    this.http = clusterHttp(this.caFile === undefined ? {} : { tls: { ca: readFileSync(this.caFile) } });
     this.peers = Array.from({ length: size }, (_, i) => ({
       id: i,
       raftHost: HOST,
       raftPort: ports[i]!,
-      httpUrl: `http://${HOST}:${ports[size + i]!}`,
+      httpUrl: `${options.tls === true ? 'https' : 'http'}://${HOST}:${ports[size + i]!}`,
     }));
     const peerList = formatPeers(this.peers);
     this.nodes = this.peers.map((spec) => {
       const dir = join(this.root, `node-${spec.id}`);
-      const args = ['node', '--id', String(spec.id), '--peers', peerList, '--data-dir', dir, ...(options.fsync === false ? ['--no-fsync'] : []), ...(options.nodeArgs ?? [])];
-      return new KvNodeProcess(spec, dir, args, options.onOutput);
+      const files = devCertificateFiles(tlsDir, spec.id);
+      const tlsArgs = options.tls === true ? ['--peer-ca', files.ca, '--peer-cert', files.cert, '--peer-key', files.key, '--http-cert', files.cert, '--http-key', files.key] : [];
+      const args = ['node', '--id', String(spec.id), '--peers', peerList, '--data-dir', dir, ...(options.fsync === false ? ['--no-fsync'] : []), ...tlsArgs, ...(options.nodeArgs ?? [])];
+      return new KvNodeProcess(spec, dir, args, options.onOutput, this.http);
     });
   }
 
   /** Starts `size` nodes on free ports and waits (up to `leaderTimeoutMs`) for a leader. */
   static async start(options: KvProcessClusterOptions, leaderTimeoutMs = 20_000): Promise<KvProcessCluster> {
-    const cluster = new KvProcessCluster(options, await freeLoopbackPorts(options.size * 2));
+    const root = mkdtempSync(join(tmpdir(), options.tmpPrefix ?? 'tsraft-nodes-'));
+    liveRoots.add(root);
+    if (options.tls === true) await ensureDevCertificates(join(root, 'tls'), 'tsraft', Array.from({ length: options.size }, (_, i) => i));
+    const cluster = new KvProcessCluster(options, await freeLoopbackPorts(options.size * 2), root);
     try {
       for (const node of cluster.nodes) node.start();
       await cluster.waitForLeader(leaderTimeoutMs);
@@ -267,6 +286,7 @@ export class KvProcessCluster {
   /** Stops every node (SIGCONT first if paused) and removes the data directory. */
   async stop(keepData = false): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.stop()));
+    await this.http.close();
     liveRoots.delete(this.root);
     if (!keepData) rmSync(this.root, { recursive: true, force: true });
   }

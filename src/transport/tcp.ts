@@ -78,6 +78,7 @@ import { peerIdentity } from '../security/certs.js';
 import { ByteWriter, CodecError, decodeMessage, messageSize, writeMessage } from '../codec/codec.js';
 import type { Message, NodeId } from '../core/messages.js';
 import type { PeerAddress, Transport } from './transport.js';
+import { RateLimitedLog } from '../runtime/rate-limited-log.js';
 import { decodeHello, encodeHello, isAdvertisableHost, isWildcardHost, MAX_ADVERTISED_HOST_BYTES, MAX_CLUSTER_ID_BYTES, type AdvertisedAddress, type Hello } from './hello.js';
 
 export {
@@ -1312,37 +1313,4 @@ function checkInt(value: number, name: string, min: number, max: number): number
 
 function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-/**
- * At most `burst` lines per `windowMs`; the next line logged after a quiet spell says how many
- * were left out. For lines whose pace a stranger on the peer port controls.
- */
-class RateLimitedLog {
-  private windowStart = 0;
-  private lines = 0;
-  private suppressed = 0;
-
-  constructor(
-    private readonly sink: (line: string) => void,
-    private readonly burst: number,
-    private readonly windowMs: number,
-    private readonly what: string,
-  ) {}
-
-  log(line: string): void {
-    const now = Date.now();
-    if (now - this.windowStart >= this.windowMs) {
-      this.windowStart = now;
-      this.lines = 0;
-    }
-    if (this.lines >= this.burst) {
-      this.suppressed++;
-      return;
-    }
-    this.lines++;
-    const suppressed = this.suppressed;
-    this.suppressed = 0;
-    this.sink(suppressed === 0 ? line : `${line} (${suppressed} earlier ${this.what} not logged)`);
-  }
 }

@@ -35,7 +35,7 @@ describe('parsePeers', () => {
     ['0=127.0.0.1:65536/http://127.0.0.1:8000', /out of range/],
     ['0=127.0.0.1:7000/http://127.0.0.1', /explicit port/],
     ['0=127.0.0.1:7000/http://127.0.0.1:8000/v1', /no path/],
-    ['0=127.0.0.1:7000/https://127.0.0.1:8000', /only http/],
+    ['0=127.0.0.1:7000/ftp://127.0.0.1:8000', /only http:\/\/ and https:\/\//],
   ];
   for (const [text, message] of bad) {
     it(`rejects ${JSON.stringify(text)}`, () => {

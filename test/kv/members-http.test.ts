@@ -133,7 +133,7 @@ describe('membership changes over HTTP', { timeout: 120_000 }, () => {
       ['a raft address without a port', JSON.stringify({ ...good, raft: '127.0.0.1' }), /expected HOST:PORT/],
       ['a raft port out of range', JSON.stringify({ ...good, raft: '127.0.0.1:70000' }), /out of range/],
       ['a bad raft host', JSON.stringify({ ...good, raft: 'bad_host!:7000' }), /invalid host/],
-      ['an https URL', JSON.stringify({ ...good, http: 'https://127.0.0.1:8443' }), /only http:\/\/ URLs/],
+      ['an ftp URL', JSON.stringify({ ...good, http: 'ftp://127.0.0.1:8443' }), /only http:\/\/ and https:\/\/ URLs/],
       ['a URL with a path', JSON.stringify({ ...good, http: 'http://127.0.0.1:8000/x' }), /must have no path/],
       ['a URL without a port', JSON.stringify({ ...good, http: 'http://127.0.0.1' }), /explicit port/],
       ['an unknown role', JSON.stringify({ ...good, role: 'observer' }), /"role" must be "learner" or "voter"/],

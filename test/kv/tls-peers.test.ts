@@ -4,12 +4,13 @@
  * certificate, or node 2's valid certificate claiming node 1, is refused (counted) and changes no
  * term; a certificate for another node is a ConfigError before the data directory is touched;
  * `tsraft node` refuses a non-loopback raft address without TLS or --insecure-peers; `tsraft start
- * --tls` runs a cluster over mTLS. Everything on 127.0.0.1; every wait is a bounded poll.
+ * --tls` runs a cluster over mTLS with an HTTPS API, which the real CLI reaches with --ca (and
+ * refuses, naming the certificate problem, without it or with another CA's). Everything on 127.0.0.1; every wait is a bounded poll.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
@@ -17,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { encodeMessage } from '../../src/codec/codec.js';
 import type { Message, NodeId } from '../../src/core/messages.js';
 import { ConfigError } from '../../src/runtime/errors.js';
+import { clusterHttp, type ClusterHttp } from '../../src/kv/client-http.js';
 import { KvServer, type KvPeer } from '../../src/kv/server.js';
 import { createCa, createNodeCertificate, type CertificateAndKey } from '../../src/security/certs.js';
 import { encodeHello, frame, TcpTransport } from '../../src/transport/tcp.js';
@@ -222,7 +224,7 @@ describe('tsraft node: peer TLS flags and --insecure-peers', () => {
 });
 
 describe('tsraft start --tls', () => {
-  test('runs a cluster whose peers use mTLS; put and get over the HTTP API', { timeout: 60_000 }, async () => {
+  test('runs a cluster whose peers use mTLS and whose HTTP API is HTTPS; the CLI reaches it with --ca only', { timeout: 60_000 }, async () => {
     const main = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
     const dataDir = mkdtempSync(join(tmpdir(), 'tsraft-start-tls-'));
     const raftBase = await freeLoopbackPortRange(3);
@@ -236,38 +238,124 @@ describe('tsraft start --tls', () => {
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const tlsDir = join(dataDir, 'tls');
+    const caFile = join(tlsDir, 'ca.crt');
+    let https: ClusterHttp | undefined;
     try {
       const leaderUrl = await waitFor('a leader', 30_000, async () => {
+        if (!existsSync(caFile)) return undefined;
+        https ??= clusterHttp({ tls: { ca: readFileSync(caFile) } });
         for (let i = 0; i < 3; i++) {
           try {
-            const r = await fetch(`http://${HOST}:${httpBase + i}/v1/status`, { signal: AbortSignal.timeout(1_000) });
+            const r = await https.fetch(`https://${HOST}:${httpBase + i}/v1/status`, { signal: AbortSignal.timeout(1_000) });
             const s = (await r.json()) as { role?: string };
-            if (s.role === 'leader') return `http://${HOST}:${httpBase + i}`;
+            if (s.role === 'leader') return `https://${HOST}:${httpBase + i}`;
           } catch {
             // not up yet
           }
         }
         return undefined;
       }).catch((error: unknown) => assert.fail(`${String(error)}\n${output}`));
-      const put = await fetch(`${leaderUrl}/v1/kv/k`, { method: 'PUT', body: 'v-tls', signal: AbortSignal.timeout(5_000) });
+      const put = await https!.fetch(`${leaderUrl}/v1/kv/k`, { method: 'PUT', body: 'v-tls', signal: AbortSignal.timeout(5_000) });
       assert.equal(put.status, 200, await put.text());
-      const got = await fetch(`${leaderUrl}/v1/kv/k`, { signal: AbortSignal.timeout(5_000) });
-      assert.equal(got.status, 200);
-      assert.match(await got.text(), /v-tls/);
-      assert.match(output, /peers use mutual TLS: dev CA and node certificates in .*tls/);
-      const tlsDir = join(dataDir, 'tls');
+      assert.match(output, /peers use mutual TLS and the HTTP API serves HTTPS: dev CA and node certificates in .*tls/);
       for (const f of ['ca.crt', 'ca.key', 'node-0.crt', 'node-0.key', 'node-2.key']) assert.ok(existsSync(join(tlsDir, f)), f);
       for (const f of ['ca.key', 'node-0.key', 'node-1.key', 'node-2.key']) assert.equal(statSync(join(tlsDir, f)).mode & 0o777, 0o600, f);
-      const metrics = await (await fetch(`${leaderUrl}/metrics`)).text();
+      const metrics = await (await https!.fetch(`${leaderUrl}/metrics`, {})).text();
       assert.deepEqual(tlsRefusals(metrics), { handshake: 0, identity: 0, dial: 0 });
+
+      // What it printed for the CLI, and the real CLI with it: every node's https:// URL and the CA.
+      const endpoints = [0, 1, 2].map((i) => `https://${HOST}:${httpBase + i}`).join(',');
+      await waitFor('the CLI how-to', 5_000, () => output.includes('point the CLI at it'));
+      assert.ok(output.includes(`export TSRAFT_ENDPOINTS=${endpoints} TSRAFT_CA=${caFile}`), output);
+      const cli = (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+        runCli(main, args, { TSRAFT_ENDPOINTS: endpoints, ...env });
+      const put2 = await cli(['put', 'greeting', 'hello over https'], { TSRAFT_CA: caFile });
+      assert.equal(put2.code, 0, put2.stderr);
+      const got = await cli(['get', 'greeting', '--ca', caFile]);
+      assert.equal(got.code, 0, got.stderr);
+      assert.equal(got.stdout, 'hello over https\n');
+      const status = await cli(['status', '--ca', caFile]);
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(status.stdout, /3 of 3 nodes up; leader: node \d/);
+
+      const noCa = await cli(['get', 'greeting']);
+      assert.equal(noCa.code, 3, noCa.stderr);
+      assert.match(noCa.stderr, /not signed by a trusted CA \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\).*no CA was given.*--ca/);
+      const otherCaFile = join(dataDir, 'other-ca.crt');
+      writeFileSync(otherCaFile, otherCa.cert);
+      const wrongCa = await cli(['get', 'greeting', '--ca', otherCaFile]);
+      assert.equal(wrongCa.code, 3, wrongCa.stderr);
+      assert.match(wrongCa.stderr, /not signed by a trusted CA.*not signed by the CA given/);
+      const missing = await cli(['get', 'greeting', '--ca', join(dataDir, 'nope.crt')]);
+      assert.equal(missing.code, 2);
+      assert.match(missing.stderr, /--ca .*nope\.crt: cannot read it \(no such file\)/);
+      const notPem = await cli(['get', 'greeting', '--ca', join(dataDir, 'tsraft-start.pid')]);
+      assert.equal(notPem.code, 2);
+      assert.match(notPem.stderr, /--ca .*: not a PEM file/);
+      // A fourth node joins the HTTPS cluster through a member, with --ca, and promotes itself.
+      const [joinRaft, joinHttp] = await freeLoopbackPorts(2);
+      const made = await cli(['certs', 'node', '--dir', tlsDir, '--id', '3']);
+      assert.equal(made.code, 0, made.stderr);
+      const files = { ca: caFile, cert: join(tlsDir, 'node-3.crt'), key: join(tlsDir, 'node-3.key') };
+      const joiner = spawn(
+        process.execPath,
+        [main, 'node', '--id', '3', '--join', `https://${HOST}:${httpBase}`, '--listen', `${HOST}:${joinRaft!}`, '--http', `${HOST}:${joinHttp!}`, '--data-dir', join(dataDir, 'node-3-joined'), '--no-fsync',
+          '--peer-ca', files.ca, '--peer-cert', files.cert, '--peer-key', files.key, '--http-cert', files.cert, '--http-key', files.key, '--ca', files.ca],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let joinOutput = '';
+      joiner.stdout.on('data', (d: Buffer) => (joinOutput += d.toString()));
+      joiner.stderr.on('data', (d: Buffer) => (joinOutput += d.toString()));
+      try {
+        await waitFor('node 3 promoted', 20_000, () => joinOutput.includes('caught up, promoted')).catch((error: unknown) => assert.fail(`${String(error)}\n${joinOutput}`));
+        const members = await cli(['member', 'list', '--ca', caFile]);
+        assert.equal(members.code, 0, members.stderr);
+        assert.match(members.stdout, new RegExp(`3  voter +${HOST}:${joinRaft!}  https://${HOST}:${joinHttp!}`));
+      } finally {
+        joiner.kill('SIGKILL');
+      }
+      // The client's handshakes that failed are counted by the nodes they were refused by.
+      const refused = await Promise.all([0, 1, 2].map(async (i) => httpTlsRefused(await (await https!.fetch(`https://${HOST}:${httpBase + i}/metrics`, {})).text())));
+      assert.ok(refused.reduce((a, b) => a + b, 0) >= 2, `tsraft_http_tls_refused_total: ${refused.join(', ')}`);
     } finally {
+      await https?.close();
       child.kill('SIGTERM');
       let timer: NodeJS.Timeout | undefined;
       const code = await Promise.race([exited, new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), 15_000)))]);
       clearTimeout(timer);
       if (code === 'timeout') child.kill('SIGKILL');
       else assert.equal(code, 0, `tsraft start exited with ${String(code)}\n${output}`);
-      rmSync(dataDir, { recursive: true, force: true });
+      try {
+        // The same data without --tls is refused: its configuration keeps the https:// URLs.
+        const plain = await runCli(main, ['start', '--nodes', '3', '--data-dir', dataDir, '--base-port', String(raftBase), '--http-base-port', String(httpBase), '--no-fsync', '--no-watchdog'], {});
+        assert.equal(plain.code, 2, plain.stdout + plain.stderr);
+        assert.match(plain.stderr, /cannot start without --tls: the data in .* was first started with it \(node 0 is recorded as .*\/https:\/\//);
+      } finally {
+        rmSync(dataDir, { recursive: true, force: true });
+      }
     }
   });
 });
+
+function httpTlsRefused(metrics: string): number {
+  const m = /^tsraft_http_tls_refused_total (\d+)$/m.exec(metrics);
+  assert.ok(m !== null, 'tsraft_http_tls_refused_total missing from /metrics');
+  return Number(m[1]);
+}
+
+/** Runs the CLI binary with `env` added; bounded at 20 s. */
+function runCli(main: string, args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [main, ...args], { env: { ...process.env, TSRAFT_CA: '', TSRAFT_CERT: '', TSRAFT_KEY: '', TSRAFT_TOKEN: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}

@@ -200,4 +200,28 @@ describe('TcpTransport with mutual TLS', () => {
     assert.throws(() => new TcpTransport({ ...opts, nodeId: 1, tls: { ...tlsFor(1), key: nodeCerts.get(2)!.key } }));
     new TcpTransport({ ...opts, nodeId: 1, tls: tlsFor(1) }); // fine, never started
   });
+  test('CA rotation: peers trusting a bundle of the old and the new CA talk across certificates of either; a node trusting only the new CA refuses the old', { timeout: 10000 }, async () => {
+    const all: Node[] = [];
+    try {
+      const newCa = await createCa({ commonName: 'tsraft test CA (next)', days: 2 });
+      const renewed2 = await createNodeCertificate(newCa, { clusterId: CLUSTER, nodeId: 2, hosts: [HOST], days: 2 });
+      const bundle = ca.cert + newCa.cert;
+      // Step 1 of a rotation: every node trusts both CAs; node 1 still has its old certificate, node 2 a new one.
+      const a = await startNode({ nodeId: 1, peers: [], tls: { ca: bundle, ...nodeCerts.get(1)! } }, all);
+      const b = await startNode({ nodeId: 2, peers: [peer(1, a.t.port)], tls: { ca: bundle, ...renewed2 } }, all);
+      a.t.setPeers([peer(2, b.t.port)]);
+      a.t.send(heartbeat(1, 2));
+      b.t.send(heartbeat(2, 1));
+      await waitFor(() => a.got.length === 1 && b.got.length === 1, 'a message each way across old and new certificates');
+      assert.equal(a.t.stats.tlsRefused + b.t.stats.tlsRefused, 0);
+      // The last step: a node that trusts only the new CA refuses a certificate the old CA signed.
+      const c = await startNode({ nodeId: 3, peers: [], tls: { ca: newCa.cert, ...(await createNodeCertificate(newCa, { clusterId: CLUSTER, nodeId: 3, hosts: [HOST], days: 2 })) } }, all);
+      a.t.setPeers([peer(2, b.t.port), peer(3, c.t.port)]);
+      a.t.send(heartbeat(1, 3));
+      await waitFor(() => c.t.stats.tls.handshakeFailures >= 1 || a.t.stats.tls.dialFailures >= 1, 'the old certificate to be refused by a node that trusts only the new CA');
+      assert.deepEqual(c.got, []);
+    } finally {
+      await closeAll(all);
+    }
+  });
 });
