@@ -76,11 +76,18 @@ export function readClientSecurity(options: ClientSecurityOptions): ClientSecuri
 }
 
 /**
- * The CliError for a KvClient rejection with code 'tls' (no node's certificate could be verified,
- * or a node does not speak TLS): exit 3, with what to give; undefined for any other error.
+ * The CliError for a KvClient rejection of security: code 'tls' (no node's certificate could be
+ * verified, or a node does not speak TLS) exits 3 with what to give; 401 (no or an unknown token)
+ * and 403 (a role missing) exit 2 with the server's reason. Undefined for any other error.
  */
-export function tlsRefusal(what: string, error: unknown): CliError | undefined {
-  if (!(error instanceof KvClientError) || error.code !== 'tls') return undefined;
-  const hint = error.message.includes('no CA was given') ? ' (give --ca <file>, or set TSRAFT_CA, with the CA that signed the nodes\' certificates)' : '';
-  return new CliError(`${what}: ${error.message}${hint}`, EXIT.unavailable);
+export function securityRefusal(what: string, error: unknown): CliError | undefined {
+  if (!(error instanceof KvClientError)) return undefined;
+  if (error.code === 'tls') {
+    const hint = error.message.includes('no CA was given') ? ' (give --ca <file>, or set TSRAFT_CA, with the CA that signed the nodes\' certificates)' : '';
+    return new CliError(`${what}: ${error.message}${hint}`, EXIT.unavailable);
+  }
+  // The server's message says what was missing (a token, a role); the hint says where a token goes.
+  if (error.status === 401) return new CliError(`${what}: not authenticated: ${error.message} (set TSRAFT_TOKEN or give --token, or --cert/--key)`, EXIT.usage);
+  if (error.status === 403) return new CliError(`${what}: not allowed: ${error.message}`, EXIT.usage);
+  return undefined;
 }

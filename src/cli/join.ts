@@ -4,7 +4,7 @@
  * promotes itself to voter once it has caught up (see node.ts for the command itself).
  */
 import { KvClient, KvClientError, type KvMember, type KvMembers } from '../kv/client.js';
-import { tlsRefusal, type ClientSecurity } from './client-security.js';
+import { securityRefusal, type ClientSecurity } from './client-security.js';
 import { CliError, EXIT, errorMessage, parseHostPort, parseHttpUrl, sleep, type PeerSpec } from './common.js';
 import type { JoinConfig, NodeConfig } from './node.js';
 
@@ -95,7 +95,7 @@ export async function joinCluster(config: NodeConfig, join: JoinConfig, log: (li
     }
   } catch (error) {
     if (error instanceof CliError) throw error;
-    const refused = tlsRefusal(cannot, error);
+    const refused = securityRefusal(cannot, error);
     if (refused !== undefined) throw refused;
     if (error instanceof KvClientError && error.code === 'timeout') throw unreachable(error);
     throw new CliError(`${cannot}: GET ${url}/v1/status failed: ${errorMessage(error)}`, EXIT.failed);

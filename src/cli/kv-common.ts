@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { KvClient, KvClientError } from '../kv/client.js';
 import { certificateFailure } from '../kv/client-http.js';
-import { readClientSecurity, tlsRefusal, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
+import { readClientSecurity, securityRefusal, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { CliError, DEFAULT_ENDPOINTS, EXIT, UsageError, errorMessage, parseEndpoints, parseIntOption } from './common.js';
 
 export interface ClientOptions extends ClientSecurityOptions {
@@ -45,7 +45,7 @@ export async function callCluster<T>(what: string, call: () => Promise<T>): Prom
   try {
     return await call();
   } catch (error) {
-    const refused = tlsRefusal(what, error);
+    const refused = securityRefusal(what, error);
     if (refused !== undefined) throw refused;
     if (error instanceof KvClientError) {
       switch (error.code) {

@@ -12,7 +12,7 @@
 import { Command } from 'commander';
 import { KvClient, KvClientError } from '../kv/client.js';
 import { CliError, DEFAULT_ENDPOINTS, EXIT, errorMessage, parseEndpoints, parseIntOption, parseNodeId } from './common.js';
-import { readClientSecurity, tlsRefusal, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
+import { readClientSecurity, securityRefusal, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { printLine } from './kv-common.js';
 
 interface TransferOptions extends ClientSecurityOptions {
@@ -27,7 +27,7 @@ const DEFAULT_TRANSFER_TIMEOUT_MS = 10_000;
 /** The message (and exit code) for a failed transfer. */
 export function transferFailure(error: unknown, timeoutMs: number): CliError {
   const what = 'leader transfer';
-  const refused = tlsRefusal(what, error);
+  const refused = securityRefusal(what, error);
   if (refused !== undefined) return refused;
   if (!(error instanceof KvClientError)) return new CliError(`${what}: ${errorMessage(error)}`, EXIT.failed);
   switch (error.code) {

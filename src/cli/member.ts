@@ -32,7 +32,7 @@ import {
   parseIntOption,
   parseNodeId,
 } from './common.js';
-import { readClientSecurity, tlsRefusal, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
+import { readClientSecurity, securityRefusal, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { printLine } from './kv-common.js';
 
 interface EndpointOptions extends ClientSecurityOptions {
@@ -78,7 +78,7 @@ export interface MemberCommandLine {
 export function memberFailure(command: MemberCommandLine, error: unknown, timeoutMs: number): CliError {
   const what = `member ${command.verb.split(' ')[0]}`;
   const retry = `\`tsraft member ${command.verb}\``;
-  const refused = tlsRefusal(what, error);
+  const refused = securityRefusal(what, error);
   if (refused !== undefined) return refused;
   if (!(error instanceof KvClientError)) return new CliError(`${what}: ${errorMessage(error)}`, EXIT.failed);
   switch (error.code) {

@@ -31,25 +31,25 @@
  *   (identity-check.ts).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { clusterHttp, type ClusterHttp } from '../kv/client-http.js';
-import { createCa, createNodeCertificate, peerIdentity, type CertificateAndKey } from '../security/certs.js';
 import { errorCode, LOCK_FILE, processAlive } from '../storage/fs-util.js';
 import { CliError, DEFAULT_ENDPOINTS, EXIT, UsageError, errorMessage, formatPeers, formatTable, parseBytes, parseIntOption, parsePort, sleep, type PeerSpec } from './common.js';
-import { readClusterIdentity } from '../storage/cluster-identity.js';
 import { checkIdentities } from './identity-check.js';
+import { ADMIN_TOKEN_FILE, AUTH_FILE, checkHttpScheme, devCertificateFiles, ensureDevAuth, ensureDevCertificates, TLS_DIR } from './start-security.js';
 import { DEFAULT_HEALTH_GRACE_MS, DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_UNHEALTHY_AFTER_MS, Watchdog, type WatchdogConfig, type WatchedChild } from './watchdog.js';
 
 export { DEFAULT_HEALTH_GRACE_MS, DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_UNHEALTHY_AFTER_MS, type WatchdogConfig } from './watchdog.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 const HOST = '127.0.0.1';
+
+export { devCertificateFiles, ensureDevCertificates, TLS_DIR } from './start-security.js';
 /** The cluster lock in the data directory: the pid of the `tsraft start` that owns it. */
 export const CLUSTER_LOCK = 'tsraft-start.pid';
 const STOP_GRACE_MS = 5000;
@@ -70,6 +70,7 @@ interface StartOptions {
   unhealthyAfterMs: string;
   healthGraceMs: string;
   tls?: boolean;
+  auth?: boolean;
 }
 
 export interface StartConfig {
@@ -85,113 +86,8 @@ export interface StartConfig {
   readonly watchdog: WatchdogConfig | null;
   /** --tls: mutual TLS between the nodes and HTTPS for their HTTP APIs, with a dev CA and node certificates in <data-dir>/tls. */
   readonly tls?: boolean;
-}
-
-/** Where `tsraft start --tls` keeps its dev CA and node certificates, inside the data directory. */
-export const TLS_DIR = 'tls';
-
-/** The files of node `id`'s peer TLS in `dir` (see ensureDevCertificates). */
-export function devCertificateFiles(dir: string, id: number): { ca: string; cert: string; key: string } {
-  return { ca: join(dir, 'ca.crt'), cert: join(dir, `node-${id}.crt`), key: join(dir, `node-${id}.key`) };
-}
-
-/** Writes a file atomically (temp file, rename); `secret`: mode 0600. */
-function writeAtomic(path: string, text: string, secret: boolean): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text, { mode: secret ? 0o600 : 0o644 });
-  if (secret) chmodSync(tmp, 0o600);
-  renameSync(tmp, path);
-}
-
-function readIfExists(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (error) {
-    if (errorCode(error) === 'ENOENT') return undefined;
-    throw error;
-  }
-}
-
-/** Whether `cert` is a valid certificate (now) signed by `ca` and naming node `id` of `clusterId`. */
-function usableNodeCert(ca: X509Certificate, certPem: string, clusterId: string, id: number): boolean {
-  try {
-    const cert = new X509Certificate(certPem);
-    const now = Date.now();
-    if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo) - 86_400_000) return false;
-    if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) return false;
-    const identity = peerIdentity(cert);
-    return identity !== null && identity.clusterId === clusterId && identity.nodeId === id;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * `tsraft start --tls`: a development CA (ca.crt, ca.key) and one certificate per node
- * (node-<i>.crt, node-<i>.key) in `dir`, named as `tsraft certs` names them,, made with security/certs.ts. Existing files are
- * reused (a restart); a node certificate that does not name that node of this cluster, is not
- * signed by the CA or expires within a day is made again. Keys are written with mode 0600.
- * Answers what was made, for the start line.
- */
-export async function ensureDevCertificates(dir: string, clusterId: string, ids: readonly number[]): Promise<{ made: number; reused: number; caMade: boolean }> {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const caPath = join(dir, 'ca.crt');
-  const caKeyPath = join(dir, 'ca.key');
-  let caPem = readIfExists(caPath);
-  let caKeyPem = readIfExists(caKeyPath);
-  let caMade = false;
-  let caCert: X509Certificate | undefined;
-  try {
-    if (caPem !== undefined && caKeyPem !== undefined) caCert = new X509Certificate(caPem);
-  } catch {
-    caCert = undefined;
-  }
-  if (caCert === undefined || caKeyPem === undefined || caPem === undefined) {
-    const ca = await createCa({ commonName: `tsraft dev CA (${clusterId})` });
-    caPem = ca.cert;
-    caKeyPem = ca.key;
-    writeAtomic(caKeyPath, caKeyPem, true);
-    writeAtomic(caPath, caPem, false);
-    caCert = new X509Certificate(caPem);
-    caMade = true;
-  }
-  const ca: CertificateAndKey = { cert: caPem, key: caKeyPem };
-  let made = 0;
-  let reused = 0;
-  for (const id of ids) {
-    const files = devCertificateFiles(dir, id);
-    const cert = readIfExists(files.cert);
-    if (!caMade && cert !== undefined && existsSync(files.key) && usableNodeCert(caCert, cert, clusterId, id)) {
-      chmodSync(files.key, 0o600);
-      reused++;
-      continue;
-    }
-    const node = await createNodeCertificate(ca, { clusterId, nodeId: id, hosts: [HOST, 'localhost'] });
-    writeAtomic(files.key, node.key, true);
-    writeAtomic(files.cert, node.cert, false);
-    made++;
-  }
-  return { made, reused, caMade };
-}
-
-/**
- * Refuses node data first started with the other HTTP scheme (`--tls` or not): the configurations
- * in its log name the members' old URLs, which the nodes hand to clients in redirects, so clients
- * would be sent to a scheme the port does not speak. Data without an identity is left alone.
- */
-async function checkHttpScheme(dataDir: string, tls: boolean, peers: readonly PeerSpec[]): Promise<void> {
-  const wanted = tls ? 'https://' : 'http://';
-  for (const p of peers) {
-    const identity = await readClusterIdentity(join(dataDir, `node-${p.id}`)).catch(() => null);
-    const recorded = identity?.members.find((m) => m.id === p.id)?.address;
-    if (recorded === undefined || recorded.includes(`/${wanted}`)) continue;
-    throw new CliError(
-      `cannot start${tls ? ' with --tls' : ' without --tls'}: the data in ${dataDir} was first started ${tls ? 'without' : 'with'} it ` +
-        `(node ${p.id} is recorded as ${recorded}), and the cluster's configuration keeps those URLs for redirects. ` +
-        `Start it ${tls ? 'without' : 'with'} --tls, or with --fresh to begin anew.`,
-      EXIT.usage,
-    );
-  }
+  /** --auth: the nodes require a token or client certificate (auth file and admin token in <data-dir>). */
+  readonly auth?: boolean;
 }
 
 export function parseStartOptions(options: StartOptions): StartConfig {
@@ -225,6 +121,7 @@ export function parseStartOptions(options: StartOptions): StartConfig {
     ...(options.maxRaftState === undefined ? {} : { maxRaftState: options.maxRaftState }),
     watchdog: options.watchdog ? { intervalMs, unhealthyAfterMs, graceMs } : null,
     ...(options.tls === true ? { tls: true } : {}),
+    ...(options.auth === true ? { auth: true } : {}),
   };
 }
 
@@ -333,6 +230,8 @@ class Supervisor {
     private readonly config: StartConfig,
     private readonly peerList: string,
     peers: readonly PeerSpec[],
+    /** --auth: the admin token this process polls /v1/status with. */
+    adminToken?: string,
   ) {
     this.members = peers.map((spec) => ({
       spec,
@@ -344,7 +243,10 @@ class Supervisor {
       refused: false,
       exited: Promise.resolve(),
     }));
-    this.http = clusterHttp(config.tls === true ? { tls: { ca: readFileSync(devCertificateFiles(join(config.dataDir, TLS_DIR), 0).ca) } } : {});
+    this.http = clusterHttp({
+      ...(config.tls === true ? { tls: { ca: readFileSync(devCertificateFiles(join(config.dataDir, TLS_DIR), 0).ca) } } : {}),
+      ...(adminToken === undefined ? {} : { token: adminToken }),
+    });
     this.watchdog = config.watchdog === null ? null : new Watchdog(config.watchdog, (line) => this.say(line), this.http.fetch);
     this.done = new Promise((resolve) => (this.finish = resolve));
   }
@@ -376,6 +278,7 @@ class Supervisor {
       ...(this.config.fsync ? [] : ['--no-fsync']),
       ...(this.config.maxRaftState === undefined ? [] : ['--max-raft-state', this.config.maxRaftState]),
       ...this.tlsArgs(spec.id),
+      ...(this.config.auth === true ? ['--auth-file', join(this.config.dataDir, AUTH_FILE)] : []),
     ];
     const child = fork(MAIN, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     member.child = child;
@@ -506,6 +409,8 @@ class Supervisor {
     const environment: string[] = [];
     if (endpoints !== DEFAULT_ENDPOINTS) environment.push(`TSRAFT_ENDPOINTS=${endpoints}`);
     if (this.config.tls === true) environment.push(`TSRAFT_CA=${resolvePath(devCertificateFiles(join(this.config.dataDir, TLS_DIR), 0).ca)}`);
+    // The token's file, not the token: the terminal's scrollback is not a place for a secret.
+    if (this.config.auth === true) environment.push(`TSRAFT_TOKEN=$(cat ${resolvePath(join(this.config.dataDir, ADMIN_TOKEN_FILE))})`);
     const lines = environment.length === 0 ? [] : [`point the CLI at it: export ${environment.join(' ')}`];
     lines.push('try: tsraft put hello world && tsraft get hello && tsraft status   (Ctrl-C stops the cluster)');
     return lines;
@@ -599,8 +504,17 @@ export async function runStart(config: StartConfig): Promise<number> {
       const what = made.made === 0 ? 'reused' : made.reused === 0 ? (made.caMade ? 'new dev CA and certificates' : 'new certificates') : `${made.made} new, ${made.reused} reused`;
       tlsLine = `peers use mutual TLS and the HTTP API serves HTTPS: dev CA and node certificates in ${tlsDir} (${what}; keys mode 0600)`;
     }
+    let authLine: string | undefined;
+    let adminToken: string | undefined;
+    if (config.auth === true) {
+      const auth = ensureDevAuth(dataDir);
+      adminToken = auth.token;
+      authLine =
+        `the HTTP API requires a token (or client certificate): auth file ${join(dataDir, AUTH_FILE)}${auth.made ? ' (new)' : ''}, ` +
+        `admin token in ${join(dataDir, ADMIN_TOKEN_FILE)} (mode 0600); more: tsraft tokens add --file ${join(dataDir, AUTH_FILE)} --name <name> --role read`;
+    }
     const existing = peers.filter((p) => existsSync(join(dataDir, `node-${p.id}`))).length;
-    const supervisor = new Supervisor({ ...config, dataDir: config.dataDir }, formatPeers(peers), peers);
+    const supervisor = new Supervisor({ ...config, dataDir: config.dataDir }, formatPeers(peers), peers, adminToken);
     let firstSignalAt = 0;
     const onSignal = (signal: NodeJS.Signals): void => {
       // One Ctrl-C can arrive twice (from the terminal and forwarded by npm): repeats within 1 s
@@ -629,6 +543,7 @@ export async function runStart(config: StartConfig): Promise<number> {
             : `, watchdog: /healthz every ${config.watchdog.intervalMs} ms, a node silent for ${config.watchdog.unhealthyAfterMs} ms is killed and restarted`),
       );
       if (tlsLine !== undefined) supervisor.say(tlsLine);
+      if (authLine !== undefined) supervisor.say(authLine);
       supervisor.spawnAll();
       supervisor.printTable();
       void supervisor.watchLeader();
@@ -657,6 +572,7 @@ export function startCommand(): Command {
     .option('--unhealthy-after-ms <ms>', 'watchdog: a node that gives no 200 from /healthz for this long is killed (SIGKILL) and restarted', String(DEFAULT_UNHEALTHY_AFTER_MS))
     .option('--health-grace-ms <ms>', 'watchdog: extra time a starting node gets before its first answer', String(DEFAULT_HEALTH_GRACE_MS))
     .option('--no-watchdog', 'restart nodes only when they exit, never for a /healthz that does not answer')
+    .option('--auth', 'the HTTP API requires a bearer token: <data-dir>/auth.json is made with one admin token, kept in <data-dir>/admin.token (reused on a restart)')
     .option('--tls', 'mutual TLS between the nodes and HTTPS for the HTTP API: a dev CA and node certificates are made in <data-dir>/tls (reused on a restart)')
     .addHelpText(
       'after',
@@ -673,6 +589,10 @@ blocked event loop) for --unhealthy-after-ms is killed with SIGKILL and restarte
 in <data-dir>/tls/ca.key) and one certificate per node, which also serves each node's HTTP API over
 HTTPS (https:// URLs). Once a leader is up it prints the TSRAFT_ENDPOINTS and TSRAFT_CA to export
 for the CLI.
+--auth: every node reads <data-dir>/auth.json (tsraft node --auth-file); the first start makes it
+with one token for principal "admin" (role admin), kept in <data-dir>/admin.token, and prints the
+TSRAFT_TOKEN to export. Add tokens with \`tsraft tokens add --file <data-dir>/auth.json\`; they count
+for a node from its next start (or \`kill -HUP\` of that node's pid).
 
 Example: tsraft start --nodes 5 --data-dir /tmp/raft --base-port 9000 --http-base-port 9100 --fresh`,
     )

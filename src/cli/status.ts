@@ -87,6 +87,8 @@ export interface EndpointStatus {
   readonly endpoint: string;
   readonly status?: NodeStatusJson;
   readonly error?: string;
+  /** The node answered, but refused the credentials (401) or the role (403). */
+  readonly refused?: boolean;
 }
 
 /** Fetches /v1/status from every endpoint in parallel (through `http`: TLS material, token); never throws. */
@@ -96,6 +98,12 @@ export async function fetchStatuses(endpoints: readonly string[], timeoutMs: num
       try {
         const response = await http.fetch(`${endpoint}/v1/status`, { signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
         if (!response.ok) {
+          if (response.status === 401 || response.status === 403) {
+            const json = (await response.json().catch(() => null)) as { error?: { message?: unknown } } | null;
+            const message = typeof json?.error?.message === 'string' ? json.error.message.slice(0, 200) : 'refused';
+            const hint = response.status === 401 ? '; set TSRAFT_TOKEN or give --token' : '';
+            return { endpoint, error: `HTTP ${response.status}: ${message}${hint}`, refused: true };
+          }
           await response.body?.cancel();
           return { endpoint, error: `HTTP ${response.status}` };
         }
@@ -121,9 +129,9 @@ export function statusTable(statuses: readonly EndpointStatus[]): string[][] {
     if (status?.role === 'leader' && (leader === undefined || (status.term ?? -1) > (leader.term ?? -1))) leader = status;
   }
   const rows = [['node', 'role', 'term', 'commit', 'applied', 'lag', 'leader', 'http']];
-  for (const { endpoint, status, error } of statuses) {
+  for (const { endpoint, status, error, refused } of statuses) {
     if (status === undefined) {
-      rows.push(['?', 'down', '-', '-', '-', '-', '-', `${endpoint} (${error ?? 'no answer'})`]);
+      rows.push(['?', refused === true ? 'refused' : 'down', '-', '-', '-', '-', '-', `${endpoint} (${error ?? 'no answer'})`]);
       continue;
     }
     const lag = leader?.commitIndex !== undefined && status.appliedIndex !== undefined ? String(Math.max(0, leader.commitIndex - status.appliedIndex)) : '-';
@@ -159,10 +167,14 @@ export function statusCommand(): Command {
         for (const line of membershipLines(statuses)) process.stdout.write(`${line}\n`);
         const leaders = statuses.filter((s) => s.status?.role === 'leader');
         const up = statuses.filter((s) => s.status !== undefined).length;
+        const refused = statuses.filter((s) => s.refused === true).length;
         process.stdout.write(
-          `${up} of ${statuses.length} nodes up; ${leaders.length === 0 ? 'no leader' : `leader: ${leaders.map((s) => leaderSummary(s.status!)).join(', ')}`}\n`,
+          `${up + refused} of ${statuses.length} nodes up${refused === 0 ? '' : ` (${refused} refused the credentials)`}; ` +
+            `${leaders.length === 0 ? 'no leader' : `leader: ${leaders.map((s) => leaderSummary(s.status!)).join(', ')}`}\n`,
         );
       }
-      process.exitCode = statuses.some((s) => s.status !== undefined) ? EXIT.ok : EXIT.unavailable;
+      // Refused everywhere: the nodes are up, the command line lacks credentials (a usage problem).
+      const allRefused = statuses.length > 0 && statuses.every((s) => s.refused === true);
+      process.exitCode = statuses.some((s) => s.status !== undefined) ? EXIT.ok : allRefused ? EXIT.usage : EXIT.unavailable;
     });
 }

@@ -7,14 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ConfigError } from '../../src/runtime/errors.js';
 import { hashToken, type AuthFile, type Role } from '../../src/security/auth-file.js';
 import { KvServer } from '../../src/kv/server.js';
-import { KvCluster, raw, sleep, type Raw } from './kv-cluster-fixture.js';
+import { KvCluster, raw, rawExchange, type Raw } from './kv-cluster-fixture.js';
 
 const TOKENS = {
   alice: 'tsr_alice-secret-token-0000000000000000000000',
@@ -41,18 +40,9 @@ function errorOf(r: Raw): { code?: unknown; message?: unknown } {
 
 /** Sends `head` on a new connection and resolves with what comes back once it matches `until`. */
 async function exchange(port: number, head: string, until: RegExp): Promise<string> {
-  const socket = connect(port, '127.0.0.1');
-  let received = '';
-  socket.on('error', () => undefined);
-  socket.on('data', (data: Buffer) => (received += data.toString('latin1')));
-  socket.on('connect', () => socket.write(head));
+  const { socket, response } = rawExchange(port, head);
   try {
-    const deadline = Date.now() + 5_000;
-    while (!until.test(received)) {
-      if (Date.now() > deadline) throw new Error(`no response matching ${until}; got ${JSON.stringify(received.slice(0, 300))}`);
-      await sleep(5);
-    }
-    return received;
+    return await response(until);
   } finally {
     socket.destroy();
   }

@@ -9,6 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NodeId } from '../../src/core/messages.js';
@@ -51,6 +52,30 @@ export async function raw(url: string, init: RequestInit = {}): Promise<Raw> {
   const text = await response.text();
   assert.match(response.headers.get('content-type') ?? '', /^application\/json/, `${url}: ${text}`);
   return { status: response.status, headers: response.headers, json: JSON.parse(text) as Record<string, unknown> };
+}
+
+/**
+ * Opens a raw connection to 127.0.0.1:port and sends `head` once connected; `response(until)`
+ * resolves with everything received once it matches `until` (at most 5 s, or the socket closing).
+ * For requests a fetch cannot make: a body sent later, or never.
+ */
+export function rawExchange(port: number, head: string): { socket: Socket; response: (until: RegExp) => Promise<string> } {
+  const socket = connect(port, '127.0.0.1');
+  let received = '';
+  socket.on('error', () => undefined);
+  socket.on('data', (data: Buffer) => (received += data.toString('latin1')));
+  socket.on('connect', () => socket.write(head));
+  return {
+    socket,
+    response: async (until) => {
+      const deadline = Date.now() + 5_000;
+      while (!until.test(received)) {
+        if (Date.now() > deadline || socket.destroyed) throw new Error(`no response matching ${until} (destroyed: ${socket.destroyed}); got ${JSON.stringify(received.slice(0, 300))}`);
+        await sleep(5);
+      }
+      return received;
+    },
+  };
 }
 
 export interface KvClusterOptions {

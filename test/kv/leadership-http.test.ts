@@ -7,10 +7,9 @@
  * every server and directory is cleaned up even when an assertion fails.
  */
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { KvClient } from '../../src/kv/client.js';
-import { KvCluster, raw, sleep, TIMING, waitFor, type KvClusterOptions, type Raw } from './kv-cluster-fixture.js';
+import { KvCluster, raw, rawExchange, sleep, TIMING, waitFor, type KvClusterOptions, type Raw } from './kv-cluster-fixture.js';
 
 /** The clusters here: a stop() that fails on one member still stops the others, and is not a failure. */
 const CLUSTER: KvClusterOptions = { prefix: 'tsraft-leadership-', ignoreStopErrors: true };
@@ -20,26 +19,6 @@ function error(r: Raw): { code?: unknown; message?: unknown; leaderId?: unknown 
 }
 
 const transfer = (url: string, query = ''): Promise<Raw> => raw(`${url}/v1/leader/transfer${query}`, { method: 'POST' });
-
-/** Opens a connection to 127.0.0.1:port and sends `head`; resolves with what comes back once it matches `until`. */
-function rawExchange(port: number, head: string): { socket: ReturnType<typeof connect>; response: (until: RegExp) => Promise<string> } {
-  const socket = connect(port, '127.0.0.1');
-  let received = '';
-  socket.on('error', () => undefined);
-  socket.on('data', (data: Buffer) => (received += data.toString('latin1')));
-  socket.on('connect', () => socket.write(head));
-  return {
-    socket,
-    response: async (until) => {
-      const deadline = Date.now() + 5_000;
-      while (!until.test(received)) {
-        if (Date.now() > deadline || socket.destroyed) throw new Error(`no response matching ${until} (destroyed: ${socket.destroyed}); got ${JSON.stringify(received.slice(0, 300))}`);
-        await sleep(5);
-      }
-      return received;
-    },
-  };
-}
 
 describe('HTTP leadership transfer, /readyz and KvServer.stop() on a 3-node cluster', { timeout: 120_000 }, () => {
   let cluster: KvCluster;

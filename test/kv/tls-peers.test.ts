@@ -4,8 +4,10 @@
  * certificate, or node 2's valid certificate claiming node 1, is refused (counted) and changes no
  * term; a certificate for another node is a ConfigError before the data directory is touched;
  * `tsraft node` refuses a non-loopback raft address without TLS or --insecure-peers; `tsraft start
- * --tls` runs a cluster over mTLS with an HTTPS API, which the real CLI reaches with --ca (and
- * refuses, naming the certificate problem, without it or with another CA's). Everything on 127.0.0.1; every wait is a bounded poll.
+ * --tls --auth` runs a cluster over mTLS with an HTTPS API that wants a token, which the real CLI
+ * reaches with --ca and the admin token start printed (and refuses, naming the certificate problem,
+ * without the CA or with another CA's; naming the token, without it). Everything on 127.0.0.1;
+ * every wait is a bounded poll.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -223,15 +225,15 @@ describe('tsraft node: peer TLS flags and --insecure-peers', () => {
   });
 });
 
-describe('tsraft start --tls', () => {
-  test('runs a cluster whose peers use mTLS and whose HTTP API is HTTPS; the CLI reaches it with --ca only', { timeout: 60_000 }, async () => {
+describe('tsraft start --tls --auth', () => {
+  test('runs a cluster whose peers use mTLS and whose HTTP API is HTTPS with tokens; the CLI reaches it with --ca and the admin token it printed', { timeout: 60_000 }, async () => {
     const main = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
     const dataDir = mkdtempSync(join(tmpdir(), 'tsraft-start-tls-'));
     const raftBase = await freeLoopbackPortRange(3);
     const httpBase = await freeLoopbackPortRange(3, new Set([raftBase, raftBase + 1, raftBase + 2]));
     const child = spawn(
       process.execPath,
-      [main, 'start', '--tls', '--nodes', '3', '--data-dir', dataDir, '--base-port', String(raftBase), '--http-base-port', String(httpBase), '--no-fsync', '--no-watchdog'],
+      [main, 'start', '--tls', '--auth', '--nodes', '3', '--data-dir', dataDir, '--base-port', String(raftBase), '--http-base-port', String(httpBase), '--no-fsync', '--no-watchdog'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let output = '';
@@ -240,11 +242,12 @@ describe('tsraft start --tls', () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const tlsDir = join(dataDir, 'tls');
     const caFile = join(tlsDir, 'ca.crt');
+    const tokenFile = join(dataDir, 'admin.token');
     let https: ClusterHttp | undefined;
     try {
       const leaderUrl = await waitFor('a leader', 30_000, async () => {
-        if (!existsSync(caFile)) return undefined;
-        https ??= clusterHttp({ tls: { ca: readFileSync(caFile) } });
+        if (!existsSync(caFile) || !existsSync(tokenFile)) return undefined;
+        https ??= clusterHttp({ tls: { ca: readFileSync(caFile) }, token: readFileSync(tokenFile, 'utf8').trim() });
         for (let i = 0; i < 3; i++) {
           try {
             const r = await https.fetch(`https://${HOST}:${httpBase + i}/v1/status`, { signal: AbortSignal.timeout(1_000) });
@@ -267,9 +270,19 @@ describe('tsraft start --tls', () => {
       // What it printed for the CLI, and the real CLI with it: every node's https:// URL and the CA.
       const endpoints = [0, 1, 2].map((i) => `https://${HOST}:${httpBase + i}`).join(',');
       await waitFor('the CLI how-to', 5_000, () => output.includes('point the CLI at it'));
-      assert.ok(output.includes(`export TSRAFT_ENDPOINTS=${endpoints} TSRAFT_CA=${caFile}`), output);
+      assert.ok(output.includes(`export TSRAFT_ENDPOINTS=${endpoints} TSRAFT_CA=${caFile} TSRAFT_TOKEN=$(cat ${tokenFile})`), output);
+      assert.match(output, /the HTTP API requires a token .*auth file .*auth\.json \(new\), admin token in .*admin\.token \(mode 0600\)/);
+      assert.equal(statSync(tokenFile).mode & 0o777, 0o600);
+      const token = readFileSync(tokenFile, 'utf8').trim();
       const cli = (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-        runCli(main, args, { TSRAFT_ENDPOINTS: endpoints, ...env });
+        runCli(main, args, { TSRAFT_ENDPOINTS: endpoints, TSRAFT_TOKEN: token, ...env });
+      // Without the token: refused by the node, exit 2, saying what to set.
+      const noToken = await cli(['put', 'greeting', 'x', '--ca', caFile], { TSRAFT_TOKEN: '' });
+      assert.equal(noToken.code, 2, noToken.stderr);
+      assert.match(noToken.stderr, /not authenticated: 401 unauthenticated: .*set TSRAFT_TOKEN or give --token/);
+      const badToken = await cli(['status', '--ca', caFile], { TSRAFT_TOKEN: 'tsr_not-a-token' });
+      assert.equal(badToken.code, 2, badToken.stdout);
+      assert.match(badToken.stdout, /3 of 3 nodes up \(3 refused the credentials\)/);
       const put2 = await cli(['put', 'greeting', 'hello over https'], { TSRAFT_CA: caFile });
       assert.equal(put2.code, 0, put2.stderr);
       const got = await cli(['get', 'greeting', '--ca', caFile]);
@@ -301,8 +314,9 @@ describe('tsraft start --tls', () => {
       const joiner = spawn(
         process.execPath,
         [main, 'node', '--id', '3', '--join', `https://${HOST}:${httpBase}`, '--listen', `${HOST}:${joinRaft!}`, '--http', `${HOST}:${joinHttp!}`, '--data-dir', join(dataDir, 'node-3-joined'), '--no-fsync',
-          '--peer-ca', files.ca, '--peer-cert', files.cert, '--peer-key', files.key, '--http-cert', files.cert, '--http-key', files.key, '--ca', files.ca],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
+          '--peer-ca', files.ca, '--peer-cert', files.cert, '--peer-key', files.key, '--http-cert', files.cert, '--http-key', files.key, '--ca', files.ca,
+          '--auth-file', join(dataDir, 'auth.json')],
+        { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TSRAFT_TOKEN: token } },
       );
       let joinOutput = '';
       joiner.stdout.on('data', (d: Buffer) => (joinOutput += d.toString()));
