@@ -4,6 +4,7 @@ export * as codec from './codec/index.js';
 export { RaftNode } from './runtime/node.js';
 export type { Applied, NodeStatus, PeerStatus, Proposed, RaftNodeOptions, RaftNodeTiming, StateMachine } from './runtime/node.js';
 export { realClock, type Clock, type ClockTimer } from './runtime/clock.js';
+export { createLogger, formatJson, formatPretty, loggerFromLines, silentLogger, type LogFields, type LogFormat, type Logger, type LoggerOptions, type LogLevel, type LogRecord } from './runtime/logger.js';
 export { ReadyDriver, type DurableWrite, type ReadyHandlers } from './driver/ready-driver.js';
 export {
   BusyError,
@@ -25,3 +26,23 @@ export { TcpTransport } from './transport/tcp.js';
 export type { TcpTransportOptions } from './transport/tcp.js';
 export { MemoryTransport, MemoryTransportHub } from './transport/memory.js';
 export type { PeerAddress, Transport } from './transport/transport.js';
+
+// The replicated KV service: the server a member runs, and the client an application uses.
+export { KvServer } from './kv/server.js';
+export type { HttpLimits, HttpTlsOptions, KvPeer, KvServerOptions, PeerTlsOptions } from './kv/server.js';
+export { KvClient, KvClientError } from './kv/client.js';
+export type {
+  KvCasResult,
+  KvClientErrorCode,
+  KvClientOptions,
+  KvClientTls,
+  KvKey,
+  KvMember,
+  KvMemberRole,
+  KvMembers,
+  KvMembershipChange,
+  KvNewMember,
+  KvValue,
+  KvWriteResult,
+} from './kv/client.js';
+export type { KvServerStatus, LeaderTransferResult } from './kv/api-types.js';

@@ -5,6 +5,7 @@
  */
 import type { Command } from 'commander';
 import { KvClient, KvClientError } from '../kv/client.js';
+import { DEFAULT_ATTEMPT_TIMEOUT_MS } from '../kv/client-endpoints.js';
 import { certificateFailure } from '../kv/client-http.js';
 import { readClientSecurity, securityRefusal, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { CliError, DEFAULT_ENDPOINTS, EXIT, UsageError, errorMessage, parseEndpoints, parseIntOption } from './common.js';
@@ -12,6 +13,7 @@ import { CliError, DEFAULT_ENDPOINTS, EXIT, UsageError, errorMessage, parseEndpo
 export interface ClientOptions extends ClientSecurityOptions {
   endpoints: string;
   timeout: string;
+  attemptTimeout: string;
 }
 
 /** Adds --endpoints, --timeout and the TLS/token options to a client command. */
@@ -23,13 +25,19 @@ export function withClientOptions(command: Command): Command {
       process.env['TSRAFT_ENDPOINTS'] || DEFAULT_ENDPOINTS,
     )
     .option('--timeout <ms>', 'give up (exit 3) if the cluster cannot serve the request within this time', '5000')
+    .option(
+      '--attempt-timeout <ms>',
+      'move on to the next endpoint when one has not answered within this time (a hung node costs one attempt)',
+      String(DEFAULT_ATTEMPT_TIMEOUT_MS),
+    )
     .addHelpText('after', '\nExit codes: 0 ok, 1 not found / not swapped, 2 usage error, 3 cluster unavailable.');
 }
 
 export function makeClient(options: ClientOptions): KvClient {
   const endpoints = parseEndpoints(options.endpoints);
   const timeoutMs = parseIntOption(options.timeout, '--timeout', 1, 3_600_000);
-  return new KvClient({ endpoints, timeoutMs, ...readClientSecurity(options) });
+  const attemptTimeoutMs = parseIntOption(options.attemptTimeout, '--attempt-timeout', 1, 3_600_000);
+  return new KvClient({ endpoints, timeoutMs, attemptTimeoutMs, ...readClientSecurity(options) });
 }
 
 /** Checks a key given on the command line. */

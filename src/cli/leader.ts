@@ -14,8 +14,9 @@ import { KvClient, KvClientError } from '../kv/client.js';
 import { CliError, DEFAULT_ENDPOINTS, EXIT, errorMessage, parseEndpoints, parseIntOption, parseNodeId } from './common.js';
 import { readClientSecurity, securityRefusal, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { printLine } from './kv-common.js';
+import { printJson, wantsJson, withOutputOption, type OutputOptions } from './values.js';
 
-interface TransferOptions extends ClientSecurityOptions {
+interface TransferOptions extends ClientSecurityOptions, OutputOptions {
   to?: string;
   endpoints: string;
   timeout: string;
@@ -73,6 +74,10 @@ export async function runLeaderTransfer(options: TransferOptions): Promise<void>
   } catch (error) {
     throw transferFailure(error, timeoutMs);
   }
+  if (wantsJson(options)) {
+    printJson({ moved: moved.leaderId !== moved.previousLeaderId, ...moved });
+    return;
+  }
   const at = moved.leaderUrl === null ? '' : ` at ${moved.leaderUrl}`;
   if (moved.leaderId === moved.previousLeaderId) {
     printLine(`node ${moved.leaderId} already leads${at} (term ${moved.term}); nothing to do`);
@@ -82,7 +87,7 @@ export async function runLeaderTransfer(options: TransferOptions): Promise<void>
 }
 
 export function leaderCommand(): Command {
-  const transfer = withClientSecurityOptions(new Command('transfer'))
+  const transfer = withOutputOption(withClientSecurityOptions(new Command('transfer')))
     .description("hand the leader's role to another node (default: the most up-to-date follower) and wait for it to take over")
     .option('--to <id>', 'the node that should lead (a member other than the current leader)')
     .option('--endpoints <urls>', "comma-separated HTTP base URLs of the cluster's nodes (env TSRAFT_ENDPOINTS)", process.env['TSRAFT_ENDPOINTS'] || DEFAULT_ENDPOINTS)

@@ -54,7 +54,17 @@ Examples:
     command.exitOverride().showHelpAfterError('(add --help for usage)');
     program.addCommand(command);
   }
+  refuseExcessArguments(program);
   return program;
+}
+
+/**
+ * Commander 12 ignores arguments beyond those a command declares, so `tsraft put k hello world`
+ * would store "hello" and report OK: every command, subcommands included, refuses them (exit 2).
+ */
+function refuseExcessArguments(command: Command): void {
+  command.allowExcessArguments(false);
+  for (const sub of command.commands) refuseExcessArguments(sub);
 }
 
 /** Runs the CLI on `argv` (process.argv layout) and returns the exit code. */
@@ -67,6 +77,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     if (error instanceof CommanderError) {
       // Commander already printed its message (or the help / version text).
       if (error.exitCode === 0 || error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return EXIT.ok;
+      if (error.code === 'commander.excessArguments') process.stderr.write("(a value with spaces needs quotes: tsraft put KEY 'hello world')\n");
       return EXIT.usage;
     }
     if (error instanceof UsageError) {
@@ -83,6 +94,16 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   }
 }
 
+// A reader that stops early (`tsraft start --help | head`) closes the pipe: that is its answer, not
+// an error of ours, so exit quietly instead of dying on an unhandled EPIPE. A command that must
+// outlive its output (`tsraft start` keeps its cluster running) handles the stream's errors itself.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (stream.listenerCount('error') > 1) return;
+    if (error.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok);
+    throw error;
+  });
+}
 const code = await runCli(process.argv);
 process.exitCode = code;
 // Leave time for output to drain, but do not let a stray handle (a keep-alive socket) hold the process.

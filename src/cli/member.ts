@@ -34,15 +34,14 @@ import {
 } from './common.js';
 import { readClientSecurity, securityRefusal, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { printLine } from './kv-common.js';
+import { printJson, wantsJson, withOutputOption, type OutputOptions } from './values.js';
 
-interface EndpointOptions extends ClientSecurityOptions {
+interface EndpointOptions extends ClientSecurityOptions, OutputOptions {
   endpoints: string;
   timeout: string;
 }
 
-interface ListOptions extends EndpointOptions {
-  json?: boolean;
-}
+type ListOptions = EndpointOptions;
 
 interface AddOptions extends EndpointOptions {
   raft?: string;
@@ -181,8 +180,8 @@ async function runList(options: ListOptions): Promise<void> {
   } catch (error) {
     throw memberFailure({ verb: 'list' }, error, timeoutMs);
   }
-  if (options.json === true) {
-    printLine(JSON.stringify(members, null, 2));
+  if (wantsJson(options)) {
+    printJson(members);
     return;
   }
   printLine(formatTable(membersTable(members), new Set([0, 4])));
@@ -208,6 +207,7 @@ async function runAdd(idText: string, options: AddOptions): Promise<void> {
   } catch (error) {
     throw memberFailure({ verb: `add ${id} --raft ${options.raft} --http ${options.http}${role === 'voter' ? ' --voter' : ''}`, id }, error, timeoutMs);
   }
+  if (wantsJson(options)) return printJson(changed);
   printLine(`node ${id} added as a ${role} at index ${changed.index} (raft ${hostPort(raft.host, raft.port)}, http ${http}); ${describeVoters(changed)}`);
   if (role === 'learner') {
     printLine(`once it has caught up (\`tsraft member list\` shows its match), make it a voter: tsraft member promote ${id}`);
@@ -223,6 +223,7 @@ async function runPromote(idText: string, options: EndpointOptions): Promise<voi
   } catch (error) {
     throw memberFailure({ verb: `promote ${id}`, id }, error, timeoutMs);
   }
+  if (wantsJson(options)) return printJson(changed);
   printLine(`node ${id} promoted to voter at index ${changed.index}; ${describeVoters(changed)}`);
 }
 
@@ -235,12 +236,13 @@ async function runRemove(idText: string, options: EndpointOptions): Promise<void
   } catch (error) {
     throw memberFailure({ verb: `remove ${id}`, id }, error, timeoutMs);
   }
+  if (wantsJson(options)) return printJson(changed);
   printLine(`node ${id} removed at index ${changed.index}; ${describeVoters(changed)}`);
   printLine(`node ${id} no longer takes part: stop its process; to bring it back, start it with a new --data-dir and --join (with a new id)`);
 }
 
 function withEndpoints(command: Command, defaultTimeoutMs: number, timeoutHelp: string): Command {
-  return withClientSecurityOptions(command)
+  return withOutputOption(withClientSecurityOptions(command))
     .option('--endpoints <urls>', "comma-separated HTTP base URLs of the cluster's nodes (env TSRAFT_ENDPOINTS)", process.env['TSRAFT_ENDPOINTS'] || DEFAULT_ENDPOINTS)
     .option('--timeout <ms>', timeoutHelp, String(defaultTimeoutMs));
 }
@@ -256,7 +258,7 @@ export function memberCommand(): Command {
     DEFAULT_LIST_TIMEOUT_MS,
     'give up (exit 3) if no node answers within this time',
   )
-    .option('--json', 'print the configuration as JSON')
+    .option('--json', 'the same as -o json: the configuration as JSON')
     .addHelpText(
       'after',
       `

@@ -46,6 +46,8 @@ import {
 import { readNodeAuthFile, reloadAuthOnSighup } from './node-auth.js';
 import { readClientSecurity, readPemFile, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { describeStatusMembership, joinCluster, promoteSelf, statusMembership } from './join.js';
+import { nodeLoggers, parseLogFormat, parseLogLevel } from './node-logging.js';
+import type { LogFormat, LogLevel } from '../runtime/logger.js';
 
 export interface NodeOptions extends ClientSecurityOptions {
   id?: string;
@@ -76,7 +78,11 @@ export interface NodeOptions extends ClientSecurityOptions {
   httpKey?: string;
   httpClientCa?: string;
   authFile?: string;
+  devControlsUrl?: string;
+  devFaults?: boolean;
   quiet?: boolean;
+  logFormat?: string;
+  logLevel?: string;
 }
 
 /** The files of --http-cert, --http-key and --http-client-ca (PEM). */
@@ -128,6 +134,10 @@ export interface NodeConfig {
   readonly dataDir: string;
   readonly listen: HostPort;
   readonly http: HostPort;
+  /** --dev-controls-url: where `tsraft start` serves the dashboard's controls (a loopback URL). */
+  readonly devControlsUrl?: string;
+  /** --dev-faults: the transport's fault switch and /v1/dev/faults are on (`tsraft start` only). */
+  readonly devFaults?: boolean;
   readonly clusterId: string;
   readonly maxRaftStateBytes?: number;
   readonly fsync: boolean;
@@ -146,6 +156,9 @@ export interface NodeConfig {
   /** --auth-file: who may use the HTTP API (read at start and on SIGHUP); absent: everyone may do everything. */
   readonly authFile?: string;
   readonly quiet: boolean;
+  /** --log-format (pretty or json) and --log-level (debug, info, warn, error). */
+  readonly logFormat: LogFormat;
+  readonly logLevel: LogLevel;
 }
 
 /** How to make peer certificates (`tsraft certs`), for the refusal and warning messages. */
@@ -409,8 +422,26 @@ export function parseNodeOptions(options: NodeOptions, dir: DataDirState = { ide
     ...(httpTls === undefined ? {} : { httpTls }),
     client: { ...pick(options, 'ca'), ...pick(options, 'cert'), ...pick(options, 'key'), ...pick(options, 'token') },
     ...(options.authFile === undefined ? {} : { authFile: parseAuthFileFlag(options.authFile) }),
+    ...(options.devControlsUrl === undefined ? {} : { devControlsUrl: parseDevControlsUrl(options.devControlsUrl) }),
+    ...(options.devFaults === true ? { devFaults: true } : {}),
     quiet: options.quiet === true,
+    logFormat: parseLogFormat(options.logFormat),
+    logLevel: parseLogLevel(options.logLevel),
   };
+}
+
+/** --dev-controls-url: an http:// URL on the loopback interface (the controls are a local development aid only). */
+function parseDevControlsUrl(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UsageError(`--dev-controls-url must be a URL, got "${text.slice(0, 100)}"`);
+  }
+  if (url.protocol !== 'http:' || !['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname) || url.pathname !== '/' || url.search !== '') {
+    throw new UsageError(`--dev-controls-url must be http://127.0.0.1:PORT (loopback only), got "${text.slice(0, 100)}"`);
+  }
+  return url.origin;
 }
 
 /** --auth-file: a file name (read when the node starts). */
@@ -483,15 +514,10 @@ function identityRefusal(config: NodeConfig, error: ClusterIdentityError): CliEr
   );
 }
 
-function timestamp(): string {
-  return new Date().toISOString().slice(11, 23);
-}
-
 /** Runs a node until SIGTERM/SIGINT (or, when forked by `tsraft start`, until its parent goes away). */
 export async function runNode(config: NodeConfig): Promise<number> {
-  const log = (line: string): void => {
-    if (!config.quiet) process.stdout.write(`${timestamp()} ${line}\n`);
-  };
+  const loggers = nodeLoggers(config);
+  const log = (line: string): void => loggers.main.info(line);
   // A parent that goes away closes our pipes: never die of EPIPE on a log line.
   process.stdout.on('error', () => undefined);
   process.stderr.on('error', () => undefined);
@@ -510,9 +536,9 @@ export async function runNode(config: NodeConfig): Promise<number> {
   // so that a stray TSRAFT_CA in the environment of `tsraft start` cannot stop an ordinary node.
   const clientSecurity = config.join !== undefined || config.rejoinUrl !== undefined ? readClientSecurity(config.client) : {};
   const auth = config.authFile === undefined ? undefined : await readNodeAuthFile(config.authFile);
-  if (peerWarning !== undefined) process.stderr.write(`${timestamp()} ${peerWarning}\n`);
+  if (peerWarning !== undefined) loggers.alert.warn(peerWarning);
   const httpWarning = httpSecurityWarning(config);
-  if (httpWarning !== undefined) process.stderr.write(`${timestamp()} ${httpWarning}\n`);
+  if (httpWarning !== undefined) loggers.alert.warn(httpWarning);
   if (config.notice !== undefined) log(config.notice);
   let peers: readonly PeerSpec[] = config.peers;
   let learners: readonly PeerSpec[] = [];
@@ -545,7 +571,9 @@ export async function runNode(config: NodeConfig): Promise<number> {
       ...(peerTls === undefined ? {} : { peerTls }),
       ...(httpTls === undefined ? {} : { httpTls }),
       ...(auth === undefined ? {} : { auth }),
-      log,
+      ...(config.devControlsUrl === undefined ? {} : { devControlsUrl: config.devControlsUrl }),
+      ...(config.devFaults === true ? { devFaults: true } : {}),
+      logger: loggers.main,
     });
   } catch (error) {
     const joined =
@@ -667,7 +695,11 @@ export function nodeCommand(): Command {
     .option('--http-key <file>', "the HTTPS certificate's private key (PEM)")
     .option('--http-client-ca <file>', 'over HTTPS, ask clients for a certificate signed by this CA (PEM); what it allows is for authorization to decide')
     .option('--auth-file <file>', 'who may use the HTTP API: bearer tokens and their roles (`tsraft tokens add`); re-read on SIGHUP')
+    .option('--dev-controls-url <url>', 'set by `tsraft start`: where its dashboard controls are served (loopback only); the dashboard at /ui shows them')
+    .option('--dev-faults', 'set by `tsraft start`: enable the transport\'s fault switch (POST /v1/dev/faults drops messages to and from given peers); never for a real deployment')
     .option('-q, --quiet', 'print no log lines')
+    .option('--log-format <format>', 'log lines as pretty (one readable line each, the default) or json (one object per line)')
+    .option('--log-level <level>', 'the least level logged: debug, info (default), warn or error')
     .addHelpText(
       'after',
       `

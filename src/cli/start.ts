@@ -41,8 +41,13 @@ import { clusterHttp, type ClusterHttp } from '../kv/client-http.js';
 import { errorCode, LOCK_FILE, processAlive } from '../storage/fs-util.js';
 import { CliError, DEFAULT_ENDPOINTS, EXIT, UsageError, errorMessage, formatPeers, formatTable, parseBytes, parseIntOption, parsePort, sleep, type PeerSpec } from './common.js';
 import { checkIdentities } from './identity-check.js';
+import { type SupervisedMember, SupervisorControls } from './start-cluster-controls.js';
+import { type DevControls, startDevControls } from './start-controls.js';
+import { cliInvocation, shellQuote } from './invocation.js';
 import { ADMIN_TOKEN_FILE, AUTH_FILE, checkHttpScheme, devCertificateFiles, ensureDevAuth, ensureDevCertificates, TLS_DIR } from './start-security.js';
 import { DEFAULT_HEALTH_GRACE_MS, DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_UNHEALTHY_AFTER_MS, Watchdog, type WatchdogConfig, type WatchedChild } from './watchdog.js';
+import { parseLogFormat } from './node-logging.js';
+import { formatJson, type LogFormat } from '../runtime/logger.js';
 
 export { DEFAULT_HEALTH_GRACE_MS, DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_UNHEALTHY_AFTER_MS, type WatchdogConfig } from './watchdog.js';
 
@@ -71,6 +76,7 @@ interface StartOptions {
   healthGraceMs: string;
   tls?: boolean;
   auth?: boolean;
+  logFormat?: string;
 }
 
 export interface StartConfig {
@@ -88,6 +94,8 @@ export interface StartConfig {
   readonly tls?: boolean;
   /** --auth: the nodes require a token or client certificate (auth file and admin token in <data-dir>). */
   readonly auth?: boolean;
+  /** --log-format, passed to every node (default pretty); json also makes start's own lines JSON. */
+  readonly logFormat?: LogFormat;
 }
 
 export function parseStartOptions(options: StartOptions): StartConfig {
@@ -122,6 +130,7 @@ export function parseStartOptions(options: StartOptions): StartConfig {
     watchdog: options.watchdog ? { intervalMs, unhealthyAfterMs, graceMs } : null,
     ...(options.tls === true ? { tls: true } : {}),
     ...(options.auth === true ? { auth: true } : {}),
+    ...(options.logFormat === undefined ? {} : { logFormat: parseLogFormat(options.logFormat) }),
   };
 }
 
@@ -200,8 +209,7 @@ function probePort(port: number): Promise<string | null> {
   });
 }
 
-interface Member {
-  readonly spec: PeerSpec;
+interface Member extends SupervisedMember {
   readonly dir: string;
   child: ChildProcess | null;
   pid: number | undefined;
@@ -211,6 +219,7 @@ interface Member {
   /** It exited with code 2 (refused its command line) or 4 (damaged data): not restarted. */
   refused: boolean;
   exited: Promise<void>;
+  watched: WatchedChild | null;
 }
 
 class Supervisor {
@@ -224,6 +233,10 @@ class Supervisor {
   private readonly watchdog: Watchdog | null;
   /** How this process reaches the nodes' HTTP APIs (--tls: trusting the dev CA). */
   private readonly http: ClusterHttp;
+  /** The dashboard's controls (start-controls.ts), passed to every node as --dev-controls-url. */
+  devControls: DevControls | null = null;
+  /** What the dashboard's controls do (start-cluster-controls.ts). */
+  readonly controls: SupervisorControls;
   readonly done: Promise<number>;
 
   constructor(
@@ -242,6 +255,9 @@ class Supervisor {
       gaveUp: false,
       refused: false,
       exited: Promise.resolve(),
+      held: false,
+      paused: false,
+      watched: null,
     }));
     this.http = clusterHttp({
       ...(config.tls === true ? { tls: { ca: readFileSync(devCertificateFiles(join(config.dataDir, TLS_DIR), 0).ca) } } : {}),
@@ -249,10 +265,24 @@ class Supervisor {
     });
     this.watchdog = config.watchdog === null ? null : new Watchdog(config.watchdog, (line) => this.say(line), this.http.fetch);
     this.done = new Promise((resolve) => (this.finish = resolve));
+    this.controls = new SupervisorControls({
+      members: this.members,
+      watchdog: this.watchdog,
+      http: this.http,
+      leaderId: () => this.leaderId,
+      stopping: () => this.shuttingDown,
+      // The controls only ever hand back members of this.members.
+      spawn: (member) => this.spawn(member as Member),
+      say: (line) => this.say(line),
+    });
   }
 
   say(line: string): void {
-    process.stdout.write(`[start] ${line}\n`);
+    if (this.config.logFormat === 'json') {
+      process.stdout.write(`${formatJson({ time: new Date().toISOString(), level: 'info', node: null, msg: line, fields: { component: 'start' } })}\n`);
+    } else {
+      process.stdout.write(`[start] ${line}\n`);
+    }
   }
 
   spawnAll(): void {
@@ -279,13 +309,18 @@ class Supervisor {
       ...(this.config.maxRaftState === undefined ? [] : ['--max-raft-state', this.config.maxRaftState]),
       ...this.tlsArgs(spec.id),
       ...(this.config.auth === true ? ['--auth-file', join(this.config.dataDir, AUTH_FILE)] : []),
+      ...(this.devControls === null ? [] : ['--dev-controls-url', this.devControls.url, '--dev-faults']),
+      ...(this.config.logFormat === undefined ? [] : ['--log-format', this.config.logFormat]),
     ];
     const child = fork(MAIN, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     member.child = child;
     member.pid = child.pid;
     const watched: WatchedChild = { id: spec.id, pid: child.pid, httpUrl: spec.httpUrl, kill: () => child.kill('SIGKILL') };
+    member.watched = watched;
+    member.paused = false;
     this.watchdog?.watch(watched);
-    const prefix = `[node ${spec.id}] `;
+    // JSON lines pass through as they are (each names its node), so that they stay parseable.
+    const prefix = this.config.logFormat === 'json' ? '' : `[node ${spec.id}] `;
     for (const stream of [child.stdout, child.stderr]) {
       if (stream === null) continue;
       const out = stream === child.stderr ? process.stderr : process.stdout;
@@ -313,6 +348,10 @@ class Supervisor {
   /** A child exited (`killedFor`: why the watchdog killed it, if it did): restart it, within limits. */
   private onExit(member: Member, code: number | null, signal: NodeJS.Signals | null, killedFor: string | null): void {
     if (this.shuttingDown) return;
+    if (member.held) {
+      this.say(`node ${member.spec.id} (pid ${member.pid ?? '?'}) ${signal !== null ? `killed by ${signal}` : `exited with code ${code ?? '?'}`}; stopped from the dashboard, so not restarted until started from there`);
+      return;
+    }
     const how =
       killedFor !== null ? `was killed by the watchdog (${killedFor})` : signal !== null ? `killed by ${signal}` : `exited with code ${code ?? '?'}`;
     const now = Date.now();
@@ -412,7 +451,11 @@ class Supervisor {
     // The token's file, not the token: the terminal's scrollback is not a place for a secret.
     if (this.config.auth === true) environment.push(`TSRAFT_TOKEN=$(cat ${resolvePath(join(this.config.dataDir, ADMIN_TOKEN_FILE))})`);
     const lines = environment.length === 0 ? [] : [`point the CLI at it: export ${environment.join(' ')}`];
-    lines.push('try: tsraft put hello world && tsraft get hello && tsraft status   (Ctrl-C stops the cluster)');
+    // The commands as this CLI can be run again from the user's shell (not always a bare `tsraft`).
+    const { command: cli, directory } = cliInvocation(MAIN);
+    const where = directory === undefined ? '' : ` (in ${shellQuote(directory)})`;
+    lines.push(`try${where}: ${cli} put hello world && ${cli} get hello && ${cli} status`);
+    lines.push('Ctrl-C stops the cluster');
     return lines;
   }
 
@@ -435,6 +478,8 @@ class Supervisor {
     for (const m of alive) {
       const child = m.child;
       if (child === null) continue;
+      // Paused from the dashboard: it could not act on the stop until the 5 s SIGKILL.
+      if (m.paused) child.kill('SIGCONT');
       if (child.connected) child.send({ type: 'stop-cluster' }, (error) => error && child.kill('SIGTERM'));
       else child.kill('SIGTERM');
     }
@@ -452,6 +497,7 @@ class Supervisor {
       await all;
     }
     await this.http.close();
+    await this.devControls?.close();
     this.say('all nodes stopped');
     this.finish?.(code);
   }
@@ -544,8 +590,14 @@ export async function runStart(config: StartConfig): Promise<number> {
       );
       if (tlsLine !== undefined) supervisor.say(tlsLine);
       if (authLine !== undefined) supervisor.say(authLine);
+      supervisor.devControls = await startDevControls(
+        supervisor.controls,
+        peers.map((p) => new URL(p.httpUrl).origin),
+        (line) => supervisor.say(line),
+      );
       supervisor.spawnAll();
       supervisor.printTable();
+      supervisor.say(`dashboard: ${peers[0]!.httpUrl}/ui (any node's /ui; its controls are served on ${supervisor.devControls.url}, loopback only)`);
       void supervisor.watchLeader();
       supervisor.startWatchdog();
       return await supervisor.done;
@@ -573,6 +625,7 @@ export function startCommand(): Command {
     .option('--health-grace-ms <ms>', 'watchdog: extra time a starting node gets before its first answer', String(DEFAULT_HEALTH_GRACE_MS))
     .option('--no-watchdog', 'restart nodes only when they exit, never for a /healthz that does not answer')
     .option('--auth', 'the HTTP API requires a bearer token: <data-dir>/auth.json is made with one admin token, kept in <data-dir>/admin.token (reused on a restart)')
+    .option('--log-format <format>', "the nodes' log lines: pretty (default, prefixed [node i]) or json (one object per line, unprefixed, with its node)")
     .option('--tls', 'mutual TLS between the nodes and HTTPS for the HTTP API: a dev CA and node certificates are made in <data-dir>/tls (reused on a restart)')
     .addHelpText(
       'after',

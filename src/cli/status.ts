@@ -12,6 +12,7 @@ import { Command } from 'commander';
 import { certificateFailure, clusterHttp, type ClusterHttp } from '../kv/client-http.js';
 import { readClientSecurity, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { DEFAULT_ENDPOINTS, EXIT, errorMessage, formatTable, parseEndpoints, parseIntOption } from './common.js';
+import { wantsJson, withOutputOption, type OutputOptions } from './values.js';
 
 export interface NodeStatusJson {
   readonly id?: number;
@@ -148,18 +149,18 @@ export function leaderSummary(status: NodeStatusJson): string {
 }
 
 export function statusCommand(): Command {
-  return withClientSecurityOptions(new Command('status'))
+  return withOutputOption(withClientSecurityOptions(new Command('status')))
     .description("show every node's role, term, commit and applied index, lag and leader, and the cluster's voters and learners (from GET /v1/status)")
     .option('--endpoints <urls>', 'comma-separated HTTP base URLs of the nodes (env TSRAFT_ENDPOINTS)', process.env['TSRAFT_ENDPOINTS'] || DEFAULT_ENDPOINTS)
     .option('--timeout <ms>', 'how long to wait for each node', '2000')
-    .option('--json', 'print the raw status documents as JSON')
+    .option('--json', 'the same as -o json: the status documents as JSON')
     .addHelpText('after', '\nlag = the leader\'s commit index - this node\'s applied index. Exit code 3 if no node answers.')
-    .action(async (options: ClientSecurityOptions & { endpoints: string; timeout: string; json?: boolean }) => {
+    .action(async (options: ClientSecurityOptions & OutputOptions & { endpoints: string; timeout: string }) => {
       const endpoints = parseEndpoints(options.endpoints);
       const timeoutMs = parseIntOption(options.timeout, '--timeout', 1, 600_000);
       const http = clusterHttp(readClientSecurity(options));
       const statuses = await fetchStatuses(endpoints, timeoutMs, http).finally(() => http.close());
-      if (options.json === true) {
+      if (wantsJson(options)) {
         process.stdout.write(`${JSON.stringify(statuses, null, 2)}\n`);
       } else {
         process.stdout.write(`${formatTable(statusTable(statuses), new Set([2, 3, 4, 5]))}\n`);

@@ -9,7 +9,12 @@
  *   rejects at once with code 'tls', naming the reason and the OpenSSL code.
  *
  * - Leader finding: requests go to the last endpoint that answered well; a 307 from a follower is
- *   followed by hand (`redirect: 'manual'`) and its target remembered.
+ *   followed by hand (`redirect: 'manual'`) and its target remembered (client-endpoints.ts).
+ * - Attempts: each has its own deadline (`attemptTimeoutMs`, default 1 s, at most what is left of
+ *   `timeoutMs`), so a hung member (SIGSTOPped: accepts connections, never answers) costs one
+ *   attempt, then is avoided for a while (client-endpoints.ts). A write whose attempt timed out
+ *   may have applied: it is resent with the same session pair (below), so it applies once.
+ *   Transfers and membership changes wait on the server: their attempts get at least 12 s.
  * - Retries: connection errors, 502/503/504 and redirect loops are retried with jittered exponential
  *   backoff (from `retryDelayMs`, at most `maxRetryDelayMs`) until the operation's overall
  *   `timeoutMs`, moving on to the next endpoint when the one tried is unreachable or knows no leader.
@@ -37,6 +42,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { CLIENT_ID_BYTES_MAX } from './commands.js';
+import { ClientEndpoints, DEFAULT_ATTEMPT_TIMEOUT_MS, SilentEndpoints, SLOW_OPERATION_ATTEMPT_MS, attemptBudgetMs, checkAttemptTimeout } from './client-endpoints.js';
 import { certificateFailure, clusterHttp, describeCertificateFailure, type ClusterHttp, type KvClientTls } from './client-http.js';
 
 export type { KvClientTls } from './client-http.js';
@@ -70,6 +76,11 @@ export interface KvClientOptions {
   readonly clientId?: string;
   /** Overall time one operation may take, retries included (default 10 s). */
   readonly timeoutMs?: number;
+  /**
+   * One attempt's own deadline (default 1 s, at most what is left of `timeoutMs`): an attempt that
+   * gets no answer in time moves on to the next endpoint (see the module comment).
+   */
+  readonly attemptTimeoutMs?: number;
   /** The first retry delay (default 25 ms); it doubles per retry up to maxRetryDelayMs. */
   readonly retryDelayMs?: number;
   /** The largest retry delay (default 500 ms). */
@@ -241,39 +252,28 @@ function checkMemberId(id: number): void {
   if (!(Number.isSafeInteger(id) && id >= 0)) throw new KvClientError('bad-request', `a member id is a non-negative integer, got ${id}`);
 }
 
-/** How many members learned from redirects a client keeps as extra endpoints. */
-const LEARNED_ENDPOINTS_MAX = 16;
-
 export class KvClient {
   readonly clientId: string;
-  /** The endpoints given, then the members learned from redirects (see learnEndpoint). */
-  private readonly endpoints: string[];
-  private readonly givenEndpoints: number;
+  /** The endpoints, and the one to try first. */
+  private readonly endpoints: ClientEndpoints;
   private readonly timeoutMs: number;
+  private readonly attemptTimeoutMs: number;
   private readonly retryDelayMs: number;
   private readonly maxRetryDelayMs: number;
-  /** The base URL to try first: the last one that answered well (or a redirect's target). */
-  private current: string;
   private readonly freeSessions: Session[] = [];
   private sessionsMade = 0;
   private readonly http: ClusterHttp;
 
   constructor(options: KvClientOptions) {
-    if (options.endpoints.length === 0) throw new RangeError('KvClient needs at least one endpoint');
-    this.endpoints = options.endpoints.map((e) => {
-      const url = new URL(e); // throws on a malformed URL
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new RangeError(`endpoint must be http(s): ${e}`);
-      return e.replace(/\/+$/, '');
-    });
-    this.givenEndpoints = this.endpoints.length;
+    this.endpoints = new ClientEndpoints(options.endpoints);
     this.clientId = options.clientId ?? randomUUID();
     if (!/^[\x21-\x7e]+$/.test(this.clientId) || this.clientId.length > CLIENT_ID_BYTES_MAX - SESSION_SUFFIX_BYTES) {
       throw new RangeError(`clientId must be 1..${CLIENT_ID_BYTES_MAX - SESSION_SUFFIX_BYTES} printable ASCII characters`);
     }
     this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.attemptTimeoutMs = checkAttemptTimeout(options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS);
     this.retryDelayMs = options.retryDelayMs ?? 25;
     this.maxRetryDelayMs = Math.max(this.retryDelayMs, options.maxRetryDelayMs ?? 500);
-    this.current = this.endpoints[0]!;
     this.http = clusterHttp({ tls: options.tls, token: options.token });
   }
 
@@ -343,6 +343,7 @@ export class KvClient {
       final: (_status, code) => code === 'transfer-timeout',
       // With a target, a resend is harmless (a target that already leads answers at once).
       resendUnanswered: (error) => to !== undefined || connectionRefused(error),
+      attemptTimeoutMs: Math.max(this.attemptTimeoutMs, SLOW_OPERATION_ATTEMPT_MS),
     });
     const j = answer.json;
     if (typeof j['leaderId'] !== 'number' || typeof j['previousLeaderId'] !== 'number') {
@@ -367,10 +368,10 @@ export class KvClient {
     const answer = await this.request('GET', '/v1/members', { write: false });
     const first = parseMembers(answer.json);
     if (hasMatch(first)) return first;
-    const answered = this.current;
+    const answered = this.endpoints.current;
     let best = first;
     const leaderUrl = [...first.voters, ...first.outgoing, ...first.learners].find((m) => m.id === first.leader)?.http?.replace(/\/+$/, '');
-    const others = [...new Set([...(leaderUrl === undefined ? [] : [leaderUrl]), ...this.endpoints])].filter((e) => e !== answered);
+    const others = [...new Set([...(leaderUrl === undefined ? [] : [leaderUrl]), ...this.endpoints.all()])].filter((e) => e !== answered);
     for (const endpoint of others) {
       let view: KvMembers;
       try {
@@ -427,6 +428,7 @@ export class KvClient {
         ...(body === undefined ? {} : { body: encoder.encode(body), contentType: 'application/json' }),
         retry: (status, code) => status === 409 && code !== undefined && MEMBERSHIP_RETRY_CODES.has(code),
         onUncertain: () => (uncertain = true),
+        attemptTimeoutMs: Math.max(this.attemptTimeoutMs, SLOW_OPERATION_ATTEMPT_MS),
       });
     } catch (error) {
       if (uncertain && error instanceof KvClientError && error.code === 'bad-request' && error.serverCode === 'invalid-membership-change') {
@@ -473,22 +475,6 @@ export class KvClient {
     }
   }
 
-  /**
-   * A member that answered after a redirect becomes an endpoint too (the newest 16 are kept):
-   * once every member the client was given has been replaced, the ones it learned still lead it to
-   * the cluster.
-   */
-  private learnEndpoint(url: string): void {
-    if (this.endpoints.includes(url)) return;
-    this.endpoints.push(url);
-    if (this.endpoints.length > this.givenEndpoints + LEARNED_ENDPOINTS_MAX) this.endpoints.splice(this.givenEndpoints, 1);
-  }
-
-  private nextEndpoint(after: string): string {
-    const i = this.endpoints.indexOf(after);
-    return this.endpoints[(i + 1) % this.endpoints.length]!;
-  }
-
   /** One operation: tries, follows redirects and retries until it gets a final answer or times out. */
   private async request(
     method: string,
@@ -510,15 +496,16 @@ export class KvClient {
       contentType?: string;
       /** At most this many attempts (default: until the timeout). */
       attempts?: number;
-      /** One attempt's own time limit (default: what is left of the timeout). */
+      /** One attempt's own time limit (default: the client's attemptTimeoutMs; never more than what is left). */
       attemptTimeoutMs?: number;
     },
   ): Promise<Answer> {
     const deadline = Date.now() + this.timeoutMs;
     const fixed = options.endpoint;
-    let base = fixed ?? this.current;
+    let base = fixed ?? this.endpoints.current;
     let failures = 0;
     let hops = 0;
+    const silent = new SilentEndpoints(2 * (options.attemptTimeoutMs ?? this.attemptTimeoutMs));
     let lastError: unknown;
     /** The last error that was not the deadline cutting an attempt short. */
     let lastAnswer: unknown;
@@ -552,6 +539,7 @@ export class KvClient {
         );
       }
       attempts++;
+      const attempt = attemptBudgetMs(remaining, options.attemptTimeoutMs ?? this.attemptTimeoutMs);
       let status: number;
       let location: string | null;
       let text: string;
@@ -560,7 +548,7 @@ export class KvClient {
           method,
           headers,
           redirect: 'manual',
-          signal: AbortSignal.timeout(Math.min(remaining, options.attemptTimeoutMs ?? remaining)),
+          signal: AbortSignal.timeout(attempt.budgetMs),
           ...(options.body === undefined ? {} : { body: options.body }),
         });
         status = response.status;
@@ -572,30 +560,36 @@ export class KvClient {
         if (tlsFailure !== undefined) {
           // The handshake failed, so nothing was sent; the same certificate fails the same way again.
           tlsFailed.add(base);
-          if (fixed !== undefined || this.endpoints.every((e) => tlsFailed.has(e))) {
+          if (fixed !== undefined || this.endpoints.all().every((e) => tlsFailed.has(e))) {
             throw new KvClientError('tls', describeCertificateFailure(base, tlsFailure, this.http.hasCa), undefined, undefined, { cause: error });
           }
           lastAnswer = error;
           lastStatus = lastCode = undefined;
-          base = this.nextEndpoint(base);
+          base = this.endpoints.next(base);
           continue;
         }
-        const deadlineHit = error instanceof Error && error.name === 'TimeoutError';
+        const timedOut = error instanceof Error && error.name === 'TimeoutError';
+        // The operation's deadline ends the loop below; only an attempt's own deadline is worth describing.
+        const deadlineHit = timedOut && !attempt.cutShort;
+        if (timedOut && attempt.cutShort) {
+          lastError = new Error(`${base} did not answer within the attempt deadline of ${attempt.budgetMs} ms`, { cause: error });
+          silent.silent(base);
+        }
         if (!deadlineHit && options.resendUnanswered?.(error) === false) {
           throw new KvClientError(
             'outcome-unknown',
-            `${method} ${base}${pathAndQuery} got no answer (${describe(error)}); it may have taken effect, so it was not sent again`,
+            `${method} ${base}${pathAndQuery} got no answer (${describe(lastError)}); it may have taken effect, so it was not sent again`,
             undefined,
             undefined,
             { cause: error },
           );
         }
         if (!deadlineHit) {
-          lastAnswer = error;
+          lastAnswer = lastError;
           lastStatus = lastCode = undefined;
         }
         if (!connectionRefused(error)) options.onUncertain?.();
-        if (fixed === undefined) base = this.nextEndpoint(base);
+        if (fixed === undefined) base = this.endpoints.next(base, silent);
         await backoff();
         continue;
       }
@@ -611,19 +605,23 @@ export class KvClient {
 
       if (status >= 300 && status < 400 && location !== null && fixed === undefined) {
         const target = new URL(location, base + pathAndQuery).href;
-        base = target.endsWith(pathAndQuery) ? target.slice(0, target.length - pathAndQuery.length) : new URL(target).origin;
+        const targetBase = target.endsWith(pathAndQuery) ? target.slice(0, target.length - pathAndQuery.length) : new URL(target).origin;
         lastError = lastAnswer = new Error(`redirected: ${detail}`);
-        if (++hops > 2 * this.endpoints.length) {
+        if (silent.avoided(targetBase)) {
+          // A stale view of a leader that just did not answer: ask another member, after a pause.
+          base = this.endpoints.next(base, silent);
+          await backoff();
+          continue;
+        }
+        base = targetBase;
+        if (++hops > 2 * this.endpoints.all().length) {
           hops = 0;
           await backoff();
         }
         continue;
       }
       if ((status >= 200 && status < 300) || (status === 404 && code === 'not-found') || (status === 409 && json['swapped'] === false)) {
-        if (fixed === undefined) {
-          this.current = base;
-          this.learnEndpoint(base);
-        }
+        if (fixed === undefined) this.endpoints.answered(base);
         return { status, json };
       }
       lastStatus = status;
@@ -640,7 +638,7 @@ export class KvClient {
         lastError = lastAnswer = new Error(detail);
         if (code === 'outcome-unknown' || code === 'timeout' || (status === 504 && code === undefined)) options.onUncertain?.();
         // Another member may know the leader (or be in the majority); a busy one is worth waiting for.
-        if (fixed === undefined && code !== 'busy') base = this.nextEndpoint(base);
+        if (fixed === undefined && code !== 'busy') base = this.endpoints.next(base, silent);
         await backoff();
         continue;
       }

@@ -38,6 +38,11 @@
  *                                               election, or cut off from a majority: a leader that lost its
  *                                               quorum steps down within an election timeout) or node-stopped
  *     GET    /metrics                          Prometheus text format
+ *     GET    /ui, /ui/{file}                   the live dashboard's page and bundle (http-ui-routes.ts)
+ *     GET    /v1/dev/faults, POST ?cut=<ids>   the dev fault switch, with --dev-faults only (else 404):
+ *                                               drop messages to and from those peers (http-dev-routes.ts)
+ *     GET    /v1/events                        the dashboard's feed: Server-Sent Events, a `snapshot`
+ *                                               every 500 ms and `leader` on a change (dashboard-feed.ts)
  *
  * Keys are the rest of the path after `/v1/kv/`, percent-decoded to bytes (so a key may hold any
  * byte, `/` included, when encoded). `previous`/`value` are null when the key was absent; their
@@ -128,6 +133,8 @@ import { ClusterRoutes, TRANSFER_PATH } from './http-cluster-routes.js';
 import { discardUnreadBody, expectsContinue, HttpError, type HttpStats, sendError } from './http-io.js';
 import { KV_PREFIX, KvRoutes } from './http-kv-routes.js';
 import { MEMBERS_PATH, MemberRoutes } from './http-member-routes.js';
+import { EVENTS_PATH, isUiPath, UiRoutes } from './http-ui-routes.js';
+import { DEV_FAULTS_PATH, type DevFaults, serveDevFaults } from './http-dev-routes.js';
 import type { HttpLimits } from './http-limits.js';
 import { type HttpTlsOptions, type KvHttpServer, startBoundedHttpServer } from './http-server.js';
 
@@ -192,6 +199,13 @@ export interface KvApiBackend {
   status(): KvServerStatus;
   /** The /metrics page. */
   metricsText(): string;
+  /**
+   * Opens a dashboard event stream on `res` (GET /v1/events), answering 503 itself when full;
+   * `authorization` is the viewer's header, for the peers it polls. Without it, /v1/events is 501.
+   */
+  openEvents?(res: ServerResponse, authorization: string | undefined): void;
+  /** The transport's dev fault switch (--dev-faults only); without it, /v1/dev/faults is 404. */
+  readonly devFaults?: DevFaults;
   /** Called with the status of every response sent, for the metrics. */
   countResponse(status: number): void;
   log(line: string): void;
@@ -223,6 +237,7 @@ class KvHttpApi {
   private readonly cluster: ClusterRoutes;
   private readonly kv: KvRoutes;
   private readonly members: MemberRoutes;
+  private readonly ui = new UiRoutes();
 
   constructor(
     private readonly backend: KvApiBackend,
@@ -274,6 +289,20 @@ class KvHttpApi {
     }
     if (rawPath === MEMBERS_PATH || rawPath.startsWith(`${MEMBERS_PATH}/`)) {
       await this.members.serve(req, res, method, rawPath, rawQuery);
+      return;
+    }
+    if (isUiPath(rawPath)) {
+      await this.ui.serveStatic(res, method, rawPath);
+      return;
+    }
+    if (rawPath === DEV_FAULTS_PATH) {
+      serveDevFaults(this.backend.devFaults, res, method, rawQuery);
+      return;
+    }
+    if (rawPath === EVENTS_PATH) {
+      if (method !== 'GET') throw new HttpError(405, 'method-not-allowed', `${method} is not allowed on ${rawPath}; use GET`, { Allow: 'GET' });
+      if (this.backend.openEvents === undefined) throw new HttpError(501, 'not-supported', 'this server has no event feed');
+      this.backend.openEvents(res, req.headers.authorization);
       return;
     }
     if (rawPath === '/v1/kv' || rawPath.startsWith(KV_PREFIX)) {

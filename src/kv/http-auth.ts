@@ -8,9 +8,12 @@
  *
  *     /healthz, /readyz                         open
  *     /metrics, /v1/status                      any principal (open when the auth file lists them as public)
+ *     /ui, /ui/...                              open (a static bundle, no data; the page then asks for a token)
  *     GET /v1/kv/..., GET /v1/members           read
+ *     /v1/events                                read (the dashboard's feed shows keys of recent log entries)
  *     PUT, POST, DELETE /v1/kv/...              write
  *     /v1/members changes, /v1/leader/transfer  admin (admin implies read and write)
+ *     /v1/dev/faults (--dev-faults only)        admin
  *     anything else                             any principal (then 404 / 405)
  *
  * Authorization is on when the node has an auth file or a client CA; otherwise every request is
@@ -34,6 +37,8 @@ import { TRANSFER_PATH } from './http-cluster-routes.js';
 import { HttpError } from './http-io.js';
 import { KV_PREFIX } from './http-kv-routes.js';
 import { MEMBERS_PATH } from './http-member-routes.js';
+import { EVENTS_PATH, isUiPath } from './http-ui-routes.js';
+import { DEV_FAULTS_PATH } from './http-dev-routes.js';
 
 /** Why a request was refused, as counted in tsraft_http_auth_refused_total{reason}. */
 export type AuthRefusalReason = 'missing' | 'invalid' | 'forbidden' | 'certificate';
@@ -54,7 +59,9 @@ export function requiredAccess(method: string, rawPath: string, publicPaths: Rea
   const reading = method === 'GET' || method === 'HEAD';
   if (rawPath === '/healthz' || rawPath === '/readyz') return 'open';
   if (rawPath === '/metrics' || rawPath === '/v1/status') return publicPaths.has(rawPath) ? 'open' : 'authenticated';
-  if (rawPath === TRANSFER_PATH) return 'admin';
+  if (rawPath === TRANSFER_PATH || rawPath === DEV_FAULTS_PATH) return 'admin';
+  if (isUiPath(rawPath)) return 'open';
+  if (rawPath === EVENTS_PATH) return 'read';
   if (rawPath === MEMBERS_PATH || rawPath.startsWith(`${MEMBERS_PATH}/`)) return reading ? 'read' : 'admin';
   if (rawPath === '/v1/kv' || rawPath.startsWith(KV_PREFIX)) return reading ? 'read' : 'write';
   return 'authenticated';

@@ -46,6 +46,11 @@ export class Histogram {
     }
   }
 
+  /** How many durations were recorded and their sum in seconds (the dashboard's throughput and mean latency). */
+  totals(): { count: number; sum: number } {
+    return { count: this.count, sum: this.sum };
+  }
+
   /** The histogram in Prometheus text format (cumulative buckets, +Inf, sum and count). */
   render(name: string, help: string): string {
     let out = `# HELP ${name} ${help}\n# TYPE ${name} histogram\n`;

@@ -53,6 +53,11 @@ import { formatHostPort, formatMemberAddress, MemberAddressError, parseMemberAdd
 import { memberProblems, startingConfiguration, type StartingConfiguration } from './starting-configuration.js';
 import { CountingTransport, KvMetrics, TimedStorage } from './metrics.js';
 import { KvReplica } from './replica.js';
+import { DashboardFeed, LOG_TAIL_MAX, type LogEntryView } from './dashboard-feed.js';
+import { entryView } from './log-entry-view.js';
+import { clusterHttp, type ClusterHttp } from './client-http.js';
+import type { StateMachine } from '../runtime/node.js';
+import { createLogger, loggerFromLines, type Logger } from '../runtime/logger.js';
 
 export { CLIENT_ID_BYTES_MAX, KEY_BYTES_MAX, VALUE_BYTES_MAX } from './commands.js';
 export { HTTP_HEADER_BYTES_MAX, REQUEST_SEQ_MAX, type HttpLimits, type HttpTlsOptions } from './http-api.js';
@@ -120,8 +125,13 @@ export interface KvServerOptions {
   readonly readMode?: 'read-index' | 'log';
   /** How long a write or linearizable read may wait before 504 (default 5 s). */
   readonly requestTimeoutMs?: number;
-  /** One line per notable event (default: stderr). */
+  /** One line per notable event (default: stderr). Unused when `logger` is given. */
   readonly log?: (line: string) => void;
+  /**
+   * Structured logs (runtime/logger.ts): records with a level and fields, elections and role
+   * changes included. Without it, the same records reach `log` as plain lines (debug left out).
+   */
+  readonly logger?: Logger;
   /**
    * Called once if Raft stops on a fatal error (a failed fsync, a broken invariant). The node then
    * answers every KV request with 503 `node-stopped`; the owner should stop it and exit, so that
@@ -157,6 +167,16 @@ export interface KvServerOptions {
    * Neither: everything is open, as before. Replace it while running with setAuth().
    */
   readonly auth?: AuthFile;
+  /**
+   * Where `tsraft start` serves its dev controls (stop, kill, pause a node...): the dashboard (/ui)
+   * shows them when set. Absent: the dashboard is a view only.
+   */
+  readonly devControlsUrl?: string;
+  /**
+   * Enables the transport's development fault switch and its route, /v1/dev/faults (drop messages
+   * to and from given peers); `tsraft start` only. Absent: no switch, and the route answers 404.
+   */
+  readonly devFaults?: boolean;
 }
 
 /** PEM material for mutual TLS between members (KvServerOptions.peerTls). */
@@ -175,6 +195,7 @@ export class KvServer {
   /** The starting configuration: from the options, or from the data directory's identity. */
   private readonly starting: StartingConfiguration;
   private readonly log: (line: string) => void;
+  private readonly logger: Logger;
   private readonly replica: KvReplica;
   /**
    * Member id → HTTP base URL, for redirects and NotLeaderError (the RaftNode holds this map):
@@ -202,12 +223,22 @@ export class KvServer {
 
   private readonly metrics = new KvMetrics();
   private readonly authGuard: HttpAuthGuard;
+  /** The dashboard's live feed (GET /v1/events); set with the HTTP API. */
+  private feed: DashboardFeed | null = null;
+  /** Over HTTPS with peer TLS, how the feed reaches the peers' APIs: trusting the peer CA (`tsraft start --tls` signs both with it). */
+  private peerApi: ClusterHttp | null = null;
+  /** Reads served (every readLocal) and the time linearizable ones waited for confirmation, for the dashboard. */
+  private readsServed = 0;
+  private readSeconds = 0;
+  /** The last applied entries, newest last, at most LOG_TAIL_MAX (the dashboard's log tail). */
+  private readonly entryTail: LogEntryView[] = [];
 
-  private constructor(options: KvServerOptions, starting: StartingConfiguration, log: (line: string) => void) {
+  private constructor(options: KvServerOptions, starting: StartingConfiguration, logger: Logger) {
     this.options = options;
     this.starting = starting;
     this.id = options.id;
-    this.log = log;
+    this.logger = logger;
+    this.log = (line) => logger.info(line);
     for (const p of [...starting.peers, ...starting.learners]) this.rememberAddress(p.id, p);
     this.maxRaftStateBytes = options.maxRaftStateBytes ?? DEFAULT_MAX_RAFT_STATE_BYTES;
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
@@ -233,14 +264,15 @@ export class KvServer {
   static async start(options: KvServerOptions): Promise<KvServer> {
     KvServer.validate(options);
     const id = options.id;
-    const log = options.log ?? ((line: string) => process.stderr.write(`tsraft kv (node ${id}): ${line}\n`));
-    const starting = await startingConfiguration(options, log);
+    const logger = options.logger ?? (options.log === undefined ? createLogger({ node: id }) : loggerFromLines(options.log));
+    const starting = await startingConfiguration(options, (line) => logger.info(line));
     checkOwnHttpScheme(options.id, [...starting.peers, ...starting.learners], options.httpTls !== undefined);
-    const server = new KvServer(options, starting, log);
+    const server = new KvServer(options, starting, logger);
     await server.startRaft();
     try {
       await server.startHttp();
     } catch (error) {
+      server.feed?.close();
       await server.node?.stop().catch(() => undefined);
       throw error;
     }
@@ -309,8 +341,9 @@ export class KvServer {
       advertise: { host: self.raftHost, port: self.raftPort },
       // The starting configuration's members; onMembershipChange sets the peers the log names.
       peers: [...peers, ...learners].filter((p) => p.id !== options.id).map((p) => ({ id: p.id, host: p.raftHost, port: p.raftPort })),
-      log: (line) => this.log(`transport: ${line}`),
+      logger: this.logger.child({ component: 'transport' }),
       ...(options.peerTls === undefined ? {} : { tls: { ca: options.peerTls.ca, cert: options.peerTls.cert, key: options.peerTls.key } }),
+      ...(options.devFaults === true ? { devFaults: true } : {}),
     }));
     await ensureClusterIdentity(
       options.dataDir,
@@ -333,15 +366,16 @@ export class KvServer {
         onMembershipChange: (membership, addresses) => this.membershipChanged(transport, membership, addresses),
         storage: options.wrapStorage === undefined ? storage : options.wrapStorage(storage),
         transport,
-        stateMachine: this.replica.stateMachine,
+        stateMachine: this.withEntryTail(this.replica.stateMachine),
         addresses: this.urls,
         proposeTimeoutMs: this.requestTimeoutMs,
         proposalsInFlightMax: PROPOSALS_IN_FLIGHT_MAX,
         // stop() hands leadership over itself, before it closes the HTTP API (see handOver).
         transferLeadershipOnStop: false,
+        logger: this.logger.child({ component: 'raft' }),
         ...(options.timing === undefined ? {} : { timing: options.timing }),
         onFatal: (error) => {
-          this.log(`raft node stopped on a fatal error: ${describeError(error)}`);
+          this.logger.error(`raft node stopped on a fatal error: ${describeError(error)}`);
           options.onFatal?.(error);
         },
       });
@@ -416,14 +450,52 @@ export class KvServer {
     this.addresses.set(id, { raft: formatHostPort(member.raftHost, member.raftPort), http });
   }
 
+  /** The state machine, with each applied entry also kept in the dashboard's bounded log tail. */
+  private withEntryTail(inner: StateMachine<KvResult>): StateMachine<KvResult> {
+    return {
+      ...inner,
+      apply: (entry) => {
+        this.entryTail.push(entryView(entry));
+        if (this.entryTail.length > LOG_TAIL_MAX) this.entryTail.shift();
+        return inner.apply(entry);
+      },
+    };
+  }
+
   /** Starts the HTTP API, after Raft: every request it serves may use the RaftNode. */
   private async startHttp(): Promise<void> {
+    if (this.options.httpTls !== undefined && this.options.peerTls !== undefined) this.peerApi = clusterHttp({ tls: { ca: this.options.peerTls.ca } });
+    const feed = new DashboardFeed({
+      ...(this.peerApi === null ? {} : { fetch: this.peerApi.fetch }),
+      nodeId: this.id,
+      devControlsUrl: this.options.devControlsUrl ?? null,
+      status: () => this.status(),
+      memberUrls: () => this.urls,
+      traffic: () => {
+        const writes = this.metrics.proposalDuration.totals();
+        return { writes: writes.count, writeSeconds: writes.sum, reads: this.readsServed, readSeconds: this.readSeconds };
+      },
+      recentEntries: () => this.entryTail,
+    });
+    this.feed = feed;
     const http = await startHttpApi(
       {
         readMode: this.readMode,
-        readLocal: (key) => this.replica.readLocal(key),
-        // The RaftNode's promise itself, no async wrapper: the state machine is read in the tick the confirmation arrives.
-        confirmRead: () => this.replica.confirmRead(this.requestTimeoutMs),
+        readLocal: (key) => {
+          this.readsServed++;
+          return this.replica.readLocal(key);
+        },
+        // The RaftNode's promise itself, no async wrapper: the state machine is read in the tick the
+        // confirmation arrives (the timing hangs off the same promise, after the caller's handler).
+        confirmRead: () => {
+          const started = performance.now();
+          const confirmed = this.replica.confirmRead(this.requestTimeoutMs);
+          confirmed.then(
+            () => (this.readSeconds += (performance.now() - started) / 1000),
+            () => undefined,
+          );
+          return confirmed;
+        },
         commit: (command) => this.commit(command),
         leaderUrl: (id) => this.urls.get(id),
         leadership: () => {
@@ -442,6 +514,8 @@ export class KvServer {
         status: () => this.status(),
         metricsText: () => this.metricsText(),
         countResponse: (status) => this.metrics.countResponse(status),
+        openEvents: (res, authorization) => feed.open(res, authorization),
+        ...(this.options.devFaults === true ? { devFaults: this.transport!.inner } : {}),
         log: (line) => this.log(line),
       },
       this.options.httpListen ?? this.ownHttpListen(),
@@ -484,6 +558,9 @@ export class KvServer {
     this.stopping ??= (async () => {
       if (options.handOver ?? true) await this.handOver();
       this.closing = true;
+      // Event streams never finish by themselves: ended here, so they do not hold the drain.
+      this.feed?.close();
+      await this.peerApi?.close().catch(() => undefined);
       const http = this.http;
       if (http !== null) await http.drain(HTTP_DRAIN_GRACE_MS);
       await this.node?.stop();

@@ -10,6 +10,7 @@ import type { Storage } from '../storage/storage.js';
 import type { Transport } from '../transport/transport.js';
 import type { Clock } from './clock.js';
 import { ConfigError } from './errors.js';
+import type { Logger } from './logger.js';
 
 // What a RaftNode is configured with, and how its options become the core's RaftConfig, validated
 // up front (ConfigError lists every problem). runtime/node.ts re-exports the public names.
@@ -111,6 +112,11 @@ export interface RaftNodeOptions<Result = unknown> {
   readonly clock?: Clock;
   /** Called once if the node stops because of a fatal error (storage failure, broken invariant). */
   readonly onFatal?: (error: Error) => void;
+  /**
+   * Where elections, role, term and leader changes, snapshots and applied configurations are
+   * logged (see runtime/logger.ts). Default: nowhere.
+   */
+  readonly logger?: Logger;
   /** Test only: Raft bugs to inject (see tsraft/testing). */
   readonly [INJECTED_BUGS]?: ReadonlySet<InjectedBug>;
   /** Test only: driver bugs to inject (see tsraft/testing). */

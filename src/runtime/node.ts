@@ -1,5 +1,7 @@
 import { describeMembership, type Membership, type MembershipStep } from '../core/membership.js';
 import type { Entry, LogIndex, Message, NodeId, Snapshot, Term } from '../core/messages.js';
+import { silentLogger } from './logger.js';
+import { RaftEventLog } from './raft-events.js';
 import { RaftCore, type RaftStatus, type Role } from '../core/raft.js';
 import { ReadyDriver, type DurableWrite } from '../driver/ready-driver.js';
 import { hasCallbackSave, type Storage } from '../storage/storage.js';
@@ -116,6 +118,8 @@ export class RaftNode<Result = unknown> {
   private subscribed = false;
   /** The configuration last reported to onMembershipChange. */
   private reportedMembership: Membership | null = null;
+  /** Elections, role, term and leader changes, snapshots and configurations, as log lines. */
+  private readonly events: RaftEventLog;
 
   private constructor(options: RaftNodeOptions<Result>, core: RaftCore, commandBytesMax: number) {
     this.options = options;
@@ -124,6 +128,7 @@ export class RaftNode<Result = unknown> {
     this.commandBytesMax = commandBytesMax;
     this.clock = options.clock ?? realClock;
     this.waiters = new Waiters(this.clock);
+    this.events = new RaftEventLog(options.logger ?? silentLogger, options.id);
     this.driver = new ReadyDriver(core, this.durableWrite(options.storage), {
       feed: () => this.feedInputs(),
       send: (message) => this.options.transport.send(message),
@@ -149,6 +154,7 @@ export class RaftNode<Result = unknown> {
     const node = new RaftNode(options, core, commandBytesMax);
     if (restored.snapshot !== null) node.publish({ kind: 'snapshot', snapshot: restored.snapshot });
     node.reportMembership();
+    node.events.observe(core.status(false));
     await options.transport.start((message) => node.receive(message));
     return node;
   }
@@ -474,11 +480,17 @@ export class RaftNode<Result = unknown> {
       for (; ticked < input.afterTicks; ticked++) this.core.tick();
       switch (input.kind) {
         case 'message':
-          if (input.message.to === this.id) this.core.step(input.message);
+          if (input.message.to === this.id) {
+            this.events.received(input.message);
+            this.core.step(input.message);
+          }
           break;
-        case 'snapshot':
+        case 'snapshot': {
+          const before = this.events.active ? this.core.status(false).snapshotIndex : 0;
           this.core.snapshot(input.index, input.data);
+          if (this.events.active && this.core.status(false).snapshotIndex > before) this.events.snapshotTaken(input.index, input.data.byteLength);
           break;
+        }
         case 'read':
           if (!this.core.requestRead(input.id)) this.waiters.rejectRead(input.id, this.notLeader());
           break;
@@ -495,6 +507,7 @@ export class RaftNode<Result = unknown> {
       }
     }
     for (; ticked < ticks; ticked++) this.core.tick();
+    if (this.events.active) this.events.observe(this.core.status(false));
     this.noticeLeadershipLoss();
   }
 
@@ -518,6 +531,7 @@ export class RaftNode<Result = unknown> {
 
   private restore(snapshot: Snapshot): void {
     this.options.stateMachine?.restore(snapshot);
+    this.events.snapshotInstalled(snapshot);
     this.publish({ kind: 'snapshot', snapshot });
     this.waiters.snapshotRestored(snapshot.index);
   }
@@ -526,7 +540,10 @@ export class RaftNode<Result = unknown> {
     const result: unknown = this.options.stateMachine?.apply(entry);
     this.publish({ kind: 'entry', entry });
     this.waiters.applied(entry, result);
-    if (entry.membership !== undefined) this.waiters.membershipApplied(entry, this.core.isLeader);
+    if (entry.membership !== undefined) {
+      this.events.configurationApplied(entry.index, entry.membership);
+      this.waiters.membershipApplied(entry, this.core.isLeader);
+    }
   }
 
   private afterReady(): void {

@@ -79,6 +79,7 @@ import { ByteWriter, CodecError, decodeMessage, messageSize, writeMessage } from
 import type { Message, NodeId } from '../core/messages.js';
 import type { PeerAddress, Transport } from './transport.js';
 import { RateLimitedLog } from '../runtime/rate-limited-log.js';
+import { loggerFromLines, type Logger } from '../runtime/logger.js';
 import { decodeHello, encodeHello, isAdvertisableHost, isWildcardHost, MAX_ADVERTISED_HOST_BYTES, MAX_CLUSTER_ID_BYTES, type AdvertisedAddress, type Hello } from './hello.js';
 
 export {
@@ -137,6 +138,11 @@ export interface TcpTransportOptions {
   readonly reconnectMaxMs?: number;
   /** Receives one line per notable event (refused handshakes, malformed frames, lost peers). */
   readonly log?: (line: string) => void;
+  /**
+   * Structured logs instead of `log` (which is then unused): refusals and lost peers at warn,
+   * reconnections at info, each connection made at debug.
+   */
+  readonly logger?: Logger;
   /** Uniform in [0, 1), for the reconnect jitter. Default Math.random. */
   readonly random?: () => number;
   /**
@@ -147,6 +153,11 @@ export interface TcpTransportOptions {
    * hello's sender. `cert` must carry this node's identity (the constructor checks).
    */
   readonly tls?: TcpTlsOptions;
+  /**
+   * Enables the development fault switch (cutFrom): only `tsraft start`'s nodes (--dev-faults) set
+   * it, so that its dashboard can cut the network between two nodes. Off by default: cutFrom throws.
+   */
+  readonly devFaults?: boolean;
 }
 
 /** PEM material for mutual TLS (see `TcpTransportOptions.tls`). */
@@ -249,6 +260,9 @@ const NON_MEMBER_LOG_WINDOW_MS = 60_000;
 /** TLS refusal log lines: at most this many per window (further ones are counted in the next line). */
 const TLS_LOG_BURST = 10;
 const TLS_LOG_WINDOW_MS = 60_000;
+/** Refused handshakes (a stranger's hello): at most this many lines per window. */
+const REFUSAL_LOG_BURST = 10;
+const REFUSAL_LOG_WINDOW_MS = 60_000;
 /** Ids remembered as already logged (non-members, unknown send targets); older ones are forgotten. */
 const LOGGED_IDS_MAX = 256;
 const DEFAULT_RECONNECT_MIN_MS = 50;
@@ -369,6 +383,8 @@ export class TcpTransport implements Transport {
   private readonly reconnectMinMs: number;
   private readonly reconnectMaxMs: number;
   private readonly log: (line: string) => void;
+  private readonly logger: Logger;
+  private readonly refusalLog: RateLimitedLog;
   private readonly random: () => number;
   private readonly peers = new Map<NodeId, Peer>();
   /** Non-members' learned addresses, least recently used first; disjoint from `peers`. */
@@ -395,6 +411,12 @@ export class TcpTransport implements Transport {
   private loggedTooLarge = false;
   /** Send targets already logged as unknown (at most LOGGED_IDS_MAX; then drops are only counted). */
   private readonly loggedUnknown = new Set<NodeId>();
+  /** TcpTransportOptions.devFaults: whether cutFrom may be used. */
+  private readonly devFaults: boolean;
+  /** The dev fault switch: peers whose messages are dropped both ways, connections kept (see cutFrom). */
+  private cut: ReadonlySet<NodeId> = new Set();
+  /** Messages the fault switch dropped, both ways. */
+  private cutDrops = 0;
 
   private counters = {
     sent: 0,
@@ -421,6 +443,7 @@ export class TcpTransport implements Transport {
       throw new Error(`clusterId must be at most ${MAX_CLUSTER_ID_BYTES} UTF-8 bytes`);
     }
     this.nodeId = checkInt(options.nodeId, 'nodeId', 0, Number.MAX_SAFE_INTEGER);
+    this.devFaults = options.devFaults === true;
     this.listenHost = options.listen.host;
     this.listenPort = checkInt(options.listen.port, 'listen.port', 0, 65535);
     this.maxFrameBytes = checkInt(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, 'maxFrameBytes', 1, MAX_FRAME_LIMIT);
@@ -441,9 +464,13 @@ export class TcpTransport implements Transport {
     this.reconnectMaxMs = checkInt(options.reconnectMaxMs ?? DEFAULT_RECONNECT_MAX_MS, 'reconnectMaxMs', 1, 2 ** 31 - 1);
     if (this.reconnectMaxMs < this.reconnectMinMs) throw new Error('reconnectMaxMs must be >= reconnectMinMs');
     const id = this.nodeId;
-    this.log = options.log ?? ((line) => process.stderr.write(`tsraft tcp transport (node ${id}): ${line}\n`));
+    const logger = options.logger ?? loggerFromLines(options.log ?? ((line) => process.stderr.write(`tsraft tcp transport (node ${id}): ${line}\n`)));
+    this.logger = logger;
+    this.log = (line) => logger.info(line);
+    const warn = (line: string): void => logger.warn(line);
     this.nonMemberLog = new RateLimitedLog(this.log, NON_MEMBER_LOG_BURST, NON_MEMBER_LOG_WINDOW_MS, 'non-member lines');
-    this.tlsLog = new RateLimitedLog(this.log, TLS_LOG_BURST, TLS_LOG_WINDOW_MS, 'TLS refusals');
+    this.tlsLog = new RateLimitedLog(warn, TLS_LOG_BURST, TLS_LOG_WINDOW_MS, 'TLS refusals');
+    this.refusalLog = new RateLimitedLog(warn, REFUSAL_LOG_BURST, REFUSAL_LOG_WINDOW_MS, 'refused handshakes');
     this.random = options.random ?? Math.random;
     if (options.tls === undefined) {
       this.tlsOptions = null;
@@ -630,9 +657,9 @@ export class TcpTransport implements Transport {
 
 
   /** Logs a line about `peer`: rate-limited for a learned address, which a stranger controls. */
-  private logPeer(peer: Peer, line: string): void {
+  private logPeer(peer: Peer, line: string, level: 'info' | 'warn' = 'info'): void {
     if (peer.learned) this.logNonMember(line);
-    else this.log(line);
+    else this.logger[level](line);
   }
 
   /** Closes `peer`'s outbound connection, if any, and cancels its dial and redial; the queue stays. */
@@ -684,6 +711,22 @@ export class TcpTransport implements Transport {
     };
   }
 
+  /**
+   * The development fault switch (devFaults only, else it throws): from now on every message to or
+   * from these peers is dropped, as if the network between them and this node were cut, while the
+   * connections stay up; an empty list heals. Replaces the previous set.
+   */
+  cutFrom(peers: readonly NodeId[]): void {
+    if (!this.devFaults) throw new Error('the fault switch is off: the transport was not created with devFaults');
+    this.cut = new Set(peers);
+    this.log(peers.length === 0 ? 'dev faults: network healed' : `dev faults: messages to and from node${peers.length === 1 ? '' : 's'} ${peers.join(', ')} are dropped`);
+  }
+
+  /** The peers the fault switch cuts off now, and how many messages it dropped. */
+  get faults(): { readonly cut: readonly NodeId[]; readonly dropped: number } {
+    return { cut: [...this.cut].sort((a, b) => a - b), dropped: this.cutDrops };
+  }
+
   /** How many frames are queued for `peer` (0 for an unknown peer). */
   queued(peer: NodeId): number {
     const p = this.peers.get(peer) ?? this.learned.get(peer);
@@ -716,7 +759,7 @@ export class TcpTransport implements Transport {
         this.counters.refusedConnections++;
         if (!this.loggedConnectionLimit) {
           this.loggedConnectionLimit = true;
-          this.log(`refusing connection from ${data?.remoteAddress ?? '?'}:${data?.remotePort ?? '?'}: ${this.inboundConnectionsMax} connections are open (further refusals are only counted)`);
+          this.logger.warn(`refusing connection from ${data?.remoteAddress ?? '?'}:${data?.remotePort ?? '?'}: ${this.inboundConnectionsMax} connections are open (further refusals are only counted)`);
         }
       });
       server = tlsServer;
@@ -746,6 +789,10 @@ export class TcpTransport implements Transport {
   send(message: Message): void {
     if (this.closed) {
       this.counters.noConnection++;
+      return;
+    }
+    if (this.cut.has(message.to)) {
+      this.cutDrops++;
       return;
     }
     if (message.from !== this.nodeId) {
@@ -914,6 +961,7 @@ export class TcpTransport implements Transport {
       peer.connected = true;
       peer.connectedAt = Date.now();
       if (peer.lastError !== null) this.logPeer(peer, `connected to node ${peer.id} at ${peer.host}:${peer.port}`);
+      else if (!peer.learned) this.logger.debug(`connected to node ${peer.id} at ${peer.host}:${peer.port}`);
       peer.lastError = null;
       socket.write(this.helloFor(peer.id));
       this.flush(peer);
@@ -931,7 +979,7 @@ export class TcpTransport implements Transport {
       const what = err.code ?? err.message;
       if (peer.lastError !== what) {
         peer.lastError = what;
-        this.logPeer(peer, `node ${peer.id} at ${peer.host}:${peer.port}: ${err.message}; retrying while messages are queued`);
+        this.logPeer(peer, `node ${peer.id} at ${peer.host}:${peer.port}: ${err.message}; retrying while messages are queued`, 'warn');
       }
     });
     socket.on('close', () => {
@@ -948,7 +996,7 @@ export class TcpTransport implements Transport {
       else peer.failures++;
       if (wasConnected && peer.lastError === null) {
         peer.lastError = 'closed';
-        this.logPeer(peer, `lost connection to node ${peer.id} at ${peer.host}:${peer.port}`);
+        this.logPeer(peer, `lost connection to node ${peer.id} at ${peer.host}:${peer.port}`, 'warn');
       }
       if (peer.urgent.length + peer.bulk.length > 0) this.scheduleReconnect(peer);
     });
@@ -1032,7 +1080,7 @@ export class TcpTransport implements Transport {
       this.counters.refusedConnections++;
       if (!this.loggedConnectionLimit) {
         this.loggedConnectionLimit = true;
-        this.log(`refusing connection from ${label}: ${this.inboundConnectionsMax} connections are open (further refusals are only counted)`);
+        this.logger.warn(`refusing connection from ${label}: ${this.inboundConnectionsMax} connections are open (further refusals are only counted)`);
       }
       socket.destroy();
       return;
@@ -1129,7 +1177,7 @@ export class TcpTransport implements Transport {
     }
     if (refusal !== null) {
       this.counters.refusedHandshakes++;
-      this.log(`refusing connection from ${conn.label}: ${refusal}`);
+      this.refusalLog.log(`refusing connection from ${conn.label}: ${refusal}`);
       this.kill(conn);
       return;
     }
@@ -1148,6 +1196,7 @@ export class TcpTransport implements Transport {
       this.kill(oldest);
     }
     if (!member) this.acceptNonMember(conn, hello);
+    else this.logger.debug(`accepted a connection from node ${hello.from} at ${conn.label}`);
   }
 
   /**
@@ -1199,6 +1248,10 @@ export class TcpTransport implements Transport {
       return;
     }
     if (this.closed || this.onMessage === null) return;
+    if (this.cut.has(peer)) {
+      this.cutDrops++;
+      return;
+    }
     this.counters.received++;
     // A non-member that keeps talking keeps its learned address (re-learned if a flood of other
     // hellos evicted it), so the answer to this message can reach it.
@@ -1223,7 +1276,7 @@ export class TcpTransport implements Transport {
 
   private malformed(conn: Inbound, why: string): void {
     this.counters.malformedFrames++;
-    this.log(`closing connection from ${conn.label}${conn.peer === null ? '' : ` (node ${conn.peer})`}: ${why}`);
+    this.logger.warn(`closing connection from ${conn.label}${conn.peer === null ? '' : ` (node ${conn.peer})`}: ${why}`);
     this.kill(conn);
   }
 

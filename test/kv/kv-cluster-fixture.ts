@@ -173,7 +173,7 @@ export class KvCluster {
       requestTimeoutMs: 2_000,
       // Transport chatter (peers going away, connections closed) is expected; anything else is worth seeing.
       log: (line) => {
-        if (line.startsWith('transport: ')) return;
+        if (line.startsWith('transport: ') || line.startsWith('raft: ')) return; // elections and role changes too
         if (line.startsWith('raft node stopped on a fatal error')) this.fatal.set(id, line.split('\n')[0]!);
         process.stderr.write(`kv node ${id}: ${line}\n`);
       },

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+// Builds the web UI (ui/) into dist/ui: bundles each page with esbuild (Preact included: nothing is
+// fetched at run time) and copies its HTML and CSS. esbuild does not type-check: `npm run build`
+// runs `tsc -p ui/tsconfig.json` (a browser project apart from the Node one) before this. Each page is a directory: ui/<page>/ → dist/ui/<page>/, with
+// main.tsx as its entry point, so a second page (the replay) is one more directory.
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+
+const PAGES = readdirSync('ui').filter((name) => statSync(join('ui', name)).isDirectory() && existsSync(join('ui', name, 'main.tsx')));
+
+rmSync('dist/ui', { recursive: true, force: true });
+for (const page of PAGES) {
+  const out = join('dist/ui', page);
+  mkdirSync(out, { recursive: true });
+  await build({
+    entryPoints: [join('ui', page, 'main.tsx')],
+    outfile: join(out, 'app.js'),
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: ['es2022'],
+    jsx: 'automatic',
+    jsxImportSource: 'preact',
+    minify: true,
+    sourcemap: false,
+    legalComments: 'none',
+    logLevel: 'warning',
+  });
+  for (const name of readdirSync(join('ui', page))) {
+    if (name.endsWith('.html') || name.endsWith('.css')) copyFileSync(join('ui', page, name), join(out, name));
+  }
+}
+console.log(`build-ui: ${PAGES.join(', ')} → dist/ui`);
