@@ -3,7 +3,8 @@
 // explicitly because Node 20 treats --test arguments as paths, not globs, and would otherwise also
 // run helper modules that live beside the tests.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 function findTests(dir) {
@@ -22,5 +23,9 @@ if (files.length === 0) {
   console.error('no test files found under dist/test (run `npm run build` first)');
   process.exit(1);
 }
-const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...files], { stdio: 'inherit' });
+// The CLI remembers leaders in the user's cache directory (src/cli/leader-hint.ts): tests that run
+// it get a cache of their own, so neither the user's hints nor an earlier run's steer them.
+const cache = mkdtempSync(join(tmpdir(), 'tsraft-test-cache-'));
+const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...files], { stdio: 'inherit', env: { ...process.env, XDG_CACHE_HOME: cache } });
+rmSync(cache, { recursive: true, force: true });
 process.exit(result.status ?? 1);

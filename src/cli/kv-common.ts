@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { KvClient, KvClientError } from '../kv/client.js';
 import { DEFAULT_ATTEMPT_TIMEOUT_MS } from '../kv/client-endpoints.js';
 import { certificateFailure } from '../kv/client-http.js';
+import { clientRememberingLeader } from './leader-hint.js';
 import { readClientSecurity, securityRefusal, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { CliError, DEFAULT_ENDPOINTS, EXIT, UsageError, errorMessage, parseEndpoints, parseIntOption } from './common.js';
 
@@ -37,7 +38,7 @@ export function makeClient(options: ClientOptions): KvClient {
   const endpoints = parseEndpoints(options.endpoints);
   const timeoutMs = parseIntOption(options.timeout, '--timeout', 1, 3_600_000);
   const attemptTimeoutMs = parseIntOption(options.attemptTimeout, '--attempt-timeout', 1, 3_600_000);
-  return new KvClient({ endpoints, timeoutMs, attemptTimeoutMs, ...readClientSecurity(options) });
+  return clientRememberingLeader({ endpoints, timeoutMs, attemptTimeoutMs, ...readClientSecurity(options) });
 }
 
 /** Checks a key given on the command line. */

@@ -10,8 +10,9 @@
  * --to that is not another member: the message names the members), 3 no leader reachable.
  */
 import { Command } from 'commander';
-import { KvClient, KvClientError } from '../kv/client.js';
+import { KvClientError } from '../kv/client.js';
 import { CliError, DEFAULT_ENDPOINTS, EXIT, errorMessage, parseEndpoints, parseIntOption, parseNodeId } from './common.js';
+import { clientRememberingLeader } from './leader-hint.js';
 import { readClientSecurity, securityRefusal, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { printLine } from './kv-common.js';
 import { printJson, wantsJson, withOutputOption, type OutputOptions } from './values.js';
@@ -67,7 +68,7 @@ export async function runLeaderTransfer(options: TransferOptions): Promise<void>
   const to = options.to === undefined ? undefined : parseNodeId(options.to, '--to');
   const endpoints = parseEndpoints(options.endpoints);
   const timeoutMs = parseIntOption(options.timeout, '--timeout', 1, 3_600_000);
-  const client = new KvClient({ endpoints, timeoutMs, ...readClientSecurity(options) });
+  const client = clientRememberingLeader({ endpoints, timeoutMs, ...readClientSecurity(options) });
   let moved;
   try {
     moved = await client.transferLeadership(to);

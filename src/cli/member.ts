@@ -32,6 +32,7 @@ import {
   parseIntOption,
   parseNodeId,
 } from './common.js';
+import { clientRememberingLeader } from './leader-hint.js';
 import { readClientSecurity, securityRefusal, withClientSecurityOptions, type ClientSecurityOptions } from './client-security.js';
 import { printLine } from './kv-common.js';
 import { printJson, wantsJson, withOutputOption, type OutputOptions } from './values.js';
@@ -126,7 +127,7 @@ export function memberFailure(command: MemberCommandLine, error: unknown, timeou
 function client(options: EndpointOptions, defaultTimeoutMs: number): { client: KvClient; timeoutMs: number } {
   const endpoints = parseEndpoints(options.endpoints);
   const timeoutMs = options.timeout === undefined ? defaultTimeoutMs : parseIntOption(options.timeout, '--timeout', 1, 3_600_000);
-  return { client: new KvClient({ endpoints, timeoutMs, ...readClientSecurity(options) }), timeoutMs };
+  return { client: clientRememberingLeader({ endpoints, timeoutMs, ...readClientSecurity(options) }), timeoutMs };
 }
 
 export type MemberRoleText = 'voter' | 'learner' | 'outgoing';

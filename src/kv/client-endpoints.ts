@@ -50,7 +50,8 @@ export class ClientEndpoints {
   /** The base URL to try first: the last one that answered well (or a redirect's target). */
   current: string;
 
-  constructor(endpoints: readonly string[]) {
+  /** `preferred`: the endpoint to try first (a leader an earlier client found), if it is one of `endpoints`. */
+  constructor(endpoints: readonly string[], preferred?: string) {
     if (endpoints.length === 0) throw new RangeError('KvClient needs at least one endpoint');
     this.list = endpoints.map((e) => {
       const url = new URL(e); // throws on a malformed URL
@@ -58,7 +59,8 @@ export class ClientEndpoints {
       return e.replace(/\/+$/, '');
     });
     this.given = this.list.length;
-    this.current = this.list[0]!;
+    const hint = preferred?.replace(/\/+$/, '');
+    this.current = hint !== undefined && this.list.includes(hint) ? hint : this.list[0]!;
   }
 
   /** Every endpoint, given ones first. */

@@ -89,6 +89,11 @@ export interface KvClientOptions {
   readonly tls?: KvClientTls;
   /** A bearer token sent with every request (`Authorization: Bearer <token>`). */
   readonly token?: string;
+  /**
+   * The endpoint to try first, e.g. the leader an earlier client found (see `preferredEndpoint`);
+   * ignored unless it is one of `endpoints`. Default: the first endpoint.
+   */
+  readonly preferredEndpoint?: string;
 }
 
 export interface KvWriteResult {
@@ -265,7 +270,7 @@ export class KvClient {
   private readonly http: ClusterHttp;
 
   constructor(options: KvClientOptions) {
-    this.endpoints = new ClientEndpoints(options.endpoints);
+    this.endpoints = new ClientEndpoints(options.endpoints, options.preferredEndpoint);
     this.clientId = options.clientId ?? randomUUID();
     if (!/^[\x21-\x7e]+$/.test(this.clientId) || this.clientId.length > CLIENT_ID_BYTES_MAX - SESSION_SUFFIX_BYTES) {
       throw new RangeError(`clientId must be 1..${CLIENT_ID_BYTES_MAX - SESSION_SUFFIX_BYTES} printable ASCII characters`);
@@ -275,6 +280,14 @@ export class KvClient {
     this.retryDelayMs = options.retryDelayMs ?? 25;
     this.maxRetryDelayMs = Math.max(this.retryDelayMs, options.maxRetryDelayMs ?? 500);
     this.http = clusterHttp({ tls: options.tls, token: options.token });
+  }
+
+  /**
+   * The endpoint the next operation tries first: the last one that answered well (normally the
+   * leader), or where a redirect pointed. A later client given it as `preferredEndpoint` starts there.
+   */
+  get preferredEndpoint(): string {
+    return this.endpoints.current;
   }
 
   /** Releases the client's own connections (a client with `tls`); calls after it fail. Idempotent. */
