@@ -19,6 +19,7 @@ import { leaderCommand } from './leader.js';
 import { memberCommand } from './member.js';
 import { nodeCommand } from './node.js';
 import { putCommand } from './put.js';
+import { snapshotCommand } from './snapshot.js';
 import { startCommand } from './start.js';
 import { statusCommand } from './status.js';
 import { tokensCommand } from './tokens.js';
@@ -45,12 +46,13 @@ Examples:
   tsraft node --id 3 --join http://127.0.0.1:8000 --listen 127.0.0.1:7003 --http 127.0.0.1:8003 --data-dir ./data-3
                                        a 4th node joins (as a learner, promoted to voter once caught up)
   tsraft member remove 2               take node 2 out of the cluster
+  tsraft snapshot save backup.tsraft   a consistent backup of the whole store (snapshot restore seeds a new cluster)
   tsraft certs init --dir ./certs      a private CA for mutual TLS (then certs node / certs client)
   tsraft tokens add --file auth.json --name app --role write
                                        a bearer token for the HTTP API (tsraft node --auth-file auth.json)`,
     );
   // Commands are added after exitOverride() so they inherit it.
-  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), statusCommand(), leaderCommand(), memberCommand(), certsCommand(), tokensCommand()]) {
+  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), statusCommand(), leaderCommand(), memberCommand(), snapshotCommand(), certsCommand(), tokensCommand()]) {
     command.exitOverride().showHelpAfterError('(add --help for usage)');
     program.addCommand(command);
   }

@@ -42,6 +42,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { CLIENT_ID_BYTES_MAX } from './commands.js';
+import { BackupError, decodeBackup, type BackupHeader } from './backup.js';
 import { ClientEndpoints, DEFAULT_ATTEMPT_TIMEOUT_MS, SilentEndpoints, SLOW_OPERATION_ATTEMPT_MS, attemptBudgetMs, checkAttemptTimeout } from './client-endpoints.js';
 import { certificateFailure, clusterHttp, describeCertificateFailure, type ClusterHttp, type KvClientTls } from './client-http.js';
 
@@ -150,6 +151,8 @@ interface Session {
 interface Answer {
   readonly status: number;
   readonly json: Record<string, unknown>;
+  /** A 2xx answer's body as bytes, for a request made with `raw` (json is then empty). */
+  readonly bytes?: Uint8Array;
 }
 
 /** The most sessions a client id may spread over: the suffix ".<n>" must fit CLIENT_ID_BYTES_MAX. */
@@ -334,6 +337,28 @@ export class KvClient {
     return { swapped, value: valueText(v, answer.json['encoding']), index: Number(answer.json['index']) };
   }
 
+  /**
+   * A backup of the whole store, from the leader (GET /v1/snapshot): the bytes of a backup file,
+   * checked before they are returned (a damaged download rejects with 'server-error'). An attempt
+   * may take `attemptTimeoutMs` (default the larger of the client's and 12 s): a large store takes
+   * a while to send. Needs the admin role when the cluster checks tokens.
+   */
+  async backup(options: { attemptTimeoutMs?: number } = {}): Promise<{ bytes: Uint8Array; header: BackupHeader; keys: number }> {
+    const answer = await this.request('GET', '/v1/snapshot', {
+      write: false,
+      raw: true,
+      attemptTimeoutMs: options.attemptTimeoutMs ?? Math.max(this.attemptTimeoutMs, SLOW_OPERATION_ATTEMPT_MS),
+    });
+    const bytes = answer.bytes ?? new Uint8Array(0);
+    try {
+      const { header, keys } = decodeBackup(bytes);
+      return { bytes, header, keys };
+    } catch (error) {
+      if (error instanceof BackupError) throw new KvClientError('server-error', `the backup received is not usable: ${error.message}`);
+      throw error;
+    }
+  }
+
   /** A member's status (default: the current endpoint's). */
   async status(endpoint?: string): Promise<KvServerStatus> {
     const answer = await this.request('GET', '/v1/status', { write: false, ...(endpoint === undefined ? {} : { endpoint: endpoint.replace(/\/+$/, '') }) });
@@ -511,6 +536,8 @@ export class KvClient {
       attempts?: number;
       /** One attempt's own time limit (default: the client's attemptTimeoutMs; never more than what is left). */
       attemptTimeoutMs?: number;
+      /** A 2xx answer's body is bytes (Answer.bytes), not JSON. */
+      raw?: boolean;
     },
   ): Promise<Answer> {
     const deadline = Date.now() + this.timeoutMs;
@@ -556,6 +583,7 @@ export class KvClient {
       let status: number;
       let location: string | null;
       let text: string;
+      let bytes: Uint8Array | undefined;
       try {
         const response = await this.http.fetch(base + pathAndQuery, {
           method,
@@ -566,7 +594,12 @@ export class KvClient {
         });
         status = response.status;
         location = response.headers.get('location');
-        text = await response.text();
+        if (options.raw === true && status >= 200 && status < 300) {
+          bytes = new Uint8Array(await response.arrayBuffer());
+          text = '';
+        } else {
+          text = await response.text();
+        }
       } catch (error) {
         lastError = error;
         const tlsFailure = certificateFailure(error);
@@ -635,7 +668,7 @@ export class KvClient {
       }
       if ((status >= 200 && status < 300) || (status === 404 && code === 'not-found') || (status === 409 && json['swapped'] === false)) {
         if (fixed === undefined) this.endpoints.answered(base);
-        return { status, json };
+        return { status, json, ...(bytes === undefined ? {} : { bytes }) };
       }
       lastStatus = status;
       lastCode = code;

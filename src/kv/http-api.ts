@@ -43,6 +43,9 @@
  *                                               drop messages to and from those peers (http-dev-routes.ts)
  *     GET    /v1/events                        the dashboard's feed: Server-Sent Events, a `snapshot`
  *                                               every 500 ms and `leader` on a change (dashboard-feed.ts)
+ *     GET    /v1/snapshot                      a backup of the whole store from the leader (a follower 307s):
+ *                                               application/octet-stream, a checksummed header line then the
+ *                                               state machine's snapshot (backup.ts, http-backup-routes.ts)
  *
  * Keys are the rest of the path after `/v1/kv/`, percent-decoded to bytes (so a key may hold any
  * byte, `/` included, when encoded). `previous`/`value` are null when the key was absent; their
@@ -123,6 +126,8 @@
  * refusals alike through http-raft-errors.ts. The server and its
  * resource bounds are set up in http-server.ts; the byte-level decoding and encoding is in http-io.ts.
  */
+import type { BackupSource } from './backup.js';
+import { serveBackup, SNAPSHOT_PATH } from './http-backup-routes.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MembershipStep } from '../core/membership.js';
 import type { Principal } from '../security/auth-file.js';
@@ -204,6 +209,12 @@ export interface KvApiBackend {
    * `authorization` is the viewer's header, for the peers it polls. Without it, /v1/events is 501.
    */
   openEvents?(res: ServerResponse, authorization: string | undefined): void;
+  /**
+   * A backup of the whole store (GET /v1/snapshot, backup.ts): on the leader, after a ReadIndex
+   * round and once applied that far, the state machine's snapshot. Rejects with the RaftNode's
+   * errors (NotLeaderError on a follower). Without it, /v1/snapshot is 501.
+   */
+  backup?(): Promise<BackupSource>;
   /** The transport's dev fault switch (--dev-faults only); without it, /v1/dev/faults is 404. */
   readonly devFaults?: DevFaults;
   /** Called with the status of every response sent, for the metrics. */
@@ -297,6 +308,10 @@ class KvHttpApi {
     }
     if (rawPath === DEV_FAULTS_PATH) {
       serveDevFaults(this.backend.devFaults, res, method, rawQuery);
+      return;
+    }
+    if (rawPath === SNAPSHOT_PATH) {
+      await serveBackup(this.backend, res, method, rawPath, rawQuery);
       return;
     }
     if (rawPath === EVENTS_PATH) {

@@ -14,6 +14,7 @@
  *     PUT, POST, DELETE /v1/kv/...              write
  *     /v1/members changes, /v1/leader/transfer  admin (admin implies read and write)
  *     /v1/dev/faults (--dev-faults only)        admin
+ *     /v1/snapshot (a backup of the whole store) admin
  *     anything else                             any principal (then 404 / 405)
  *
  * Authorization is on when the node has an auth file or a client CA; otherwise every request is
@@ -33,6 +34,7 @@ import { TLSSocket } from 'node:tls';
 import { type AuthPolicy, hashToken, hasRole, isPrincipalName, knownRoles, type Principal, type Role } from '../security/auth-file.js';
 import { clientIdentity, peerIdentity } from '../security/certs.js';
 import { RateLimitedLog } from '../runtime/rate-limited-log.js';
+import { SNAPSHOT_PATH } from './http-backup-routes.js';
 import { TRANSFER_PATH } from './http-cluster-routes.js';
 import { HttpError } from './http-io.js';
 import { KV_PREFIX } from './http-kv-routes.js';
@@ -59,7 +61,7 @@ export function requiredAccess(method: string, rawPath: string, publicPaths: Rea
   const reading = method === 'GET' || method === 'HEAD';
   if (rawPath === '/healthz' || rawPath === '/readyz') return 'open';
   if (rawPath === '/metrics' || rawPath === '/v1/status') return publicPaths.has(rawPath) ? 'open' : 'authenticated';
-  if (rawPath === TRANSFER_PATH || rawPath === DEV_FAULTS_PATH) return 'admin';
+  if (rawPath === TRANSFER_PATH || rawPath === DEV_FAULTS_PATH || rawPath === SNAPSHOT_PATH) return 'admin';
   if (isUiPath(rawPath)) return 'open';
   if (rawPath === EVENTS_PATH) return 'read';
   if (rawPath === MEMBERS_PATH || rawPath.startsWith(`${MEMBERS_PATH}/`)) return reading ? 'read' : 'admin';

@@ -32,6 +32,7 @@
  * On restart the RaftNode restores the state machine from its latest snapshot and replays the log
  * after it.
  */
+import type { BackupSource } from './backup.js';
 import { addressOf, describeMembership, type Membership, type MembershipStep } from '../core/membership.js';
 import type { NodeId } from '../core/messages.js';
 import { ConfigError, RaftError } from '../runtime/errors.js';
@@ -507,6 +508,7 @@ export class KvServer {
         voterIds: () => this.node!.membership().voters,
         transferLeadership: (to) => this.transferLeadership(to),
         members: () => this.members(),
+        backup: () => this.backup(),
         changeMembership: (step) => this.changeMembership(step),
         authorize: (req, method, rawPath) => this.authGuard.authorize(req, method, rawPath),
         isStopping: () => this.closing,
@@ -640,6 +642,22 @@ export class KvServer {
   // ------------------------------------------------------------------ membership
 
   /** The configuration in effect on this node (GET /v1/members); on the leader with every member's match. */
+  /** A backup of the whole store (GET /v1/snapshot; backup.ts says what it holds). */
+  private async backup(): Promise<BackupSource> {
+    await this.replica.confirmRead(this.requestTimeoutMs);
+    // Synchronously after the confirmation: the state as of at least the confirmed index.
+    const status = this.node!.raftStatus(false);
+    return {
+      clusterId: this.options.clusterId ?? 'tsraft',
+      takenFrom: this.id,
+      index: this.replica.appliedIndex,
+      term: status.term,
+      voters: status.membership.voters,
+      learners: status.membership.learners,
+      data: this.replica.sm.snapshot(),
+    };
+  }
+
   private members(): MembersView {
     const s = this.node!.status();
     const m = s.membership;
