@@ -15,6 +15,15 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { INJECTABLE_BUGS, type InjectedBug } from '../src/core/bugs.js';
 import { DRIVER_BUGS, type DriverBug } from '../src/driver/ready-driver.js';
 import { exploreReplayCommand, exploreSeed, type ExploreOptions, type ExploreResult } from '../src/sim/explorer/explorer.js';
+import { exploreOutcome, exploreSourceFor } from '../src/sim/replay/record-explore.js';
+import { finalStateLine, replayFragment } from '../src/sim/replay/recording.js';
+
+/** The replay page (built to dist/ui/replay/index.html; this script runs as dist/scripts/explore.js). */
+const REPLAY_PAGE = new URL('../ui/replay/index.html', import.meta.url).href;
+
+function replayLink(seed: number, options: ExploreOptions): string {
+  return `${REPLAY_PAGE}${replayFragment(exploreSourceFor(seed, options))}`;
+}
 
 const USAGE = `usage: npm run explore -- [--seeds N | --seed S] [--first-seed S] [--seconds S] [--nodes 3,5,7]
                            [--bug NAME[,NAME]] [--jobs J] [--check-determinism] [--keep-going]
@@ -107,6 +116,8 @@ function report(result: ExploreResult, plan: Plan): void {
   console.log(`  last ${result.trace.length} events:`);
   for (const line of result.trace) console.log(`    ${line}`);
   console.log(`  replay: ${exploreReplayCommand(result.seed, plan.options)}`);
+  console.log(`  replay in a browser: ${replayLink(result.seed, plan.options)}`);
+  console.log('    (a running node serves the same page at /ui/replay/, followed by the same #fragment)');
 }
 
 
@@ -140,7 +151,10 @@ async function main(): Promise<number> {
     virtualMs += result.virtualMs;
     opsChecked += result.stats.opsChecked;
     if (result.stats.checkVerdict === 'unknown') checksIncomplete++;
-    if (plan.seeds.length === 1) console.log(`  seed ${result.seed}: ${JSON.stringify(result.stats)}\n  world: ${JSON.stringify(result.shape)}`);
+    if (plan.seeds.length === 1) {
+      console.log(`  seed ${result.seed}: ${JSON.stringify(result.stats)}\n  world: ${JSON.stringify(result.shape)}`);
+      console.log(`  final state: ${finalStateLine(exploreOutcome(result))}`);
+    }
     if (result.invariant === undefined) recoveries.push(result.recoveryMs);
     else {
       violations.push(result);
@@ -174,6 +188,7 @@ async function main(): Promise<number> {
   if (violations.length > 0) {
     console.log(`first violating seed: ${violations[0]!.seed} (${violations[0]!.invariant})`);
     console.log(`replay: ${exploreReplayCommand(violations[0]!.seed, plan.options)}`);
+    console.log(`replay in a browser: ${replayLink(violations[0]!.seed, plan.options)}`);
   }
   return violations.length === 0 ? 0 : 1;
 }

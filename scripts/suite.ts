@@ -13,6 +13,15 @@ import type { TestFigures } from '../src/harness/cluster.js';
 import { staffFigures } from '../src/harness/reference.js';
 import { replayCommand, runSuiteTest, type Clock, type RunResult } from '../src/harness/suite.js';
 import { PARTS, SUITE } from '../test/suite/index.js';
+import { replayFragment } from '../src/sim/replay/recording.js';
+
+/** The replay page (built to dist/ui/replay/index.html; this script runs as dist/scripts/suite.js). */
+const REPLAY_PAGE = new URL('../ui/replay/index.html', import.meta.url).href;
+
+/** The link that replays a failing virtual-time run in a browser. */
+function replayLink(result: Pick<RunResult, 'test' | 'seed'>): string {
+  return `${REPLAY_PAGE}${replayFragment({ kind: 'suite', part: result.test.part, name: result.test.name, seed: result.seed })}`;
+}
 
 const USAGE = `usage: npm run suite -- [--part 2A,2B] [--seeds N | --seed S] [--first-seed S] [--run Name,...] [--realtime [--driver sim|runtime]] [--verbose]
 
@@ -142,6 +151,10 @@ async function main(): Promise<number> {
         failures.push(result);
         console.log(`--- FAIL: ${test.name}${test.part} seed ${seed}: ${result.error.message}`);
         console.log(`    replay: ${replayCommand(result, options.clock)}`);
+        if (options.clock === 'virtual') {
+          console.log(`    replay in a browser: ${replayLink(result)}`);
+          console.log('      (a running node serves the same page at /ui/replay/, followed by the same #fragment)');
+        }
         if (options.verbose && !(result.error.name === 'TestFailure')) console.log(result.error.stack);
       }
     }
@@ -164,6 +177,7 @@ async function main(): Promise<number> {
     for (const failure of failures) {
       console.log(`  ${failure.test.name}${failure.test.part} seed ${failure.seed}: ${failure.error!.message}`);
       console.log(`    ${replayCommand(failure, options.clock)}`);
+      if (options.clock === 'virtual') console.log(`    ${replayLink(failure)}`);
     }
   }
   return failures.length === 0 ? 0 : 1;

@@ -1,7 +1,7 @@
 import { DEFAULT_TIMING } from '../core/config.js';
 import type { Entry, Message, Snapshot } from '../core/messages.js';
 import { messageSize } from '../codec/index.js';
-import { Network, type RpcServer } from '../sim/network.js';
+import { Network, type NetworkObserver, type RpcServer } from '../sim/network.js';
 import { Persister } from '../sim/persister.js';
 import { Prng } from '../sim/prng.js';
 import type { Scheduler } from '../sim/scheduler.js';
@@ -73,6 +73,23 @@ export interface ClusterOptions {
   readonly onFigures?: (figures: TestFigures) => void;
   /** Receives a line per message and per change of a node's role, term or commit (debugging). */
   readonly trace?: ((line: string) => void) | undefined;
+  /** Sees the run as it happens (src/sim/replay/record-suite.ts); it must not change the run. */
+  readonly recorder?: ClusterRecorder | undefined;
+}
+
+/** An observer of a Cluster's run (recordings for the replay page). Every call is a read. */
+export interface ClusterRecorder {
+  /** Given to the cluster's network. */
+  readonly network?: NetworkObserver<Message, Message>;
+  /** Called in the Cluster's constructor, before any server starts. */
+  attach(cluster: Cluster): void;
+  /** Server i's new instance runs (start1). */
+  started(i: number, server: HarnessServer): void;
+  /** Server i was shut down (crash1), or was connected or disconnected. */
+  crashed(i: number): void;
+  connectionChanged(i: number): void;
+  /** After every Ready a SimNode handled. */
+  observed(node: SimNode): void;
 }
 
 /**
@@ -113,6 +130,7 @@ export class Cluster {
   private finished = false;
   private backgroundFailure: unknown = undefined;
   private service: ClusterService | null = null;
+  private readonly recorder: ClusterRecorder | undefined;
 
   constructor(options: ClusterOptions) {
     this.n = options.n;
@@ -125,6 +143,7 @@ export class Cluster {
     this.log = options.log ?? ((line) => console.log(line));
     this.onFigures = options.onFigures;
     this.trace = options.trace;
+    this.recorder = options.recorder;
     const root = new Prng(options.seed);
     this.prng = root.fork();
     this.nodeRandom = root.fork();
@@ -133,6 +152,7 @@ export class Cluster {
       prng: root.fork(),
       requestSize: (m) => this.service?.rpcSize(m) ?? messageSize(m),
       replySize: (m) => this.service?.rpcSize(m) ?? messageSize(m),
+      observer: options.recorder?.network,
     });
     this.net.setReliable(!options.unreliable);
     this.net.setLongDelays(true);
@@ -144,6 +164,7 @@ export class Cluster {
     this.saved = new Array<Persister | null>(this.n).fill(null);
     this.endNames = Array.from({ length: this.n }, () => new Array<string>(this.n).fill(''));
     this.createdAt = this.scheduler.now();
+    this.recorder?.attach(this);
     for (let i = 0; i < this.n; i++) this.start1(i);
     for (let i = 0; i < this.n; i++) this.connect(i);
   }
@@ -199,10 +220,11 @@ export class Cluster {
     const random = this.nodeRandom.fork();
     const node: HarnessServer =
       this.driver === 'sim'
-        ? new SimNode({ id: i, peers, scheduler: this.scheduler, persister, ends, random, timing: this.timing, apply, applySnapshot, trace: this.trace })
+        ? new SimNode({ id: i, peers, scheduler: this.scheduler, persister, ends, random, timing: this.timing, apply, applySnapshot, trace: this.trace, observe: this.recorder === undefined ? undefined : (n) => this.recorder!.observed(n) })
         : new RuntimeServer({ id: i, peers, persister, ends, timing: this.timing, seed: random.nextUint32(), apply, applySnapshot });
     this.rafts[i] = node;
     this.net.addServer(String(i), replica?.serve(node) ?? node);
+    this.recorder?.started(i, node);
   }
 
   /**
@@ -229,6 +251,7 @@ export class Cluster {
     if (raft !== null && raft !== undefined) {
       raft.kill();
       this.rafts[i] = null;
+      this.recorder?.crashed(i);
     }
   }
 
@@ -241,6 +264,7 @@ export class Cluster {
     for (let j = 0; j < this.n; j++) {
       if (this.connected[j]) this.net.enable(this.endNames[j]![i]!, true);
     }
+    this.recorder?.connectionChanged(i);
   }
 
   disconnect(i: number): void {
@@ -252,6 +276,7 @@ export class Cluster {
       const incoming = this.endNames[j]![i];
       if (incoming) this.net.enable(incoming, false);
     }
+    this.recorder?.connectionChanged(i);
   }
 
   setUnreliable(unreliable: boolean): void {

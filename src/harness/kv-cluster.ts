@@ -99,9 +99,23 @@ function varintBytes(n: number): number {
   return bytes;
 }
 
-/** UTF-8 length of a string, without encoding it (values grow to many kilobytes). */
+/**
+ * UTF-8 length of a string, without encoding it (values grow to many kilobytes); as
+ * Buffer.byteLength counts it (a lone surrogate as the 3-byte replacement character), but with no
+ * Buffer, so the suite also runs in a browser (the replay page).
+ */
 function utf8Length(s: string): number {
-  return Buffer.byteLength(s, 'utf8');
+  let bytes = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) bytes += 1;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 2; // a pair: 2 UTF-16 units, 4 bytes
+      i++;
+    } else bytes += 2;
+  }
+  return bytes;
 }
 
 /** Encoded size of a KV RPC: a tag, length-prefixed strings and varints, as the codec would write it. */

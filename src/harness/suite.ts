@@ -1,6 +1,6 @@
 import { RealScheduler, VirtualScheduler, type Scheduler } from '../sim/scheduler.js';
 import type { SimTiming } from '../sim/sim-node.js';
-import { Cluster, type TestFigures } from './cluster.js';
+import { Cluster, type ClusterRecorder, type TestFigures } from './cluster.js';
 
 export type Clock = 'virtual' | 'real';
 
@@ -38,6 +38,8 @@ export interface RunOptions {
   readonly log?: (line: string) => void;
   /** A line per message and per state change of every node (very verbose; for replaying one seed). */
   readonly trace?: (line: string) => void;
+  /** Sees every cluster's run (src/sim/replay/record-suite.ts); it does not change the run. */
+  readonly recorder?: ClusterRecorder;
 }
 
 export interface RunResult {
@@ -72,6 +74,7 @@ export async function runSuiteTest(test: SuiteTest, options: RunOptions): Promis
         log,
         onFigures: (f) => figures.push(f),
         trace: options.trace,
+        recorder: options.recorder,
         ...(options.timing === undefined ? {} : { timing: options.timing }),
       });
       clusters.push(cluster);
@@ -79,7 +82,7 @@ export async function runSuiteTest(test: SuiteTest, options: RunOptions): Promis
     },
   };
   const wallStart = performance.now();
-  const cpuStart = process.cpuUsage();
+  const cpuStart = cpuUsage();
   let error: Error | undefined;
   try {
     await scheduler.run(async () => {
@@ -94,7 +97,7 @@ export async function runSuiteTest(test: SuiteTest, options: RunOptions): Promis
   } finally {
     scheduler.dispose();
   }
-  const cpu = process.cpuUsage(cpuStart);
+  const cpu = cpuUsage(cpuStart);
   return {
     test,
     seed: options.seed,
@@ -110,4 +113,10 @@ export async function runSuiteTest(test: SuiteTest, options: RunOptions): Promis
 export function replayCommand(result: Pick<RunResult, 'test' | 'seed'>, clock: Clock): string {
   const realtime = clock === 'real' ? ' --realtime' : '';
   return `npm run suite -- --part ${result.test.part} --run ${result.test.name} --seed ${result.seed}${realtime}`;
+}
+
+/** process.cpuUsage where there is one; zeros in a browser (the replay page runs suite tests there). */
+function cpuUsage(since?: { user: number; system: number }): { user: number; system: number } {
+  const proc = (globalThis as { process?: { cpuUsage?(since?: { user: number; system: number }): { user: number; system: number } } }).process;
+  return proc?.cpuUsage?.(since) ?? { user: 0, system: 0 };
 }

@@ -6,10 +6,13 @@
  *     GET /ui, /ui/                 the dashboard page (index.html)
  *     GET /ui/<file>                a file of the bundle (app.js, app.css, ...): only names the build
  *                                   made, never a path outside dist/ui
+ *     GET /ui/replay/               the replay page (dist/ui/replay/index.html; /ui/replay redirects
+ *                                   there, as its files are named relative to it)
+ *     GET /ui/replay/<file>         a file of the replay bundle
  *     GET /v1/events                text/event-stream; 503 too-many-streams past STREAMS_MAX
  *
- * Each page is a directory under dist/ui (dist/ui/dashboard for now), so a second entry point (a
- * replay page) gets its own directory and route without touching this one's. A missing bundle (the
+ * Each page is a directory under dist/ui: the dashboard's files are served at /ui/<file>, every
+ * other page's (SUB_PAGES) at /ui/<page>/<file>. A missing bundle (the
  * TypeScript build ran without the UI build) answers 503 ui-not-built; an unknown file 404.
  */
 import { readFile } from 'node:fs/promises';
@@ -31,6 +34,9 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
   map: 'application/json; charset=utf-8',
 };
 
+/** The pages served under /ui/<page>/ (the dashboard is at /ui itself). */
+export const SUB_PAGES: readonly string[] = ['replay'];
+
 /** Names a bundle file may have: no directories, no dot files, a known extension. */
 const FILE_NAME = /^[a-z0-9][a-z0-9._-]{0,63}\.(html|js|css|svg|map)$/;
 
@@ -45,17 +51,30 @@ export class UiRoutes {
   /** GET /ui[/file]. */
   async serveStatic(res: ServerResponse, method: string, rawPath: string): Promise<void> {
     if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'method-not-allowed', `${method} is not allowed on ${rawPath}; use GET`, { Allow: 'GET, HEAD' });
-    const rest = rawPath.slice(UI_PREFIX.length).replace(/^\/+/, '');
+    let rest = rawPath.slice(UI_PREFIX.length).replace(/^\/+/, '');
+    let page = 'dashboard';
+    const slash = rest.indexOf('/');
+    const sub = slash < 0 ? rest : rest.slice(0, slash);
+    if (SUB_PAGES.includes(sub)) {
+      if (slash < 0) {
+        // The page names its files relative to itself: /ui/replay would load the dashboard's.
+        res.writeHead(308, { Location: `${UI_PREFIX}/${sub}/`, 'Content-Length': 0 });
+        res.end();
+        return;
+      }
+      page = sub;
+      rest = rest.slice(slash + 1);
+    }
     const name = rest === '' ? 'index.html' : rest;
     if (!FILE_NAME.test(name)) throw new HttpError(404, 'no-route', `no such file in the web UI: ${rawPath.slice(0, 200)}`);
     let body: Buffer;
     try {
-      body = await readFile(`${this.root}dashboard/${name}`);
+      body = await readFile(`${this.root}${page}/${name}`);
     } catch {
       // Told apart: a bundle that is not there at all, or one file it does not have.
       let built = true;
       try {
-        await readFile(`${this.root}dashboard/index.html`);
+        await readFile(`${this.root}${page}/index.html`);
       } catch {
         built = false;
       }

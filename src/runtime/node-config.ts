@@ -1,4 +1,3 @@
-import { randomInt } from 'node:crypto';
 import { INJECTED_BUGS, type InjectedBug } from '../core/bugs.js';
 import { DEFAULT_SNAPSHOT_CHUNK_BYTES, validateConfig, type RaftConfig } from '../core/config.js';
 import { ENTRY_ENVELOPE_BYTES } from '../core/log.js';
@@ -160,7 +159,7 @@ export function coreConfig(options: RaftNodeOptions<unknown>): { config: RaftCon
     electionTimeoutTicksMax: ticks(timing.electionTimeoutMaxMs ?? 2000),
     appendBytesMax: withinMessage(options.appendBytesMax ?? DEFAULT_APPEND_BYTES_MAX),
     snapshotChunkBytes: withinMessage(options.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES),
-    random: options.random ?? { nextInt: (max) => randomInt(max) },
+    random: options.random ?? { nextInt: (max) => cryptoRandomInt(max) },
     ...(options.preVote === undefined ? {} : { preVote: options.preVote }),
     checkQuorum: options.checkQuorum ?? true,
     ...(options.snapshotBytesMax === undefined ? {} : { snapshotBytesMax: options.snapshotBytesMax }),
@@ -175,4 +174,31 @@ export function coreConfig(options: RaftNodeOptions<unknown>): { config: RaftCon
   problems.push(...validateConfig(config).map((p) => p.replace(/\b(heartbeatIntervalTicks|electionTimeoutTicksMin|electionTimeoutTicksMax)\b/g, (n) => names[n] ?? n)));
   if (problems.length > 0) throw new ConfigError(problems);
   return { config, commandBytesMax };
+}
+
+const randomWords = new Uint32Array(2);
+
+/**
+ * A uniform integer in [0, max) from the platform's CSPRNG (`globalThis.crypto`, in Node 20 and in
+ * browsers alike, so the runtime needs no node:crypto import), by rejection sampling: no modulo bias.
+ */
+export function cryptoRandomInt(max: number): number {
+  if (!Number.isSafeInteger(max) || max < 1) throw new RangeError(`cryptoRandomInt: max must be a safe integer >= 1, got ${max}`);
+  const crypto = globalThis.crypto;
+  if (max <= 0x1_0000_0000) {
+    const limit = 0x1_0000_0000 - (0x1_0000_0000 % max);
+    for (;;) {
+      crypto.getRandomValues(randomWords);
+      const value = randomWords[0]!;
+      if (value < limit) return value % max;
+    }
+  }
+  // 53 random bits: 21 from one word, 32 from the other.
+  const range = 2 ** 53;
+  const limit = range - (range % max);
+  for (;;) {
+    crypto.getRandomValues(randomWords);
+    const value = (randomWords[0]! & 0x1f_ffff) * 0x1_0000_0000 + randomWords[1]!;
+    if (value < limit) return value % max;
+  }
 }

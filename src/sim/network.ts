@@ -25,6 +25,24 @@ export interface NetworkOptions<Req, Rep> {
   requestSize(request: Req): number;
   /** Encoded size of a reply, counted when the reply is delivered. */
   replySize(reply: Rep): number;
+  /** Sees every call's request and reply (recordings for the replay page); must not change the run. */
+  observer?: NetworkObserver<Req, Rep> | undefined;
+}
+
+/** Watches one call, from the moment it was made (see NetworkObserver). */
+export interface CallWatch<Rep> {
+  /** The request reached the server (just before it is dispatched), or never will. */
+  request(outcome: 'delivered' | 'dropped', why?: string): void;
+  /** The server answered: the reply leaves now; `replyEnd` follows, now or later. */
+  reply(reply: Rep): void;
+  replyEnd(outcome: 'delivered' | 'dropped', why?: string): void;
+}
+
+export interface NetworkObserver<Req, Rep> {
+  /** A counted call was made now; the watch (if any) hears what becomes of it. */
+  call(request: Req, endName: string): CallWatch<Rep> | undefined;
+  /** An endpoint was enabled or disabled. */
+  enabled?(endName: string, enabled: boolean): void;
 }
 
 export interface ClientEnd<Req, Rep> {
@@ -64,6 +82,7 @@ export class Network<Req, Rep> {
   private readonly prng: Prng;
   private readonly requestSize: (request: Req) => number;
   private readonly replySize: (reply: Rep) => number;
+  private readonly observer: NetworkObserver<Req, Rep> | undefined;
 
   private readonly ends = new Map<string, EndState>();
   private readonly servers = new Map<string, ServerEntry<Req, Rep>>();
@@ -79,6 +98,7 @@ export class Network<Req, Rep> {
     this.prng = options.prng;
     this.requestSize = options.requestSize;
     this.replySize = options.replySize;
+    this.observer = options.observer;
   }
 
   /** A new endpoint: disabled and unconnected. Names must be unique. */
@@ -90,7 +110,7 @@ export class Network<Req, Rep> {
     return {
       name: endName,
       call(request: Req, onResult: (reply: Rep | null) => void): void {
-        network.call(state, request, onResult);
+        network.call(state, request, onResult, endName);
       },
     };
   }
@@ -101,6 +121,7 @@ export class Network<Req, Rep> {
 
   enable(endName: string, enabled: boolean): void {
     this.endState(endName, 'enable').enabled = enabled;
+    this.observer?.enabled?.(endName, enabled);
   }
 
   /** Registers `server` under `serverName`, replacing any previous server (new count 0). */
@@ -155,7 +176,7 @@ export class Network<Req, Rep> {
     return state;
   }
 
-  private call(end: EndState, request: Req, onResult: (reply: Rep | null) => void): void {
+  private call(end: EndState, request: Req, onResult: (reply: Rep | null) => void, endName: string): void {
     let completed = false;
     const finish = (reply: Rep | null): void => {
       if (completed) return;
@@ -171,6 +192,7 @@ export class Network<Req, Rep> {
 
     this.rpcTotal++;
     this.byteTotal += this.requestSize(request);
+    const watch = this.observer === undefined ? undefined : this.observer.call(request, endName);
 
     // Everything the request's fate depends on is read now, at call time.
     const enabled = end.enabled;
@@ -182,6 +204,7 @@ export class Network<Req, Rep> {
 
     if (!enabled || serverName === undefined || entry === undefined) {
       // Dead link: nothing reaches a server; fail after a random delay.
+      watch?.request('dropped', enabled ? 'noServer' : 'disconnected');
       const delay = prng.nextInt(this.longDelays ? LONG_FAILURE_MODULUS : SHORT_FAILURE_MODULUS);
       scheduler.schedule(delay, () => finish(null));
       return;
@@ -189,22 +212,27 @@ export class Network<Req, Rep> {
 
     const deliver = (reply: Rep): void => {
       if (this.closed) {
+        watch?.replyEnd('dropped', 'closed');
         finish(null);
         return;
       }
+      watch?.replyEnd('delivered');
       this.byteTotal += this.replySize(reply);
       finish(reply);
     };
 
     const process = (): void => {
       if (this.closed) {
+        watch?.request('dropped', 'closed');
         finish(null);
         return;
       }
       if (!reliable && prng.nextInt(1000) < LOSS_PER_MILLE) {
+        watch?.request('dropped', 'loss');
         finish(null); // request lost; the server never sees it
         return;
       }
+      watch?.request('delivered');
       entry.count++;
       const answer = entry.server.dispatch(request);
       if (answer instanceof Promise) {
@@ -241,6 +269,10 @@ export class Network<Req, Rep> {
 
     const afterHandler = (reply: Rep | null): void => {
       if (this.closed || isDead()) {
+        if (watch !== undefined && reply !== null) {
+          watch.reply(reply);
+          watch.replyEnd('dropped', this.closed ? 'closed' : 'disconnected');
+        }
         finish(null);
         return;
       }
@@ -248,7 +280,9 @@ export class Network<Req, Rep> {
         finish(null);
         return;
       }
+      watch?.reply(reply);
       if (!reliable && prng.nextInt(1000) < LOSS_PER_MILLE) {
+        watch?.replyEnd('dropped', 'loss');
         finish(null); // reply lost
         return;
       }

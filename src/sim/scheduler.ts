@@ -1,5 +1,3 @@
-import { promiseHooks } from 'node:v8';
-
 /**
  * One scheduling interface with two implementations, so the same async test code runs either in
  * virtual time (deterministic discrete-event simulation) or in real time.
@@ -35,9 +33,86 @@ function checkDelay(delayMs: number): void {
   }
 }
 
+/**
+ * The platform hooks the virtual scheduler uses, looked up at run time rather than imported, so
+ * the simulator also runs in a browser (the replay page bundles it): V8's promise hooks from
+ * node:v8 through `process.getBuiltinModule` (Node ≥ 20.16), and `setImmediate` for a macrotask.
+ * In a browser there are no promise hooks (the run loop then yields after every event, which gives
+ * the same order of events, only more slowly) and a MessageChannel makes the macrotask (not
+ * setTimeout, which browsers clamp to 4 ms).
+ */
+interface PromiseHooksApi {
+  onSettled(callback: (promise: Promise<unknown>) => void): () => void;
+}
+
+function lookupPromiseHooks(): PromiseHooksApi | undefined {
+  try {
+    const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+    const v8 = proc?.getBuiltinModule?.('node:v8') as { promiseHooks?: PromiseHooksApi } | undefined;
+    return v8?.promiseHooks;
+  } catch {
+    return undefined;
+  }
+}
+
+let browserMode = false;
+
+/**
+ * For tests and measurements: true makes every VirtualScheduler.run() started afterwards behave as
+ * it does in a browser (no promise hook, so a yield after every event; MessageChannel macrotasks).
+ * A run's events and their order must not change; only its speed does.
+ */
+export function simulateBrowserScheduler(on: boolean): void {
+  browserMode = on;
+}
+
+/** Whether runs use the promise hook now (false in a browser, or under simulateBrowserScheduler). */
+export function settleHookAvailable(): boolean {
+  return !browserMode && hookAvailable && lookupPromiseHooks() !== undefined;
+}
+
+type Macrotask = (callback: () => void) => void;
+
+let channelMacrotask: Macrotask | null = null;
+
+/** A macrotask through a MessageChannel: one channel, a FIFO of callbacks, one message each. */
+function makeChannelMacrotask(): Macrotask {
+  const channel = new MessageChannel();
+  const pending: (() => void)[] = [];
+  let head = 0;
+  // Node's ports keep the process alive while referenced: only while a message is outstanding.
+  const port = channel.port1 as unknown as { onmessage: (() => void) | null; ref?(): void; unref?(): void };
+  port.onmessage = () => {
+    const callback = pending[head]!;
+    pending[head++] = undefined as unknown as () => void;
+    if (head === pending.length) {
+      pending.length = head = 0;
+      port.unref?.();
+    }
+    callback();
+  };
+  port.unref?.();
+  return (callback) => {
+    if (pending.length === head) port.ref?.();
+    pending.push(callback);
+    channel.port2.postMessage(null);
+  };
+}
+
+/** Node's setImmediate, when there is one (looked up once: a browser has none). */
+const nodeSetImmediate = (globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate;
+
+function macrotask(callback: () => void): void {
+  if (!browserMode && nodeSetImmediate !== undefined) {
+    nodeSetImmediate(callback);
+    return;
+  }
+  (channelMacrotask ??= makeChannelMacrotask())(callback);
+}
+
 /** Resolves on the next macrotask, after every pending microtask (and nextTick) has run. */
 function macrotaskBoundary(): Promise<void> {
-  return new Promise<void>((resolve) => setImmediate(resolve));
+  return new Promise<void>((resolve) => macrotask(resolve));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -83,9 +158,11 @@ let stopHook: (() => void) | null = null;
 let hookAvailable = true;
 
 function acquireSettleHook(): boolean {
-  if (!hookAvailable) return false;
+  if (!hookAvailable || browserMode) return false;
   if (hookUsers === 0) {
     try {
+      const promiseHooks = lookupPromiseHooks();
+      if (promiseHooks === undefined) return false;
       const stop = promiseHooks.onSettled(() => {
         if (executingScheduler !== null) executingScheduler.markWoke();
       });
@@ -257,7 +334,7 @@ export class VirtualScheduler implements Scheduler {
         if (this.woke) await macrotaskBoundary();
       }
     } finally {
-      releaseSettleHook();
+      if (precise) releaseSettleHook();
       this.running = false;
     }
     if (failed) throw error;

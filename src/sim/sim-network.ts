@@ -36,7 +36,7 @@
  */
 import { ByteWriter, MESSAGE_TAGS, decodeMessage, messageSize, writeMessage } from '../codec/codec.js';
 import type { Message, MessageType, NodeId } from '../core/messages.js';
-import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_SEND_QUEUE_MAX } from '../transport/tcp.js';
+import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_SEND_QUEUE_MAX } from '../transport/limits.js';
 import type { Transport } from '../transport/transport.js';
 import type { Prng } from './prng.js';
 
@@ -64,6 +64,23 @@ export interface SimNetworkOptions {
   readonly sendQueueMax?: number;
   /** Receives one line per send, drop and delivery (no time prefix). */
   readonly trace?: (line: string) => void;
+  /** Sees every message's fate and every change of the links (recordings for the replay page). */
+  readonly observer?: SimNetworkObserver;
+}
+
+/**
+ * What a recording needs to know of the network. A copy on its way is named by its encoded bytes
+ * (a duplicate shares its original's, so two copies of one message share them too): `queued` when
+ * it was accepted on a link, then exactly one of `delivered` or `dropped` with the same bytes.
+ * A message refused or lost at send() is only `dropped`, with `bytes` null. Never called without
+ * an observer, and calling it must not change the run.
+ */
+export interface SimNetworkObserver {
+  queued(message: Message, size: number, bytes: Uint8Array): void;
+  delivered(bytes: Uint8Array): void;
+  dropped(message: Message | null, bytes: Uint8Array | null, size: number, why: DropReason): void;
+  /** A partition, cut, deafness or heal changed which links are up (read them with isLinkUp). */
+  linksChanged(): void;
 }
 
 /**
@@ -146,6 +163,7 @@ export class SimNetwork {
   private readonly maxFrameBytes: number;
   private readonly sendQueueMax: number;
   private readonly traceLine: ((line: string) => void) | undefined;
+  private readonly observer: SimNetworkObserver | undefined;
   private readonly endpoints: (SimTransport | undefined)[] = [];
   private readonly links: (Link | undefined)[][] = [];
   private groups: readonly number[] | null = null;
@@ -168,6 +186,7 @@ export class SimNetwork {
     this.maxFrameBytes = checkInt(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, 'maxFrameBytes', 1, 0xffffffff);
     this.sendQueueMax = checkInt(options.sendQueueMax ?? DEFAULT_SEND_QUEUE_MAX, 'sendQueueMax', 1, Number.MAX_SAFE_INTEGER);
     this.traceLine = options.trace;
+    this.observer = options.observer;
   }
 
   /**
@@ -191,16 +210,19 @@ export class SimNetwork {
   partition(groups: readonly number[]): void {
     this.groups = groups.slice();
     this.faulty = true;
+    this.observer?.linksChanged();
   }
   /** Stops messages from `from` to `to`; the other direction is unaffected. */
   cut(from: NodeId, to: NodeId): void {
     (this.cuts[from] ??= [])[to] = true;
     this.faulty = true;
+    this.observer?.linksChanged();
   }
   /** `id` can still send but receives nothing. */
   deafen(id: NodeId): void {
     this.deaf[id] = true;
     this.faulty = true;
+    this.observer?.linksChanged();
   }
 
   /** Lifts every partition, cut and deafness. */
@@ -209,6 +231,7 @@ export class SimNetwork {
     this.cuts = [];
     this.deaf = [];
     this.faulty = false;
+    this.observer?.linksChanged();
   }
 
   /** Off: no loss, duplication or long delays (the explorer's healed phase). Bandwidth and queues stay. */
@@ -240,6 +263,7 @@ export class SimNetwork {
     if (why !== null) {
       this.d[why]++;
       if (this.traceLine !== undefined) this.traceLine(`drop ${from}->${to} ${message.type} t${message.term} ${size}B ${why}`);
+      if (this.observer !== undefined) this.observer.dropped(message, null, size, why);
       return;
     }
     const w = new ByteWriter(size);
@@ -258,6 +282,7 @@ export class SimNetwork {
       if (chaos && lossPerMille > 0 && prng.nextInt(1000) < lossPerMille) {
         this.d.loss++;
         if (this.traceLine !== undefined) this.traceLine(`drop ${from}->${to} ${message.type} t${message.term} ${size}B loss`);
+        if (this.observer !== undefined) this.observer.dropped(message, null, size, 'loss');
         continue;
       }
       let delay = delayMsMax > 1 ? 1 + prng.nextInt(delayMsMax) : 1;
@@ -268,6 +293,7 @@ export class SimNetwork {
         const held = delay < 0 ? `+${-delay}ms held` : `+${delay}ms`;
         this.traceLine(`send ${from}->${to} ${message.type} t${message.term} ${size}B ${held}${copy > 0 ? ' dup' : ''}`);
       }
+      if (this.observer !== undefined) this.observer.queued(message, size, bytes);
       this.enqueue(link, bytes, delay, bulk);
     }
   }
@@ -348,6 +374,7 @@ export class SimNetwork {
     this.c.inFlight--;
     this.d[why]++;
     if (this.traceLine !== undefined) this.traceLine(`drop ${link.from}->${link.to} ${TAG_NAMES[bytes[0]!]} ${bytes.length}B ${why}`);
+    if (this.observer !== undefined) this.observer.dropped(null, bytes, bytes.length, why);
   }
 
   private deliver(link: Link, bytes: Uint8Array): void {
@@ -358,10 +385,12 @@ export class SimNetwork {
     if (why !== null) {
       this.d[why]++;
       if (this.traceLine !== undefined) this.traceLine(`drop ${from}->${to} ${TAG_NAMES[bytes[0]!]} ${bytes.length}B ${why}`);
+      if (this.observer !== undefined) this.observer.dropped(null, bytes, bytes.length, why);
       return;
     }
     const message = decodeMessage(bytes);
     this.c.delivered++;
+    if (this.observer !== undefined) this.observer.delivered(bytes);
     if (this.traceLine !== undefined) this.traceLine(`deliver ${from}->${to} ${message.type} t${message.term} ${bytes.length}B`);
     (endpoint!.receiver as (message: Message) => void)(message);
   }

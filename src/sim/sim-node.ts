@@ -34,6 +34,8 @@ export interface SimNodeOptions {
   readonly snapshotChunkBytes?: number | undefined;
   /** Receives one line per message and per change of role, term or commit index, for debugging. */
   readonly trace?: ((line: string) => void) | undefined;
+  /** Called after every Ready was handled (recordings for the replay page); must not change the run. */
+  readonly observe?: ((node: SimNode) => void) | undefined;
 }
 
 /**
@@ -201,6 +203,7 @@ export class SimNode implements RpcServer<Message, Message> {
       this.request = null;
     }
     if (this.options.trace !== undefined) this.traceState();
+    if (this.options.observe !== undefined) this.options.observe(this);
   }
 
   private send(message: Message): void {

@@ -74,6 +74,7 @@
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_SEND_QUEUE_MAX } from './limits.js';
 import { peerIdentity } from '../security/certs.js';
 import { ByteWriter, CodecError, decodeMessage, messageSize, writeMessage } from '../codec/codec.js';
 import type { Message, NodeId } from '../core/messages.js';
@@ -82,6 +83,7 @@ import { RateLimitedLog } from '../runtime/rate-limited-log.js';
 import { loggerFromLines, type Logger } from '../runtime/logger.js';
 import { decodeHello, encodeHello, isAdvertisableHost, isWildcardHost, MAX_ADVERTISED_HOST_BYTES, MAX_CLUSTER_ID_BYTES, type AdvertisedAddress, type Hello } from './hello.js';
 
+export { DEFAULT_MAX_FRAME_BYTES, DEFAULT_SEND_QUEUE_MAX } from './limits.js';
 export {
   decodeHello,
   encodeHello,
@@ -244,10 +246,6 @@ export const MAX_HELLO_BYTES = 1024;
 export const FRAME_HEADER_BYTES = 4;
 const MAX_FRAME_LIMIT = 0xffffffff;
 
-/** The default frame payload limit (`maxFrameBytes`); the simulated transport uses it too. */
-export const DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024;
-/** The default bound on frames queued for one peer (`sendQueueMax`). */
-export const DEFAULT_SEND_QUEUE_MAX = 1024;
 const DEFAULT_FRAME_STALL_MS = 10_000;
 const DEFAULT_INBOUND_CONNECTIONS_MAX = 64;
 /** The default budget of non-member connections (`nonMemberConnectionsMax`). */

@@ -1,9 +1,9 @@
 /**
  * The dashboard's server side on a real 3-node cluster in this process: /ui (the bundle, its
- * content types, refusals), /v1/events (snapshots of the whole cluster from any member, the stream
- * bound, streams ended at stop so the drain is not held), the dev fault switch (/v1/dev/faults:
- * a leader cut off from both followers is replaced; 404 without the switch) and the access each
- * new route needs.
+ * content types, refusals; the replay page at /ui/replay/), /v1/events (snapshots of the whole
+ * cluster from any member, the stream bound, streams ended at stop so the drain is not held), the
+ * dev fault switch (/v1/dev/faults: a leader cut off from both followers is replaced; 404 without
+ * the switch) and the access each new route needs.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -72,6 +72,22 @@ describe('dashboard routes on a 3-node cluster', { timeout: 120_000 }, () => {
     }
     const post = await raw(`${cluster.url(0)}/ui`, { method: 'POST' });
     assert.equal(post.status, 405);
+  });
+
+  it('serves the replay page at /ui/replay/ (its files relative to it), redirecting /ui/replay there', async () => {
+    const page = await fetch(`${cluster.url(0)}/ui/replay/`);
+    assert.equal(page.status, 200);
+    assert.equal(page.headers.get('content-type'), 'text/html; charset=utf-8');
+    assert.match(await page.text(), /<script defer src="app.js">/);
+    const script = await fetch(`${cluster.url(0)}/ui/replay/app.js`);
+    assert.equal(script.status, 200);
+    assert.equal(script.headers.get('content-type'), 'text/javascript; charset=utf-8');
+    await script.body?.cancel();
+    const bare = await fetch(`${cluster.url(0)}/ui/replay`, { redirect: 'manual' });
+    assert.equal(bare.status, 308);
+    assert.equal(bare.headers.get('location'), '/ui/replay/');
+    const missing = await raw(`${cluster.url(0)}/ui/replay/nothing.js`);
+    assert.equal(missing.status, 404);
   });
 
   it('answers 503 ui-not-built when the bundle is missing', async () => {

@@ -1,6 +1,6 @@
 import type { InjectedBug } from '../../core/bugs.js';
 import type { DriverBug } from '../../driver/ready-driver.js';
-import { isViolation, LivenessViolation, World, type WorldShape } from './world.js';
+import { isViolation, LivenessViolation, World, type NodeFinal, type WorldRecorder, type WorldShape } from './world.js';
 import { SafetyViolation } from './invariants.js';
 
 export interface ExploreOptions {
@@ -18,7 +18,12 @@ export interface ExploreOptions {
    * ('one change at a time'; default true). Off, only the safety checks can notice what it broke.
    */
   readonly changeRefusals?: boolean;
+  /** Sees the run as it happens (src/sim/replay/record-explore.ts); it does not change the run. */
+  readonly recorder?: WorldRecorder;
 }
+
+/** How many trailing entries' terms `ExploreResult.finalNodes` carries (the replay page's TAIL_ENTRIES). */
+export const FINAL_TAIL_ENTRIES = 16;
 
 export interface ExploreResult {
   readonly seed: number;
@@ -32,6 +37,8 @@ export interface ExploreResult {
   readonly virtualMs: number;
   readonly recoveryMs: number;
   readonly stats: World['stats'];
+  /** Every node's state at the end (see `finalStateLine` in src/sim/replay/recording.ts). */
+  readonly finalNodes: readonly NodeFinal[];
 }
 
 /** Runs one seed's world to the end and reports the first violation, if any. Never throws for one. */
@@ -45,6 +52,7 @@ export async function exploreSeed(seed: number, options: ExploreOptions = {}): P
     driverBugs: options.driverBugs ?? new Set(),
     traceLines: options.traceLines ?? 300,
     changeRefusals: options.changeRefusals ?? true,
+    recorder: options.recorder,
   });
   let invariant: string | undefined;
   let message: string | undefined;
@@ -68,6 +76,7 @@ export async function exploreSeed(seed: number, options: ExploreOptions = {}): P
     virtualMs: world.now,
     recoveryMs: invariant === undefined ? world.recoveryMs : -1,
     stats: world.stats,
+    finalNodes: world.finalNodes(FINAL_TAIL_ENTRIES),
   };
 }
 

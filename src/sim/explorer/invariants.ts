@@ -20,10 +20,15 @@ export class SafetyViolation extends Error {
   }
 }
 
+/** Node's Buffer when there is one (not in a browser, where the replay page runs the explorer). */
+const NodeBuffer = (globalThis as { Buffer?: typeof Buffer }).Buffer;
+
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   // A native comparison: commands can be large (snapshot-sized state, values near the frame limit).
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  if (NodeBuffer !== undefined) return NodeBuffer.from(a.buffer, a.byteOffset, a.byteLength).equals(NodeBuffer.from(b.buffer, b.byteOffset, b.byteLength));
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 interface LedgerEntry {

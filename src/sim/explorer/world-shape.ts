@@ -3,7 +3,7 @@
  * spare nodes), drawn from its seed and printed with every failure; world.ts runs it.
  */
 import { VALUE_BYTES_MAX } from '../../kv/commands.js';
-import { DEFAULT_MAX_FRAME_BYTES } from '../../transport/tcp.js';
+import { DEFAULT_MAX_FRAME_BYTES } from '../../transport/limits.js';
 import type { Prng } from '../prng.js';
 
 /** The random shape of one world, drawn from its seed (printed with every failure). */

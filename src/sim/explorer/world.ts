@@ -9,7 +9,8 @@ import { MESSAGE_ENVELOPE_BYTES } from '../../runtime/node.js';
 import { ENTRY_ENVELOPE_BYTES } from '../../core/log.js';
 import { Prng } from '../prng.js';
 import { VirtualScheduler } from '../scheduler.js';
-import { SimNetwork } from '../sim-network.js';
+import { SimNetwork, type SimNetworkObserver } from '../sim-network.js';
+import type { RaftStatus } from '../../core/raft.js';
 import { ExplorerNode, type NodeHost } from './explorer-node.js';
 import { Forger } from './forger.js';
 import { Operator } from './operator.js';
@@ -42,6 +43,37 @@ export interface WorldOptions {
   readonly traceLines: number;
   /** A membership change accepted while another was under way fails the run at its end. */
   readonly changeRefusals: boolean;
+  /** Sees the run as it happens (recordings for the replay page); it must not change the run. */
+  readonly recorder?: WorldRecorder | undefined;
+}
+
+/**
+ * An observer of a World's run (src/sim/replay/record-explore.ts). Every call is a read: the
+ * digest of a run with a recorder equals the digest without one.
+ */
+export interface WorldRecorder {
+  /** Given to the world's SimNetwork. */
+  readonly network?: SimNetworkObserver;
+  /** Called at the end of the World's constructor. */
+  attach(world: World): void;
+  /** A trace line of the world other than the network's per-message ones (no time prefix). */
+  trace(line: string): void;
+  /** After every event of a live node, with its status then (World.observe). */
+  observed(node: ExplorerNode, status: RaftStatus): void;
+  /** A node's incarnation has started and runs. */
+  started(node: ExplorerNode): void;
+  /** A node crashed, or stopped for good. */
+  stopped(node: ExplorerNode): void;
+}
+
+/** What the world last saw of a node's state (after its latest change, or at its start). */
+export interface NodeSeen {
+  readonly role: string;
+  readonly term: number;
+  readonly commit: number;
+  readonly applied: number;
+  readonly lastIndex: number;
+  readonly snapshotIndex: number;
 }
 
 /**
@@ -83,6 +115,13 @@ export class World implements NodeHost {
   private failure: Error | null = null;
   /** Since when a connected majority of live members has existed without a break (-1: none now). */
   private healthySince = -1;
+  private readonly recorder: WorldRecorder | undefined;
+  /**
+   * Per node id: its status and applied index at its last change or start (for the final state of
+   * a node that is down); the status object is kept as it is, so noting one allocates nothing.
+   */
+  private readonly lastSeen: (RaftStatus | undefined)[] = [];
+  private readonly lastApplied: number[] = [];
   /** Counters for the summary. */
   readonly stats = { messages: 0, crashes: 0, restarts: 0, failedSyncs: 0, opsChecked: 0, checkVerdict: '' };
 
@@ -107,7 +146,8 @@ export class World implements NodeHost {
       longDelayPerMille: shape.longDelayPerMille,
       bytesPerMs: shape.bytesPerMs,
       maxFrameBytes: shape.maxFrameBytes,
-      trace: (line) => this.trace(line),
+      trace: (line) => this.traceHashed(line),
+      ...(options.recorder?.network === undefined ? {} : { observer: options.recorder.network }),
     });
     const nodePrng = root.fork();
     for (const id of this.peerIds) {
@@ -151,12 +191,17 @@ export class World implements NodeHost {
     this.nemesis = new Nemesis(this, root.fork());
     this.forger = new Forger(this, root.fork());
     this.operator = new Operator(this, root.fork());
+    this.recorder = options.recorder;
+    this.recorder?.attach(this);
   }
 
   /** Runs the world to the end. Throws SafetyViolation, LivenessViolation or InvariantError. */
   async run(): Promise<void> {
     await this.scheduler.run(async () => {
-      for (const node of this.nodes) await node.start();
+      for (const node of this.nodes) {
+        await node.start();
+        this.noteStarted(node);
+      }
       this.noteTopologyChanged();
       if (this.shape.preloadBytes > 0) await this.workload.preload(this.shape.preloadBytes / (64 * 1024), 64 * 1024);
       this.workload.start();
@@ -192,6 +237,12 @@ export class World implements NodeHost {
   }
 
   trace(line: string): void {
+    this.traceHashed(line);
+    if (this.recorder !== undefined) this.recorder.trace(line);
+  }
+
+  /** A trace line into the digest and the ring (the network's per-message lines come here directly). */
+  private traceHashed(line: string): void {
     const text = `${this.now.toFixed(0).padStart(8)} ms  ${line}`;
     let h = this.traceHash;
     for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
@@ -200,6 +251,44 @@ export class World implements NodeHost {
     if (this.traceRing.length < this.options.traceLines) this.traceRing.push(text);
     else this.traceRing[this.traceNext] = text;
     this.traceNext = (this.traceNext + 1) % this.options.traceLines;
+  }
+
+  /** A node's incarnation started (and did not crash while starting): what it starts from is its state. */
+  private noteStarted(node: ExplorerNode): void {
+    const status = node.status();
+    if (!node.alive || status === null) return;
+    this.lastSeen[node.id] = status;
+    this.lastApplied[node.id] = node.appliedIndex;
+    this.recorder?.started(node);
+  }
+
+  /**
+   * Every node's state now: a running node's from its status, with the terms of its last `tailEntries`
+   * entries; a node that is down (crashed, retired, never started) with the values it had when last
+   * seen and no tail. Read-only: calling it does not change the run.
+   */
+  finalNodes(tailEntries: number): NodeFinal[] {
+    return this.nodes.map((node) => {
+      const raft = node.node;
+      if (node.alive && raft !== null) {
+        const status = raft.raftStatus(false);
+        return {
+          node: node.id,
+          alive: true,
+          role: status.role,
+          term: status.term,
+          commit: status.commitIndex,
+          applied: node.appliedIndex,
+          lastIndex: status.lastIndex,
+          snapshotIndex: status.snapshotIndex,
+          tail: tailTerms(raft, status.snapshotIndex, status.lastIndex, tailEntries),
+        };
+      }
+      const seen = this.lastSeen[node.id];
+      return seen === undefined
+        ? { node: node.id, alive: false, role: 'follower', term: 0, commit: 0, applied: 0, lastIndex: 0, snapshotIndex: 0, tail: [] }
+        : { node: node.id, alive: false, role: seen.role, term: seen.term, commit: seen.commitIndex, applied: this.lastApplied[node.id] ?? 0, lastIndex: seen.lastIndex, snapshotIndex: seen.snapshotIndex, tail: [] };
+    });
   }
 
   /** The last trace lines, oldest first. */
@@ -220,7 +309,12 @@ export class World implements NodeHost {
     const status = shipped.raftStatus(false);
     this.checker.observe(node.id, shipped, status, this.now);
     const change = node.describeChange(status);
-    if (change !== null) this.trace(`n${node.id} ${change}`);
+    if (change !== null) {
+      this.lastSeen[node.id] = status;
+      this.lastApplied[node.id] = node.appliedIndex;
+      this.trace(`n${node.id} ${change}`);
+    }
+    if (this.recorder !== undefined) this.recorder.observed(node, status);
     if (node.noteMembership(status.membership)) {
       this.trace(`n${node.id} configuration ${describeMembership(status.membership)} (index ${status.membershipIndex})`);
       this.noteTopologyChanged();
@@ -269,6 +363,7 @@ export class World implements NodeHost {
     const node = this.nodes[id]!;
     if (!node.alive) return;
     node.crash();
+    this.recorder?.stopped(node);
     this.stats.crashes++;
     this.trace(`n${id} crashes`);
     this.noteTopologyChanged(true);
@@ -278,7 +373,10 @@ export class World implements NodeHost {
     const node = this.nodes[id]!;
     if (node.alive || this.retired.has(id)) return;
     this.stats.restarts++;
-    void node.start().then(() => this.noteTopologyChanged(true), (error: unknown) => this.fail(error instanceof Error ? error : new Error(String(error))));
+    void node.start().then(() => {
+      this.noteStarted(node);
+      this.noteTopologyChanged(true);
+    }, (error: unknown) => this.fail(error instanceof Error ? error : new Error(String(error))));
   }
 
   isRetired(id: NodeId): boolean {
@@ -292,7 +390,10 @@ export class World implements NodeHost {
     const node = this.nodes[id]!;
     this.trace(`n${id} retired: removed from the cluster, stopped for good`);
     if (!node.alive) return;
-    void node.stopGracefully().then(() => this.noteTopologyChanged(true));
+    void node.stopGracefully().then(() => {
+      if (!node.alive) this.recorder?.stopped(node);
+      this.noteTopologyChanged(true);
+    });
   }
 
   /**
@@ -513,4 +614,22 @@ function hashBytes(bytes: Uint8Array): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
   return h >>> 0;
+}
+
+/** A node's state at the end of a run (the shape of the replay page's NodeFrame, without a time). */
+export interface NodeFinal extends NodeSeen {
+  readonly node: NodeId;
+  readonly alive: boolean;
+  /** The terms of the log's last entries after the snapshot (at most the count asked for), the last at lastIndex. */
+  readonly tail: readonly number[];
+}
+
+/** The terms of entries max(snapshotIndex + 1, lastIndex - count + 1)..lastIndex that the log holds. */
+export function tailTerms(raft: { entryAt(index: number): { term: number } | undefined }, snapshotIndex: number, lastIndex: number, count: number): number[] {
+  const terms: number[] = [];
+  for (let i = Math.max(snapshotIndex + 1, lastIndex - count + 1); i <= lastIndex; i++) {
+    const entry = raft.entryAt(i);
+    if (entry !== undefined) terms.push(entry.term);
+  }
+  return terms;
 }
