@@ -42,7 +42,15 @@ export type {
   KvMembers,
   KvMembershipChange,
   KvNewMember,
+  KvKeyRevisions,
+  KvRangeKv,
+  KvRangeOptions,
+  KvRangePage,
+  KvRangeSelector,
+  KvReadResult,
   KvValue,
   KvWriteResult,
 } from './kv/client.js';
+export type { KvWatchBatch, KvWatchEvent, KvWatchFilter, KvWatchOptions } from './kv/client-watch.js';
+export type { BackupHeader } from './kv/backup-format.js';
 export type { KvServerStatus, LeaderTransferResult } from './kv/api-types.js';

@@ -21,6 +21,7 @@ import { nodeCommand } from './node.js';
 import { putCommand } from './put.js';
 import { snapshotCommand } from './snapshot.js';
 import { startCommand } from './start.js';
+import { watchCommand } from './watch.js';
 import { statusCommand } from './status.js';
 import { tokensCommand } from './tokens.js';
 
@@ -40,6 +41,7 @@ Examples:
   tsraft start                         a 3-node cluster on 127.0.0.1 (raft 7000-7002, HTTP 8000-8002)
   tsraft put greeting hello            write through the cluster
   tsraft get greeting                  read it back (linearizable; --stale for a local read)
+  tsraft watch --prefix app/           print every change under app/ as it is applied
   tsraft status                        role, term, commit and lag of every node
   tsraft leader transfer --to 2        hand leadership to node 2 (without --to: the most up-to-date follower)
   tsraft member list                   the members: voters, learners, the leader
@@ -52,7 +54,7 @@ Examples:
                                        a bearer token for the HTTP API (tsraft node --auth-file auth.json)`,
     );
   // Commands are added after exitOverride() so they inherit it.
-  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), statusCommand(), leaderCommand(), memberCommand(), snapshotCommand(), certsCommand(), tokensCommand()]) {
+  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), watchCommand(), statusCommand(), leaderCommand(), memberCommand(), snapshotCommand(), certsCommand(), tokensCommand()]) {
     command.exitOverride().showHelpAfterError('(add --help for usage)');
     program.addCommand(command);
   }

@@ -1,5 +1,10 @@
-/** `tsraft put KEY VALUE`: prints OK once the write is committed and applied (VALUE: text, `-` stdin, @FILE). */
+/**
+ * `tsraft put KEY VALUE`: prints OK once the write is committed and applied (VALUE: text, `-` stdin,
+ * @FILE). `--if-mod-revision N`: only if the key's mod revision is N (0: only if absent); otherwise
+ * nothing is written, the key's current mod revision is printed to stderr, and the exit code is 1.
+ */
 import { Command } from 'commander';
+import { CliError, EXIT, parseIntOption } from './common.js';
 import { callCluster, checkKey, makeClient, printLine, withClientOptions, type ClientOptions } from './kv-common.js';
 import { printJson, readValues, wantsJson, withOutputOption, withValueOptions, type OutputOptions, type ValueOptions } from './values.js';
 
@@ -10,15 +15,26 @@ export function putCommand(): Command {
         new Command('put')
           .description('set KEY to VALUE (prints OK once committed)')
           .argument('<key>', 'the key')
-          .argument('<value>', 'the value: text, `-` for standard input, @FILE for a file (use -- before a value that starts with -)'),
+          .argument('<value>', 'the value: text, `-` for standard input, @FILE for a file (use -- before a value that starts with -)')
+          .option('--if-mod-revision <n>', "write only if the key's mod revision is N (0: only if the key is absent); exit 1 if not"),
       ),
     ),
-  ).action(async (key: string, valueArg: string, options: ClientOptions & ValueOptions & OutputOptions) => {
+  ).action(async (key: string, valueArg: string, options: ClientOptions & ValueOptions & OutputOptions & { ifModRevision?: string }) => {
     checkKey(key);
+    const ifModRevision = options.ifModRevision === undefined ? undefined : parseIntOption(options.ifModRevision, '--if-mod-revision', 0);
     const [value] = await readValues([valueArg], ['VALUE'], options);
     const client = makeClient(options);
-    const result = await callCluster(`put ${JSON.stringify(key)}`, () => client.put(key, value!));
-    if (wantsJson(options)) printJson({ ok: true, key, index: result.index });
+    const result = await callCluster(`put ${JSON.stringify(key)}`, () => client.put(key, value!, ifModRevision === undefined ? {} : { ifModRevision }));
+    const revisions = { ...(result.revision === undefined ? {} : { revision: result.revision }), ...(result.modRevision === undefined ? {} : { modRevision: result.modRevision }) };
+    if (result.written === false) {
+      if (wantsJson(options)) {
+        printJson({ ok: false, key, written: false, index: result.index, ...revisions });
+        process.exitCode = EXIT.failed;
+        return;
+      }
+      throw new CliError(`put ${JSON.stringify(key)}: not written: the key's mod revision is ${result.modRevision ?? '?'}${result.modRevision === 0 ? ' (absent)' : ''}, not ${ifModRevision}`, EXIT.failed);
+    }
+    if (wantsJson(options)) printJson({ ok: true, key, index: result.index, ...revisions });
     else printLine('OK');
   });
 }

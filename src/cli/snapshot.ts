@@ -94,7 +94,14 @@ function writeAtomically(file: string, bytes: Uint8Array): void {
 export async function runSnapshotSave(file: string, options: SaveOptions): Promise<void> {
   if (existsSync(file) && options.force !== true) throw new UsageError(`${file} exists; give --force to replace it`);
   const client = makeClient(options);
-  const backup = await callCluster('snapshot save', () => client.backup());
+  const downloaded = await callCluster('snapshot save', () => client.backup());
+  let backup: { bytes: Uint8Array; header: BackupHeader; keys: number };
+  try {
+    backup = { bytes: downloaded.bytes, ...decodeBackup(downloaded.bytes) };
+  } catch (error) {
+    if (error instanceof BackupError) throw new CliError(`snapshot save: the backup received is not usable: ${error.message}`, EXIT.failed);
+    throw error;
+  }
   try {
     writeAtomically(file, backup.bytes);
   } catch (error) {

@@ -26,6 +26,11 @@
  *   KvClient may be shared by concurrent callers. A client id must not be reused by another client
  *   instance (its seqs restart at 1 and would be refused as stale): keep the random default.
  * - Client mistakes (invalid key, value too large, ...) reject at once with code 'bad-request'.
+ * - Revisions and ranges: write results carry the store `revision` and the key's `modRevision`;
+ *   put(key, value, { ifModRevision }) resolves with `written: false` when the condition fails (412
+ *   revision-mismatch is an answer, not an error); getWithRevisions() reads a key with its revisions.
+ *   range() reads one page of GET /v1/kv (keys and values as bytes, base64 on the wire), and
+ *   rangePages() / rangeAll() follow the `next` tokens page by page; count() counts a range.
  * - transferLeadership() asks the leader (found the same way) to hand leadership over. It is
  *   resent only when nothing can have happened (a refused connection, a redirect, 503 no-leader);
  *   without a target, a request that may have reached the leader but got no answer rejects with
@@ -42,14 +47,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import { CLIENT_ID_BYTES_MAX } from './commands.js';
-import { BackupError, decodeBackup, type BackupHeader } from './backup.js';
+import { BackupError, parseBackupFile, type BackupHeader } from './backup-format.js';
+import { watchChanges, type KvWatchBatch, type KvWatchFilter, type KvWatchOptions } from './client-watch.js';
 import { ClientEndpoints, DEFAULT_ATTEMPT_TIMEOUT_MS, SilentEndpoints, SLOW_OPERATION_ATTEMPT_MS, attemptBudgetMs, checkAttemptTimeout } from './client-endpoints.js';
 import { certificateFailure, clusterHttp, describeCertificateFailure, type ClusterHttp, type KvClientTls } from './client-http.js';
 
 export type { KvClientTls } from './client-http.js';
 import type { KvServerStatus, LeaderTransferResult, MembershipChangeResult, MembersView, MemberView } from './api-types.js';
 
-export type KvClientErrorCode = 'timeout' | 'bad-request' | 'stale-request' | 'server-error' | 'outcome-unknown' | 'tls';
+export type KvClientErrorCode = 'timeout' | 'bad-request' | 'stale-request' | 'server-error' | 'outcome-unknown' | 'tls' | 'compacted';
 
 export class KvClientError extends Error {
   override readonly name = 'KvClientError';
@@ -60,10 +66,14 @@ export class KvClientError extends Error {
     readonly status?: number,
     /** The server's error code (e.g. 'invalid-key'), if any. */
     readonly serverCode?: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; compactRevision?: number },
   ) {
     super(message, options);
+    if (options?.compactRevision !== undefined) this.compactRevision = options.compactRevision;
   }
+
+  /** 'compacted' (a watch): the newest revision no longer available; start over after it. */
+  readonly compactRevision?: number;
 }
 
 export interface KvClientOptions {
@@ -105,6 +115,70 @@ export interface KvWriteResult {
   readonly index: number;
   /** The value before the write (null if the key was absent), as text. */
   readonly previous: string | null;
+  /**
+   * The store revision once the write applied (for a write that changed the store, its own; a
+   * retry answered from the session table reports the original's). Undefined only when the server
+   * does not know it (a retry answered from a session restored from an old snapshot).
+   */
+  readonly revision?: number;
+  /** The key's mod revision once the write applied (0: the key is absent, as after a delete). */
+  readonly modRevision?: number;
+  /**
+   * Only for a put with `ifModRevision`: whether it was written. When not, nothing changed, and
+   * `modRevision` is the key's current one (0: absent).
+   */
+  readonly written?: boolean;
+}
+
+/** A key's revisions (see the README's "Revisions"). */
+export interface KvKeyRevisions {
+  /** The store revision of the write that created the key (its latest creation). */
+  readonly createRevision: number;
+  /** The store revision of the key's last write. */
+  readonly modRevision: number;
+  /** Writes to the key since its creation. */
+  readonly version: number;
+}
+
+/** A value read with its revisions (getWithRevisions). */
+export interface KvReadResult extends KvKeyRevisions {
+  readonly value: Uint8Array;
+  /** The store revision the read reflects. */
+  readonly revision: number;
+}
+
+/** One key of a range page. */
+export interface KvRangeKv extends KvKeyRevisions {
+  readonly key: Uint8Array;
+  /** Absent with keysOnly. */
+  readonly value?: Uint8Array;
+}
+
+/** Which keys a range reads: every key that starts with `prefix`, or [start, end) (no end: to the end of the keyspace). */
+export type KvRangeSelector = { readonly prefix: KvKey } | { readonly start: KvKey; readonly end?: KvKey };
+
+export interface KvRangeOptions {
+  /** At most this many keys per page (1..10000; the server's default 1000). */
+  readonly limit?: number;
+  /** Leave the values out. */
+  readonly keysOnly?: boolean;
+  /** Resume after a previous page: its `next`. */
+  readonly after?: string;
+  /** Read this node's state without confirming it is up to date (any node). */
+  readonly stale?: boolean;
+}
+
+/** One page of a range. */
+export interface KvRangePage {
+  readonly kvs: KvRangeKv[];
+  /** Keys remain after this page (it was cut by its limit, or by the server's 4 MiB page bound). */
+  readonly more: boolean;
+  /** The token to pass as `after` for the next page; null when `more` is false. */
+  readonly next: string | null;
+  /** Keys in this page. */
+  readonly count: number;
+  /** The store revision the page reflects (pages read one after another may reflect different ones). */
+  readonly revision: number;
 }
 
 export interface KvCasResult {
@@ -154,6 +228,9 @@ interface Answer {
   /** A 2xx answer's body as bytes, for a request made with `raw` (json is then empty). */
   readonly bytes?: Uint8Array;
 }
+
+/** A put's if-mod-revision that did not hold: an answer, not an error. */
+const REVISION_MISMATCH = (status: number, code: string | undefined): boolean => status === 412 && code === 'revision-mismatch';
 
 /** The most sessions a client id may spread over: the suffix ".<n>" must fit CLIENT_ID_BYTES_MAX. */
 const SESSION_SUFFIX_BYTES = 8;
@@ -314,8 +391,97 @@ export class KvClient {
     return valueBytes(answer.json['value'], answer.json['encoding']);
   }
 
-  put(key: KvKey, value: KvValue): Promise<KvWriteResult> {
-    return this.write('PUT', this.path(key, {}), toBytes(value));
+  /**
+   * Sets `key` to `value`. With `ifModRevision`, only if the key's mod revision is that (0: only if
+   * the key is absent); a mismatch resolves with `written: false` and the key's current mod revision.
+   */
+  put(key: KvKey, value: KvValue, options: { ifModRevision?: number } = {}): Promise<KvWriteResult> {
+    const condition = options.ifModRevision;
+    if (condition !== undefined && !(Number.isSafeInteger(condition) && condition >= 0)) {
+      return Promise.reject(new KvClientError('bad-request', `ifModRevision must be a non-negative integer, got ${condition}`));
+    }
+    return this.write('PUT', this.path(key, condition === undefined ? {} : { 'if-mod-revision': String(condition) }), toBytes(value), condition !== undefined);
+  }
+
+  /** The value's bytes with the key's revisions and the store revision the read reflects, or null if absent. */
+  async getWithRevisions(key: KvKey, options: { stale?: boolean } = {}): Promise<KvReadResult | null> {
+    const query: Record<string, string> = { encoding: 'base64' };
+    if (options.stale === true) query['stale'] = 'true';
+    const answer = await this.request('GET', this.path(key, query), { write: false });
+    if (answer.status === 404) return null;
+    const j = answer.json;
+    return {
+      value: valueBytes(j['value'], j['encoding']) ?? new Uint8Array(0),
+      revision: Number(j['revision']),
+      createRevision: Number(j['createRevision']),
+      modRevision: Number(j['modRevision']),
+      version: Number(j['version']),
+    };
+  }
+
+  /**
+   * One page of a range, in key-byte order: linearizable (through the leader) unless `stale`.
+   * Keys and values come back as bytes.
+   */
+  async range(selector: KvRangeSelector, options: KvRangeOptions = {}): Promise<KvRangePage> {
+    const query: string[] = ['encoding=base64'];
+    const b64 = (k: KvKey): string => encodeURIComponent(Buffer.from(toBytes(k)).toString('base64'));
+    if ('prefix' in selector) query.push(`prefix=${b64(selector.prefix)}`);
+    else {
+      query.push(`start=${b64(selector.start)}`);
+      if (selector.end !== undefined) query.push(`end=${b64(selector.end)}`);
+    }
+    if (options.limit !== undefined) query.push(`limit=${options.limit}`);
+    if (options.keysOnly === true) query.push('keys-only=true');
+    if (options.after !== undefined) query.push(`next=${encodeURIComponent(options.after)}`);
+    if (options.stale === true) query.push('stale=true');
+    const answer = await this.request('GET', `/v1/kv?${query.join('&')}`, { write: false });
+    const j = answer.json;
+    if (!Array.isArray(j['kvs'])) throw new KvClientError('server-error', 'malformed range answer: no kvs');
+    const kvs = (j['kvs'] as Record<string, unknown>[]).map((kv): KvRangeKv => {
+      const key = valueBytes(kv['key'], 'base64');
+      if (key === null) throw new KvClientError('server-error', 'malformed range answer: a key is missing');
+      const value = kv['value'] === undefined ? null : valueBytes(kv['value'], 'base64');
+      return {
+        key,
+        ...(value === null ? {} : { value }),
+        createRevision: Number(kv['createRevision']),
+        modRevision: Number(kv['modRevision']),
+        version: Number(kv['version']),
+      };
+    });
+    const next = typeof j['next'] === 'string' ? j['next'] : null;
+    return { kvs, more: j['more'] === true && next !== null, next, count: kvs.length, revision: Number(j['revision']) };
+  }
+
+  /** Every page of a range, one after another (each page's memory is bounded; the whole range is never held). */
+  async *rangePages(selector: KvRangeSelector, options: Omit<KvRangeOptions, 'after'> = {}): AsyncGenerator<KvRangePage, void, undefined> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.range(selector, { ...options, ...(after === undefined ? {} : { after }) });
+      yield page;
+      if (!page.more || page.next === null) return;
+      after = page.next;
+    }
+  }
+
+  /** Every key of a range (and its value unless keysOnly), page by page. */
+  async *rangeAll(selector: KvRangeSelector, options: Omit<KvRangeOptions, 'after'> = {}): AsyncGenerator<KvRangeKv, void, undefined> {
+    for await (const page of this.rangePages(selector, options)) yield* page.kvs;
+  }
+
+  /** The number of keys in a range (counted on the server, linearizable unless `stale`). */
+  async count(selector: KvRangeSelector, options: { stale?: boolean } = {}): Promise<{ count: number; revision: number }> {
+    const b64 = (k: KvKey): string => encodeURIComponent(Buffer.from(toBytes(k)).toString('base64'));
+    const query = ['encoding=base64', 'count-only=true'];
+    if ('prefix' in selector) query.push(`prefix=${b64(selector.prefix)}`);
+    else {
+      query.push(`start=${b64(selector.start)}`);
+      if (selector.end !== undefined) query.push(`end=${b64(selector.end)}`);
+    }
+    if (options.stale === true) query.push('stale=true');
+    const answer = await this.request('GET', `/v1/kv?${query.join('&')}`, { write: false });
+    return { count: Number(answer.json['count']), revision: Number(answer.json['revision']) };
   }
 
   append(key: KvKey, value: KvValue): Promise<KvWriteResult> {
@@ -339,11 +505,12 @@ export class KvClient {
 
   /**
    * A backup of the whole store, from the leader (GET /v1/snapshot): the bytes of a backup file,
-   * checked before they are returned (a damaged download rejects with 'server-error'). An attempt
+   * its header, length and SHA-256 checked before they are returned (a damaged download rejects
+   * with 'server-error'; `tsraft snapshot save` also checks that the data restores). An attempt
    * may take `attemptTimeoutMs` (default the larger of the client's and 12 s): a large store takes
    * a while to send. Needs the admin role when the cluster checks tokens.
    */
-  async backup(options: { attemptTimeoutMs?: number } = {}): Promise<{ bytes: Uint8Array; header: BackupHeader; keys: number }> {
+  async backup(options: { attemptTimeoutMs?: number } = {}): Promise<{ bytes: Uint8Array; header: BackupHeader }> {
     const answer = await this.request('GET', '/v1/snapshot', {
       write: false,
       raw: true,
@@ -351,12 +518,34 @@ export class KvClient {
     });
     const bytes = answer.bytes ?? new Uint8Array(0);
     try {
-      const { header, keys } = decodeBackup(bytes);
-      return { bytes, header, keys };
+      return { bytes, header: parseBackupFile(bytes).header };
     } catch (error) {
       if (error instanceof BackupError) throw new KvClientError('server-error', `the backup received is not usable: ${error.message}`);
       throw error;
     }
+  }
+
+  /**
+   * The changes to one key, a prefix or a range, revision by revision (GET /v1/watch; see
+   * client-watch.ts): `for await (const { revision, events } of client.watch({ prefix: 'app/' }))`.
+   * Resumes on another member when its node goes away, without losing or repeating a revision.
+   * Rejects with code 'compacted' (and `compactRevision`) when `fromRevision` is older than the
+   * node's history, 'timeout' when no member accepts the watch within the client's timeout.
+   */
+  watch(filter: KvWatchFilter, options: KvWatchOptions = {}): AsyncGenerator<KvWatchBatch> {
+    return watchChanges(
+      {
+        fetch: (url, init) => this.http.fetch(url, init),
+        endpoints: this.endpoints,
+        timeoutMs: this.timeoutMs,
+        retryDelayMs: this.retryDelayMs,
+        maxRetryDelayMs: this.maxRetryDelayMs,
+        fail: (code, message, status, serverCode, compactRevision) =>
+          new KvClientError(code, message, status, serverCode, compactRevision === undefined ? {} : { compactRevision }),
+      },
+      filter,
+      options,
+    );
   }
 
   /** A member's status (default: the current endpoint's). */
@@ -491,11 +680,23 @@ export class KvClient {
     return `/v1/kv/${segment}${q === '' ? '' : `?${q}`}`;
   }
 
-  private async write(method: string, pathAndQuery: string, body: Uint8Array | undefined): Promise<KvWriteResult> {
+  private async write(method: string, pathAndQuery: string, body: Uint8Array | undefined, conditional = false): Promise<KvWriteResult> {
     const answer = await this.withSession((session) =>
-      this.request(method, pathAndQuery, { write: true, session, ...(body === undefined ? {} : { body }) }),
+      this.request(method, pathAndQuery, { write: true, session, ...(body === undefined ? {} : { body }), ...(conditional ? { accept: REVISION_MISMATCH } : {}) }),
     );
-    return { index: Number(answer.json['index']), previous: valueText(answer.json['previous'], answer.json['encoding']) };
+    const j = answer.json;
+    const revision = typeof j['revision'] === 'number' ? { revision: j['revision'] } : {};
+    if (answer.status === 412) {
+      const e = j['error'] as Record<string, unknown>;
+      return { index: Number(e['index']), previous: null, ...(typeof e['revision'] === 'number' ? { revision: e['revision'] } : {}), modRevision: Number(e['modRevision']), written: false };
+    }
+    return {
+      index: Number(j['index']),
+      previous: valueText(j['previous'], j['encoding']),
+      ...revision,
+      ...(typeof j['revision'] === 'number' ? { modRevision: typeof j['modRevision'] === 'number' ? j['modRevision'] : 0 } : {}),
+      ...(conditional ? { written: true } : {}),
+    };
   }
 
   /** Runs one write with a session of its own and the session's next seq. */
@@ -532,6 +733,8 @@ export class KvClient {
       onUncertain?: () => void;
       /** Content-Type of `body` (default application/octet-stream). */
       contentType?: string;
+      /** An error answer (status, error code) that is a final answer, returned like a success. */
+      accept?: (status: number, code: string | undefined) => boolean;
       /** At most this many attempts (default: until the timeout). */
       attempts?: number;
       /** One attempt's own time limit (default: the client's attemptTimeoutMs; never more than what is left). */
@@ -666,7 +869,7 @@ export class KvClient {
         }
         continue;
       }
-      if ((status >= 200 && status < 300) || (status === 404 && code === 'not-found') || (status === 409 && json['swapped'] === false)) {
+      if ((status >= 200 && status < 300) || (status === 404 && code === 'not-found') || (status === 409 && json['swapped'] === false) || options.accept?.(status, code) === true) {
         if (fixed === undefined) this.endpoints.answered(base);
         return { status, json, ...(bytes === undefined ? {} : { bytes }) };
       }

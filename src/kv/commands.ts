@@ -7,6 +7,7 @@
  *
  *     op tag (1 byte: KV_OP_TAGS)  clientId (UTF-8 bytes)  seq  key
  *     put, append:  value
+ *     put-if (tag 6, decoded as a put with ifModRevision):  value  ifModRevision
  *     cas:          value  expected-presence (1 byte: 0 = null/absent, 1 = present)  [expected]
  *     delete, get:  nothing more
  *
@@ -14,6 +15,10 @@
  *
  *     ok:     tag 1, value-presence (1 byte: 0 = no field, 1 = null, 2 = bytes) [value],
  *             swapped (1 byte: 0 = no field, 1 = false, 2 = true)
+ *     ok with revisions (tag 3): as tag 1, then revision, key-presence (1 byte: 0 = absent,
+ *             1 = present) [createRevision modRevision version]; written when `revision` is set
+ *             (every result this version's state machine produces), so tag-1 results (cached in
+ *             sessions of version 1 and 2 snapshots) still decode and re-encode unchanged
  *     error:  tag 2, error kind (1 byte: KV_ERROR_TAGS), message (UTF-8 bytes)
  *
  * Tag 0 is never valid, so a zeroed or empty buffer does not decode. Tags are append-only.
@@ -53,6 +58,21 @@ export interface KvCommand {
   readonly value?: Uint8Array;
   /** cas only: the value the key must currently hold, or null for "the key is absent". */
   readonly expected?: Uint8Array | null;
+  /**
+   * put only: write only if the key's mod revision is this (0: only if the key is absent). A put
+   * whose condition fails writes nothing and answers `swapped: false` with the key's current state.
+   */
+  readonly ifModRevision?: number;
+}
+
+/** A key's revisions (see state-machine.ts): all three are at least 1 for a present key. */
+export interface KvKeyMeta {
+  /** The store revision of the write that created the key (its last creation, after a delete). */
+  readonly createRevision: number;
+  /** The store revision of the key's last write. */
+  readonly modRevision: number;
+  /** Writes to the key since its creation, that one included. */
+  readonly version: number;
 }
 
 /**
@@ -66,8 +86,19 @@ export type KvResult =
       readonly ok: true;
       /** get: the current value; put/append/delete/cas: the previous value. null if absent. */
       readonly value?: Uint8Array | null;
-      /** cas: whether the value was replaced. */
+      /** cas, and put with ifModRevision: whether the value was written. */
       readonly swapped?: boolean;
+      /**
+       * The store revision once the command applied (a write that changed the store: its own
+       * revision). Absent only on results cached before revisions existed (restored from a
+       * version 1 or 2 snapshot).
+       */
+      readonly revision?: number;
+      /**
+       * The key's revisions once the command applied (for a write that did not write, such as a
+       * failed condition: the current ones); absent when the key is absent then, or without `revision`.
+       */
+      readonly key?: KvKeyMeta;
       /** See KvDeduplicated. */
       readonly deduplicatedFrom?: LogIndex;
     }
@@ -97,6 +128,9 @@ export const KV_OP_TAGS = {
   get: 5,
 } as const satisfies Record<KvOp, number>;
 
+/** The wire tag of a put with ifModRevision (decoded as op 'put'). */
+export const KV_PUT_IF_TAG = 6;
+
 /** The wire tag of each error kind. Append-only: never renumber. */
 export const KV_ERROR_TAGS = {
   'stale-request': 1,
@@ -110,6 +144,7 @@ for (const [kind, tag] of Object.entries(KV_ERROR_TAGS)) ERROR_BY_TAG[tag] = kin
 
 const RESULT_OK = 1;
 const RESULT_ERROR = 2;
+const RESULT_OK_REVISIONS = 3;
 
 // ---- strings ----
 
@@ -202,6 +237,13 @@ export function validateKvCommand(cmd: KvCommand): string | null {
   } else if (expected !== undefined) {
     return `${op} takes no expected value, got ${describe(expected)}`;
   }
+  const ifModRevision = cmd.ifModRevision as unknown;
+  if (ifModRevision !== undefined) {
+    if (op !== 'put') return `${op} takes no ifModRevision`;
+    if (typeof ifModRevision !== 'number' || !Number.isSafeInteger(ifModRevision) || ifModRevision < 0) {
+      return `ifModRevision must be a non-negative safe integer, got ${String(ifModRevision)}`;
+    }
+  }
   return null;
 }
 
@@ -217,11 +259,13 @@ export function encodeKvCommand(cmd: KvCommand): Uint8Array {
   const w = new ByteWriter(
     16 + clientId.length + cmd.key.length + (value?.length ?? 0) + (expected instanceof Uint8Array ? expected.length : 0),
   );
-  w.writeByte(KV_OP_TAGS[cmd.op]);
+  const conditional = cmd.op === 'put' && cmd.ifModRevision !== undefined;
+  w.writeByte(conditional ? KV_PUT_IF_TAG : KV_OP_TAGS[cmd.op]);
   w.writeBytes(clientId, 'clientId');
   w.writeVarint(cmd.seq, 'seq');
   w.writeBytes(cmd.key, 'key');
   if (value !== undefined) w.writeBytes(value, 'value');
+  if (conditional) w.writeVarint(cmd.ifModRevision!, 'ifModRevision');
   if (cmd.op === 'cas') {
     if (expected instanceof Uint8Array) {
       w.writeByte(1);
@@ -240,7 +284,7 @@ export function encodeKvCommand(cmd: KvCommand): Uint8Array {
 export function decodeKvCommand(bytes: Uint8Array): KvCommand {
   const r = new ByteReader(bytes);
   const tag = r.readByte('op tag');
-  const op = OP_BY_TAG[tag];
+  const op = tag === KV_PUT_IF_TAG ? 'put' : OP_BY_TAG[tag];
   if (op === undefined) throw new CodecError(`unknown KV op tag ${tag} at offset 0`);
   const clientIdAt = r.offset;
   const clientId = utf8Decode(r.readBytes(), 'clientId', clientIdAt);
@@ -251,6 +295,7 @@ export function decodeKvCommand(bytes: Uint8Array): KvCommand {
     case 'put':
     case 'append':
       cmd = { op, clientId, seq, key, value: r.readBytes() };
+      if (tag === KV_PUT_IF_TAG) cmd = { ...cmd, ifModRevision: r.readVarint() };
       break;
     case 'cas': {
       const value = r.readBytes();
@@ -271,6 +316,20 @@ export function decodeKvCommand(bytes: Uint8Array): KvCommand {
 
 // ---- results ----
 
+/**
+ * What is wrong with a key's revisions in a store at `revision`, or null: a present key has
+ * 1 <= createRevision <= modRevision <= revision and 1 <= version <= modRevision - createRevision + 1
+ * (each of its writes took a revision of its own in [createRevision, modRevision]).
+ */
+export function keyMetaProblem(key: KvKeyMeta, revision: number): string | null {
+  if (typeof key !== 'object' || key === null) return 'not an object';
+  const { createRevision: c, modRevision: m, version: v } = key;
+  if (!Number.isSafeInteger(c) || !Number.isSafeInteger(m) || !Number.isSafeInteger(v)) return 'not safe integers';
+  if (!(c >= 1 && c <= m && m <= revision)) return `need 1 <= createRevision ${c} <= modRevision ${m} <= revision ${revision}`;
+  if (!(v >= 1 && v <= m - c + 1)) return `version ${v} is outside 1..${m - c + 1} (modRevision - createRevision + 1)`;
+  return null;
+}
+
 function checkResult(result: KvResult): void {
   if (typeof result !== 'object' || result === null) throw new RangeError('KV result must be an object');
   const from = result.deduplicatedFrom as unknown;
@@ -285,6 +344,19 @@ function checkResult(result: KvResult): void {
     const swapped = result.swapped as unknown;
     if (swapped !== undefined && typeof swapped !== 'boolean') {
       throw new RangeError(`KV result swapped must be a boolean or absent, got ${describe(swapped)}`);
+    }
+    const revision = result.revision as unknown;
+    const key = result.key as unknown;
+    if (revision === undefined) {
+      if (key !== undefined) throw new RangeError('KV result key revisions need a revision');
+    } else {
+      if (typeof revision !== 'number' || !Number.isSafeInteger(revision) || revision < 0) {
+        throw new RangeError(`KV result revision must be a non-negative safe integer, got ${String(revision)}`);
+      }
+      if (key !== undefined) {
+        const problem = keyMetaProblem(key as KvKeyMeta, revision);
+        if (problem !== null) throw new RangeError(`KV result key revisions: ${problem}`);
+      }
     }
   } else if (result.ok === false) {
     if (!Object.hasOwn(KV_ERROR_TAGS, result.error)) throw new RangeError(`unknown KV error kind ${String(result.error)}`);
@@ -303,7 +375,7 @@ function checkResult(result: KvResult): void {
 export function writeKvResult(w: ByteWriter, result: KvResult): void {
   checkResult(result);
   if (result.ok) {
-    w.writeByte(RESULT_OK);
+    w.writeByte(result.revision === undefined ? RESULT_OK : RESULT_OK_REVISIONS);
     const value = result.value;
     if (value === undefined) {
       w.writeByte(0);
@@ -314,6 +386,18 @@ export function writeKvResult(w: ByteWriter, result: KvResult): void {
       w.writeBytes(value, 'value');
     }
     w.writeByte(result.swapped === undefined ? 0 : result.swapped ? 2 : 1);
+    if (result.revision !== undefined) {
+      w.writeVarint(result.revision, 'revision');
+      const key = result.key;
+      if (key === undefined) {
+        w.writeByte(0);
+      } else {
+        w.writeByte(1);
+        w.writeVarint(key.createRevision, 'createRevision');
+        w.writeVarint(key.modRevision, 'modRevision');
+        w.writeVarint(key.version, 'version');
+      }
+    }
   } else {
     w.writeByte(RESULT_ERROR);
     w.writeByte(KV_ERROR_TAGS[result.error]);
@@ -325,7 +409,7 @@ export function writeKvResult(w: ByteWriter, result: KvResult): void {
 export function readKvResult(r: ByteReader): KvResult {
   const at = r.offset;
   const tag = r.readByte('result tag');
-  if (tag === RESULT_OK) {
+  if (tag === RESULT_OK || tag === RESULT_OK_REVISIONS) {
     const valueAt = r.offset;
     const presence = r.readByte('value presence');
     let value: Uint8Array | null | undefined;
@@ -336,9 +420,21 @@ export function readKvResult(r: ByteReader): KvResult {
     const swappedByte = r.readByte('swapped');
     if (swappedByte > 2) throw new CodecError(`invalid swapped byte ${swappedByte} at offset ${swappedAt}`);
     // Built field by field: exactOptionalPropertyTypes forbids an explicit `undefined`.
-    const result: { ok: true; value?: Uint8Array | null; swapped?: boolean } = { ok: true };
+    const result: { ok: true; value?: Uint8Array | null; swapped?: boolean; revision?: number; key?: KvKeyMeta } = { ok: true };
     if (value !== undefined) result.value = value;
     if (swappedByte !== 0) result.swapped = swappedByte === 2;
+    if (tag === RESULT_OK_REVISIONS) {
+      result.revision = r.readVarint();
+      const keyAt = r.offset;
+      const presence = r.readByte('key presence');
+      if (presence > 1) throw new CodecError(`invalid key presence ${presence} at offset ${keyAt}`);
+      if (presence === 1) {
+        const key = { createRevision: r.readVarint(), modRevision: r.readVarint(), version: r.readVarint() };
+        const problem = keyMetaProblem(key, result.revision);
+        if (problem !== null) throw new CodecError(`key revisions at offset ${keyAt}: ${problem}`);
+        result.key = key;
+      }
+    }
     return result;
   }
   if (tag === RESULT_ERROR) {

@@ -150,6 +150,14 @@ export class DashboardFeed {
     this.snapshotTimer ??= setInterval(() => void this.broadcastSnapshot(), SNAPSHOT_INTERVAL_MS);
   }
 
+  /**
+   * Ends every open stream, keeping the feed open: the authorization changed (SIGHUP), and a viewer
+   * whose token is gone must not keep a stream it could not open now. Reconnects are checked anew.
+   */
+  endStreams(): void {
+    for (const stream of this.streams) stream.res.end();
+  }
+
   /** Ends every stream and stops the timers; later opens answer 503. */
   close(): void {
     this.closed = true;

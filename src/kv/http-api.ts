@@ -2,10 +2,20 @@
  * The KV service's HTTP/JSON API, served by every KvServer (see server.ts) on node:http, HTTP/1.1
  * keep-alive. Every response is JSON with `Content-Type: application/json`, except /metrics:
  *
- *     GET    /v1/kv/{key}                     read; 200 {"key","value","encoding","index"} or 404 not-found
+ *     GET    /v1/kv/{key}                     read; 200 {"key","value","encoding","index","revision",
+ *                                               "createRevision","modRevision","version"} or 404 not-found
  *              ?stale=true                      served from this node's state machine, on any node, unconfirmed
  *              ?encoding=base64                 always base64 (default: UTF-8 text when the value is valid UTF-8)
- *     PUT    /v1/kv/{key}        body = value  put;    200 {"index","previous","encoding"}
+ *     GET    /v1/kv?prefix=P | ?start=A[&end=B]  a range page in key-byte order (http-kv-routes.ts):
+ *                                               200 {"kvs":[{"key","value","encoding","createRevision",
+ *                                               "modRevision","version"}],"count","more","next","revision","index"};
+ *              &limit=N (1..10000, default 1000) &next=<token> &keys-only=true &count-only=true
+ *              &encoding=base64 (keys in and out) &stale=true; pages also stop at 4 MiB of keys and
+ *              values and at 8 MiB of JSON (at least one key each)
+ *     PUT    /v1/kv/{key}        body = value  put;    200 {"index","previous","encoding","revision",...}
+ *              ?if-mod-revision=N               only if the key's mod revision is N (0: absent); else 412
+ *                                               revision-mismatch {"modRevision": the current one}
+ *     Every /v1/kv answer that read or wrote the store carries `revision` and X-Tsraft-Revision.
  *     POST   /v1/kv/{key}?op=append  body      append; 200 {"index","previous","encoding"}
  *     POST   /v1/kv/{key}?op=put     body      put (same as PUT)
  *     POST   /v1/kv/{key}?cas=<expected> body  compare-and-swap: 200 {"swapped":true,"index","previous"}
@@ -43,6 +53,9 @@
  *                                               drop messages to and from those peers (http-dev-routes.ts)
  *     GET    /v1/events                        the dashboard's feed: Server-Sent Events, a `snapshot`
  *                                               every 500 ms and `leader` on a change (dashboard-feed.ts)
+ *     GET    /v1/watch?prefix=P|key=K|start=A&end=B&from-revision=N
+ *                                               the changes to those keys as Server-Sent Events, from revision N
+ *                                               (default: from now on), served by any node (http-watch-routes.ts)
  *     GET    /v1/snapshot                      a backup of the whole store from the leader (a follower 307s):
  *                                               application/octet-stream, a checksummed header line then the
  *                                               state machine's snapshot (backup.ts, http-backup-routes.ts)
@@ -87,6 +100,9 @@
  *                         (down, paused, cut off): leadership stays, proposals were never refused
  *     401 unauthenticated  no credentials, an unknown token, a certificate not verified (WWW-Authenticate: Bearer)
  *     403 forbidden       the principal lacks the role the endpoint needs (the message names both)
+ *     412 revision-mismatch  a put's if-mod-revision did not hold (nothing written; the current modRevision)
+ *     400 bad-range, bad-token  a range without prefix or start, with both, an end not after start; a
+ *         next that is not a continuation token
  *     400 invalid-key, malformed-percent-encoding, unknown-op, unknown-parameter, bad-parameter (also
  *         a transfer `to` that is not another member: the message names the members),
  *         bad-header, invalid-command, bad-request
@@ -126,13 +142,16 @@
  * refusals alike through http-raft-errors.ts. The server and its
  * resource bounds are set up in http-server.ts; the byte-level decoding and encoding is in http-io.ts.
  */
-import type { BackupSource } from './backup.js';
+import type { BackupSource } from './backup-format.js';
 import { serveBackup, SNAPSHOT_PATH } from './http-backup-routes.js';
+import { serveWatch, WATCH_PATH } from './http-watch-routes.js';
+import type { WatchHub } from './watch-hub.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MembershipStep } from '../core/membership.js';
 import type { Principal } from '../security/auth-file.js';
 import type { KvServerStatus, MembersView } from './api-types.js';
-import type { KvResult } from './commands.js';
+import type { KvKeyMeta, KvResult } from './commands.js';
+import type { KvRangeBounds, KvRangePage, KvRangeQuery } from './state-machine.js';
 import { describeError } from './describe-error.js';
 import { ClusterRoutes, TRANSFER_PATH } from './http-cluster-routes.js';
 import { discardUnreadBody, expectsContinue, HttpError, type HttpStats, sendError } from './http-io.js';
@@ -154,8 +173,15 @@ export { HTTP_HEADER_BYTES_MAX, type HttpTlsOptions, type KvHttpServer } from '.
 export interface KvApiBackend {
   /** How linearizable reads are served: confirm leadership then read locally, or a `get` through the log. */
   readonly readMode: 'read-index' | 'log';
-  /** Reads the key from this node's state machine, with the index it has applied. */
-  readLocal(key: Uint8Array): { value: Uint8Array | null; index: number };
+  /**
+   * Reads the key from this node's state machine, with the index it has applied, the store
+   * revision and the key's revisions (when present; both optional for backends without revisions).
+   */
+  readLocal(key: Uint8Array): { value: Uint8Array | null; index: number; revision?: number; key?: KvKeyMeta };
+  /** One page of a range from this node's state machine (GET /v1/kv?prefix=...); without it, ranges answer 501. */
+  rangeLocal?(query: KvRangeQuery): KvRangePage & { index: number };
+  /** The number of keys in a range in this node's state machine (count-only=true). */
+  countLocal?(bounds: KvRangeBounds): { count: number; revision: number; index: number };
   /** Confirms leadership for a linearizable read (ReadIndex); rejects with the RaftNode's errors. */
   confirmRead(): Promise<unknown>;
   /**
@@ -215,6 +241,8 @@ export interface KvApiBackend {
    * errors (NotLeaderError on a follower). Without it, /v1/snapshot is 501.
    */
   backup?(): Promise<BackupSource>;
+  /** The changes this node applies, for GET /v1/watch (watch-hub.ts). Without it, /v1/watch is 501. */
+  readonly watchHub?: WatchHub;
   /** The transport's dev fault switch (--dev-faults only); without it, /v1/dev/faults is 404. */
   readonly devFaults?: DevFaults;
   /** Called with the status of every response sent, for the metrics. */
@@ -308,6 +336,13 @@ class KvHttpApi {
     }
     if (rawPath === DEV_FAULTS_PATH) {
       serveDevFaults(this.backend.devFaults, res, method, rawQuery);
+      return;
+    }
+    if (rawPath === WATCH_PATH) {
+      if (this.backend.isNodeStopped()) {
+        throw new HttpError(503, 'node-stopped', 'this node stopped on a fatal error and is exiting; watch on another member', { 'Retry-After': '1' });
+      }
+      serveWatch(this.backend.watchHub, req, res, method, rawQuery);
       return;
     }
     if (rawPath === SNAPSHOT_PATH) {

@@ -11,6 +11,7 @@
  *     /ui, /ui/...                              open (a static bundle, no data; the page then asks for a token)
  *     GET /v1/kv/..., GET /v1/members           read
  *     /v1/events                                read (the dashboard's feed shows keys of recent log entries)
+ *     /v1/watch                                 read (it streams keys and values)
  *     PUT, POST, DELETE /v1/kv/...              write
  *     /v1/members changes, /v1/leader/transfer  admin (admin implies read and write)
  *     /v1/dev/faults (--dev-faults only)        admin
@@ -35,6 +36,7 @@ import { type AuthPolicy, hashToken, hasRole, isPrincipalName, knownRoles, type 
 import { clientIdentity, peerIdentity } from '../security/certs.js';
 import { RateLimitedLog } from '../runtime/rate-limited-log.js';
 import { SNAPSHOT_PATH } from './http-backup-routes.js';
+import { WATCH_PATH } from './http-watch-routes.js';
 import { TRANSFER_PATH } from './http-cluster-routes.js';
 import { HttpError } from './http-io.js';
 import { KV_PREFIX } from './http-kv-routes.js';
@@ -63,7 +65,7 @@ export function requiredAccess(method: string, rawPath: string, publicPaths: Rea
   if (rawPath === '/metrics' || rawPath === '/v1/status') return publicPaths.has(rawPath) ? 'open' : 'authenticated';
   if (rawPath === TRANSFER_PATH || rawPath === DEV_FAULTS_PATH || rawPath === SNAPSHOT_PATH) return 'admin';
   if (isUiPath(rawPath)) return 'open';
-  if (rawPath === EVENTS_PATH) return 'read';
+  if (rawPath === EVENTS_PATH || rawPath === WATCH_PATH) return 'read';
   if (rawPath === MEMBERS_PATH || rawPath.startsWith(`${MEMBERS_PATH}/`)) return reading ? 'read' : 'admin';
   if (rawPath === '/v1/kv' || rawPath.startsWith(KV_PREFIX)) return reading ? 'read' : 'write';
   return 'authenticated';

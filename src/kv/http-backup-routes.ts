@@ -11,7 +11,7 @@
  *     501  not-supported              a server without backups
  */
 import type { ServerResponse } from 'node:http';
-import { backupHeaderLine, type BackupSource } from './backup.js';
+import { backupHeaderLine, type BackupSource } from './backup-format.js';
 import { HttpError } from './http-io.js';
 import { answeredNotLeader, answerRaftError } from './http-raft-errors.js';
 import type { KvApiBackend } from './http-api.js';

@@ -12,9 +12,10 @@
  */
 import type { Entry, LogIndex, Snapshot } from '../core/messages.js';
 import type { RaftNode, StateMachine } from '../runtime/node.js';
-import { encodeKvCommand, type KvResult } from './commands.js';
+import { encodeKvCommand, type KvKeyMeta, type KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
-import { KvStateMachine } from './state-machine.js';
+import type { WatchHub } from './watch-hub.js';
+import { KvStateMachine, type KvChange, type KvRangeBounds, type KvRangePage, type KvRangeQuery } from './state-machine.js';
 
 /** Bytes counted per applied entry on top of its command, for `maxRaftStateBytes`. */
 export const ENTRY_OVERHEAD_BYTES = 16;
@@ -25,6 +26,8 @@ export interface KvReplicaOptions {
   /** Runs a callback after the current call stack (the node's clock's `defer`). */
   readonly defer: (callback: () => void) => void;
   readonly log?: (line: string) => void;
+  /** Where the changes applied go, for watches (the server's; the explorer has none). */
+  readonly watchHub?: WatchHub;
 }
 
 export class KvReplica {
@@ -37,6 +40,26 @@ export class KvReplica {
 
   constructor(options: KvReplicaOptions) {
     this.options = options;
+    const hub = options.watchHub;
+    if (hub !== undefined) {
+      // Changes of one applied entry share a revision at most with each other: published per revision, in order.
+      this.sm.onChange = (revision, change) => {
+        if (this.pendingRevision !== revision) this.flushChanges();
+        this.pendingRevision = revision;
+        this.pendingChanges.push(change);
+      };
+    }
+  }
+
+  /** Changes of the revision being applied, not yet published. */
+  private pendingChanges: KvChange[] = [];
+  private pendingRevision = 0;
+
+  private flushChanges(): void {
+    if (this.pendingChanges.length === 0) return;
+    const changes = this.pendingChanges;
+    this.pendingChanges = [];
+    this.options.watchHub!.publish(this.pendingRevision, changes);
   }
 
   /** The state machine to give RaftNode.start. */
@@ -76,9 +99,26 @@ export class KvReplica {
     return this.requireNode().read({ timeoutMs });
   }
 
-  /** This replica's current value of `key` and the index it reflects (no coordination). */
-  readLocal(key: Uint8Array): { value: Uint8Array | null; index: LogIndex } {
-    return { value: this.sm.get(key), index: this.sm.appliedIndex };
+  /**
+   * This replica's current value of `key`, the index and store revision it reflects, and the key's
+   * revisions when it is present (no coordination).
+   */
+  readLocal(key: Uint8Array): { value: Uint8Array | null; index: LogIndex; revision: number; key?: KvKeyMeta } {
+    const found = this.sm.getWithMeta(key);
+    const base = { index: this.sm.appliedIndex, revision: this.sm.revision };
+    if (found === null) return { value: null, ...base };
+    const { value, ...meta } = found;
+    return { value, ...base, key: meta };
+  }
+
+  /** One page of a range from this replica's state (no coordination), with the index it reflects. */
+  rangeLocal(query: KvRangeQuery): KvRangePage & { index: LogIndex } {
+    return { ...this.sm.range(query), index: this.sm.appliedIndex };
+  }
+
+  /** The number of keys in a range in this replica's state (no coordination). */
+  countLocal(bounds: KvRangeBounds): { count: number; revision: number; index: LogIndex } {
+    return { count: this.sm.count(bounds), revision: this.sm.revision, index: this.sm.appliedIndex };
   }
 
   /** A linearizable read, served as configured: ReadIndex then a local read, or a `get` through the log. */
@@ -99,6 +139,7 @@ export class KvReplica {
 
   private apply(entry: Entry): KvResult {
     const result = this.sm.apply(entry);
+    if (this.options.watchHub !== undefined) this.flushChanges();
     if (this.options.maxRaftStateBytes < 0) return result;
     this.bytesSinceSnapshot += entry.command.length + ENTRY_OVERHEAD_BYTES;
     if (this.bytesSinceSnapshot > this.options.maxRaftStateBytes && !this.snapshotScheduled) {
@@ -110,6 +151,9 @@ export class KvReplica {
 
   private restore(snapshot: Snapshot): void {
     this.sm.restore(snapshot);
+    this.pendingChanges = [];
+    // What happened before the snapshot is not known here: watches that needed it end (compacted).
+    this.options.watchHub?.reset(this.sm.revision);
     this.bytesSinceSnapshot = 0;
   }
 

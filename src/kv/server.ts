@@ -32,7 +32,8 @@
  * On restart the RaftNode restores the state machine from its latest snapshot and replays the log
  * after it.
  */
-import type { BackupSource } from './backup.js';
+import type { BackupSource } from './backup-format.js';
+import { WatchHub } from './watch-hub.js';
 import { addressOf, describeMembership, type Membership, type MembershipStep } from '../core/membership.js';
 import type { NodeId } from '../core/messages.js';
 import { ConfigError, RaftError } from '../runtime/errors.js';
@@ -119,6 +120,8 @@ export interface KvServerOptions {
   readonly httpListen?: { readonly host: string; readonly port: number };
   /** Snapshot once the log applied since the last snapshot passes this many bytes (default 8 MiB; -1 never). */
   readonly maxRaftStateBytes?: number;
+  /** Changes kept for watches that start in the past (GET /v1/watch; default 100,000 events). */
+  readonly watchHistoryEvents?: number;
   /** fsync the write-ahead log (default true; false is unsafe outside tests). */
   readonly fsync?: boolean;
   readonly timing?: RaftNodeTiming;
@@ -226,6 +229,8 @@ export class KvServer {
   private readonly authGuard: HttpAuthGuard;
   /** The dashboard's live feed (GET /v1/events); set with the HTTP API. */
   private feed: DashboardFeed | null = null;
+  /** The changes this node applies, for watches (GET /v1/watch); fed by the replica. */
+  private readonly watchHub: WatchHub;
   /** Over HTTPS with peer TLS, how the feed reaches the peers' APIs: trusting the peer CA (`tsraft start --tls` signs both with it). */
   private peerApi: ClusterHttp | null = null;
   /** Reads served (every readLocal) and the time linearizable ones waited for confirmation, for the dashboard. */
@@ -244,7 +249,8 @@ export class KvServer {
     this.maxRaftStateBytes = options.maxRaftStateBytes ?? DEFAULT_MAX_RAFT_STATE_BYTES;
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.readMode = options.readMode ?? 'read-index';
-    this.replica = new KvReplica({ maxRaftStateBytes: this.maxRaftStateBytes, defer: queueMicrotask, log: this.log });
+    this.watchHub = new WatchHub(options.watchHistoryEvents === undefined ? {} : { historyEvents: options.watchHistoryEvents });
+    this.replica = new KvReplica({ maxRaftStateBytes: this.maxRaftStateBytes, defer: queueMicrotask, log: this.log, watchHub: this.watchHub });
     this.authGuard = new HttpAuthGuard(options.auth === undefined ? null : authPolicy(options.auth), options.httpTls?.clientCa !== undefined, this.log);
   }
 
@@ -255,6 +261,10 @@ export class KvServer {
    */
   setAuth(file: AuthFile, source = 'auth'): void {
     this.authGuard.setPolicy(authPolicy(validateAuthFile(file, source)));
+    // Open streams were authorized under the old policy: end them; their clients reconnect and are
+    // checked against the new one (a watch resumes where it was).
+    this.feed?.endStreams();
+    this.watchHub.endAll({ code: 'closed', message: 'the authorization changed; reconnect (and resume) to be checked anew' });
   }
 
   /**
@@ -486,6 +496,14 @@ export class KvServer {
           this.readsServed++;
           return this.replica.readLocal(key);
         },
+        rangeLocal: (query) => {
+          this.readsServed++;
+          return this.replica.rangeLocal(query);
+        },
+        countLocal: (bounds) => {
+          this.readsServed++;
+          return this.replica.countLocal(bounds);
+        },
         // The RaftNode's promise itself, no async wrapper: the state machine is read in the tick the
         // confirmation arrives (the timing hangs off the same promise, after the caller's handler).
         confirmRead: () => {
@@ -517,6 +535,7 @@ export class KvServer {
         metricsText: () => this.metricsText(),
         countResponse: (status) => this.metrics.countResponse(status),
         openEvents: (res, authorization) => feed.open(res, authorization),
+        watchHub: this.watchHub,
         ...(this.options.devFaults === true ? { devFaults: this.transport!.inner } : {}),
         log: (line) => this.log(line),
       },
@@ -562,6 +581,7 @@ export class KvServer {
       this.closing = true;
       // Event streams never finish by themselves: ended here, so they do not hold the drain.
       this.feed?.close();
+      this.watchHub.close();
       await this.peerApi?.close().catch(() => undefined);
       const http = this.http;
       if (http !== null) await http.drain(HTTP_DRAIN_GRACE_MS);
@@ -631,6 +651,7 @@ export class KvServer {
       keys: stats.keys,
       bytes: stats.bytes,
       sessions: stats.sessions,
+      revision: this.replica.sm.revision,
       snapshotsTaken: this.replica.snapshotsTaken,
       stopped: s.stopped || this.closing,
       transferTarget: s.transferTarget ?? null,

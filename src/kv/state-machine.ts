@@ -8,34 +8,71 @@
  *
  * Keys are stored in a Map under their latin1 string form: one UTF-16 code unit (0..255) per byte.
  * It is lossless for any bytes and, unlike base64, JS string comparison (`<`) on it is exactly
- * lexicographic byte order, so sorting the map's keys sorts the keys by bytes.
+ * lexicographic byte order. Beside the Map, an ordered index (a B+ tree, sorted-btree, over the same
+ * latin1 keys and the same records) serves ranges in key-byte order: a range of k keys costs
+ * O(log n + k), and snapshot() walks it instead of sorting. The Map answers point reads and writes
+ * in O(1); the index is touched only when a key is created or deleted (an overwrite updates the
+ * record both share).
+ *
+ * Revisions (as etcd's): the store has a revision, 0 initially, that every write which changes the
+ * store advances by one: a put, an append, a delete of a present key, a cas that swaps, a put whose
+ * ifModRevision holds. A delete of an absent key, a cas that does not swap, a put whose condition
+ * fails, a get, a duplicate and an invalid or stale command leave it alone. Each present key records
+ * createRevision (the write that created it: after a delete, the re-creation), modRevision (its last
+ * write) and version (its writes since creation: 1 after the creating write, reset by a delete).
+ * Results carry the revision once the command applied and the key's revisions (commands.ts), and
+ * sessions cache them, so a retried write answers with the revision of the original.
  *
  * Ownership: values stored and results cached are never mutated in place (puts store the freshly
  * decoded bytes, appends build a new array), so results may share them internally; everything
- * handed out through the public API (get, applyCommand) is a copy.
+ * handed out through the public API (get, getWithMeta, range, applyCommand) is a copy. Records are
+ * updated in place, so every result gets its own KvKeyMeta object.
  *
- * Snapshot format (varints and length-prefixed byte strings as in src/codec/codec.ts), version 2:
+ * Snapshot format (varints and length-prefixed byte strings as in src/codec/codec.ts), version 3:
  *
- *     version (1 byte, SNAPSHOT_VERSION = 2)  appliedIndex
- *     key count, then per key in ascending byte order: key, value
+ *     version (1 byte, SNAPSHOT_VERSION = 3)  appliedIndex  revision
+ *     key count, then per key in ascending byte order: key, value, createRevision, modRevision, version
  *     session count, then per session in ascending clientId order (JS string comparison):
  *         clientId (UTF-8), lastSeq, lastIndex, resultIndex, cached result (see writeKvResult)
  *
- * with 1 <= resultIndex <= lastIndex <= appliedIndex for every session. Version 1 (written before
- * sessions recorded resultIndex) is the same without the resultIndex field; restore() still accepts
- * it and takes resultIndex = lastIndex, the latest index at which the result may have taken effect
- * (the true one is not known: it is at most lastIndex, and equal to it unless a duplicate or a stale
- * request touched the session later). snapshot() always writes version 2.
+ * with 1 <= resultIndex <= lastIndex <= appliedIndex for every session, keyMetaProblem() null for
+ * every key and for every cached result's key revisions (1 <= createRevision <= modRevision <=
+ * revision, 1 <= version <= modRevision - createRevision + 1), and every cached result's revision
+ * at most the snapshot's. Version 2 is the same without the revision and the keys' revisions;
+ * version 1 also lacks resultIndex: restore() takes resultIndex = lastIndex, the latest index at
+ * which the result may have taken effect (the true one is not known: it is at most lastIndex, and
+ * equal to it unless a duplicate or a stale request touched the session later).
+ *
+ * Restoring version 1 or 2 (written before revisions existed), the history that revisions count is
+ * gone, so the state is taken as written by one write: revision 1 (0 for an empty store), every key
+ * at createRevision = modRevision = version = 1. It keeps the invariants above (so the next write
+ * gets revision 2 and every modRevision is at most the revision), it depends on nothing but the
+ * snapshot's bytes (every replica restoring it agrees), and it is what an `if-mod-revision=1`
+ * can name. Revision numbers are not comparable with those a replica that replayed the old log
+ * from its start would compute: a cluster upgraded from data of an older tsraft should take (or
+ * install) a fresh version 3 snapshot on every node before clients rely on revisions across
+ * leaders. Cached results of version 1 and 2 sessions have no revision, and a retry answered from
+ * them reports none.
+ *
+ * snapshot() always writes version 3.
  *
  * The encoding is canonical: restore() rejects unsorted or duplicate keys and sessions, so a
- * machine restored from a version 2 snapshot re-snapshots to the very same bytes.
+ * machine restored from a version 3 snapshot re-snapshots to the very same bytes.
+ *
+ * Ranges (range(), count()): keys in [start, end) (end null: to the end of the keyspace), in
+ * ascending byte order, optionally strictly after a continuation key, at most `limit` keys and
+ * about `bytesMax` bytes of keys and values per page (always at least one key), with `more` when
+ * keys remain. prefixEnd() turns a prefix into its range's end.
  */
+import btree from 'sorted-btree';
+import { bulkLoad } from 'sorted-btree/extended/bulkLoad.js';
 import { ByteReader, ByteWriter, CodecError } from '../codec/codec.js';
 import type { Entry, LogIndex, Snapshot } from '../core/messages.js';
 import type { StateMachine } from '../runtime/node.js';
 import {
   decodeKvCommand,
   KEY_BYTES_MAX,
+  keyMetaProblem,
   readKvResult,
   utf8Decode,
   utf8Encode,
@@ -43,11 +80,28 @@ import {
   VALUE_BYTES_MAX,
   writeKvResult,
   type KvCommand,
+  type KvKeyMeta,
   type KvResult,
 } from './commands.js';
 
-/** The version byte snapshot() writes: 2, sessions with resultIndex. */
-export const SNAPSHOT_VERSION = 2;
+/** The B+ tree class (sorted-btree is CommonJS: its class is the module's `default`). */
+const BTree = btree.default;
+type BTree<K, V> = InstanceType<typeof btree.default<K, V>>;
+
+/** One change to one key, as applied (for watches). */
+export interface KvChange {
+  readonly type: 'put' | 'delete';
+  readonly key: Uint8Array;
+  /** put: the new value. */
+  readonly value?: Uint8Array;
+  /** The key's create revision after a put (0 after a delete). */
+  readonly createRevision: number;
+  /** The key's version after a put (0 after a delete). */
+  readonly version: number;
+}
+
+/** The version byte snapshot() writes: 3, with revisions. */
+export const SNAPSHOT_VERSION = 3;
 /** The oldest version restore() accepts: 1, sessions without resultIndex. */
 export const SNAPSHOT_VERSION_MIN = 1;
 /** Default bound on client sessions. */
@@ -60,6 +114,53 @@ export interface KvStateMachineOptions {
    * duplicate detection for requests it sent before. Every replica must use the same value.
    */
   readonly maxSessions?: number;
+}
+
+/** Default and largest `limit` of a range page. */
+export const RANGE_LIMIT_DEFAULT = 1000;
+export const RANGE_LIMIT_MAX = 10_000;
+/** Default bound on a range page's keys and values, in bytes (a page always holds at least one key). */
+export const RANGE_BYTES_DEFAULT = 4 * 1024 * 1024;
+
+/** A range of keys: [start, end), end null for "to the end of the keyspace". */
+export interface KvRangeBounds {
+  readonly start: Uint8Array;
+  readonly end: Uint8Array | null;
+  /** Resume strictly after this key (a continuation token's key). */
+  readonly after?: Uint8Array;
+}
+
+export interface KvRangeQuery extends KvRangeBounds {
+  /** At most this many keys (1..RANGE_LIMIT_MAX, default RANGE_LIMIT_DEFAULT). */
+  readonly limit?: number;
+  /** Stop before the page's keys and values pass this many bytes (default RANGE_BYTES_DEFAULT), but take at least one key. */
+  readonly bytesMax?: number;
+  /** Leave the values out (and out of the byte count). */
+  readonly keysOnly?: boolean;
+}
+
+export interface KvRangeItem extends KvKeyMeta {
+  readonly key: Uint8Array;
+  /** Absent with keysOnly. */
+  readonly value?: Uint8Array;
+}
+
+export interface KvRangePage {
+  readonly kvs: KvRangeItem[];
+  /** Keys remain in the range after the last one in kvs (the page was cut by limit or bytes). */
+  readonly more: boolean;
+  /** The store revision the page reflects. */
+  readonly revision: number;
+}
+
+/** The end of the range of keys that start with `prefix`: the prefix with its last byte below 0xff incremented; null (no end) for an empty prefix or one of only 0xff bytes. */
+export function prefixEnd(prefix: Uint8Array): Uint8Array | null {
+  let n = prefix.length;
+  while (n > 0 && prefix[n - 1] === 0xff) n--;
+  if (n === 0) return null;
+  const end = prefix.slice(0, n);
+  end[n - 1]!++;
+  return end;
 }
 
 export interface KvStats {
@@ -90,7 +191,22 @@ interface Session {
   result: KvResult;
 }
 
+/** A present key: its value and revisions. Shared by the Map and the ordered index, updated in place. */
+interface KeyRecord {
+  value: Uint8Array;
+  createRevision: number;
+  modRevision: number;
+  version: number;
+}
+
 const EMPTY = new Uint8Array(0);
+
+/** The ordered index's branching factor (sorted-btree's default). */
+const INDEX_NODE_SIZE = 32;
+
+function metaOf(record: KeyRecord): KvKeyMeta {
+  return { createRevision: record.createRevision, modRevision: record.modRevision, version: record.version };
+}
 
 /** The latin1 form of bytes: one char per byte. Lossless, and `<` on it is byte order. */
 export function bytesToKeyString(bytes: Uint8Array): string {
@@ -140,8 +256,11 @@ function checkPositiveInteger(n: number, what: string): number {
 
 export class KvStateMachine implements StateMachine<KvResult> {
   private readonly maxSessions: number;
-  /** latin1 key → value. */
-  private data = new Map<string, Uint8Array>();
+  /** latin1 key → record. */
+  private data = new Map<string, KeyRecord>();
+  /** The same records, ordered by key (byte order). */
+  private index: BTree<string, KeyRecord> = new BTree<string, KeyRecord>(undefined, compareStrings, INDEX_NODE_SIZE);
+  private rev = 0;
   /**
    * clientId → session, in ascending (lastIndex, clientId) order: a touched session is moved to
    * the end, and its new lastIndex is the largest of all, so the first entry is the one to evict.
@@ -154,9 +273,21 @@ export class KvStateMachine implements StateMachine<KvResult> {
     this.maxSessions = checkPositiveInteger(options.maxSessions ?? DEFAULT_MAX_SESSIONS, 'maxSessions');
   }
 
+  /**
+   * Told of every change as it is applied, with the revision it made (watches: watch-hub.ts). Not
+   * part of the state: a listener sees only what is applied while it is set, never a restore.
+   * Values are handed out as stored (never mutated in place, see Ownership), so no copy is made.
+   */
+  onChange: ((revision: number, change: KvChange) => void) | null = null;
+
   /** The index of the last applied log entry (or restored snapshot); 0 initially. */
   get appliedIndex(): LogIndex {
     return this.applied;
+  }
+
+  /** The store revision: the number of writes that changed the store (see the module comment). */
+  get revision(): number {
+    return this.rev;
   }
 
   get stats(): KvStats {
@@ -166,7 +297,75 @@ export class KvStateMachine implements StateMachine<KvResult> {
   /** The current value of a key (a copy), or null if absent. */
   get(key: Uint8Array): Uint8Array | null {
     if (key.length > KEY_BYTES_MAX) return null;
-    return this.data.get(bytesToKeyString(key))?.slice() ?? null;
+    return this.data.get(bytesToKeyString(key))?.value.slice() ?? null;
+  }
+
+  /** The current value of a key (a copy) and its revisions, or null if absent. */
+  getWithMeta(key: Uint8Array): (KvKeyMeta & { value: Uint8Array }) | null {
+    if (key.length > KEY_BYTES_MAX) return null;
+    const record = this.data.get(bytesToKeyString(key));
+    return record === undefined ? null : { ...metaOf(record), value: record.value.slice() };
+  }
+
+  /**
+   * One page of a range (see the module comment), with copies of the values. Throws RangeError on
+   * a limit outside 1..RANGE_LIMIT_MAX or a bytesMax below 1.
+   */
+  range(query: KvRangeQuery): KvRangePage {
+    const limit = query.limit ?? RANGE_LIMIT_DEFAULT;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > RANGE_LIMIT_MAX) throw new RangeError(`limit must be 1..${RANGE_LIMIT_MAX}, got ${String(limit)}`);
+    const bytesMax = query.bytesMax ?? RANGE_BYTES_DEFAULT;
+    if (!(bytesMax >= 1)) throw new RangeError(`bytesMax must be at least 1, got ${String(bytesMax)}`);
+    const keysOnly = query.keysOnly === true;
+    const kvs: KvRangeItem[] = [];
+    let bytes = 0;
+    let more = false;
+    this.scan(query, (k, record) => {
+      if (kvs.length >= limit) {
+        more = true;
+        return false;
+      }
+      const size = k.length + (keysOnly ? 0 : record.value.length);
+      if (kvs.length > 0 && bytes + size > bytesMax) {
+        more = true;
+        return false;
+      }
+      bytes += size;
+      const meta = metaOf(record);
+      kvs.push(keysOnly ? { key: keyStringToBytes(k), ...meta } : { key: keyStringToBytes(k), value: record.value.slice(), ...meta });
+      return true;
+    });
+    return { kvs, more, revision: this.rev };
+  }
+
+  /** The number of keys in a range (strictly after `after`, when given), counted without copying any. */
+  count(bounds: KvRangeBounds): number {
+    const low = this.lowBound(bounds);
+    const end = bounds.end === null ? null : bytesToKeyString(bounds.end);
+    if (end !== null && !(low.key < end)) return 0;
+    const high = end ?? this.index.maxKey();
+    if (high === undefined) return 0;
+    const n = this.index.forRange(low.key, high, end === null);
+    return low.exclusive && this.data.has(low.key) ? n - 1 : n;
+  }
+
+  /** Where a range starts: its start, or its continuation key (exclusive) when that is not before it. */
+  private lowBound(bounds: KvRangeBounds): { key: string; exclusive: boolean } {
+    const start = bytesToKeyString(bounds.start);
+    if (bounds.after === undefined) return { key: start, exclusive: false };
+    const after = bytesToKeyString(bounds.after);
+    return after < start ? { key: start, exclusive: false } : { key: after, exclusive: true };
+  }
+
+  /** Calls `visit` on the range's keys in order until it returns false. */
+  private scan(bounds: KvRangeBounds, visit: (k: string, record: KeyRecord) => boolean): void {
+    const low = this.lowBound(bounds);
+    const end = bounds.end === null ? null : bytesToKeyString(bounds.end);
+    for (const [k, record] of this.index.entries(low.key)) {
+      if (low.exclusive && k === low.key) continue;
+      if (end !== null && !(k < end)) return;
+      if (!visit(k, record)) return;
+    }
   }
 
   /** A client's session, or undefined if it has none (never had one, or it was evicted). */
@@ -254,19 +453,21 @@ export class KvStateMachine implements StateMachine<KvResult> {
   /** Applies a valid command to the data. Values in `cmd` are fresh decoded copies we now own. */
   private execute(cmd: KvCommand): KvResult {
     const k = bytesToKeyString(cmd.key);
-    const prev = this.data.get(k) ?? null;
+    const record = this.data.get(k);
+    const prev = record?.value ?? null;
     switch (cmd.op) {
       case 'get':
-        return { ok: true, value: prev };
-      case 'put':
-        this.set(k, prev, cmd.value ?? EMPTY);
-        return { ok: true, value: prev };
+        return this.answer(prev, record);
+      case 'put': {
+        if (cmd.ifModRevision !== undefined && (record?.modRevision ?? 0) !== cmd.ifModRevision) {
+          return this.answer(prev, record, false);
+        }
+        const written = this.set(k, record, cmd.value ?? EMPTY);
+        return this.answer(prev, written, cmd.ifModRevision === undefined ? undefined : true);
+      }
       case 'append': {
         const add = cmd.value ?? EMPTY;
-        if (prev === null) {
-          this.set(k, prev, add);
-          return { ok: true, value: prev };
-        }
+        if (prev === null) return this.answer(prev, this.set(k, record, add));
         const length = prev.length + add.length;
         if (length > VALUE_BYTES_MAX) {
           // State-dependent, so (unlike a malformed command) this consumes the session's seq.
@@ -275,42 +476,71 @@ export class KvStateMachine implements StateMachine<KvResult> {
         const next = new Uint8Array(length);
         next.set(prev);
         next.set(add, prev.length);
-        this.set(k, prev, next);
-        return { ok: true, value: prev };
+        return this.answer(prev, this.set(k, record, next));
       }
       case 'delete':
-        if (prev !== null) {
+        if (record !== undefined) {
           this.data.delete(k);
-          this.totalBytes -= k.length + prev.length;
+          this.index.delete(k);
+          this.totalBytes -= k.length + record.value.length;
+          this.rev++;
+          this.onChange?.(this.rev, { type: 'delete', key: keyStringToBytes(k), createRevision: 0, version: 0 });
         }
-        return { ok: true, value: prev };
+        return this.answer(prev, undefined);
       case 'cas': {
         const expected = cmd.expected ?? null;
         const swapped = prev === null || expected === null ? prev === expected : bytesEqual(prev, expected);
-        if (swapped) this.set(k, prev, cmd.value ?? EMPTY);
-        return { ok: true, value: prev, swapped };
+        return this.answer(prev, swapped ? this.set(k, record, cmd.value ?? EMPTY) : record, swapped);
       }
     }
   }
 
-  private set(k: string, prev: Uint8Array | null, value: Uint8Array): void {
-    this.data.set(k, value);
-    this.totalBytes += prev === null ? k.length + value.length : value.length - prev.length;
+  /** A result: `value`, the store revision now, and `record`'s revisions when the key is present. */
+  private answer(value: Uint8Array | null, record: KeyRecord | undefined, swapped?: boolean): KvResult {
+    return {
+      ok: true,
+      value,
+      ...(swapped === undefined ? {} : { swapped }),
+      revision: this.rev,
+      ...(record === undefined ? {} : { key: metaOf(record) }),
+    };
+  }
+
+  /** Writes a key at a new revision; returns its record. */
+  private set(k: string, record: KeyRecord | undefined, value: Uint8Array): KeyRecord {
+    const revision = ++this.rev;
+    if (record === undefined) {
+      const created: KeyRecord = { value, createRevision: revision, modRevision: revision, version: 1 };
+      this.data.set(k, created);
+      this.index.set(k, created);
+      this.totalBytes += k.length + value.length;
+      this.onChange?.(revision, { type: 'put', key: keyStringToBytes(k), value, createRevision: revision, version: 1 });
+      return created;
+    }
+    this.totalBytes += value.length - record.value.length;
+    record.value = value;
+    record.modRevision = revision;
+    record.version++;
+    this.onChange?.(revision, { type: 'put', key: keyStringToBytes(k), value, createRevision: record.createRevision, version: record.version });
+    return record;
   }
 
   // ---- snapshots ----
 
   /** The whole state, canonically encoded; restore() of it reproduces this machine exactly. */
   snapshot(): Uint8Array {
-    const keys = [...this.data.keys()].sort(compareStrings);
     const clientIds = [...this.sessions.keys()].sort(compareStrings);
-    const w = new ByteWriter(32 + this.totalBytes + 8 * keys.length + 256 * clientIds.length);
+    const w = new ByteWriter(32 + this.totalBytes + 24 * this.data.size + 256 * clientIds.length);
     w.writeByte(SNAPSHOT_VERSION);
     w.writeVarint(this.applied, 'appliedIndex');
-    w.writeVarint(keys.length, 'key count');
-    for (const k of keys) {
+    w.writeVarint(this.rev, 'revision');
+    w.writeVarint(this.data.size, 'key count');
+    for (const [k, record] of this.index.entries()) {
       w.writeBytes(keyStringToBytes(k), 'key');
-      w.writeBytes(this.data.get(k)!, 'value');
+      w.writeBytes(record.value, 'value');
+      w.writeVarint(record.createRevision, 'createRevision');
+      w.writeVarint(record.modRevision, 'modRevision');
+      w.writeVarint(record.version, 'version');
     }
     w.writeVarint(clientIds.length, 'session count');
     for (const clientId of clientIds) {
@@ -324,11 +554,6 @@ export class KvStateMachine implements StateMachine<KvResult> {
     return w.finish();
   }
 
-  /**
-   * Replaces the whole state with a snapshot's (version 2, or version 1: see the format above).
-   * Throws CodecError if the data is malformed or not canonical, or if its applied index is not
-   * `snapshot.index`; the state is unchanged then.
-   */
   /**
    * Why `snapshot` could not be restored, or null if it can: it is decoded into a scratch state
    * machine, so this one is untouched either way. A follower calls it before persisting a
@@ -344,6 +569,11 @@ export class KvStateMachine implements StateMachine<KvResult> {
     }
   }
 
+  /**
+   * Replaces the whole state with a snapshot's (version 3, 2 or 1: see the format above).
+   * Throws CodecError if the data is malformed or not canonical, or if its applied index is not
+   * `snapshot.index`; the state is unchanged then.
+   */
   restore(snapshot: Snapshot): void {
     const r = new ByteReader(snapshot.data);
     const version = r.readByte('snapshot version');
@@ -353,11 +583,15 @@ export class KvStateMachine implements StateMachine<KvResult> {
       throw new CodecError(`KV snapshot covers index ${applied} but is labelled index ${snapshot.index}`);
     }
 
-    const data = new Map<string, Uint8Array>();
+    const revisions = version >= 3;
+    const revision = revisions ? r.readVarint() : undefined;
+    const data = new Map<string, KeyRecord>();
+    const orderedKeys: string[] = [];
+    const orderedRecords: KeyRecord[] = [];
     let totalBytes = 0;
     const keyCount = r.readVarint();
-    // Every key takes at least 3 bytes (two lengths and a key byte): reject absurd counts early.
-    if (keyCount * 3 > r.remaining) throw new CodecError(`KV snapshot: ${keyCount} keys cannot fit in ${r.remaining} bytes`);
+    // Every key takes at least 3 bytes (two lengths and a key byte), 6 with revisions: reject absurd counts early.
+    if (keyCount * (revisions ? 6 : 3) > r.remaining) throw new CodecError(`KV snapshot: ${keyCount} keys cannot fit in ${r.remaining} bytes`);
     let previousKey: string | null = null;
     for (let i = 0; i < keyCount; i++) {
       const at = r.offset;
@@ -369,12 +603,24 @@ export class KvStateMachine implements StateMachine<KvResult> {
       }
       previousKey = k;
       const value = r.readBytes();
-      data.set(k, value);
+      let record: KeyRecord;
+      if (revision !== undefined) {
+        record = { value, createRevision: r.readVarint(), modRevision: r.readVarint(), version: r.readVarint() };
+        const problem = keyMetaProblem(record, revision);
+        if (problem !== null) throw new CodecError(`KV snapshot: key at offset ${at}: ${problem}`);
+      } else {
+        record = { value, createRevision: 1, modRevision: 1, version: 1 };
+      }
+      data.set(k, record);
+      orderedKeys.push(k);
+      orderedRecords.push(record);
       totalBytes += key.length + value.length;
     }
+    // Before revisions, the whole state counts as one write (see the module comment).
+    const storeRevision = revision ?? (keyCount > 0 ? 1 : 0);
 
     const sessionCount = r.readVarint();
-    // Every session takes at least 7 bytes (clientId 2, lastSeq 1, lastIndex 1, result 3), 8 in v2.
+    // Every session takes at least 7 bytes (clientId 2, lastSeq 1, lastIndex 1, result 3), 8 from v2.
     const sessionBytesMin = version === 1 ? 7 : 8;
     if (sessionCount * sessionBytesMin > r.remaining) {
       throw new CodecError(`KV snapshot: ${sessionCount} sessions cannot fit in ${r.remaining} bytes`);
@@ -400,12 +646,20 @@ export class KvStateMachine implements StateMachine<KvResult> {
       if (resultIndex < 1 || resultIndex > lastIndex) {
         throw new CodecError(`KV snapshot: session at offset ${at} has result index ${resultIndex}, outside 1..${lastIndex} (its last activity)`);
       }
-      list.push([clientId, { lastSeq, lastIndex, resultIndex, result: readKvResult(r) }]);
+      const resultAt = r.offset;
+      const result = readKvResult(r);
+      if (result.ok && result.revision !== undefined && result.revision > storeRevision) {
+        throw new CodecError(`KV snapshot: cached result at offset ${resultAt} has revision ${result.revision}, after the store's ${storeRevision}`);
+      }
+      list.push([clientId, { lastSeq, lastIndex, resultIndex, result }]);
     }
     r.expectEnd('KV snapshot');
 
     list.sort(([aId, a], [bId, b]) => a.lastIndex - b.lastIndex || compareStrings(aId, bId));
     this.data = data;
+    // Sorted and unique already (checked above), so the tree is built bottom-up in O(n).
+    this.index = bulkLoad(orderedKeys, orderedRecords, INDEX_NODE_SIZE, compareStrings);
+    this.rev = storeRevision;
     this.totalBytes = totalBytes;
     this.sessions = new Map(list);
     this.evictSessions();

@@ -16,6 +16,7 @@ import { after, before, test } from 'node:test';
 import * as fc from 'fast-check';
 import type { KvServerStatus, MembersView } from '../../src/kv/api-types.js';
 import { startHttpApi, type KvApiBackend, type KvHttpServer } from '../../src/kv/http-api.js';
+import { encodeKvCommand } from '../../src/kv/commands.js';
 import { KvStateMachine } from '../../src/kv/state-machine.js';
 import { checkAsync } from './fuzz-config.js';
 
@@ -35,7 +36,15 @@ const members: MembersView = {
 
 const backend: KvApiBackend = {
   readMode: 'read-index',
-  readLocal: (key) => ({ value: machine.get(key), index: machine.appliedIndex }),
+  readLocal: (key) => {
+    const found = machine.getWithMeta(key);
+    const base = { index: machine.appliedIndex, revision: machine.revision };
+    if (found === null) return { value: null, ...base };
+    const { value, ...key_ } = found;
+    return { value, ...base, key: key_ };
+  },
+  rangeLocal: (query) => ({ ...machine.range(query), index: machine.appliedIndex }),
+  countLocal: (bounds) => ({ count: machine.count(bounds), revision: machine.revision, index: machine.appliedIndex }),
   confirmRead: () => Promise.resolve(machine.appliedIndex),
   commit: (command) => {
     const index = nextIndex++;
@@ -85,10 +94,23 @@ const pathArb = fc
     pathTail,
   )
   .map(([a, b]) => a + b);
-const queryValue = fc.oneof(fc.constantFrom('', 'true', 'false', 'append', 'put', 'base64', 'utf8', '2', '-1', '1e3', '9007199254740993'), pathTail);
+const queryValue = fc.oneof(
+  fc.constantFrom('', 'true', 'false', 'append', 'put', 'base64', 'utf8', '2', '-1', '0', '1e3', '9007199254740993', '10000', '10001', 'YQ', 'YQ==', 'eA', '_-8', '%FF', 'a', 'fuzz'),
+  pathTail,
+);
 const queryArb = fc.option(
   fc
-    .array(fc.tuple(fc.oneof(fc.constantFrom('op', 'cas', 'cas-absent', 'stale', 'encoding', 'to', ''), pathTail), fc.option(queryValue)), { maxLength: 4 })
+    .array(
+      fc.tuple(
+        fc.oneof(
+          fc.constantFrom('op', 'cas', 'cas-absent', 'stale', 'encoding', 'to', '', 'if-mod-revision'),
+          fc.constantFrom('prefix', 'start', 'end', 'limit', 'next', 'keys-only', 'count-only'),
+          pathTail,
+        ),
+        fc.option(queryValue),
+      ),
+      { maxLength: 4 },
+    )
     .map((params) => '?' + params.map(([k, v]) => (v === null ? k : `${k}=${v}`)).join('&')),
 );
 const methodArb = fc.oneof(
@@ -298,4 +320,106 @@ test('fuzz HTTP: random requests get well-formed answers below 500, or a clean c
   const get = parseResponses(await exchange('GET /v1/kv/fuzz-after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), 'GET');
   assert.equal(get[0]?.status, 200, get[0]?.body);
   assert.equal((JSON.parse(get[0]!.body) as { value: string }).value, 'ok');
+});
+
+// ---------------------------------------------------------------- ranges
+
+const rangeKey = fc.oneof(fc.constantFrom('', 'f', 'fu', 'fuzz', 'fuzz-after', 'k', 'z', '%00', '%FF', '%FF%FF'), pathTail);
+const rare = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T | null> => fc.oneof({ weight: 3, arbitrary: fc.constant(null) }, { weight: 2, arbitrary: arb });
+const rangeQueryArb = fc
+  .record(
+    {
+      mode: fc.constantFrom('prefix', 'prefix', 'range', 'range', 'anything'),
+      prefix: fc.option(rangeKey),
+      start: fc.option(rangeKey),
+      end: fc.option(rangeKey),
+      limit: rare(fc.oneof(fc.constantFrom('1', '2', '3', '10000', '10001', '0', '-1', 'x', '1.0', ''), fc.nat({ max: 12_000 }).map(String))),
+      next: rare(fc.oneof(fc.constantFrom('', 'ZnV6eg', 'ZnV6eg==', '_w', '!!', 'AAAA', 'A', 'Zm', 'Zg'), pathTail)),
+      keysOnly: rare(fc.constantFrom('true', 'false', 'yes', '')),
+      countOnly: rare(fc.constantFrom('true', 'false', '1')),
+      encoding: rare(fc.constantFrom('base64', 'utf8', 'auto', 'hex')),
+      stale: rare(fc.constantFrom('true', 'false')),
+    },
+    { noNullPrototype: true },
+  )
+  .map((q) => ({
+    ...q,
+    prefix: q.mode === 'prefix' ? (q.prefix ?? '') : q.mode === 'range' ? null : q.prefix,
+    start: q.mode === 'range' ? (q.start ?? '') : q.mode === 'prefix' ? null : q.start,
+    end: q.mode === 'prefix' ? null : q.end,
+  }));
+
+test('fuzz HTTP: GET /v1/kv ranges answer 200 with sorted, bounded pages or 400 with a code', async () => {
+  // Keys to find: text and bytes, sharing prefixes.
+  for (const key of ['f', 'fu', 'fuzz', 'fuzz/1', 'fuzz/2', 'fuzz\u00ff', 'k', 'z']) {
+    const index = nextIndex++;
+    machine.applyCommand(index, encodeKvCommand({ op: 'put', clientId: '', seq: 0, key: new TextEncoder().encode(key), value: new Uint8Array([1]) }));
+  }
+  const seen = new Map<number, number>();
+  await checkAsync(
+    'HTTP ranges',
+    fc.asyncProperty(rangeQueryArb, async (q) => {
+      const params = Object.entries({ prefix: q.prefix, start: q.start, end: q.end, limit: q.limit, next: q.next, 'keys-only': q.keysOnly, 'count-only': q.countOnly, encoding: q.encoding, stale: q.stale })
+        .filter(([, v]) => v !== null)
+        .map(([k, v]) => `${k}=${v as string}`);
+      const request = `GET /v1/kv?${params.join('&')} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`;
+      const [answer] = parseResponses(await exchange(request), 'GET');
+      assert.ok(answer !== undefined, request);
+      const body = JSON.parse(answer.body) as Record<string, unknown>;
+      seen.set(answer.status, (seen.get(answer.status) ?? 0) + 1);
+      if (answer.status === 400) {
+        assert.equal(typeof (body['error'] as { code?: unknown }).code, 'string', request);
+        return;
+      }
+      assert.equal(answer.status, 200, `${request}\n${answer.body.slice(0, 300)}`);
+      assert.equal(answer.headers.get('x-tsraft-revision'), String(body['revision']));
+      if (q.countOnly === 'true') {
+        assert.ok(Number.isSafeInteger(body['count']), request);
+        return;
+      }
+      const kvs = body['kvs'] as { key: string; keyEncoding?: string }[];
+      const limit = q.limit === null ? 1000 : Number(q.limit);
+      assert.ok(kvs.length <= limit, request);
+      const bytes = kvs.map((kv) => Buffer.from(kv.key, q.encoding === 'base64' || kv.keyEncoding === 'base64' ? 'base64' : 'utf8'));
+      for (let i = 1; i < bytes.length; i++) assert.ok(Buffer.compare(bytes[i - 1]!, bytes[i]!) < 0, `unsorted page for ${request}`);
+      assert.equal(body['more'] === true, typeof body['next'] === 'string', request);
+      const internal = logged.filter((line) => /internal error/i.test(line));
+      assert.deepEqual(internal, [], request);
+    }),
+    300,
+  );
+  assert.ok((seen.get(200) ?? 0) > 10 && (seen.get(400) ?? 0) > 10, JSON.stringify([...seen]));
+});
+
+test('range pages stay bounded: 4 MiB of keys and values, 8 MiB of JSON, at least one key, with more and next', async () => {
+  const put = (key: string, value: Uint8Array): void => {
+    const index = nextIndex++;
+    machine.applyCommand(index, encodeKvCommand({ op: 'put', clientId: '', seq: 0, key: new TextEncoder().encode(key), value }));
+  };
+  const MiB = 1024 * 1024;
+  for (let i = 0; i < 5; i++) put(`big/${i}`, new Uint8Array(MiB - 16).fill(0x61));
+  // Control characters: valid UTF-8, six bytes of JSON each (\u0001).
+  for (let i = 0; i < 3; i++) put(`ctl/${i}`, new Uint8Array(MiB - 16).fill(0x01));
+  const page = async (query: string): Promise<{ body: Record<string, unknown>; bytes: number }> => {
+    const [answer] = parseResponses(await exchange(`GET /v1/kv?${query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`), 'GET');
+    assert.equal(answer?.status, 200, answer?.body.slice(0, 200));
+    return { body: JSON.parse(answer.body) as Record<string, unknown>, bytes: answer.body.length };
+  };
+  const big = await page('prefix=big/');
+  assert.equal((big.body['kvs'] as unknown[]).length, 4, 'four values of just under 1 MiB fit in 4 MiB, a fifth does not');
+  assert.equal(big.body['more'], true);
+  const rest = await page(`prefix=big/&next=${big.body['next'] as string}`);
+  assert.deepEqual((rest.body['kvs'] as { key: string }[]).map((kv) => kv.key), ['big/4']);
+  assert.equal(rest.body['more'], false);
+  const ctl = await page('prefix=ctl/');
+  assert.equal((ctl.body['kvs'] as unknown[]).length, 1, 'one ~6 MiB JSON item; a second would pass 8 MiB');
+  assert.ok(ctl.bytes < 8 * MiB);
+  assert.equal(ctl.body['more'], true);
+  // keys-only pages are not cut by the values.
+  const keys = await page('prefix=ctl/&keys-only=true');
+  assert.equal((keys.body['kvs'] as unknown[]).length, 3);
+  for (const k of ['big/', 'ctl/']) for (let i = 0; i < 5; i++) {
+    const index = nextIndex++;
+    machine.applyCommand(index, encodeKvCommand({ op: 'delete', clientId: '', seq: 0, key: new TextEncoder().encode(`${k}${i}`) }));
+  }
 });

@@ -8,8 +8,10 @@
  *   no-op with an invalid-command result);
  * - snapshots of state machines built from random commands restore to the same state (re-snapshot
  *   gives the same bytes); mutated snapshots make restore() throw CodecError or succeed, and
- *   checkSnapshot() answer a reason or null, never throw; a version 2 snapshot that restores
+ *   checkSnapshot() answer a reason or null, never throw; a version 3 snapshot that restores
  *   re-snapshots to exactly its bytes (the encoding is canonical, as state-machine.ts promises).
+ *   Histories include conditional puts (if-mod-revision), so snapshots carry revisions and cached
+ *   results with them; ranges over the restored machine answer like the original's.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -45,7 +47,18 @@ const commandArb: fc.Arbitrary<KvCommand> = fc.oneof(
   fc.record({ op: fc.constantFrom('put' as const, 'append' as const), clientId, seq, key, value }, opts),
   fc.record({ op: fc.constantFrom('delete' as const, 'get' as const), clientId, seq, key }, opts),
   fc.record({ op: fc.constant('cas' as const), clientId, seq, key, value, expected: fc.option(value) }, opts),
+  fc.record({ op: fc.constant('put' as const), clientId, seq, key, value, ifModRevision: fc.oneof(fc.nat({ max: 5 }), fc.maxSafeNat()) }, opts),
 );
+
+/** Valid key revisions at store revision `revision` (>= 1). */
+const keyMetaArb = fc
+  .tuple(fc.nat({ max: 1000 }), fc.nat({ max: 1000 }), fc.nat({ max: 1000 }), fc.nat({ max: 1000 }))
+  .map(([a, b, c, d]) => {
+    const createRevision = 1 + a;
+    const modRevision = createRevision + b;
+    const version = 1 + (c % (modRevision - createRevision + 1));
+    return { revision: modRevision + d, key: { createRevision, modRevision, version } };
+  });
 
 const messageText = fc.string({ maxLength: 30 }).filter(isWellFormedString);
 const resultArb: fc.Arbitrary<KvResult> = fc.oneof(
@@ -53,6 +66,8 @@ const resultArb: fc.Arbitrary<KvResult> = fc.oneof(
   fc.record({ ok: fc.constant(true as const), value: fc.option(value) }, opts),
   fc.record({ ok: fc.constant(true as const), value: fc.option(value), swapped: fc.boolean() }, opts),
   fc.record({ ok: fc.constant(true as const), swapped: fc.boolean() }, opts),
+  fc.record({ ok: fc.constant(true as const), value: fc.option(value), revision: fc.maxSafeNat() }, opts),
+  fc.tuple(fc.option(value), fc.option(fc.boolean()), keyMetaArb).map(([v, swapped, meta]): KvResult => ({ ok: true, value: v, ...(swapped === null ? {} : { swapped }), ...meta })),
   fc.record({ ok: fc.constant(false as const), error: fc.constantFrom('stale-request' as const, 'invalid-command' as const), message: messageText }, opts),
 );
 
@@ -93,7 +108,7 @@ function resultBytesAreSafe(input: Uint8Array): void {
 test('fuzz KV: random bytes never make the command and result decoders throw anything but CodecError', () => {
   const input = fc.oneof(
     fc.uint8Array({ maxLength: 48 }),
-    fc.tuple(fc.integer({ min: 0, max: 6 }), fc.uint8Array({ maxLength: 48 })).map(([tag, rest]) => Uint8Array.from([tag, ...rest])),
+    fc.tuple(fc.integer({ min: 0, max: 7 }), fc.uint8Array({ maxLength: 48 })).map(([tag, rest]) => Uint8Array.from([tag, ...rest])),
   );
   check('KV command random bytes', fc.property(input, commandBytesAreSafe), 1500);
   check('KV result random bytes', fc.property(input, resultBytesAreSafe), 1500);
@@ -111,6 +126,7 @@ const historyCommand: fc.Arbitrary<KvCommand> = fc.oneof(
   fc.record({ op: fc.constantFrom('put' as const, 'append' as const), clientId: fc.constantFrom('', 'a', 'b', '\uFEFFz', 'é'), seq: fc.nat({ max: 6 }), key: fc.uint8Array({ minLength: 1, maxLength: 2 }), value }, opts),
   fc.record({ op: fc.constantFrom('delete' as const, 'get' as const), clientId: fc.constantFrom('', 'a', 'c'), seq: fc.nat({ max: 6 }), key: fc.uint8Array({ minLength: 1, maxLength: 2 }) }, opts),
   fc.record({ op: fc.constant('cas' as const), clientId: fc.constantFrom('', 'b', 'd'), seq: fc.nat({ max: 6 }), key: fc.uint8Array({ minLength: 1, maxLength: 2 }), value, expected: fc.option(value) }, opts),
+  fc.record({ op: fc.constant('put' as const), clientId: fc.constantFrom('', 'a', 'd'), seq: fc.nat({ max: 6 }), key: fc.uint8Array({ minLength: 1, maxLength: 2 }), value, ifModRevision: fc.nat({ max: 8 }) }, opts),
 );
 /** A history: commands, with now and then raw (possibly malformed) bytes in between. */
 const historyArb = fc.array(fc.oneof({ weight: 6, arbitrary: historyCommand.map(encodeKvCommand) }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 12 }) }), { maxLength: 25 });
@@ -132,6 +148,9 @@ test('fuzz KV: snapshots restore to the same state', () => {
       restored.restore({ index: m.appliedIndex, term: 1, data });
       assert.equal(hex(restored.snapshot()), hex(data));
       assert.deepStrictEqual(restored.stats, m.stats);
+      assert.equal(restored.revision, m.revision);
+      const all = { start: new Uint8Array(0), end: null, limit: 10_000 };
+      assert.deepStrictEqual(restored.range(all), m.range(all));
     }),
     400,
   );
@@ -150,7 +169,11 @@ test('fuzz KV: mutated snapshots are refused with CodecError or restore canonica
       assert.equal(ok === true, reason === null, `checkSnapshot said ${String(reason)} but restore ${ok === true ? 'succeeded' : 'failed'}`);
       if (ok === true) {
         assert.equal(restored.appliedIndex, index);
-        if (data[0] === SNAPSHOT_VERSION) assert.equal(hex(restored.snapshot()), hex(data), 'a version 2 snapshot that restores re-snapshots to its own bytes');
+        if (data[0] === SNAPSHOT_VERSION) assert.equal(hex(restored.snapshot()), hex(data), 'a version 3 snapshot that restores re-snapshots to its own bytes');
+        // Whatever restored is a consistent store: every key's revisions within the store's.
+        for (const kv of restored.range({ start: new Uint8Array(0), end: null, limit: 10_000 }).kvs) {
+          assert.ok(1 <= kv.createRevision && kv.createRevision <= kv.modRevision && kv.modRevision <= restored.revision && kv.version >= 1);
+        }
       }
     }),
     1500,

@@ -212,6 +212,32 @@ describe('HTTP API authentication and roles on a 3-node cluster', { timeout: 60_
     assert.equal((await get(cluster.url(0), 'k', bearer('alice'))).status !== 401, true);
     for (const server of servers) server.setAuth(authFile());
   });
+
+  it('a reload ends the open event and watch streams, so a removed token keeps none; a valid one reconnects', async () => {
+    const url = cluster.url(0);
+    const ended = async (path: string): Promise<{ status: number; end: Promise<string> }> => {
+      const response = await fetch(`${url}${path}`, { headers: bearer('reader'), signal: AbortSignal.timeout(10_000) });
+      const reader = response.body!.getReader();
+      const end = (async () => {
+        let text = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) return text;
+          text += new TextDecoder().decode(value);
+        }
+      })();
+      return { status: response.status, end };
+    };
+    const events = await ended('/v1/events');
+    const watch = await ended('/v1/watch?prefix=auth/');
+    assert.equal(events.status, 200);
+    assert.equal(watch.status, 200);
+    cluster.server(0).setAuth(authFile({}, ['alice']));
+    assert.match(await watch.end, /event: error\ndata: \{"code":"closed","message":"the authorization changed/);
+    await events.end;
+    assert.equal((await fetch(`${url}/v1/watch?prefix=auth/`, { headers: bearer('reader') })).status, 401);
+    cluster.server(0).setAuth(authFile());
+  });
 });
 
 describe('KvServer.start with a bad auth file', () => {

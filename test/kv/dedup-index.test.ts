@@ -1,7 +1,7 @@
 /**
  * A retry answered from the session table reports the original index: the log index where the
  * write took effect, not the retry's own. Checked in the state machine (KvResult.deduplicatedFrom,
- * the session's resultIndex), across snapshot format v2 and from v1 snapshots, in KvReplica.commit,
+ * the session's resultIndex), across snapshot format v3 and from v1 snapshots, in KvReplica.commit,
  * and end to end through a KvServer's HTTP API and KvClient (a retry after a lost answer), also
  * after a restart from a snapshot.
  */
@@ -47,13 +47,13 @@ class Log {
 test('a retry applied at j > i reports i, the index where the write took effect', () => {
   const log = new Log();
   const [i, first] = log.run(append('k', 'x', 'c', 1));
-  assert.deepEqual(first, { ok: true, value: null });
+  assert.deepEqual(first, { ok: true, value: null, revision: 1, key: { createRevision: 1, modRevision: 1, version: 1 } });
   assert.equal(first.deduplicatedFrom, undefined, 'a first application is not a duplicate');
   log.run(put('other', '1'));
   log.run(append('k', 'y', 'd', 1));
   const [j, retry] = log.run(append('k', 'x', 'c', 1));
   assert.ok(j > i);
-  assert.deepEqual(retry, { ok: true, value: null, deduplicatedFrom: i });
+  assert.deepEqual(retry, { ...first, deduplicatedFrom: i }, 'the original answer, its revision included');
   assert.equal(new TextDecoder().decode(log.sm.get(b('k'))!), 'xy', 'the retry applied nothing');
   // Activity after the write (duplicates, a stale request) moves lastIndex, never resultIndex.
   const [, stale] = log.run(append('k', 'old', 'c', 0));
@@ -70,25 +70,26 @@ test('a retry applied at j > i reports i, the index where the write took effect'
   assert.equal(log.run(put('k', 'v'))[1].deduplicatedFrom, undefined);
 });
 
-test('the original index survives snapshot (format v2) and restore', () => {
+test('the original index survives snapshot (format v3) and restore', () => {
   const log = new Log();
   const [i] = log.run(put('k', 'v', 'c', 7));
   log.run(put('k', 'v', 'c', 7)); // a duplicate before the snapshot: lastIndex moves past i
   log.run(put('k2', 'w'));
   const snapshot = log.sm.snapshot();
-  assert.equal(snapshot[0], 2);
-  assert.equal(SNAPSHOT_VERSION, 2);
+  assert.equal(snapshot[0], 3);
+  assert.equal(SNAPSHOT_VERSION, 3);
   const restored = new KvStateMachine();
   restored.restore({ index: log.sm.appliedIndex, term: 1, data: snapshot });
   assert.deepEqual(restored.session('c'), { lastSeq: 7, lastIndex: 2, resultIndex: i });
-  assert.equal(hex(restored.snapshot()), hex(snapshot), 'v2 is canonical');
+  assert.equal(hex(restored.snapshot()), hex(snapshot), 'v3 is canonical');
   const after = new Log(restored);
   const [j, retry] = after.run(put('k', 'v', 'c', 7));
   assert.ok(j > i);
-  assert.deepEqual(retry, { ok: true, value: null, deduplicatedFrom: i });
-  // The exact v2 bytes: version 2, applied 3, 2 keys, 1 session "c": seq 7, lastIndex 2,
-  // resultIndex 1, result ok / value null / no swapped.
-  assert.equal(hex(snapshot), '02' + '03' + '02' + '016b0176' + '026b320177' + '01' + '0163' + '07' + '02' + '01' + '010100');
+  assert.deepEqual(retry, { ok: true, value: null, revision: 1, key: { createRevision: 1, modRevision: 1, version: 1 }, deduplicatedFrom: i });
+  // The exact v3 bytes: version 3, applied 3, revision 2, 2 keys (each with createRevision,
+  // modRevision, version), 1 session "c": seq 7, lastIndex 2, resultIndex 1, result with revisions
+  // (tag 3) / value null / no swapped / revision 1 / key at (1, 1, 1).
+  assert.equal(hex(snapshot), '03' + '03' + '02' + '02' + '016b0176010101' + '026b320177020201' + '01' + '0163' + '07' + '02' + '01' + '0301000101010101');
 });
 
 /** A version-1 snapshot (no resultIndex) with one key and the given [clientId, lastSeq, lastIndex] sessions. */
@@ -126,7 +127,7 @@ test('a v1 snapshot still restores: a session\'s result index is its last activi
   assert.deepEqual(again.session('a'), { lastSeq: 3, lastIndex: 10, resultIndex: 4 });
 });
 
-test('restore of corrupted v1/v2 snapshots throws only CodecError, and what it accepts is canonical', () => {
+test('restore of corrupted v1/v3 snapshots throws only CodecError, and what it accepts is canonical', () => {
   const log = new Log(new KvStateMachine({ maxSessions: 8 }));
   for (let n = 1; n <= 40; n++) {
     const client = `c${n % 5}`;
@@ -150,7 +151,7 @@ test('restore of corrupted v1/v2 snapshots throws only CodecError, and what it a
         continue;
       }
       accepted++;
-      if (data[0] === 2) assert.equal(hex(sm.snapshot()), hex(data), `round ${round}: v2 input re-snapshots to itself`);
+      if (data[0] === SNAPSHOT_VERSION) assert.equal(hex(sm.snapshot()), hex(data), `round ${round}: v3 input re-snapshots to itself`);
       for (const id of ['a', 'b', 'c', 'c0', 'c1', 'c2', 'c3', 'c4']) {
         const s = sm.session(id);
         if (s !== undefined) assert.ok(1 <= s.resultIndex && s.resultIndex <= s.lastIndex && s.lastIndex <= sm.appliedIndex);
@@ -180,7 +181,7 @@ test('KvReplica.commit reports the original index for a retry answered from the 
   assert.equal(first.index, 1);
   assert.equal(next, 4, 'the retry was proposed and applied at index 3');
   assert.equal(retry.index, 1);
-  assert.deepEqual(retry.result, { ok: true, value: null, deduplicatedFrom: 1 });
+  assert.deepEqual(retry.result, { ...first.result, deduplicatedFrom: 1 });
   // A fresh write reports its own index.
   assert.equal((await replica.commit(encodeKvCommand(put('k', 'w', 'client', 2)), 1000)).index, 4);
 });

@@ -150,7 +150,9 @@ describe('KvServer: a 3-node cluster', { timeout: 90_000 }, () => {
       const { index } = await client.put('lin', `v${i}`);
       const r = await raw(`${cluster.url(leader)}/v1/kv/lin`);
       assert.equal(r.status, 200);
-      assert.deepEqual(r.json, { key: 'lin', value: `v${i}`, encoding: 'utf8', index: r.json['index'] });
+      const revisions = { revision: r.json['revision'], createRevision: r.json['createRevision'], modRevision: r.json['modRevision'], version: r.json['version'] };
+      assert.deepEqual(r.json, { key: 'lin', value: `v${i}`, encoding: 'utf8', index: r.json['index'], ...revisions });
+      assert.equal(r.json['version'], i + 1);
       assert.ok((r.json['index'] as number) >= index);
     }
     // A follower redirects a linearizable read, and serves a stale one itself once it caught up.
@@ -181,7 +183,8 @@ describe('KvServer: a 3-node cluster', { timeout: 90_000 }, () => {
     const base = cluster.url(leader);
     const cases: [string, RequestInit, number, string][] = [
       ['/v1/kv/', {}, 400, 'invalid-key'],
-      ['/v1/kv', { method: 'PUT', body: 'x' }, 400, 'invalid-key'],
+      ['/v1/kv', { method: 'PUT', body: 'x' }, 405, 'method-not-allowed'],
+      ['/v1/kv/', { method: 'PUT', body: 'x' }, 400, 'invalid-key'],
       [`/v1/kv/${'k'.repeat(KEY_BYTES_MAX + 1)}`, { method: 'PUT', body: 'x' }, 400, 'invalid-key'],
       ['/v1/kv/%zz', {}, 400, 'malformed-percent-encoding'],
       ['/v1/kv/a%2', { method: 'PUT', body: 'x' }, 400, 'malformed-percent-encoding'],

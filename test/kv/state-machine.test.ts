@@ -21,17 +21,28 @@ const enc = new TextEncoder();
 const b = (s: string): Uint8Array => enc.encode(s);
 const hex = (u: Uint8Array): string => Buffer.from(u).toString('hex');
 
+/** A result without `revision` and `key` (what the tests written before revisions compare). */
+function stripRevisions(result: KvResult): KvResult {
+  if (!result.ok) return result;
+  const { revision: _r, key: _k, ...rest } = result;
+  return rest;
+}
+
 /** A state machine plus its next log index. */
 class Replica {
   next = 1;
   constructor(readonly sm = new KvStateMachine()) {
     this.next = sm.appliedIndex + 1;
   }
+  /** Applies a command; the result without its revisions (the revision tests use full()). */
   run(cmd: KvCommand): KvResult {
+    return stripRevisions(this.full(cmd));
+  }
+  full(cmd: KvCommand): KvResult {
     return this.sm.applyCommand(this.next++, encodeKvCommand(cmd));
   }
   raw(bytes: Uint8Array): KvResult {
-    return this.sm.applyCommand(this.next++, bytes);
+    return stripRevisions(this.sm.applyCommand(this.next++, bytes));
   }
 }
 
@@ -272,22 +283,26 @@ function rawSnapshot(
   applied: number,
   kvs: [string, string][],
   sessions: [string, number, number, number?][],
-  version: 1 | 2 = 1,
+  version: 1 | 2 | 3 = 1,
+  /** Version 3: the revision (default: 1 with keys, else 0) and each key's revisions (default 1, 1, 1). */
+  revisions: { revision?: number; keys?: [number, number, number][] } = {},
 ): Uint8Array {
   const w = new ByteWriter();
   w.writeByte(version);
   w.writeVarint(applied);
+  if (version === 3) w.writeVarint(revisions.revision ?? (kvs.length > 0 ? 1 : 0));
   w.writeVarint(kvs.length);
-  for (const [k, v] of kvs) {
+  kvs.forEach(([k, v], i) => {
     w.writeBytes(b(k));
     w.writeBytes(b(v));
-  }
+    if (version === 3) for (const n of revisions.keys?.[i] ?? [1, 1, 1]) w.writeVarint(n);
+  });
   w.writeVarint(sessions.length);
   for (const [id, seq, index, resultIndex] of sessions) {
     w.writeBytes(b(id));
     w.writeVarint(seq);
     w.writeVarint(index);
-    if (version === 2) w.writeVarint(resultIndex ?? index);
+    if (version >= 2) w.writeVarint(resultIndex ?? index);
     w.writeByte(1); // ok
     w.writeByte(1); // value: null
     w.writeByte(0); // no swapped
@@ -318,7 +333,7 @@ test('apply returns each command\'s result; a malformed command is an invalid-co
   const sm = new KvStateMachine();
   for (let i = 1; i <= 3; i++) {
     const previous = i === 1 ? null : '123'.slice(0, i - 1);
-    assert.deepEqual(sm.apply({ index: i, term: 1, command: encodeKvCommand(append('k', String(i))) }), okValue(previous));
+    assert.deepEqual(stripRevisions(sm.apply({ index: i, term: 1, command: encodeKvCommand(append('k', String(i))) })), okValue(previous));
   }
   const bad = sm.apply({ index: 4, term: 1, command: new Uint8Array([0]) });
   assert.ok(!bad.ok && bad.error === 'invalid-command');
@@ -375,22 +390,25 @@ test('snapshot/restore round trip: identical state, re-snapshot and subsequent b
   assert.equal(hex(b2.sm.snapshot()), hex(a.sm.snapshot()));
 });
 
-test('snapshot is independent of insertion order and sorted by key bytes', () => {
+test('snapshot is sorted by key bytes whatever the insertion order (revisions record the order)', () => {
   const x = new Replica();
   const y = new Replica();
   x.run(put('b', '2'));
   x.run(put('a', '1'));
   y.run(put('a', '1'));
   y.run(put('b', '2'));
-  assert.equal(hex(x.sm.snapshot()), hex(y.sm.snapshot()));
+  // The same keys and values in the same order; only the revisions tell the write order apart.
+  assert.equal(hex(x.sm.snapshot()), '03' + '02' + '02' + '02' + '0161013102020' + '1' + '0162013201010' + '1' + '00');
+  assert.equal(hex(y.sm.snapshot()), '03' + '02' + '02' + '02' + '0161013101010' + '1' + '0162013202020' + '1' + '00');
   // keys sorted by bytes: [0x01] < [0x01,0x00] < [0x7f] < [0x80] < [0xff]
   const z = new Replica();
   for (const key of [[0xff], [0x80], [0x01, 0x00], [0x7f], [0x01]]) {
     z.run({ op: 'put', clientId: '', seq: 0, key: Uint8Array.from(key), value: new Uint8Array(0) });
   }
   const s = z.sm.snapshot();
-  // version 2, applied index 5, 5 keys, then (1-byte key length, key, 0-length value) each
-  assert.equal(hex(s), '02' + '05' + '05' + '010100' + '02010000' + '017f00' + '018000' + '01ff00' + '00');
+  // version 3, applied index 5, revision 5, 5 keys, then (1-byte key length, key, 0-length value,
+  // createRevision, modRevision, version) each
+  assert.equal(hex(s), '03' + '05' + '05' + '05' + '010100050501' + '02010000030301' + '017f00040401' + '018000020201' + '01ff00010101' + '00');
 });
 
 test('restore rejects malformed or non-canonical snapshots and leaves the state unchanged', () => {
@@ -422,7 +440,8 @@ test('restore rejects malformed or non-canonical snapshots and leaves the state 
     bad.push(
       [`${label} wrong label`, data, 5],
       [`${label} version 0`, Uint8Array.from([0, ...data.subarray(1)]), 4],
-      [`${label} version 3`, Uint8Array.from([3, ...data.subarray(1)]), 4],
+      [`${label} version 4`, Uint8Array.from([4, ...data.subarray(1)]), 4],
+      [`${label} labelled version 3`, Uint8Array.from([3, ...data.subarray(1)]), 4],
       [`${label} trailing byte`, Uint8Array.from([...data, 0]), 4],
     );
     for (let cut = 0; cut < data.length; cut++) bad.push([`${label} truncated at ${cut}`, data.subarray(0, cut), 4]);
@@ -432,15 +451,22 @@ test('restore rejects malformed or non-canonical snapshots and leaves the state 
     assert.throws(() => r.sm.restore({ index, term: 1, data }), CodecError, what);
     assert.equal(hex(r.sm.snapshot()), before, what);
   }
+  // A v2 snapshot restores at revision 1, every key at revisions (1, 1, 1), and re-snapshots as v3.
   r.sm.restore({ index: 4, term: 1, data: good });
-  assert.equal(hex(r.sm.snapshot()), hex(good));
+  assert.equal(hex(r.sm.snapshot()), hex(rawSnapshot(4, [['a', '1'], ['b', '2']], [['p', 1, 2, 1], ['q', 1, 3]], 3)));
   assert.deepEqual(r.sm.stats, { keys: 2, bytes: 4, sessions: 2 });
+  assert.equal(r.sm.revision, 1);
+  assert.deepEqual(r.sm.getWithMeta(b('b')), { value: b('2'), createRevision: 1, modRevision: 1, version: 1 });
   assert.deepEqual(r.sm.session('p'), { lastSeq: 1, lastIndex: 2, resultIndex: 1 });
-  // A v1 snapshot restores with resultIndex = lastIndex, and re-snapshots as v2.
+  // A v1 snapshot restores with resultIndex = lastIndex, and re-snapshots as v3.
   const fresh = new KvStateMachine();
   fresh.restore({ index: 4, term: 1, data: goodV1 });
   assert.deepEqual(fresh.session('p'), { lastSeq: 1, lastIndex: 2, resultIndex: 2 });
-  assert.equal(hex(fresh.snapshot()), hex(rawSnapshot(4, [['a', '1'], ['b', '2']], [['p', 1, 2, 2], ['q', 1, 3, 3]], 2)));
+  assert.equal(hex(fresh.snapshot()), hex(rawSnapshot(4, [['a', '1'], ['b', '2']], [['p', 1, 2, 2], ['q', 1, 3, 3]], 3)));
+  // The next write takes revision 2.
+  const next = new Replica(fresh);
+  assert.equal((next.full(put('a', 'x')) as { revision?: number }).revision, 2);
+  assert.deepEqual(fresh.getWithMeta(b('a')), { value: b('x'), createRevision: 1, modRevision: 2, version: 2 });
 });
 
 // ---- malformed and invalid log entries ----

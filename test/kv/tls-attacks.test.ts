@@ -155,9 +155,11 @@ function oneKeySnapshot(index: number, key: string, value: string): Uint8Array {
   const w = new ByteWriter(64);
   w.writeByte(SNAPSHOT_VERSION);
   w.writeVarint(index, 'appliedIndex');
+  w.writeVarint(1, 'revision');
   w.writeVarint(1, 'key count');
   w.writeBytes(utf8Encode(key), 'key');
   w.writeBytes(utf8Encode(value), 'value');
+  for (const n of [1, 1, 1]) w.writeVarint(n, 'createRevision, modRevision, version');
   w.writeVarint(0, 'session count');
   return w.finish();
 }

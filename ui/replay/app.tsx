@@ -186,14 +186,21 @@ function Replay(props: { readonly recording: Recording; readonly index: Recordin
   );
   const playingNow = useRef(playing);
   playingNow.current = playing;
+  /** Pauses at once, not at the next render: a frame already scheduled must see it. */
+  const pause = useCallback(() => {
+    playingNow.current = false;
+    setPlaying(false);
+  }, []);
   const toggle = useCallback(() => {
     // Play from the start again once at the end.
     if (!playingNow.current && now.current >= end) seek(0);
-    setPlaying(!playingNow.current);
+    // Set at once, not at the next render: a frame already scheduled must see the pause.
+    playingNow.current = !playingNow.current;
+    setPlaying(playingNow.current);
   }, [end, seek]);
   const step = useCallback(
     (direction: 1 | -1) => {
-      setPlaying(false);
+      pause();
       seek(direction > 0 ? index.nextEvent(now.current) : index.previousEvent(now.current));
     },
     [index, seek],
@@ -204,10 +211,12 @@ function Replay(props: { readonly recording: Recording; readonly index: Recordin
     let frame = 0;
     let last = performance.now();
     const tick = (wall: number): void => {
+      // Preact runs this effect's cleanup after the next paint: a frame may come in between.
+      if (!playingNow.current) return;
       const next = Math.min(end, now.current + Math.max(0, wall - last) * speed);
       last = wall;
       seek(next);
-      if (next >= end) setPlaying(false);
+      if (next >= end) pause();
       else frame = requestAnimationFrame(tick);
     };
     frame = requestAnimationFrame(tick);
@@ -231,7 +240,7 @@ function Replay(props: { readonly recording: Recording; readonly index: Recordin
         step(event.key === 'ArrowRight' ? 1 : -1);
       } else if (event.key === 'Home' || event.key === 'End') {
         event.preventDefault();
-        setPlaying(false);
+        pause();
         seek(event.key === 'Home' ? 0 : end);
       }
     };
@@ -260,7 +269,7 @@ function Replay(props: { readonly recording: Recording; readonly index: Recordin
   const violationAt = outcome.violationAt;
   const finalLine = useMemo(() => finalStateLine(outcome), [outcome]);
   const jump = (): void => {
-    setPlaying(false);
+    pause();
     if (violationAt !== undefined) seek(violationAt);
   };
 
@@ -298,7 +307,7 @@ function Replay(props: { readonly recording: Recording; readonly index: Recordin
         onSpeed={(s) => setSpeed(SPEEDS.includes(s) ? s : DEFAULT_SPEED)}
         onStep={step}
         onSeek={(to) => {
-          setPlaying(false);
+          pause();
           seek(to);
         }}
       />
@@ -313,7 +322,7 @@ function Replay(props: { readonly recording: Recording; readonly index: Recordin
           <Logs nodeIds={recording.nodeIds} frames={frames} violationNode={outcome.violationNode} />
         </section>
       </div>
-      <Trace trace={recording.trace} current={traceIndex} truncated={recording.traceTruncated} onSeek={(to) => (setPlaying(false), seek(to))} />
+      <Trace trace={recording.trace} current={traceIndex} truncated={recording.traceTruncated} onSeek={(to) => (pause(), seek(to))} />
       <section aria-labelledby="final-title">
         <h2 id="final-title">Final state</h2>
         <p class="muted">
