@@ -48,6 +48,11 @@ export type {
   KvRangePage,
   KvRangeSelector,
   KvReadResult,
+  KvTxnCompare,
+  KvTxnOpResult,
+  KvTxnRequest,
+  KvTxnRequestOp,
+  KvTxnResponse,
   KvValue,
   KvWriteResult,
 } from './kv/client.js';

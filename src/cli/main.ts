@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `tsraft` command line: a local cluster (`start`), one cluster member (`node`), the KV client
- * commands (`get`, `put`, `del`, `append`, `cas`), `status`, `leader transfer`, `member list|add|promote|remove` `certs init|node|client` and `tokens add|list|remove`. One file per command beside this
+ * commands (`get`, `put`, `del`, `append`, `cas`, `txn`), `status`, `leader transfer`, `member list|add|promote|remove` `certs init|node|client` and `tokens add|list|remove`. One file per command beside this
  * one; `tsraft <command> --help` describes each.
  *
  * Exit codes (every command): 0 ok, 1 not found / cas not swapped / runtime failure, 2 usage error,
@@ -24,6 +24,7 @@ import { startCommand } from './start.js';
 import { watchCommand } from './watch.js';
 import { statusCommand } from './status.js';
 import { tokensCommand } from './tokens.js';
+import { txnCommand } from './txn.js';
 
 export function buildProgram(): Command {
   const program = new Command('tsraft');
@@ -41,6 +42,7 @@ Examples:
   tsraft start                         a 3-node cluster on 127.0.0.1 (raft 7000-7002, HTTP 8000-8002)
   tsraft put greeting hello            write through the cluster
   tsraft get greeting                  read it back (linearizable; --stale for a local read)
+  tsraft txn acquire.json              a transaction from a JSON file (exit 1 when its else branch ran)
   tsraft watch --prefix app/           print every change under app/ as it is applied
   tsraft status                        role, term, commit and lag of every node
   tsraft leader transfer --to 2        hand leadership to node 2 (without --to: the most up-to-date follower)
@@ -54,7 +56,7 @@ Examples:
                                        a bearer token for the HTTP API (tsraft node --auth-file auth.json)`,
     );
   // Commands are added after exitOverride() so they inherit it.
-  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), watchCommand(), statusCommand(), leaderCommand(), memberCommand(), snapshotCommand(), certsCommand(), tokensCommand()]) {
+  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), txnCommand(), watchCommand(), statusCommand(), leaderCommand(), memberCommand(), snapshotCommand(), certsCommand(), tokensCommand()]) {
     command.exitOverride().showHelpAfterError('(add --help for usage)');
     program.addCommand(command);
   }

@@ -31,6 +31,8 @@
  *   revision-mismatch is an answer, not an error); getWithRevisions() reads a key with its revisions.
  *   range() reads one page of GET /v1/kv (keys and values as bytes, base64 on the wire), and
  *   rangePages() / rangeAll() follow the `next` tokens page by page; count() counts a range.
+ * - Transactions: txn({ compare, then, else }) is POST /v1/txn, sent like a write (a session, the
+ *   same retries); keys and values go base64, results come back typed, values as bytes.
  * - transferLeadership() asks the leader (found the same way) to hand leadership over. It is
  *   resent only when nothing can have happened (a refused connection, a redirect, 503 no-leader);
  *   without a target, a request that may have reached the leader but got no answer rejects with
@@ -189,6 +191,43 @@ export interface KvCasResult {
   readonly index: number;
 }
 
+/** A transaction's compare (see the README's "Transactions"): an absent key has version, create and mod 0 and no value. */
+export type KvTxnCompare =
+  | { readonly key: KvKey; readonly target: 'value'; readonly op: '=' | '!=' | '<' | '>'; readonly value: KvValue }
+  | { readonly key: KvKey; readonly target: 'version' | 'create' | 'mod'; readonly op: '=' | '!=' | '<' | '>'; readonly value: number }
+  | { readonly key: KvKey; readonly target: 'exists'; readonly op: '=' | '!='; readonly value: boolean };
+
+/** One op of a transaction's branch. */
+export type KvTxnRequestOp =
+  | { readonly put: { readonly key: KvKey; readonly value: KvValue } }
+  | { readonly delete: { readonly key: KvKey } }
+  | { readonly get: { readonly key: KvKey } };
+
+/** A transaction: if every compare holds, `then` runs, else `else`; atomically, in one log entry. */
+export interface KvTxnRequest {
+  readonly compare?: readonly KvTxnCompare[];
+  readonly then?: readonly KvTxnRequestOp[];
+  readonly else?: readonly KvTxnRequestOp[];
+}
+
+/** The result of one op of the branch that ran. */
+export type KvTxnOpResult =
+  | { readonly type: 'put'; readonly previous: Uint8Array | null; readonly revisions: KvKeyRevisions }
+  | { readonly type: 'delete'; readonly deleted: boolean; readonly previous: Uint8Array | null }
+  /** `value` null (and no revisions) when the key is absent at that point of the branch. */
+  | { readonly type: 'get'; readonly value: Uint8Array | null; readonly revisions?: KvKeyRevisions };
+
+export interface KvTxnResponse {
+  /** Whether every compare held: `then` ran (else `else` did). */
+  readonly succeeded: boolean;
+  /** The store revision once the transaction applied (its writes' own, when it wrote). */
+  readonly revision: number;
+  /** The log index where it took effect (as KvWriteResult.index). */
+  readonly index: number;
+  /** One per op of the branch that ran, in order. */
+  readonly results: readonly KvTxnOpResult[];
+}
+
 /** A member as GET /v1/members describes it (`raft`/`http` null when no address is known for it). */
 export type KvMember = MemberView;
 /** The cluster's configuration (GET /v1/members). */
@@ -250,6 +289,70 @@ export function percentEncodeBytes(bytes: Uint8Array): string {
     out += unreserved ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return out;
+}
+
+/** A key or value for a txn body: base64 of its bytes; anything else as given (the server names what is wrong). */
+function txnBytes(v: unknown): unknown {
+  return typeof v === 'string' || v instanceof Uint8Array ? Buffer.from(toBytes(v)).toString('base64') : v;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A KvTxnRequest as the JSON body of POST /v1/txn, with "encoding":"base64". */
+function txnBody(request: KvTxnRequest): Record<string, unknown> {
+  const ops = (list: readonly KvTxnRequestOp[] | undefined): unknown =>
+    !Array.isArray(list) ? list : list.map((op: unknown) => {
+      if (!isRecord(op)) return op;
+      const out: Record<string, unknown> = {};
+      for (const [kind, args] of Object.entries(op)) {
+        out[kind] = isRecord(args) ? { ...args, key: txnBytes(args['key']), ...('value' in args ? { value: txnBytes(args['value']) } : {}) } : args;
+      }
+      return out;
+    });
+  return {
+    compare: !Array.isArray(request.compare)
+      ? (request.compare ?? [])
+      : request.compare.map((c: unknown) => (isRecord(c) ? { ...c, key: txnBytes(c['key']), ...(c['target'] === 'value' ? { value: txnBytes(c['value']) } : {}) } : c)),
+    then: ops(request.then) ?? [],
+    else: ops(request.else) ?? [],
+    encoding: 'base64',
+  };
+}
+
+function parseTxnAnswer(j: Record<string, unknown>): KvTxnResponse {
+  const malformed = (what: string): KvClientError => new KvClientError('server-error', `malformed answer to POST /v1/txn: ${what}`);
+  const bytesOf = (v: unknown, what: string): Uint8Array | null => {
+    if (v === null) return null;
+    if (typeof v !== 'string') throw malformed(`${what} is not a string`);
+    return new Uint8Array(Buffer.from(v, 'base64'));
+  };
+  const revisionsOf = (o: Record<string, unknown>): KvKeyRevisions | undefined =>
+    typeof o['modRevision'] === 'number' ? { createRevision: Number(o['createRevision']), modRevision: o['modRevision'], version: Number(o['version']) } : undefined;
+  if (typeof j['succeeded'] !== 'boolean' || typeof j['revision'] !== 'number' || typeof j['index'] !== 'number' || !Array.isArray(j['results'])) {
+    throw malformed('needs succeeded, revision, index and results');
+  }
+  const results = (j['results'] as unknown[]).map((r, i): KvTxnOpResult => {
+    if (!isRecord(r)) throw malformed(`results[${i}] is not an object`);
+    if (isRecord(r['put'])) {
+      const revisions = revisionsOf(r['put']);
+      if (revisions === undefined) throw malformed(`results[${i}].put has no revisions`);
+      return { type: 'put', previous: bytesOf(r['put']['previous'], `results[${i}].put.previous`), revisions };
+    }
+    if (isRecord(r['delete'])) {
+      return { type: 'delete', deleted: r['delete']['deleted'] === true, previous: bytesOf(r['delete']['previous'], `results[${i}].delete.previous`) };
+    }
+    if ('get' in r) {
+      const g = r['get'];
+      if (g === null) return { type: 'get', value: null };
+      if (!isRecord(g)) throw malformed(`results[${i}].get is not an object`);
+      const revisions = revisionsOf(g);
+      return { type: 'get', value: bytesOf(g['value'], `results[${i}].get.value`), ...(revisions === undefined ? {} : { revisions }) };
+    }
+    throw malformed(`results[${i}] is no put, delete or get`);
+  });
+  return { succeeded: j['succeeded'], revision: j['revision'], index: j['index'], results };
 }
 
 function sleep(ms: number): Promise<void> {
@@ -501,6 +604,18 @@ export class KvClient {
     const swapped = answer.json['swapped'] === true;
     const v = swapped ? answer.json['previous'] : answer.json['value'];
     return { swapped, value: valueText(v, answer.json['encoding']), index: Number(answer.json['index']) };
+  }
+
+  /**
+   * A transaction (POST /v1/txn), sent like a write: to the leader, with a session so that a
+   * retry applies it once. Keys and values go as base64, so any bytes are fine. A request the
+   * server refuses (a bad field, a key written twice in a branch, too many ops) rejects with
+   * 'bad-request', the field at fault in the message.
+   */
+  async txn(request: KvTxnRequest): Promise<KvTxnResponse> {
+    const body = encoder.encode(JSON.stringify(txnBody(request)));
+    const answer = await this.withSession((session) => this.request('POST', '/v1/txn', { write: true, body, session, contentType: 'application/json' }));
+    return parseTxnAnswer(answer.json);
   }
 
   /**

@@ -21,6 +21,10 @@
  *     POST   /v1/kv/{key}?cas=<expected> body  compare-and-swap: 200 {"swapped":true,"index","previous"}
  *     POST   /v1/kv/{key}?cas-absent=true body   or 409 {"swapped":false,"value","encoding","index"}
  *     DELETE /v1/kv/{key}                     delete; 200 {"index","previous","encoding"}
+ *     POST   /v1/txn   body = JSON           a transaction: compares, then `then` or `else` (puts, deletes,
+ *                                               gets), atomically in one log entry (http-txn.ts): 200
+ *                                               {"succeeded","revision","index","results":[...]}; a write (307
+ *                                               on a follower, sessions, the write role), read-only ones too
  *     POST   /v1/leader/transfer             on the leader: hand leadership over (to the most up-to-date
  *              ?to=<id>                         follower, or to member <id>) and answer once the new leader is
  *                                               known: 200 {"leaderId","leaderUrl","previousLeaderId","term"}
@@ -103,6 +107,8 @@
  *     412 revision-mismatch  a put's if-mod-revision did not hold (nothing written; the current modRevision)
  *     400 bad-range, bad-token  a range without prefix or start, with both, an end not after start; a
  *         next that is not a continuation token
+ *     400 bad-json, bad-txn, too-many-operations, duplicate-key  a transaction's body (the error's `field`
+ *         names the part at fault, e.g. then[2].put.key); 413 value-too-large, txn-too-large there too
  *     400 invalid-key, malformed-percent-encoding, unknown-op, unknown-parameter, bad-parameter (also
  *         a transfer `to` that is not another member: the message names the members),
  *         bad-header, invalid-command, bad-request
@@ -156,6 +162,7 @@ import { describeError } from './describe-error.js';
 import { ClusterRoutes, TRANSFER_PATH } from './http-cluster-routes.js';
 import { discardUnreadBody, expectsContinue, HttpError, type HttpStats, sendError } from './http-io.js';
 import { KV_PREFIX, KvRoutes } from './http-kv-routes.js';
+import { TXN_PATH } from './http-txn.js';
 import { MEMBERS_PATH, MemberRoutes } from './http-member-routes.js';
 import { EVENTS_PATH, isUiPath, UiRoutes } from './http-ui-routes.js';
 import { DEV_FAULTS_PATH, type DevFaults, serveDevFaults } from './http-dev-routes.js';
@@ -295,7 +302,7 @@ class KvHttpApi {
     if (expectsContinue(req)) res.setHeader('Connection', 'close');
     this.route(req, res).catch((error: unknown) => {
       if (error instanceof HttpError) {
-        sendError(res, error.status, error.code, error.message, {}, error.headers);
+        sendError(res, error.status, error.code, error.message, error.extra, error.headers);
         return;
       }
       this.backend.log(`internal error serving ${req.method} ${req.url}: ${describeError(error)}`);
@@ -355,13 +362,14 @@ class KvHttpApi {
       this.backend.openEvents(res, req.headers.authorization);
       return;
     }
-    if (rawPath === '/v1/kv' || rawPath.startsWith(KV_PREFIX)) {
+    if (rawPath === '/v1/kv' || rawPath.startsWith(KV_PREFIX) || rawPath === TXN_PATH) {
       // A node whose Raft stopped must not answer from a state that no longer advances, not even
       // a stale read: it is about to exit and be restarted.
       if (this.backend.isNodeStopped()) {
         throw new HttpError(503, 'node-stopped', 'this node stopped on a fatal error and is exiting; ask another member', { 'Retry-After': '1' });
       }
-      await this.kv.serve(req, res, method, rawPath, rawQuery, principal);
+      if (rawPath === TXN_PATH) await this.kv.serveTxn(req, res, method, rawPath, rawQuery, principal);
+      else await this.kv.serve(req, res, method, rawPath, rawQuery, principal);
       return;
     }
     throw new HttpError(404, 'no-route', `no such endpoint: ${rawPath}`);

@@ -13,6 +13,7 @@
  *     /v1/events                                read (the dashboard's feed shows keys of recent log entries)
  *     /v1/watch                                 read (it streams keys and values)
  *     PUT, POST, DELETE /v1/kv/...              write
+ *     /v1/txn (transactions, read-only ones too) write
  *     /v1/members changes, /v1/leader/transfer  admin (admin implies read and write)
  *     /v1/dev/faults (--dev-faults only)        admin
  *     /v1/snapshot (a backup of the whole store) admin
@@ -40,6 +41,7 @@ import { WATCH_PATH } from './http-watch-routes.js';
 import { TRANSFER_PATH } from './http-cluster-routes.js';
 import { HttpError } from './http-io.js';
 import { KV_PREFIX } from './http-kv-routes.js';
+import { TXN_PATH } from './http-txn.js';
 import { MEMBERS_PATH } from './http-member-routes.js';
 import { EVENTS_PATH, isUiPath } from './http-ui-routes.js';
 import { DEV_FAULTS_PATH } from './http-dev-routes.js';
@@ -68,6 +70,7 @@ export function requiredAccess(method: string, rawPath: string, publicPaths: Rea
   if (rawPath === EVENTS_PATH || rawPath === WATCH_PATH) return 'read';
   if (rawPath === MEMBERS_PATH || rawPath.startsWith(`${MEMBERS_PATH}/`)) return reading ? 'read' : 'admin';
   if (rawPath === '/v1/kv' || rawPath.startsWith(KV_PREFIX)) return reading ? 'read' : 'write';
+  if (rawPath === TXN_PATH) return 'write';
   return 'authenticated';
 }
 

@@ -146,6 +146,8 @@ export class HttpError extends Error {
     readonly code: string,
     message: string,
     readonly headers: Record<string, string> = {},
+    /** More fields of the error object (e.g. `field`). */
+    readonly extra: Record<string, unknown> = {},
   ) {
     super(message);
   }

@@ -1,17 +1,19 @@
 /**
- * The HTTP API's /v1/kv/{key} routes and the range route GET /v1/kv (see the API reference in
- * http-api.ts, which routes to them): decoding and checking the key, the query and the session
- * headers, then a read, a write, a cas or a range through the KvApiBackend, and its outcome as a
+ * The HTTP API's /v1/kv/{key} routes, the range route GET /v1/kv and transactions, POST /v1/txn
+ * (see the API reference in http-api.ts, which routes to them; a transaction's JSON is in
+ * http-txn.ts): decoding and checking the key, the query and the session headers, then a read, a
+ * write, a cas, a range or a transaction through the KvApiBackend, and its outcome as a
  * response. Every answer that read or wrote the store carries the store revision it reflects, in
  * the `X-Tsraft-Revision` header and as `revision` in its JSON.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { CLIENT_ID_BYTES_MAX, encodeKvCommand, KEY_BYTES_MAX, VALUE_BYTES_MAX, type KvCommand, type KvKeyMeta, type KvResult } from './commands.js';
+import { CLIENT_ID_BYTES_MAX, encodeKvCommand, KEY_BYTES_MAX, txnProblem, VALUE_BYTES_MAX, type KvAnyCommand, type KvCommand, type KvKeyMeta, type KvResult, type KvTxnCommand } from './commands.js';
+import { parseTxnBody, txnAnswer, txnError, TXN_PATH } from './http-txn.js';
 import { prefixEnd, RANGE_BYTES_DEFAULT, RANGE_LIMIT_DEFAULT, RANGE_LIMIT_MAX, type KvRangeBounds } from './state-machine.js';
 import type { Principal } from '../security/auth-file.js';
 import type { KvApiBackend } from './http-api.js';
 import { HttpError, type HttpStats, jsonValue, parseQuery, percentDecode, readBody, sendError, sendJson, textParam } from './http-io.js';
-import { answeredNotLeader, answerRaftError } from './http-raft-errors.js';
+import { answeredNotLeader, answerRaftError, type RequestTarget } from './http-raft-errors.js';
 
 /** The largest X-Request-Seq. */
 export const REQUEST_SEQ_MAX = Number.MAX_SAFE_INTEGER;
@@ -174,6 +176,38 @@ export class KvRoutes {
         return;
       }
     }
+  }
+
+  /**
+   * POST /v1/txn (http-txn.ts): a transaction through the log, a write like any other (a follower
+   * redirects before reading the body; sessions make it exactly-once), read-only ones included.
+   */
+  async serveTxn(req: IncomingMessage, res: ServerResponse, method: string, rawPath: string, rawQuery: string, principal: Principal | null = null): Promise<void> {
+    if (method !== 'POST') throw new HttpError(405, 'method-not-allowed', `${method} is not allowed on ${TXN_PATH}; use POST`, { Allow: 'POST' });
+    for (const name of parseQuery(rawQuery).keys()) {
+      throw new HttpError(400, 'unknown-parameter', `unknown query parameter "${name}" for POST ${TXN_PATH} (the body says everything)`);
+    }
+    const session = this.session(req, principal) ?? { clientId: '', seq: 0 };
+    const target: RequestTarget = { rawPath, rawQuery };
+    if (answeredNotLeader(this.backend, res, target)) return;
+    const body = await readBody(req, res, this.stats);
+    if (body === null) return;
+    const txn = parseTxnBody(body);
+    const cmd: KvTxnCommand = { op: 'txn', clientId: session.clientId, seq: session.seq, compare: txn.compare, then: txn.then, else: txn.else };
+    const problem = txnProblem(cmd);
+    if (problem !== null) {
+      const status = problem.code === 'value-too-large' || problem.code === 'txn-too-large' ? 413 : 400;
+      throw txnError(status, problem.code, problem.field, problem.message);
+    }
+    const outcome = await this.propose(res, target, cmd);
+    if (outcome === null) return;
+    const result = outcome.result;
+    if (!result.ok) {
+      this.resultError(res, result);
+      return;
+    }
+    if (result.txn === undefined || result.revision === undefined) throw new Error('a transaction applied without a transaction result');
+    sendJson(res, 200, txnAnswer(result.txn, result.revision, outcome.index, txn.base64), revisionOf(result.revision).headers);
   }
 
   /**
@@ -388,7 +422,7 @@ export class KvRoutes {
   }
 
   /** Proposes a command and returns its result; answers the error itself and returns null on failure. */
-  private async propose(res: ServerResponse, request: KvRequest, cmd: KvCommand): Promise<{ index: number; result: KvResult } | null> {
+  private async propose(res: ServerResponse, request: RequestTarget, cmd: KvAnyCommand): Promise<{ index: number; result: KvResult } | null> {
     let bytes: Uint8Array;
     try {
       bytes = encodeKvCommand(cmd);

@@ -16,6 +16,7 @@ export function entryView(entry: Entry): LogEntryView {
   if (entry.command.length === 0) return { ...base, op: 'noop', key: null };
   try {
     const command = decodeKvCommand(entry.command);
+    if (command.op === 'txn') return { ...base, op: 'txn', key: null };
     const key = utf8Lenient.decode(command.key);
     return { ...base, op: command.op, key: key.length > KEY_CHARS_MAX ? `${key.slice(0, KEY_CHARS_MAX)}…` : key };
   } catch {

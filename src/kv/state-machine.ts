@@ -16,7 +16,9 @@
  *
  * Revisions (as etcd's): the store has a revision, 0 initially, that every write which changes the
  * store advances by one: a put, an append, a delete of a present key, a cas that swaps, a put whose
- * ifModRevision holds. A delete of an absent key, a cas that does not swap, a put whose condition
+ * ifModRevision holds, a transaction whose branch changes the store (all of its writes take that one
+ * revision, and onChange reports each of them with it; a key is written at most once per branch, so
+ * the invariants below hold). A delete of an absent key, a cas that does not swap, a put whose condition
  * fails, a get, a duplicate and an invalid or stale command leave it alone. Each present key records
  * createRevision (the write that created it: after a delete, the re-creation), modRevision (its last
  * write) and version (its writes since creation: 1 after the creating write, reset by a delete).
@@ -74,14 +76,19 @@ import {
   KEY_BYTES_MAX,
   keyMetaProblem,
   readKvResult,
+  TXN_RESULT_BYTES_MAX,
   utf8Decode,
   utf8Encode,
   validateKvCommand,
   VALUE_BYTES_MAX,
   writeKvResult,
-  type KvCommand,
+  type KvAnyCommand,
+  type KvCompare,
   type KvKeyMeta,
   type KvResult,
+  type KvTxnCommand,
+  type KvTxnOp,
+  type KvTxnOpResult,
 } from './commands.js';
 
 /** The B+ tree class (sorted-btree is CommonJS: its class is the module's `default`). */
@@ -241,6 +248,10 @@ function compareStrings(a: string, b: string): number {
 
 /** A copy of a result that shares no bytes with the state machine. */
 function cloneResult(result: KvResult): KvResult {
+  if (result.ok && result.txn !== undefined) {
+    const results = result.txn.results.map((op) => (op.value === null ? op : { ...op, value: op.value.slice() }));
+    return { ...result, txn: { ...result.txn, results } };
+  }
   if (!result.ok || result.value === undefined || result.value === null) return result;
   return { ...result, value: result.value.slice() };
 }
@@ -403,7 +414,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
       throw new RangeError(`log index ${String(index)} must be a safe integer above appliedIndex ${this.applied}`);
     }
     this.applied = index;
-    let cmd: KvCommand;
+    let cmd: KvAnyCommand;
     try {
       cmd = decodeKvCommand(bytes);
     } catch (e) {
@@ -451,7 +462,8 @@ export class KvStateMachine implements StateMachine<KvResult> {
   }
 
   /** Applies a valid command to the data. Values in `cmd` are fresh decoded copies we now own. */
-  private execute(cmd: KvCommand): KvResult {
+  private execute(cmd: KvAnyCommand): KvResult {
+    if (cmd.op === 'txn') return this.executeTxn(cmd);
     const k = bytesToKeyString(cmd.key);
     const record = this.data.get(k);
     const prev = record?.value ?? null;
@@ -479,13 +491,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
         return this.answer(prev, this.set(k, record, next));
       }
       case 'delete':
-        if (record !== undefined) {
-          this.data.delete(k);
-          this.index.delete(k);
-          this.totalBytes -= k.length + record.value.length;
-          this.rev++;
-          this.onChange?.(this.rev, { type: 'delete', key: keyStringToBytes(k), createRevision: 0, version: 0 });
-        }
+        if (record !== undefined) this.remove(k, record, ++this.rev);
         return this.answer(prev, undefined);
       case 'cas': {
         const expected = cmd.expected ?? null;
@@ -506,9 +512,90 @@ export class KvStateMachine implements StateMachine<KvResult> {
     };
   }
 
-  /** Writes a key at a new revision; returns its record. */
-  private set(k: string, record: KeyRecord | undefined, value: Uint8Array): KeyRecord {
-    const revision = ++this.rev;
+  /**
+   * A transaction (see KvTxnCommand): the compares against the state before it, then the branch's
+   * ops in order, its writes all at one revision, taken at its first write that changes the store.
+   */
+  private executeTxn(cmd: KvTxnCommand): KvResult {
+    const succeeded = cmd.compare.every((c) => this.compareHolds(c));
+    const ops = succeeded ? cmd.then : cmd.else;
+    const resultBytes = this.txnResultBytes(ops);
+    if (resultBytes > TXN_RESULT_BYTES_MAX) {
+      // State-dependent, so (like an append over the limit) this consumes the session's seq.
+      return invalid(`the transaction's results would hold ${resultBytes} bytes of values, over the limit of ${TXN_RESULT_BYTES_MAX}: nothing was applied`);
+    }
+    let revision: number | null = null;
+    const next = (): number => (revision ??= ++this.rev);
+    const results: KvTxnOpResult[] = [];
+    for (const op of ops) {
+      const k = bytesToKeyString(op.key);
+      const record = this.data.get(k);
+      const prev = record?.value ?? null;
+      if (op.type === 'get') {
+        results.push(record === undefined ? { type: 'get', value: null } : { type: 'get', value: prev, key: metaOf(record) });
+      } else if (op.type === 'put') {
+        results.push({ type: 'put', value: prev, key: metaOf(this.set(k, record, op.value, next())) });
+      } else {
+        if (record !== undefined) this.remove(k, record, next());
+        results.push({ type: 'delete', value: prev });
+      }
+    }
+    return { ok: true, revision: this.rev, txn: { succeeded, results } };
+  }
+
+  /** The value bytes the results of `ops` would hold, applied in order from the current state. */
+  private txnResultBytes(ops: readonly KvTxnOp[]): number {
+    let bytes = 0;
+    const written = new Map<string, number | null>();
+    for (const op of ops) {
+      const k = bytesToKeyString(op.key);
+      const length = written.has(k) ? written.get(k)! : (this.data.get(k)?.value.length ?? null);
+      bytes += length ?? 0;
+      if (op.type === 'put') written.set(k, op.value.length);
+      else if (op.type === 'delete') written.set(k, null);
+    }
+    return bytes;
+  }
+
+  /** Whether a compare holds now (an absent key: version, create and mod 0, no value). */
+  private compareHolds(c: KvCompare): boolean {
+    const record = this.data.get(bytesToKeyString(c.key));
+    let order: number;
+    switch (c.target) {
+      case 'value':
+        if (record === undefined) return c.op === '!=';
+        order = Buffer.compare(record.value, c.value);
+        break;
+      case 'exists':
+        order = (record !== undefined) === c.value ? 0 : 1;
+        break;
+      default: {
+        const actual = record === undefined ? 0 : c.target === 'version' ? record.version : c.target === 'create' ? record.createRevision : record.modRevision;
+        order = actual < c.value ? -1 : actual > c.value ? 1 : 0;
+      }
+    }
+    switch (c.op) {
+      case '=':
+        return order === 0;
+      case '!=':
+        return order !== 0;
+      case '<':
+        return order < 0;
+      case '>':
+        return order > 0;
+    }
+  }
+
+  /** Deletes a present key at `revision`. */
+  private remove(k: string, record: KeyRecord, revision: number): void {
+    this.data.delete(k);
+    this.index.delete(k);
+    this.totalBytes -= k.length + record.value.length;
+    this.onChange?.(revision, { type: 'delete', key: keyStringToBytes(k), createRevision: 0, version: 0 });
+  }
+
+  /** Writes a key at `revision` (by default a new one); returns its record. */
+  private set(k: string, record: KeyRecord | undefined, value: Uint8Array, revision: number = ++this.rev): KeyRecord {
     if (record === undefined) {
       const created: KeyRecord = { value, createRevision: revision, modRevision: revision, version: 1 };
       this.data.set(k, created);

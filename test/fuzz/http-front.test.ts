@@ -90,7 +90,7 @@ const pathChar = fc.oneof(
 const pathTail = fc.array(fc.oneof({ weight: 300, arbitrary: pathChar }, { weight: 1, arbitrary: byteChar }), { maxLength: 24 }).map((a) => a.join(''));
 const pathArb = fc
   .tuple(
-    fc.constantFrom('/v1/kv/', '/v1/kv/', '/v1/kv/', '/v1/kv', '/v1/members', '/v1/members/', '/v1/members/2', '/v1/members/4/promote', '/v1/leader/transfer', '/healthz', '/readyz', '/v1/status', '/metrics', '/', '/nope', '*', 'http://127.0.0.1/v1/kv/'),
+    fc.constantFrom('/v1/kv/', '/v1/kv/', '/v1/kv/', '/v1/kv', '/v1/members', '/v1/members/', '/v1/members/2', '/v1/members/4/promote', '/v1/leader/transfer', '/v1/txn', '/healthz', '/readyz', '/v1/status', '/metrics', '/', '/nope', '*', 'http://127.0.0.1/v1/kv/'),
     pathTail,
   )
   .map(([a, b]) => a + b);
@@ -320,6 +320,102 @@ test('fuzz HTTP: random requests get well-formed answers below 500, or a clean c
   const get = parseResponses(await exchange('GET /v1/kv/fuzz-after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), 'GET');
   assert.equal(get[0]?.status, 200, get[0]?.body);
   assert.equal((JSON.parse(get[0]!.body) as { value: string }).value, 'ok');
+});
+
+// ---------------------------------------------------------------- transactions
+
+const jsonJunk = fc.oneof(fc.constant(null), fc.boolean(), fc.integer(), fc.double(), fc.string({ maxLength: 6 }), fc.constant([]), fc.constant({}), fc.constant(2 ** 60), fc.constant([[1]]));
+const txnKeyArb = fc.oneof({ weight: 8, arbitrary: fc.constantFrom('a', 'b', 'fuzz', '', 'YQ==', 'Yg', '!!', '\u00e9', 'x'.repeat(1025)) }, { weight: 1, arbitrary: jsonJunk });
+const maybe = { requiredKeys: [] as never[], noNullPrototype: true } as const;
+const txnCompareArb = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc.record(
+      {
+        key: txnKeyArb,
+        target: fc.oneof({ weight: 6, arbitrary: fc.constantFrom('value', 'version', 'create', 'mod', 'exists') }, { weight: 1, arbitrary: jsonJunk }),
+        op: fc.oneof({ weight: 6, arbitrary: fc.constantFrom('=', '!=', '<', '>') }, { weight: 1, arbitrary: jsonJunk }),
+        value: fc.oneof(fc.constantFrom('a', 'YQ==', '', '!!'), fc.nat({ max: 4 }), fc.boolean(), jsonJunk),
+        extra: fc.oneof({ weight: 9, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: jsonJunk }),
+      },
+      maybe,
+    ),
+  },
+  { weight: 1, arbitrary: jsonJunk },
+);
+const txnArgsArb = fc.record({ key: txnKeyArb, value: fc.oneof(fc.constantFrom('v', 'YQ==', ''), jsonJunk) }, maybe);
+const txnOpArb = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ put: txnArgsArb }, { noNullPrototype: true }) },
+  { weight: 3, arbitrary: fc.record({ delete: txnArgsArb }, { noNullPrototype: true }) },
+  { weight: 3, arbitrary: fc.record({ get: txnArgsArb }, { noNullPrototype: true }) },
+  { weight: 1, arbitrary: fc.record({ put: txnArgsArb, get: txnArgsArb, zap: jsonJunk }, maybe) },
+  { weight: 1, arbitrary: jsonJunk },
+);
+const txnBranchArb = fc.oneof({ weight: 8, arbitrary: fc.array(txnOpArb, { maxLength: 5 }) }, { weight: 1, arbitrary: jsonJunk }, { weight: 1, arbitrary: fc.constant(Array.from({ length: 129 }, () => ({ get: { key: 'a' } }))) });
+/** Well-typed transactions (still with duplicate keys and absent keys now and then). */
+const cleanKey = fc.constantFrom('a', 'b', 'c', 'fuzz');
+const cleanTxnArb = fc
+  .record(
+    {
+      compare: fc.array(
+        fc.oneof(
+          fc.record({ key: cleanKey, target: fc.constant('value'), op: fc.constantFrom('=', '!=', '<', '>'), value: fc.constantFrom('v', '', 'w') }, { noNullPrototype: true }),
+          fc.record({ key: cleanKey, target: fc.constantFrom('version', 'create', 'mod'), op: fc.constantFrom('=', '!=', '<', '>'), value: fc.nat({ max: 30 }) }, { noNullPrototype: true }),
+          fc.record({ key: cleanKey, target: fc.constant('exists'), op: fc.constantFrom('=', '!='), value: fc.boolean() }, { noNullPrototype: true }),
+        ),
+        { maxLength: 3 },
+      ),
+      then: fc.array(fc.oneof(fc.record({ put: fc.record({ key: cleanKey, value: fc.constantFrom('v', 'w', '') }, { noNullPrototype: true }) }, { noNullPrototype: true }), fc.record({ get: fc.record({ key: cleanKey }, { noNullPrototype: true }) }, { noNullPrototype: true }), fc.record({ delete: fc.record({ key: cleanKey }, { noNullPrototype: true }) }, { noNullPrototype: true })), { maxLength: 3 }),
+      else: fc.array(fc.record({ get: fc.record({ key: cleanKey }, { noNullPrototype: true }) }, { noNullPrototype: true }), { maxLength: 2 }),
+    },
+    { noNullPrototype: true },
+  )
+  .map((o) => JSON.stringify(o));
+const txnBodyArb = fc.oneof(
+  { weight: 8, arbitrary: cleanTxnArb },
+  {
+    weight: 10,
+    arbitrary: fc
+      .record(
+        {
+          compare: fc.oneof({ weight: 8, arbitrary: fc.array(txnCompareArb, { maxLength: 4 }) }, { weight: 1, arbitrary: jsonJunk }),
+          then: txnBranchArb,
+          else: txnBranchArb,
+          encoding: fc.oneof(fc.constantFrom('base64', 'utf8'), jsonJunk),
+          other: jsonJunk,
+        },
+        maybe,
+      )
+      .map((o) => JSON.stringify(o)),
+  },
+  { weight: 1, arbitrary: fc.oneof(fc.constantFrom('', '{', 'null', '[]', '"x"', '{"then":[{"put":{"key":"\\ud800","value":"x"}}]}'), fc.string({ maxLength: 30 })) },
+);
+
+test('fuzz HTTP: random POST /v1/txn bodies answer 200 or 4xx with a code, never 500', async () => {
+  const seen = new Map<number, number>();
+  await checkAsync(
+    'HTTP txn bodies',
+    fc.asyncProperty(txnBodyArb, fc.boolean(), async (json, session) => {
+      const body = Buffer.from(json, 'utf8');
+      const sessionHeaders = session ? `X-Client-Id: fuzz-txn\r\nX-Request-Seq: ${nextIndex}\r\n` : '';
+      const request = `POST /v1/txn HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n${sessionHeaders}Content-Length: ${body.length}\r\n\r\n${body.toString('latin1')}`;
+      const [answer] = parseResponses(await exchange(request), 'POST');
+      assert.ok(answer !== undefined, json);
+      seen.set(answer.status, (seen.get(answer.status) ?? 0) + 1);
+      const parsed = JSON.parse(answer.body) as Record<string, unknown>;
+      if (answer.status === 200) {
+        assert.equal(typeof parsed['succeeded'], 'boolean', json);
+        assert.ok(Array.isArray(parsed['results']), json);
+        assert.equal(answer.headers.get('x-tsraft-revision'), String(parsed['revision']));
+      } else {
+        assert.ok(answer.status === 400 || answer.status === 413 || answer.status === 409, `${answer.status} for ${json}: ${answer.body.slice(0, 300)}`);
+        assert.equal(typeof (parsed['error'] as { code?: unknown }).code, 'string', json);
+      }
+      assert.deepEqual(logged.filter((line) => /internal error/i.test(line)), [], json);
+    }),
+    300,
+  );
+  assert.ok((seen.get(200) ?? 0) > 10 && (seen.get(400) ?? 0) > 10, JSON.stringify([...seen]));
 });
 
 // ---------------------------------------------------------------- ranges

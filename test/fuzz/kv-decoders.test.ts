@@ -2,7 +2,7 @@
  * Fuzz: the KV service's decoders (src/kv/commands.ts, the snapshot decoder in
  * src/kv/state-machine.ts). Seeded and bounded (see fuzz-config.ts).
  *
- * - valid commands and results round-trip; random and mutated bytes make decodeKvCommand and
+ * - valid commands and results (transactions and their results included) round-trip; random and mutated bytes make decodeKvCommand and
  *   decodeKvResult throw CodecError or decode, and a command that decodes and validates re-encodes
  *   to the same bytes; applying any bytes to a state machine never throws (a malformed command is a
  *   no-op with an invalid-command result);
@@ -24,10 +24,15 @@ import {
   encodeKvCommand,
   encodeKvResult,
   isWellFormedString,
+  txnProblem,
   utf8Encode,
   validateKvCommand,
-  type KvCommand,
+  type KvAnyCommand,
+  type KvCompare,
   type KvResult,
+  type KvTxnCommand,
+  type KvTxnOp,
+  type KvTxnOpResult,
 } from '../../src/kv/commands.js';
 import { KvStateMachine, SNAPSHOT_VERSION } from '../../src/kv/state-machine.js';
 import { check, decodesOrRefuses, hex, mutate, mutationsArb } from './fuzz-config.js';
@@ -43,7 +48,26 @@ const key = fc.oneof({ weight: 5, arbitrary: fc.uint8Array({ minLength: 1, maxLe
 const value = fc.uint8Array({ maxLength: 60 });
 const opts = { noNullPrototype: true } as const;
 
-const commandArb: fc.Arbitrary<KvCommand> = fc.oneof(
+const compareOp = fc.constantFrom('=' as const, '!=' as const, '<' as const, '>' as const);
+const compareArb = (k: fc.Arbitrary<Uint8Array>): fc.Arbitrary<KvCompare> =>
+  fc.oneof(
+    fc.record({ key: k, target: fc.constant('value' as const), op: compareOp, value }, opts),
+    fc.record({ key: k, target: fc.constantFrom('version' as const, 'create' as const, 'mod' as const), op: compareOp, value: fc.oneof(fc.nat({ max: 10 }), fc.maxSafeNat()) }, opts),
+    fc.record({ key: k, target: fc.constant('exists' as const), op: fc.constantFrom('=' as const, '!=' as const), value: fc.boolean() }, opts),
+  );
+const txnOpArb = (k: fc.Arbitrary<Uint8Array>): fc.Arbitrary<KvTxnOp> =>
+  fc.oneof(fc.record({ type: fc.constant('put' as const), key: k, value }, opts), fc.record({ type: fc.constantFrom('delete' as const, 'get' as const), key: k }, opts));
+/** Valid transactions (no key written twice in a branch) over keys drawn from `k`. */
+const txnArb = (k: fc.Arbitrary<Uint8Array>, id: fc.Arbitrary<string>, s: fc.Arbitrary<number>): fc.Arbitrary<KvTxnCommand> =>
+  fc
+    .record(
+      { op: fc.constant('txn' as const), clientId: id, seq: s, compare: fc.array(compareArb(k), { maxLength: 3 }), then: fc.array(txnOpArb(k), { maxLength: 4 }), else: fc.array(txnOpArb(k), { maxLength: 4 }) },
+      opts,
+    )
+    .filter((t) => txnProblem(t) === null);
+
+const commandArb: fc.Arbitrary<KvAnyCommand> = fc.oneof(
+  txnArb(key, clientId, seq),
   fc.record({ op: fc.constantFrom('put' as const, 'append' as const), clientId, seq, key, value }, opts),
   fc.record({ op: fc.constantFrom('delete' as const, 'get' as const), clientId, seq, key }, opts),
   fc.record({ op: fc.constant('cas' as const), clientId, seq, key, value, expected: fc.option(value) }, opts),
@@ -69,6 +93,14 @@ const resultArb: fc.Arbitrary<KvResult> = fc.oneof(
   fc.record({ ok: fc.constant(true as const), value: fc.option(value), revision: fc.maxSafeNat() }, opts),
   fc.tuple(fc.option(value), fc.option(fc.boolean()), keyMetaArb).map(([v, swapped, meta]): KvResult => ({ ok: true, value: v, ...(swapped === null ? {} : { swapped }), ...meta })),
   fc.record({ ok: fc.constant(false as const), error: fc.constantFrom('stale-request' as const, 'invalid-command' as const), message: messageText }, opts),
+  // A txn result: every op's revisions within the result's revision.
+  fc.tuple(fc.boolean(), fc.array(fc.tuple(fc.constantFrom('put' as const, 'delete' as const, 'get' as const), fc.option(value), keyMetaArb, fc.boolean()), { maxLength: 4 }), fc.nat({ max: 50 })).map(
+    ([succeeded, ops, extra]): KvResult => {
+      const revision = Math.max(0, ...ops.map(([, , meta]) => meta.revision)) + extra;
+      const results = ops.map(([type, v, meta, withKey]): KvTxnOpResult => (type === 'put' || (type === 'get' && withKey) ? { type, value: v, key: meta.key } : { type, value: v }));
+      return { ok: true, revision, txn: { succeeded, results } };
+    },
+  ),
 );
 
 // ---------------------------------------------------------------- commands and results
@@ -108,7 +140,9 @@ function resultBytesAreSafe(input: Uint8Array): void {
 test('fuzz KV: random bytes never make the command and result decoders throw anything but CodecError', () => {
   const input = fc.oneof(
     fc.uint8Array({ maxLength: 48 }),
-    fc.tuple(fc.integer({ min: 0, max: 7 }), fc.uint8Array({ maxLength: 48 })).map(([tag, rest]) => Uint8Array.from([tag, ...rest])),
+    fc.tuple(fc.integer({ min: 0, max: 8 }), fc.uint8Array({ maxLength: 48 })).map(([tag, rest]) => Uint8Array.from([tag, ...rest])),
+    // A txn command's or result's head, then random bytes (small counts, so that they may decode).
+    fc.tuple(fc.constantFrom(4, 7), fc.uint8Array({ maxLength: 40 })).map(([tag, rest]) => Uint8Array.from(tag === 7 ? [7, 0, 1, ...rest] : [4, 5, 1, ...rest])),
   );
   check('KV command random bytes', fc.property(input, commandBytesAreSafe), 1500);
   check('KV result random bytes', fc.property(input, resultBytesAreSafe), 1500);
@@ -122,7 +156,8 @@ test('fuzz KV: mutated commands and results decode canonically or throw CodecErr
 // ---------------------------------------------------------------- snapshots
 
 /** Commands drawn from few keys and clients, so that sessions, duplicates and overwrites happen. */
-const historyCommand: fc.Arbitrary<KvCommand> = fc.oneof(
+const historyCommand: fc.Arbitrary<KvAnyCommand> = fc.oneof(
+  txnArb(fc.uint8Array({ minLength: 1, maxLength: 2 }), fc.constantFrom('', 'a', 'e'), fc.nat({ max: 6 })),
   fc.record({ op: fc.constantFrom('put' as const, 'append' as const), clientId: fc.constantFrom('', 'a', 'b', '\uFEFFz', 'é'), seq: fc.nat({ max: 6 }), key: fc.uint8Array({ minLength: 1, maxLength: 2 }), value }, opts),
   fc.record({ op: fc.constantFrom('delete' as const, 'get' as const), clientId: fc.constantFrom('', 'a', 'c'), seq: fc.nat({ max: 6 }), key: fc.uint8Array({ minLength: 1, maxLength: 2 }) }, opts),
   fc.record({ op: fc.constant('cas' as const), clientId: fc.constantFrom('', 'b', 'd'), seq: fc.nat({ max: 6 }), key: fc.uint8Array({ minLength: 1, maxLength: 2 }), value, expected: fc.option(value) }, opts),

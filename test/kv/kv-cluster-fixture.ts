@@ -242,3 +242,40 @@ export class KvCluster {
     if (failure !== undefined && this.options.ignoreStopErrors !== true) throw failure.error;
   }
 }
+
+/**
+ * Reads Server-Sent Events from `url` (a watch) until `until` says stop, at most 10 s; a non-200
+ * answer comes back with its body instead.
+ */
+export async function readSse(url: string, until: (messages: { event: string; data: Record<string, unknown> }[]) => boolean): Promise<{ status: number; messages: { event: string; data: Record<string, unknown> }[]; body: string }> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), 10_000);
+  const response = await fetch(url, { signal: abort.signal });
+  const messages: { event: string; data: Record<string, unknown> }[] = [];
+  if (response.status !== 200) {
+    clearTimeout(timer);
+    return { status: response.status, messages, body: await response.text() };
+  }
+  const decoder = new TextDecoder();
+  let buffer = '';
+  try {
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const event = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (data !== undefined) messages.push({ event, data: JSON.parse(data) as Record<string, unknown> });
+      }
+      if (until(messages)) break;
+    }
+  } catch (error) {
+    if (!abort.signal.aborted) throw error;
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+  }
+  return { status: 200, messages, body: '' };
+}

@@ -9,41 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { KvClient } from '../../src/kv/client.js';
 import type { KvWatchBatch } from '../../src/kv/client-watch.js';
 import { MAIN } from '../cli/cli-fixture.js';
-import { KvCluster, waitFor } from './kv-cluster-fixture.js';
-
-/** Reads SSE messages from a raw fetch until `until` says stop (or 10 s pass). */
-async function readSse(url: string, until: (messages: { event: string; data: Record<string, unknown> }[]) => boolean): Promise<{ status: number; messages: { event: string; data: Record<string, unknown> }[]; body: string }> {
-  const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), 10_000);
-  const response = await fetch(url, { signal: abort.signal });
-  const messages: { event: string; data: Record<string, unknown> }[] = [];
-  if (response.status !== 200) {
-    clearTimeout(timer);
-    return { status: response.status, messages, body: await response.text() };
-  }
-  const decoder = new TextDecoder();
-  let buffer = '';
-  try {
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const event = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
-        const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (data !== undefined) messages.push({ event, data: JSON.parse(data) as Record<string, unknown> });
-      }
-      if (until(messages)) break;
-    }
-  } catch (error) {
-    if (!abort.signal.aborted) throw error;
-  } finally {
-    clearTimeout(timer);
-    abort.abort();
-  }
-  return { status: 200, messages, body: '' };
-}
+import { KvCluster, readSse, waitFor } from './kv-cluster-fixture.js';
 
 describe('watch on a real cluster', { timeout: 120_000 }, () => {
   let cluster: KvCluster;
