@@ -52,209 +52,38 @@ import { CLIENT_ID_BYTES_MAX } from './commands.js';
 import { BackupError, parseBackupFile, type BackupHeader } from './backup-format.js';
 import { watchChanges, type KvWatchBatch, type KvWatchFilter, type KvWatchOptions } from './client-watch.js';
 import { ClientEndpoints, DEFAULT_ATTEMPT_TIMEOUT_MS, SilentEndpoints, SLOW_OPERATION_ATTEMPT_MS, attemptBudgetMs, checkAttemptTimeout } from './client-endpoints.js';
-import { certificateFailure, clusterHttp, describeCertificateFailure, type ClusterHttp, type KvClientTls } from './client-http.js';
+import { certificateFailure, clusterHttp, describeCertificateFailure, type ClusterHttp } from './client-http.js';
+
+import type { KvServerStatus, LeaderTransferResult } from './api-types.js';
+import {
+  KvClientError,
+  type KvCasResult,
+  type KvClientOptions,
+  type KvKey,
+  type KvMembers,
+  type KvMembershipChange,
+  type KvNewMember,
+  type KvRangeKv,
+  type KvRangeOptions,
+  type KvRangePage,
+  type KvRangeSelector,
+  type KvReadResult,
+  type KvTxnRequest,
+  type KvTxnResponse,
+  type KvValue,
+  type KvWriteResult,
+} from './client-types.js';
+import { encoder, errorOf, parseMembers, parseTxnAnswer, percentEncodeBytes, toBytes, txnBody, valueBytes, valueText } from './client-wire.js';
 
 export type { KvClientTls } from './client-http.js';
-import type { KvServerStatus, LeaderTransferResult, MembershipChangeResult, MembersView, MemberView } from './api-types.js';
-
-export type KvClientErrorCode = 'timeout' | 'bad-request' | 'stale-request' | 'server-error' | 'outcome-unknown' | 'tls' | 'compacted';
-
-export class KvClientError extends Error {
-  override readonly name = 'KvClientError';
-  constructor(
-    readonly code: KvClientErrorCode,
-    message: string,
-    /** The HTTP status of the answer that caused it, if any. */
-    readonly status?: number,
-    /** The server's error code (e.g. 'invalid-key'), if any. */
-    readonly serverCode?: string,
-    options?: { cause?: unknown; compactRevision?: number },
-  ) {
-    super(message, options);
-    if (options?.compactRevision !== undefined) this.compactRevision = options.compactRevision;
-  }
-
-  /** 'compacted' (a watch): the newest revision no longer available; start over after it. */
-  readonly compactRevision?: number;
-}
-
-export interface KvClientOptions {
-  /**
-   * Base URLs of the members' HTTP APIs, e.g. `http://127.0.0.1:8080`. The client also remembers
-   * (up to 16) members it was redirected to and that answered, so it keeps finding the cluster
-   * after the members it was given have been replaced.
-   */
-  readonly endpoints: readonly string[];
-  /** The exactly-once session id (default: a random UUID). Printable ASCII. */
-  readonly clientId?: string;
-  /** Overall time one operation may take, retries included (default 10 s). */
-  readonly timeoutMs?: number;
-  /**
-   * One attempt's own deadline (default 1 s, at most what is left of `timeoutMs`): an attempt that
-   * gets no answer in time moves on to the next endpoint (see the module comment).
-   */
-  readonly attemptTimeoutMs?: number;
-  /** The first retry delay (default 25 ms); it doubles per retry up to maxRetryDelayMs. */
-  readonly retryDelayMs?: number;
-  /** The largest retry delay (default 500 ms). */
-  readonly maxRetryDelayMs?: number;
-  /** For https:// endpoints: the CA (PEM) to verify servers with, and a client certificate and key to present. */
-  readonly tls?: KvClientTls;
-  /** A bearer token sent with every request (`Authorization: Bearer <token>`). */
-  readonly token?: string;
-  /**
-   * The endpoint to try first, e.g. the leader an earlier client found (see `preferredEndpoint`);
-   * ignored unless it is one of `endpoints`. Default: the first endpoint.
-   */
-  readonly preferredEndpoint?: string;
-}
-
-export interface KvWriteResult {
-  /**
-   * The log index where the write took effect. When a retry was answered from the session table
-   * (an earlier attempt had already applied), the index of that earlier attempt, not the retry's.
-   */
-  readonly index: number;
-  /** The value before the write (null if the key was absent), as text. */
-  readonly previous: string | null;
-  /**
-   * The store revision once the write applied (for a write that changed the store, its own; a
-   * retry answered from the session table reports the original's). Undefined only when the server
-   * does not know it (a retry answered from a session restored from an old snapshot).
-   */
-  readonly revision?: number;
-  /** The key's mod revision once the write applied (0: the key is absent, as after a delete). */
-  readonly modRevision?: number;
-  /**
-   * Only for a put with `ifModRevision`: whether it was written. When not, nothing changed, and
-   * `modRevision` is the key's current one (0: absent).
-   */
-  readonly written?: boolean;
-}
-
-/** A key's revisions (see the README's "Revisions"). */
-export interface KvKeyRevisions {
-  /** The store revision of the write that created the key (its latest creation). */
-  readonly createRevision: number;
-  /** The store revision of the key's last write. */
-  readonly modRevision: number;
-  /** Writes to the key since its creation. */
-  readonly version: number;
-}
-
-/** A value read with its revisions (getWithRevisions). */
-export interface KvReadResult extends KvKeyRevisions {
-  readonly value: Uint8Array;
-  /** The store revision the read reflects. */
-  readonly revision: number;
-}
-
-/** One key of a range page. */
-export interface KvRangeKv extends KvKeyRevisions {
-  readonly key: Uint8Array;
-  /** Absent with keysOnly. */
-  readonly value?: Uint8Array;
-}
-
-/** Which keys a range reads: every key that starts with `prefix`, or [start, end) (no end: to the end of the keyspace). */
-export type KvRangeSelector = { readonly prefix: KvKey } | { readonly start: KvKey; readonly end?: KvKey };
-
-export interface KvRangeOptions {
-  /** At most this many keys per page (1..10000; the server's default 1000). */
-  readonly limit?: number;
-  /** Leave the values out. */
-  readonly keysOnly?: boolean;
-  /** Resume after a previous page: its `next`. */
-  readonly after?: string;
-  /** Read this node's state without confirming it is up to date (any node). */
-  readonly stale?: boolean;
-}
-
-/** One page of a range. */
-export interface KvRangePage {
-  readonly kvs: KvRangeKv[];
-  /** Keys remain after this page (it was cut by its limit, or by the server's 4 MiB page bound). */
-  readonly more: boolean;
-  /** The token to pass as `after` for the next page; null when `more` is false. */
-  readonly next: string | null;
-  /** Keys in this page. */
-  readonly count: number;
-  /** The store revision the page reflects (pages read one after another may reflect different ones). */
-  readonly revision: number;
-}
-
-export interface KvCasResult {
-  readonly swapped: boolean;
-  /** swapped: the value replaced (null if the key was absent); not swapped: the current value. */
-  readonly value: string | null;
-  /** The log index where the cas took effect (as KvWriteResult.index). */
-  readonly index: number;
-}
-
-/** A transaction's compare (see the README's "Transactions"): an absent key has version, create and mod 0 and no value. */
-export type KvTxnCompare =
-  | { readonly key: KvKey; readonly target: 'value'; readonly op: '=' | '!=' | '<' | '>'; readonly value: KvValue }
-  | { readonly key: KvKey; readonly target: 'version' | 'create' | 'mod'; readonly op: '=' | '!=' | '<' | '>'; readonly value: number }
-  | { readonly key: KvKey; readonly target: 'exists'; readonly op: '=' | '!='; readonly value: boolean };
-
-/** One op of a transaction's branch. */
-export type KvTxnRequestOp =
-  | { readonly put: { readonly key: KvKey; readonly value: KvValue } }
-  | { readonly delete: { readonly key: KvKey } }
-  | { readonly get: { readonly key: KvKey } };
-
-/** A transaction: if every compare holds, `then` runs, else `else`; atomically, in one log entry. */
-export interface KvTxnRequest {
-  readonly compare?: readonly KvTxnCompare[];
-  readonly then?: readonly KvTxnRequestOp[];
-  readonly else?: readonly KvTxnRequestOp[];
-}
-
-/** The result of one op of the branch that ran. */
-export type KvTxnOpResult =
-  | { readonly type: 'put'; readonly previous: Uint8Array | null; readonly revisions: KvKeyRevisions }
-  | { readonly type: 'delete'; readonly deleted: boolean; readonly previous: Uint8Array | null }
-  /** `value` null (and no revisions) when the key is absent at that point of the branch. */
-  | { readonly type: 'get'; readonly value: Uint8Array | null; readonly revisions?: KvKeyRevisions };
-
-export interface KvTxnResponse {
-  /** Whether every compare held: `then` ran (else `else` did). */
-  readonly succeeded: boolean;
-  /** The store revision once the transaction applied (its writes' own, when it wrote). */
-  readonly revision: number;
-  /** The log index where it took effect (as KvWriteResult.index). */
-  readonly index: number;
-  /** One per op of the branch that ran, in order. */
-  readonly results: readonly KvTxnOpResult[];
-}
-
-/** A member as GET /v1/members describes it (`raft`/`http` null when no address is known for it). */
-export type KvMember = MemberView;
-/** The cluster's configuration (GET /v1/members). */
-export type KvMembers = MembersView;
-/** What a completed membership change answers: the configuration, and the index that completed it. */
-export type KvMembershipChange = MembershipChangeResult;
-
-export type KvMemberRole = 'learner' | 'voter';
-
-export interface KvNewMember {
-  readonly id: number;
-  /** Its raft address, HOST:PORT. */
-  readonly raft: string;
-  /** Its HTTP API's base URL, e.g. http://127.0.0.1:8003. */
-  readonly http: string;
-  /** Default 'learner' (catches up without counting in any majority; promote it afterwards). */
-  readonly role?: KvMemberRole;
-}
+export * from './client-types.js';
+export { parseMembers, percentEncodeBytes } from './client-wire.js';
 
 /** How long members() waits for each further member it asks for a better view. */
 const MEMBERS_PROBE_MS = 1_000;
 
 /** The server codes of 409s that a membership change waits out (retried until the timeout). */
 const MEMBERSHIP_RETRY_CODES = new Set(['membership-change-pending', 'learner-behind']);
-
-export type KvKey = string | Uint8Array;
-export type KvValue = string | Uint8Array;
 
 interface Session {
   readonly id: string;
@@ -273,87 +102,6 @@ const REVISION_MISMATCH = (status: number, code: string | undefined): boolean =>
 
 /** The most sessions a client id may spread over: the suffix ".<n>" must fit CLIENT_ID_BYTES_MAX. */
 const SESSION_SUFFIX_BYTES = 8;
-
-const encoder = new TextEncoder();
-const lenientDecoder = new TextDecoder('utf-8', { ignoreBOM: true });
-
-function toBytes(v: KvValue): Uint8Array {
-  return typeof v === 'string' ? encoder.encode(v) : v;
-}
-
-/** Percent-encodes every byte but the URL-unreserved characters. */
-export function percentEncodeBytes(bytes: Uint8Array): string {
-  let out = '';
-  for (const b of bytes) {
-    const unreserved = (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b === 0x2d || b === 0x2e || b === 0x5f || b === 0x7e;
-    out += unreserved ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out;
-}
-
-/** A key or value for a txn body: base64 of its bytes; anything else as given (the server names what is wrong). */
-function txnBytes(v: unknown): unknown {
-  return typeof v === 'string' || v instanceof Uint8Array ? Buffer.from(toBytes(v)).toString('base64') : v;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** A KvTxnRequest as the JSON body of POST /v1/txn, with "encoding":"base64". */
-function txnBody(request: KvTxnRequest): Record<string, unknown> {
-  const ops = (list: readonly KvTxnRequestOp[] | undefined): unknown =>
-    !Array.isArray(list) ? list : list.map((op: unknown) => {
-      if (!isRecord(op)) return op;
-      const out: Record<string, unknown> = {};
-      for (const [kind, args] of Object.entries(op)) {
-        out[kind] = isRecord(args) ? { ...args, key: txnBytes(args['key']), ...('value' in args ? { value: txnBytes(args['value']) } : {}) } : args;
-      }
-      return out;
-    });
-  return {
-    compare: !Array.isArray(request.compare)
-      ? (request.compare ?? [])
-      : request.compare.map((c: unknown) => (isRecord(c) ? { ...c, key: txnBytes(c['key']), ...(c['target'] === 'value' ? { value: txnBytes(c['value']) } : {}) } : c)),
-    then: ops(request.then) ?? [],
-    else: ops(request.else) ?? [],
-    encoding: 'base64',
-  };
-}
-
-function parseTxnAnswer(j: Record<string, unknown>): KvTxnResponse {
-  const malformed = (what: string): KvClientError => new KvClientError('server-error', `malformed answer to POST /v1/txn: ${what}`);
-  const bytesOf = (v: unknown, what: string): Uint8Array | null => {
-    if (v === null) return null;
-    if (typeof v !== 'string') throw malformed(`${what} is not a string`);
-    return new Uint8Array(Buffer.from(v, 'base64'));
-  };
-  const revisionsOf = (o: Record<string, unknown>): KvKeyRevisions | undefined =>
-    typeof o['modRevision'] === 'number' ? { createRevision: Number(o['createRevision']), modRevision: o['modRevision'], version: Number(o['version']) } : undefined;
-  if (typeof j['succeeded'] !== 'boolean' || typeof j['revision'] !== 'number' || typeof j['index'] !== 'number' || !Array.isArray(j['results'])) {
-    throw malformed('needs succeeded, revision, index and results');
-  }
-  const results = (j['results'] as unknown[]).map((r, i): KvTxnOpResult => {
-    if (!isRecord(r)) throw malformed(`results[${i}] is not an object`);
-    if (isRecord(r['put'])) {
-      const revisions = revisionsOf(r['put']);
-      if (revisions === undefined) throw malformed(`results[${i}].put has no revisions`);
-      return { type: 'put', previous: bytesOf(r['put']['previous'], `results[${i}].put.previous`), revisions };
-    }
-    if (isRecord(r['delete'])) {
-      return { type: 'delete', deleted: r['delete']['deleted'] === true, previous: bytesOf(r['delete']['previous'], `results[${i}].delete.previous`) };
-    }
-    if ('get' in r) {
-      const g = r['get'];
-      if (g === null) return { type: 'get', value: null };
-      if (!isRecord(g)) throw malformed(`results[${i}].get is not an object`);
-      const revisions = revisionsOf(g);
-      return { type: 'get', value: bytesOf(g['value'], `results[${i}].get.value`), ...(revisions === undefined ? {} : { revisions }) };
-    }
-    throw malformed(`results[${i}] is no put, delete or get`);
-  });
-  return { succeeded: j['succeeded'], revision: j['revision'], index: j['index'], results };
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -374,58 +122,6 @@ const NOT_DELIVERED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTU
 function connectionRefused(error: unknown): boolean {
   const code = (error as { cause?: { code?: unknown } } | undefined)?.cause?.code;
   return typeof code === 'string' && NOT_DELIVERED.has(code);
-}
-
-function memberOf(value: unknown): KvMember {
-  if (typeof value !== 'object' || value === null) throw new KvClientError('server-error', `malformed member in GET /v1/members: ${JSON.stringify(value)}`);
-  const m = value as Record<string, unknown>;
-  const address = (v: unknown): v is string | null | undefined => v === undefined || v === null || typeof v === 'string';
-  if (typeof m['id'] !== 'number' || !address(m['raft']) || !address(m['http'])) {
-    throw new KvClientError('server-error', `malformed member in GET /v1/members: ${JSON.stringify(value).slice(0, 200)}`);
-  }
-  return { id: m['id'], raft: m['raft'] ?? null, http: m['http'] ?? null, ...(typeof m['match'] === 'number' ? { match: m['match'] } : {}) };
-}
-
-/** Reads a GET /v1/members (or membership change) answer; throws 'server-error' on a malformed one. */
-export function parseMembers(json: Record<string, unknown>): KvMembers {
-  const list = (name: string): KvMember[] => {
-    const v = json[name];
-    if (v === undefined) return [];
-    if (!Array.isArray(v)) throw new KvClientError('server-error', `malformed membership answer: ${name} is not a list`);
-    return v.map(memberOf).sort((a, b) => a.id - b.id);
-  };
-  const leader = json['leader'];
-  return {
-    leader: typeof leader === 'number' ? leader : null,
-    membershipIndex: typeof json['membershipIndex'] === 'number' ? json['membershipIndex'] : -1,
-    committed: json['committed'] === true,
-    joint: json['joint'] === true,
-    voters: list('voters'),
-    outgoing: list('outgoing'),
-    learners: list('learners'),
-  };
-}
-
-function errorOf(json: Record<string, unknown>): { code: string | undefined; message: string | undefined } {
-  const e = json['error'];
-  if (typeof e !== 'object' || e === null) return { code: undefined, message: undefined };
-  const { code, message } = e as { code?: unknown; message?: unknown };
-  return { code: typeof code === 'string' ? code : undefined, message: typeof message === 'string' ? message : undefined };
-}
-
-/** A `{value, encoding}` pair from the server as bytes. */
-function valueBytes(value: unknown, encoding: unknown): Uint8Array | null {
-  if (value === null || value === undefined) return null;
-  if (typeof value !== 'string') throw new KvClientError('server-error', 'malformed answer: value is not a string');
-  if (encoding === 'base64') return new Uint8Array(Buffer.from(value, 'base64'));
-  return encoder.encode(value);
-}
-
-function valueText(value: unknown, encoding: unknown): string | null {
-  if (value === null || value === undefined) return null;
-  if (typeof value === 'string' && encoding !== 'base64') return value;
-  const bytes = valueBytes(value, encoding);
-  return bytes === null ? null : lenientDecoder.decode(bytes);
 }
 
 function hasMatch(m: KvMembers): boolean {
