@@ -7,6 +7,17 @@
  *
  *   npm run bench:kv -- [--seconds 5] [--runs 3] [--concurrency 1,64,256] [--value-bytes 100] [--no-fsync]
  *                       [--client raw|node-http] [--tls]
+ *                       [--range-only | --watch-only | --table-only] [--keys 1000000] [--watchers 1000] [--rate 1000]
+ *
+ * Three parts, all by default, in this order (each alone with its --*-only option):
+ * - the write/read table described here;
+ * - range reads over HTTP (kv-range-http.ts): 3 nodes restored from a backup of --keys keys,
+ *   `GET /v1/kv?prefix=P&limit=100` (exactly 100 keys per prefix, checked), linearizable and
+ *   stale=true, at concurrency 1 and 16 (--seconds per run, default 5; --runs, --warmup);
+ * - watch fan-out (kv-watch-fanout.ts): --watchers SSE streams on one prefix spread over the 3
+ *   nodes while --rate writes/s are committed for --seconds (default 10): delivery latency, and
+ *   every watcher must see every acknowledged write exactly once, in order (else exit 1).
+ * A failed check in any part makes the bench exit 1.
  *
  * --tls: a second cluster beside the first, its peers over mutual TLS and its HTTP API over HTTPS
  * (certificates as `tsraft start --tls` makes them), measured in interleaved rounds (a plaintext
@@ -25,15 +36,34 @@
 import { readFileSync } from 'node:fs';
 import { Agent, request, type RequestOptions } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { connect, type Socket } from 'node:net';
-import { connect as connectTls } from 'node:tls';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { formatTable } from '../src/cli/common.js';
 import { abortAllClusters, KvProcessCluster } from '../src/testing/process-cluster.js';
+import { removeRangeBenchDirs, runRangeBench } from './kv-range-http.js';
+import { runWatchFanout } from './kv-watch-fanout.js';
+import { median, percentile, RawConnection } from './raw-http.js';
+
+const USAGE = `usage: npm run bench:kv -- [options]
+  the write/read table (3 tsraft node processes, fsync on):
+    --seconds N          seconds per run (default 5)           --runs N            runs per cell, median reported (default 3)
+    --concurrency LIST   default 1,64,256                      --value-bytes N     default 100
+    --warmup N           seconds before each run (default 1)   --no-fsync          nodes without fsync (every part)
+    --client raw|node-http                                     --tls               a TLS cluster beside the plaintext one
+  range reads over HTTP (bench/kv-range-http.ts): 3 nodes restored from a backup of --keys keys,
+  GET /v1/kv?prefix=P&limit=100 (100 keys per prefix), linearizable and stale=true, concurrency 1 and 16:
+    --keys N             keys in the store (default 1000000; a multiple of 100)
+    (--seconds: per run, default 5; --runs, --warmup as above)
+  watch fan-out (bench/kv-watch-fanout.ts): --watchers SSE streams on prefix fan/ over the 3 nodes while
+  --rate writes/s are committed; delivery latency and lost/duplicated/out-of-order events (any: exit 1):
+    --watchers N         default 1000                          --rate N            writes/s, default 1000
+    (--seconds: seconds of writes, default 10)
+  which parts (default: all three, in this order):
+    --range-only         only the range reads                  --watch-only        only the watch fan-out
+    --table-only         only the write/read table`;
 
 function usage(message: string): never {
-  console.error(`bench:kv: ${message}\nusage: npm run bench:kv -- [--seconds 5] [--runs 3] [--concurrency 1,64,256] [--value-bytes 100] [--no-fsync] [--client raw|node-http] [--tls]`);
+  console.error(`bench:kv: ${message}\n${USAGE}`);
   process.exit(2);
 }
 
@@ -41,7 +71,7 @@ let parsed;
 try {
   parsed = parseArgs({
     options: {
-      seconds: { type: 'string', default: '5' },
+      seconds: { type: 'string' },
       runs: { type: 'string', default: '3' },
       concurrency: { type: 'string', default: '1,64,256' },
       'value-bytes': { type: 'string', default: '100' },
@@ -49,6 +79,12 @@ try {
       'no-fsync': { type: 'boolean', default: false },
       client: { type: 'string', default: 'raw' },
       tls: { type: 'boolean', default: false },
+      'range-only': { type: 'boolean', default: false },
+      'watch-only': { type: 'boolean', default: false },
+      'table-only': { type: 'boolean', default: false },
+      keys: { type: 'string', default: '1000000' },
+      watchers: { type: 'string', default: '1000' },
+      rate: { type: 'string', default: '1000' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -62,7 +98,8 @@ const int = (name: string, text: string, min: number, max: number): number => {
   if (!/^\d+$/.test(text) || n < min || n > max) usage(`--${name} must be an integer in ${min}..${max}, got ${text}`);
   return n;
 };
-const seconds = int('seconds', values.seconds, 1, 600);
+const secondsGiven = values.seconds === undefined ? undefined : int('seconds', values.seconds, 1, 600);
+const seconds = secondsGiven ?? 5;
 const runs = int('runs', values.runs, 1, 20);
 const warmupSeconds = int('warmup', values.warmup, 0, 60);
 const valueBytes = int('value-bytes', values['value-bytes'], 0, 1024 * 1024);
@@ -71,65 +108,15 @@ const fsync = !values['no-fsync'];
 if (values.client !== 'raw' && values.client !== 'node-http') usage(`--client must be raw or node-http, got ${values.client}`);
 const clientKind = values.client;
 const withTls = values.tls;
-
-/** One keep-alive HTTP/1.1 connection; one request at a time. */
-class RawConnection {
-  private readonly socket: Socket;
-  private buffer: Buffer = Buffer.alloc(0);
-  private waiting: { resolve: (status: number) => void; reject: (error: Error) => void } | null = null;
-  private closed: Error | null = null;
-  private readonly ready: Promise<void>;
-
-  /** `ca`: speak TLS, trusting this CA. */
-  constructor(host: string, port: number, ca?: Buffer) {
-    this.socket = ca === undefined ? connect({ host, port, noDelay: true }) : connectTls({ host, port, ca }).setNoDelay(true);
-    this.ready = new Promise((resolve, reject) => {
-      this.socket.once(ca === undefined ? 'connect' : 'secureConnect', resolve);
-      this.socket.once('error', reject);
-    });
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    const fail = (error: Error): void => {
-      this.closed = error;
-      const w = this.waiting;
-      this.waiting = null;
-      w?.reject(error);
-    };
-    this.socket.on('error', fail);
-    this.socket.on('close', () => fail(new Error('connection closed')));
-  }
-
-  private onData(chunk: Buffer): void {
-    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
-    const headerEnd = this.buffer.indexOf('\r\n\r\n');
-    if (headerEnd < 0) return;
-    const head = this.buffer.toString('latin1', 0, headerEnd);
-    const m = /\r\ncontent-length:\s*(\d+)/i.exec(head);
-    if (m === null) {
-      this.socket.destroy(new Error(`response without Content-Length: ${head.slice(0, 100)}`));
-      return;
-    }
-    const total = headerEnd + 4 + Number(m[1]);
-    if (this.buffer.length < total) return;
-    const status = Number(head.slice(9, 12));
-    this.buffer = this.buffer.subarray(total);
-    const w = this.waiting;
-    this.waiting = null;
-    w?.resolve(status);
-  }
-
-  async send(request: Buffer): Promise<number> {
-    await this.ready;
-    if (this.closed !== null) throw this.closed;
-    return new Promise((resolve, reject) => {
-      this.waiting = { resolve, reject };
-      this.socket.write(request);
-    });
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-}
+const only = (['range-only', 'watch-only', 'table-only'] as const).filter((o) => values[o]);
+if (only.length > 1) usage(`give at most one of --${only.join(', --')}`);
+const runTable = only.length === 0 || only[0] === 'table-only';
+const runRange = only.length === 0 || only[0] === 'range-only';
+const runWatch = only.length === 0 || only[0] === 'watch-only';
+const rangeKeys = int('keys', values.keys, 100, 100_000_000);
+const watchers = int('watchers', values.watchers, 1, 100_000);
+const watchRate = int('rate', values.rate, 1, 100_000);
+const watchSeconds = secondsGiven ?? 10;
 
 interface RunResult {
   readonly ops: number;
@@ -141,16 +128,6 @@ interface RunResult {
 
 const KEYS = 1000;
 const value = Buffer.alloc(valueBytes, 'x');
-
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
 /** One HTTP(S) request (HTTPS when `agent` is an https.Agent); resolves to the status code once the whole response is read. */
 function send(agent: Agent, base: URL, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<number> {
@@ -239,14 +216,11 @@ async function load(leaderUrl: string, kind: 'put' | 'get', concurrency: number,
   return { ops: counted, errors, opsPerSecond: counted / (ms / 1000), p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99) };
 }
 
-console.log(
-  `bench:kv — 3 tsraft node processes on 127.0.0.1, fsync ${fsync ? 'on' : 'off'}, ${valueBytes}-byte values, ${KEYS} keys, ` +
-    `concurrency ${concurrencies.join('/')}, ${runs} runs × ${seconds} s (+${warmupSeconds} s warmup) per cell, median reported`,
-);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     console.error(`bench:kv: ${signal}: killing the nodes`);
     abortAllClusters();
+    removeRangeBenchDirs();
     process.exit(130);
   });
 }
@@ -261,99 +235,122 @@ interface Target {
 
 type Cell = { opsPerSecond: number; p50Ms: number; p99Ms: number };
 
-const targets: Target[] = [];
-const rows: string[][] = [['op', 'concurrency', 'ops/s', 'p50 ms', 'p99 ms', 'errors', 'runs (ops/s)']];
-const tlsRows: string[][] = [['op', 'concurrency', 'plain ops/s', 'TLS ops/s', 'TLS/plain', 'plain p50', 'TLS p50', 'plain p99', 'TLS p99']];
-const results = new Map<string, Cell>();
-const opName = (kind: 'put' | 'get'): string => (kind === 'put' ? 'write (PUT)' : 'read (GET, linearizable)');
-const median3 = (perRun: readonly RunResult[]): Cell => ({
-  opsPerSecond: median(perRun.map((r) => r.opsPerSecond)),
-  p50Ms: median(perRun.map((r) => r.p50Ms)),
-  p99Ms: median(perRun.map((r) => r.p99Ms)),
-});
-try {
-  targets.push({ label: 'plaintext', cluster: await KvProcessCluster.start({ size: 3, fsync, tmpPrefix: 'tsraft-bench-kv-', nodeArgs: ['--quiet'] }), ca: undefined });
-  if (withTls) {
-    const cluster = await KvProcessCluster.start({ size: 3, fsync, tls: true, tmpPrefix: 'tsraft-bench-kv-tls-', nodeArgs: ['--quiet'] });
-    targets.push({ label: 'TLS', cluster, ca: readFileSync(cluster.caFile!) });
-  }
-  const leaders = new Map<Target, string>();
-  for (const target of targets) {
-    const leader = await target.cluster.waitForLeader(20_000);
-    leaders.set(target, leader.url);
-    console.log(`${withTls ? `${target.label}: ` : ''}leader: node ${leader.id} (${leader.url})`);
-    // Every key exists before the reads.
-    const base = new URL(leader.url);
-    const agent = agentFor(base, 64, target.ca);
-    for (let k = 0; k < KEYS; k += 64) {
-      await Promise.all(
-        Array.from({ length: Math.min(64, KEYS - k) }, (_, j) => send(agent, base, 'PUT', `/v1/kv/k${k + j}`, { 'Content-Length': String(value.length) }, value)),
-      );
+/** The write/read table (the original bench:kv). */
+async function runTableBench(): Promise<void> {
+  console.log(
+    `bench:kv — 3 tsraft node processes on 127.0.0.1, fsync ${fsync ? 'on' : 'off'}, ${valueBytes}-byte values, ${KEYS} keys, ` +
+      `concurrency ${concurrencies.join('/')}, ${runs} runs × ${seconds} s (+${warmupSeconds} s warmup) per cell, median reported`,
+  );
+  const targets: Target[] = [];
+  const rows: string[][] = [['op', 'concurrency', 'ops/s', 'p50 ms', 'p99 ms', 'errors', 'runs (ops/s)']];
+  const tlsRows: string[][] = [['op', 'concurrency', 'plain ops/s', 'TLS ops/s', 'TLS/plain', 'plain p50', 'TLS p50', 'plain p99', 'TLS p99']];
+  const results = new Map<string, Cell>();
+  const opName = (kind: 'put' | 'get'): string => (kind === 'put' ? 'write (PUT)' : 'read (GET, linearizable)');
+  const median3 = (perRun: readonly RunResult[]): Cell => ({
+    opsPerSecond: median(perRun.map((r) => r.opsPerSecond)),
+    p50Ms: median(perRun.map((r) => r.p50Ms)),
+    p99Ms: median(perRun.map((r) => r.p99Ms)),
+  });
+  try {
+    targets.push({ label: 'plaintext', cluster: await KvProcessCluster.start({ size: 3, fsync, tmpPrefix: 'tsraft-bench-kv-', nodeArgs: ['--quiet'] }), ca: undefined });
+    if (withTls) {
+      const cluster = await KvProcessCluster.start({ size: 3, fsync, tls: true, tmpPrefix: 'tsraft-bench-kv-tls-', nodeArgs: ['--quiet'] });
+      targets.push({ label: 'TLS', cluster, ca: readFileSync(cluster.caFile!) });
     }
-    agent.destroy();
-  }
-  for (const kind of ['put', 'get'] as const) {
-    for (const concurrency of concurrencies) {
-      const perRun = new Map<Target, RunResult[]>(targets.map((t) => [t, []]));
-      // Interleaved: run r of every target before run r + 1 of any, so drift on the machine hits both alike.
-      for (let r = 0; r < runs; r++) {
-        for (const target of targets) {
-          const current = (await target.cluster.leader())?.url ?? leaders.get(target)!;
-          const result = await load(current, kind, concurrency, seconds * 1000, warmupSeconds * 1000, target.ca);
-          perRun.get(target)!.push(result);
-          console.log(
-            `  ${withTls ? `${target.label.padEnd(9)} ` : ''}${kind} c=${concurrency} run ${r + 1}: ${Math.round(result.opsPerSecond)} ops/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms` +
-              (result.errors > 0 ? `, ${result.errors} errors` : ''),
-          );
-        }
+    const leaders = new Map<Target, string>();
+    for (const target of targets) {
+      const leader = await target.cluster.waitForLeader(20_000);
+      leaders.set(target, leader.url);
+      console.log(`${withTls ? `${target.label}: ` : ''}leader: node ${leader.id} (${leader.url})`);
+      // Every key exists before the reads.
+      const base = new URL(leader.url);
+      const agent = agentFor(base, 64, target.ca);
+      for (let k = 0; k < KEYS; k += 64) {
+        await Promise.all(
+          Array.from({ length: Math.min(64, KEYS - k) }, (_, j) => send(agent, base, 'PUT', `/v1/kv/k${k + j}`, { 'Content-Length': String(value.length) }, value)),
+        );
       }
-      const plainRuns = perRun.get(targets[0]!)!;
-      const cell = median3(plainRuns);
-      results.set(`${kind}/${concurrency}`, cell);
-      rows.push([
-        opName(kind),
-        String(concurrency),
-        String(Math.round(cell.opsPerSecond)),
-        cell.p50Ms.toFixed(2),
-        cell.p99Ms.toFixed(2),
-        String(plainRuns.reduce((n, r) => n + r.errors, 0)),
-        plainRuns.map((r) => Math.round(r.opsPerSecond)).join(' / '),
-      ]);
-      if (withTls) {
-        const tlsCell = median3(perRun.get(targets[1]!)!);
-        tlsRows.push([
+      agent.destroy();
+    }
+    for (const kind of ['put', 'get'] as const) {
+      for (const concurrency of concurrencies) {
+        const perRun = new Map<Target, RunResult[]>(targets.map((t) => [t, []]));
+        // Interleaved: run r of every target before run r + 1 of any, so drift on the machine hits both alike.
+        for (let r = 0; r < runs; r++) {
+          for (const target of targets) {
+            const current = (await target.cluster.leader())?.url ?? leaders.get(target)!;
+            const result = await load(current, kind, concurrency, seconds * 1000, warmupSeconds * 1000, target.ca);
+            perRun.get(target)!.push(result);
+            console.log(
+              `  ${withTls ? `${target.label.padEnd(9)} ` : ''}${kind} c=${concurrency} run ${r + 1}: ${Math.round(result.opsPerSecond)} ops/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms` +
+                (result.errors > 0 ? `, ${result.errors} errors` : ''),
+            );
+          }
+        }
+        const plainRuns = perRun.get(targets[0]!)!;
+        const cell = median3(plainRuns);
+        results.set(`${kind}/${concurrency}`, cell);
+        rows.push([
           opName(kind),
           String(concurrency),
           String(Math.round(cell.opsPerSecond)),
-          String(Math.round(tlsCell.opsPerSecond)),
-          (tlsCell.opsPerSecond / cell.opsPerSecond).toFixed(2),
           cell.p50Ms.toFixed(2),
-          tlsCell.p50Ms.toFixed(2),
           cell.p99Ms.toFixed(2),
-          tlsCell.p99Ms.toFixed(2),
+          String(plainRuns.reduce((n, r) => n + r.errors, 0)),
+          plainRuns.map((r) => Math.round(r.opsPerSecond)).join(' / '),
         ]);
+        if (withTls) {
+          const tlsCell = median3(perRun.get(targets[1]!)!);
+          tlsRows.push([
+            opName(kind),
+            String(concurrency),
+            String(Math.round(cell.opsPerSecond)),
+            String(Math.round(tlsCell.opsPerSecond)),
+            (tlsCell.opsPerSecond / cell.opsPerSecond).toFixed(2),
+            cell.p50Ms.toFixed(2),
+            tlsCell.p50Ms.toFixed(2),
+            cell.p99Ms.toFixed(2),
+            tlsCell.p99Ms.toFixed(2),
+          ]);
+        }
       }
     }
+  } finally {
+    await Promise.all(targets.map((t) => t.cluster.stop()));
   }
-} finally {
-  await Promise.all(targets.map((t) => t.cluster.stop()));
+
+  console.log('');
+  console.log(`1-min load average after the run: ${loadavg()[0]!.toFixed(2)}`);
+  console.log(formatTable(rows, new Set([1, 2, 3, 4, 5])));
+  if (withTls) {
+    console.log('');
+    console.log('plaintext beside TLS (peers mTLS + HTTPS), interleaved rounds, medians (ms for latency):');
+    console.log(formatTable(tlsRows, new Set([1, 2, 3, 4, 5, 6, 7, 8])));
+  }
+  const w64 = results.get('put/64');
+  const w1 = results.get('put/1');
+  console.log('');
+  if (w64 !== undefined) {
+    console.log(
+      `bar: writes at concurrency 64 >= 8000 ops/s: ${Math.round(w64.opsPerSecond)} ${w64.opsPerSecond >= 8000 ? 'PASS' : 'MISS'}; ` +
+        `p99 < 40 ms: ${w64.p99Ms.toFixed(2)} ms ${w64.p99Ms < 40 ? 'PASS' : 'MISS'}`,
+    );
+  }
+  if (w1 !== undefined) console.log(`bar: write p50 at concurrency 1 < 1 ms: ${w1.p50Ms.toFixed(2)} ms ${w1.p50Ms < 1 ? 'PASS' : 'MISS'}`);
 }
 
-console.log('');
-console.log(`1-min load average after the run: ${loadavg()[0]!.toFixed(2)}`);
-console.log(formatTable(rows, new Set([1, 2, 3, 4, 5])));
-if (withTls) {
-  console.log('');
-  console.log('plaintext beside TLS (peers mTLS + HTTPS), interleaved rounds, medians (ms for latency):');
-  console.log(formatTable(tlsRows, new Set([1, 2, 3, 4, 5, 6, 7, 8])));
+const partStarted = (): number => performance.now();
+let ok = true;
+if (runTable) {
+  const t = partStarted();
+  await runTableBench();
+  console.log(`table part: ${((performance.now() - t) / 1000).toFixed(0)} s in all`);
 }
-const w64 = results.get('put/64');
-const w1 = results.get('put/1');
+if (runRange) ok = (await runRangeBench({ keys: rangeKeys, seconds, warmupSeconds, runs, fsync })) && ok;
+if (runWatch) ok = (await runWatchFanout({ watchers, rate: watchRate, seconds: watchSeconds, fsync })) && ok;
 console.log('');
-if (w64 !== undefined) {
-  console.log(
-    `bar: writes at concurrency 64 >= 8000 ops/s: ${Math.round(w64.opsPerSecond)} ${w64.opsPerSecond >= 8000 ? 'PASS' : 'MISS'}; ` +
-      `p99 < 40 ms: ${w64.p99Ms.toFixed(2)} ms ${w64.p99Ms < 40 ? 'PASS' : 'MISS'}`,
-  );
+console.log(`1-min load average at the end: ${loadavg()[0]!.toFixed(2)}`);
+if (!ok) {
+  console.error('bench:kv: a check failed (see the lines marked !!! above)');
+  process.exitCode = 1;
 }
-if (w1 !== undefined) console.log(`bar: write p50 at concurrency 1 < 1 ms: ${w1.p50Ms.toFixed(2)} ms ${w1.p50Ms < 1 ? 'PASS' : 'MISS'}`);

@@ -86,6 +86,10 @@ function eventJson(revision: number, event: WatchEvent, base64: boolean): Record
   return out;
 }
 
+/** A revision's `events` message, by its events array, as text and as base64 (see SseSink.send). */
+const TEXT_FRAMES = new WeakMap<readonly WatchEvent[], string>();
+const BASE64_FRAMES = new WeakMap<readonly WatchEvent[], string>();
+
 /** An SSE stream as a WatchSink. */
 class SseSink implements WatchSink {
   private timer: NodeJS.Timeout | undefined;
@@ -101,8 +105,15 @@ class SseSink implements WatchSink {
   }
 
   send(revision: number, events: readonly WatchEvent[]): void {
-    const data = JSON.stringify({ revision, events: events.map((e) => eventJson(revision, e, this.base64)) });
-    this.res.write(`id: ${revision}\nevent: events\ndata: ${data}\n\n`);
+    // Watchers that match a whole revision share its events array: encoded once for all of them.
+    const frames = this.base64 ? BASE64_FRAMES : TEXT_FRAMES;
+    let frame = frames.get(events);
+    if (frame === undefined) {
+      const data = JSON.stringify({ revision, events: events.map((e) => eventJson(revision, e, this.base64)) });
+      frame = `id: ${revision}\nevent: events\ndata: ${data}\n\n`;
+      frames.set(events, frame);
+    }
+    this.res.write(frame);
   }
 
   pending(): number {

@@ -108,6 +108,18 @@ function prefixEnd(prefix: string): string | undefined {
   return undefined;
 }
 
+/** Each event's key as a latin1 string, made once however many watchers look at it. */
+const keyStrings = new WeakMap<WatchEvent, string>();
+
+function keyStringOf(event: WatchEvent): string {
+  let key = keyStrings.get(event);
+  if (key === undefined) {
+    key = bytesToKeyString(event.key);
+    keyStrings.set(event, key);
+  }
+  return key;
+}
+
 function eventBytes(event: WatchEvent): number {
   return event.key.length + (event.value?.length ?? 0) + 32;
 }
@@ -278,11 +290,15 @@ export class WatchHub {
 
   private deliver(watcher: Watcher, revision: number, events: readonly WatchEvent[]): void {
     let matched: WatchEvent[] | undefined;
+    let all = true;
     for (const event of events) {
-      if (watcher.matcher.matches(bytesToKeyString(event.key))) (matched ??= []).push(event);
+      if (watcher.matcher.matches(keyStringOf(event))) (matched ??= []).push(event);
+      else all = false;
     }
     watcher.next = revision + 1;
-    if (matched !== undefined) watcher.sink.send(revision, matched);
+    // Every watcher that matches the whole revision gets the very same array, so a sink can
+    // encode it once for all of them (http-watch-routes.ts does).
+    if (matched !== undefined) watcher.sink.send(revision, all ? events : matched);
   }
 
   /** Sends `watcher` what history holds from its next revision on, paced by its sink; then it goes live. */

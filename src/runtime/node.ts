@@ -542,7 +542,7 @@ export class RaftNode<Result = unknown> {
     this.waiters.applied(entry, result);
     if (entry.membership !== undefined) {
       this.events.configurationApplied(entry.index, entry.membership);
-      this.waiters.membershipApplied(entry, this.core.isLeader);
+      this.waiters.membershipApplied(entry);
     }
   }
 

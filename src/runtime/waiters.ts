@@ -180,33 +180,38 @@ export class Waiters {
 
   /**
    * A configuration entry was applied. A change is complete once a configuration at or after its
-   * own is applied that is not joint (the leader leaves a joint configuration by itself); a node
-   * that no longer leads reports the change as soon as its own entry applies, since finishing it
-   * is the new leader's work. Another term's entry at the change's index means it was overwritten.
+   * own is applied that is not joint (the leader leaves a joint configuration by itself), on this
+   * node whether it still leads or not. A joint configuration is never reported as done: until its
+   * successor commits, electing a leader needs a majority of the OLD members too, so a caller told
+   * "done" who then shut a removed member down could leave the cluster unable to elect anyone. A
+   * node that stopped leading and is not in the new configuration may never see that successor:
+   * its caller then gets the timeout (outcome unknown) and looks at the configuration. Another
+   * term's entry at the change's index means it was overwritten.
    */
-  membershipApplied(entry: Entry, leading: boolean): void {
+  membershipApplied(entry: Entry): void {
     const membership = entry.membership;
     if (membership === undefined) return;
     for (const waiter of [...this.membershipChanges]) {
       if (entry.index === waiter.index && entry.term !== waiter.term) {
         this.settleMembership(waiter, new ProposalDroppedError(waiter.index));
-      } else if (entry.index >= waiter.index && (!isJoint(membership) || !leading)) {
+      } else if (entry.index >= waiter.index && !isJoint(membership)) {
         this.settleMembership(waiter, { index: waiter.index, term: waiter.term, membership, completedAt: entry.index });
       }
     }
   }
 
   /**
-   * This node stopped leading. A change not yet committed may or may not take effect; one already
-   * applied here is reported with the configuration in effect; one committed but not yet applied
-   * keeps waiting for its entry.
+   * This node stopped leading. A change not yet committed may or may not take effect. One applied
+   * here is reported done only if the configuration in effect is applied and not joint; otherwise
+   * (joint, or a later configuration still on its way) it keeps waiting like one committed but not
+   * yet applied: membershipApplied settles it when a final configuration applies here, or its
+   * timeout does.
    */
   membershipLeadershipLost(commitIndex: LogIndex, appliedIndex: LogIndex, membership: Membership, membershipIndex: LogIndex, leader: NodeId | undefined): void {
-    // The configuration in effect was set at membershipIndex if that is applied; else it is still on its way.
-    const completedAt = membershipIndex <= appliedIndex ? membershipIndex : appliedIndex;
+    const settled = membershipIndex <= appliedIndex && !isJoint(membership);
     for (const waiter of [...this.membershipChanges]) {
       if (waiter.index > commitIndex) this.settleMembership(waiter, new OutcomeUnknownError(waiter.index, leader));
-      else if (waiter.index <= appliedIndex) this.settleMembership(waiter, { index: waiter.index, term: waiter.term, membership, completedAt });
+      else if (settled && waiter.index <= appliedIndex) this.settleMembership(waiter, { index: waiter.index, term: waiter.term, membership, completedAt: membershipIndex });
     }
   }
 

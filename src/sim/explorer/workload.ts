@@ -11,6 +11,11 @@
  *   place it anywhere after its call, or leave it out.
  * - Some worlds also write large values: near the transport's frame limit (must succeed) and over
  *   it (must be refused with ProposalTooLargeError, never wedge the cluster).
+ * - Range reads and transactions span keys; the checker partitions the history by key, so they are
+ *   recorded per key (a range read as a get of every key of the range, all with the range's call
+ *   and return; a transaction `if kA = x then put kA, put kB else get kA` as a cas on kA and a put
+ *   on kB, the put left unknown when the else branch ran). That checks each key's history, not
+ *   the atomicity across keys (that one page or one transaction saw a single state).
  */
 import type { NodeId } from '../../core/messages.js';
 import { encodeKvCommand, type KvCommand, type KvResult } from '../../kv/commands.js';
@@ -101,12 +106,125 @@ export class Workload {
 
   private async loop(client: number, prng: Prng): Promise<void> {
     while (this.active) {
-      await this.run(client, this.nextInput(client, prng));
+      const input = this.nextInput(client, prng);
+      if (input.kind === 'range') await this.runRange(client);
+      else if (input.kind === 'txn') await this.runTxn(client, input);
+      else await this.run(client, input);
       await this.host.sleep(1 + prng.nextInt(this.options.opGapMaxMs));
     }
   }
 
-  private nextInput(client: number, prng: Prng): KvInput {
+  /**
+   * A linearizable read of every workload key at once, as the HTTP API serves a range (ReadIndex,
+   * then one page from the local state), recorded as one get per key with the range's interval.
+   */
+  private async runRange(client: number): Promise<void> {
+    const keys = Array.from({ length: this.options.keys }, (_, i) => `k${i}`);
+    const pending = new Map(keys.map((key, i) => [key, this.history.invoke(`c${client}.r${i}`, { kind: 'get', key })] as const));
+    this.host.trace(`c${client} calls range k*`);
+    for (;;) {
+      if (!this.active) break;
+      const target = this.pickTarget(client);
+      const replica = target === -1 ? null : this.host.nodes[target]!.replica;
+      if (replica === null) {
+        await this.host.sleep(20 + this.prng.nextInt(80));
+        continue;
+      }
+      try {
+        const status = this.host.nodes[target]!.node?.raftStatus(false);
+        const readAt = { term: status?.role === 'leader' ? status.term : -1, at: this.host.now() };
+        const answer = await this.withTimeout(replica.confirmRead(this.options.attemptTimeoutMs), this.options.attemptTimeoutMs + 100);
+        if (answer === TIMED_OUT) {
+          this.leaderHint[client] = -1;
+          continue;
+        }
+        if (readAt.term >= 0) this.host.readServed(target, readAt.term, readAt.at);
+        const page = replica.rangeLocal({ start: encoder.encode('k'), end: encoder.encode('l'), limit: keys.length });
+        this.leaderHint[client] = target;
+        const seen = new Map(page.kvs.map((kv) => [decoder.decode(kv.key), kv.value === undefined ? '' : decoder.decode(kv.value)]));
+        const last = page.kvs.length === 0 ? '' : decoder.decode(page.kvs[page.kvs.length - 1]!.key);
+        for (const [key, op] of pending) {
+          // A page cut short (large values) says nothing of the keys after its last one.
+          if (page.more && key > last) op.unknown();
+          else op.ok({ value: seen.get(key) ?? null } as never);
+        }
+        this.completed++;
+        this.lastCompletedAt = this.host.now();
+        this.host.trace(`c${client} returns range k* (${page.kvs.length} keys) at ${page.index}`);
+        return;
+      } catch (error) {
+        this.leaderHint[client] = error instanceof NotLeaderError && error.leaderId !== undefined ? error.leaderId : -1;
+        await this.host.sleep(1 + this.prng.nextInt(200));
+      }
+    }
+    for (const op of pending.values()) op.unknown();
+  }
+
+  /**
+   * `if key = expected (absent: null) then put key, put other else get key`, as one transaction
+   * through the log with the client's session, retried like any write; recorded as a cas on key
+   * and a put on other (unknown when the else branch ran: it did not happen).
+   */
+  private async runTxn(client: number, input: TxnInput): Promise<void> {
+    const cas = this.history.invoke(`c${client}`, { kind: 'cas', key: input.key, expected: input.expected, value: input.value });
+    const put = this.history.invoke(`c${client}.t`, { kind: 'put', key: input.other, value: input.value });
+    this.host.trace(`c${client} calls txn ${input.key} ${input.expected ?? '∅'}→${input.value}, ${input.other}`);
+    const seq = ++this.clientSeq[client]!;
+    const key = encoder.encode(input.key);
+    const command = encodeKvCommand({
+      op: 'txn',
+      clientId: `c${client}`,
+      seq,
+      compare: [input.expected === null ? { key, target: 'exists', op: '=', value: false } : { key, target: 'value', op: '=', value: encoder.encode(input.expected) }],
+      then: [
+        { type: 'put', key, value: encoder.encode(input.value) },
+        { type: 'put', key: encoder.encode(input.other), value: encoder.encode(input.value) },
+      ],
+      else: [{ type: 'get', key }],
+    });
+    for (;;) {
+      if (!this.active && this.host.now() > this.giveUpAt) break;
+      const target = this.pickTarget(client);
+      const replica = target === -1 ? null : this.host.nodes[target]!.replica;
+      if (replica === null) {
+        await this.host.sleep(20 + this.prng.nextInt(80));
+        continue;
+      }
+      try {
+        const answer = await this.withTimeout(replica.commit(command, this.options.attemptTimeoutMs), this.options.attemptTimeoutMs + 100);
+        if (answer === TIMED_OUT) {
+          this.leaderHint[client] = -1;
+          continue;
+        }
+        this.leaderHint[client] = target;
+        const result = answer.result;
+        if (!result.ok || result.txn === undefined) {
+          this.host.fail(new SafetyViolation('exactly once', `txn ${input.key} was answered ${result.ok ? 'without a txn result' : `${result.error}: ${result.message}`}`));
+          return;
+        }
+        if (result.txn.succeeded) {
+          cas.ok({ swapped: true } as never);
+          put.ok({} as never);
+        } else {
+          const current = result.txn.results[0]?.value ?? null;
+          cas.ok({ swapped: false, value: current === null ? null : decoder.decode(current) } as never);
+          put.unknown();
+        }
+        this.completed++;
+        this.lastCompletedAt = this.host.now();
+        this.host.trace(`c${client} returns txn ${input.key} ${result.txn.succeeded ? 'then' : 'else'} at ${answer.index}`);
+        return;
+      } catch (error) {
+        const hint = (error instanceof NotLeaderError || error instanceof OutcomeUnknownError) && error.leaderId !== undefined ? error.leaderId : -1;
+        this.leaderHint[client] = hint;
+        await this.host.sleep(1 + this.prng.nextInt(200));
+      }
+    }
+    cas.unknown();
+    put.unknown();
+  }
+
+  private nextInput(client: number, prng: Prng): KvInput | { kind: 'range' } | TxnInput {
     const key = `k${prng.nextInt(this.options.keys)}`;
     const tag = `c${client}.${this.clientSeq[client]! + 1}`;
     const roll = prng.nextInt(100);
@@ -116,7 +234,12 @@ export class Workload {
       const bytes = prng.chance(1, 2) ? large - 64 - prng.nextInt(512) : large + 1 + prng.nextInt(4096);
       return { kind: 'put', key, value: sized(tag, bytes) };
     }
-    if (roll < 35) return { kind: 'get', key };
+    if (roll < 30) return { kind: 'get', key };
+    if (roll < 35) return { kind: 'range' };
+    if (roll < 40 && this.options.keys >= 2) {
+      const other = `k${(Number(key.slice(1)) + 1) % this.options.keys}`;
+      return { kind: 'txn', key, other, expected: prng.chance(1, 3) ? null : `c${prng.nextInt(this.options.clients)}.${prng.nextInt(20)}`, value: tag };
+    }
     if (roll < 55) return { kind: 'put', key, value: tag };
     if (roll < 75) return { kind: 'append', key, value: `${tag};` };
     if (roll < 90) return { kind: 'cas', key, expected: prng.chance(1, 3) ? null : `c${prng.nextInt(this.options.clients)}.${prng.nextInt(20)}`, value: tag };
@@ -243,6 +366,14 @@ export class Workload {
       );
     });
   }
+}
+
+interface TxnInput {
+  readonly kind: 'txn';
+  readonly key: string;
+  readonly other: string;
+  readonly expected: string | null;
+  readonly value: string;
 }
 
 function describe(input: KvInput): string {
