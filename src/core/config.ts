@@ -60,6 +60,15 @@ export interface RaftConfig {
    */
   readonly checkQuorum?: boolean;
   /**
+   * A new leader whose log holds entries it cannot yet call committed (earlier terms' entries above
+   * its commit index) appends an empty entry of its own term at once, so that those entries commit
+   * and apply everywhere without waiting for the next client write (a write acknowledged by the old
+   * leader would otherwise stay unapplied on the followers of a quiet cluster). The application
+   * must ignore entries with empty commands. Off by default in the core, where the 6.824 tests
+   * count entries by index; RaftNode turns it on.
+   */
+  readonly commitOnElection?: boolean;
+  /**
    * Known Raft bugs to switch on, for proving that the simulator's checkers catch them (see
    * bugs.ts). Keyed by a symbol that only `tsraft/testing` exports: every one of them loses data.
    */

@@ -598,6 +598,8 @@ export class RaftCore {
     // joint configuration must be left): commit it now rather than whenever a client next writes.
     if (this.configurations.changeUnderWay()) {
       this.appendAsLeader({ index: this.log.lastIndex() + 1, term: this.currentTerm, command: new Uint8Array(0) });
+    } else if (this.config.commitOnElection === true && this.log.lastIndex() > this.log.commitIndex) {
+      this.appendAsLeader({ index: this.log.lastIndex() + 1, term: this.currentTerm, command: new Uint8Array(0) });
     }
   }
 

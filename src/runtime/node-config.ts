@@ -162,6 +162,8 @@ export function coreConfig(options: RaftNodeOptions<unknown>): { config: RaftCon
     random: options.random ?? { nextInt: (max) => cryptoRandomInt(max) },
     ...(options.preVote === undefined ? {} : { preVote: options.preVote }),
     checkQuorum: options.checkQuorum ?? true,
+    // Entries of earlier terms must not wait for the next write to commit (see RaftConfig).
+    commitOnElection: true,
     ...(options.snapshotBytesMax === undefined ? {} : { snapshotBytesMax: options.snapshotBytesMax }),
     ...(stateMachine?.validateSnapshot === undefined ? {} : { validateSnapshot: (snapshot: Snapshot) => stateMachine.validateSnapshot!(snapshot) }),
     ...(options[INJECTED_BUGS] === undefined ? {} : { [INJECTED_BUGS]: options[INJECTED_BUGS] }),
