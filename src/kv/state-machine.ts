@@ -236,6 +236,13 @@ export function keyStringToBytes(s: string): Uint8Array {
   return out;
 }
 
+/** Lexicographic byte order (no Buffer: the state machine also runs in the browser's replay). */
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! < b[i]! ? -1 : 1;
+  return a.length < b.length ? -1 : a.length > b.length ? 1 : 0;
+}
+
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -564,7 +571,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
     switch (c.target) {
       case 'value':
         if (record === undefined) return c.op === '!=';
-        order = Buffer.compare(record.value, c.value);
+        order = compareBytes(record.value, c.value);
         break;
       case 'exists':
         order = (record !== undefined) === c.value ? 0 : 1;

@@ -28,8 +28,8 @@ const SCREENSHOT = fileURLToPath(new URL('../../../docs/images/replay.png', impo
 
 /** A seed that passes on 3 nodes with 5 s of faults. */
 const PASSING = { seed: 7, args: ['--nodes', '3', '--seconds', '5'], fragment: '#explore/seed=7&nodes=3&seconds=5' };
-/** commit-old-term breaks the commit rule on this seed (Figure 8; see test/explore/explorer.test.ts). */
-const FAILING = { seed: 2, args: ['--nodes', '3', '--seconds', '5', '--bug', 'commit-old-term'], fragment: '#explore/seed=2&nodes=3&seconds=5&bug=commit-old-term', invariant: 'commit rule' };
+/** commit-old-term breaks the commit rule on this seed of these small worlds (Figure 8; `npm run explore -- --nodes 3 --seconds 5 --bug commit-old-term` lists others). */
+const FAILING = { seed: 4, args: ['--nodes', '3', '--seconds', '5', '--bug', 'commit-old-term'], fragment: '#explore/seed=4&nodes=3&seconds=5&bug=commit-old-term', invariant: 'commit rule' };
 /** How long a run in the page may take (it takes a second or two). */
 const RUN_TIMEOUT_MS = 30_000;
 
