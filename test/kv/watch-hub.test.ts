@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { HttpError } from '../../src/kv/http-io.js';
+import { parseWatchRequest } from '../../src/kv/http-watch-routes.js';
 import { WatchHub, Watcher, type WatchEnd, type WatchEvent, type WatchFilter, type WatchSink } from '../../src/kv/watch-hub.js';
 
 const utf8 = new TextEncoder();
@@ -193,5 +195,25 @@ describe('WatchHub', () => {
     const hub = new WatchHub();
     hub.publish(5, [put('k')]);
     assert.throws(() => hub.publish(5, [put('k')]), /revision 5 published after 5/);
+  });
+
+  it('GET /v1/watch parameters: any query string is a filter and a start, or an HttpError 4xx, never another throw', () => {
+    const name = fc.constantFrom('key', 'prefix', 'start', 'end', 'from-revision', 'encoding', 'limit', '', 'x');
+    const value = fc.oneof(fc.constantFrom('', 'a', 'YQ==', '%FF', '%zz', '-1', '0', '12', '9999999999999999', 'base64', 'utf8', '1e3'), fc.string({ maxLength: 12 }));
+    fc.assert(
+      fc.property(fc.array(fc.tuple(name, fc.option(value)), { maxLength: 5 }), fc.option(fc.string({ maxLength: 20 })), (params, lastEventId) => {
+        const query = params.map(([k, v]) => (v === null ? k : `${k}=${v}`)).join('&');
+        try {
+          const parsed = parseWatchRequest(query, lastEventId ?? undefined);
+          assert.ok(parsed.from === undefined || (Number.isSafeInteger(parsed.from) && parsed.from >= 0));
+        } catch (error) {
+          assert.ok(error instanceof HttpError && error.status >= 400 && error.status < 500, `${query}: ${String(error)}`);
+        }
+      }),
+      { numRuns: 2000, seed: 7 },
+    );
+    assert.deepEqual(parseWatchRequest('prefix=a&from-revision=5', undefined).from, 5);
+    assert.deepEqual(parseWatchRequest('key=a', '41').from, 42);
+    assert.throws(() => parseWatchRequest('prefix=a&key=b', undefined), /exactly one of key, prefix or start/);
   });
 });

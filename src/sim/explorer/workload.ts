@@ -22,6 +22,7 @@ import { encodeKvCommand, type KvCommand, type KvResult } from '../../kv/command
 import { HistoryRecorder, type KvInput, type KvOutput, type PendingOperation } from '../../linearizability/history.js';
 import { NotLeaderError, OutcomeUnknownError, ProposalTooLargeError } from '../../runtime/errors.js';
 import type { Prng } from '../prng.js';
+import type { KvReplica } from '../../kv/replica.js';
 import type { ExplorerNode } from './explorer-node.js';
 import { SafetyViolation } from './invariants.js';
 
@@ -124,12 +125,9 @@ export class Workload {
     this.host.trace(`c${client} calls range k*`);
     for (;;) {
       if (!this.active) break;
-      const target = this.pickTarget(client);
-      const replica = target === -1 ? null : this.host.nodes[target]!.replica;
-      if (replica === null) {
-        await this.host.sleep(20 + this.prng.nextInt(80));
-        continue;
-      }
+      const picked = await this.pickReplica(client);
+      if (picked === null) continue;
+      const { target, replica } = picked;
       try {
         const status = this.host.nodes[target]!.node?.raftStatus(false);
         const readAt = { term: status?.role === 'leader' ? status.term : -1, at: this.host.now() };
@@ -184,12 +182,9 @@ export class Workload {
     });
     for (;;) {
       if (!this.active && this.host.now() > this.giveUpAt) break;
-      const target = this.pickTarget(client);
-      const replica = target === -1 ? null : this.host.nodes[target]!.replica;
-      if (replica === null) {
-        await this.host.sleep(20 + this.prng.nextInt(80));
-        continue;
-      }
+      const picked = await this.pickReplica(client);
+      if (picked === null) continue;
+      const { target, replica } = picked;
       try {
         const answer = await this.withTimeout(replica.commit(command, this.options.attemptTimeoutMs), this.options.attemptTimeoutMs + 100);
         if (answer === TIMED_OUT) {
@@ -252,12 +247,9 @@ export class Workload {
     let failures = 0;
     while (this.active || input.kind !== 'get') {
       if (!this.active && this.host.now() > this.giveUpAt) break;
-      const target = this.pickTarget(client);
-      const replica = target === -1 ? null : this.host.nodes[target]!.replica;
-      if (replica === null) {
-        await this.host.sleep(20 + this.prng.nextInt(80));
-        continue;
-      }
+      const picked = await this.pickReplica(client);
+      if (picked === null) continue;
+      const { target, replica } = picked;
       try {
         // A ReadIndex read is registered now, in the term the member leads (if it does).
         const status = this.host.nodes[target]!.node?.raftStatus(false);
@@ -340,6 +332,15 @@ export class Workload {
       return swapped ? { swapped } : { swapped, value: result.value === null || result.value === undefined ? null : decoder.decode(result.value) };
     }
     return {};
+  }
+
+  /** The member to ask next and its replica; null (after a pause, as a client waits) when no member is up. */
+  private async pickReplica(client: number): Promise<{ target: NodeId; replica: KvReplica } | null> {
+    const target = this.pickTarget(client);
+    const replica = target === -1 ? null : this.host.nodes[target]!.replica;
+    if (replica !== null) return { target, replica };
+    await this.host.sleep(20 + this.prng.nextInt(80));
+    return null;
   }
 
   private pickTarget(client: number): NodeId {

@@ -270,20 +270,7 @@ export class World implements NodeHost {
   finalNodes(tailEntries: number): NodeFinal[] {
     return this.nodes.map((node) => {
       const raft = node.node;
-      if (node.alive && raft !== null) {
-        const status = raft.raftStatus(false);
-        return {
-          node: node.id,
-          alive: true,
-          role: status.role,
-          term: status.term,
-          commit: status.commitIndex,
-          applied: node.appliedIndex,
-          lastIndex: status.lastIndex,
-          snapshotIndex: status.snapshotIndex,
-          tail: tailTerms(raft, status.snapshotIndex, status.lastIndex, tailEntries),
-        };
-      }
+      if (node.alive && raft !== null) return liveNodeState(node, raft.raftStatus(false), tailEntries);
       const seen = this.lastSeen[node.id];
       return seen === undefined
         ? { node: node.id, alive: false, role: 'follower', term: 0, commit: 0, applied: 0, lastIndex: 0, snapshotIndex: 0, tail: [] }
@@ -622,6 +609,22 @@ export interface NodeFinal extends NodeSeen {
   readonly alive: boolean;
   /** The terms of the log's last entries after the snapshot (at most the count asked for), the last at lastIndex. */
   readonly tail: readonly number[];
+}
+
+/** A running node's state from its status, with the terms of its last `tailEntries` entries. */
+export function liveNodeState(node: ExplorerNode, status: RaftStatus, tailEntries: number): NodeFinal {
+  const raft = node.node;
+  return {
+    node: node.id,
+    alive: true,
+    role: status.role,
+    term: status.term,
+    commit: status.commitIndex,
+    applied: node.appliedIndex,
+    lastIndex: status.lastIndex,
+    snapshotIndex: status.snapshotIndex,
+    tail: raft === null ? [] : tailTerms(raft, status.snapshotIndex, status.lastIndex, tailEntries),
+  };
 }
 
 /** The terms of entries max(snapshotIndex + 1, lastIndex - count + 1)..lastIndex that the log holds. */

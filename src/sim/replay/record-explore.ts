@@ -10,7 +10,7 @@ import type { RaftStatus } from '../../core/raft.js';
 import { DRIVER_BUGS, type DriverBug } from '../../driver/ready-driver.js';
 import { exploreSeed, type ExploreOptions, type ExploreResult } from '../explorer/explorer.js';
 import type { ExplorerNode } from '../explorer/explorer-node.js';
-import { tailTerms, type NodeFinal, type World, type WorldRecorder, type WorldShape } from '../explorer/world.js';
+import { liveNodeState, type NodeFinal, type World, type WorldRecorder, type WorldShape } from '../explorer/world.js';
 import type { DropReason, SimNetworkObserver } from '../sim-network.js';
 import { TAIL_ENTRIES, type LinkChange, type MessageSpan, type NodeFrame, type Recording, type ReplaySource, type RunOutcome, type TraceLine } from './recording.js';
 
@@ -130,17 +130,8 @@ export class LinkLog {
   }
 }
 
-interface Span {
-  from: NodeId;
-  to: NodeId;
-  type: string;
-  term: number;
-  bytes: number;
-  sentAt: number;
-  endAt: number;
-  outcome: 'delivered' | 'dropped' | 'in-flight';
-  why?: string;
-}
+/** A message span still being filled in. */
+type Span = { -readonly [K in keyof MessageSpan]: MessageSpan[K] };
 
 /** The recorder a World calls; collects everything a Recording holds. */
 export class ExploreRecorder implements SimNetworkObserver {
@@ -213,19 +204,7 @@ export class ExploreRecorder implements SimNetworkObserver {
   }
 
   private frame(node: ExplorerNode, status: RaftStatus, t: number): void {
-    const raft = node.node;
-    this.push({
-      t,
-      node: node.id,
-      alive: true,
-      role: status.role,
-      term: status.term,
-      commit: status.commitIndex,
-      applied: node.appliedIndex,
-      lastIndex: status.lastIndex,
-      snapshotIndex: status.snapshotIndex,
-      tail: raft === null ? [] : tailTerms(raft, status.snapshotIndex, status.lastIndex, TAIL_ENTRIES),
-    });
+    this.push({ t, ...liveNodeState(node, status, TAIL_ENTRIES) });
   }
 
   private push(frame: NodeFrame): void {

@@ -9,7 +9,7 @@
  * The tests live in test/suite/ and are passed in (nothing in src/ imports test/).
  */
 import { messageSize } from '../../codec/index.js';
-import type { Message, NodeId } from '../../core/messages.js';
+import type { Message } from '../../core/messages.js';
 import type { RaftStatus } from '../../core/raft.js';
 import type { Cluster, ClusterRecorder } from '../../harness/cluster.js';
 import type { HarnessServer } from '../../harness/runtime-server.js';
@@ -18,7 +18,7 @@ import type { CallWatch, NetworkObserver } from '../network.js';
 import { SimNode } from '../sim-node.js';
 import type { RecordHooks } from './record-explore.js';
 import { LinkLog, violationNodeOf } from './record-explore.js';
-import { TAIL_ENTRIES, type LinkChange, type NodeFrame, type Recording, type ReplaySource, type RunOutcome, type TraceLine } from './recording.js';
+import { TAIL_ENTRIES, type LinkChange, type MessageSpan, type NodeFrame, type Recording, type ReplaySource, type RunOutcome, type TraceLine } from './recording.js';
 
 export type SuiteSource = ReplaySource & { readonly kind: 'suite' };
 
@@ -33,17 +33,8 @@ export function suiteTestFor(suite: Readonly<Record<string, readonly SuiteTest[]
   return test ?? `unknown test "${source.name}" in part ${source.part}; known: ${tests.map((t) => t.name).join(', ')}`;
 }
 
-interface Span {
-  from: NodeId;
-  to: NodeId;
-  type: string;
-  term: number;
-  bytes: number;
-  sentAt: number;
-  endAt: number;
-  outcome: 'delivered' | 'dropped' | 'in-flight';
-  why?: string;
-}
+/** A message span still being filled in. */
+type Span = { -readonly [K in keyof MessageSpan]: MessageSpan[K] };
 
 function isRaftMessage(m: unknown): m is Message {
   const x = m as { type?: unknown; from?: unknown; to?: unknown };
