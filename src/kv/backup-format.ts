@@ -30,9 +30,8 @@ export const BACKUP_VERSION = 1;
 /** A header line longer than this is not a backup's. */
 const HEADER_BYTES_MAX = 64 * 1024;
 
-export interface BackupHeader {
-  readonly format: typeof BACKUP_FORMAT;
-  readonly version: typeof BACKUP_VERSION;
+/** What the leader hands out for a backup. */
+export interface BackupSource {
   readonly clusterId: string;
   /** The member that served it (the leader then). */
   readonly takenFrom: number;
@@ -40,20 +39,16 @@ export interface BackupHeader {
   readonly term: number;
   readonly voters: readonly number[];
   readonly learners: readonly number[];
+  readonly data: Uint8Array;
+}
+
+/** A backup file's header line: the source without its data, and what describes the data. */
+export interface BackupHeader extends Omit<BackupSource, 'data'> {
+  readonly format: typeof BACKUP_FORMAT;
+  readonly version: typeof BACKUP_VERSION;
   readonly createdAt: string;
   readonly dataBytes: number;
   readonly sha256: string;
-}
-
-/** What the leader hands out for a backup. */
-export interface BackupSource {
-  readonly clusterId: string;
-  readonly takenFrom: number;
-  readonly index: number;
-  readonly term: number;
-  readonly voters: readonly number[];
-  readonly learners: readonly number[];
-  readonly data: Uint8Array;
 }
 
 /** A file that is not a usable backup: the reason names what is wrong. */

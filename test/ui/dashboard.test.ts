@@ -9,13 +9,13 @@
  * Skipped when no chromium is installed (.ci/run installs it with apt-get).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { findChromium } from './chromium.js';
 import { startPorts, type StartPorts, TsraftStart } from '../cli/cli-fixture.js';
 
 /** The nodes' default election timeout is drawn from 1000-2000 ms. */
@@ -26,16 +26,6 @@ const ELECTION_TIMEOUT_MAX_MS = 2000;
  */
 const NEW_LEADER_BOUND_MS = 2 * ELECTION_TIMEOUT_MAX_MS + 2000;
 const SCREENSHOT = fileURLToPath(new URL('../../../docs/images/dashboard.png', import.meta.url));
-
-function findChromium(): string | null {
-  for (const candidate of ['/usr/bin/chromium', '/usr/bin/chromium-browser']) if (existsSync(candidate)) return candidate;
-  try {
-    const found = execFileSync('sh', ['-c', 'command -v chromium || command -v chromium-browser'], { encoding: 'utf8' }).trim();
-    return found === '' ? null : found;
-  } catch {
-    return null;
-  }
-}
 
 /** The leader the page names ("node N leads, term T"), or null. */
 async function shownLeader(page: Page): Promise<number | null> {

@@ -15,12 +15,13 @@
  * Skipped when no chromium is installed (.ci/run installs it with apt-get).
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { findChromium } from './chromium.js';
 
 const PAGE = fileURLToPath(new URL('../../ui/replay/index.html', import.meta.url));
 const EXPLORE_CLI = fileURLToPath(new URL('../../scripts/explore.js', import.meta.url));
@@ -32,16 +33,6 @@ const PASSING = { seed: 7, args: ['--nodes', '3', '--seconds', '5'], fragment: '
 const FAILING = { seed: 4, args: ['--nodes', '3', '--seconds', '5', '--bug', 'commit-old-term'], fragment: '#explore/seed=4&nodes=3&seconds=5&bug=commit-old-term', invariant: 'commit rule' };
 /** How long a run in the page may take (it takes a second or two). */
 const RUN_TIMEOUT_MS = 30_000;
-
-function findChromium(): string | null {
-  for (const candidate of ['/usr/bin/chromium', '/usr/bin/chromium-browser']) if (existsSync(candidate)) return candidate;
-  try {
-    const found = execFileSync('sh', ['-c', 'command -v chromium || command -v chromium-browser'], { encoding: 'utf8' }).trim();
-    return found === '' ? null : found;
-  } catch {
-    return null;
-  }
-}
 
 /** The explorer CLI's "final state:" line for a seed (it exits 1 for a failing seed: that is fine here). */
 function cliFinalState(seed: number, args: readonly string[]): string {

@@ -129,8 +129,7 @@ export class Workload {
       if (picked === null) continue;
       const { target, replica } = picked;
       try {
-        const status = this.host.nodes[target]!.node?.raftStatus(false);
-        const readAt = { term: status?.role === 'leader' ? status.term : -1, at: this.host.now() };
+        const readAt = this.readStamp(target);
         const answer = await this.withTimeout(replica.confirmRead(this.options.attemptTimeoutMs), this.options.attemptTimeoutMs + 100);
         if (answer === TIMED_OUT) {
           this.leaderHint[client] = -1;
@@ -251,9 +250,7 @@ export class Workload {
       if (picked === null) continue;
       const { target, replica } = picked;
       try {
-        // A ReadIndex read is registered now, in the term the member leads (if it does).
-        const status = this.host.nodes[target]!.node?.raftStatus(false);
-        const readAt = { term: status?.role === 'leader' ? status.term : -1, at: this.host.now() };
+        const readAt = this.readStamp(target);
         const attempt =
           command === null
             ? replica.read(encoder.encode(input.key), this.options.readMode, this.options.attemptTimeoutMs).then((r) => {
@@ -332,6 +329,12 @@ export class Workload {
       return swapped ? { swapped } : { swapped, value: result.value === null || result.value === undefined ? null : decoder.decode(result.value) };
     }
     return {};
+  }
+
+  /** A ReadIndex read registered now on `target`: the term it leads in (-1 if it does not) and the time. */
+  private readStamp(target: NodeId): { term: number; at: number } {
+    const status = this.host.nodes[target]!.node?.raftStatus(false);
+    return { term: status?.role === 'leader' ? status.term : -1, at: this.host.now() };
   }
 
   /** The member to ask next and its replica; null (after a pause, as a client waits) when no member is up. */
