@@ -56,6 +56,7 @@ export type {
   KvValue,
   KvWriteResult,
 } from './kv/client.js';
+export type { KvLeaseGrant, KvLeaseKeepAlive, KvLeaseKeeper, KvLeaseKeeperOptions, KvLeaseList, KvLeaseRevoke, KvLeaseSummary, KvLeaseTimeToLive } from './kv/client-types.js';
 export type { KvWatchBatch, KvWatchEvent, KvWatchFilter, KvWatchOptions } from './kv/client-watch.js';
 export type { BackupHeader } from './kv/backup-format.js';
 export type { KvServerStatus, LeaderTransferResult } from './kv/api-types.js';

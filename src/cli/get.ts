@@ -1,14 +1,15 @@
 /**
  * `tsraft get KEY`: prints the value's bytes as stored (never re-encoded: invalid UTF-8 is not
  * turned into U+FFFD) and a newline; `--raw` without the newline, `--base64` as base64,
- * `-o json` as JSON (with the key's revisions and the store revision the read reflects). Exit 1 if
+ * `-o json` as JSON (with the key's revisions, its lease when it has one, and the store revision
+ * the read reflects). Exit 1 if
  * the key is absent.
  *
  * `tsraft get --prefix P` / `--from A [--to B]`: every key of the range in key-byte order, read page
  * by page (one page in memory at a time, each linearizable unless --stale), printed as it arrives:
  * a line with the key and a line with the value each (`--keys-only`: keys only; `--base64`: both
  * base64), or with `-o json` one document `{"kvs":[{"key","value","encoding","createRevision",
- * "modRevision","version"},...],"count","revision"}` (keys that are not UTF-8 with
+ * "modRevision","version"[,"lease"]},...],"count","revision"}` (keys that are not UTF-8 with
  * `"keyEncoding":"base64"`; `revision`: the first page's). `--limit N` stops after N keys.
  * An empty range is no failure (exit 0).
  */
@@ -68,7 +69,16 @@ export function getCommand(): Command {
         process.exitCode = EXIT.failed;
         return;
       }
-      printJson({ key, found: true, ...jsonValue(read.value), revision: read.revision, createRevision: read.createRevision, modRevision: read.modRevision, version: read.version });
+      printJson({
+        key,
+        found: true,
+        ...jsonValue(read.value),
+        revision: read.revision,
+        createRevision: read.createRevision,
+        modRevision: read.modRevision,
+        version: read.version,
+        ...(read.lease === undefined ? {} : { lease: read.lease }),
+      });
       return;
     }
     const value = await callCluster(`get ${JSON.stringify(key)}`, () => client.getBytes(key, { stale: options.stale === true }));
@@ -119,7 +129,7 @@ async function getRange(options: GetOptions, json: boolean): Promise<void> {
         const k = jsonValue(kv.key);
         const item: Record<string, unknown> = { key: k.value, ...(k.encoding === 'base64' ? { keyEncoding: 'base64' } : {}) };
         if (kv.value !== undefined) Object.assign(item, jsonValue(kv.value));
-        Object.assign(item, { createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version });
+        Object.assign(item, { createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version }, kv.lease === undefined ? {} : { lease: kv.lease });
         await write(`${printed === 0 ? '\n  ' : ',\n  '}${JSON.stringify(item)}`);
       } else if (options.base64 === true) {
         await write(`${Buffer.from(kv.key).toString('base64')}\n${kv.value === undefined ? '' : `${Buffer.from(kv.value).toString('base64')}\n`}`);

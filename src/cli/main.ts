@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `tsraft` command line: a local cluster (`start`), one cluster member (`node`), the KV client
- * commands (`get`, `put`, `del`, `append`, `cas`, `txn`), `status`, `leader transfer`, `member list|add|promote|remove` `certs init|node|client` and `tokens add|list|remove`. One file per command beside this
+ * commands (`get`, `put`, `del`, `append`, `cas`, `txn`, `watch`, `lease grant|revoke|keepalive|timetolive|list`), `status`, `leader transfer`, `member list|add|promote|remove` `certs init|node|client` and `tokens add|list|remove`. One file per command beside this
  * one; `tsraft <command> --help` describes each.
  *
  * Exit codes (every command): 0 ok, 1 not found / cas not swapped / runtime failure, 2 usage error,
@@ -16,6 +16,7 @@ import { CliError, EXIT, UsageError, errorMessage } from './common.js';
 import { delCommand } from './del.js';
 import { getCommand } from './get.js';
 import { leaderCommand } from './leader.js';
+import { leaseCommand } from './lease.js';
 import { memberCommand } from './member.js';
 import { nodeCommand } from './node.js';
 import { putCommand } from './put.js';
@@ -44,6 +45,8 @@ Examples:
   tsraft get greeting                  read it back (linearizable; --stale for a local read)
   tsraft txn acquire.json              a transaction from a JSON file (exit 1 when its else branch ran)
   tsraft watch --prefix app/           print every change under app/ as it is applied
+  tsraft lease grant 30                a lease of 30 s (prints its id); tsraft put KEY VALUE --lease ID attaches a key
+  tsraft lease keepalive 7             keep lease 7 alive until Ctrl-C (its keys are deleted once it expires)
   tsraft status                        role, term, commit and lag of every node
   tsraft leader transfer --to 2        hand leadership to node 2 (without --to: the most up-to-date follower)
   tsraft member list                   the members: voters, learners, the leader
@@ -56,7 +59,7 @@ Examples:
                                        a bearer token for the HTTP API (tsraft node --auth-file auth.json)`,
     );
   // Commands are added after exitOverride() so they inherit it.
-  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), txnCommand(), watchCommand(), statusCommand(), leaderCommand(), memberCommand(), snapshotCommand(), certsCommand(), tokensCommand()]) {
+  for (const command of [startCommand(), nodeCommand(), getCommand(), putCommand(), delCommand(), appendCommand(), casCommand(), txnCommand(), watchCommand(), leaseCommand(), statusCommand(), leaderCommand(), memberCommand(), snapshotCommand(), certsCommand(), tokensCommand()]) {
     command.exitOverride().showHelpAfterError('(add --help for usage)');
     program.addCommand(command);
   }

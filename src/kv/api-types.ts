@@ -21,6 +21,8 @@ export interface KvServerStatus {
   readonly keys: number;
   readonly bytes: number;
   readonly sessions: number;
+  /** Leases the store holds. */
+  readonly leases: number;
   /** The KV store's revision on this node (the writes it has applied that changed the store; see state-machine.ts). */
   readonly revision: number;
   readonly snapshotsTaken: number;

@@ -1,11 +1,15 @@
 /**
  * What KvClient takes and answers with (client.ts re-exports all of it): options, results, the
- * range, transaction and membership shapes, and KvClientError.
+ * range, transaction, membership and lease shapes, and KvClientError.
  */
 import type { KvClientTls } from './client-http.js';
 import type { MembershipChangeResult, MembersView, MemberView } from './api-types.js';
 
-export type KvClientErrorCode = 'timeout' | 'bad-request' | 'stale-request' | 'server-error' | 'outcome-unknown' | 'tls' | 'compacted';
+/**
+ * 'lease-not-found': the lease named (a revoke, a keep-alive, a put or txn attaching a key) does not
+ * exist: it expired, was revoked or was never granted; nothing was written.
+ */
+export type KvClientErrorCode = 'timeout' | 'bad-request' | 'stale-request' | 'server-error' | 'outcome-unknown' | 'tls' | 'compacted' | 'lease-not-found';
 
 export class KvClientError extends Error {
   override readonly name = 'KvClientError';
@@ -95,6 +99,8 @@ export interface KvReadResult extends KvKeyRevisions {
   readonly value: Uint8Array;
   /** The store revision the read reflects. */
   readonly revision: number;
+  /** The lease the key is attached to, if any (it is deleted when that lease expires or is revoked). */
+  readonly lease?: number;
 }
 
 /** One key of a range page. */
@@ -102,6 +108,8 @@ export interface KvRangeKv extends KvKeyRevisions {
   readonly key: Uint8Array;
   /** Absent with keysOnly. */
   readonly value?: Uint8Array;
+  /** The lease the key is attached to, if any (it is deleted when that lease expires or is revoked). */
+  readonly lease?: number;
 }
 
 /** Which keys a range reads: every key that starts with `prefix`, or [start, end) (no end: to the end of the keyspace). */
@@ -147,7 +155,8 @@ export type KvTxnCompare =
 
 /** One op of a transaction's branch. */
 export type KvTxnRequestOp =
-  | { readonly put: { readonly key: KvKey; readonly value: KvValue } }
+  /** `lease`: attach the key to that lease (it must exist, else the whole txn is refused: 'lease-not-found'). */
+  | { readonly put: { readonly key: KvKey; readonly value: KvValue; readonly lease?: number } }
   | { readonly delete: { readonly key: KvKey } }
   | { readonly get: { readonly key: KvKey } };
 
@@ -193,6 +202,83 @@ export interface KvNewMember {
   readonly http: string;
   /** Default 'learner' (catches up without counting in any majority; promote it afterwards). */
   readonly role?: KvMemberRole;
+}
+
+/** A lease just granted (leaseGrant). */
+export interface KvLeaseGrant {
+  readonly id: number;
+  /** Its TTL, in seconds. */
+  readonly ttl: number;
+  /** The store revision when it was granted (a grant does not change it). */
+  readonly revision: number;
+  /** The log index where the grant took effect (a retry answered from the session table: the original's). */
+  readonly index: number;
+}
+
+/** A lease just revoked (leaseRevoke): its keys were deleted at `revision`. */
+export interface KvLeaseRevoke {
+  readonly id: number;
+  readonly ttl: number;
+  /** How many keys were deleted with it. */
+  readonly deleted: number;
+  readonly revision: number;
+  readonly index: number;
+}
+
+/** A lease just kept alive (leaseKeepAlive): the leader restarted its clock at `ttl` seconds. */
+export interface KvLeaseKeepAlive {
+  readonly id: number;
+  readonly ttl: number;
+  readonly revision: number;
+}
+
+/** What the leader knows of a lease (leaseTimeToLive). */
+export interface KvLeaseTimeToLive {
+  readonly id: number;
+  /** The TTL it was granted with, in seconds. */
+  readonly ttl: number;
+  /** Seconds left on the leader's clock (millisecond precision) unless it is kept alive. */
+  readonly remaining: number;
+  /** Keys attached to it. */
+  readonly keyCount: number;
+  /** The keys attached to it, in key-byte order (only when asked for with `keys`). */
+  readonly keys?: readonly Uint8Array[];
+  readonly revision: number;
+}
+
+/** One lease of leaseList(). */
+export interface KvLeaseSummary {
+  readonly id: number;
+  readonly ttl: number;
+  readonly keyCount: number;
+}
+
+/** Every lease the store holds (leaseList), in id order. */
+export interface KvLeaseList {
+  readonly leases: readonly KvLeaseSummary[];
+  readonly revision: number;
+}
+
+export interface KvLeaseKeeperOptions {
+  /**
+   * Time between keep-alives (default a third of the lease's TTL, as the first keep-alive reports
+   * it). More than the TTL lets the lease expire between them.
+   */
+  readonly intervalMs?: number;
+  /** Called after each keep-alive the leader confirmed (the first one included). */
+  readonly onRenewal?: (renewal: KvLeaseKeepAlive) => void;
+}
+
+/** A lease kept alive in the background (keepLeaseAlive). */
+export interface KvLeaseKeeper {
+  /** Stops sending keep-alives (the lease then expires after its TTL, unless revoked); `done` resolves. Idempotent. */
+  stop(): void;
+  /**
+   * Resolves once stop() is called. Rejects when the lease is lost: KvClientError 'lease-not-found'
+   * (it expired or was revoked), 'timeout' (no keep-alive was confirmed within one TTL of the last
+   * one, so it may have expired), or the first keep-alive's own error.
+   */
+  readonly done: Promise<void>;
 }
 
 export type KvKey = string | Uint8Array;

@@ -33,6 +33,11 @@
  *   rangePages() / rangeAll() follow the `next` tokens page by page; count() counts a range.
  * - Transactions: txn({ compare, then, else }) is POST /v1/txn, sent like a write (a session, the
  *   same retries); keys and values go base64, results come back typed, values as bytes.
+ * - Leases (client-lease.ts): leaseGrant/leaseRevoke/leaseKeepAlive/leaseTimeToLive/leaseList go to
+ *   the leader like writes (only it times leases); a grant and a revoke carry a session, so a
+ *   resent one applies once. put(key, value, { lease }) and a txn put's `lease` attach a key.
+ *   keepLeaseAlive() keeps a lease alive in the background. A lease the store does not hold is
+ *   KvClientError 'lease-not-found' (404), whatever named it.
  * - transferLeadership() asks the leader (found the same way) to hand leadership over. It is
  *   resent only when nothing can have happened (a refused connection, a redirect, 503 no-leader);
  *   without a target, a request that may have reached the leader but got no answer rejects with
@@ -51,6 +56,8 @@ import { randomUUID } from 'node:crypto';
 import { CLIENT_ID_BYTES_MAX } from './commands.js';
 import { BackupError, parseBackupFile, type BackupHeader } from './backup-format.js';
 import { watchChanges, type KvWatchBatch, type KvWatchFilter, type KvWatchOptions } from './client-watch.js';
+import { keepLeaseAlive, leaseIdSegment, parseLeaseGrant, parseLeaseKeepAlive, parseLeaseList, parseLeaseRevoke, parseLeaseTimeToLive } from './client-lease.js';
+import { leaseTtlProblem } from './lease-commands.js';
 import { ClientEndpoints, DEFAULT_ATTEMPT_TIMEOUT_MS, SilentEndpoints, SLOW_OPERATION_ATTEMPT_MS, attemptBudgetMs, checkAttemptTimeout } from './client-endpoints.js';
 import { certificateFailure, clusterHttp, describeCertificateFailure, type ClusterHttp } from './client-http.js';
 
@@ -60,6 +67,13 @@ import {
   type KvCasResult,
   type KvClientOptions,
   type KvKey,
+  type KvLeaseGrant,
+  type KvLeaseKeepAlive,
+  type KvLeaseKeeper,
+  type KvLeaseKeeperOptions,
+  type KvLeaseList,
+  type KvLeaseRevoke,
+  type KvLeaseTimeToLive,
   type KvMembers,
   type KvMembershipChange,
   type KvNewMember,
@@ -193,13 +207,23 @@ export class KvClient {
   /**
    * Sets `key` to `value`. With `ifModRevision`, only if the key's mod revision is that (0: only if
    * the key is absent); a mismatch resolves with `written: false` and the key's current mod revision.
+   * With `lease`, the key is attached to that lease (deleted when it expires or is revoked; an
+   * unknown lease rejects with 'lease-not-found' and writes nothing); without, a put detaches the
+   * key from any lease it had.
    */
-  put(key: KvKey, value: KvValue, options: { ifModRevision?: number } = {}): Promise<KvWriteResult> {
+  put(key: KvKey, value: KvValue, options: { ifModRevision?: number; lease?: number } = {}): Promise<KvWriteResult> {
     const condition = options.ifModRevision;
     if (condition !== undefined && !(Number.isSafeInteger(condition) && condition >= 0)) {
       return Promise.reject(new KvClientError('bad-request', `ifModRevision must be a non-negative integer, got ${condition}`));
     }
-    return this.write('PUT', this.path(key, condition === undefined ? {} : { 'if-mod-revision': String(condition) }), toBytes(value), condition !== undefined);
+    const query: Record<string, string> = {};
+    if (condition !== undefined) query['if-mod-revision'] = String(condition);
+    try {
+      if (options.lease !== undefined) query['lease'] = leaseIdSegment(options.lease);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.write('PUT', this.path(key, query), toBytes(value), condition !== undefined);
   }
 
   /** The value's bytes with the key's revisions and the store revision the read reflects, or null if absent. */
@@ -215,6 +239,7 @@ export class KvClient {
       createRevision: Number(j['createRevision']),
       modRevision: Number(j['modRevision']),
       version: Number(j['version']),
+      ...(typeof j['lease'] === 'number' ? { lease: j['lease'] } : {}),
     };
   }
 
@@ -247,6 +272,7 @@ export class KvClient {
         createRevision: Number(kv['createRevision']),
         modRevision: Number(kv['modRevision']),
         version: Number(kv['version']),
+        ...(typeof kv['lease'] === 'number' ? { lease: kv['lease'] } : {}),
       };
     });
     const next = typeof j['next'] === 'string' ? j['next'] : null;
@@ -359,6 +385,51 @@ export class KvClient {
     );
   }
 
+  /** Grants a lease of `ttlSeconds` (1..9e9), sent like a write (a retry answers the same lease). */
+  async leaseGrant(ttlSeconds: number): Promise<KvLeaseGrant> {
+    const problem = leaseTtlProblem(ttlSeconds);
+    if (problem !== null) throw new KvClientError('bad-request', problem);
+    const body = encoder.encode(JSON.stringify({ ttl: ttlSeconds }));
+    const answer = await this.withSession((session) => this.request('POST', '/v1/leases', { write: true, body, session, contentType: 'application/json' }));
+    return parseLeaseGrant(answer.json);
+  }
+
+  /**
+   * Revokes lease `id`: it is gone and its keys are deleted, all at one revision. Sent like a write
+   * (a resent revoke that had applied answers as the first did, not 'lease-not-found').
+   */
+  async leaseRevoke(id: number): Promise<KvLeaseRevoke> {
+    const path = `/v1/leases/${leaseIdSegment(id)}`;
+    const answer = await this.withSession((session) => this.request('DELETE', path, { write: true, session }));
+    return parseLeaseRevoke(answer.json);
+  }
+
+  /** Restarts lease `id`'s clock on the leader at its full TTL (see keepLeaseAlive() for a loop). */
+  leaseKeepAlive(id: number): Promise<KvLeaseKeepAlive> {
+    return this.sendLeaseKeepAlive(id, this.timeoutMs);
+  }
+
+  /** What the leader knows of lease `id`: its TTL, the seconds left, its keys (`keys: true` lists them). */
+  async leaseTimeToLive(id: number, options: { keys?: boolean } = {}): Promise<KvLeaseTimeToLive> {
+    const path = `/v1/leases/${leaseIdSegment(id)}${options.keys === true ? '?keys=true&encoding=base64' : ''}`;
+    return parseLeaseTimeToLive((await this.request('GET', path, { write: false })).json);
+  }
+
+  /** Every lease the store holds, from the leader. */
+  async leaseList(): Promise<KvLeaseList> {
+    return parseLeaseList((await this.request('GET', '/v1/leases', { write: false })).json);
+  }
+
+  /**
+   * Keeps lease `id` alive in the background: a keep-alive every TTL/3 (or `intervalMs`), until
+   * stop(). `done` rejects when the lease is lost ('lease-not-found': it expired or was revoked;
+   * 'timeout': no keep-alive was confirmed for a whole TTL). See client-lease.ts.
+   */
+  keepLeaseAlive(id: number, options: KvLeaseKeeperOptions = {}): KvLeaseKeeper {
+    leaseIdSegment(id);
+    return keepLeaseAlive(id, (timeoutMs) => this.sendLeaseKeepAlive(id, timeoutMs), this.timeoutMs, options);
+  }
+
   /** A member's status (default: the current endpoint's). */
   async status(endpoint?: string): Promise<KvServerStatus> {
     const answer = await this.request('GET', '/v1/status', { write: false, ...(endpoint === undefined ? {} : { endpoint: endpoint.replace(/\/+$/, '') }) });
@@ -452,6 +523,12 @@ export class KvClient {
   }
 
   // ------------------------------------------------------------------ internals
+
+  /** One keep-alive of lease `id`, resent within `timeoutMs` (it changes nothing in the log, so resending is harmless). */
+  private async sendLeaseKeepAlive(id: number, timeoutMs: number): Promise<KvLeaseKeepAlive> {
+    const answer = await this.request('POST', `/v1/leases/${leaseIdSegment(id)}/keepalive`, { write: false, timeoutMs });
+    return parseLeaseKeepAlive(answer.json);
+  }
 
   /**
    * One membership change: sent to the leader, 409 pending / learner-behind retried; a 400 after
@@ -548,13 +625,16 @@ export class KvClient {
       accept?: (status: number, code: string | undefined) => boolean;
       /** At most this many attempts (default: until the timeout). */
       attempts?: number;
+      /** The operation's overall time limit (default: the client's timeoutMs). */
+      timeoutMs?: number;
       /** One attempt's own time limit (default: the client's attemptTimeoutMs; never more than what is left). */
       attemptTimeoutMs?: number;
       /** A 2xx answer's body is bytes (Answer.bytes), not JSON. */
       raw?: boolean;
     },
   ): Promise<Answer> {
-    const deadline = Date.now() + this.timeoutMs;
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
+    const deadline = Date.now() + timeoutMs;
     const fixed = options.endpoint;
     let base = fixed ?? this.endpoints.current;
     let failures = 0;
@@ -586,7 +666,7 @@ export class KvClient {
         const before = lastAnswer !== undefined && lastAnswer !== lastError ? `; before that: ${describe(lastAnswer)}` : '';
         throw new KvClientError(
           'timeout',
-          `${method} ${pathAndQuery} did not complete within ${this.timeoutMs} ms; last error: ${describe(lastError)}${before}`,
+          `${method} ${pathAndQuery} did not complete within ${timeoutMs} ms; last error: ${describe(lastError)}${before}`,
           lastStatus,
           lastCode,
           { cause: lastError },
@@ -703,6 +783,7 @@ export class KvClient {
         continue;
       }
       if (status === 409 && code === 'stale-request') throw new KvClientError('stale-request', detail, status, code);
+      if (status === 404 && code === 'lease-not-found') throw new KvClientError('lease-not-found', detail, status, code);
       if (status >= 400 && status < 500) throw new KvClientError('bad-request', detail, status, code);
       throw new KvClientError('server-error', detail, status, code);
     }

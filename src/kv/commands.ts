@@ -8,15 +8,20 @@
  *     op tag (1 byte: KV_OP_TAGS)  clientId (UTF-8 bytes)  seq  key
  *     put, append:  value
  *     put-if (tag 6, decoded as a put with ifModRevision):  value  ifModRevision
+ *     put-lease (tag 10, a put with a lease):  value  ifModRevision-presence (1 byte: 0 or 1)
+ *                   [ifModRevision]  lease
  *     cas:          value  expected-presence (1 byte: 0 = null/absent, 1 = present)  [expected]
  *     delete, get:  nothing more
+ *
+ * Lease grant (tag 8) and revoke (tag 9): see lease-commands.ts.
  *
  * A transaction (tag 7, KV_TXN_TAG; a KvTxnCommand, no key of its own):
  *
  *     7  clientId  seq  compare count, per compare:  key  target (1 byte: KV_COMPARE_TARGET_TAGS)
  *        op (1 byte: KV_COMPARE_OP_TAGS)  operand (value: bytes; version/create/mod: varint;
  *        exists: 1 byte, 0 or 1)
- *        then count, per op:  kind (1 byte: KV_TXN_OP_TAGS)  key  [value, for a put]
+ *        then count, per op:  kind (1 byte: KV_TXN_OP_TAGS, or 4 for a put with a lease)  key
+ *                             [value, for a put]  [lease, for a put with a lease]
  *        else count, per op: as then
  *
  * Result format:
@@ -28,6 +33,7 @@
  *             (every result this version's state machine produces), so tag-1 results (cached in
  *             sessions of version 1 and 2 snapshots) still decode and re-encode unchanged
  *     error:  tag 2, error kind (1 byte: KV_ERROR_TAGS), message (UTF-8 bytes)
+ *     lease (tag 5): revision, then the lease (lease-commands.ts: id, ttlSeconds, deletedKeys)
  *     txn (tag 4): revision, succeeded (1 byte: 0 = false, 1 = true), result count, then per op of
  *             the branch that ran: kind (1 byte: KV_TXN_OP_TAGS), value-presence (1 byte: 0 =
  *             null, 1 = bytes) [value], key-presence (1 byte: 0 = absent, 1 = present)
@@ -46,6 +52,19 @@
  */
 import { ByteReader, ByteWriter, CodecError } from '../codec/codec.js';
 import type { LogIndex } from '../core/messages.js';
+import {
+  KV_LEASE_GRANT_TAG,
+  KV_LEASE_REVOKE_TAG,
+  leaseCommandProblem,
+  leaseIdProblem,
+  leaseOutcomeProblem,
+  readLeaseCommand,
+  readLeaseOutcome,
+  writeLeaseCommand,
+  writeLeaseOutcome,
+  type KvLeaseCommand,
+  type KvLeaseOutcome,
+} from './lease-commands.js';
 
 // ---- limits ----
 
@@ -76,6 +95,12 @@ export interface KvCommand {
    * whose condition fails writes nothing and answers `swapped: false` with the key's current state.
    */
   readonly ifModRevision?: number;
+  /**
+   * put only: attach the key to this lease (it must exist, else the put answers `lease-not-found`
+   * and writes nothing). A put without it detaches the key from any lease, as etcd's does; an
+   * append or a cas keeps the key's lease.
+   */
+  readonly lease?: number;
 }
 
 /** A key's revisions (see state-machine.ts): all three are at least 1 for a present key. */
@@ -91,8 +116,10 @@ export interface KvKeyMeta {
 /**
  * - `stale-request`: the session has already applied a later seq; this request was not applied.
  * - `invalid-command`: the entry did not decode or broke a limit; it was applied as a no-op.
+ * - `lease-not-found`: a revoke, or a put attaching a key, named a lease the store does not hold
+ *   (never granted, revoked or expired); nothing was written.
  */
-export type KvErrorKind = 'stale-request' | 'invalid-command';
+export type KvErrorKind = 'stale-request' | 'invalid-command' | 'lease-not-found';
 
 export type KvResult =
   | {
@@ -117,6 +144,8 @@ export type KvResult =
        * result has `revision` and no value, swapped or key.
        */
       readonly txn?: KvTxnResult;
+      /** A lease grant or revoke: the lease. Such a result has `revision` and no value, swapped, key or txn. */
+      readonly lease?: KvLeaseOutcome;
       /** See KvDeduplicated. */
       readonly deduplicatedFrom?: LogIndex;
     }
@@ -173,7 +202,9 @@ export type KvCompare =
 export type KvTxnOpKind = 'put' | 'delete' | 'get';
 
 /** One op of a transaction's branch. */
-export type KvTxnOp = { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array } | { readonly type: 'delete' | 'get'; readonly key: Uint8Array };
+export type KvTxnOp =
+  | { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array; readonly lease?: number }
+  | { readonly type: 'delete' | 'get'; readonly key: Uint8Array };
 
 /**
  * A transaction (etcd's Txn): if every compare holds, `then` runs, else `else`, atomically, in one
@@ -191,7 +222,7 @@ export interface KvTxnCommand {
 }
 
 /** Any command the log carries. */
-export type KvAnyCommand = KvCommand | KvTxnCommand;
+export type KvAnyCommand = KvCommand | KvTxnCommand | KvLeaseCommand;
 
 /**
  * The result of one op of a transaction. put: `value` the previous value, `key` the key's
@@ -218,6 +249,8 @@ export const KV_TXN_TAG = 7;
 export const KV_COMPARE_TARGET_TAGS = { value: 1, version: 2, create: 3, mod: 4, exists: 5 } as const satisfies Record<KvCompareTarget, number>;
 export const KV_COMPARE_OP_TAGS = { '=': 1, '!=': 2, '<': 3, '>': 4 } as const satisfies Record<KvCompareOp, number>;
 export const KV_TXN_OP_TAGS = { put: 1, delete: 2, get: 3 } as const satisfies Record<KvTxnOpKind, number>;
+/** The wire tag of a txn put with a lease (decoded as a put with `lease`; never a result's kind). */
+export const KV_TXN_PUT_LEASE_TAG = 4;
 
 function inverse<T extends string>(tags: Record<T, number>): (T | undefined)[] {
   const out: (T | undefined)[] = [];
@@ -239,11 +272,14 @@ export const KV_OP_TAGS = {
 
 /** The wire tag of a put with ifModRevision (decoded as op 'put'). */
 export const KV_PUT_IF_TAG = 6;
+/** The wire tag of a put with a lease, and maybe ifModRevision (decoded as op 'put'). */
+export const KV_PUT_LEASE_TAG = 10;
 
 /** The wire tag of each error kind. Append-only: never renumber. */
 export const KV_ERROR_TAGS = {
   'stale-request': 1,
   'invalid-command': 2,
+  'lease-not-found': 3,
 } as const satisfies Record<KvErrorKind, number>;
 
 const OP_BY_TAG: (KvOp | undefined)[] = [];
@@ -255,6 +291,7 @@ const RESULT_OK = 1;
 const RESULT_ERROR = 2;
 const RESULT_OK_REVISIONS = 3;
 const RESULT_TXN = 4;
+const RESULT_LEASE = 5;
 
 // ---- strings ----
 
@@ -314,8 +351,9 @@ export function validateKvCommand(cmd: KvAnyCommand): string | null {
     const txn = txnProblem(cmd as KvTxnCommand);
     return txn === null ? null : `${txn.field}: ${txn.message}`;
   }
+  if (op === 'lease-grant' || op === 'lease-revoke') return sessionProblem(cmd) ?? leaseCommandProblem(cmd as KvLeaseCommand);
   if (typeof op !== 'string' || !Object.hasOwn(KV_OP_TAGS, op)) {
-    return `op must be one of ${Object.keys(KV_OP_TAGS).join(', ')}, txn, got ${String(op)}`;
+    return `op must be one of ${Object.keys(KV_OP_TAGS).join(', ')}, txn, lease-grant, lease-revoke, got ${String(op)}`;
   }
   const session = sessionProblem(cmd);
   if (session !== null) return session;
@@ -371,6 +409,12 @@ function singleProblem(cmd: KvCommand, op: KvOp): string | null {
     if (typeof ifModRevision !== 'number' || !Number.isSafeInteger(ifModRevision) || ifModRevision < 0) {
       return `ifModRevision must be a non-negative safe integer, got ${String(ifModRevision)}`;
     }
+  }
+  const lease = cmd.lease as unknown;
+  if (lease !== undefined) {
+    if (op !== 'put') return `${op} takes no lease`;
+    const problem = leaseIdProblem(lease);
+    if (problem !== null) return problem;
   }
   return null;
 }
@@ -436,11 +480,15 @@ export function txnProblem(cmd: KvTxnCommand): KvTxnProblem | null {
       const problem = keyProblem(op.key, `${field}.key`);
       if (problem !== null) return problem;
       const value = (op as { value?: unknown }).value;
+      const lease = (op as { lease?: unknown }).lease;
       if (op.type === 'put') {
         const vp = valueProblem(value, `${field}.value`);
         if (vp !== null) return vp;
+        if (lease !== undefined && leaseIdProblem(lease) !== null) return bad('bad-txn', `${field}.lease`, leaseIdProblem(lease)!);
       } else if (value !== undefined) {
         return bad('bad-txn', `${field}.value`, `a ${op.type} takes no value`);
+      } else if (lease !== undefined) {
+        return bad('bad-txn', `${field}.lease`, `a ${op.type} takes no lease`);
       }
       if (op.type !== 'get') {
         const k = String.fromCharCode(...op.key);
@@ -460,6 +508,15 @@ export function encodeKvCommand(cmd: KvAnyCommand): Uint8Array {
   const problem = validateKvCommand(cmd);
   if (problem !== null) throw new RangeError(`invalid KV command: ${problem}`);
   if (cmd.op === 'txn') return encodeTxn(cmd);
+  if (cmd.op === 'lease-grant' || cmd.op === 'lease-revoke') {
+    const clientId = utf8Encode(cmd.clientId);
+    const w = new ByteWriter(32 + clientId.length);
+    w.writeByte(cmd.op === 'lease-grant' ? KV_LEASE_GRANT_TAG : KV_LEASE_REVOKE_TAG);
+    w.writeBytes(clientId, 'clientId');
+    w.writeVarint(cmd.seq, 'seq');
+    writeLeaseCommand(w, cmd);
+    return w.finish();
+  }
   const clientId = utf8Encode(cmd.clientId);
   const value = cmd.value;
   const expected = cmd.expected;
@@ -467,12 +524,19 @@ export function encodeKvCommand(cmd: KvAnyCommand): Uint8Array {
     16 + clientId.length + cmd.key.length + (value?.length ?? 0) + (expected instanceof Uint8Array ? expected.length : 0),
   );
   const conditional = cmd.op === 'put' && cmd.ifModRevision !== undefined;
-  w.writeByte(conditional ? KV_PUT_IF_TAG : KV_OP_TAGS[cmd.op]);
+  const leased = cmd.op === 'put' && cmd.lease !== undefined;
+  w.writeByte(leased ? KV_PUT_LEASE_TAG : conditional ? KV_PUT_IF_TAG : KV_OP_TAGS[cmd.op]);
   w.writeBytes(clientId, 'clientId');
   w.writeVarint(cmd.seq, 'seq');
   w.writeBytes(cmd.key, 'key');
   if (value !== undefined) w.writeBytes(value, 'value');
-  if (conditional) w.writeVarint(cmd.ifModRevision!, 'ifModRevision');
+  if (leased) {
+    w.writeByte(conditional ? 1 : 0);
+    if (conditional) w.writeVarint(cmd.ifModRevision!, 'ifModRevision');
+    w.writeVarint(cmd.lease!, 'lease');
+  } else if (conditional) {
+    w.writeVarint(cmd.ifModRevision!, 'ifModRevision');
+  }
   if (cmd.op === 'cas') {
     if (expected instanceof Uint8Array) {
       w.writeByte(1);
@@ -505,9 +569,11 @@ function encodeTxn(cmd: KvTxnCommand): Uint8Array {
   for (const ops of [cmd.then, cmd.else]) {
     w.writeVarint(ops.length, 'op count');
     for (const op of ops) {
-      w.writeByte(KV_TXN_OP_TAGS[op.type]);
+      const leased = op.type === 'put' && op.lease !== undefined;
+      w.writeByte(leased ? KV_TXN_PUT_LEASE_TAG : KV_TXN_OP_TAGS[op.type]);
       w.writeBytes(op.key, 'key');
       if (op.type === 'put') w.writeBytes(op.value, 'value');
+      if (leased) w.writeVarint(op.lease!, 'lease');
     }
   }
   return w.finish();
@@ -550,10 +616,12 @@ function decodeTxn(r: ByteReader): KvTxnCommand {
     const n = count(`${branch} op`, 2);
     for (let i = 0; i < n; i++) {
       const at = r.offset;
-      const type = TXN_OP_BY_TAG[r.readByte('txn op')];
+      const tag = r.readByte('txn op');
+      const type = tag === KV_TXN_PUT_LEASE_TAG ? 'put' : TXN_OP_BY_TAG[tag];
       if (type === undefined) throw new CodecError(`unknown txn op at offset ${at}`);
       const key = r.readBytes();
-      ops.push(type === 'put' ? { type, key, value: r.readBytes() } : { type, key });
+      if (tag === KV_TXN_PUT_LEASE_TAG) ops.push({ type: 'put', key, value: r.readBytes(), lease: r.readVarint() });
+      else ops.push(type === 'put' ? { type, key, value: r.readBytes() } : { type, key });
     }
     branches.push(ops);
   }
@@ -572,7 +640,14 @@ export function decodeKvCommand(bytes: Uint8Array): KvAnyCommand {
     r.expectEnd('KV command');
     return txn;
   }
-  const op = tag === KV_PUT_IF_TAG ? 'put' : OP_BY_TAG[tag];
+  if (tag === KV_LEASE_GRANT_TAG || tag === KV_LEASE_REVOKE_TAG) {
+    const clientIdAt = r.offset;
+    const clientId = utf8Decode(r.readBytes(), 'clientId', clientIdAt);
+    const lease = readLeaseCommand(r, tag, clientId, r.readVarint());
+    r.expectEnd('KV command');
+    return lease;
+  }
+  const op = tag === KV_PUT_IF_TAG || tag === KV_PUT_LEASE_TAG ? 'put' : OP_BY_TAG[tag];
   if (op === undefined) throw new CodecError(`unknown KV op tag ${tag} at offset 0`);
   const clientIdAt = r.offset;
   const clientId = utf8Decode(r.readBytes(), 'clientId', clientIdAt);
@@ -584,6 +659,13 @@ export function decodeKvCommand(bytes: Uint8Array): KvAnyCommand {
     case 'append':
       cmd = { op, clientId, seq, key, value: r.readBytes() };
       if (tag === KV_PUT_IF_TAG) cmd = { ...cmd, ifModRevision: r.readVarint() };
+      if (tag === KV_PUT_LEASE_TAG) {
+        const at = r.offset;
+        const conditional = r.readByte('ifModRevision presence');
+        if (conditional > 1) throw new CodecError(`invalid ifModRevision presence ${conditional} at offset ${at}`);
+        if (conditional === 1) cmd = { ...cmd, ifModRevision: r.readVarint() };
+        cmd = { ...cmd, lease: r.readVarint() };
+      }
       break;
     case 'cas': {
       const value = r.readBytes();
@@ -626,6 +708,14 @@ function checkResult(result: KvResult): void {
   }
   if (result.ok === true && result.txn !== undefined) {
     checkTxnResult(result);
+  } else if (result.ok === true && result.lease !== undefined) {
+    const revision = result.revision as unknown;
+    if (typeof revision !== 'number' || !Number.isSafeInteger(revision) || revision < 0) {
+      throw new RangeError(`KV lease result revision must be a non-negative safe integer, got ${String(revision)}`);
+    }
+    if (result.value !== undefined || result.swapped !== undefined || result.key !== undefined) throw new RangeError('a KV lease result has no value, swapped or key');
+    const problem = leaseOutcomeProblem(result.lease);
+    if (problem !== null) throw new RangeError(`KV lease result: ${problem}`);
   } else if (result.ok === true) {
     const value = result.value as unknown;
     if (value !== undefined && value !== null && !(value instanceof Uint8Array)) {
@@ -698,7 +788,11 @@ function txnOpResultProblem(op: KvTxnOpResult, revision: number): string | null 
  */
 export function writeKvResult(w: ByteWriter, result: KvResult): void {
   checkResult(result);
-  if (result.ok && result.txn !== undefined) {
+  if (result.ok && result.lease !== undefined) {
+    w.writeByte(RESULT_LEASE);
+    w.writeVarint(result.revision!, 'revision');
+    writeLeaseOutcome(w, result.lease);
+  } else if (result.ok && result.txn !== undefined) {
     w.writeByte(RESULT_TXN);
     w.writeVarint(result.revision!, 'revision');
     w.writeByte(result.txn.succeeded ? 1 : 0);
@@ -811,6 +905,10 @@ export function readKvResult(r: ByteReader): KvResult {
       results.push(op);
     }
     return { ok: true, revision, txn: { succeeded: succeeded === 1, results } };
+  }
+  if (tag === RESULT_LEASE) {
+    const revision = r.readVarint();
+    return { ok: true, revision, lease: readLeaseOutcome(r) };
   }
   if (tag === RESULT_ERROR) {
     const kindAt = r.offset;

@@ -15,6 +15,10 @@
  *     PUT    /v1/kv/{key}        body = value  put;    200 {"index","previous","encoding","revision",...}
  *              ?if-mod-revision=N               only if the key's mod revision is N (0: absent); else 412
  *                                               revision-mismatch {"modRevision": the current one}
+ *              ?lease=ID                        attach the key to lease ID (a put without it detaches the
+ *                                               key from its lease); 404 lease-not-found, nothing written,
+ *                                               when the store does not hold it. Also on POST ?op=put
+ *     A key attached to a lease has "lease": ID in GET /v1/kv/{key} answers and range items.
  *     Every /v1/kv answer that read or wrote the store carries `revision` and X-Tsraft-Revision.
  *     POST   /v1/kv/{key}?op=append  body      append; 200 {"index","previous","encoding"}
  *     POST   /v1/kv/{key}?op=put     body      put (same as PUT)
@@ -24,7 +28,24 @@
  *     POST   /v1/txn   body = JSON           a transaction: compares, then `then` or `else` (puts, deletes,
  *                                               gets), atomically in one log entry (http-txn.ts): 200
  *                                               {"succeeded","revision","index","results":[...]}; a write (307
- *                                               on a follower, sessions, the write role), read-only ones too
+ *                                               on a follower, sessions, the write role), read-only ones too;
+ *                                               a put may name a "lease"
+ *     POST   /v1/leases   body {"ttl": N}      grant a lease of N seconds (http-lease-routes.ts): 200
+ *                                               {"id","ttl","revision","index"}; the store picks the id
+ *     DELETE /v1/leases/{id}                   revoke it: its keys are deleted, all at one new revision:
+ *                                               200 {"id","ttl","deleted": the number of keys,"revision","index"}
+ *     POST   /v1/leases/{id}/keepalive         restart its clock at its full TTL: 200 {"id","ttl","revision"}
+ *     GET    /v1/leases/{id}                   200 {"id","ttl","remaining": seconds left (3 decimals),
+ *              ?keys=true                       "keyCount","revision","index"}; with keys=true also
+ *              &encoding=base64                 "keys":[...] (ascending) and their "encoding", one for the list:
+ *                                               utf8 when every key is UTF-8 text, else (or forced) base64
+ *     GET    /v1/leases                        200 {"leases":[{"id","ttl","keyCount"}],"revision","index"}
+ *                                               Every lease route is the leader's (a follower 307s before
+ *                                               reading a body): only its clock times leases (lease-keeper.ts),
+ *                                               and a new leader restarts every lease at its full TTL, so a
+ *                                               lease never expires early; an expired lease is revoked through
+ *                                               the log like a DELETE. Grants and revokes are writes: sessions
+ *                                               make them exactly-once (a retried grant answers the same id)
  *     POST   /v1/leader/transfer             on the leader: hand leadership over (to the most up-to-date
  *              ?to=<id>                         follower, or to member <id>) and answer once the new leader is
  *                                               known: 200 {"leaderId","leaderUrl","previousLeaderId","term"}
@@ -107,6 +128,11 @@
  *     412 revision-mismatch  a put's if-mod-revision did not hold (nothing written; the current modRevision)
  *     400 bad-range, bad-token  a range without prefix or start, with both, an end not after start; a
  *         next that is not a continuation token
+ *     400 bad-ttl         a lease grant's ttl is missing or not an integer in 1..9000000000 seconds
+ *     400 bad-lease-id    a lease id in the path is not a positive integer (a bad ?lease= is bad-parameter)
+ *     404 lease-not-found  the store does not hold the lease (never granted, revoked, expired, or expiring
+ *                         now): on a revoke, keep-alive or lookup, and on a put or transaction naming it
+ *                         (nothing was written)
  *     400 bad-json, bad-txn, too-many-operations, duplicate-key  a transaction's body (the error's `field`
  *         names the part at fault, e.g. then[2].put.key); 413 value-too-large, txn-too-large there too
  *     400 invalid-key, malformed-percent-encoding, unknown-op, unknown-parameter, bad-parameter (also
@@ -143,9 +169,9 @@
  *
  * This module turns requests into calls on a KvApiBackend and their outcomes into responses: it
  * routes here (handle, route) to the /v1/kv/{key} routes in http-kv-routes.ts, the cluster
- * routes (/healthz, /readyz, /v1/status, /metrics, /v1/leader/transfer) in http-cluster-routes.ts
- * and the membership routes (/v1/members) in http-member-routes.ts, which answer a RaftNode's
- * refusals alike through http-raft-errors.ts. The server and its
+ * routes (/healthz, /readyz, /v1/status, /metrics, /v1/leader/transfer) in http-cluster-routes.ts,
+ * the membership routes (/v1/members) in http-member-routes.ts and the lease routes (/v1/leases)
+ * in http-lease-routes.ts, which answer a RaftNode's refusals alike through http-raft-errors.ts. The server and its
  * resource bounds are set up in http-server.ts; the byte-level decoding and encoding is in http-io.ts.
  */
 import type { BackupSource } from './backup-format.js';
@@ -158,12 +184,15 @@ import type { Principal } from '../security/auth-file.js';
 import type { KvServerStatus, MembersView } from './api-types.js';
 import type { KvKeyMeta, KvResult } from './commands.js';
 import type { KvRangeBounds, KvRangePage, KvRangeQuery } from './state-machine.js';
+import type { KvLeaseView } from './replica.js';
+import type { LeaseInfo } from './lease-table.js';
 import { describeError } from './describe-error.js';
 import { ClusterRoutes, TRANSFER_PATH } from './http-cluster-routes.js';
 import { discardUnreadBody, expectsContinue, HttpError, type HttpStats, sendError } from './http-io.js';
 import { KV_PREFIX, KvRoutes } from './http-kv-routes.js';
 import { TXN_PATH } from './http-txn.js';
 import { MEMBERS_PATH, MemberRoutes } from './http-member-routes.js';
+import { LEASES_PATH, LeaseRoutes } from './http-lease-routes.js';
 import { EVENTS_PATH, isUiPath, UiRoutes } from './http-ui-routes.js';
 import { DEV_FAULTS_PATH, type DevFaults, serveDevFaults } from './http-dev-routes.js';
 import type { HttpLimits } from './http-limits.js';
@@ -182,9 +211,9 @@ export interface KvApiBackend {
   readonly readMode: 'read-index' | 'log';
   /**
    * Reads the key from this node's state machine, with the index it has applied, the store
-   * revision and the key's revisions (when present; both optional for backends without revisions).
+   * revision and the key's revisions and lease (when present; optional for backends without them).
    */
-  readLocal(key: Uint8Array): { value: Uint8Array | null; index: number; revision?: number; key?: KvKeyMeta };
+  readLocal(key: Uint8Array): { value: Uint8Array | null; index: number; revision?: number; key?: KvKeyMeta & { lease?: number } };
   /** One page of a range from this node's state machine (GET /v1/kv?prefix=...); without it, ranges answer 501. */
   rangeLocal?(query: KvRangeQuery): KvRangePage & { index: number };
   /** The number of keys in a range in this node's state machine (count-only=true). */
@@ -196,6 +225,15 @@ export interface KvApiBackend {
    * errors. `result` is undefined if the state machine no longer held it by then.
    */
   commit(command: Uint8Array): Promise<{ index: number; result: KvResult }>;
+  /**
+   * Leases (POST /v1/leases/{id}/keepalive, GET /v1/leases/{id}, GET /v1/leases; grants and revokes
+   * go through `commit`), each after confirming leadership (ReadIndex), rejecting with the
+   * RaftNode's errors like confirmRead; null: the store does not hold the lease (or it is
+   * expiring). Without them, those routes answer 501. See KvReplica.leaseKeepAlive and friends.
+   */
+  leaseKeepAlive?(id: number): Promise<{ ttlSeconds: number; revision: number } | null>;
+  leaseInfo?(id: number, withKeys: boolean): Promise<KvLeaseView | null>;
+  leaseList?(): Promise<{ leases: LeaseInfo[]; revision: number; index: number }>;
   /** The HTTP base URL of a member, for redirects to the leader. */
   leaderUrl(id: number): string | undefined;
   /**
@@ -283,6 +321,7 @@ class KvHttpApi {
   private readonly cluster: ClusterRoutes;
   private readonly kv: KvRoutes;
   private readonly members: MemberRoutes;
+  private readonly leases: LeaseRoutes;
   private readonly ui = new UiRoutes();
 
   constructor(
@@ -292,6 +331,7 @@ class KvHttpApi {
     this.cluster = new ClusterRoutes(backend, stats);
     this.kv = new KvRoutes(backend, stats);
     this.members = new MemberRoutes(backend, stats);
+    this.leases = new LeaseRoutes(backend, stats);
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -362,13 +402,15 @@ class KvHttpApi {
       this.backend.openEvents(res, req.headers.authorization);
       return;
     }
-    if (rawPath === '/v1/kv' || rawPath.startsWith(KV_PREFIX) || rawPath === TXN_PATH) {
+    const leases = rawPath === LEASES_PATH || rawPath.startsWith(`${LEASES_PATH}/`);
+    if (rawPath === '/v1/kv' || rawPath.startsWith(KV_PREFIX) || rawPath === TXN_PATH || leases) {
       // A node whose Raft stopped must not answer from a state that no longer advances, not even
       // a stale read: it is about to exit and be restarted.
       if (this.backend.isNodeStopped()) {
         throw new HttpError(503, 'node-stopped', 'this node stopped on a fatal error and is exiting; ask another member', { 'Retry-After': '1' });
       }
-      if (rawPath === TXN_PATH) await this.kv.serveTxn(req, res, method, rawPath, rawQuery, principal);
+      if (leases) await this.leases.serve(req, res, method, rawPath, rawQuery, principal);
+      else if (rawPath === TXN_PATH) await this.kv.serveTxn(req, res, method, rawPath, rawQuery, principal);
       else await this.kv.serve(req, res, method, rawPath, rawQuery, principal);
       return;
     }

@@ -14,6 +14,8 @@
  *     /v1/watch                                 read (it streams keys and values)
  *     PUT, POST, DELETE /v1/kv/...              write
  *     /v1/txn (transactions, read-only ones too) write
+ *     GET /v1/leases, GET /v1/leases/{id}       read
+ *     POST, DELETE /v1/leases/...               write (grants, keep-alives, revokes)
  *     /v1/members changes, /v1/leader/transfer  admin (admin implies read and write)
  *     /v1/dev/faults (--dev-faults only)        admin
  *     /v1/snapshot (a backup of the whole store) admin
@@ -43,6 +45,7 @@ import { HttpError } from './http-io.js';
 import { KV_PREFIX } from './http-kv-routes.js';
 import { TXN_PATH } from './http-txn.js';
 import { MEMBERS_PATH } from './http-member-routes.js';
+import { LEASES_PATH } from './http-lease-routes.js';
 import { EVENTS_PATH, isUiPath } from './http-ui-routes.js';
 import { DEV_FAULTS_PATH } from './http-dev-routes.js';
 
@@ -71,6 +74,7 @@ export function requiredAccess(method: string, rawPath: string, publicPaths: Rea
   if (rawPath === MEMBERS_PATH || rawPath.startsWith(`${MEMBERS_PATH}/`)) return reading ? 'read' : 'admin';
   if (rawPath === '/v1/kv' || rawPath.startsWith(KV_PREFIX)) return reading ? 'read' : 'write';
   if (rawPath === TXN_PATH) return 'write';
+  if (rawPath === LEASES_PATH || rawPath.startsWith(`${LEASES_PATH}/`)) return reading ? 'read' : 'write';
   return 'authenticated';
 }
 

@@ -27,8 +27,8 @@ export const REVISION_HEADER = 'X-Tsraft-Revision';
 /** The query parameters each method accepts on /v1/kv/{key}; a method missing here is 405. */
 const ALLOWED_PARAMS: Record<string, ReadonlySet<string>> = {
   GET: new Set(['stale', 'encoding']),
-  PUT: new Set(['encoding', 'if-mod-revision']),
-  POST: new Set(['op', 'cas', 'cas-absent', 'encoding', 'if-mod-revision']),
+  PUT: new Set(['encoding', 'if-mod-revision', 'lease']),
+  POST: new Set(['op', 'cas', 'cas-absent', 'encoding', 'if-mod-revision', 'lease']),
   DELETE: new Set(['encoding']),
 };
 
@@ -40,9 +40,11 @@ function revisionOf(revision: number | undefined): { body: { revision?: number }
   return revision === undefined ? { body: {}, headers: {} } : { body: { revision }, headers: { [REVISION_HEADER]: String(revision) } };
 }
 
-/** A key's revisions as JSON fields (none when absent). */
-function metaFields(key: KvKeyMeta | undefined): Partial<KvKeyMeta> {
-  return key === undefined ? {} : { createRevision: key.createRevision, modRevision: key.modRevision, version: key.version };
+/** A key's revisions as JSON fields (none when absent), and its lease when it has one. */
+function metaFields(key: (KvKeyMeta & { lease?: number }) | undefined): Partial<KvKeyMeta> & { lease?: number } {
+  if (key === undefined) return {};
+  const fields = { createRevision: key.createRevision, modRevision: key.modRevision, version: key.version };
+  return key.lease === undefined ? fields : { ...fields, lease: key.lease };
 }
 
 /** A boolean query parameter: true, false or absent (false). */
@@ -82,6 +84,32 @@ function sendJsonText(res: ServerResponse, status: number, text: string, headers
 /** The continuation token of a page that ended at `key`: its base64url. */
 export function rangeToken(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('base64url');
+}
+
+/**
+ * A write's X-Client-Id / X-Request-Seq session, or null for a session-less request (the lease
+ * routes' grants and revokes take them too). With a principal
+ * the session is `<name>/<X-Client-Id>` (names never hold a "/"), so that nobody can act in, or
+ * be answered from, another principal's sessions by sending its client id.
+ */
+export function requestSession(req: IncomingMessage, principal: Principal | null): { clientId: string; seq: number } | null {
+  const rawId = req.headers['x-client-id'];
+  const rawSeq = req.headers['x-request-seq'];
+  if (rawId === undefined && rawSeq === undefined) return null;
+  if (typeof rawId !== 'string' || typeof rawSeq !== 'string') {
+    throw new HttpError(400, 'bad-header', 'X-Client-Id and X-Request-Seq must be sent together, once each');
+  }
+  const prefix = principal === null ? '' : `${principal.name}/`;
+  const idMax = CLIENT_ID_BYTES_MAX - prefix.length;
+  if (rawId.length === 0 || rawId.length > idMax || !/^[\x21-\x7e]+$/.test(rawId)) {
+    const why = principal === null ? '' : ` (${CLIENT_ID_BYTES_MAX} less the ${prefix.length} bytes of "${prefix}" that bind the session to principal "${principal.name}")`;
+    throw new HttpError(400, 'bad-header', `X-Client-Id must be 1..${idMax} printable ASCII characters${why}`);
+  }
+  const seq = /^[1-9][0-9]{0,15}$/.test(rawSeq) ? Number(rawSeq) : NaN;
+  if (!Number.isSafeInteger(seq) || seq > REQUEST_SEQ_MAX) {
+    throw new HttpError(400, 'bad-header', `X-Request-Seq must be a positive integer up to ${REQUEST_SEQ_MAX}, got "${rawSeq.slice(0, 40)}"`);
+  }
+  return { clientId: prefix + rawId, seq };
 }
 
 /** A /v1/kv/{key} request once its key, query and session headers are decoded and checked. */
@@ -128,7 +156,7 @@ export class KvRoutes {
     if (encoding !== undefined && encoding !== 'base64' && encoding !== 'utf8' && encoding !== 'auto') {
       throw new HttpError(400, 'bad-parameter', `encoding must be base64, utf8 or auto, got "${encoding}"`);
     }
-    const request: KvRequest = { method, rawPath, rawQuery, key, params, session: this.session(req, principal), base64: encoding === 'base64' };
+    const request: KvRequest = { method, rawPath, rawQuery, key, params, session: requestSession(req, principal), base64: encoding === 'base64' };
 
     switch (method) {
       case 'GET':
@@ -139,9 +167,10 @@ export class KvRoutes {
         return;
       case 'PUT': {
         const ifModRevision = modRevisionParam(params);
+        const lease = leaseParam(params);
         if (answeredNotLeader(this.backend, res, request)) return;
         const value = await readBody(req, res, this.stats);
-        if (value !== null) await this.write(res, request, { op: 'put', key, value, ...(ifModRevision === undefined ? {} : { ifModRevision }) });
+        if (value !== null) await this.write(res, request, { op: 'put', key, value, ...(ifModRevision === undefined ? {} : { ifModRevision }), ...(lease === undefined ? {} : { lease }) });
         return;
       }
       default: {
@@ -149,6 +178,9 @@ export class KvRoutes {
         const op = textParam(params, 'op');
         const ifModRevision = modRevisionParam(params);
         if (ifModRevision !== undefined && op !== 'put') throw new HttpError(400, 'bad-parameter', 'if-mod-revision goes with PUT or POST ?op=put only');
+        const lease = leaseParam(params);
+        // An append or a cas keeps the key's lease (commands.ts): attaching one is a put's alone.
+        if (lease !== undefined && op !== 'put') throw new HttpError(400, 'bad-parameter', 'lease goes with PUT or POST ?op=put only');
         const cas = params.get('cas');
         const casAbsent = textParam(params, 'cas-absent');
         if (casAbsent !== undefined && casAbsent !== 'true') throw new HttpError(400, 'bad-parameter', `cas-absent must be "true", got "${casAbsent}"`);
@@ -171,7 +203,7 @@ export class KvRoutes {
         const value = await readBody(req, res, this.stats);
         if (value === null) return;
         if (expected !== undefined) await this.write(res, request, { op: 'cas', key, value, expected });
-        else if (op === 'put') await this.write(res, request, { op: 'put', key, value, ...(ifModRevision === undefined ? {} : { ifModRevision }) });
+        else if (op === 'put') await this.write(res, request, { op: 'put', key, value, ...(ifModRevision === undefined ? {} : { ifModRevision }), ...(lease === undefined ? {} : { lease }) });
         else await this.write(res, request, { op: 'append', key, value });
         return;
       }
@@ -187,7 +219,7 @@ export class KvRoutes {
     for (const name of parseQuery(rawQuery).keys()) {
       throw new HttpError(400, 'unknown-parameter', `unknown query parameter "${name}" for POST ${TXN_PATH} (the body says everything)`);
     }
-    const session = this.session(req, principal) ?? { clientId: '', seq: 0 };
+    const session = requestSession(req, principal) ?? { clientId: '', seq: 0 };
     const target: RequestTarget = { rawPath, rawQuery };
     if (answeredNotLeader(this.backend, res, target)) return;
     const body = await readBody(req, res, this.stats);
@@ -203,42 +235,17 @@ export class KvRoutes {
     if (outcome === null) return;
     const result = outcome.result;
     if (!result.ok) {
-      this.resultError(res, result);
+      answerResultError(res, result);
       return;
     }
     if (result.txn === undefined || result.revision === undefined) throw new Error('a transaction applied without a transaction result');
     sendJson(res, 200, txnAnswer(result.txn, result.revision, outcome.index, txn.base64), revisionOf(result.revision).headers);
   }
 
-  /**
-   * The X-Client-Id / X-Request-Seq session, or null for a session-less request. With a principal
-   * the session is `<name>/<X-Client-Id>` (names never hold a "/"), so that nobody can act in, or
-   * be answered from, another principal's sessions by sending its client id.
-   */
-  private session(req: IncomingMessage, principal: Principal | null): { clientId: string; seq: number } | null {
-    const rawId = req.headers['x-client-id'];
-    const rawSeq = req.headers['x-request-seq'];
-    if (rawId === undefined && rawSeq === undefined) return null;
-    if (typeof rawId !== 'string' || typeof rawSeq !== 'string') {
-      throw new HttpError(400, 'bad-header', 'X-Client-Id and X-Request-Seq must be sent together, once each');
-    }
-    const prefix = principal === null ? '' : `${principal.name}/`;
-    const idMax = CLIENT_ID_BYTES_MAX - prefix.length;
-    if (rawId.length === 0 || rawId.length > idMax || !/^[\x21-\x7e]+$/.test(rawId)) {
-      const why = principal === null ? '' : ` (${CLIENT_ID_BYTES_MAX} less the ${prefix.length} bytes of "${prefix}" that bind the session to principal "${principal.name}")`;
-      throw new HttpError(400, 'bad-header', `X-Client-Id must be 1..${idMax} printable ASCII characters${why}`);
-    }
-    const seq = /^[1-9][0-9]{0,15}$/.test(rawSeq) ? Number(rawSeq) : NaN;
-    if (!Number.isSafeInteger(seq) || seq > REQUEST_SEQ_MAX) {
-      throw new HttpError(400, 'bad-header', `X-Request-Seq must be a positive integer up to ${REQUEST_SEQ_MAX}, got "${rawSeq.slice(0, 40)}"`);
-    }
-    return { clientId: prefix + rawId, seq };
-  }
-
   private async serveGet(res: ServerResponse, request: KvRequest): Promise<void> {
     const stale = textParam(request.params, 'stale');
     if (stale !== undefined && stale !== 'true' && stale !== 'false') throw new HttpError(400, 'bad-parameter', `stale must be true or false, got "${stale}"`);
-    let read: { value: Uint8Array | null; index: number; revision?: number; key?: KvKeyMeta };
+    let read: { value: Uint8Array | null; index: number; revision?: number; key?: KvKeyMeta & { lease?: number } };
     if (stale === 'true') {
       read = this.backend.readLocal(request.key);
     } else if (this.backend.readMode === 'read-index') {
@@ -254,7 +261,7 @@ export class KvRoutes {
       if (outcome === null) return;
       const result = outcome.result;
       if (!result.ok) {
-        this.resultError(res, result);
+        answerResultError(res, result);
         return;
       }
       read = { value: result.value ?? null, index: outcome.index, ...(result.revision === undefined ? {} : { revision: result.revision }), ...(result.key === undefined ? {} : { key: result.key }) };
@@ -360,6 +367,7 @@ export class KvRoutes {
       item['createRevision'] = kv.createRevision;
       item['modRevision'] = kv.modRevision;
       item['version'] = kv.version;
+      if (kv.lease !== undefined) item['lease'] = kv.lease;
       const text = JSON.stringify(item);
       const size = Buffer.byteLength(text) + 1;
       if (items.length > 0 && jsonBytes + size > RANGE_JSON_BYTES_MAX) {
@@ -384,7 +392,7 @@ export class KvRoutes {
   private async write(
     res: ServerResponse,
     request: KvRequest,
-    command: { op: 'put' | 'append' | 'cas' | 'delete'; key: Uint8Array; value?: Uint8Array; expected?: Uint8Array | null; ifModRevision?: number },
+    command: { op: 'put' | 'append' | 'cas' | 'delete'; key: Uint8Array; value?: Uint8Array; expected?: Uint8Array | null; ifModRevision?: number; lease?: number },
   ): Promise<void> {
     const session = request.session ?? { clientId: '', seq: 0 };
     const cmd: KvCommand = { ...command, clientId: session.clientId, seq: session.seq };
@@ -392,7 +400,7 @@ export class KvRoutes {
     if (outcome === null) return;
     const result = outcome.result;
     if (!result.ok) {
-      this.resultError(res, result);
+      answerResultError(res, result);
       return;
     }
     const previous = jsonValue(result.value ?? null, request.base64);
@@ -421,26 +429,40 @@ export class KvRoutes {
     sendJson(res, 200, { index: outcome.index, previous: previous.value, encoding: previous.encoding, ...revision.body, ...meta }, revision.headers);
   }
 
-  /** Proposes a command and returns its result; answers the error itself and returns null on failure. */
-  private async propose(res: ServerResponse, request: RequestTarget, cmd: KvAnyCommand): Promise<{ index: number; result: KvResult } | null> {
-    let bytes: Uint8Array;
-    try {
-      bytes = encodeKvCommand(cmd);
-    } catch (error) {
-      throw new HttpError(400, 'invalid-command', error instanceof Error ? error.message : String(error));
-    }
-    try {
-      return await this.backend.commit(bytes);
-    } catch (error) {
-      answerRaftError(this.backend, res, request, error);
-      return null;
-    }
+  private propose(res: ServerResponse, request: RequestTarget, cmd: KvAnyCommand): Promise<{ index: number; result: KvResult } | null> {
+    return proposeCommand(this.backend, res, request, cmd);
   }
+}
 
-  private resultError(res: ServerResponse, result: KvResult & { ok: false }): void {
-    if (result.error === 'stale-request') sendError(res, 409, 'stale-request', result.message);
-    else sendError(res, 400, 'invalid-command', result.message);
+/**
+ * Proposes a command (a KV write, a transaction, a lease grant or revoke) and returns its result;
+ * answers the error itself and returns null on failure.
+ */
+export async function proposeCommand(
+  backend: Pick<KvApiBackend, 'commit' | 'leaderUrl'>,
+  res: ServerResponse,
+  request: RequestTarget,
+  cmd: KvAnyCommand,
+): Promise<{ index: number; result: KvResult } | null> {
+  let bytes: Uint8Array;
+  try {
+    bytes = encodeKvCommand(cmd);
+  } catch (error) {
+    throw new HttpError(400, 'invalid-command', error instanceof Error ? error.message : String(error));
   }
+  try {
+    return await backend.commit(bytes);
+  } catch (error) {
+    answerRaftError(backend, res, request, error);
+    return null;
+  }
+}
+
+/** Answers a command the state machine refused (nothing was written), for the KV and the lease routes alike. */
+export function answerResultError(res: ServerResponse, result: KvResult & { ok: false }): void {
+  if (result.error === 'stale-request') sendError(res, 409, 'stale-request', result.message);
+  else if (result.error === 'lease-not-found') sendError(res, 404, 'lease-not-found', result.message);
+  else sendError(res, 400, 'invalid-command', result.message);
 }
 
 /** `if-mod-revision=N`: a non-negative integer (0: only if the key is absent), or undefined. */
@@ -450,6 +472,15 @@ function modRevisionParam(params: Map<string, Uint8Array>): number | undefined {
   const n = /^(0|[1-9][0-9]{0,15})$/.test(text) ? Number(text) : NaN;
   if (!Number.isSafeInteger(n)) throw new HttpError(400, 'bad-parameter', `if-mod-revision must be a non-negative integer, got "${text.slice(0, 40)}"`);
   return n;
+}
+
+/** `lease=ID`: the lease a put attaches the key to (a positive integer), or undefined. */
+function leaseParam(params: Map<string, Uint8Array>): number | undefined {
+  const text = textParam(params, 'lease');
+  if (text === undefined) return undefined;
+  const id = /^[1-9][0-9]{0,15}$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(id)) throw new HttpError(400, 'bad-parameter', `lease must be a lease id (a positive integer), got "${text.slice(0, 40)}"`);
+  return id;
 }
 
 /** A key for an error message: its text when it is UTF-8, else `base64:...`. */

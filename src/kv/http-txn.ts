@@ -4,12 +4,14 @@
  *
  *     {"compare":[{"key","target":"value"|"version"|"create"|"mod"|"exists","op":"="|"!="|"<"|">",
  *                  "value": string (value) | integer (version, create, mod) | boolean (exists)}],
- *      "then":[{"put":{"key","value"}} | {"delete":{"key"}} | {"get":{"key"}}],
+ *      "then":[{"put":{"key","value","lease"?}} | {"delete":{"key"}} | {"get":{"key"}}],
  *      "else":[...], "encoding":"base64"?}
  *
  * Every field is optional but `compare[i]`'s four; no other field is allowed. Keys and values are
  * UTF-8 text, or with "encoding":"base64" base64 (and so are the answer's values). A refusal names
- * the field at fault as a path (`then[2].put.key`) in the message and as `field` in the error.
+ * the field at fault as a path (`then[2].put.key`) in the message and as `field` in the error. A
+ * put's `lease` (a lease id) attaches the key to that lease; a transaction naming a lease the
+ * store does not hold applies nothing and answers 404 lease-not-found.
  *
  * The answer: {"succeeded","revision","index","results":[{"put":{"previous","encoding",
  * "createRevision","modRevision","version"}} | {"delete":{"deleted","previous","encoding"}} |
@@ -28,6 +30,7 @@ import {
   type KvTxnResult,
 } from './commands.js';
 import { HttpError, jsonValue } from './http-io.js';
+import { leaseIdProblem } from './lease-commands.js';
 import { decodeBase64Strict } from './http-kv-routes.js';
 
 export const TXN_PATH = '/v1/txn';
@@ -140,9 +143,16 @@ export function parseTxnBody(body: Uint8Array): TxnBody {
       const args = o[kind];
       const at = `${field}.${kind}`;
       if (!isObject(args)) throw bad(at, `must be an object, got ${typeName(args)}`);
-      onlyFields(args, kind === 'put' ? ['key', 'value'] : ['key'], at);
+      onlyFields(args, kind === 'put' ? ['key', 'value', 'lease'] : ['key'], at);
       const key = bytes(args['key'], `${at}.key`);
-      if (kind === 'put') return { type: 'put', key, value: bytes(args['value'], `${at}.value`) };
+      if (kind === 'put') {
+        const value = bytes(args['value'], `${at}.value`);
+        const lease = args['lease'];
+        if (lease === undefined) return { type: 'put', key, value };
+        const problem = leaseIdProblem(lease);
+        if (problem !== null) throw bad(`${at}.lease`, problem);
+        return { type: 'put', key, value, lease: lease as number };
+      }
       return { type: kind, key };
     });
   return { compare, then: branch('then'), else: branch('else'), base64 };

@@ -17,6 +17,9 @@ export function entryView(entry: Entry): LogEntryView {
   try {
     const command = decodeKvCommand(entry.command);
     if (command.op === 'txn') return { ...base, op: 'txn', key: null };
+    if (command.op === 'lease-grant') return { ...base, op: 'lease-grant', key: null };
+    // The lease's id where a key would go: which lease was revoked, and whether it expired.
+    if (command.op === 'lease-revoke') return { ...base, op: command.expired === true ? 'lease-expire' : 'lease-revoke', key: `lease ${command.id}` };
     const key = utf8Lenient.decode(command.key);
     return { ...base, op: command.op, key: key.length > KEY_CHARS_MAX ? `${key.slice(0, KEY_CHARS_MAX)}…` : key };
   } catch {

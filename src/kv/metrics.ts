@@ -135,6 +135,8 @@ export interface KvMetricsSources {
   readonly appliedIndex: number;
   readonly kv: KvStats;
   readonly snapshotsTaken: number;
+  /** Revokes this node's lease keeper proposed for expired leases (while it led). */
+  readonly leasesExpired: number;
   readonly transport: CountingTransport;
   readonly storage: TimedStorage;
 }
@@ -267,6 +269,8 @@ export class KvMetrics {
     out += metric('tsraft_kv_keys', 'gauge', 'Keys in the KV state machine.', stats.keys);
     out += metric('tsraft_kv_bytes', 'gauge', 'Sum of key and value sizes in the KV state machine, in bytes.', stats.bytes);
     out += metric('tsraft_kv_sessions', 'gauge', 'Client sessions kept for exactly-once.', stats.sessions);
+    out += metric('tsraft_kv_leases', 'gauge', 'Leases in the KV state machine.', stats.leases);
+    out += metric('tsraft_lease_expiries_proposed_total', 'counter', 'Revokes of expired leases this node proposed while it led (a failed one proposed again counts again).', sources.leasesExpired);
     out += '# HELP tsraft_http_responses_total HTTP responses sent, by status code.\n# TYPE tsraft_http_responses_total counter\n';
     for (const [code, count] of [...this.responses].sort((a, b) => a[0] - b[0])) out += `tsraft_http_responses_total{code="${code}"} ${count}\n`;
     return out;

@@ -9,9 +9,17 @@
  * the last snapshot; once that passes `maxRaftStateBytes` it hands the state machine's snapshot to
  * the RaftNode, which compacts its log. The snapshot is taken after the Ready being applied (through
  * `defer`), so one snapshot covers every entry that Ready commits.
+ *
+ * Leases: the replicated lease table is in the state machine; their clocks run in a LeaseKeeper
+ * (lease-keeper.ts) on whichever node leads, told of leadership by the RaftNode. Keep-alives and
+ * lease lookups confirm leadership first (ReadIndex), since only the leader's clock counts.
  */
 import type { Entry, LogIndex, Snapshot } from '../core/messages.js';
 import type { RaftNode, StateMachine } from '../runtime/node.js';
+import { realClock, type Clock } from '../runtime/clock.js';
+import { NotLeaderError } from '../runtime/errors.js';
+import { LeaseKeeper } from './lease-keeper.js';
+import type { LeaseInfo } from './lease-table.js';
 import { encodeKvCommand, type KvKeyMeta, type KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
 import type { WatchHub } from './watch-hub.js';
@@ -28,6 +36,22 @@ export interface KvReplicaOptions {
   readonly log?: (line: string) => void;
   /** Where the changes applied go, for watches (the server's; the explorer has none). */
   readonly watchHub?: WatchHub;
+  /** The clock leases are timed on while this node leads (default: real time). */
+  readonly clock?: Clock;
+  /** How long the lease keeper's revokes of expired leases may wait for commit (default 5 s). */
+  readonly revokeTimeoutMs?: number;
+  /** Observes the lease keeper's revokes of expired leases as they are proposed (LeaseKeeperOptions.onRevokeProposed). */
+  readonly onLeaseRevokeProposed?: (id: number, term: number, at: number) => void;
+}
+
+/** A lease as the leader sees it (KvReplica.leaseInfo). */
+export interface KvLeaseView extends LeaseInfo {
+  /** Milliseconds left before it expires, on the leader's clock. */
+  readonly remainingMs: number;
+  /** The attached keys, in ascending byte order, when asked for. */
+  readonly keys?: Uint8Array[];
+  readonly revision: number;
+  readonly index: LogIndex;
 }
 
 export class KvReplica {
@@ -37,9 +61,17 @@ export class KvReplica {
   private bytesSinceSnapshot = 0;
   private snapshotScheduled = false;
   private taken = 0;
+  /** The leases' clocks, running while this node leads. */
+  readonly leases: LeaseKeeper;
 
   constructor(options: KvReplicaOptions) {
     this.options = options;
+    this.leases = new LeaseKeeper(this.sm, {
+      clock: options.clock ?? realClock,
+      propose: (command) => this.commit(command, options.revokeTimeoutMs ?? 5_000),
+      ...(options.log === undefined ? {} : { log: options.log }),
+      ...(options.onLeaseRevokeProposed === undefined ? {} : { onRevokeProposed: options.onLeaseRevokeProposed }),
+    });
     const hub = options.watchHub;
     if (hub !== undefined) {
       // Changes of one applied entry share a revision at most with each other: published per revision, in order.
@@ -72,6 +104,9 @@ export class KvReplica {
   /** The node this replica feeds and compacts; set once RaftNode.start resolved. */
   attach(node: RaftNode<KvResult>): void {
     this.node = node;
+    node.onLeadershipChange((term) => this.leases.leadershipChanged(term));
+    const status = node.raftStatus(false);
+    if (status.role === 'leader') this.leases.leadershipChanged(status.term);
   }
 
   get snapshotsTaken(): number {
@@ -101,9 +136,9 @@ export class KvReplica {
 
   /**
    * This replica's current value of `key`, the index and store revision it reflects, and the key's
-   * revisions when it is present (no coordination).
+   * revisions (and lease, when it has one) when it is present (no coordination).
    */
-  readLocal(key: Uint8Array): { value: Uint8Array | null; index: LogIndex; revision: number; key?: KvKeyMeta } {
+  readLocal(key: Uint8Array): { value: Uint8Array | null; index: LogIndex; revision: number; key?: KvKeyMeta & { lease?: number } } {
     const found = this.sm.getWithMeta(key);
     const base = { index: this.sm.appliedIndex, revision: this.sm.revision };
     if (found === null) return { value: null, ...base };
@@ -132,6 +167,39 @@ export class KvReplica {
     return { value: result.value ?? null, index };
   }
 
+  /**
+   * Restarts a lease's clock at its full TTL, once this node confirmed its leadership (ReadIndex):
+   * the lease's TTL, or null when the store does not hold it (or it is expiring). Rejects with
+   * the RaftNode's errors (NotLeaderError on a follower).
+   */
+  async leaseKeepAlive(id: number, timeoutMs: number): Promise<{ ttlSeconds: number; revision: number } | null> {
+    await this.confirmRead(timeoutMs);
+    const outcome = this.leases.keepAlive(id);
+    if (outcome.kind === 'not-leader') throw this.lostLeadership();
+    return outcome.kind === 'not-found' ? null : { ttlSeconds: outcome.ttlSeconds, revision: this.sm.revision };
+  }
+
+  /** A lease with its time left, once this node confirmed its leadership; null when the store does not hold it (or it is expiring). */
+  async leaseInfo(id: number, withKeys: boolean, timeoutMs: number): Promise<KvLeaseView | null> {
+    await this.confirmRead(timeoutMs);
+    if (!this.leases.leading) throw this.lostLeadership();
+    const info = this.sm.lease(id);
+    const remainingMs = this.leases.remainingMs(id);
+    if (info === null || remainingMs === null) return null;
+    return { ...info, remainingMs, ...(withKeys ? { keys: this.sm.leaseKeys(id) } : {}), revision: this.sm.revision, index: this.sm.appliedIndex };
+  }
+
+  /** Every lease the store holds (linearizable: ReadIndex first), in ascending id order. */
+  async leaseList(timeoutMs: number): Promise<{ leases: LeaseInfo[]; revision: number; index: LogIndex }> {
+    await this.confirmRead(timeoutMs);
+    return { leases: this.sm.leaseList(), revision: this.sm.revision, index: this.sm.appliedIndex };
+  }
+
+  private lostLeadership(): NotLeaderError {
+    const leader = this.node?.raftStatus(false).leaderId ?? -1;
+    return new NotLeaderError(leader >= 0 ? leader : undefined, undefined, 'leadership was lost before the lease could be timed');
+  }
+
   private requireNode(): RaftNode<KvResult> {
     if (this.node === null) throw new Error('KvReplica used before its RaftNode was attached');
     return this.node;
@@ -151,6 +219,7 @@ export class KvReplica {
 
   private restore(snapshot: Snapshot): void {
     this.sm.restore(snapshot);
+    this.leases.restored();
     this.pendingChanges = [];
     // What happened before the snapshot is not known here: watches that needed it end (compacted).
     this.options.watchHub?.reset(this.sm.revision);

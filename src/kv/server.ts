@@ -250,7 +250,7 @@ export class KvServer {
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.readMode = options.readMode ?? 'read-index';
     this.watchHub = new WatchHub(options.watchHistoryEvents === undefined ? {} : { historyEvents: options.watchHistoryEvents });
-    this.replica = new KvReplica({ maxRaftStateBytes: this.maxRaftStateBytes, defer: queueMicrotask, log: this.log, watchHub: this.watchHub });
+    this.replica = new KvReplica({ maxRaftStateBytes: this.maxRaftStateBytes, defer: queueMicrotask, log: this.log, watchHub: this.watchHub, revokeTimeoutMs: this.requestTimeoutMs });
     this.authGuard = new HttpAuthGuard(options.auth === undefined ? null : authPolicy(options.auth), options.httpTls?.clientCa !== undefined, this.log);
   }
 
@@ -516,6 +516,9 @@ export class KvServer {
           return confirmed;
         },
         commit: (command) => this.commit(command),
+        leaseKeepAlive: (id) => this.replica.leaseKeepAlive(id, this.requestTimeoutMs),
+        leaseInfo: (id, withKeys) => this.replica.leaseInfo(id, withKeys, this.requestTimeoutMs),
+        leaseList: () => this.replica.leaseList(this.requestTimeoutMs),
         leaderUrl: (id) => this.urls.get(id),
         leadership: () => {
           const s = this.node!.raftStatus(false);
@@ -651,6 +654,7 @@ export class KvServer {
       keys: stats.keys,
       bytes: stats.bytes,
       sessions: stats.sessions,
+      leases: stats.leases,
       revision: this.replica.sm.revision,
       snapshotsTaken: this.replica.snapshotsTaken,
       stopped: s.stopped || this.closing,
@@ -737,6 +741,7 @@ export class KvServer {
       appliedIndex: this.replica.appliedIndex,
       kv: this.replica.sm.stats,
       snapshotsTaken: this.replica.snapshotsTaken,
+      leasesExpired: this.replica.leases.expiredRevokes,
       transport: this.transport!,
       storage: this.storage!,
     }) + this.authGuard.renderMetrics();

@@ -30,12 +30,23 @@
  * handed out through the public API (get, getWithMeta, range, applyCommand) is a copy. Records are
  * updated in place, so every result gets its own KvKeyMeta object.
  *
- * Snapshot format (varints and length-prefixed byte strings as in src/codec/codec.ts), version 3:
+ * Leases (lease-table.ts, lease-commands.ts): a key may be attached to a lease (a put with
+ * `lease`; a put without one detaches it, an append or a cas keeps it). A grant does not change the
+ * store, so it takes no revision; a revoke deletes the lease's keys, all at one new revision (none
+ * when it has no keys), in ascending key order. A put or a transaction naming a lease the store
+ * does not hold answers `lease-not-found` and writes nothing.
  *
- *     version (1 byte, SNAPSHOT_VERSION = 3)  appliedIndex  revision
- *     key count, then per key in ascending byte order: key, value, createRevision, modRevision, version
+ * Snapshot format (varints and length-prefixed byte strings as in src/codec/codec.ts), version 4:
+ *
+ *     version (1 byte, SNAPSHOT_VERSION = 4)  appliedIndex  revision
+ *     key count, then per key in ascending byte order: key, value, createRevision, modRevision,
+ *         version, lease (0: none)
  *     session count, then per session in ascending clientId order (JS string comparison):
  *         clientId (UTF-8), lastSeq, lastIndex, resultIndex, cached result (see writeKvResult)
+ *     the lease table (lease-table.ts): lastId, lease count, per lease in ascending id: id, ttlSeconds
+ *
+ * with every key's lease 0 or a lease of the table. Version 3 is the same without the keys'
+ * leases and the lease table (no leases).
  *
  * with 1 <= resultIndex <= lastIndex <= appliedIndex for every session, keyMetaProblem() null for
  * every key and for every cached result's key revisions (1 <= createRevision <= modRevision <=
@@ -56,7 +67,7 @@
  * leaders. Cached results of version 1 and 2 sessions have no revision, and a retry answered from
  * them reports none.
  *
- * snapshot() always writes version 3.
+ * snapshot() always writes version 4.
  *
  * The encoding is canonical: restore() rejects unsorted or duplicate keys and sessions, so a
  * machine restored from a version 3 snapshot re-snapshots to the very same bytes.
@@ -90,6 +101,8 @@ import {
   type KvTxnOp,
   type KvTxnOpResult,
 } from './commands.js';
+import type { KvLeaseCommand } from './lease-commands.js';
+import { LeaseTable, type LeaseInfo } from './lease-table.js';
 
 /** The B+ tree class (sorted-btree is CommonJS: its class is the module's `default`). */
 const BTree = btree.default;
@@ -107,8 +120,11 @@ export interface KvChange {
   readonly version: number;
 }
 
-/** The version byte snapshot() writes: 3, with revisions. */
-export const SNAPSHOT_VERSION = 3;
+/** A lease granted or revoked, as applied (the leader's lease keeper starts and stops its clock). */
+export type KvLeaseEvent = { readonly type: 'grant'; readonly id: number; readonly ttlSeconds: number } | { readonly type: 'revoke'; readonly id: number };
+
+/** The version byte snapshot() writes: 4, with leases. */
+export const SNAPSHOT_VERSION = 4;
 /** The oldest version restore() accepts: 1, sessions without resultIndex. */
 export const SNAPSHOT_VERSION_MIN = 1;
 /** Default bound on client sessions. */
@@ -150,6 +166,8 @@ export interface KvRangeItem extends KvKeyMeta {
   readonly key: Uint8Array;
   /** Absent with keysOnly. */
   readonly value?: Uint8Array;
+  /** The lease the key is attached to; absent when none. */
+  readonly lease?: number;
 }
 
 export interface KvRangePage {
@@ -177,6 +195,8 @@ export interface KvStats {
   readonly bytes: number;
   /** Number of client sessions. */
   readonly sessions: number;
+  /** Number of leases. */
+  readonly leases: number;
 }
 
 export interface KvSessionInfo {
@@ -204,6 +224,8 @@ interface KeyRecord {
   createRevision: number;
   modRevision: number;
   version: number;
+  /** The lease the key is attached to; 0: none. */
+  lease: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -213,6 +235,11 @@ const INDEX_NODE_SIZE = 32;
 
 function metaOf(record: KeyRecord): KvKeyMeta {
   return { createRevision: record.createRevision, modRevision: record.modRevision, version: record.version };
+}
+
+/** A key's revisions and, when it has one, its lease (for reads). */
+function readMetaOf(record: KeyRecord): KvKeyMeta & { lease?: number } {
+  return record.lease === 0 ? metaOf(record) : { ...metaOf(record), lease: record.lease };
 }
 
 /** The latin1 form of bytes: one char per byte. Lossless, and `<` on it is byte order. */
@@ -255,6 +282,7 @@ function compareStrings(a: string, b: string): number {
 
 /** A copy of a result that shares no bytes with the state machine. */
 function cloneResult(result: KvResult): KvResult {
+  if (result.ok && result.lease !== undefined) return result;
   if (result.ok && result.txn !== undefined) {
     const results = result.txn.results.map((op) => (op.value === null ? op : { ...op, value: op.value.slice() }));
     return { ...result, txn: { ...result.txn, results } };
@@ -265,6 +293,10 @@ function cloneResult(result: KvResult): KvResult {
 
 function invalid(message: string): KvResult {
   return { ok: false, error: 'invalid-command', message };
+}
+
+function leaseNotFound(id: number, consequence = 'nothing was written'): KvResult {
+  return { ok: false, error: 'lease-not-found', message: `lease ${id} does not exist (never granted, revoked or expired): ${consequence}` };
 }
 
 function checkPositiveInteger(n: number, what: string): number {
@@ -286,6 +318,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
   private sessions = new Map<string, Session>();
   private applied: LogIndex = 0;
   private totalBytes = 0;
+  private leases = new LeaseTable();
 
   constructor(options: KvStateMachineOptions = {}) {
     this.maxSessions = checkPositiveInteger(options.maxSessions ?? DEFAULT_MAX_SESSIONS, 'maxSessions');
@@ -298,6 +331,9 @@ export class KvStateMachine implements StateMachine<KvResult> {
    */
   onChange: ((revision: number, change: KvChange) => void) | null = null;
 
+  /** Told of every lease granted or revoked as it is applied (not of a restore: read leases() then). */
+  onLease: ((event: KvLeaseEvent) => void) | null = null;
+
   /** The index of the last applied log entry (or restored snapshot); 0 initially. */
   get appliedIndex(): LogIndex {
     return this.applied;
@@ -309,7 +345,22 @@ export class KvStateMachine implements StateMachine<KvResult> {
   }
 
   get stats(): KvStats {
-    return { keys: this.data.size, bytes: this.totalBytes, sessions: this.sessions.size };
+    return { keys: this.data.size, bytes: this.totalBytes, sessions: this.sessions.size, leases: this.leases.size };
+  }
+
+  /** A lease: its granted TTL and how many keys are attached; null if the store does not hold it. */
+  lease(id: number): LeaseInfo | null {
+    return this.leases.info(id);
+  }
+
+  /** The keys attached to a lease, in ascending byte order (copies). */
+  leaseKeys(id: number): Uint8Array[] {
+    return this.leases.keysOf(id).map(keyStringToBytes);
+  }
+
+  /** Every lease the store holds, in ascending id order. */
+  leaseList(): LeaseInfo[] {
+    return this.leases.list();
   }
 
   /** The current value of a key (a copy), or null if absent. */
@@ -319,10 +370,10 @@ export class KvStateMachine implements StateMachine<KvResult> {
   }
 
   /** The current value of a key (a copy) and its revisions, or null if absent. */
-  getWithMeta(key: Uint8Array): (KvKeyMeta & { value: Uint8Array }) | null {
+  getWithMeta(key: Uint8Array): (KvKeyMeta & { value: Uint8Array; lease?: number }) | null {
     if (key.length > KEY_BYTES_MAX) return null;
     const record = this.data.get(bytesToKeyString(key));
-    return record === undefined ? null : { ...metaOf(record), value: record.value.slice() };
+    return record === undefined ? null : { ...readMetaOf(record), value: record.value.slice() };
   }
 
   /**
@@ -349,7 +400,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
         return false;
       }
       bytes += size;
-      const meta = metaOf(record);
+      const meta = readMetaOf(record);
       kvs.push(keysOnly ? { key: keyStringToBytes(k), ...meta } : { key: keyStringToBytes(k), value: record.value.slice(), ...meta });
       return true;
     });
@@ -471,6 +522,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
   /** Applies a valid command to the data. Values in `cmd` are fresh decoded copies we now own. */
   private execute(cmd: KvAnyCommand): KvResult {
     if (cmd.op === 'txn') return this.executeTxn(cmd);
+    if (cmd.op === 'lease-grant' || cmd.op === 'lease-revoke') return this.executeLease(cmd);
     const k = bytesToKeyString(cmd.key);
     const record = this.data.get(k);
     const prev = record?.value ?? null;
@@ -478,10 +530,11 @@ export class KvStateMachine implements StateMachine<KvResult> {
       case 'get':
         return this.answer(prev, record);
       case 'put': {
+        if (cmd.lease !== undefined && !this.leases.has(cmd.lease)) return leaseNotFound(cmd.lease);
         if (cmd.ifModRevision !== undefined && (record?.modRevision ?? 0) !== cmd.ifModRevision) {
           return this.answer(prev, record, false);
         }
-        const written = this.set(k, record, cmd.value ?? EMPTY);
+        const written = this.set(k, record, cmd.value ?? EMPTY, undefined, cmd.lease ?? 0);
         return this.answer(prev, written, cmd.ifModRevision === undefined ? undefined : true);
       }
       case 'append': {
@@ -526,6 +579,10 @@ export class KvStateMachine implements StateMachine<KvResult> {
   private executeTxn(cmd: KvTxnCommand): KvResult {
     const succeeded = cmd.compare.every((c) => this.compareHolds(c));
     const ops = succeeded ? cmd.then : cmd.else;
+    for (const op of ops) {
+      // State-dependent, so (like an append over the limit) this consumes the session's seq.
+      if (op.type === 'put' && op.lease !== undefined && !this.leases.has(op.lease)) return leaseNotFound(op.lease, 'nothing was applied');
+    }
     const resultBytes = this.txnResultBytes(ops);
     if (resultBytes > TXN_RESULT_BYTES_MAX) {
       // State-dependent, so (like an append over the limit) this consumes the session's seq.
@@ -541,7 +598,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
       if (op.type === 'get') {
         results.push(record === undefined ? { type: 'get', value: null } : { type: 'get', value: prev, key: metaOf(record) });
       } else if (op.type === 'put') {
-        results.push({ type: 'put', value: prev, key: metaOf(this.set(k, record, op.value, next())) });
+        results.push({ type: 'put', value: prev, key: metaOf(this.set(k, record, op.value, next(), op.lease ?? 0)) });
       } else {
         if (record !== undefined) this.remove(k, record, next());
         results.push({ type: 'delete', value: prev });
@@ -593,23 +650,56 @@ export class KvStateMachine implements StateMachine<KvResult> {
     }
   }
 
+  /** A lease grant or revoke (see the module comment). */
+  private executeLease(cmd: KvLeaseCommand): KvResult {
+    if (cmd.op === 'lease-grant') {
+      const id = this.leases.grant(cmd.ttlSeconds);
+      if (id === null) return invalid(`the store holds ${this.leases.size} leases, the most it may: revoke some first`);
+      this.onLease?.({ type: 'grant', id, ttlSeconds: cmd.ttlSeconds });
+      return { ok: true, revision: this.rev, lease: { id, ttlSeconds: cmd.ttlSeconds, deletedKeys: 0 } };
+    }
+    const revoked = this.leases.revoke(cmd.id);
+    if (revoked === null) return leaseNotFound(cmd.id);
+    if (revoked.keys.length > 0) {
+      const revision = ++this.rev;
+      for (const k of revoked.keys) {
+        const record = this.data.get(k);
+        if (record === undefined || record.lease !== cmd.id) throw new Error(`invariant: lease ${cmd.id} lists a key that is not attached to it`);
+        record.lease = 0;
+        this.remove(k, record, revision);
+      }
+    }
+    this.onLease?.({ type: 'revoke', id: cmd.id });
+    return { ok: true, revision: this.rev, lease: { id: cmd.id, ttlSeconds: revoked.ttlSeconds, deletedKeys: revoked.keys.length } };
+  }
+
   /** Deletes a present key at `revision`. */
   private remove(k: string, record: KeyRecord, revision: number): void {
+    if (record.lease !== 0) this.leases.detach(record.lease, k);
     this.data.delete(k);
     this.index.delete(k);
     this.totalBytes -= k.length + record.value.length;
     this.onChange?.(revision, { type: 'delete', key: keyStringToBytes(k), createRevision: 0, version: 0 });
   }
 
-  /** Writes a key at `revision` (by default a new one); returns its record. */
-  private set(k: string, record: KeyRecord | undefined, value: Uint8Array, revision: number = ++this.rev): KeyRecord {
+  /**
+   * Writes a key at `revision` (by default a new one) and attaches it to `lease` (0: none; 'keep':
+   * the lease it has, none for a new key), which exists; returns its record.
+   */
+  private set(k: string, record: KeyRecord | undefined, value: Uint8Array, revision: number = ++this.rev, lease: number | 'keep' = 'keep'): KeyRecord {
     if (record === undefined) {
-      const created: KeyRecord = { value, createRevision: revision, modRevision: revision, version: 1 };
+      const created: KeyRecord = { value, createRevision: revision, modRevision: revision, version: 1, lease: lease === 'keep' ? 0 : lease };
+      if (created.lease !== 0) this.leases.attach(created.lease, k);
       this.data.set(k, created);
       this.index.set(k, created);
       this.totalBytes += k.length + value.length;
       this.onChange?.(revision, { type: 'put', key: keyStringToBytes(k), value, createRevision: revision, version: 1 });
       return created;
+    }
+    if (lease !== 'keep' && lease !== record.lease) {
+      if (record.lease !== 0) this.leases.detach(record.lease, k);
+      if (lease !== 0) this.leases.attach(lease, k);
+      record.lease = lease;
     }
     this.totalBytes += value.length - record.value.length;
     record.value = value;
@@ -635,6 +725,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
       w.writeVarint(record.createRevision, 'createRevision');
       w.writeVarint(record.modRevision, 'modRevision');
       w.writeVarint(record.version, 'version');
+      w.writeVarint(record.lease, 'lease');
     }
     w.writeVarint(clientIds.length, 'session count');
     for (const clientId of clientIds) {
@@ -645,6 +736,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
       w.writeVarint(s.resultIndex, 'resultIndex');
       writeKvResult(w, s.result);
     }
+    this.leases.write(w);
     return w.finish();
   }
 
@@ -664,7 +756,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
   }
 
   /**
-   * Replaces the whole state with a snapshot's (version 3, 2 or 1: see the format above).
+   * Replaces the whole state with a snapshot's (version 4, 3, 2 or 1: see the format above).
    * Throws CodecError if the data is malformed or not canonical, or if its applied index is not
    * `snapshot.index`; the state is unchanged then.
    */
@@ -683,9 +775,10 @@ export class KvStateMachine implements StateMachine<KvResult> {
     const orderedKeys: string[] = [];
     const orderedRecords: KeyRecord[] = [];
     let totalBytes = 0;
+    const leased = version >= 4;
     const keyCount = r.readVarint();
-    // Every key takes at least 3 bytes (two lengths and a key byte), 6 with revisions: reject absurd counts early.
-    if (keyCount * (revisions ? 6 : 3) > r.remaining) throw new CodecError(`KV snapshot: ${keyCount} keys cannot fit in ${r.remaining} bytes`);
+    // Every key takes at least 3 bytes (two lengths and a key byte), 6 with revisions, 7 with leases: reject absurd counts early.
+    if (keyCount * (leased ? 7 : revisions ? 6 : 3) > r.remaining) throw new CodecError(`KV snapshot: ${keyCount} keys cannot fit in ${r.remaining} bytes`);
     let previousKey: string | null = null;
     for (let i = 0; i < keyCount; i++) {
       const at = r.offset;
@@ -699,11 +792,12 @@ export class KvStateMachine implements StateMachine<KvResult> {
       const value = r.readBytes();
       let record: KeyRecord;
       if (revision !== undefined) {
-        record = { value, createRevision: r.readVarint(), modRevision: r.readVarint(), version: r.readVarint() };
+        record = { value, createRevision: r.readVarint(), modRevision: r.readVarint(), version: r.readVarint(), lease: 0 };
         const problem = keyMetaProblem(record, revision);
         if (problem !== null) throw new CodecError(`KV snapshot: key at offset ${at}: ${problem}`);
+        if (leased) record.lease = r.readVarint();
       } else {
-        record = { value, createRevision: 1, modRevision: 1, version: 1 };
+        record = { value, createRevision: 1, modRevision: 1, version: 1, lease: 0 };
       }
       data.set(k, record);
       orderedKeys.push(k);
@@ -747,13 +841,21 @@ export class KvStateMachine implements StateMachine<KvResult> {
       }
       list.push([clientId, { lastSeq, lastIndex, resultIndex, result }]);
     }
+    const leases = leased ? LeaseTable.read(r) : new LeaseTable();
     r.expectEnd('KV snapshot');
+    for (const k of orderedKeys) {
+      const lease = data.get(k)!.lease;
+      if (lease === 0) continue;
+      if (!leases.has(lease)) throw new CodecError(`KV snapshot: a key is attached to lease ${lease}, which the snapshot does not hold`);
+      leases.attach(lease, k);
+    }
 
     list.sort(([aId, a], [bId, b]) => a.lastIndex - b.lastIndex || compareStrings(aId, bId));
     this.data = data;
     // Sorted and unique already (checked above), so the tree is built bottom-up in O(n).
     this.index = bulkLoad(orderedKeys, orderedRecords, INDEX_NODE_SIZE, compareStrings);
     this.rev = storeRevision;
+    this.leases = leases;
     this.totalBytes = totalBytes;
     this.sessions = new Map(list);
     this.evictSessions();

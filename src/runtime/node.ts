@@ -113,6 +113,7 @@ export class RaftNode<Result = unknown> {
   private fatal: Error | null = null;
   private readonly tickTimer: ClockTimer;
   private lastLeaderTerm: Term = -1;
+  private leadershipListener: ((term: Term) => void) | null = null;
   private readonly appliedQueue: Applied[] = [];
   private appliedWaiter: (() => void) | null = null;
   private subscribed = false;
@@ -511,10 +512,23 @@ export class RaftNode<Result = unknown> {
     this.noticeLeadershipLoss();
   }
 
+  /**
+   * Told, from inside the node's loop, whenever this node becomes leader (with its term) and when
+   * it stops being leader (-1), a stop included. One listener; null removes it. Leader-only clocks
+   * (the KV store's lease keeper) start and stop on it.
+   */
+  onLeadershipChange(listener: ((term: Term) => void) | null): void {
+    this.leadershipListener = listener;
+  }
+
   /** A leader that lost its term cannot vouch for its proposals: tell their callers now. */
   private noticeLeadershipLoss(): void {
     if (this.core.isLeader) {
-      this.lastLeaderTerm = this.core.term;
+      const term = this.core.term;
+      if (this.lastLeaderTerm !== term) {
+        this.lastLeaderTerm = term;
+        this.leadershipListener?.(term);
+      }
       return;
     }
     if (this.lastLeaderTerm >= 0 && (this.waiters.proposalCount > 0 || this.waiters.membershipChangeCount > 0)) {
@@ -525,8 +539,9 @@ export class RaftNode<Result = unknown> {
     }
     if (this.lastLeaderTerm >= 0) {
       this.waiters.rejectReads(() => this.notLeader('leadership was lost before the read was confirmed'));
+      this.lastLeaderTerm = -1;
+      this.leadershipListener?.(-1);
     }
-    this.lastLeaderTerm = -1;
   }
 
   private restore(snapshot: Snapshot): void {
@@ -577,6 +592,10 @@ export class RaftNode<Result = unknown> {
   private halt(error: Error): void {
     if (this.stopped) return;
     this.stopped = true;
+    if (this.lastLeaderTerm >= 0) {
+      this.lastLeaderTerm = -1;
+      this.leadershipListener?.(-1);
+    }
     this.tickTimer.cancel();
     this.driver.stop();
     this.waiters.rejectAll(error);

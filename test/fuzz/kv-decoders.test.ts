@@ -8,9 +8,9 @@
  *   no-op with an invalid-command result);
  * - snapshots of state machines built from random commands restore to the same state (re-snapshot
  *   gives the same bytes); mutated snapshots make restore() throw CodecError or succeed, and
- *   checkSnapshot() answer a reason or null, never throw; a version 3 snapshot that restores
+ *   checkSnapshot() answer a reason or null, never throw; a current-version snapshot that restores
  *   re-snapshots to exactly its bytes (the encoding is canonical, as state-machine.ts promises).
- *   Histories include conditional puts (if-mod-revision), so snapshots carry revisions and cached
+ *   Histories include leases (grants, keys attached, revokes) and conditional puts (if-mod-revision), so snapshots carry leases, revisions and cached
  *   results with them; ranges over the restored machine answer like the original's.
  */
 import assert from 'node:assert/strict';
@@ -55,8 +55,13 @@ const compareArb = (k: fc.Arbitrary<Uint8Array>): fc.Arbitrary<KvCompare> =>
     fc.record({ key: k, target: fc.constantFrom('version' as const, 'create' as const, 'mod' as const), op: compareOp, value: fc.oneof(fc.nat({ max: 10 }), fc.maxSafeNat()) }, opts),
     fc.record({ key: k, target: fc.constant('exists' as const), op: fc.constantFrom('=' as const, '!=' as const), value: fc.boolean() }, opts),
   );
+const leaseId = fc.oneof(fc.integer({ min: 1, max: 4 }), fc.maxSafeNat().filter((n) => n >= 1));
 const txnOpArb = (k: fc.Arbitrary<Uint8Array>): fc.Arbitrary<KvTxnOp> =>
-  fc.oneof(fc.record({ type: fc.constant('put' as const), key: k, value }, opts), fc.record({ type: fc.constantFrom('delete' as const, 'get' as const), key: k }, opts));
+  fc.oneof(
+    fc.record({ type: fc.constant('put' as const), key: k, value }, opts),
+    fc.record({ type: fc.constant('put' as const), key: k, value, lease: leaseId }, opts),
+    fc.record({ type: fc.constantFrom('delete' as const, 'get' as const), key: k }, opts),
+  );
 /** Valid transactions (no key written twice in a branch) over keys drawn from `k`. */
 const txnArb = (k: fc.Arbitrary<Uint8Array>, id: fc.Arbitrary<string>, s: fc.Arbitrary<number>): fc.Arbitrary<KvTxnCommand> =>
   fc
@@ -72,6 +77,11 @@ const commandArb: fc.Arbitrary<KvAnyCommand> = fc.oneof(
   fc.record({ op: fc.constantFrom('delete' as const, 'get' as const), clientId, seq, key }, opts),
   fc.record({ op: fc.constant('cas' as const), clientId, seq, key, value, expected: fc.option(value) }, opts),
   fc.record({ op: fc.constant('put' as const), clientId, seq, key, value, ifModRevision: fc.oneof(fc.nat({ max: 5 }), fc.maxSafeNat()) }, opts),
+  fc.record({ op: fc.constant('put' as const), clientId, seq, key, value, lease: leaseId }, opts),
+  fc.record({ op: fc.constant('put' as const), clientId, seq, key, value, ifModRevision: fc.nat({ max: 5 }), lease: leaseId }, opts),
+  fc.record({ op: fc.constant('lease-grant' as const), clientId, seq, ttlSeconds: fc.oneof(fc.integer({ min: 1, max: 100 }), fc.constant(9_000_000_000)) }, opts),
+  fc.record({ op: fc.constant('lease-revoke' as const), clientId, seq, id: leaseId }, opts),
+  fc.record({ op: fc.constant('lease-revoke' as const), clientId, seq, id: leaseId, expired: fc.constant(true as const) }, opts),
 );
 
 /** Valid key revisions at store revision `revision` (>= 1). */
@@ -92,7 +102,8 @@ const resultArb: fc.Arbitrary<KvResult> = fc.oneof(
   fc.record({ ok: fc.constant(true as const), swapped: fc.boolean() }, opts),
   fc.record({ ok: fc.constant(true as const), value: fc.option(value), revision: fc.maxSafeNat() }, opts),
   fc.tuple(fc.option(value), fc.option(fc.boolean()), keyMetaArb).map(([v, swapped, meta]): KvResult => ({ ok: true, value: v, ...(swapped === null ? {} : { swapped }), ...meta })),
-  fc.record({ ok: fc.constant(false as const), error: fc.constantFrom('stale-request' as const, 'invalid-command' as const), message: messageText }, opts),
+  fc.record({ ok: fc.constant(false as const), error: fc.constantFrom('stale-request' as const, 'invalid-command' as const, 'lease-not-found' as const), message: messageText }, opts),
+  fc.record({ ok: fc.constant(true as const), revision: fc.maxSafeNat(), lease: fc.record({ id: leaseId, ttlSeconds: fc.integer({ min: 1, max: 9_000_000_000 }), deletedKeys: fc.nat() }, opts) }, opts),
   // A txn result: every op's revisions within the result's revision.
   fc.tuple(fc.boolean(), fc.array(fc.tuple(fc.constantFrom('put' as const, 'delete' as const, 'get' as const), fc.option(value), keyMetaArb, fc.boolean()), { maxLength: 4 }), fc.nat({ max: 50 })).map(
     ([succeeded, ops, extra]): KvResult => {
@@ -162,6 +173,10 @@ const historyCommand: fc.Arbitrary<KvAnyCommand> = fc.oneof(
   fc.record({ op: fc.constantFrom('delete' as const, 'get' as const), clientId: fc.constantFrom('', 'a', 'c'), seq: fc.nat({ max: 6 }), key: fc.uint8Array({ minLength: 1, maxLength: 2 }) }, opts),
   fc.record({ op: fc.constant('cas' as const), clientId: fc.constantFrom('', 'b', 'd'), seq: fc.nat({ max: 6 }), key: fc.uint8Array({ minLength: 1, maxLength: 2 }), value, expected: fc.option(value) }, opts),
   fc.record({ op: fc.constant('put' as const), clientId: fc.constantFrom('', 'a', 'd'), seq: fc.nat({ max: 6 }), key: fc.uint8Array({ minLength: 1, maxLength: 2 }), value, ifModRevision: fc.nat({ max: 8 }) }, opts),
+  // Leases: grants, puts attaching keys to the first few ids, revokes (some of unknown ids).
+  fc.record({ op: fc.constant('lease-grant' as const), clientId: fc.constantFrom('', 'a', 'g'), seq: fc.nat({ max: 6 }), ttlSeconds: fc.integer({ min: 1, max: 60 }) }, opts),
+  fc.record({ op: fc.constant('put' as const), clientId: fc.constantFrom('', 'b'), seq: fc.nat({ max: 6 }), key: fc.uint8Array({ minLength: 1, maxLength: 2 }), value, lease: fc.integer({ min: 1, max: 4 }) }, opts),
+  fc.record({ op: fc.constant('lease-revoke' as const), clientId: fc.constantFrom('', 'g'), seq: fc.nat({ max: 6 }), id: fc.integer({ min: 1, max: 5 }) }, opts),
 );
 /** A history: commands, with now and then raw (possibly malformed) bytes in between. */
 const historyArb = fc.array(fc.oneof({ weight: 6, arbitrary: historyCommand.map(encodeKvCommand) }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 12 }) }), { maxLength: 25 });
@@ -204,7 +219,7 @@ test('fuzz KV: mutated snapshots are refused with CodecError or restore canonica
       assert.equal(ok === true, reason === null, `checkSnapshot said ${String(reason)} but restore ${ok === true ? 'succeeded' : 'failed'}`);
       if (ok === true) {
         assert.equal(restored.appliedIndex, index);
-        if (data[0] === SNAPSHOT_VERSION) assert.equal(hex(restored.snapshot()), hex(data), 'a version 3 snapshot that restores re-snapshots to its own bytes');
+        if (data[0] === SNAPSHOT_VERSION) assert.equal(hex(restored.snapshot()), hex(data), 'a current-version snapshot that restores re-snapshots to its own bytes');
         // Whatever restored is a consistent store: every key's revisions within the store's.
         for (const kv of restored.range({ start: new Uint8Array(0), end: null, limit: 10_000 }).kvs) {
           assert.ok(1 <= kv.createRevision && kv.createRevision <= kv.modRevision && kv.modRevision <= restored.revision && kv.version >= 1);

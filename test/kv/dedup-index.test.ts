@@ -70,26 +70,26 @@ test('a retry applied at j > i reports i, the index where the write took effect'
   assert.equal(log.run(put('k', 'v'))[1].deduplicatedFrom, undefined);
 });
 
-test('the original index survives snapshot (format v3) and restore', () => {
+test('the original index survives snapshot (format v4) and restore', () => {
   const log = new Log();
   const [i] = log.run(put('k', 'v', 'c', 7));
   log.run(put('k', 'v', 'c', 7)); // a duplicate before the snapshot: lastIndex moves past i
   log.run(put('k2', 'w'));
   const snapshot = log.sm.snapshot();
-  assert.equal(snapshot[0], 3);
-  assert.equal(SNAPSHOT_VERSION, 3);
+  assert.equal(snapshot[0], 4);
+  assert.equal(SNAPSHOT_VERSION, 4);
   const restored = new KvStateMachine();
   restored.restore({ index: log.sm.appliedIndex, term: 1, data: snapshot });
   assert.deepEqual(restored.session('c'), { lastSeq: 7, lastIndex: 2, resultIndex: i });
-  assert.equal(hex(restored.snapshot()), hex(snapshot), 'v3 is canonical');
+  assert.equal(hex(restored.snapshot()), hex(snapshot), 'v4 is canonical');
   const after = new Log(restored);
   const [j, retry] = after.run(put('k', 'v', 'c', 7));
   assert.ok(j > i);
   assert.deepEqual(retry, { ok: true, value: null, revision: 1, key: { createRevision: 1, modRevision: 1, version: 1 }, deduplicatedFrom: i });
-  // The exact v3 bytes: version 3, applied 3, revision 2, 2 keys (each with createRevision,
-  // modRevision, version), 1 session "c": seq 7, lastIndex 2, resultIndex 1, result with revisions
-  // (tag 3) / value null / no swapped / revision 1 / key at (1, 1, 1).
-  assert.equal(hex(snapshot), '03' + '03' + '02' + '02' + '016b0176010101' + '026b320177020201' + '01' + '0163' + '07' + '02' + '01' + '0301000101010101');
+  // The exact v4 bytes: version 4, applied 3, revision 2, 2 keys (each with createRevision,
+  // modRevision, version, no lease), 1 session "c": seq 7, lastIndex 2, resultIndex 1, result with
+  // revisions (tag 3) / value null / no swapped / revision 1 / key at (1, 1, 1); no leases.
+  assert.equal(hex(snapshot), '04' + '03' + '02' + '02' + '016b017601010100' + '026b32017702020100' + '01' + '0163' + '07' + '02' + '01' + '0301000101010101' + '0000');
 });
 
 /** A version-1 snapshot (no resultIndex) with one key and the given [clientId, lastSeq, lastIndex] sessions. */
@@ -151,7 +151,7 @@ test('restore of corrupted v1/v3 snapshots throws only CodecError, and what it a
         continue;
       }
       accepted++;
-      if (data[0] === SNAPSHOT_VERSION) assert.equal(hex(sm.snapshot()), hex(data), `round ${round}: v3 input re-snapshots to itself`);
+      if (data[0] === SNAPSHOT_VERSION) assert.equal(hex(sm.snapshot()), hex(data), `round ${round}: current-version input re-snapshots to itself`);
       for (const id of ['a', 'b', 'c', 'c0', 'c1', 'c2', 'c3', 'c4']) {
         const s = sm.session(id);
         if (s !== undefined) assert.ok(1 <= s.resultIndex && s.resultIndex <= s.lastIndex && s.lastIndex <= sm.appliedIndex);
@@ -168,6 +168,8 @@ test('KvReplica.commit reports the original index for a retry answered from the 
   let next = 1;
   // A stand-in for RaftNode.propose: appends at the next index, "commits" and applies at once.
   const node = {
+    onLeadershipChange: () => undefined,
+    raftStatus: () => ({ role: 'follower', term: 0 }),
     propose: (command: Uint8Array) => {
       const index = next++;
       return Promise.resolve({ index, term: 1, result: replica.stateMachine.apply({ index, term: 1, command }) });

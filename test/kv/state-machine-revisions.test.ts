@@ -115,7 +115,7 @@ test('results with revisions round-trip through their encoding; malformed revisi
   assert.throws(() => decodeKvResult(Uint8Array.from([3, 0, 0, 1])), CodecError, 'truncated');
 });
 
-test('snapshot v3 round-trips revisions canonically; bad revisions are CodecErrors', () => {
+test('snapshot v4 round-trips revisions canonically; a v3 one restores to the same state; bad revisions are CodecErrors', () => {
   const r = new Replica();
   r.put('a', '1');
   r.put('b', '2', { clientId: 'c', seq: 1 });
@@ -123,17 +123,21 @@ test('snapshot v3 round-trips revisions canonically; bad revisions are CodecErro
   r.put('a', '3');
   r.put('a', '4');
   const data = r.sm.snapshot();
-  assert.equal(data[0], 3);
+  assert.equal(data[0], 4);
   const copy = new KvStateMachine();
   copy.restore({ index: r.sm.appliedIndex, term: 1, data });
   assert.equal(hex(copy.snapshot()), hex(data));
   assert.equal(copy.revision, 5);
   assert.deepEqual(copy.getWithMeta(b('a')), { value: b('4'), createRevision: 4, modRevision: 5, version: 2 });
-  // Hand-made snapshots: version 3, applied 1, revision R, one key "k" = "v" with (c, m, v), no sessions.
-  const make = (revision: number, c: number, m: number, v: number): Uint8Array => Uint8Array.from([3, 1, revision, 1, 1, 0x6b, 1, 0x76, c, m, v, 0]);
+  // Hand-made snapshots: version 4, applied 1, revision R, one key "k" = "v" with (c, m, v) and no
+  // lease, no sessions, no leases (last lease id 0, count 0); version 3 lacks the lease fields.
+  const make = (revision: number, c: number, m: number, v: number): Uint8Array => Uint8Array.from([4, 1, revision, 1, 1, 0x6b, 1, 0x76, c, m, v, 0, 0, 0, 0]);
   const fresh = new KvStateMachine();
   fresh.restore({ index: 1, term: 1, data: make(3, 2, 3, 2) });
   assert.equal(hex(fresh.snapshot()), hex(make(3, 2, 3, 2)));
+  const fromV3 = new KvStateMachine();
+  fromV3.restore({ index: 1, term: 1, data: Uint8Array.from([3, 1, 3, 1, 1, 0x6b, 1, 0x76, 2, 3, 2, 0]) });
+  assert.equal(hex(fromV3.snapshot()), hex(make(3, 2, 3, 2)));
   for (const [what, bad] of [
     ['createRevision 0', make(3, 0, 3, 1)],
     ['mod before create', make(3, 3, 2, 1)],
@@ -145,9 +149,9 @@ test('snapshot v3 round-trips revisions canonically; bad revisions are CodecErro
     assert.match(fresh.checkSnapshot({ index: 1, term: 1, data: bad }) ?? '', /KV snapshot/, what);
   }
   // A cached result from after the snapshot's revision.
-  const session = Uint8Array.from([3, 1, 0, 0, 1, 1, 0x70, 1, 1, 1, 3, 1, 0, 5, 0]);
+  const session = Uint8Array.from([4, 1, 0, 0, 1, 1, 0x70, 1, 1, 1, 3, 1, 0, 5, 0, 0, 0]);
   assert.throws(() => new KvStateMachine().restore({ index: 1, term: 1, data: session }), CodecError);
-  const sessionOk = Uint8Array.from([3, 1, 0, 0, 1, 1, 0x70, 1, 1, 1, 3, 1, 0, 0, 0]);
+  const sessionOk = Uint8Array.from([4, 1, 0, 0, 1, 1, 0x70, 1, 1, 1, 3, 1, 0, 0, 0, 0, 0]);
   const withSession = new KvStateMachine();
   withSession.restore({ index: 1, term: 1, data: sessionOk });
   assert.equal(hex(withSession.snapshot()), hex(sessionOk));

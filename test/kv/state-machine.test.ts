@@ -96,24 +96,24 @@ test('put, get, append and delete return the previous (get: current) value', () 
   assert.deepEqual(r.run(put('empty', '')), okValue(null));
   assert.deepEqual(r.sm.get(b('empty')), new Uint8Array(0));
   assert.equal(r.sm.appliedIndex, 9);
-  assert.deepEqual(r.sm.stats, { keys: 2, bytes: 'new'.length + 3 + 'empty'.length, sessions: 0 });
+  assert.deepEqual(r.sm.stats, { keys: 2, bytes: 'new'.length + 3 + 'empty'.length, sessions: 0, leases: 0 });
 });
 
 test('stats track keys and key+value bytes through every op', () => {
   const r = new Replica();
   r.run(put('aa', '123'));
-  assert.deepEqual(r.sm.stats, { keys: 1, bytes: 5, sessions: 0 });
+  assert.deepEqual(r.sm.stats, { keys: 1, bytes: 5, sessions: 0, leases: 0 });
   r.run(put('aa', '1'));
-  assert.deepEqual(r.sm.stats, { keys: 1, bytes: 3, sessions: 0 });
+  assert.deepEqual(r.sm.stats, { keys: 1, bytes: 3, sessions: 0, leases: 0 });
   r.run(append('aa', '2345'));
   r.run(append('b', 'xy'));
-  assert.deepEqual(r.sm.stats, { keys: 2, bytes: 7 + 3, sessions: 0 });
+  assert.deepEqual(r.sm.stats, { keys: 2, bytes: 7 + 3, sessions: 0, leases: 0 });
   r.run(cas('b', 'xy', 'z'));
-  assert.deepEqual(r.sm.stats, { keys: 2, bytes: 7 + 2, sessions: 0 });
+  assert.deepEqual(r.sm.stats, { keys: 2, bytes: 7 + 2, sessions: 0, leases: 0 });
   r.run(del('aa'));
-  assert.deepEqual(r.sm.stats, { keys: 1, bytes: 2, sessions: 0 });
+  assert.deepEqual(r.sm.stats, { keys: 1, bytes: 2, sessions: 0, leases: 0 });
   r.run(del('b'));
-  assert.deepEqual(r.sm.stats, { keys: 0, bytes: 0, sessions: 0 });
+  assert.deepEqual(r.sm.stats, { keys: 0, bytes: 0, sessions: 0, leases: 0 });
 });
 
 test('cas swaps iff the current value equals expected, with null meaning absent', () => {
@@ -283,19 +283,20 @@ function rawSnapshot(
   applied: number,
   kvs: [string, string][],
   sessions: [string, number, number, number?][],
-  version: 1 | 2 | 3 = 1,
-  /** Version 3: the revision (default: 1 with keys, else 0) and each key's revisions (default 1, 1, 1). */
+  version: 1 | 2 | 3 | 4 = 1,
+  /** Version 3 and 4: the revision (default: 1 with keys, else 0) and each key's revisions (default 1, 1, 1); version 4 adds no leases. */
   revisions: { revision?: number; keys?: [number, number, number][] } = {},
 ): Uint8Array {
   const w = new ByteWriter();
   w.writeByte(version);
   w.writeVarint(applied);
-  if (version === 3) w.writeVarint(revisions.revision ?? (kvs.length > 0 ? 1 : 0));
+  if (version >= 3) w.writeVarint(revisions.revision ?? (kvs.length > 0 ? 1 : 0));
   w.writeVarint(kvs.length);
   kvs.forEach(([k, v], i) => {
     w.writeBytes(b(k));
     w.writeBytes(b(v));
-    if (version === 3) for (const n of revisions.keys?.[i] ?? [1, 1, 1]) w.writeVarint(n);
+    if (version >= 3) for (const n of revisions.keys?.[i] ?? [1, 1, 1]) w.writeVarint(n);
+    if (version === 4) w.writeVarint(0); // no lease
   });
   w.writeVarint(sessions.length);
   for (const [id, seq, index, resultIndex] of sessions) {
@@ -306,6 +307,10 @@ function rawSnapshot(
     w.writeByte(1); // ok
     w.writeByte(1); // value: null
     w.writeByte(0); // no swapped
+  }
+  if (version === 4) {
+    w.writeVarint(0); // last lease id
+    w.writeVarint(0); // no leases
   }
   return w.finish();
 }
@@ -398,17 +403,17 @@ test('snapshot is sorted by key bytes whatever the insertion order (revisions re
   y.run(put('a', '1'));
   y.run(put('b', '2'));
   // The same keys and values in the same order; only the revisions tell the write order apart.
-  assert.equal(hex(x.sm.snapshot()), '03' + '02' + '02' + '02' + '0161013102020' + '1' + '0162013201010' + '1' + '00');
-  assert.equal(hex(y.sm.snapshot()), '03' + '02' + '02' + '02' + '0161013101010' + '1' + '0162013202020' + '1' + '00');
+  assert.equal(hex(x.sm.snapshot()), '04' + '02' + '02' + '02' + '0161013102020' + '1' + '00' + '0162013201010' + '1' + '00' + '00' + '0000');
+  assert.equal(hex(y.sm.snapshot()), '04' + '02' + '02' + '02' + '0161013101010' + '1' + '00' + '0162013202020' + '1' + '00' + '00' + '0000');
   // keys sorted by bytes: [0x01] < [0x01,0x00] < [0x7f] < [0x80] < [0xff]
   const z = new Replica();
   for (const key of [[0xff], [0x80], [0x01, 0x00], [0x7f], [0x01]]) {
     z.run({ op: 'put', clientId: '', seq: 0, key: Uint8Array.from(key), value: new Uint8Array(0) });
   }
   const s = z.sm.snapshot();
-  // version 3, applied index 5, revision 5, 5 keys, then (1-byte key length, key, 0-length value,
-  // createRevision, modRevision, version) each
-  assert.equal(hex(s), '03' + '05' + '05' + '05' + '010100050501' + '02010000030301' + '017f00040401' + '018000020201' + '01ff00010101' + '00');
+  // version 4, applied index 5, revision 5, 5 keys, then (1-byte key length, key, 0-length value,
+  // createRevision, modRevision, version, no lease) each, no sessions, no leases
+  assert.equal(hex(s), '04' + '05' + '05' + '05' + '01010005050100' + '0201000003030100' + '017f0004040100' + '01800002020100' + '01ff0001010100' + '00' + '0000');
 });
 
 test('restore rejects malformed or non-canonical snapshots and leaves the state unchanged', () => {
@@ -440,7 +445,8 @@ test('restore rejects malformed or non-canonical snapshots and leaves the state 
     bad.push(
       [`${label} wrong label`, data, 5],
       [`${label} version 0`, Uint8Array.from([0, ...data.subarray(1)]), 4],
-      [`${label} version 4`, Uint8Array.from([4, ...data.subarray(1)]), 4],
+      [`${label} version 5`, Uint8Array.from([5, ...data.subarray(1)]), 4],
+      [`${label} labelled version 4`, Uint8Array.from([4, ...data.subarray(1)]), 4],
       [`${label} labelled version 3`, Uint8Array.from([3, ...data.subarray(1)]), 4],
       [`${label} trailing byte`, Uint8Array.from([...data, 0]), 4],
     );
@@ -451,18 +457,22 @@ test('restore rejects malformed or non-canonical snapshots and leaves the state 
     assert.throws(() => r.sm.restore({ index, term: 1, data }), CodecError, what);
     assert.equal(hex(r.sm.snapshot()), before, what);
   }
-  // A v2 snapshot restores at revision 1, every key at revisions (1, 1, 1), and re-snapshots as v3.
+  // A v2 snapshot restores at revision 1, every key at revisions (1, 1, 1), and re-snapshots as v4.
   r.sm.restore({ index: 4, term: 1, data: good });
-  assert.equal(hex(r.sm.snapshot()), hex(rawSnapshot(4, [['a', '1'], ['b', '2']], [['p', 1, 2, 1], ['q', 1, 3]], 3)));
-  assert.deepEqual(r.sm.stats, { keys: 2, bytes: 4, sessions: 2 });
+  assert.equal(hex(r.sm.snapshot()), hex(rawSnapshot(4, [['a', '1'], ['b', '2']], [['p', 1, 2, 1], ['q', 1, 3]], 4)));
+  assert.deepEqual(r.sm.stats, { keys: 2, bytes: 4, sessions: 2, leases: 0 });
   assert.equal(r.sm.revision, 1);
   assert.deepEqual(r.sm.getWithMeta(b('b')), { value: b('2'), createRevision: 1, modRevision: 1, version: 1 });
   assert.deepEqual(r.sm.session('p'), { lastSeq: 1, lastIndex: 2, resultIndex: 1 });
-  // A v1 snapshot restores with resultIndex = lastIndex, and re-snapshots as v3.
+  // A v1 snapshot restores with resultIndex = lastIndex, and re-snapshots as v4.
   const fresh = new KvStateMachine();
   fresh.restore({ index: 4, term: 1, data: goodV1 });
   assert.deepEqual(fresh.session('p'), { lastSeq: 1, lastIndex: 2, resultIndex: 2 });
-  assert.equal(hex(fresh.snapshot()), hex(rawSnapshot(4, [['a', '1'], ['b', '2']], [['p', 1, 2, 2], ['q', 1, 3, 3]], 3)));
+  assert.equal(hex(fresh.snapshot()), hex(rawSnapshot(4, [['a', '1'], ['b', '2']], [['p', 1, 2, 2], ['q', 1, 3, 3]], 4)));
+  // A v3 snapshot (revisions, no leases) restores to the same state and re-snapshots as v4.
+  const v3 = new KvStateMachine();
+  v3.restore({ index: 4, term: 1, data: rawSnapshot(4, [['a', '1']], [['p', 1, 2, 1]], 3) });
+  assert.equal(hex(v3.snapshot()), hex(rawSnapshot(4, [['a', '1']], [['p', 1, 2, 1]], 4)));
   // The next write takes revision 2.
   const next = new Replica(fresh);
   assert.equal((next.full(put('a', 'x')) as { revision?: number }).revision, 2);
@@ -497,7 +507,7 @@ test('malformed and invalid commands are deterministic no-ops on every replica',
   }
   for (const r of replicas) {
     assert.equal(text(r.sm.get(b('k'))), 'v0');
-    assert.deepEqual(r.sm.stats, { keys: 1, bytes: 3, sessions: 0 });
+    assert.deepEqual(r.sm.stats, { keys: 1, bytes: 3, sessions: 0, leases: 0 });
     assert.equal(r.sm.appliedIndex, 1 + entries.length);
   }
   assert.equal(hex(replicas[0]!.sm.snapshot()), hex(replicas[1]!.sm.snapshot()));

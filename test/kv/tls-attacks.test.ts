@@ -150,7 +150,7 @@ function membershipOf(peers: readonly KvPeer[]): Membership {
   };
 }
 
-/** KV snapshot bytes (the documented version 2 format) holding one key and no sessions. */
+/** KV snapshot bytes (the documented current format, version 4) holding one key, no sessions and no leases. */
 function oneKeySnapshot(index: number, key: string, value: string): Uint8Array {
   const w = new ByteWriter(64);
   w.writeByte(SNAPSHOT_VERSION);
@@ -160,7 +160,10 @@ function oneKeySnapshot(index: number, key: string, value: string): Uint8Array {
   w.writeBytes(utf8Encode(key), 'key');
   w.writeBytes(utf8Encode(value), 'value');
   for (const n of [1, 1, 1]) w.writeVarint(n, 'createRevision, modRevision, version');
+  w.writeVarint(0, 'lease');
   w.writeVarint(0, 'session count');
+  w.writeVarint(0, 'last lease id');
+  w.writeVarint(0, 'lease count');
   return w.finish();
 }
 

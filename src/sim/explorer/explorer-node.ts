@@ -11,11 +11,12 @@
  */
 import { INJECTED_BUGS, type InjectedBug } from '../../core/bugs.js';
 import { describeMembership, initialMembership, type Membership } from '../../core/membership.js';
-import type { LogIndex, Message, NodeId, Snapshot } from '../../core/messages.js';
+import type { Entry, LogIndex, Message, NodeId, Snapshot } from '../../core/messages.js';
 import type { RaftStatus } from '../../core/raft.js';
 import type { DriverBug } from '../../driver/ready-driver.js';
 import type { KvResult } from '../../kv/commands.js';
 import { KvReplica } from '../../kv/replica.js';
+import type { KvStateMachine } from '../../kv/state-machine.js';
 import { clockFromScheduler, type Clock } from '../../runtime/clock.js';
 import { INJECTED_DRIVER_BUGS, RaftNode, type StateMachine } from '../../runtime/node.js';
 import type { CallbackStorage } from '../../storage/storage.js';
@@ -47,6 +48,10 @@ export interface NodeHost {
   crash(id: NodeId): void;
   /** A message is about to be handed to the live node (for checks of what it may receive). */
   messageReceived(node: ExplorerNode, message: Message): void;
+  /** The node's lease keeper, leading in `term`, proposed the revoke of expired lease `id` (lease-checker.ts). */
+  leaseRevokeProposed(node: NodeId, id: number, term: number, at: number): void;
+  /** The node is about to apply a committed entry to its state machine `sm` (which still holds the state before it). */
+  applying(node: NodeId, entry: Entry, sm: KvStateMachine): void;
 }
 
 export interface NodeTiming {
@@ -109,7 +114,13 @@ export class ExplorerNode {
     this.startSnapshot = null;
     const live = (): boolean => this.alive && this.incarnation === incarnation;
     const clock = this.nodeClock(live);
-    const replica = new KvReplica({ maxRaftStateBytes: this.options.maxRaftStateBytes, defer: clock.defer });
+    const replica = new KvReplica({
+      maxRaftStateBytes: this.options.maxRaftStateBytes,
+      defer: clock.defer,
+      clock,
+      revokeTimeoutMs: this.options.requestTimeoutMs,
+      onLeaseRevokeProposed: (id, term, at) => this.host.leaseRevokeProposed(this.id, id, term, at),
+    });
     const endpoint = this.host.network.endpoint(this.id);
     this.endpoint = endpoint;
     const learners = this.host.startingLearners(this.id);
@@ -310,6 +321,7 @@ export class ExplorerNode {
       apply: (entry) => {
         const commitIndex = this.node?.raftStatus(false).commitIndex ?? entry.index;
         this.host.checker.apply(this.id, commitIndex, entry);
+        this.host.applying(this.id, entry, replica.sm);
         return replica.stateMachine.apply(entry);
       },
       restore: (snapshot) => {

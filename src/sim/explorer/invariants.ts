@@ -360,6 +360,11 @@ export class SafetyChecker {
     }
   }
 
+  /** When the leader of `term` was first seen leading, if one was. */
+  electedAtOf(term: Term): number | undefined {
+    return this.electedAt.get(term);
+  }
+
   get highestCommitted(): LogIndex {
     return this.committedMax;
   }

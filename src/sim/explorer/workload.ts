@@ -16,6 +16,22 @@
  *   and return; a transaction `if kA = x then put kA, put kB else get kA` as a cas on kA and a put
  *   on kB, the put left unknown when the else branch ran). That checks each key's history, not
  *   the atomicity across keys (that one page or one transaction saw a single state).
+ * - Lease clients (in 1 world in 3, one or two; everything they do is drawn from a stream of their
+ *   own, world-shape.ts's leasePrngFor, so a world without them runs exactly as before leases).
+ *   Each runs rounds: grant a lease of 1–5 s through the log (with its session, retried like a
+ *   write), put 1–3 of its keys `lease-k<j>.<n>` attached to it, keep it alive (leaseKeepAlive on
+ *   the member it believes leads, others on NotLeaderError) every TTL/3 (±10 %) for one to three
+ *   TTLs, reading a key now and then; then revoke it (half the time) or just stop renewing it, and
+ *   read its keys once or twice while it expires. A keep-alive answered "not found" ends the round
+ *   (the lease expired: its renewals did not get through in time). The puts and reads of lease
+ *   keys are in the history like any other key's (a put answered lease-not-found wrote nothing and
+ *   is left unknown), and so is every delete a revoke made: lease-checker.ts records each applied
+ *   revoke (an expiry or a client's) as a delete of each key it removed, called when it was
+ *   proposed and returning when it was first applied anywhere (at or after its commit), so reads
+ *   must see a key vanish exactly when its lease's revoke takes effect in the log. What a lease
+ *   client was promised (each acknowledged grant and keep-alive, with the time it was invoked) goes
+ *   to lease-checker.ts, which checks that no lease expires early. Lease operations do not count
+ *   as progress for the world's liveness check.
  */
 import type { NodeId } from '../../core/messages.js';
 import { encodeKvCommand, type KvCommand, type KvResult } from '../../kv/commands.js';
@@ -25,6 +41,9 @@ import type { Prng } from '../prng.js';
 import type { KvReplica } from '../../kv/replica.js';
 import type { ExplorerNode } from './explorer-node.js';
 import { SafetyViolation } from './invariants.js';
+import { describe, TIMED_OUT, withTimeout } from './client-common.js';
+import type { LeaseChecker } from './lease-checker.js';
+import { LeaseClients, type LeaseClientKit } from './lease-clients.js';
 
 /** What the clients need from their world. */
 export interface ClientHost {
@@ -57,7 +76,6 @@ function sized(tag: string, bytes: number): string {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const TIMED_OUT = Symbol('timed out');
 
 export class Workload {
   readonly history: HistoryRecorder;
@@ -68,6 +86,10 @@ export class Workload {
   active = true;
   private readonly clientSeq: number[];
   private readonly leaderHint: NodeId[];
+  /** The lease clients (lease-clients.ts); null: none. */
+  private leaseClients: LeaseClients | null = null;
+  /** Set once the run's end begins: lease clients stop for good (the final reads set `active` again). */
+  leaseClientsDone = false;
 
   constructor(
     private readonly host: ClientHost,
@@ -80,11 +102,49 @@ export class Workload {
     this.leaderHint = new Array<NodeId>(options.clients + 2).fill(-1);
   }
 
+  /**
+   * Adds `count` lease clients (see the module comment), drawing everything they do from `prng`
+   * alone, so that the other clients' draws are those of a world without them.
+   */
+  enableLeases(count: number, prng: Prng, checker: LeaseChecker): void {
+    if (count <= 0) return;
+    const first = this.clientSeq.length;
+    for (let i = 0; i < count; i++) {
+      this.clientSeq.push(0);
+      this.leaderHint.push(-1);
+    }
+    this.leaseClients = new LeaseClients(this.leaseClientKit(), { first, count, prng, checker });
+  }
+
+  /** Every key the lease clients may write (for the world's final reads). */
+  leaseKeys(): string[] {
+    return this.leaseClients?.keys() ?? [];
+  }
+
+  /** What the lease clients use of this workload: its sessions, retries and history. */
+  private leaseClientKit(): LeaseClientKit {
+    return {
+      host: this.host,
+      history: this.history,
+      attemptTimeoutMs: this.options.attemptTimeoutMs,
+      running: () => this.active && !this.leaseClientsDone,
+      gaveUp: () => !this.active && this.host.now() > this.giveUpAt,
+      nextSeq: (client) => ++this.clientSeq[client]!,
+      pendingTag: (client) => `c${client}.${this.clientSeq[client]! + 1}`,
+      leaderFound: (client, target) => (this.leaderHint[client] = target),
+      execute: (client, input, pending, prng, lease) => this.execute(client, input, pending, prng, lease),
+      pickReplica: (client, prng) => this.pickReplica(client, prng),
+      readStamp: (target) => this.readStamp(target),
+      backoff: (client, error, failures, prng) => this.backoff(client, error, failures, prng),
+    };
+  }
+
   /** Starts every client's loop; they run until `active` is cleared. */
   start(): void {
     for (let client = 0; client < this.options.clients; client++) {
       this.loop(client, this.prng.fork()).catch((error: unknown) => this.host.fail(error instanceof Error ? error : new Error(String(error))));
     }
+    this.leaseClients?.start();
   }
 
   /** Writes `count` values of `bytes` bytes each under bulk keys, so snapshots hold real state. */
@@ -130,7 +190,7 @@ export class Workload {
       const { target, replica } = picked;
       try {
         const readAt = this.readStamp(target);
-        const answer = await this.withTimeout(replica.confirmRead(this.options.attemptTimeoutMs), this.options.attemptTimeoutMs + 100);
+        const answer = await withTimeout(this.host, replica.confirmRead(this.options.attemptTimeoutMs), this.options.attemptTimeoutMs + 100);
         if (answer === TIMED_OUT) {
           this.leaderHint[client] = -1;
           continue;
@@ -185,7 +245,7 @@ export class Workload {
       if (picked === null) continue;
       const { target, replica } = picked;
       try {
-        const answer = await this.withTimeout(replica.commit(command, this.options.attemptTimeoutMs), this.options.attemptTimeoutMs + 100);
+        const answer = await withTimeout(this.host, replica.commit(command, this.options.attemptTimeoutMs), this.options.attemptTimeoutMs + 100);
         if (answer === TIMED_OUT) {
           this.leaderHint[client] = -1;
           continue;
@@ -241,12 +301,12 @@ export class Workload {
   }
 
   /** Retries until answered or the run ends; settles `pending` and returns the index, or undefined if unknown. */
-  private async execute(client: number, input: KvInput, pending: PendingOperation): Promise<number | undefined> {
-    const command = input.kind === 'get' ? null : this.encodeWrite(client, input);
+  private async execute(client: number, input: KvInput, pending: PendingOperation, prng = this.prng, lease?: number): Promise<number | undefined> {
+    const command = input.kind === 'get' ? null : this.encodeWrite(client, input, lease);
     let failures = 0;
     while (this.active || input.kind !== 'get') {
       if (!this.active && this.host.now() > this.giveUpAt) break;
-      const picked = await this.pickReplica(client);
+      const picked = await this.pickReplica(client, prng);
       if (picked === null) continue;
       const { target, replica } = picked;
       try {
@@ -258,12 +318,18 @@ export class Workload {
                 return { index: r.index, result: { ok: true, value: r.value } as KvResult };
               })
             : replica.commit(command.bytes, this.options.attemptTimeoutMs);
-        const answer = await this.withTimeout(attempt, this.options.attemptTimeoutMs + 100);
+        const answer = await withTimeout(this.host, attempt, this.options.attemptTimeoutMs + 100);
         if (answer === TIMED_OUT) {
           this.leaderHint[client] = -1;
           continue;
         }
         this.leaderHint[client] = target;
+        if (lease !== undefined && !answer.result.ok && answer.result.error === 'lease-not-found') {
+          // The lease was gone when the put was applied: it wrote nothing (the history may leave it out).
+          pending.unknown();
+          this.host.trace(`c${client} returns ${describe(input)}: lease ${lease} not found, nothing written`);
+          return undefined;
+        }
         pending.ok(this.output(input, answer.result) as never);
         this.host.trace(`c${client} returns ${describe(input)} at ${answer.index}`);
         return answer.index;
@@ -273,18 +339,24 @@ export class Workload {
           pending.unknown();
           return undefined;
         }
-        // Straight to a named leader; otherwise back off as a real client would, not spin.
-        const hint = (error instanceof NotLeaderError || error instanceof OutcomeUnknownError) && error.leaderId !== undefined ? error.leaderId : -1;
-        this.leaderHint[client] = hint;
-        // Exponential backoff, as a real client does: always some virtual time (two members may
-        // name each other as leader for a moment), and no spinning while there is no leader.
-        failures++;
-        const ceiling = hint === -1 ? 200 : Math.min(200, 4 << Math.min(failures, 6));
-        await this.host.sleep(1 + this.prng.nextInt(ceiling));
+        await this.backoff(client, error, ++failures, prng);
       }
     }
     pending.unknown();
     return undefined;
+  }
+
+  /**
+   * After a failed attempt: straight to a named leader, otherwise back off as a real client would,
+   * not spin. Exponential: always some virtual time (two members may name each other as leader for
+   * a moment), and no spinning while there is no leader.
+   */
+  private async backoff(client: number, error: unknown, failures: number, prng: Prng): Promise<void> {
+    if (error instanceof SafetyViolation) throw error;
+    const hint = (error instanceof NotLeaderError || error instanceof OutcomeUnknownError) && error.leaderId !== undefined ? error.leaderId : -1;
+    this.leaderHint[client] = hint;
+    const ceiling = hint === -1 ? 200 : Math.min(200, 4 << Math.min(failures, 6));
+    await this.host.sleep(1 + prng.nextInt(ceiling));
   }
 
   /** After the clients stop, writes still retrying get this long to finish. */
@@ -298,7 +370,7 @@ export class Workload {
     this.refusedTooLarge++;
   }
 
-  private encodeWrite(client: number, input: Exclude<KvInput, { kind: 'get' }>): { bytes: Uint8Array } {
+  private encodeWrite(client: number, input: Exclude<KvInput, { kind: 'get' }>, lease?: number): { bytes: Uint8Array } {
     const seq = ++this.clientSeq[client]!;
     const key = encoder.encode(input.key);
     const base = { clientId: `c${client}`, seq, key };
@@ -306,7 +378,7 @@ export class Workload {
     switch (input.kind) {
       case 'put':
       case 'append':
-        command = { ...base, op: input.kind, value: encoder.encode(input.value) };
+        command = { ...base, op: input.kind, value: encoder.encode(input.value), ...(lease === undefined ? {} : { lease }) };
         break;
       case 'cas':
         command = { ...base, op: 'cas', value: encoder.encode(input.value), expected: input.expected === null ? null : encoder.encode(input.expected) };
@@ -338,37 +410,20 @@ export class Workload {
   }
 
   /** The member to ask next and its replica; null (after a pause, as a client waits) when no member is up. */
-  private async pickReplica(client: number): Promise<{ target: NodeId; replica: KvReplica } | null> {
-    const target = this.pickTarget(client);
+  private async pickReplica(client: number, prng = this.prng): Promise<{ target: NodeId; replica: KvReplica } | null> {
+    const target = this.pickTarget(client, prng);
     const replica = target === -1 ? null : this.host.nodes[target]!.replica;
     if (replica !== null) return { target, replica };
-    await this.host.sleep(20 + this.prng.nextInt(80));
+    await this.host.sleep(20 + prng.nextInt(80));
     return null;
   }
 
-  private pickTarget(client: number): NodeId {
+  private pickTarget(client: number, prng: Prng): NodeId {
     const hint = this.leaderHint[client]!;
     if (hint >= 0 && this.host.nodes[hint]!.replica !== null) return hint;
     const alive = this.host.nodes.filter((n) => n.replica !== null);
     if (alive.length === 0) return -1;
-    return alive[this.prng.nextInt(alive.length)]!.id;
-  }
-
-  /** A client-side timeout: a crashed member never answers, and its own timers died with it. */
-  private withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
-    return new Promise((resolve, reject) => {
-      const timer = this.host.schedule(ms, () => resolve(TIMED_OUT));
-      promise.then(
-        (value) => {
-          timer.cancel();
-          resolve(value);
-        },
-        (error: unknown) => {
-          timer.cancel();
-          reject(error instanceof Error ? error : new Error(String(error)));
-        },
-      );
-    });
+    return alive[prng.nextInt(alive.length)]!.id;
   }
 }
 
@@ -378,18 +433,4 @@ interface TxnInput {
   readonly other: string;
   readonly expected: string | null;
   readonly value: string;
-}
-
-function describe(input: KvInput): string {
-  const short = (value: string): string => (value.length > 24 ? `${value.slice(0, 16)}…(${value.length} B)` : value);
-  switch (input.kind) {
-    case 'get':
-    case 'delete':
-      return `${input.kind} ${input.key}`;
-    case 'put':
-    case 'append':
-      return `${input.kind} ${input.key}=${short(input.value)}`;
-    case 'cas':
-      return `cas ${input.key} ${input.expected ?? '∅'}→${short(input.value)}`;
-  }
 }

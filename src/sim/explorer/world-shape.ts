@@ -4,7 +4,7 @@
  */
 import { VALUE_BYTES_MAX } from '../../kv/commands.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../../transport/limits.js';
-import type { Prng } from '../prng.js';
+import { Prng } from '../prng.js';
 
 /** The random shape of one world, drawn from its seed (printed with every failure). */
 export interface WorldShape {
@@ -52,17 +52,41 @@ export interface WorldShape {
    * promotes them, removes voters and learners (membership worlds, operator.ts). 0: none.
    */
   readonly spares: number;
+  /**
+   * Clients that use leases (workload.ts), 0 in most worlds. Drawn from a stream of its own
+   * (leasePrngFor), so that every world without them is exactly as it was before leases.
+   */
+  readonly leaseClients: number;
 }
 
-export function drawShape(prng: Prng, nodeCounts: readonly number[]): WorldShape {
+/** Tells the lease stream apart from the world's root stream. */
+const LEASE_STREAM = 0x1ea5e;
+
+/**
+ * The random stream that decides a world's leases (whether it has lease clients, and all they
+ * do): derived from the seed, independent of the root stream that draws everything else.
+ */
+export function leasePrngFor(seed: number): Prng {
+  const words = new Prng(seed);
+  // Two words of the seed's stream, mixed with a constant, seed a new generator (< 2^52: safe).
+  return new Prng(((words.nextUint32() ^ LEASE_STREAM) >>> 0) * 0x10_0000 + (words.nextUint32() & 0xf_ffff));
+}
+
+/** How many lease clients a world has: none in two worlds of three, else one or two. */
+export function drawLeaseClients(leasePrng: Prng): number {
+  return leasePrng.chance(1, 3) ? 1 + leasePrng.nextInt(2) : 0;
+}
+
+export function drawShape(prng: Prng, nodeCounts: readonly number[], leasePrng?: Prng): WorldShape {
   const shape = drawFixedShape(prng, nodeCounts);
+  const leaseClients = leasePrng === undefined ? 0 : drawLeaseClients(leasePrng);
   // Drawn after everything else, so that every world without spares is as it was before them.
   const spares = shape.nodes <= 5 && prng.chance(2, 3) ? 1 + prng.nextInt(3) : 0;
   const spareTicks = Array.from({ length: spares }, () => 7 + prng.nextInt(8));
-  return { ...shape, tickMs: [...shape.tickMs, ...spareTicks], spares };
+  return { ...shape, tickMs: [...shape.tickMs, ...spareTicks], spares, leaseClients };
 }
 
-function drawFixedShape(prng: Prng, nodeCounts: readonly number[]): Omit<WorldShape, 'spares'> {
+function drawFixedShape(prng: Prng, nodeCounts: readonly number[]): Omit<WorldShape, 'spares' | 'leaseClients'> {
   const nodes = prng.pick(nodeCounts);
   const bigState = prng.chance(1, 5);
   // A small frame limit, so that values near and over it fit the KV value limit (1 MiB).

@@ -1,7 +1,8 @@
 import { InvariantError } from '../../core/assert.js';
 import type { InjectedBug } from '../../core/bugs.js';
 import { allMembers, describeMembership, initialMembership, isQuorum, isVoter, type Membership } from '../../core/membership.js';
-import type { Message, NodeId } from '../../core/messages.js';
+import type { Entry, Message, NodeId } from '../../core/messages.js';
+import type { KvStateMachine } from '../../kv/state-machine.js';
 import type { DriverBug } from '../../driver/ready-driver.js';
 import { checkLinearizable } from '../../linearizability/checker.js';
 import { StorageError } from '../../storage/storage.js';
@@ -17,12 +18,20 @@ import { Operator } from './operator.js';
 import { SafetyChecker, SafetyViolation } from './invariants.js';
 import { Nemesis } from './nemesis.js';
 import { Workload } from './workload.js';
-import { drawShape, type WorldShape } from './world-shape.js';
+import { LeaseChecker } from './lease-checker.js';
+import { drawShape, leasePrngFor, type WorldShape } from './world-shape.js';
 
 export type { WorldShape } from './world-shape.js';
 
 /** Liveness under faults: a connected majority must complete some client operation within this. */
 const PROGRESS_WINDOW_MS = 12_000;
+/**
+ * Lease liveness at the end of a run: a lease nobody renews must be revoked within its TTL plus
+ * this, counted from the later of the current leader's election and the last keep-alive a client
+ * tried (plus LEASE_RENEWAL_GRACE_MS: a keep-alive may be served after its client gave up on it).
+ */
+const LEASE_EXPIRY_SLACK_MS = 3_000;
+const LEASE_RENEWAL_GRACE_MS = 2_000;
 
 /** Liveness failed: the cluster made no progress although it could have. */
 export class LivenessViolation extends Error {
@@ -103,6 +112,8 @@ export class World implements NodeHost {
   readonly driverBugs: ReadonlySet<DriverBug>;
   readonly options: WorldOptions;
   readonly workload: Workload;
+  /** What lease clients were promised, and the revokes proposed and applied (lease-checker.ts). */
+  readonly leases: LeaseChecker;
   private readonly nemesis: Nemesis;
   private readonly forger: Forger;
   private readonly operator: Operator;
@@ -123,14 +134,18 @@ export class World implements NodeHost {
   private readonly lastSeen: (RaftStatus | undefined)[] = [];
   private readonly lastApplied: number[] = [];
   /** Counters for the summary. */
-  readonly stats = { messages: 0, crashes: 0, restarts: 0, failedSyncs: 0, opsChecked: 0, checkVerdict: '' };
+  readonly stats = { messages: 0, crashes: 0, restarts: 0, failedSyncs: 0, opsChecked: 0, checkVerdict: '', leases: { granted: 0, keepAlives: 0, expired: 0, revoked: 0, proposals: 0 } };
 
   constructor(options: WorldOptions) {
     this.options = options;
     this.bugs = options.bugs;
     this.driverBugs = options.driverBugs;
     const root = new Prng(options.seed);
-    this.shape = drawShape(root.fork(), options.nodeCounts);
+    // Leases come from a stream of their own: a world without them draws exactly as before them.
+    const leasePrng = leasePrngFor(options.seed);
+    this.shape = drawShape(root.fork(), options.nodeCounts, leasePrng);
+    this.leases = new LeaseChecker(() => this.scheduler.now(), (line) => this.trace(line));
+    this.stats.leases = this.leases.counts;
     const shape = this.shape;
     this.peerIds = Array.from({ length: shape.nodes + shape.spares }, (_, i) => i);
     this.initialVoters = this.peerIds.slice(0, shape.nodes);
@@ -188,6 +203,7 @@ export class World implements NodeHost {
       { clients: shape.clients, keys: shape.keys, opGapMaxMs: shape.opGapMaxMs, readMode: shape.readMode, attemptTimeoutMs: 1500, largeValueBytes },
       root.fork(),
     );
+    this.workload.enableLeases(shape.leaseClients, leasePrng.fork(), this.leases);
     this.nemesis = new Nemesis(this, root.fork());
     this.forger = new Forger(this, root.fork());
     this.operator = new Operator(this, root.fork());
@@ -215,6 +231,7 @@ export class World implements NodeHost {
       await this.awaitConvergence();
       this.checkDroppedMessages();
       await this.finalReads();
+      this.checkLeaseExpiries();
       this.workload.active = false;
       this.workload.giveUpAt = this.scheduler.now();
     });
@@ -313,6 +330,18 @@ export class World implements NodeHost {
     if (message.type !== 'AppendEntriesReply' || node.node === null) return;
     try {
       this.checker.echoReceived(node.id, node.node.raftStatus(false), message);
+    } catch (error) {
+      this.fail(error as Error);
+    }
+  }
+
+  leaseRevokeProposed(node: NodeId, id: number, term: number, at: number): void {
+    this.leases.revokeProposed(node, id, term, at);
+  }
+
+  applying(node: NodeId, entry: Entry, sm: KvStateMachine): void {
+    try {
+      this.leases.applying(node, entry, sm);
     } catch (error) {
       this.fail(error as Error);
     }
@@ -503,6 +532,7 @@ export class World implements NodeHost {
   /** Once every node has applied the same index, their states must be byte-identical. */
   private async awaitConvergence(): Promise<void> {
     this.workload.active = false;
+    this.workload.leaseClientsDone = true;
     for (let waited = 0; waited < 10_000; waited += 50) {
       const members = this.currentMembers().map((id) => this.nodes[id]!);
       const applied = members.map((n) => n.appliedIndex);
@@ -543,16 +573,34 @@ export class World implements NodeHost {
   /** Every key is read once more, so a write that was acknowledged and then lost shows up in the history. */
   private async finalReads(): Promise<void> {
     this.workload.active = true;
-    const keys = [...Array.from({ length: this.shape.keys }, (_, i) => `k${i}`), 'marker'];
+    const keys = [...Array.from({ length: this.shape.keys }, (_, i) => `k${i}`), 'marker', ...this.workload.leaseKeys()];
     for (const key of keys) await this.workload.run(this.shape.clients + 1, { kind: 'get', key });
   }
 
   private checkHistory(): void {
-    const operations = this.workload.history.operations({ pendingAsUnknown: true });
+    const recorded = this.workload.history.operations({ pendingAsUnknown: true });
+    // The deletes that lease revokes made (expiries included), numbered after the recorded operations.
+    const operations = [...recorded, ...this.leases.deleteOperations(recorded.length)];
     this.stats.opsChecked = operations.length;
     const verdict = checkLinearizable(operations, { timeBudgetMs: 20_000 });
     this.stats.checkVerdict = verdict.result;
     if (verdict.result === 'illegal') throw new SafetyViolation('linearizability', verdict.explanation ?? 'the client history is not linearizable');
+  }
+
+  /**
+   * Lease liveness, loosely: at the end of the run, a lease no client renews any more must have
+   * been revoked if the current leader has led long enough to time it out (LEASE_EXPIRY_SLACK_MS).
+   */
+  private checkLeaseExpiries(): void {
+    if (this.shape.leaseClients === 0) return;
+    const leader = this.leaderId();
+    const node = leader < 0 ? null : this.nodes[leader]!;
+    const replica = node?.replica ?? null;
+    const term = node?.node?.raftStatus(false).term;
+    const since = term === undefined ? undefined : this.checker.electedAtOf(term);
+    if (replica === null || since === undefined || !replica.leases.leading) return;
+    const late = this.leases.overdue((id) => replica.sm.lease(id) !== null, since, LEASE_RENEWAL_GRACE_MS, LEASE_EXPIRY_SLACK_MS);
+    if (late.length > 0) throw new LivenessViolation(`lease expiry: leader n${leader} (term ${term}) did not revoke expired leases: ${late.join('; ')}`);
   }
 
   private scheduleProgressCheck(): void {
