@@ -77,6 +77,11 @@ export class RawConnection {
   close(): void {
     this.socket.destroy();
   }
+
+  /** Closes the connection, failing the request in flight (if any) with `error` (e.g. a per-request timeout). */
+  abort(error: Error): void {
+    this.socket.destroy(error);
+  }
 }
 
 /** The request bytes for `method path` with `headers` (each "Name: value\r\n") and `body`. */

@@ -158,14 +158,7 @@ export class KvNodeProcess {
     const child = this.child;
     if (child === null) return;
     this.resume();
-    child.kill('SIGTERM');
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = await Promise.race([this.exited.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs)))]);
-    clearTimeout(timer);
-    if (timedOut) {
-      child.kill('SIGKILL');
-      await this.exited;
-    }
+    await terminate(child, this.exited, graceMs);
   }
 
   /** This node's /v1/status, or undefined if it does not answer within `timeoutMs`. */
@@ -494,5 +487,17 @@ export class RaftProcessCluster {
   async stop(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.stop()));
     rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+/** SIGTERM, then SIGKILL if the child has not exited (`exited` settled) within `graceMs`. */
+export async function terminate(child: { kill(signal: NodeJS.Signals): boolean }, exited: Promise<unknown>, graceMs: number): Promise<void> {
+  child.kill('SIGTERM');
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = await Promise.race([exited.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs)))]);
+  clearTimeout(timer);
+  if (timedOut) {
+    child.kill('SIGKILL');
+    await exited;
   }
 }
