@@ -75,6 +75,8 @@ export interface RecoveryHost {
   syncFile(fh: FileHandle): Promise<void>;
   syncDir(): Promise<void>;
   log(line: string): void;
+  /** How to open the active segment for appending (FileStorage: read-write, O_DSYNC with fsync on). */
+  readonly activeFlags: number;
 }
 
 export interface Recovered {
@@ -176,7 +178,7 @@ export async function recoverDirectory(host: RecoveryHost): Promise<Recovered> {
   // Verified: now make it durable, and only then remove what it replaces.
   await removeTemps();
   const activeName = live[live.length - 1]!.name;
-  const active = await open(path(activeName), 'r+');
+  const active = await open(path(activeName), host.activeFlags);
   try {
     if (cut !== null) {
       await active.truncate(cut.offset);
