@@ -5,7 +5,9 @@
  * nodes as possible, and percentiles.
  */
 import { connect, type Socket } from 'node:net';
+import { realpathSync } from 'node:fs';
 import { connect as connectTls } from 'node:tls';
+import { fileURLToPath } from 'node:url';
 
 /** A response: its status and (when asked for) its body. */
 export interface RawResponse {
@@ -108,4 +110,13 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
     timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Whether the module at `moduleUrl` (its import.meta.url) is the program node runs, not an import (the tests import the benches). */
+export function isMainModule(moduleUrl: string): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(moduleUrl));
+  } catch {
+    return false;
+  }
 }

@@ -31,14 +31,13 @@
  * /usr/bin/etcd), with how to install it.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, realpathSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatTable } from '../src/cli/common.js';
 import { abortAllClusters, KvProcessCluster } from '../src/testing/process-cluster.js';
 import { abortAllEtcdClusters, ETCD_INSTALL_HINT, EtcdCluster, findEtcd } from './etcd-cluster.js';
-import { percentile, RawConnection, rawRequest } from './raw-http.js';
+import { isMainModule, percentile, RawConnection, rawRequest } from './raw-http.js';
 
 export type SystemName = 'etcd' | 'tsraft';
 export type Kind = 'writes' | 'reads';
@@ -133,7 +132,7 @@ export function cpuBetween(before: CpuSnapshot, after: CpuSnapshot, pids: Readon
 }
 
 /** Clock ticks per second of /proc's counters (getconf CLK_TCK; 100 when it cannot be asked). */
-function clockTicksPerSecond(): number {
+export function clockTicksPerSecond(): number {
   try {
     const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5000 }).trim());
     return Number.isFinite(n) && n > 0 ? n : 100;
@@ -631,14 +630,7 @@ async function main(): Promise<void> {
   console.log(formatVsTable(summarize(results)));
 }
 
-const isMain = ((): boolean => {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-})();
-if (isMain) {
+if (isMainModule(import.meta.url)) {
   main().catch((error: unknown) => {
     console.error(`bench:vs-etcd: ${(error as Error).stack ?? String(error)}`);
     process.exit(1);

@@ -417,6 +417,11 @@ export class RaftNode<Result = unknown> {
     return this.core.entryAt(index);
   }
 
+  /** Whether this node stopped (stop(), or a fatal error): status().stopped, without building a status. */
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
   /** The error that stopped this node, if one did. */
   get fatalError(): Error | null {
     return this.fatal;

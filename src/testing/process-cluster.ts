@@ -74,6 +74,11 @@ export interface KvProcessClusterOptions {
    * `<root>/tls` as `tsraft start --tls` makes them (`caFile` names the CA for clients).
    */
   readonly tls?: boolean;
+  /**
+   * Node.js options for every node process (e.g. `--cpu-prof`), after this process's own
+   * process.execArgv (which fork passes on by default).
+   */
+  readonly execArgv?: readonly string[];
 }
 
 /** One `tsraft node` process of a KvProcessCluster. */
@@ -90,6 +95,8 @@ export class KvNodeProcess {
     private readonly onOutput: ((id: number, line: string) => void) | undefined,
     /** How /v1/status is fetched (with the cluster's CA when it serves HTTPS). */
     private readonly http: ClusterHttp = clusterHttp(),
+    /** Node.js options added to process.execArgv for this node's process. */
+    private readonly execArgv: readonly string[] = [],
   ) {}
 
   get id(): number {
@@ -107,7 +114,10 @@ export class KvNodeProcess {
 
   start(): void {
     if (this.child !== null) throw new Error(`node ${this.id} is already running`);
-    const child = fork(TSRAFT_MAIN, [...this.args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const child = fork(TSRAFT_MAIN, [...this.args], {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      ...(this.execArgv.length > 0 ? { execArgv: [...process.execArgv, ...this.execArgv] } : {}),
+    });
     this.child = child;
     liveChildren.add(child);
     this.paused = false;
@@ -204,7 +214,7 @@ export class KvProcessCluster {
       const files = devCertificateFiles(tlsDir, spec.id);
       const tlsArgs = options.tls === true ? ['--peer-ca', files.ca, '--peer-cert', files.cert, '--peer-key', files.key, '--http-cert', files.cert, '--http-key', files.key] : [];
       const args = ['node', '--id', String(spec.id), '--peers', peerList, '--data-dir', dir, ...(options.fsync === false ? ['--no-fsync'] : []), ...tlsArgs, ...(options.nodeArgs ?? [])];
-      return new KvNodeProcess(spec, dir, args, options.onOutput, this.http);
+      return new KvNodeProcess(spec, dir, args, options.onOutput, this.http, options.execArgv ?? []);
     });
   }
 

@@ -16,7 +16,7 @@
  *   and return; a transaction `if kA = x then put kA, put kB else get kA` as a cas on kA and a put
  *   on kB, the put left unknown when the else branch ran). That checks each key's history, not
  *   the atomicity across keys (that one page or one transaction saw a single state).
- * - Lease clients (in 1 world in 3, one or two; everything they do is drawn from a stream of their
+ * - Lease clients (lease-clients.ts; in 1 world in 3, one or two; everything they do is drawn from a stream of their
  *   own, world-shape.ts's leasePrngFor, so a world without them runs exactly as before leases).
  *   Each runs rounds: grant a lease of 1–5 s through the log (with its session, retried like a
  *   write), put 1–3 of its keys `lease-k<j>.<n>` attached to it, keep it alive (leaseKeepAlive on
