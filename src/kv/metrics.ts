@@ -270,6 +270,12 @@ export class KvMetrics {
     out += metric('tsraft_kv_bytes', 'gauge', 'Sum of key and value sizes in the KV state machine, in bytes.', stats.bytes);
     out += metric('tsraft_kv_sessions', 'gauge', 'Client sessions kept for exactly-once.', stats.sessions);
     out += metric('tsraft_kv_leases', 'gauge', 'Leases in the KV state machine.', stats.leases);
+    // Read at scrape time only: where a node's memory is (RSS against V8's heap and the buffers outside it).
+    const memory = process.memoryUsage();
+    out += metric('tsraft_process_resident_memory_bytes', 'gauge', 'Resident set size of this node process.', memory.rss);
+    out += metric('tsraft_heap_used_bytes', 'gauge', "V8 heap in use (live objects and garbage not yet collected).", memory.heapUsed);
+    out += metric('tsraft_heap_total_bytes', 'gauge', "V8 heap reserved by this process.", memory.heapTotal);
+    out += metric('tsraft_external_memory_bytes', 'gauge', 'Memory of buffers and other objects held outside the V8 heap (ArrayBuffers included).', memory.external);
     out += metric('tsraft_lease_expiries_proposed_total', 'counter', 'Revokes of expired leases this node proposed while it led (a failed one proposed again counts again).', sources.leasesExpired);
     out += '# HELP tsraft_http_responses_total HTTP responses sent, by status code.\n# TYPE tsraft_http_responses_total counter\n';
     for (const [code, count] of [...this.responses].sort((a, b) => a[0] - b[0])) out += `tsraft_http_responses_total{code="${code}"} ${count}\n`;

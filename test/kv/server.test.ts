@@ -274,12 +274,18 @@ describe('KvServer: a 3-node cluster', { timeout: 90_000 }, () => {
       'tsraft_wal_fsync_duration_seconds_bucket{le="+Inf"} ',
       'tsraft_wal_fsync_duration_seconds_count ',
       'tsraft_kv_keys ',
+      'tsraft_kv_leases ',
+      'tsraft_lease_expiries_proposed_total ',
+      'tsraft_process_resident_memory_bytes ',
+      'tsraft_heap_used_bytes ',
+      'tsraft_external_memory_bytes ',
     ]) {
       assert.ok(text.includes(`\n${name}`), `metrics lack ${name}`);
     }
     const count = Number(/\ntsraft_proposal_duration_seconds_count (\d+)/.exec(text)?.[1]);
     assert.ok(count > 0);
     assert.ok(Number(/\ntsraft_transport_bytes_sent_total (\d+)/.exec(text)?.[1]) > 0);
+    assert.ok(Number(/\ntsraft_process_resident_memory_bytes (\d+)/.exec(text)?.[1]) > Number(/\ntsraft_heap_used_bytes (\d+)/.exec(text)?.[1]));
     const status = await new KvClient({ endpoints: [cluster.url(follower)] }).status();
     assert.equal(status.id, follower);
     assert.equal(status.role, 'follower');
