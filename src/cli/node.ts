@@ -678,7 +678,7 @@ export function nodeCommand(): Command {
     .option('--listen <host:port>', "where to accept raft connections (default: this node's raft address in --peers, --advertise or the data directory's identity)")
     .option('--http <host:port>', "where to serve the HTTP API (default: this node's HTTP URL in --peers, --advertise or the data directory's identity)")
     .option('--cluster-id <id>', 'cluster name; nodes of different clusters refuse each other (a restart without --peers: the recorded one)', 'tsraft')
-    .option('--max-raft-state <bytes>', 'snapshot once the raft log exceeds this many bytes (e.g. 1048576 or 64m)')
+    .option('--max-raft-state <bytes>', 'snapshot once the raft log since the last snapshot exceeds this many bytes, or a quarter of that snapshot if more (e.g. 1048576 or 64m)')
     .option('--no-fsync', 'do not fsync writes (faster; a machine crash can lose acknowledged writes)')
     .option('--heartbeat-ms <ms>', 'leader heartbeat interval (default 100)')
     .option('--election-timeout-ms <min-max>', 'election timeout range in milliseconds (default 1000-2000)')

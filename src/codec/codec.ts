@@ -27,6 +27,7 @@
  */
 import type { MemberAddress, Membership } from '../core/membership.js';
 import type { Entry, HardState, Message, MessageType, PersistentState, Snapshot } from '../core/messages.js';
+import { snapshotBodyBytes } from '../core/snapshot-body.js';
 
 /** Malformed input to a decoder; the message says what was wrong and at which byte offset. */
 export class CodecError extends Error {
@@ -170,8 +171,29 @@ export class ByteWriter {
   }
 }
 
+/**
+ * What a decoder reads from: ByteReader over one buffer, or SnapshotBodyReader (body-reader.ts)
+ * over a snapshot body too large to hold at once. Both give the same results, errors and offsets
+ * for the same bytes.
+ */
+export interface ByteSource {
+  /** Bytes consumed so far. */
+  readonly offset: number;
+  /** Bytes left to read. */
+  readonly remaining: number;
+  readByte(what?: string): number;
+  readVarint(): number;
+  readBool(): boolean;
+  /** A length-prefixed byte string, always a fresh copy (never aliases the input). */
+  readBytes(): Uint8Array;
+  /** Steps over a length-prefixed byte string without copying it; returns its length. */
+  skipBytes(): number;
+  readOptionalId(): number;
+  expectEnd(what?: string): void;
+}
+
 /** A cursor over input bytes; every read throws CodecError on malformed or missing data. */
-export class ByteReader {
+export class ByteReader implements ByteSource {
   private pos = 0;
 
   constructor(private readonly buf: Uint8Array) {}
@@ -235,6 +257,16 @@ export class ByteReader {
     return out;
   }
 
+  skipBytes(): number {
+    const start = this.pos;
+    const len = this.readVarint();
+    if (len > this.remaining) {
+      throw new CodecError(`truncated byte string at offset ${start}: length ${len}, ${this.remaining} bytes remain`);
+    }
+    this.pos += len;
+    return len;
+  }
+
   /** Reads an optional node id (value + 1 on the wire). */
   readOptionalId(): number {
     return this.readVarint() - 1;
@@ -293,7 +325,7 @@ function snapshotSize(s: Snapshot | null): number {
   if (s === null) return 3;
   if (typeof s !== 'object') throw new Error('PersistentState.snapshot must be a Snapshot or null');
   if (s.index === 0) throw new Error('snapshot.index must be >= 1');
-  return uintSize(s.index, 'snapshot.index') + uintSize(s.term, 'snapshot.term') + bytesSize(s.data, 'snapshot.data');
+  return uintSize(s.index, 'snapshot.index') + uintSize(s.term, 'snapshot.term') + bytesSize(snapshotBodyBytes(s.data), 'snapshot.data');
 }
 
 export function persistentStateSize(s: PersistentState): number {
@@ -591,7 +623,7 @@ function writePersistentState(w: ByteWriter, s: PersistentState): void {
   w.writeVarint(s.snapshot?.index ?? 0, 'snapshot.index');
   w.writeVarint(s.snapshot?.term ?? 0, 'snapshot.term');
   writeEntries(w, s.entries);
-  w.writeBytes(s.snapshot?.data ?? NO_DATA, 'snapshot.data');
+  w.writeBytes(s.snapshot === null ? NO_DATA : snapshotBodyBytes(s.snapshot.data), 'snapshot.data');
   const membership = s.snapshot?.membership;
   w.writeBool(membership !== undefined);
   if (membership !== undefined) writeMembership(w, membership);

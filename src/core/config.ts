@@ -1,6 +1,7 @@
 import type { MemberAddress } from './membership.js';
 import type { NodeId, Snapshot } from './messages.js';
 import type { RandomSource } from './rng.js';
+import type { SnapshotAssemblyFactory } from './snapshot-body.js';
 import { INJECTED_BUGS, type InjectedBug } from './bugs.js';
 
 /**
@@ -33,11 +34,16 @@ export interface RaftConfig {
   /** Size of one InstallSnapshot chunk in bytes (default 64 KiB). */
   readonly snapshotChunkBytes?: number;
   /**
-   * The largest snapshot a follower accepts from a leader (default 1 GiB): a transfer announcing
-   * more is refused before any of it is buffered. Set it alike on every node, above the largest
-   * state the application will hold, or a follower that needs a snapshot can never catch up.
+   * The largest snapshot a follower accepts from a leader (default 64 GiB): a transfer announcing
+   * more is refused before any of it is kept. Set it alike on every node, above the largest state
+   * the application will hold, or a follower that needs a snapshot can never catch up.
    */
   readonly snapshotBytesMax?: number;
+  /**
+   * Where a follower keeps an incoming snapshot transfer as its chunks arrive (default: in memory).
+   * A runtime writes them to a file, so receiving a large state costs no memory.
+   */
+  readonly snapshotAssembly?: SnapshotAssemblyFactory;
   /**
    * Checks a snapshot received from a leader before the follower persists it, e.g. by restoring it
    * into a scratch state machine; returns why it is unusable, or null. Must be pure and
@@ -78,7 +84,7 @@ export interface RaftConfig {
 }
 
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 64 * 1024;
-export const DEFAULT_SNAPSHOT_BYTES_MAX = 1024 * 1024 * 1024;
+export const DEFAULT_SNAPSHOT_BYTES_MAX = 64 * 1024 * 1024 * 1024;
 
 /** Defaults for a 10 ms tick: heartbeats every 200 ms, elections after 800–1600 ms of silence. */
 export const DEFAULT_TIMING = {

@@ -38,7 +38,7 @@ export class Follower {
   private readonly snapshotReceiver: SnapshotReceiver;
 
   constructor(private readonly ctx: FollowerContext) {
-    this.snapshotReceiver = new SnapshotReceiver(ctx.config.snapshotBytesMax ?? DEFAULT_SNAPSHOT_BYTES_MAX);
+    this.snapshotReceiver = new SnapshotReceiver(ctx.config.snapshotBytesMax ?? DEFAULT_SNAPSHOT_BYTES_MAX, ctx.config.snapshotAssembly);
   }
 
   /** Releases an unfinished snapshot transfer that got no chunk for two maximum election timeouts. */
@@ -110,7 +110,7 @@ export class Follower {
     }
     log.installSnapshot(index, request.lastIncludedTerm, request.membership);
     this.ctx.installed(snapshot, request.checksum);
-    this.replySnapshot(request, outcome.data.length, true);
+    this.replySnapshot(request, outcome.data.byteLength, true);
   }
 
   /**

@@ -181,11 +181,21 @@ export interface HardState {
 export const NO_VOTE: NodeId = -1;
 export const NO_LEADER: NodeId = -1;
 
+/**
+ * The bytes of a snapshot, which need not be in memory: a runtime keeps a large snapshot in a file
+ * and reads it a range at a time. A Uint8Array is one.
+ */
+export interface SnapshotBody {
+  readonly byteLength: number;
+  /** The bytes [start, end), for 0 <= start <= end <= byteLength (callers never count from the end). */
+  subarray(start: number, end: number): Uint8Array;
+}
+
 /** A snapshot of the application's state covering the log up to and including `index`. */
 export interface Snapshot {
   readonly index: LogIndex;
   readonly term: Term;
-  readonly data: Uint8Array;
+  readonly data: SnapshotBody;
   /**
    * The configuration in effect at `index`. The core always sets it; absent only in snapshots
    * written before configurations existed, which mean the configuration the node started with.

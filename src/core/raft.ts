@@ -1,7 +1,7 @@
 import { assert, unreachable } from './assert.js';
 import { INJECTED_BUGS, type InjectedBug } from './bugs.js';
 import { validateConfig, type RaftConfig } from './config.js';
-import { crc32c } from './crc32c.js';
+import { snapshotBodyChecksum } from './snapshot-body.js';
 import { Follower } from './follower.js';
 import { RaftLog } from './log.js';
 import { Configurations, type MembershipRefusal } from './configurations.js';
@@ -20,6 +20,7 @@ import {
   type RequestVote,
   type RequestVoteReply,
   type Snapshot,
+  type SnapshotBody,
   type Term,
   type TimeoutNow,
 } from './messages.js';
@@ -120,8 +121,8 @@ export class RaftCore {
   private readonly reads = new ReadIndexQueue();
   private readStates: ReadState[] = [];
 
-  /** The latest snapshot's bytes, kept to send to followers that need it. */
-  private snapshotData: Uint8Array = new Uint8Array(0);
+  /** The latest snapshot's bytes, kept to send to followers that need it (in a file, in a runtime). */
+  private snapshotData: SnapshotBody = new Uint8Array(0);
   /** CRC32C of snapshotData, computed when a follower first needs it (null: not yet). */
   private snapshotChecksum: number | null = null;
   private snapshotToPersist: Snapshot | null = null;
@@ -359,7 +360,7 @@ export class RaftCore {
    * followers that fall behind it (6.824 `Snapshot(index, data)`). An index at or below the
    * current snapshot is ignored.
    */
-  snapshot(index: LogIndex, data: Uint8Array): void {
+  snapshot(index: LogIndex, data: SnapshotBody): void {
     this.assertNoReadyOutstanding();
     if (index <= this.log.snapshotIndex) return;
     assert(index <= this.log.appliedIndex, () => `snapshot at ${index} covers entries not yet applied (${this.log.appliedIndex})`);
@@ -367,6 +368,23 @@ export class RaftCore {
     this.snapshotData = data;
     this.snapshotChecksum = null;
     this.snapshotToPersist = { index, term: this.log.snapshotTerm, data, membership: this.log.membershipAt(index) };
+  }
+
+  /**
+   * Storage made the snapshot at `index` durable and can read it back: `body` holds the same bytes
+   * (checked by length), kept from now on instead of the copy that was handed in. A runtime passes
+   * written, and the checksum storage computed on the way (saving a pass over the bytes when a
+   * follower first needs them). Transfers already under way keep the body they started with.
+   * Ignored unless `index` is still the latest snapshot.
+   */
+  snapshotStored(index: LogIndex, body: SnapshotBody, checksum?: number): void {
+    if (index !== this.log.snapshotIndex || body === this.snapshotData) return;
+    assert(
+      body.byteLength === this.snapshotData.byteLength,
+      () => `stored snapshot at ${index} has ${body.byteLength} bytes, ${this.snapshotData.byteLength} were written`,
+    );
+    this.snapshotData = body;
+    if (checksum !== undefined) this.snapshotChecksum = checksum;
   }
 
   // ---------------------------------------------------------------- outputs
@@ -747,7 +765,7 @@ export class RaftCore {
 
   /** The latest snapshot as a leader sends it: its bytes and their checksum. */
   private currentSnapshot(): SnapshotToSend {
-    this.snapshotChecksum ??= crc32c(this.snapshotData);
+    this.snapshotChecksum ??= snapshotBodyChecksum(this.snapshotData);
     return {
       index: this.log.snapshotIndex,
       term: this.log.snapshotTerm,

@@ -343,7 +343,7 @@ export class Replicator {
       pr.snapshotResumeHint = 0;
     }
     const snapshot = pr.snapshot;
-    const size = snapshot.data.length;
+    const size = snapshot.data.byteLength;
     const chunkBytes = this.ctx.config.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES;
     if (pr.snapshotSentOffset < pr.snapshotOffset) pr.snapshotSentOffset = pr.snapshotOffset;
     // A window of chunks in flight: with one at a time a transfer would take a round trip per chunk.
@@ -432,7 +432,7 @@ export class Replicator {
     if (reply.nextOffset <= pr.snapshotOffset) return;
     pr.snapshotOffset = reply.nextOffset;
     // The window moved: send what it now allows (nothing if everything up to the end is in flight).
-    if (pr.snapshotSentOffset < (pr.snapshot?.data.length ?? 0) || pr.snapshotSentOffset < pr.snapshotOffset) this.sendSnapshotChunk(reply.from, pr);
+    if (pr.snapshotSentOffset < (pr.snapshot?.data.byteLength ?? 0) || pr.snapshotSentOffset < pr.snapshotOffset) this.sendSnapshotChunk(reply.from, pr);
   }
 
   /**

@@ -1,5 +1,6 @@
 import { crc32c } from './crc32c.js';
-import type { InstallSnapshot, LogIndex, Term } from './messages.js';
+import type { InstallSnapshot, LogIndex, SnapshotBody, Term } from './messages.js';
+import { MemorySnapshotAssembly, type SnapshotAssembly, type SnapshotAssemblyFactory } from './snapshot-body.js';
 
 /** Which snapshot a chunk belongs to: every field must match for chunks to be joined. */
 interface TransferIdentity {
@@ -12,7 +13,7 @@ interface TransferIdentity {
 /** What the follower does with one chunk. */
 export type ChunkOutcome =
   /** The whole snapshot arrived and its checksum holds. */
-  | { readonly kind: 'complete'; readonly data: Uint8Array }
+  | { readonly kind: 'complete'; readonly data: SnapshotBody }
   /** Not complete yet (or out of order): the sender should continue from `resumeAt`. */
   | { readonly kind: 'resume'; readonly resumeAt: number }
   /** Refused: the transfer is too large, or its bytes do not match its checksum. */
@@ -23,14 +24,18 @@ export type ChunkOutcome =
  * else is answered with the offset to resume from, so a lost or reordered chunk costs one round
  * trip and never corrupts the result. A transfer is identified by (index, term, total length,
  * checksum): a chunk of any other transfer never joins it, and the assembled bytes are checked
- * against the checksum before anyone sees them. Memory is bounded by `maxBytes` (the announced
- * total, checked before anything is buffered) and released when a transfer completes, is
- * overtaken by the commit index, or goes idle.
+ * against the checksum (kept up to date chunk by chunk) before anyone sees them. The bytes go to
+ * a `SnapshotAssembly` (in memory by default; a runtime's writes them to a file), bounded by
+ * `maxBytes` (the announced total, checked before anything is kept) and released when a transfer
+ * is refused, is replaced, is overtaken by the commit index, or goes idle.
  */
 export class SnapshotReceiver {
-  private incoming: { id: TransferIdentity; chunks: Uint8Array[]; bytes: number; lastChunkTick: number } | null = null;
+  private incoming: { id: TransferIdentity; assembly: SnapshotAssembly; bytes: number; crc: number; lastChunkTick: number } | null = null;
 
-  constructor(private readonly maxBytes: number) {}
+  constructor(
+    private readonly maxBytes: number,
+    private readonly makeAssembly: SnapshotAssemblyFactory = () => new MemorySnapshotAssembly(),
+  ) {}
 
   /** Bytes held by an unfinished transfer. */
   get bufferedBytes(): number {
@@ -43,12 +48,17 @@ export class SnapshotReceiver {
    * told to start again at offset 0.
    */
   abandonIfIdle(nowTick: number, idleTicks: number): void {
-    if (this.incoming !== null && nowTick - this.incoming.lastChunkTick >= idleTicks) this.incoming = null;
+    if (this.incoming !== null && nowTick - this.incoming.lastChunkTick >= idleTicks) this.release();
   }
 
   /** Forgets a transfer that the commit index has overtaken. */
   dropIfCovered(commitIndex: LogIndex): void {
-    if (this.incoming !== null && this.incoming.id.index <= commitIndex) this.incoming = null;
+    if (this.incoming !== null && this.incoming.id.index <= commitIndex) this.release();
+  }
+
+  private release(): void {
+    this.incoming?.assembly.discard();
+    this.incoming = null;
   }
 
   /** Takes one chunk (already checked to be well formed: see validate.ts). */
@@ -63,7 +73,9 @@ export class SnapshotReceiver {
     const current = this.incoming;
     const sameTransfer = current !== null && sameIdentity(current.id, id);
     if (chunk.offset === 0 && !sameTransfer) {
-      this.incoming = { id, chunks: [], bytes: 0, lastChunkTick: nowTick };
+      this.release();
+      const assembly = this.makeAssembly({ index: id.index, term: id.term, byteLength: id.snapshotBytes });
+      this.incoming = { id, assembly, bytes: 0, crc: 0, lastChunkTick: nowTick };
     } else if (chunk.offset === 0 && current !== null && current.bytes > 0) {
       // The first chunk again (a duplicate, or a new leader starting over with the same snapshot):
       // tell the sender where to continue instead of throwing away what arrived.
@@ -73,27 +85,20 @@ export class SnapshotReceiver {
     if (incoming === null || !sameIdentity(incoming.id, id) || incoming.bytes !== chunk.offset) {
       return { kind: 'resume', resumeAt: incoming !== null && sameIdentity(incoming.id, id) ? incoming.bytes : 0 };
     }
-    incoming.chunks.push(chunk.data.slice());
+    incoming.assembly.append(chunk.data);
+    incoming.crc = crc32c(chunk.data, 0, chunk.data.length, incoming.crc);
     incoming.bytes += chunk.data.length;
     incoming.lastChunkTick = nowTick;
     if (!chunk.done) return { kind: 'resume', resumeAt: incoming.bytes };
     this.incoming = null;
-    const data = concatBytes(incoming.chunks, incoming.bytes);
-    if (crc32c(data) !== id.checksum) return { kind: 'refused', reason: 'snapshot-checksum-mismatch' };
-    return { kind: 'complete', data };
+    if (incoming.crc !== id.checksum) {
+      incoming.assembly.discard();
+      return { kind: 'refused', reason: 'snapshot-checksum-mismatch' };
+    }
+    return { kind: 'complete', data: incoming.assembly.finish() };
   }
 }
 
 function sameIdentity(a: TransferIdentity, b: TransferIdentity): boolean {
   return a.index === b.index && a.term === b.term && a.snapshotBytes === b.snapshotBytes && a.checksum === b.checksum;
-}
-
-function concatBytes(chunks: readonly Uint8Array[], totalBytes: number): Uint8Array {
-  const result = new Uint8Array(totalBytes);
-  let offset = 0;
-  for (const chunk of chunks) {
-    result.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return result;
 }

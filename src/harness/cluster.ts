@@ -8,6 +8,7 @@ import type { Scheduler } from '../sim/scheduler.js';
 import { SimNode, type SimTiming } from '../sim/sim-node.js';
 import { RuntimeServer, type HarnessServer } from './runtime-server.js';
 import { decodeCommand, describeCommand, encodeCommand, type Command } from './command.js';
+import { snapshotBodyBytes } from '../core/snapshot-body.js';
 
 /** The tester's election timeout constant (6.824 `RaftElectionTimeout`), used by the tests' sleeps. */
 export const ELECTION_TIMEOUT_MS = 1000;
@@ -210,7 +211,7 @@ export class Cluster {
       // As a service would on restart: load the snapshot before Raft replays what follows it.
       this.lastApplied[i] = 0;
       const snapshot = persister.readSnapshot();
-      if (snapshot !== null) this.ingestSnapshot(i, snapshot.data, snapshot.index);
+      if (snapshot !== null) this.ingestSnapshot(i, snapshotBodyBytes(snapshot.data), snapshot.index);
     }
     const peers = Array.from({ length: this.n }, (_, j) => j);
     const apply = (entry: Entry): void =>
@@ -355,7 +356,7 @@ export class Cluster {
 
   private applyIncomingSnapshot(i: number, snapshot: Snapshot): void {
     if (!this.snapshotMode) throw new TestFailure(`apply error: server ${i} got a snapshot without snapshot mode`);
-    this.ingestSnapshot(i, snapshot.data, snapshot.index);
+    this.ingestSnapshot(i, snapshotBodyBytes(snapshot.data), snapshot.index);
   }
 
   /** Replaces server i's applied log with the snapshot's contents (6.824 ingestSnap). */

@@ -50,7 +50,7 @@
  * decoded command, and by encodeKvCommand, so a client never proposes a command that would be
  * rejected. Decoded byte strings are fresh copies that never alias the input.
  */
-import { ByteReader, ByteWriter, CodecError } from '../codec/codec.js';
+import { ByteReader, ByteWriter, CodecError, type ByteSource } from '../codec/codec.js';
 import type { LogIndex } from '../core/messages.js';
 import {
   KV_LEASE_GRANT_TAG,
@@ -846,7 +846,7 @@ export function writeKvResult(w: ByteWriter, result: KvResult): void {
 }
 
 /** Reads one result; throws CodecError on malformed input. */
-export function readKvResult(r: ByteReader): KvResult {
+export function readKvResult(r: ByteSource): KvResult {
   const at = r.offset;
   const tag = r.readByte('result tag');
   if (tag === RESULT_OK || tag === RESULT_OK_REVISIONS) {

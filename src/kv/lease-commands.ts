@@ -12,7 +12,7 @@
  *
  * The lease part of a result (result tag 5, after the revision): id  ttlSeconds  deletedKeys.
  */
-import { ByteReader, ByteWriter, CodecError } from '../codec/codec.js';
+import { ByteReader, ByteWriter, CodecError, type ByteSource } from '../codec/codec.js';
 
 /** Shortest and longest lease TTL, in seconds (etcd's longest, too). */
 export const LEASE_TTL_SECONDS_MIN = 1;
@@ -113,7 +113,7 @@ export function writeLeaseOutcome(w: ByteWriter, lease: KvLeaseOutcome): void {
   w.writeVarint(lease.deletedKeys, 'deletedKeys');
 }
 
-export function readLeaseOutcome(r: ByteReader): KvLeaseOutcome {
+export function readLeaseOutcome(r: ByteSource): KvLeaseOutcome {
   const at = r.offset;
   const lease = { id: r.readVarint(), ttlSeconds: r.readVarint(), deletedKeys: r.readVarint() };
   const problem = leaseOutcomeProblem(lease);

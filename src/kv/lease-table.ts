@@ -12,7 +12,7 @@
  * id order: id, ttlSeconds. Every id is in 1..lastId; the attached keys are not written (each key
  * records its lease) and are rebuilt by attach() as the keys are restored.
  */
-import type { ByteReader, ByteWriter } from '../codec/codec.js';
+import type { ByteSource, ByteWriter } from '../codec/codec.js';
 import { CodecError } from '../codec/codec.js';
 import { leaseTtlProblem, LEASES_MAX } from './lease-commands.js';
 
@@ -95,7 +95,7 @@ export class LeaseTable {
   }
 
   /** Reads a snapshot's lease section into a new table (keys attach later). Throws CodecError. */
-  static read(r: ByteReader): LeaseTable {
+  static read(r: ByteSource): LeaseTable {
     const table = new LeaseTable();
     table.lastId = r.readVarint();
     const countAt = r.offset;

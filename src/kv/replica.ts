@@ -6,8 +6,11 @@
  * with the state machine's result), and a linearizable read (ReadIndex, or a `get` through the log).
  *
  * Snapshots: the replica counts the command bytes (+ ENTRY_OVERHEAD_BYTES per entry) applied since
- * the last snapshot; once that passes `maxRaftStateBytes` it hands the state machine's snapshot to
- * the RaftNode, which compacts its log. The snapshot is taken after the Ready being applied (through
+ * the last snapshot; once that passes `maxRaftStateBytes`, or a quarter of the last snapshot's size
+ * if that is more, it hands the state machine's snapshot to the RaftNode, which compacts its log.
+ * The quarter keeps a large state from being rewritten whole every few MiB of writes: snapshots
+ * then cost at most four bytes written per byte of log, and the log kept in memory and on disk
+ * stays within a quarter of the state. The snapshot is taken after the Ready being applied (through
  * `defer`), so one snapshot covers every entry that Ready commits.
  *
  * Leases: the replicated lease table is in the state machine; their clocks run in a LeaseKeeper
@@ -25,12 +28,20 @@ import { describeError } from './describe-error.js';
 import type { WatchHub } from './watch-hub.js';
 import { KvStateMachine, type KvChange, type KvRangeBounds, type KvRangePage, type KvRangeQuery } from './state-machine.js';
 
+/** KvReplicaOptions.snapshotLogFraction's default. */
+export const DEFAULT_SNAPSHOT_LOG_FRACTION = 0.25;
+
 /** Bytes counted per applied entry on top of its command, for `maxRaftStateBytes`. */
 export const ENTRY_OVERHEAD_BYTES = 16;
 
 export interface KvReplicaOptions {
   /** Snapshot once the log applied since the last snapshot passes this many bytes (-1: never). */
   readonly maxRaftStateBytes: number;
+  /**
+   * ...or this fraction of the last snapshot's size, if that is more (default 0.25; see the module
+   * comment). The explorer sets 0, to snapshot as often as its small thresholds say.
+   */
+  readonly snapshotLogFraction?: number;
   /** Runs a callback after the current call stack (the node's clock's `defer`). */
   readonly defer: (callback: () => void) => void;
   readonly log?: (line: string) => void;
@@ -59,6 +70,8 @@ export class KvReplica {
   private readonly options: KvReplicaOptions;
   private node: RaftNode<KvResult> | null = null;
   private bytesSinceSnapshot = 0;
+  /** The size of the latest snapshot taken or restored here (scales the next one's threshold). */
+  private lastSnapshotBytes = 0;
   private snapshotScheduled = false;
   private taken = 0;
   /** The leases' clocks, running while this node leads. */
@@ -210,15 +223,23 @@ export class KvReplica {
     if (this.options.watchHub !== undefined) this.flushChanges();
     if (this.options.maxRaftStateBytes < 0) return result;
     this.bytesSinceSnapshot += entry.command.length + ENTRY_OVERHEAD_BYTES;
-    if (this.bytesSinceSnapshot > this.options.maxRaftStateBytes && !this.snapshotScheduled) {
+    if (this.bytesSinceSnapshot > this.snapshotThreshold() && !this.snapshotScheduled) {
       this.snapshotScheduled = true;
       this.options.defer(() => this.takeSnapshot());
     }
     return result;
   }
 
+  /** Log bytes applied since the last snapshot that make the next one due (see the module comment). */
+  private snapshotThreshold(): number {
+    return Math.max(this.options.maxRaftStateBytes, Math.floor(this.lastSnapshotBytes * (this.options.snapshotLogFraction ?? DEFAULT_SNAPSHOT_LOG_FRACTION)));
+  }
+
   private restore(snapshot: Snapshot): void {
-    this.sm.restore(snapshot);
+    // A snapshot from the leader has passed checkSnapshot, and at startup the machine is empty:
+    // the old state can go before the new one is built, so a large state is never held twice.
+    this.sm.restore(snapshot, { discardCurrent: true });
+    this.lastSnapshotBytes = snapshot.data.byteLength;
     this.leases.restored();
     this.pendingChanges = [];
     // What happened before the snapshot is not known here: watches that needed it end (compacted).
@@ -229,9 +250,11 @@ export class KvReplica {
   private takeSnapshot(): void {
     this.snapshotScheduled = false;
     const node = this.node;
-    if (node === null || this.bytesSinceSnapshot <= this.options.maxRaftStateBytes) return;
+    if (node === null || this.bytesSinceSnapshot <= this.snapshotThreshold()) return;
     try {
-      node.snapshot(this.sm.appliedIndex, this.sm.snapshot());
+      const body = this.sm.snapshotBody();
+      node.snapshot(this.sm.appliedIndex, body);
+      this.lastSnapshotBytes = body.byteLength;
       this.bytesSinceSnapshot = 0;
       this.taken++;
     } catch (error) {

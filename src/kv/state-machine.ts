@@ -67,7 +67,7 @@
  * leaders. Cached results of version 1 and 2 sessions have no revision, and a retry answered from
  * them reports none.
  *
- * snapshot() always writes version 4.
+ * snapshot() always writes version 4; snapshotBody() writes the same bytes as a list of pieces.
  *
  * The encoding is canonical: restore() rejects unsorted or duplicate keys and sessions, so a
  * machine restored from a version 3 snapshot re-snapshots to the very same bytes.
@@ -79,8 +79,10 @@
  */
 import btree from 'sorted-btree';
 import { bulkLoad } from 'sorted-btree/extended/bulkLoad.js';
-import { ByteReader, ByteWriter, CodecError } from '../codec/codec.js';
-import type { Entry, LogIndex, Snapshot } from '../core/messages.js';
+import { SnapshotBodyReader } from '../codec/body-reader.js';
+import { ByteReader, ByteWriter, CodecError, type ByteSource } from '../codec/codec.js';
+import type { Entry, LogIndex, Snapshot, SnapshotBody } from '../core/messages.js';
+import { ChunkedSnapshotBody, SNAPSHOT_PIECE_BYTES } from '../core/snapshot-body.js';
 import type { StateMachine } from '../runtime/node.js';
 import {
   decodeKvCommand,
@@ -713,13 +715,40 @@ export class KvStateMachine implements StateMachine<KvResult> {
 
   /** The whole state, canonically encoded; restore() of it reproduces this machine exactly. */
   snapshot(): Uint8Array {
-    const clientIds = [...this.sessions.keys()].sort(compareStrings);
-    const w = new ByteWriter(32 + this.totalBytes + 24 * this.data.size + 256 * clientIds.length);
+    const w = new ByteWriter(this.snapshotBytesEstimate());
+    this.encodeSnapshot(() => w);
+    return w.finish();
+  }
+
+  /**
+   * The bytes of snapshot(), as pieces of about SNAPSHOT_PIECE_BYTES (one larger only to hold a
+   * single value or cached result that is): a large state is encoded without one buffer of its
+   * whole size ever being grown or allocated.
+   */
+  snapshotBody(): SnapshotBody {
+    const pieces = new PieceWriter(this.snapshotBytesEstimate());
+    this.encodeSnapshot((bytes) => pieces.next(bytes));
+    return pieces.finish();
+  }
+
+  private snapshotBytesEstimate(): number {
+    return 32 + this.totalBytes + 24 * this.data.size + 256 * this.sessions.size;
+  }
+
+  /**
+   * Encodes the state (the format above) part by part: a header, a key, a session, the lease
+   * table. `part(bytes)` gives the writer for the next part, which takes at most `bytes`. One
+   * encoder for snapshot() and snapshotBody(), so that their bytes cannot drift apart.
+   */
+  private encodeSnapshot(part: (bytes: number) => ByteWriter): void {
+    let w = part(64);
     w.writeByte(SNAPSHOT_VERSION);
     w.writeVarint(this.applied, 'appliedIndex');
     w.writeVarint(this.rev, 'revision');
     w.writeVarint(this.data.size, 'key count');
     for (const [k, record] of this.index.entries()) {
+      // Two length prefixes and four varints take at most 48 bytes.
+      w = part(k.length + record.value.length + 64);
       w.writeBytes(keyStringToBytes(k), 'key');
       w.writeBytes(record.value, 'value');
       w.writeVarint(record.createRevision, 'createRevision');
@@ -727,27 +756,32 @@ export class KvStateMachine implements StateMachine<KvResult> {
       w.writeVarint(record.version, 'version');
       w.writeVarint(record.lease, 'lease');
     }
+    const clientIds = [...this.sessions.keys()].sort(compareStrings);
+    w = part(8);
     w.writeVarint(clientIds.length, 'session count');
     for (const clientId of clientIds) {
       const s = this.sessions.get(clientId)!;
+      // UTF-8 takes at most 3 bytes per UTF-16 code unit; a length prefix and three varints, 32.
+      w = part(3 * clientId.length + 32 + resultBytesBound(s.result));
       w.writeBytes(utf8Encode(clientId), 'clientId');
       w.writeVarint(s.lastSeq, 'lastSeq');
       w.writeVarint(s.lastIndex, 'lastIndex');
       w.writeVarint(s.resultIndex, 'resultIndex');
       writeKvResult(w, s.result);
     }
-    this.leases.write(w);
-    return w.finish();
+    this.leases.write(part(16 + 16 * this.leases.size));
   }
 
   /**
-   * Why `snapshot` could not be restored, or null if it can: it is decoded into a scratch state
-   * machine, so this one is untouched either way. A follower calls it before persisting a
-   * snapshot from its leader, so one it cannot use never reaches its disk.
+   * Why `snapshot` could not be restored, or null if it can. A follower calls it before persisting
+   * a snapshot from its leader, so one it cannot use never reaches its disk. It makes every check
+   * restore() makes, with the same messages, but keeps no state: values are skipped, and what
+   * remains are the previous key (for the order) and the lease ids keys name. So checking a large
+   * snapshot costs no second copy of the state, and this machine is untouched either way.
    */
-  checkSnapshot(snapshot: Snapshot): string | null {
+  checkSnapshot(snapshot: Snapshot, options: KvSnapshotReadOptions = {}): string | null {
     try {
-      new KvStateMachine({ maxSessions: this.maxSessions }).restore(snapshot);
+      decodeSnapshot(snapshot, false, options.windowBytes);
       return null;
     } catch (error) {
       if (error instanceof CodecError) return error.message;
@@ -756,109 +790,231 @@ export class KvStateMachine implements StateMachine<KvResult> {
   }
 
   /**
-   * Replaces the whole state with a snapshot's (version 4, 3, 2 or 1: see the format above).
-   * Throws CodecError if the data is malformed or not canonical, or if its applied index is not
-   * `snapshot.index`; the state is unchanged then.
+   * Replaces the whole state with a snapshot's (version 4, 3, 2 or 1: see the format above),
+   * reading its body a window at a time when it is not one buffer. Throws CodecError if the data
+   * is malformed or not canonical, or if its applied index is not `snapshot.index`; the state is
+   * unchanged then, unless `discardCurrent` (see KvRestoreOptions) left it empty.
    */
-  restore(snapshot: Snapshot): void {
-    const r = new ByteReader(snapshot.data);
-    const version = r.readByte('snapshot version');
-    if (version < SNAPSHOT_VERSION_MIN || version > SNAPSHOT_VERSION) throw new CodecError(`unknown KV snapshot version ${version}`);
-    const applied = r.readVarint();
-    if (applied !== snapshot.index) {
-      throw new CodecError(`KV snapshot covers index ${applied} but is labelled index ${snapshot.index}`);
-    }
+  restore(snapshot: Snapshot, options: KvRestoreOptions = {}): void {
+    if (options.discardCurrent === true) this.clear();
+    const decoded = decodeSnapshot(snapshot, true, options.windowBytes);
+    decoded.sessions.sort(([aId, a], [bId, b]) => a.lastIndex - b.lastIndex || compareStrings(aId, bId));
+    this.data = decoded.data;
+    // Sorted and unique already (checked by the decoder), so the tree is built bottom-up in O(n).
+    this.index = bulkLoad(decoded.orderedKeys, decoded.orderedRecords, INDEX_NODE_SIZE, compareStrings);
+    this.rev = decoded.revision;
+    this.leases = decoded.leases;
+    this.totalBytes = decoded.totalBytes;
+    this.sessions = new Map(decoded.sessions);
+    this.evictSessions();
+    this.applied = decoded.applied;
+  }
 
-    const revisions = version >= 3;
-    const revision = revisions ? r.readVarint() : undefined;
-    const data = new Map<string, KeyRecord>();
-    const orderedKeys: string[] = [];
-    const orderedRecords: KeyRecord[] = [];
-    let totalBytes = 0;
-    const leased = version >= 4;
-    const keyCount = r.readVarint();
-    // Every key takes at least 3 bytes (two lengths and a key byte), 6 with revisions, 7 with leases: reject absurd counts early.
-    if (keyCount * (leased ? 7 : revisions ? 6 : 3) > r.remaining) throw new CodecError(`KV snapshot: ${keyCount} keys cannot fit in ${r.remaining} bytes`);
-    let previousKey: string | null = null;
-    for (let i = 0; i < keyCount; i++) {
-      const at = r.offset;
-      const key = r.readBytes();
-      if (key.length === 0) throw new CodecError(`KV snapshot: empty key at offset ${at}`);
-      const k = bytesToKeyString(key);
-      if (previousKey !== null && !(previousKey < k)) {
-        throw new CodecError(`KV snapshot: key at offset ${at} is not after the previous key`);
-      }
-      previousKey = k;
-      const value = r.readBytes();
-      let record: KeyRecord;
-      if (revision !== undefined) {
-        record = { value, createRevision: r.readVarint(), modRevision: r.readVarint(), version: r.readVarint(), lease: 0 };
-        const problem = keyMetaProblem(record, revision);
-        if (problem !== null) throw new CodecError(`KV snapshot: key at offset ${at}: ${problem}`);
-        if (leased) record.lease = r.readVarint();
-      } else {
-        record = { value, createRevision: 1, modRevision: 1, version: 1, lease: 0 };
-      }
+  /** The state of a new machine, the old one left to the garbage collector. */
+  private clear(): void {
+    this.data = new Map();
+    this.index = new BTree<string, KeyRecord>(undefined, compareStrings, INDEX_NODE_SIZE);
+    this.rev = 0;
+    this.sessions = new Map();
+    this.applied = 0;
+    this.totalBytes = 0;
+    this.leases = new LeaseTable();
+  }
+}
+
+/** How restore() and checkSnapshot() read a snapshot. */
+export interface KvSnapshotReadOptions {
+  /** A body that is not a Uint8Array is read this many bytes at a time (default SNAPSHOT_PIECE_BYTES). */
+  readonly windowBytes?: number;
+}
+
+/** How restore() reads a snapshot and treats the state it replaces. */
+export interface KvRestoreOptions extends KvSnapshotReadOptions {
+  /**
+   * Let the current state go before decoding the snapshot, so that installing one never holds two
+   * full states at once (a large store would need twice its memory). The price: if the snapshot
+   * turns out malformed, restore() throws and leaves the machine empty, as if new (appliedIndex 0,
+   * no keys, sessions or leases), and the caller must not go on using it: it stops the node, which
+   * restores from its disk when restarted. Check the snapshot first (checkSnapshot) so that this
+   * happens only if the body changes in between (a failing disk).
+   */
+  readonly discardCurrent?: boolean;
+}
+
+/** A snapshot decoded for restore(): the state to install. */
+interface DecodedSnapshot {
+  readonly applied: LogIndex;
+  readonly revision: number;
+  readonly data: Map<string, KeyRecord>;
+  /** The keys and their records, in ascending key order (the index is built from them). */
+  readonly orderedKeys: string[];
+  readonly orderedRecords: KeyRecord[];
+  readonly totalBytes: number;
+  /** The sessions in snapshot (clientId) order. */
+  readonly sessions: [string, Session][];
+  /** With the keys attached. */
+  readonly leases: LeaseTable;
+}
+
+/**
+ * Decodes a snapshot, making every check of its format (see the module comment); throws
+ * CodecError on the first that fails. `keep` (restore) returns the state; without it (checkSnapshot)
+ * the same checks run with the same messages, but values are skipped and nothing is kept beyond the
+ * previous key and the set of leases keys name. A body that is not one buffer is read a window at
+ * a time.
+ */
+function decodeSnapshot(snapshot: Snapshot, keep: true, windowBytes?: number): DecodedSnapshot;
+function decodeSnapshot(snapshot: Snapshot, keep: false, windowBytes?: number): null;
+function decodeSnapshot(snapshot: Snapshot, keep: boolean, windowBytes = SNAPSHOT_PIECE_BYTES): DecodedSnapshot | null {
+  const body = snapshot.data;
+  const r: ByteSource = body instanceof Uint8Array ? new ByteReader(body) : new SnapshotBodyReader(body, windowBytes);
+  const version = r.readByte('snapshot version');
+  if (version < SNAPSHOT_VERSION_MIN || version > SNAPSHOT_VERSION) throw new CodecError(`unknown KV snapshot version ${version}`);
+  const applied = r.readVarint();
+  if (applied !== snapshot.index) {
+    throw new CodecError(`KV snapshot covers index ${applied} but is labelled index ${snapshot.index}`);
+  }
+
+  const revisions = version >= 3;
+  const revision = revisions ? r.readVarint() : undefined;
+  const data = new Map<string, KeyRecord>();
+  const orderedKeys: string[] = [];
+  const orderedRecords: KeyRecord[] = [];
+  // In the order keys first name them, so the first one missing from the table is the first
+  // key's that is missing (the error names it either way).
+  const leasesNamed = new Set<number>();
+  let totalBytes = 0;
+  const leased = version >= 4;
+  const keyCount = r.readVarint();
+  // Every key takes at least 3 bytes (two lengths and a key byte), 6 with revisions, 7 with leases: reject absurd counts early.
+  if (keyCount * (leased ? 7 : revisions ? 6 : 3) > r.remaining) throw new CodecError(`KV snapshot: ${keyCount} keys cannot fit in ${r.remaining} bytes`);
+  let previousKey: string | null = null;
+  for (let i = 0; i < keyCount; i++) {
+    const at = r.offset;
+    const key = r.readBytes();
+    if (key.length === 0) throw new CodecError(`KV snapshot: empty key at offset ${at}`);
+    const k = bytesToKeyString(key);
+    if (previousKey !== null && !(previousKey < k)) {
+      throw new CodecError(`KV snapshot: key at offset ${at} is not after the previous key`);
+    }
+    previousKey = k;
+    let value: Uint8Array = EMPTY;
+    let valueBytes: number;
+    if (keep) {
+      value = r.readBytes();
+      valueBytes = value.length;
+    } else {
+      valueBytes = r.skipBytes();
+    }
+    let record: KeyRecord;
+    if (revision !== undefined) {
+      record = { value, createRevision: r.readVarint(), modRevision: r.readVarint(), version: r.readVarint(), lease: 0 };
+      const problem = keyMetaProblem(record, revision);
+      if (problem !== null) throw new CodecError(`KV snapshot: key at offset ${at}: ${problem}`);
+      if (leased) record.lease = r.readVarint();
+      if (record.lease !== 0) leasesNamed.add(record.lease);
+    } else {
+      record = { value, createRevision: 1, modRevision: 1, version: 1, lease: 0 };
+    }
+    if (keep) {
       data.set(k, record);
       orderedKeys.push(k);
       orderedRecords.push(record);
-      totalBytes += key.length + value.length;
     }
-    // Before revisions, the whole state counts as one write (see the module comment).
-    const storeRevision = revision ?? (keyCount > 0 ? 1 : 0);
+    totalBytes += key.length + valueBytes;
+  }
+  // Before revisions, the whole state counts as one write (see the module comment).
+  const storeRevision = revision ?? (keyCount > 0 ? 1 : 0);
 
-    const sessionCount = r.readVarint();
-    // Every session takes at least 7 bytes (clientId 2, lastSeq 1, lastIndex 1, result 3), 8 from v2.
-    const sessionBytesMin = version === 1 ? 7 : 8;
-    if (sessionCount * sessionBytesMin > r.remaining) {
-      throw new CodecError(`KV snapshot: ${sessionCount} sessions cannot fit in ${r.remaining} bytes`);
+  const sessionCount = r.readVarint();
+  // Every session takes at least 7 bytes (clientId 2, lastSeq 1, lastIndex 1, result 3), 8 from v2.
+  const sessionBytesMin = version === 1 ? 7 : 8;
+  if (sessionCount * sessionBytesMin > r.remaining) {
+    throw new CodecError(`KV snapshot: ${sessionCount} sessions cannot fit in ${r.remaining} bytes`);
+  }
+  const sessions: [string, Session][] = [];
+  let previousId: string | null = null;
+  for (let i = 0; i < sessionCount; i++) {
+    const at = r.offset;
+    const clientId = utf8Decode(r.readBytes(), 'clientId', at);
+    if (clientId === '') throw new CodecError(`KV snapshot: empty clientId at offset ${at}`);
+    if (previousId !== null && !(previousId < clientId)) {
+      throw new CodecError(`KV snapshot: session at offset ${at} is not after the previous one`);
     }
-    const list: [string, Session][] = [];
-    let previousId: string | null = null;
-    for (let i = 0; i < sessionCount; i++) {
-      const at = r.offset;
-      const clientId = utf8Decode(r.readBytes(), 'clientId', at);
-      if (clientId === '') throw new CodecError(`KV snapshot: empty clientId at offset ${at}`);
-      if (previousId !== null && !(previousId < clientId)) {
-        throw new CodecError(`KV snapshot: session at offset ${at} is not after the previous one`);
-      }
-      previousId = clientId;
-      const lastSeq = r.readVarint();
-      const lastIndex = r.readVarint();
-      // A session is created by a command, so it was active at an index >= 1.
-      if (lastIndex < 1) throw new CodecError(`KV snapshot: session at offset ${at} has last activity 0`);
-      if (lastIndex > applied) {
-        throw new CodecError(`KV snapshot: session at offset ${at} was active at ${lastIndex}, after ${applied}`);
-      }
-      const resultIndex = version === 1 ? lastIndex : r.readVarint();
-      if (resultIndex < 1 || resultIndex > lastIndex) {
-        throw new CodecError(`KV snapshot: session at offset ${at} has result index ${resultIndex}, outside 1..${lastIndex} (its last activity)`);
-      }
-      const resultAt = r.offset;
-      const result = readKvResult(r);
-      if (result.ok && result.revision !== undefined && result.revision > storeRevision) {
-        throw new CodecError(`KV snapshot: cached result at offset ${resultAt} has revision ${result.revision}, after the store's ${storeRevision}`);
-      }
-      list.push([clientId, { lastSeq, lastIndex, resultIndex, result }]);
+    previousId = clientId;
+    const lastSeq = r.readVarint();
+    const lastIndex = r.readVarint();
+    // A session is created by a command, so it was active at an index >= 1.
+    if (lastIndex < 1) throw new CodecError(`KV snapshot: session at offset ${at} has last activity 0`);
+    if (lastIndex > applied) {
+      throw new CodecError(`KV snapshot: session at offset ${at} was active at ${lastIndex}, after ${applied}`);
     }
-    const leases = leased ? LeaseTable.read(r) : new LeaseTable();
-    r.expectEnd('KV snapshot');
-    for (const k of orderedKeys) {
-      const lease = data.get(k)!.lease;
-      if (lease === 0) continue;
-      if (!leases.has(lease)) throw new CodecError(`KV snapshot: a key is attached to lease ${lease}, which the snapshot does not hold`);
-      leases.attach(lease, k);
+    const resultIndex = version === 1 ? lastIndex : r.readVarint();
+    if (resultIndex < 1 || resultIndex > lastIndex) {
+      throw new CodecError(`KV snapshot: session at offset ${at} has result index ${resultIndex}, outside 1..${lastIndex} (its last activity)`);
     }
+    const resultAt = r.offset;
+    // Decoded even when checking: its checks are readKvResult's. One result is bounded (a value, or a transaction's results) and dropped at once.
+    const result = readKvResult(r);
+    if (result.ok && result.revision !== undefined && result.revision > storeRevision) {
+      throw new CodecError(`KV snapshot: cached result at offset ${resultAt} has revision ${result.revision}, after the store's ${storeRevision}`);
+    }
+    if (keep) sessions.push([clientId, { lastSeq, lastIndex, resultIndex, result }]);
+  }
+  const leases = leased ? LeaseTable.read(r) : new LeaseTable();
+  r.expectEnd('KV snapshot');
+  for (const lease of leasesNamed) {
+    if (!leases.has(lease)) throw new CodecError(`KV snapshot: a key is attached to lease ${lease}, which the snapshot does not hold`);
+  }
+  if (!keep) return null;
+  for (let i = 0; i < orderedKeys.length; i++) {
+    const lease = orderedRecords[i]!.lease;
+    if (lease !== 0) leases.attach(lease, orderedKeys[i]!);
+  }
+  return { applied, revision: storeRevision, data, orderedKeys, orderedRecords, totalBytes, sessions, leases };
+}
 
-    list.sort(([aId, a], [bId, b]) => a.lastIndex - b.lastIndex || compareStrings(aId, bId));
-    this.data = data;
-    // Sorted and unique already (checked above), so the tree is built bottom-up in O(n).
-    this.index = bulkLoad(orderedKeys, orderedRecords, INDEX_NODE_SIZE, compareStrings);
-    this.rev = storeRevision;
-    this.leases = leases;
-    this.totalBytes = totalBytes;
-    this.sessions = new Map(list);
-    this.evictSessions();
-    this.applied = applied;
+/**
+ * At most the bytes writeKvResult takes for `result` (snapshotBody() places results in pieces by it):
+ * tags, presence bytes and up to four varints fit in 64, a transaction's op result without its
+ * value in 48, an error message takes at most 3 bytes per UTF-16 code unit.
+ */
+function resultBytesBound(result: KvResult): number {
+  if (!result.ok) return 16 + 3 * result.message.length;
+  let bytes = 64;
+  if (result.value instanceof Uint8Array) bytes += result.value.length;
+  if (result.txn !== undefined) for (const op of result.txn.results) bytes += 48 + (op.value?.length ?? 0);
+  return bytes;
+}
+
+/**
+ * Collects an encoding as a list of pieces: a part that would take the current piece past
+ * SNAPSHOT_PIECE_BYTES starts the next one, so a piece is larger only when one part alone is.
+ * Each piece's buffer is allocated at its final size (a piece, or what is estimated to remain),
+ * so none is grown by copying.
+ */
+class PieceWriter {
+  private readonly pieces: Uint8Array[] = [];
+  private w: ByteWriter | null = null;
+
+  /** `left`: an estimate of the bytes still to come, so that a small state gets a small buffer. */
+  constructor(private left: number) {}
+
+  next(bytes: number): ByteWriter {
+    if (this.w !== null && this.w.length > 0 && this.w.length + bytes > SNAPSHOT_PIECE_BYTES) this.flush();
+    this.w ??= new ByteWriter(Math.max(bytes, Math.min(SNAPSHOT_PIECE_BYTES, this.left)));
+    return this.w;
+  }
+
+  finish(): ChunkedSnapshotBody {
+    if (this.w !== null) this.flush();
+    return new ChunkedSnapshotBody(this.pieces);
+  }
+
+  private flush(): void {
+    const piece = this.w!.finish();
+    this.pieces.push(piece);
+    this.left = Math.max(64, this.left - piece.length);
+    this.w = null;
   }
 }

@@ -93,7 +93,7 @@ export interface RaftNodeOptions<Result = unknown> {
   readonly appendBytesMax?: number;
   /** Bytes per snapshot chunk (default 64 KiB, and never more than one transport message holds). */
   readonly snapshotChunkBytes?: number;
-  /** The largest snapshot accepted from a leader (default 1 GiB); set it alike on every node. */
+  /** The largest snapshot accepted from a leader (default 64 GiB); set it alike on every node. */
   readonly snapshotBytesMax?: number;
   /**
    * Run a pre-vote round before each election (thesis §9.6), so a node that cannot win does not
@@ -165,6 +165,7 @@ export function coreConfig(options: RaftNodeOptions<unknown>): { config: RaftCon
     // Entries of earlier terms must not wait for the next write to commit (see RaftConfig).
     commitOnElection: true,
     ...(options.snapshotBytesMax === undefined ? {} : { snapshotBytesMax: options.snapshotBytesMax }),
+    ...(options.storage.snapshotAssembly === undefined ? {} : { snapshotAssembly: options.storage.snapshotAssembly }),
     ...(stateMachine?.validateSnapshot === undefined ? {} : { validateSnapshot: (snapshot: Snapshot) => stateMachine.validateSnapshot!(snapshot) }),
     ...(options[INJECTED_BUGS] === undefined ? {} : { [INJECTED_BUGS]: options[INJECTED_BUGS] }),
   };

@@ -1,5 +1,5 @@
 import { describeMembership, type Membership, type MembershipStep } from '../core/membership.js';
-import type { Entry, LogIndex, Message, NodeId, Snapshot, Term } from '../core/messages.js';
+import type { Entry, LogIndex, Message, NodeId, Snapshot, SnapshotBody, Term } from '../core/messages.js';
 import { silentLogger } from './logger.js';
 import { RaftEventLog } from './raft-events.js';
 import { RaftCore, type RaftStatus, type Role } from '../core/raft.js';
@@ -77,7 +77,7 @@ export interface NodeStatus {
 type Input = (
   | { readonly kind: 'message'; readonly message: Message }
   | { readonly kind: 'read'; readonly id: number }
-  | { readonly kind: 'snapshot'; readonly index: LogIndex; readonly data: Uint8Array }
+  | { readonly kind: 'snapshot'; readonly index: LogIndex; readonly data: SnapshotBody }
   | { readonly kind: 'transfer'; readonly target: NodeId }
 ) & { readonly afterTicks: number };
 
@@ -165,7 +165,17 @@ export class RaftNode<Result = unknown> {
     if (hasCallbackSave(storage)) return (hardState, snapshot, logWrite, done) => storage.saveWithCallback(hardState, snapshot, logWrite, done);
     return (hardState, snapshot, logWrite, done) => {
       storage.save(hardState, snapshot, logWrite).then(
-        () => done(null),
+        () => {
+          try {
+            // From now on the snapshot is read from disk when a follower needs it, not kept in memory.
+            const stored = snapshot === null ? null : (storage.storedSnapshot?.(snapshot.index) ?? null);
+            if (stored !== null) this.core.snapshotStored(snapshot!.index, stored.body, stored.checksum);
+          } catch (error) {
+            done(error instanceof Error ? error : new Error(String(error)));
+            return;
+          }
+          done(null);
+        },
         (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
       );
     };
@@ -358,7 +368,7 @@ export class RaftNode<Result = unknown> {
   }
 
   /** Asks the core to compact its log up to `index`, which the state machine captured in `data`. */
-  snapshot(index: LogIndex, data: Uint8Array): void {
+  snapshot(index: LogIndex, data: SnapshotBody): void {
     if (this.stopped) return;
     const applied = this.driver.appliedIndex;
     if (!Number.isSafeInteger(index) || index < 0 || index > applied) {

@@ -88,7 +88,7 @@ export class Persister {
 
   /** Bytes of the durable snapshot (6.824 SnapshotSize()). */
   snapshotSize(): number {
-    return this.snapshot?.data.length ?? 0;
+    return this.snapshot?.data.byteLength ?? 0;
   }
 
   /** The durable snapshot, if any. */

@@ -280,7 +280,7 @@ export class SimStorage implements CallbackStorage {
     this.cursor!.accept(hardState, snapshot, logWrite);
     let bytes = 0;
     if (hardState !== null) bytes += hardStateSize(hardState);
-    if (snapshot !== null) bytes += snapshot.data.length + (snapshot.membership === undefined ? 0 : membershipSize(snapshot.membership));
+    if (snapshot !== null) bytes += snapshot.data.byteLength + (snapshot.membership === undefined ? 0 : membershipSize(snapshot.membership));
     if (logWrite !== null) for (let i = 0; i < logWrite.entries.length; i++) bytes += entrySize(logWrite.entries[i]!);
     this.disk.record({ hardState, snapshot, logWrite, done }, bytes);
   }

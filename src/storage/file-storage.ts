@@ -46,14 +46,15 @@ import type { FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import { dirname, join, resolve as resolvePath } from 'node:path';
-import type { HardState, PersistentState, Snapshot } from '../core/messages.js';
+import type { HardState, LogIndex, PersistentState, Snapshot, SnapshotBody } from '../core/messages.js';
 import type { LogWrite } from '../core/ready.js';
-import { crc32c } from './crc32c.js';
+import type { SnapshotAssemblyFactory } from '../core/snapshot-body.js';
 import { acquireLock, errorCode, ignoreMissing, releaseLock, writeAll } from './fs-util.js';
 import { LogState, WriteCursor } from './log-state.js';
 import { recoverDirectory, type Segment } from './recovery.js';
+import { FileSnapshotAssembly, FileSnapshotBody, writeSnapshotBody } from './snapshot-file.js';
 import { StorageError, type Storage } from './storage.js';
-import { encodeRecord, encodeSnapshotHeader, segmentName, snapshotName, TEMP_SUFFIX, type RecordParts, type SnapshotMeta } from './wal-format.js';
+import { encodeRecord, encodeSnapshotHeader, segmentName, SNAPSHOT_HEADER, snapshotName, TEMP_SUFFIX, type RecordParts, type SnapshotMeta } from './wal-format.js';
 
 export interface FileStorageOptions {
   /** The data directory (created if missing). One node per directory. */
@@ -111,6 +112,8 @@ export class FileStorage implements Storage {
   private nextSeq = 0;
 
   private queue: PendingSave[] = [];
+  /** The snapshot file last written, readable (see storedSnapshot()). */
+  private stored: { index: LogIndex; body: SnapshotBody; checksum: number } | null = null;
   private flushing: Promise<void> | null = null;
   private failure: StorageError | null = null;
 
@@ -308,23 +311,42 @@ export class FileStorage implements Storage {
     await previous?.close();
   }
 
+  /**
+   * Writes the snapshot file a piece at a time (the data first, then the header that carries its
+   * checksum), so a snapshot of any size costs one piece of memory here, and keeps a body that
+   * reads it back (storedSnapshot()).
+   */
   private async writeSnapshotFile(snapshot: Snapshot): Promise<SnapshotMeta> {
-    const meta = snapshotMeta(snapshot, crc32c(snapshot.data));
     const name = snapshotName(snapshot.index);
     const temp = this.path(name + TEMP_SUFFIX);
     const fh = await open(temp, 'w');
+    let meta: SnapshotMeta;
     try {
-      const header = encodeSnapshotHeader(meta);
-      await writeAll(fh, header, 0);
-      await writeAll(fh, snapshot.data, header.length);
+      const crc = await writeSnapshotBody(fh, snapshot.data, SNAPSHOT_HEADER);
+      meta = snapshotMeta(snapshot, crc);
+      await writeAll(fh, encodeSnapshotHeader(meta), 0);
       await this.syncFile(fh);
     } finally {
       await fh.close();
     }
     await rename(temp, this.path(name));
     await this.syncDir();
+    this.stored = { index: meta.index, body: FileSnapshotBody.open(this.path(name), SNAPSHOT_HEADER, meta.length), checksum: meta.crc };
     return meta;
   }
+
+  /**
+   * The latest snapshot this storage wrote, if it is the one at `index`: a body that reads it from
+   * its file, and its checksum. RaftNode hands it to the core after the save, so the snapshot's
+   * bytes stop taking memory once they are on disk.
+   */
+  storedSnapshot(index: LogIndex): { readonly body: SnapshotBody; readonly checksum: number } | null {
+    const stored = this.stored;
+    return stored !== null && stored.index === index ? stored : null;
+  }
+
+  /** Incoming snapshot transfers are assembled in an unnamed file here, never in memory. */
+  readonly snapshotAssembly: SnapshotAssemblyFactory = (transfer) => new FileSnapshotAssembly(this.dir, transfer.index);
 
   // ------------------------------------------------------------------ close and helpers
 
@@ -390,7 +412,7 @@ export class FileStorage implements Storage {
  * checkpoint that references the snapshot file records it and recovery hands it back.
  */
 function snapshotMeta(snapshot: Snapshot, crc: number): SnapshotMeta {
-  const meta: SnapshotMeta = { index: snapshot.index, term: snapshot.term, length: snapshot.data.length, crc };
+  const meta: SnapshotMeta = { index: snapshot.index, term: snapshot.term, length: snapshot.data.byteLength, crc };
   return snapshot.membership === undefined ? meta : { ...meta, membership: snapshot.membership };
 }
 

@@ -109,7 +109,7 @@ export class WriteCursor {
     if (snapshot !== null) {
       if (!Number.isSafeInteger(snapshot.index) || snapshot.index < 1) throw new Error(`snapshot.index must be >= 1, got ${snapshot.index}`);
       if (!Number.isSafeInteger(snapshot.term) || snapshot.term < 0) throw new Error(`snapshot.term must be >= 0, got ${snapshot.term}`);
-      if (!(snapshot.data instanceof Uint8Array)) throw new Error('snapshot.data must be a Uint8Array');
+      if (!isSnapshotBody(snapshot.data)) throw new Error('snapshot.data must be a Uint8Array or a SnapshotBody (byteLength and subarray)');
       // Encodable now, or FileStorage would fail its whole batch (and stop the node) when writing it.
       if (snapshot.membership !== undefined) membershipSize(snapshot.membership);
       assert(snapshot.index > snapshotIndex, () => `snapshot at ${snapshot.index} does not follow the snapshot at ${snapshotIndex}`);
@@ -145,4 +145,10 @@ export function loadState(state: PersistentState): { model: LogState<Snapshot>; 
   if (state.snapshot !== null) model.applySnapshot(state.snapshot);
   model.applyLogWrite(fromIndex, state.entries);
   return { model, cursor };
+}
+
+function isSnapshotBody(data: unknown): boolean {
+  if (data instanceof Uint8Array) return true;
+  const body = data as { byteLength?: unknown; subarray?: unknown } | null;
+  return typeof body === 'object' && body !== null && Number.isSafeInteger(body.byteLength) && (body.byteLength as number) >= 0 && typeof body.subarray === 'function';
 }

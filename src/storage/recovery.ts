@@ -51,8 +51,10 @@ import { join } from 'node:path';
 import type { Snapshot } from '../core/messages.js';
 import { LogState } from './log-state.js';
 import { StorageError } from './storage.js';
+import { checksumFileRange, FileSnapshotBody, isIncomingSnapshotName } from './snapshot-file.js';
 import {
-  decodeSnapshotFile,
+  checkSnapshotHeader,
+  SNAPSHOT_HEADER,
   parseSegmentName,
   parseSnapshotName,
   replaySegment,
@@ -101,7 +103,9 @@ function corrupt(what: string): StorageError {
 export async function recoverDirectory(host: RecoveryHost): Promise<Recovered> {
   const path = (name: string): string => join(host.dir, name);
   const names = (await readdir(host.dir)).sort();
-  const temps = names.filter((name) => name.endsWith(TEMP_SUFFIX) && parseSnapshotName(name.slice(0, -TEMP_SUFFIX.length)) !== null);
+  const temps = names.filter(
+    (name) => (name.endsWith(TEMP_SUFFIX) && parseSnapshotName(name.slice(0, -TEMP_SUFFIX.length)) !== null) || isIncomingSnapshotName(name),
+  );
   const all: Segment[] = [];
   const snapshotFiles: string[] = [];
   for (const name of names) {
@@ -168,8 +172,10 @@ export async function recoverDirectory(host: RecoveryHost): Promise<Recovered> {
   if (meta !== null) {
     const name = snapshotName(meta.index);
     if (!snapshotFiles.includes(name)) throw corrupt(`${path(name)}: the snapshot file the log references is missing`);
-    const data = decodeSnapshotFile(await readWhole(path(name)), meta);
-    if (typeof data === 'string') throw corrupt(`${path(name)}: ${data}`);
+    const problem = await checkSnapshotFile(path(name), meta);
+    if (problem !== null) throw corrupt(`${path(name)}: ${problem}`);
+    // Read when needed (a restore, a follower's chunk), never whole: a snapshot is as large as the state.
+    const data = FileSnapshotBody.open(path(name), SNAPSHOT_HEADER, meta.length);
     // The configuration comes from the marker (the snapshot file holds only the data).
     snapshot = { index: meta.index, term: meta.term, data };
     if (meta.membership !== undefined) snapshot = { ...snapshot, membership: meta.membership };
@@ -258,6 +264,21 @@ function zeroSector(buf: Uint8Array, from: number, to: number): { from: number; 
 function allZero(buf: Uint8Array, from: number, to: number): boolean {
   for (let i = from; i < to; i++) if (buf[i] !== 0) return false;
   return true;
+}
+
+/** Why the snapshot file at `file` does not hold what `meta` says, or null: header, then data CRC, a piece at a time. */
+async function checkSnapshotFile(file: string, meta: SnapshotMeta): Promise<string | null> {
+  const fh = await open(file, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    const header = new Uint8Array(SNAPSHOT_HEADER);
+    const { bytesRead } = await fh.read(header, 0, SNAPSHOT_HEADER, 0);
+    const problem = checkSnapshotHeader(header.subarray(0, bytesRead), size, meta);
+    if (problem !== null) return problem;
+    return (await checksumFileRange(fh, SNAPSHOT_HEADER, meta.length)) === meta.crc ? null : 'data CRC mismatch';
+  } finally {
+    await fh.close();
+  }
 }
 
 async function readWhole(file: string): Promise<Uint8Array> {

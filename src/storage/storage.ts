@@ -1,5 +1,6 @@
-import type { HardState, PersistentState, Snapshot } from '../core/messages.js';
+import type { HardState, LogIndex, PersistentState, Snapshot, SnapshotBody } from '../core/messages.js';
 import type { LogWrite } from '../core/ready.js';
+import type { SnapshotAssemblyFactory } from '../core/snapshot-body.js';
 
 /**
  * Durable storage for one Raft node, as the runtime uses it. Implementations: FileStorage (a
@@ -19,6 +20,14 @@ export interface Storage {
   open(): Promise<PersistentState>;
   save(hardState: HardState | null, snapshot: Snapshot | null, logWrite: LogWrite | null): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Optional, for storage that can read a snapshot back from where it wrote it: after a save that
+   * wrote the snapshot at `index`, a body reading it (and its CRC32C), which RaftNode keeps instead
+   * of the in-memory copy. Null when it has none for `index`.
+   */
+  storedSnapshot?(index: LogIndex): { readonly body: SnapshotBody; readonly checksum: number } | null;
+  /** Optional: where incoming snapshot transfers are assembled (FileStorage: an unnamed file). */
+  readonly snapshotAssembly?: SnapshotAssemblyFactory;
 }
 
 /**

@@ -494,19 +494,22 @@ export function encodeSnapshotHeader(meta: SnapshotMeta): Uint8Array {
   return h;
 }
 
-/** Verifies a snapshot file's bytes against the marker that references it; returns the data or a reason. */
-export function decodeSnapshotFile(file: Uint8Array, expected: SnapshotMeta): Uint8Array | string {
-  if (file.length < SNAPSHOT_HEADER) return `file of ${file.length} bytes is shorter than the snapshot header`;
-  if (readU32(file, 0) !== SNAPSHOT_MAGIC) return 'bad magic number';
-  if (crc32c(file, 0, 32) !== readU32(file, 32)) return 'header CRC mismatch';
-  const index = readU64(file, 4);
-  const term = readU64(file, 12);
-  const length = readU64(file, 20);
-  const crc = readU32(file, 28);
-  if (length !== file.length - SNAPSHOT_HEADER) return `header says ${length} data bytes, the file holds ${file.length - SNAPSHOT_HEADER}`;
-  if (crc32c(file, SNAPSHOT_HEADER, file.length) !== crc) return 'data CRC mismatch';
+/**
+ * Verifies a snapshot file's header (its first SNAPSHOT_HEADER bytes, of a file of `fileBytes`)
+ * against the marker that references it; returns a reason, or null. The caller checks the data
+ * against the header's CRC (`expected.crc`), reading it a piece at a time.
+ */
+export function checkSnapshotHeader(header: Uint8Array, fileBytes: number, expected: SnapshotMeta): string | null {
+  if (fileBytes < SNAPSHOT_HEADER || header.length < SNAPSHOT_HEADER) return `file of ${fileBytes} bytes is shorter than the snapshot header`;
+  if (readU32(header, 0) !== SNAPSHOT_MAGIC) return 'bad magic number';
+  if (crc32c(header, 0, 32) !== readU32(header, 32)) return 'header CRC mismatch';
+  const index = readU64(header, 4);
+  const term = readU64(header, 12);
+  const length = readU64(header, 20);
+  const crc = readU32(header, 28);
+  if (length !== fileBytes - SNAPSHOT_HEADER) return `header says ${length} data bytes, the file holds ${fileBytes - SNAPSHOT_HEADER}`;
   if (index !== expected.index || term !== expected.term || length !== expected.length || crc !== expected.crc) {
     return `snapshot (index ${index}, term ${term}, ${length} bytes) does not match the log's marker (index ${expected.index}, term ${expected.term}, ${expected.length} bytes)`;
   }
-  return new Uint8Array(file.buffer, file.byteOffset + SNAPSHOT_HEADER, length);
+  return null;
 }

@@ -24,6 +24,7 @@ import { MemoryStorage } from '../../src/storage/memory.js';
 import { StorageError } from '../../src/storage/storage.js';
 import { tempDirs } from '../storage/file-storage-fixture.js';
 import { checkAsync, hex } from './fuzz-config.js';
+import { snapshotBodyBytes } from '../../src/core/snapshot-body.js';
 
 const { tempDir } = tempDirs('tsraft-fuzz-wal-');
 
@@ -32,7 +33,7 @@ function describe(state: PersistentState): string {
   const snap = state.snapshot;
   return JSON.stringify({
     hardState: state.hardState,
-    snapshot: snap === null ? null : { index: snap.index, term: snap.term, data: hex(snap.data), membership: snap.membership ?? 'none' },
+    snapshot: snap === null ? null : { index: snap.index, term: snap.term, data: hex(snapshotBodyBytes(snap.data)), membership: snap.membership ?? 'none' },
     entries: state.entries.map((e) => ({ index: e.index, term: e.term, command: hex(e.command), membership: e.membership ?? 'none' })),
   });
 }

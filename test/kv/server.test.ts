@@ -322,20 +322,17 @@ describe('KvServer: a 3-node cluster', { timeout: 90_000 }, () => {
     const stoppedAt = cluster.servers[follower]!.status().lastIndex;
     await cluster.stopServer(follower);
 
-    await write(500, 800);
-    const { index: lastWrite } = await client.delete('snap-0');
-    // Both remaining members compacted past the stopped follower's log: whichever leads must send it
-    // a snapshot.
+    // Both remaining members compact past the stopped follower's log, so whichever leads must send
+    // it a snapshot. Writes go on until they have: the snapshot threshold grows with the state
+    // (a quarter of the last snapshot, see KvReplica), and earlier tests here leave a larger one.
     const others = [0, 1, 2].filter((id) => id !== follower).map((id) => cluster.servers[id]!);
-    const compacted = await waitFor(
-      'the remaining members to compact past the stopped follower',
-      5_000,
-      () => {
-        const index = Math.min(...others.map((s) => s.status().snapshotIndex));
-        return index > stoppedAt ? index : undefined;
-      },
-      () => `stopped at ${stoppedAt}\n${cluster.describe()}`,
-    );
+    const compactedIndex = (): number | undefined => {
+      const index = Math.min(...others.map((s) => s.status().snapshotIndex));
+      return index > stoppedAt ? index : undefined;
+    };
+    for (let from = 500; compactedIndex() === undefined && from < 500 + 300 * 20; from += 300) await write(from, from + 300);
+    const { index: lastWrite } = await client.delete('snap-0');
+    const compacted = await waitFor('the remaining members to compact past the stopped follower', 5_000, compactedIndex, () => `stopped at ${stoppedAt}\n${cluster.describe()}`);
 
     const restarted = await cluster.startServer(follower);
     // Writes go on while the follower catches up.

@@ -126,7 +126,7 @@ test('FileStorage: recovery deletes leftovers; a damaged or missing snapshot fil
   await writeFile(join(dir, 'snap-0000000000000020.snap.tmp'), 'half-written');
   await writeFile(join(dir, 'snap-0000000000000005.snap'), 'an old one');
   s = new FileStorage({ dir });
-  assert.equal((await s.open()).snapshot?.data.length, 1000);
+  assert.equal((await s.open()).snapshot?.data.byteLength, 1000);
   await s.close();
   assert.deepEqual(await snapFiles(dir), ['snap-0000000000000010.snap']);
 
@@ -340,3 +340,160 @@ function looksTorn(bytes: Uint8Array, at: number): boolean {
   return false;
 }
 
+
+// ===================================================================================== snapshot bodies on disk
+
+/** Deterministic pseudo-random bytes (xorshift32) for the snapshot-body cases below. */
+function snapshotPattern(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = (seed * 0x9e3779b1) >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/** `whole` cut into irregular pieces (none a multiple of 1 MiB, one empty). */
+async function chunkedBody(whole: Uint8Array) {
+  const { ChunkedSnapshotBody } = await import('../../src/core/snapshot-body.js');
+  const pieces: Uint8Array[] = [new Uint8Array(0)];
+  for (let offset = 0, i = 0; offset < whole.length; i++) {
+    const size = [700_001, 3, 1_048_577, 99_999][i % 4]!;
+    pieces.push(whole.slice(offset, offset + size));
+    offset += size;
+  }
+  return new ChunkedSnapshotBody(pieces);
+}
+
+const SNAPSHOT_DATA_BYTES = 3 * 1024 * 1024 + 12_345;
+
+test('FileStorage: a chunked snapshot is written whole; storedSnapshot(index) reads it back with its crc32c, null for another index', async () => {
+  const { crc32c } = await import('../../src/core/crc32c.js');
+  const { snapshotBodiesEqual, snapshotBodyBytes } = await import('../../src/core/snapshot-body.js');
+  const { FileSnapshotBody } = await import('../../src/storage/snapshot-file.js');
+  const dir = await tempDir();
+  const whole = snapshotPattern(SNAPSHOT_DATA_BYTES, 21);
+  const s = new FileStorage({ dir, fsync: false });
+  await s.open();
+  assert.equal(s.storedSnapshot(100), null, 'nothing written yet');
+  await s.save({ term: 2, votedFor: 0 }, { index: 100, term: 2, data: await chunkedBody(whole), membership: membership([0, 1, 2]) }, { fromIndex: 101, entries: entries(101, 103, 2) });
+  const stored = s.storedSnapshot(100);
+  assert.ok(stored !== null);
+  assert.ok(!(stored.body instanceof Uint8Array), 'read from the file, not kept in memory');
+  assert.ok(stored.body instanceof FileSnapshotBody);
+  assert.equal(stored.body.byteLength, whole.length);
+  assert.ok(snapshotBodiesEqual(stored.body, whole), 'the stored body holds the snapshot bytes');
+  assert.ok(Buffer.from(snapshotBodyBytes(stored.body)).equals(whole));
+  assert.equal(stored.checksum, crc32c(whole));
+  for (const other of [0, 99, 101, 103]) assert.equal(s.storedSnapshot(other), null, `index ${other}`);
+  // The file on disk: header, then exactly the data.
+  const file = await readFile(join(dir, 'snap-0000000000000100.snap'));
+  assert.ok(file.subarray(file.length - whole.length).equals(whole));
+
+  // A newer snapshot replaces it (and unlinks its file); a body handed out before stays readable.
+  const newer = snapshotPattern(1_000_001, 22);
+  await s.save(null, { index: 102, term: 2, data: await chunkedBody(newer) }, null);
+  assert.deepEqual(await snapFiles(dir), ['snap-0000000000000102.snap']);
+  assert.equal(s.storedSnapshot(100), null);
+  assert.equal(s.storedSnapshot(102)?.checksum, crc32c(newer));
+  assert.ok(snapshotBodiesEqual(s.storedSnapshot(102)!.body, newer));
+  assert.ok(snapshotBodiesEqual(stored.body, whole), 'the replaced snapshot is still readable through its body');
+  await s.close();
+});
+
+test('FileStorage: reopening returns the snapshot as a file-backed body (not a Uint8Array) with the same bytes', async () => {
+  const { snapshotBodiesEqual } = await import('../../src/core/snapshot-body.js');
+  const { FileSnapshotBody } = await import('../../src/storage/snapshot-file.js');
+  const dir = await tempDir();
+  const whole = snapshotPattern(SNAPSHOT_DATA_BYTES, 23);
+  let s = new FileStorage({ dir, fsync: false });
+  await s.open();
+  await s.save({ term: 3, votedFor: 1 }, { index: 50, term: 3, data: await chunkedBody(whole), membership: membership([0, 1, 2]) }, { fromIndex: 51, entries: entries(51, 52, 3) });
+  await s.close();
+  s = new FileStorage({ dir, fsync: false });
+  const state = await s.open();
+  const snap = state.snapshot;
+  assert.ok(snap !== null);
+  assert.deepEqual([snap.index, snap.term, snap.membership], [50, 3, membership([0, 1, 2])]);
+  assert.ok(!(snap.data instanceof Uint8Array), 'recovery must not read the snapshot whole');
+  assert.ok(snap.data instanceof FileSnapshotBody);
+  assert.equal(snap.data.byteLength, whole.length);
+  assert.ok(snapshotBodiesEqual(snap.data, whole));
+  assert.deepEqual(state.entries.map((e) => e.index), [51, 52]);
+  // Written again from that body (what a node does when it persists the snapshot it holds): same bytes.
+  await s.save(null, { index: 52, term: 3, data: snap.data }, null);
+  assert.ok(snapshotBodiesEqual(s.storedSnapshot(52)!.body, whole));
+  await s.close();
+  s = new FileStorage({ dir, fsync: false });
+  const again = await s.open();
+  assert.ok(again.snapshot !== null && snapshotBodiesEqual(again.snapshot.data, whole));
+  await s.close();
+});
+
+test('FileStorage: a snapshot assembled through snapshotAssembly leaves no file behind and persists like any other', async () => {
+  const { snapshotBodiesEqual } = await import('../../src/core/snapshot-body.js');
+  const dir = await tempDir();
+  const whole = snapshotPattern(300_000, 24);
+  let s = new FileStorage({ dir, fsync: false });
+  await s.open();
+  const before = (await readdir(dir)).sort();
+  const assembly = s.snapshotAssembly({ index: 30, term: 4, byteLength: whole.length });
+  for (let offset = 0; offset < whole.length; offset += 65_536) assembly.append(whole.subarray(offset, Math.min(whole.length, offset + 65_536)));
+  const body = assembly.finish();
+  assert.deepEqual((await readdir(dir)).sort(), before, 'the assembly has no name in the data directory');
+  const discarded = s.snapshotAssembly({ index: 31, term: 4, byteLength: 10 });
+  discarded.append(new Uint8Array(5));
+  discarded.discard();
+  assert.deepEqual((await readdir(dir)).sort(), before);
+  await s.save({ term: 4, votedFor: 0 }, { index: 30, term: 4, data: body }, null);
+  await s.close();
+  s = new FileStorage({ dir, fsync: false });
+  const state = await s.open();
+  assert.ok(state.snapshot !== null && snapshotBodiesEqual(state.snapshot.data, whole));
+  await s.close();
+  assert.deepEqual((await readdir(dir)).filter((n) => !n.startsWith('wal-') && !n.startsWith('snap-')), [], 'nothing but segments and the snapshot');
+});
+
+test('FileStorage: a flipped byte in the middle of a large snapshot, or a truncated snapshot file, is corruption', async () => {
+  const { SNAPSHOT_HEADER } = await import('../../src/storage/wal-format.js');
+  const dir = await tempDir();
+  const whole = snapshotPattern(SNAPSHOT_DATA_BYTES, 25);
+  const s = new FileStorage({ dir, fsync: false });
+  await s.open();
+  await s.save({ term: 1, votedFor: 0 }, { index: 10, term: 1, data: await chunkedBody(whole) }, null);
+  await s.close();
+  const name = 'snap-0000000000000010.snap';
+  assert.equal((await stat(join(dir, name))).size, SNAPSHOT_HEADER + whole.length);
+
+  const flipped = await copyDir(dir);
+  const bytes = await readFile(join(flipped, name));
+  const middle = SNAPSHOT_HEADER + Math.floor(whole.length / 2);
+  bytes[middle] = bytes[middle]! ^ 0x01;
+  await writeFile(join(flipped, name), bytes);
+  await assert.rejects(new FileStorage({ dir: flipped, fsync: false }).open(), isStorageError('TSRAFT_STORAGE_CORRUPT', /snap-0000000000000010\.snap: data CRC mismatch/));
+
+  // The last byte of the data: the streaming check must reach the final partial piece.
+  const last = await copyDir(dir);
+  const lastBytes = await readFile(join(last, name));
+  lastBytes[lastBytes.length - 1] = lastBytes[lastBytes.length - 1]! ^ 0x80;
+  await writeFile(join(last, name), lastBytes);
+  await assert.rejects(new FileStorage({ dir: last, fsync: false }).open(), isStorageError('TSRAFT_STORAGE_CORRUPT', /data CRC mismatch/));
+
+  const truncated = await copyDir(dir);
+  await truncate(join(truncated, name), SNAPSHOT_HEADER + whole.length - 1000);
+  await assert.rejects(new FileStorage({ dir: truncated, fsync: false }).open(), isStorageError('TSRAFT_STORAGE_CORRUPT', /snap-0000000000000010\.snap: header says \d+ data bytes, the file holds \d+/));
+
+  const headerOnly = await copyDir(dir);
+  await truncate(join(headerOnly, name), SNAPSHOT_HEADER - 1);
+  await assert.rejects(new FileStorage({ dir: headerOnly, fsync: false }).open(), isStorageError('TSRAFT_STORAGE_CORRUPT', /snap-0000000000000010\.snap: .*shorter than the snapshot header/));
+
+  // The intact original still opens.
+  const ok = new FileStorage({ dir, fsync: false });
+  assert.equal((await ok.open()).snapshot?.data.byteLength, whole.length);
+  await ok.close();
+});

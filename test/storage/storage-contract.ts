@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import type { Membership } from '../../src/core/membership.js';
 import type { Entry, PersistentState, Snapshot } from '../../src/core/messages.js';
 import { StorageError, type Storage } from '../../src/storage/storage.js';
+import { snapshotBodyBytes } from '../../src/core/snapshot-body.js';
 
 export interface StorageFixture {
   readonly storage: Storage;
@@ -55,7 +56,7 @@ export function describe(state: PersistentState): unknown {
         : {
             index: snap.index,
             term: snap.term,
-            data: decoder.decode(snap.data),
+            data: decoder.decode(snapshotBodyBytes(snap.data)),
             ...(snap.membership === undefined ? {} : { membership: JSON.stringify(snap.membership) }),
           },
     entries: state.entries.map((e) =>

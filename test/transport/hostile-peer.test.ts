@@ -39,6 +39,7 @@ import { Prng } from '../../src/sim/prng.js';
 import { freeLoopbackPorts } from '../../src/testing/ports.js';
 import { HostilePeer, MESSAGE_TYPES, mutateBytes, mutateMessage, seededBytes, validMessage, type ClusterView } from '../../src/testing/hostile-peer.js';
 import { KvCluster, sleep, waitFor, type KvClusterOptions } from '../kv/kv-cluster-fixture.js';
+import { DEFAULT_SNAPSHOT_BYTES_MAX } from '../../src/core/config.js';
 
 const CLUSTER_ID = 'hostile';
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -456,7 +457,7 @@ describe('hostile peers on the peer port of a live 3-node KV cluster', { timeout
     await assertClusterHealthy(cluster, writer, 'forged acks');
   });
 
-  it("garbage InstallSnapshot in the leader's name (random bytes with a correct CRC32C, a wrong checksum, an 8 GiB total, a self-contradicting chunk) is dropped before anything is persisted; the follower keeps serving and restarts", async () => {
+  it("garbage InstallSnapshot in the leader's name (random bytes with a correct CRC32C, a wrong checksum, a total above snapshotBytesMax, a self-contradicting chunk) is dropped before anything is persisted; the follower keeps serving and restarts", async () => {
     const prng = new Prng(FUZZ_SEED + 1);
     const victim = (await cluster.stable()).followers[0];
     /** Sends `build`'s chunks to the victim in the current leader's name and term until it counts one `reason`. */
@@ -499,7 +500,7 @@ describe('hostile peers on the peer port of a live 3-node KV cluster', { timeout
       ];
     });
     await snapshotAttack('snapshot-too-large', ({ leader, term, index }) => [
-      { type: 'InstallSnapshot', from: leader, to: victim, term, lastIncludedIndex: index, lastIncludedTerm: term, snapshotBytes: 8 * 2 ** 30, checksum: 0, offset: 0, data: whole.subarray(0, 1_000), done: false, membership: MEMBERSHIP },
+      { type: 'InstallSnapshot', from: leader, to: victim, term, lastIncludedIndex: index, lastIncludedTerm: term, snapshotBytes: DEFAULT_SNAPSHOT_BYTES_MAX + 1, checksum: 0, offset: 0, data: whole.subarray(0, 1_000), done: false, membership: MEMBERSHIP },
     ]);
     await snapshotAttack('malformed', ({ leader, term, index }) => [
       // "done", yet 1,000 of 2,000 announced bytes; and a snapshot of index 0.

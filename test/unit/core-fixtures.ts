@@ -25,6 +25,7 @@ import { RaftCore, type ProposeResult } from '../../src/core/raft.js';
 import type { LogWrite, Ready, ReadState } from '../../src/core/ready.js';
 import type { RandomSource } from '../../src/core/rng.js';
 import { ReadyDriver, type DriverBug, type DurableWrite } from '../../src/driver/ready-driver.js';
+import { snapshotBodyBytes } from '../../src/core/snapshot-body.js';
 
 /** Always draws the minimum election timeout (DEFAULT_TIMING.electionTimeoutTicksMin ticks). */
 export const FIXED: RandomSource = { nextInt: () => 0 };
@@ -157,7 +158,7 @@ export class FakeDisk {
     if (snapshot !== null) {
       const previous = this.snapshotIndex;
       assert.ok(snapshot.index > previous, `node ${id}: snapshotWrite at ${snapshot.index} does not move past the durable one at ${previous}`);
-      this.snapshot = { ...snapshot, data: snapshot.data.slice() };
+      this.snapshot = { ...snapshot, data: snapshotBodyBytes(snapshot.data).slice() };
       this.entries = this.entries.filter((e) => e.index > snapshot.index);
       const first = this.entries[0];
       if (first !== undefined) assert.equal(first.index, snapshot.index + 1, `node ${id}: durable log does not follow the snapshot`);

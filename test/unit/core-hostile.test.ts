@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import { crc32c } from '../../src/core/crc32c.js';
 import { DEFAULT_TIMING, type RaftConfig } from '../../src/core/config.js';
 import type { Membership } from '../../src/core/membership.js';
-import type { Entry, Message, NodeId } from '../../src/core/messages.js';
+import type { Entry, Message, NodeId, SnapshotBody } from '../../src/core/messages.js';
 import { RaftCore } from '../../src/core/raft.js';
 import { TERM_MAX } from '../../src/core/validate.js';
 import { Prng } from '../../src/sim/prng.js';
@@ -115,9 +115,9 @@ describe('snapshot transfers have an identity and are checked before they are pe
 
   test('a snapshot the application cannot restore is dropped before it is persisted (validateSnapshot)', () => {
     const seen: number[] = [];
-    const validateSnapshot = ({ data }: { data: Uint8Array }): string | null => {
-      seen.push(data.length);
-      return data[0] === 0x7b ? null : 'not a JSON object';
+    const validateSnapshot = ({ data }: { data: SnapshotBody }): string | null => {
+      seen.push(data.byteLength);
+      return data.subarray(0, 1)[0] === 0x7b ? null : 'not a JSON object';
     };
     const follower = new DrivenCore({ config: { ...config(1), validateSnapshot } });
     const garbage = pattern(500, 6);

@@ -27,6 +27,7 @@ import {
 import type { Membership } from '../../src/core/membership.js';
 import { RaftCore } from '../../src/core/raft.js';
 import type { Ready } from '../../src/core/ready.js';
+import { snapshotBodyBytes } from '../../src/core/snapshot-body.js';
 
 // ===================================================================================== helpers
 
@@ -170,7 +171,7 @@ class Node {
       onSend: (message) => this.onSend(message),
       onRestore: (snap) => {
         assert.ok(snap.index > this.sm.lastIndex, `node ${id}: snapshot ${snap.index} would move the state machine back from ${this.sm.lastIndex}`);
-        this.sm.events.push({ kind: 'snapshot', index: snap.index, term: snap.term, data: snap.data.slice() });
+        this.sm.events.push({ kind: 'snapshot', index: snap.index, term: snap.term, data: snapshotBodyBytes(snap.data).slice() });
         this.sm.lastIndex = snap.index;
       },
       onApply: (entry) => {
@@ -198,7 +199,7 @@ class Node {
   private static smFromDisk(disk: FakeDisk): StateMachine {
     const s = disk.snapshot;
     if (s === null) return { lastIndex: 0, events: [] };
-    return { lastIndex: s.index, events: [{ kind: 'restore', index: s.index, term: s.term, data: s.data.slice() }] };
+    return { lastIndex: s.index, events: [{ kind: 'restore', index: s.index, term: s.term, data: snapshotBodyBytes(s.data).slice() }] };
   }
 
   /** Crash and restart from the fake disk: the state machine reloads the durable snapshot. */
@@ -1096,5 +1097,122 @@ describe('snapshot transfer overtaken by the log', () => {
     c.core(0).step({ type: 'InstallSnapshotReply', from: 2, to: 0, term: 1, lastIncludedIndex: 15, nextOffset: 0, installed: true });
     c.node(0).drain();
     assert.equal(progress().state, 'probe', 'a stale installed answer does not disturb a probe');
+  });
+});
+
+// ===================================================================================== snapshotStored
+
+describe('snapshotStored(index, body, checksum): the durable copy replaces the one handed in', () => {
+  /** A body over a private copy of `data` that records every range read from it. */
+  function recordingBody(data: Uint8Array): { body: { byteLength: number; subarray(start: number, end: number): Uint8Array }; calls: Array<[number, number]>; copy: Uint8Array } {
+    const copy = data.slice();
+    const calls: Array<[number, number]> = [];
+    return {
+      copy,
+      calls,
+      body: {
+        byteLength: copy.byteLength,
+        subarray(start: number, end: number): Uint8Array {
+          calls.push([start, end]);
+          return copy.subarray(start, end);
+        },
+      },
+    };
+  }
+
+  const SIZE = 1_000;
+  const CHUNK = 100;
+
+  test('the chunks a leader sends to a lagging follower come from the stored body, with the checksum given', () => {
+    const original = patternBytes(SIZE, 41);
+    const { c } = laggingFollower({ total: 25, snapshotAt: 20, chunkBytes: CHUNK, data: original });
+    const stored = recordingBody(original);
+    c.core(0).snapshotStored(20, stored.body, crc32c(original));
+    assert.equal(c.core(0).hasReady(), false, 'nothing to do: only the body changed');
+    const mark = c.sent.length;
+    heal(c, 2);
+    c.runUntil(appliedTo(c, 2, 25), 3 * HB, 'node 2 catches up');
+    const chunks = c.chunksTo(2, mark);
+    assert.ok(chunks.length >= SIZE / CHUNK);
+    for (const chunk of chunks) {
+      assert.equal(chunk.data.buffer, stored.copy.buffer, `chunk at ${chunk.offset} was read from the stored body`);
+      assert.equal(chunk.checksum, crc32c(original));
+      assert.ok(
+        stored.calls.some(([s, e]) => s === chunk.offset && e === chunk.offset + chunk.data.length),
+        `subarray(${chunk.offset}, ${chunk.offset + chunk.data.length}) was called`,
+      );
+    }
+    assert.deepEqual(
+      stored.calls.filter(([s, e]) => e - s !== CHUNK),
+      [],
+      'with the checksum given, no whole-body checksum pass reads the body',
+    );
+    assert.deepEqual(snapshotBodyBytes(c.node(2).disk.snapshot!.data), original);
+    assert.deepEqual(labels(c.node(2).sm), [1, 2, 3, 'S20', 21, 22, 23, 24, 25]);
+  });
+
+  test('without a checksum, the checksum the leader sends is computed from the stored body', () => {
+    const original = patternBytes(SIZE, 42);
+    const { c } = laggingFollower({ total: 25, snapshotAt: 20, chunkBytes: CHUNK, data: original });
+    const stored = recordingBody(original);
+    c.core(0).snapshotStored(20, stored.body);
+    heal(c, 2);
+    c.runUntil(appliedTo(c, 2, 25), 3 * HB, 'node 2 catches up');
+    assert.ok(stored.calls.some(([s, e]) => s === 0 && e === SIZE), 'a whole-body pass over the stored body for the checksum');
+    assert.deepEqual(snapshotBodyBytes(c.node(2).disk.snapshot!.data), original);
+  });
+
+  test('a body of another length trips the invariant and changes nothing', () => {
+    const original = patternBytes(SIZE, 43);
+    const { c } = laggingFollower({ total: 25, snapshotAt: 20, chunkBytes: CHUNK, data: original });
+    const shorter = recordingBody(original.subarray(0, SIZE - 1));
+    assert.throws(() => c.core(0).snapshotStored(20, shorter.body), (error: unknown) => {
+      assert.ok(error instanceof InvariantError, String(error));
+      assert.match(error.message, /stored snapshot at 20 has 999 bytes, 1000 were written/);
+      return true;
+    });
+    assert.throws(() => c.core(0).snapshotStored(20, new Uint8Array(SIZE + 1)), InvariantError);
+    const mark = c.sent.length;
+    heal(c, 2);
+    c.runUntil(appliedTo(c, 2, 25), 3 * HB, 'node 2 catches up');
+    assert.deepEqual(shorter.calls, [], 'the refused body is never read');
+    assert.ok(c.chunksTo(2, mark).every((m) => m.data.buffer !== shorter.copy.buffer));
+    assert.deepEqual(snapshotBodyBytes(c.node(2).disk.snapshot!.data), original);
+  });
+
+  test('a stale (or not yet taken) index is ignored, whatever the body’s length', () => {
+    const original = patternBytes(SIZE, 44);
+    const { c } = laggingFollower({ total: 25, snapshotAt: 20, chunkBytes: CHUNK, data: original });
+    const stale = recordingBody(patternBytes(SIZE, 45));
+    c.core(0).snapshotStored(19, stale.body, 123);
+    c.core(0).snapshotStored(21, stale.body, 123);
+    c.core(0).snapshotStored(19, new Uint8Array(5)); // no length check either
+    // A newer snapshot replaces the one at 20: storing 20 afterwards is stale too.
+    c.snapshot(0, 22);
+    c.core(0).snapshotStored(20, stale.body, 123);
+    const mark = c.sent.length;
+    heal(c, 2);
+    c.runUntil(appliedTo(c, 2, 25), 3 * HB, 'node 2 catches up');
+    assert.deepEqual(stale.calls, []);
+    const chunks = c.chunksTo(2, mark);
+    assert.ok(chunks.length > 0 && chunks.every((m) => m.lastIncludedIndex === 22 && m.checksum !== 123));
+    assert.deepEqual(labels(c.node(2).sm), [1, 2, 3, 'S22', 23, 24, 25]);
+    assert.deepEqual(stateOf(c.node(2).sm), stateOf(c.node(0).sm));
+  });
+
+  test('a transfer already under way keeps the body it started with', () => {
+    const original = patternBytes(SIZE, 46);
+    const { c } = laggingFollower({ total: 25, snapshotAt: 20, chunkBytes: CHUNK, data: original });
+    const mark = c.sent.length;
+    heal(c, 2);
+    // Deliver until node 2 holds some of the snapshot, then store a new body.
+    c.runUntil(() => c.delivered.filter((m) => isSnap(m) && m.to === 2).length >= 3, 3 * HB, 'the transfer starts');
+    const stored = recordingBody(original);
+    c.core(0).snapshotStored(20, stored.body, crc32c(original));
+    c.runUntil(appliedTo(c, 2, 25), 3 * HB, 'node 2 catches up');
+    const chunks = c.chunksTo(2, mark);
+    assert.ok(chunks.some((m) => m.done));
+    assert.ok(chunks.every((m) => m.data.buffer !== stored.copy.buffer), 'no chunk of the transfer under way came from the new body');
+    assert.deepEqual(snapshotBodyBytes(c.node(2).disk.snapshot!.data), original);
   });
 });

@@ -116,6 +116,8 @@ export class ExplorerNode {
     const clock = this.nodeClock(live);
     const replica = new KvReplica({
       maxRaftStateBytes: this.options.maxRaftStateBytes,
+      // Its small thresholds are there to make snapshots (and transfers) frequent: keep them literal.
+      snapshotLogFraction: 0,
       defer: clock.defer,
       clock,
       revokeTimeoutMs: this.options.requestTimeoutMs,
