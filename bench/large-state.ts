@@ -30,6 +30,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseBytes, sleep } from '../src/cli/common.js';
 import { KvClient } from '../src/kv/client.js';
+import { DEFAULT_SNAPSHOT_LOG_FRACTION } from '../src/kv/replica.js';
 import { DEFAULT_MAX_RAFT_STATE_BYTES } from '../src/kv/server.js';
 import { abortAllClusters, type KvNodeProcess, KvProcessCluster } from '../src/testing/process-cluster.js';
 import { joiningNode, latestSnapshot, memoryOf, procMemory } from './node-probes.js';
@@ -368,8 +369,11 @@ async function main(): Promise<void> {
       // The status moves first; the file is written after it, and the one measured below must be it.
       const covered = statuses.map((s, i) => Math.min(s?.snapshotIndex ?? 0, latestSnapshot(cluster.nodes[i]!.dir)?.index ?? 0));
       if (covered.every((x) => x >= loadEnd)) return { value: covered, note: '' };
-      // Enough pad bytes to pass the threshold from anywhere, in bursts of 8 between looks.
-      if (padWrites * PAD_VALUE_BYTES < threshold * 2 + PAD_VALUE_BYTES * 8) padWrites += await padBurst(cluster, pad);
+      // Enough pad bytes to pass the threshold from anywhere, in bursts of 8 between looks. A
+      // snapshot is due after the larger of the threshold and a quarter of the last snapshot.
+      const lastSnapshotBytes = Math.max(0, ...cluster.nodes.map((n) => latestSnapshot(n.dir)?.bytes ?? 0));
+      const due = Math.max(threshold, lastSnapshotBytes * DEFAULT_SNAPSHOT_LOG_FRACTION);
+      if (padWrites * PAD_VALUE_BYTES < due * 2 + PAD_VALUE_BYTES * 8) padWrites += await padBurst(cluster, pad);
       return { note: `snapshot indexes ${covered.join('/')}, ${padWrites} pad writes of ${PAD_VALUE_BYTES / 1024} KiB` };
     }, 50);
     const snaps = cluster.nodes.map((n) => latestSnapshot(n.dir));
@@ -442,7 +446,20 @@ async function main(): Promise<void> {
       `  node ${JOINER_ID}: applied the leader's snapshot index ${snapIndex} at ${secs(snapAt)} s (${mbps?.toFixed(1) ?? '?'} MB/s of ${mib(snapBytes)} MiB), its commit index ${commitAtJoin} at ${secs(joinCaughtUp)} s; ` +
         `peak RSS ${mib(joinMem.hwm)} MiB; its snapshot file ${mib(joinSnap?.bytes)} MiB; leader RSS max ${mib(leaderRssMax)} MiB (+${mib(leaderRssMax - (leaderRssBefore ?? 0))} MiB)`,
     );
+    // From the joiner's own log: when it was up (listening, joined) and when it installed the snapshot,
+    // so the rate below counts the transfer, its checks and the install, not the process's start.
+    const logTime = (pattern: RegExp): number | undefined => {
+      const line = j.output.find((l) => pattern.test(l));
+      const at = line === undefined ? Number.NaN : Date.parse(line.split(' ')[0]!);
+      return Number.isNaN(at) ? undefined : at;
+    };
+    const upAt = logTime(new RegExp(`node ${JOINER_ID} up:`));
+    const installedAt = logTime(/snapshot installed from the leader/);
+    const installSeconds = upAt === undefined || installedAt === undefined ? undefined : (installedAt - upAt) / 1000;
+    const installMBps = installSeconds === undefined || installSeconds <= 0 ? undefined : snapBytes / MB / installSeconds;
+    say(`  node ${JOINER_ID}: from its start-up line to 'snapshot installed': ${secs(installSeconds)} s (${installMBps?.toFixed(1) ?? '?'} MB/s: transfer, check, install)`);
     row('join', `node ${JOINER_ID}: snapshot applied s / caught up s`, [], `${secs(snapAt)} / ${secs(joinCaughtUp)}`);
+    row('join', `node ${JOINER_ID}: up → installed s (MB/s)`, [], `${secs(installSeconds)} (${installMBps?.toFixed(1) ?? '?'})`);
     row('join', `node ${JOINER_ID}: snapshot MB/s / peak RSS MiB`, [], `${mbps?.toFixed(1) ?? '?'} / ${mib(joinMem.hwm)}`);
     row('join', 'leader RSS max MiB (+ over before)', [], `${mib(leaderRssMax)} (+${mib(leaderRssMax - (leaderRssBefore ?? 0))}) node ${leader3.id}`);
     // It promotes itself once caught up; removing it mid-promotion would only wait for that change.
@@ -456,7 +473,7 @@ async function main(): Promise<void> {
     watched = cluster.nodes;
     await j.stop(30_000);
     say(`  node ${JOINER_ID}: ${promoted === undefined ? 'not promoted within 30 s' : `voter at ${secs(promoted)} s`}; removed in ${secs(removeSeconds)} s and stopped`);
-    summary['join'] = { snapshotIndex: snapIndex, commitIndex: commitAtJoin, snapshotAppliedSeconds: snapAt, caughtUpSeconds: joinCaughtUp, snapshotBytes: snapBytes, MBps: mbps, ...joinMem, leaderRssBefore, leaderRssMax, promotedSeconds: promoted, removeSeconds };
+    summary['join'] = { installSeconds, installMBps, snapshotIndex: snapIndex, commitIndex: commitAtJoin, snapshotAppliedSeconds: snapAt, caughtUpSeconds: joinCaughtUp, snapshotBytes: snapBytes, MBps: mbps, ...joinMem, leaderRssBefore, leaderRssMax, promotedSeconds: promoted, removeSeconds };
   } catch (error) {
     say(`FAILED: ${(error as Error).stack ?? String(error)}`);
     console.log(cluster.describeOutput(15));

@@ -7,7 +7,7 @@
  * scrape time, so keeping the metrics costs next to nothing between scrapes.
  */
 import { messageSize } from '../codec/codec.js';
-import type { HardState, Message, PersistentState, Snapshot } from '../core/messages.js';
+import type { HardState, LogIndex, Message, PersistentState, Snapshot } from '../core/messages.js';
 import type { LogWrite } from '../core/ready.js';
 import type { NodeStatus } from '../runtime/node.js';
 import type { FileStorage } from '../storage/file-storage.js';
@@ -87,6 +87,14 @@ export class TimedStorage implements Storage {
 
   close(): Promise<void> {
     return this.inner.close();
+  }
+
+  storedSnapshot(index: LogIndex): ReturnType<FileStorage['storedSnapshot']> {
+    return this.inner.storedSnapshot(index);
+  }
+
+  get snapshotAssembly(): FileStorage['snapshotAssembly'] {
+    return this.inner.snapshotAssembly;
   }
 }
 

@@ -10,14 +10,16 @@
  * if that is more, it hands the state machine's snapshot to the RaftNode, which compacts its log.
  * The quarter keeps a large state from being rewritten whole every few MiB of writes: snapshots
  * then cost at most four bytes written per byte of log, and the log kept in memory and on disk
- * stays within a quarter of the state. The snapshot is taken after the Ready being applied (through
- * `defer`), so one snapshot covers every entry that Ready commits.
+ * stays within a quarter of the state. The snapshot is captured after the Ready being applied
+ * (through `defer`), so one snapshot covers every entry that Ready commits, and then encoded a
+ * slice at a time between turns of the event loop (takeSnapshot), while applying goes on.
  *
  * Leases: the replicated lease table is in the state machine; their clocks run in a LeaseKeeper
  * (lease-keeper.ts) on whichever node leads, told of leadership by the RaftNode. Keep-alives and
  * lease lookups confirm leadership first (ReadIndex), since only the leader's clock counts.
  */
-import type { Entry, LogIndex, Snapshot } from '../core/messages.js';
+import type { Entry, LogIndex, Snapshot, SnapshotBody } from '../core/messages.js';
+import type { SnapshotAssembly } from '../core/snapshot-body.js';
 import type { RaftNode, StateMachine } from '../runtime/node.js';
 import { realClock, type Clock } from '../runtime/clock.js';
 import { NotLeaderError } from '../runtime/errors.js';
@@ -26,7 +28,10 @@ import type { LeaseInfo } from './lease-table.js';
 import { encodeKvCommand, type KvKeyMeta, type KvResult } from './commands.js';
 import { describeError } from './describe-error.js';
 import type { WatchHub } from './watch-hub.js';
-import { KvStateMachine, type KvChange, type KvRangeBounds, type KvRangePage, type KvRangeQuery } from './state-machine.js';
+import { KvStateMachine, type KvChange, type KvSnapshotWriter, type KvRangeBounds, type KvRangePage, type KvRangeQuery } from './state-machine.js';
+
+/** Key and value bytes a snapshot encodes between two turns of the event loop (a few milliseconds). */
+export const SNAPSHOT_SLICE_BYTES = 4 * 1024 * 1024;
 
 /** KvReplicaOptions.snapshotLogFraction's default. */
 export const DEFAULT_SNAPSHOT_LOG_FRACTION = 0.25;
@@ -42,6 +47,17 @@ export interface KvReplicaOptions {
    * comment). The explorer sets 0, to snapshot as often as its small thresholds say.
    */
   readonly snapshotLogFraction?: number;
+  /**
+   * Runs the next slice of a snapshot's encoding (default setImmediate: after pending I/O and
+   * timers, so a large state's encoding never holds up heartbeats). The explorer passes its
+   * virtual clock's defer.
+   */
+  readonly nextSlice?: (callback: () => void) => void;
+  /**
+   * Where a snapshot at `index` is written as it is encoded (the server's: a file that FileStorage
+   * then adopts), so that taking one never holds the encoded state in memory. Default: in memory.
+   */
+  readonly snapshotFile?: (index: LogIndex) => SnapshotAssembly | null;
   /** Runs a callback after the current call stack (the node's clock's `defer`). */
   readonly defer: (callback: () => void) => void;
   readonly log?: (line: string) => void;
@@ -73,6 +89,8 @@ export class KvReplica {
   /** The size of the latest snapshot taken or restored here (scales the next one's threshold). */
   private lastSnapshotBytes = 0;
   private snapshotScheduled = false;
+  /** The snapshot being encoded, a slice at a time. */
+  private writer: KvSnapshotWriter | null = null;
   private taken = 0;
   /** The leases' clocks, running while this node leads. */
   readonly leases: LeaseKeeper;
@@ -236,6 +254,8 @@ export class KvReplica {
   }
 
   private restore(snapshot: Snapshot): void {
+    this.writer?.abandon();
+    this.writer = null;
     // A snapshot from the leader has passed checkSnapshot, and at startup the machine is empty:
     // the old state can go before the new one is built, so a large state is never held twice.
     this.sm.restore(snapshot, { discardCurrent: true });
@@ -247,18 +267,45 @@ export class KvReplica {
     this.bytesSinceSnapshot = 0;
   }
 
+  /**
+   * Captures the state for a snapshot (O(1) for the keys: see KvStateMachine.snapshotWriter) and
+   * encodes it SNAPSHOT_SLICE_BYTES at a time, letting the node run between slices, then hands
+   * it to the node. Applying goes on meanwhile; the snapshot covers the index it was captured at.
+   */
   private takeSnapshot(): void {
     this.snapshotScheduled = false;
-    const node = this.node;
-    if (node === null || this.bytesSinceSnapshot <= this.snapshotThreshold()) return;
+    if (this.node === null || this.writer !== null || this.bytesSinceSnapshot <= this.snapshotThreshold()) return;
+    let sink: SnapshotAssembly | null = null;
     try {
-      const body = this.sm.snapshotBody();
-      node.snapshot(this.sm.appliedIndex, body);
-      this.lastSnapshotBytes = body.byteLength;
-      this.bytesSinceSnapshot = 0;
-      this.taken++;
+      sink = this.options.snapshotFile?.(this.sm.appliedIndex) ?? null;
     } catch (error) {
-      this.options.log?.(`snapshot at ${this.sm.appliedIndex} failed: ${describeError(error)}`);
+      this.options.log?.(`snapshot at ${this.sm.appliedIndex}: cannot open a file for it (${describeError(error)}); encoding it in memory`);
     }
+    this.writer = sink === null ? this.sm.snapshotWriter() : this.sm.snapshotWriter(sink);
+    this.bytesSinceSnapshot = 0;
+    this.continueSnapshot(this.writer);
+  }
+
+  private continueSnapshot(writer: KvSnapshotWriter): void {
+    const node = this.node;
+    // A snapshot installed from the leader meanwhile replaced the state (and dropped this writer).
+    if (node === null || this.writer !== writer) return;
+    let body: SnapshotBody | null;
+    try {
+      body = writer.step(SNAPSHOT_SLICE_BYTES);
+      if (body === null) {
+        (this.options.nextSlice ?? setImmediate)(() => this.continueSnapshot(writer));
+        return;
+      }
+      this.writer = null;
+      node.snapshot(writer.index, body);
+    } catch (error) {
+      this.writer = null;
+      writer.abandon();
+      this.options.log?.(`snapshot at ${writer.index} failed: ${describeError(error)}`);
+      return;
+    }
+    this.lastSnapshotBytes = body.byteLength;
+    this.taken++;
   }
 }

@@ -254,7 +254,15 @@ export class KvServer {
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.readMode = options.readMode ?? 'read-index';
     this.watchHub = new WatchHub(options.watchHistoryEvents === undefined ? {} : { historyEvents: options.watchHistoryEvents });
-    this.replica = new KvReplica({ maxRaftStateBytes: this.maxRaftStateBytes, defer: queueMicrotask, log: this.log, watchHub: this.watchHub, revokeTimeoutMs: this.requestTimeoutMs });
+    this.replica = new KvReplica({
+      maxRaftStateBytes: this.maxRaftStateBytes,
+      defer: queueMicrotask,
+      log: this.log,
+      watchHub: this.watchHub,
+      revokeTimeoutMs: this.requestTimeoutMs,
+      // Encoded straight into a file in the data directory, which FileStorage adopts as the snapshot file.
+      snapshotFile: (index) => this.storage?.inner.snapshotAssembly({ index, term: 0, byteLength: 0 }) ?? null,
+    });
     this.authGuard = new HttpAuthGuard(options.auth === undefined ? null : authPolicy(options.auth), options.httpTls?.clientCa !== undefined, this.log);
   }
 

@@ -82,7 +82,7 @@ import { bulkLoad } from 'sorted-btree/extended/bulkLoad.js';
 import { SnapshotBodyReader } from '../codec/body-reader.js';
 import { ByteReader, ByteWriter, CodecError, type ByteSource } from '../codec/codec.js';
 import type { Entry, LogIndex, Snapshot, SnapshotBody } from '../core/messages.js';
-import { ChunkedSnapshotBody, SNAPSHOT_PIECE_BYTES } from '../core/snapshot-body.js';
+import { ChunkedSnapshotBody, SNAPSHOT_PIECE_BYTES, snapshotBodyBytes, type SnapshotAssembly } from '../core/snapshot-body.js';
 import type { StateMachine } from '../runtime/node.js';
 import {
   decodeKvCommand,
@@ -221,13 +221,14 @@ interface Session {
 }
 
 /** A present key: its value and revisions. Shared by the Map and the ordered index, updated in place. */
+/** Never changed once made (a write makes a new one): a snapshot being encoded may still hold it. */
 interface KeyRecord {
-  value: Uint8Array;
-  createRevision: number;
-  modRevision: number;
-  version: number;
+  readonly value: Uint8Array;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
   /** The lease the key is attached to; 0: none. */
-  lease: number;
+  readonly lease: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -667,17 +668,16 @@ export class KvStateMachine implements StateMachine<KvResult> {
       for (const k of revoked.keys) {
         const record = this.data.get(k);
         if (record === undefined || record.lease !== cmd.id) throw new Error(`invariant: lease ${cmd.id} lists a key that is not attached to it`);
-        record.lease = 0;
-        this.remove(k, record, revision);
+        this.remove(k, record, revision, false);
       }
     }
     this.onLease?.({ type: 'revoke', id: cmd.id });
     return { ok: true, revision: this.rev, lease: { id: cmd.id, ttlSeconds: revoked.ttlSeconds, deletedKeys: revoked.keys.length } };
   }
 
-  /** Deletes a present key at `revision`. */
-  private remove(k: string, record: KeyRecord, revision: number): void {
-    if (record.lease !== 0) this.leases.detach(record.lease, k);
+  /** Deletes a present key at `revision` (detaching it from its lease unless the lease is being revoked). */
+  private remove(k: string, record: KeyRecord, revision: number, detach = true): void {
+    if (detach && record.lease !== 0) this.leases.detach(record.lease, k);
     this.data.delete(k);
     this.index.delete(k);
     this.totalBytes -= k.length + record.value.length;
@@ -698,26 +698,26 @@ export class KvStateMachine implements StateMachine<KvResult> {
       this.onChange?.(revision, { type: 'put', key: keyStringToBytes(k), value, createRevision: revision, version: 1 });
       return created;
     }
-    if (lease !== 'keep' && lease !== record.lease) {
+    const newLease = lease === 'keep' ? record.lease : lease;
+    if (newLease !== record.lease) {
       if (record.lease !== 0) this.leases.detach(record.lease, k);
-      if (lease !== 0) this.leases.attach(lease, k);
-      record.lease = lease;
+      if (newLease !== 0) this.leases.attach(newLease, k);
     }
     this.totalBytes += value.length - record.value.length;
-    record.value = value;
-    record.modRevision = revision;
-    record.version++;
-    this.onChange?.(revision, { type: 'put', key: keyStringToBytes(k), value, createRevision: record.createRevision, version: record.version });
-    return record;
+    // A new record, never a change to the old one: a snapshot being encoded from a clone of the
+    // index (snapshotWriter) still holds the old one.
+    const updated: KeyRecord = { value, createRevision: record.createRevision, modRevision: revision, version: record.version + 1, lease: newLease };
+    this.data.set(k, updated);
+    this.index.set(k, updated);
+    this.onChange?.(revision, { type: 'put', key: keyStringToBytes(k), value, createRevision: updated.createRevision, version: updated.version });
+    return updated;
   }
 
   // ---- snapshots ----
 
   /** The whole state, canonically encoded; restore() of it reproduces this machine exactly. */
   snapshot(): Uint8Array {
-    const w = new ByteWriter(this.snapshotBytesEstimate());
-    this.encodeSnapshot(() => w);
-    return w.finish();
+    return snapshotBodyBytes(this.snapshotBody());
   }
 
   /**
@@ -726,50 +726,39 @@ export class KvStateMachine implements StateMachine<KvResult> {
    * whole size ever being grown or allocated.
    */
   snapshotBody(): SnapshotBody {
-    const pieces = new PieceWriter(this.snapshotBytesEstimate());
-    this.encodeSnapshot((bytes) => pieces.next(bytes));
-    return pieces.finish();
-  }
-
-  private snapshotBytesEstimate(): number {
-    return 32 + this.totalBytes + 24 * this.data.size + 256 * this.sessions.size;
+    return this.snapshotWriter().step(Number.POSITIVE_INFINITY)!;
   }
 
   /**
-   * Encodes the state (the format above) part by part: a header, a key, a session, the lease
-   * table. `part(bytes)` gives the writer for the next part, which takes at most `bytes`. One
-   * encoder for snapshot() and snapshotBody(), so that their bytes cannot drift apart.
+   * The state as it is now, to be encoded later a slice at a time (KvSnapshotWriter.step), while
+   * this machine goes on applying: the key index is cloned in O(1) (copy-on-write B-tree; records
+   * are never changed in place, a write makes a new one), and the sessions and the lease table,
+   * which are small and change in place, are encoded at once. So a leader with a large state
+   * never stops its event loop for a whole encode (heartbeats would stop, and followers would
+   * start an election).
    */
-  private encodeSnapshot(part: (bytes: number) => ByteWriter): void {
-    let w = part(64);
-    w.writeByte(SNAPSHOT_VERSION);
-    w.writeVarint(this.applied, 'appliedIndex');
-    w.writeVarint(this.rev, 'revision');
-    w.writeVarint(this.data.size, 'key count');
-    for (const [k, record] of this.index.entries()) {
-      // Two length prefixes and four varints take at most 48 bytes.
-      w = part(k.length + record.value.length + 64);
-      w.writeBytes(keyStringToBytes(k), 'key');
-      w.writeBytes(record.value, 'value');
-      w.writeVarint(record.createRevision, 'createRevision');
-      w.writeVarint(record.modRevision, 'modRevision');
-      w.writeVarint(record.version, 'version');
-      w.writeVarint(record.lease, 'lease');
-    }
+  snapshotWriter(sink?: SnapshotAssembly): KvSnapshotWriter {
+    const header = new ByteWriter(32);
+    header.writeByte(SNAPSHOT_VERSION);
+    header.writeVarint(this.applied, 'appliedIndex');
+    header.writeVarint(this.rev, 'revision');
+    header.writeVarint(this.data.size, 'key count');
+    const tail = new PieceWriter(256 * this.sessions.size + 16 * this.leases.size + 64);
     const clientIds = [...this.sessions.keys()].sort(compareStrings);
-    w = part(8);
+    let w = tail.next(8);
     w.writeVarint(clientIds.length, 'session count');
     for (const clientId of clientIds) {
       const s = this.sessions.get(clientId)!;
       // UTF-8 takes at most 3 bytes per UTF-16 code unit; a length prefix and three varints, 32.
-      w = part(3 * clientId.length + 32 + resultBytesBound(s.result));
+      w = tail.next(3 * clientId.length + 32 + resultBytesBound(s.result));
       w.writeBytes(utf8Encode(clientId), 'clientId');
       w.writeVarint(s.lastSeq, 'lastSeq');
       w.writeVarint(s.lastIndex, 'lastIndex');
       w.writeVarint(s.resultIndex, 'resultIndex');
       writeKvResult(w, s.result);
     }
-    this.leases.write(part(16 + 16 * this.leases.size));
+    this.leases.write(tail.next(16 + 16 * this.leases.size));
+    return new KvSnapshotWriter(this.applied, header.finish(), this.index.clone(), tail.pieces(), 32 + this.totalBytes + 24 * this.data.size, sink);
   }
 
   /**
@@ -908,11 +897,12 @@ function decodeSnapshot(snapshot: Snapshot, keep: boolean, windowBytes = SNAPSHO
     }
     let record: KeyRecord;
     if (revision !== undefined) {
-      record = { value, createRevision: r.readVarint(), modRevision: r.readVarint(), version: r.readVarint(), lease: 0 };
-      const problem = keyMetaProblem(record, revision);
+      const meta = { value, createRevision: r.readVarint(), modRevision: r.readVarint(), version: r.readVarint(), lease: 0 };
+      const problem = keyMetaProblem(meta, revision);
       if (problem !== null) throw new CodecError(`KV snapshot: key at offset ${at}: ${problem}`);
-      if (leased) record.lease = r.readVarint();
-      if (record.lease !== 0) leasesNamed.add(record.lease);
+      if (leased) meta.lease = r.readVarint();
+      if (meta.lease !== 0) leasesNamed.add(meta.lease);
+      record = meta;
     } else {
       record = { value, createRevision: 1, modRevision: 1, version: 1, lease: 0 };
     }
@@ -994,7 +984,7 @@ function resultBytesBound(result: KvResult): number {
  * so none is grown by copying.
  */
 class PieceWriter {
-  private readonly pieces: Uint8Array[] = [];
+  private readonly done: Uint8Array[] = [];
   private w: ByteWriter | null = null;
 
   /** `left`: an estimate of the bytes still to come, so that a small state gets a small buffer. */
@@ -1007,14 +997,94 @@ class PieceWriter {
   }
 
   finish(): ChunkedSnapshotBody {
+    return new ChunkedSnapshotBody(this.pieces());
+  }
+
+  /** Everything written, as pieces. */
+  pieces(): Uint8Array[] {
     if (this.w !== null) this.flush();
-    return new ChunkedSnapshotBody(this.pieces);
+    return this.done;
+  }
+
+  /** The finished pieces (not the one being written), handed over and forgotten here. */
+  takeDone(): Uint8Array[] {
+    return this.done.splice(0);
+  }
+
+  /** Appends pieces written elsewhere. */
+  append(pieces: readonly Uint8Array[]): void {
+    if (this.w !== null) this.flush();
+    this.done.push(...pieces);
   }
 
   private flush(): void {
     const piece = this.w!.finish();
-    this.pieces.push(piece);
+    this.done.push(piece);
     this.left = Math.max(64, this.left - piece.length);
     this.w = null;
+  }
+}
+
+/**
+ * A snapshot being encoded (KvStateMachine.snapshotWriter): the header and the tail (sessions,
+ * leases) were encoded when it was taken; the keys come from a clone of the index, which the
+ * machine's later writes do not touch. With a `sink` (a runtime's snapshot file), each finished
+ * piece goes there at once and the body is the sink's, so the encoding never holds more than a
+ * piece of the state; without one, the pieces are kept (in memory).
+ */
+export class KvSnapshotWriter {
+  private readonly pieces: PieceWriter;
+  private readonly keys: Iterator<[string, KeyRecord]>;
+  private body: SnapshotBody | null = null;
+
+  constructor(
+    /** The applied index the snapshot covers. */
+    readonly index: LogIndex,
+    header: Uint8Array,
+    frozen: BTree<string, KeyRecord>,
+    private readonly tail: readonly Uint8Array[],
+    estimate: number,
+    private readonly sink?: SnapshotAssembly,
+  ) {
+    this.pieces = new PieceWriter(estimate);
+    this.pieces.append([header]);
+    this.keys = frozen.entries();
+  }
+
+  /** Encodes keys for about `budgetBytes` more; the snapshot once it is complete, else null. */
+  step(budgetBytes: number): SnapshotBody | null {
+    if (this.body !== null) return this.body;
+    let spent = 0;
+    while (spent < budgetBytes) {
+      const next = this.keys.next();
+      if (next.done === true) {
+        this.pieces.append(this.tail);
+        if (this.sink === undefined) {
+          this.body = this.pieces.finish();
+        } else {
+          for (const piece of this.pieces.takeDone()) this.sink.append(piece);
+          this.body = this.sink.finish();
+        }
+        return this.body;
+      }
+      const [k, record] = next.value;
+      // Two length prefixes and four varints take at most 48 bytes.
+      const bytes = k.length + record.value.length + 64;
+      const w = this.pieces.next(bytes);
+      w.writeBytes(keyStringToBytes(k), 'key');
+      w.writeBytes(record.value, 'value');
+      w.writeVarint(record.createRevision, 'createRevision');
+      w.writeVarint(record.modRevision, 'modRevision');
+      w.writeVarint(record.version, 'version');
+      w.writeVarint(record.lease, 'lease');
+      spent += bytes;
+    }
+    if (this.sink !== undefined) for (const piece of this.pieces.takeDone()) this.sink.append(piece);
+    return null;
+  }
+
+  /** Gives up: what the sink holds is released. */
+  abandon(): void {
+    if (this.body === null) this.sink?.discard();
   }
 }

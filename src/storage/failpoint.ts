@@ -1,4 +1,4 @@
-import type { HardState, PersistentState, Snapshot } from '../core/messages.js';
+import type { HardState, LogIndex, PersistentState, Snapshot } from '../core/messages.js';
 import type { LogWrite } from '../core/ready.js';
 import { StorageError, type Storage } from './storage.js';
 
@@ -30,6 +30,14 @@ export class FailingStorage implements Storage {
 
   close(): Promise<void> {
     return this.inner.close();
+  }
+
+  storedSnapshot(index: LogIndex): ReturnType<NonNullable<Storage['storedSnapshot']>> {
+    return this.inner.storedSnapshot?.(index) ?? null;
+  }
+
+  get snapshotAssembly(): Storage['snapshotAssembly'] {
+    return this.inner.snapshotAssembly;
   }
 }
 

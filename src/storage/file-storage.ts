@@ -15,7 +15,9 @@
  * directory is fsynced after a segment file is created.
  *
  * Snapshots and compaction. A batch containing a snapshot (only its latest snapshot counts):
- *   1. writes `snap-<index>.snap.tmp`, fsyncs it, renames it to `snap-<index>.snap`, fsyncs the dir;
+ *   1. writes `snap-<index>.snap.tmp` a piece at a time, fsyncs it, renames it to `snap-<index>.snap`,
+ *      fsyncs the dir (a snapshot received from a leader is already in a file of its own,
+ *      `incoming-*.partial`, which gets its header, an fsync and the rename instead);
  *   2. starts a new segment whose first record is a CHECKPOINT: the complete state after that save
  *      (hard state, snapshot marker with the snapshot's configuration, every entry after the
  *      snapshot, configuration entries included), followed by the batch's later saves; one
@@ -43,7 +45,7 @@
  * dead one's lock is taken over (fs-util.ts). close() removes it.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { constants, fdatasync, write } from 'node:fs';
 import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import type { HardState, LogIndex, PersistentState, Snapshot, SnapshotBody } from '../core/messages.js';
@@ -52,7 +54,7 @@ import type { SnapshotAssemblyFactory } from '../core/snapshot-body.js';
 import { acquireLock, errorCode, ignoreMissing, releaseLock, writeAll } from './fs-util.js';
 import { LogState, WriteCursor } from './log-state.js';
 import { recoverDirectory, type Segment } from './recovery.js';
-import { FileSnapshotAssembly, FileSnapshotBody, writeSnapshotBody } from './snapshot-file.js';
+import { FileSnapshotAssembly, FileSnapshotBody, IncomingSnapshotBody, writeSnapshotBody } from './snapshot-file.js';
 import { StorageError, type Storage } from './storage.js';
 import { encodeRecord, encodeSnapshotHeader, segmentName, SNAPSHOT_HEADER, snapshotName, TEMP_SUFFIX, type RecordParts, type SnapshotMeta } from './wal-format.js';
 
@@ -317,6 +319,11 @@ export class FileStorage implements Storage {
    * reads it back (storedSnapshot()).
    */
   private async writeSnapshotFile(snapshot: Snapshot): Promise<SnapshotMeta> {
+    const body = snapshot.data;
+    if (body instanceof IncomingSnapshotBody && resolvePath(body.dir) === resolvePath(this.dir)) {
+      const file = body.adopt();
+      if (file !== null) return this.adoptSnapshotFile(snapshot, body, file);
+    }
     const name = snapshotName(snapshot.index);
     const temp = this.path(name + TEMP_SUFFIX);
     const fh = await open(temp, 'w');
@@ -336,6 +343,29 @@ export class FileStorage implements Storage {
   }
 
   /**
+   * A snapshot received from a leader is already in a file here, after a gap for the header
+   * (FileSnapshotAssembly): write the header, sync, and rename it into place.
+   */
+  private async adoptSnapshotFile(snapshot: Snapshot, body: IncomingSnapshotBody, file: { fd: number; path: string }): Promise<SnapshotMeta> {
+    const meta = snapshotMeta(snapshot, body.checksum);
+    const header = encodeSnapshotHeader(meta);
+    await new Promise<void>((resolve, reject) => {
+      write(file.fd, header, 0, header.length, 0, (error, written) =>
+        error !== null ? reject(error) : written !== header.length ? reject(new Error('short write of a snapshot header')) : resolve(),
+      );
+    });
+    if (this.fsync) {
+      await new Promise<void>((resolve, reject) => fdatasync(file.fd, (error) => (error !== null ? reject(error) : resolve())));
+      this.counters.syncs++;
+    }
+    const name = snapshotName(snapshot.index);
+    await rename(file.path, this.path(name));
+    await this.syncDir();
+    this.stored = { index: meta.index, body, checksum: meta.crc };
+    return meta;
+  }
+
+  /**
    * The latest snapshot this storage wrote, if it is the one at `index`: a body that reads it from
    * its file, and its checksum. RaftNode hands it to the core after the save, so the snapshot's
    * bytes stop taking memory once they are on disk.
@@ -345,8 +375,8 @@ export class FileStorage implements Storage {
     return stored !== null && stored.index === index ? stored : null;
   }
 
-  /** Incoming snapshot transfers are assembled in an unnamed file here, never in memory. */
-  readonly snapshotAssembly: SnapshotAssemblyFactory = (transfer) => new FileSnapshotAssembly(this.dir, transfer.index);
+  /** Incoming snapshot transfers are assembled in a file here (never in memory), adopted once installed. */
+  readonly snapshotAssembly: SnapshotAssemblyFactory = (transfer) => new FileSnapshotAssembly(this.dir, transfer.index, SNAPSHOT_HEADER);
 
   // ------------------------------------------------------------------ close and helpers
 

@@ -8,11 +8,12 @@
  *   with the old snapshot finishes with it. The descriptor is closed when the body is garbage
  *   collected (nobody can read through a body nobody holds), never earlier, so a descriptor
  *   number is never reused under a live body.
- * - `FileSnapshotAssembly` writes an incoming transfer's chunks to an unnamed file in the data
- *   directory (created, then unlinked at once), so an unfinished transfer leaves nothing behind,
- *   not even after a crash (one in the instant between creation and unlink leaves a file that
- *   recovery removes). A write that fails (a full disk) throws out of the core's `step()`, and
- *   the node stops, as it does when its log cannot be written.
+ * - `FileSnapshotAssembly` writes an incoming transfer's chunks to a file in the data directory,
+ *   after a gap for a snapshot file's header, with a running CRC; FileStorage then adopts the
+ *   file as the snapshot file (writes the header, syncs, renames) instead of copying the state
+ *   once more. An abandoned transfer's file is removed at once, one a crash interrupted by
+ *   recovery. A write that fails (a full disk) throws out of the core's `step()`, and the node
+ *   stops, as it does when its log cannot be written.
  *
  * Descriptors are released by the garbage collector, so a node holds one per snapshot body still
  * referenced (the latest, and any a transfer or a restore is still reading) plus a few awaiting
@@ -25,7 +26,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { SnapshotBody } from '../core/messages.js';
 import { SNAPSHOT_PIECE_BYTES, type SnapshotAssembly } from '../core/snapshot-body.js';
 import { crc32c } from './crc32c.js';
@@ -45,8 +46,10 @@ export class FileSnapshotBody implements SnapshotBody {
     private readonly fd: number,
     private readonly start: number,
     readonly byteLength: number,
+    /** Close the descriptor when the body is collected (a subclass that releases more says false). */
+    closeWhenDone = true,
   ) {
-    closeWhenCollected.register(this, fd);
+    if (closeWhenDone) closeWhenCollected.register(this, fd);
   }
 
   /** The body of the snapshot file at `path` (data after a header of `headerBytes`), `byteLength` long. */
@@ -76,58 +79,106 @@ export class FileSnapshotBody implements SnapshotBody {
   }
 }
 
-/**
- * The name an incoming transfer's file has for an instant (between its creation and its unlink):
- * a crash in that instant leaves one behind, which recovery removes.
- */
+/** An incoming transfer's file, until FileStorage adopts it as a snapshot file (or recovery removes it). */
 export function isIncomingSnapshotName(name: string): boolean {
   return /^incoming-\d+-\d+-\d+\.partial$/.test(name);
 }
 
-/** Receives one transfer into an unnamed file in `dir`. */
-export class FileSnapshotAssembly implements SnapshotAssembly {
-  private fd: number | null;
-  private bytes = 0;
+let incomingSeq = 0;
 
-  constructor(dir: string, index: number) {
-    const path = join(dir, `incoming-${index}-${process.pid}-${Date.now()}.partial`);
-    const fd = openSync(path, 'wx+');
-    try {
-      unlinkSync(path);
-    } catch (error) {
-      closeSync(fd);
-      throw error;
-    }
-    this.fd = fd;
+/** What the garbage collector releases for an incoming body: its descriptor, and its file unless adopted. */
+interface IncomingHeld {
+  readonly fd: number;
+  readonly path: string;
+  adopted: boolean;
+}
+
+const releaseIncoming = new FinalizationRegistry<IncomingHeld>((held) => {
+  try {
+    closeSync(held.fd);
+    if (!held.adopted) unlinkSync(held.path);
+  } catch {
+    // Gone already (a restart's recovery removed it): nothing to release.
+  }
+});
+
+/**
+ * A completed transfer in its file, after a gap of `headerBytes` left for a snapshot file's header:
+ * FileStorage adopts it as the snapshot file (header written, synced, renamed into place) instead
+ * of copying a large state once more. One FileStorage never adopts another's.
+ */
+export class IncomingSnapshotBody extends FileSnapshotBody {
+  constructor(
+    fd: number,
+    headerBytes: number,
+    byteLength: number,
+    /** CRC32C of the body, computed as it was written. */
+    readonly checksum: number,
+    private readonly held: IncomingHeld,
+  ) {
+    super(fd, headerBytes, byteLength, false);
+    releaseIncoming.register(this, held);
+  }
+
+  get dir(): string {
+    return dirname(this.held.path);
+  }
+
+  /** Takes the file for a snapshot file: its descriptor and path, or null if it was taken before. */
+  adopt(): { readonly fd: number; readonly path: string } | null {
+    if (this.held.adopted) return null;
+    this.held.adopted = true;
+    return { fd: this.held.fd, path: this.held.path };
+  }
+}
+
+/**
+ * Receives one transfer into a file in `dir`, written from `headerBytes` on (see
+ * IncomingSnapshotBody). A transfer abandoned or refused removes its file at once; a completed
+ * one that fails validation, when its body is collected; a crash leaves it for recovery.
+ */
+export class FileSnapshotAssembly implements SnapshotAssembly {
+  private readonly held: IncomingHeld;
+  private open = true;
+  private bytes = 0;
+  private crc = 0;
+
+  constructor(
+    dir: string,
+    index: number,
+    private readonly headerBytes: number,
+  ) {
+    const path = join(dir, `incoming-${index}-${process.pid}-${++incomingSeq}.partial`);
+    this.held = { fd: openSync(path, 'wx+'), path, adopted: false };
   }
 
   append(bytes: Uint8Array): void {
-    const fd = this.requireOpen();
+    this.requireOpen();
     let done = 0;
     while (done < bytes.length) {
-      const n = writeSync(fd, bytes, done, bytes.length - done, this.bytes + done);
+      const n = writeSync(this.held.fd, bytes, done, bytes.length - done, this.headerBytes + this.bytes + done);
       if (n <= 0) throw new Error('snapshot transfer: a write made no progress');
       done += n;
     }
+    this.crc = crc32c(bytes, 0, bytes.length, this.crc);
     this.bytes += bytes.length;
   }
 
   finish(): SnapshotBody {
-    const fd = this.requireOpen();
-    this.fd = null;
-    return new FileSnapshotBody(fd, 0, this.bytes);
+    this.requireOpen();
+    this.open = false;
+    return new IncomingSnapshotBody(this.held.fd, this.headerBytes, this.bytes, this.crc, this.held);
   }
 
   discard(): void {
-    if (this.fd === null) return;
-    const fd = this.fd;
-    this.fd = null;
-    closeSync(fd);
+    if (!this.open) return;
+    this.open = false;
+    closeSync(this.held.fd);
+    unlinkSync(this.held.path);
   }
 
-  private requireOpen(): number {
-    if (this.fd === null) throw new Error('snapshot transfer: the assembly was already finished or discarded');
-    return this.fd;
+  private requireOpen(): void {
+    if (!this.open) throw new Error('snapshot transfer: the assembly was already finished or discarded');
   }
 }
 

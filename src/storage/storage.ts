@@ -26,8 +26,8 @@ export interface Storage {
    * of the in-memory copy. Null when it has none for `index`.
    */
   storedSnapshot?(index: LogIndex): { readonly body: SnapshotBody; readonly checksum: number } | null;
-  /** Optional: where incoming snapshot transfers are assembled (FileStorage: an unnamed file). */
-  readonly snapshotAssembly?: SnapshotAssemblyFactory;
+  /** Optional: where incoming snapshot transfers are assembled (FileStorage: a file in its directory). */
+  readonly snapshotAssembly?: SnapshotAssemblyFactory | undefined;
 }
 
 /**

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { SnapshotBodyReader } from '../../src/codec/body-reader.js';
 import { ByteReader, ByteWriter, CodecError, type ByteSource } from '../../src/codec/codec.js';
 import type { Snapshot, SnapshotBody } from '../../src/core/messages.js';
-import { ChunkedSnapshotBody, SNAPSHOT_PIECE_BYTES } from '../../src/core/snapshot-body.js';
+import { ChunkedSnapshotBody, SNAPSHOT_PIECE_BYTES, snapshotBodyBytes } from '../../src/core/snapshot-body.js';
 import { encodeKvCommand, KvStateMachine, VALUE_BYTES_MAX, type KvAnyCommand, type KvResult } from '../../src/kv/index.js';
 import { Prng } from '../../src/sim/prng.js';
 
@@ -438,4 +438,31 @@ test('SnapshotBodyReader.readBytes() copies, skipBytes() reads nothing it skips,
   // more than a window, so they are read in one go.
   assert.deepEqual(recorded.reads, [[0, 16], [112, 128], [128, 153], [153, 159]]);
   assert.throws(() => new SnapshotBodyReader(bytes, 0), RangeError);
+});
+
+test('snapshotWriter: captured now, encoded in slices while the machine goes on writing, it holds the state of the capture', () => {
+  for (const budget of [1, 50, 4096, Number.POSITIVE_INFINITY]) {
+    const r = richMachine();
+    for (let i = 0; i < 300; i++) r.put(`k${String(i).padStart(3, '0')}`, pattern(20 + (i % 50), 100 + i));
+    const expected = hex(r.sm.snapshot());
+    const writer = r.sm.snapshotWriter();
+    assert.equal(writer.index, r.sm.appliedIndex);
+    let body: SnapshotBody | null = null;
+    const lease = r.grant(10);
+    for (let i = 0; body === null; i++) {
+      assert.ok(i < 100_000, 'the writer finishes');
+      // Writes of every kind between slices: overwrite, new keys, deletes, a lease attach and revoke, sessions.
+      r.put(`k${String(i % 300).padStart(3, '0')}`, `changed-${i}`, { clientId: `s${i % 7}`, seq: i + 1, ...(i % 5 === 0 ? { lease } : {}) });
+      r.put(`new-${i}`, 'n');
+      r.apply({ op: 'delete', clientId: '', seq: 0, key: b(`k${String((i * 7) % 300).padStart(3, '0')}`) });
+      if (i === 3) r.apply({ op: 'lease-revoke', clientId: '', seq: 0, id: lease });
+      body = writer.step(budget);
+    }
+    assert.equal(hex(snapshotBodyBytes(body)), expected, `budget ${budget}`);
+    assert.equal(writer.step(budget), body, 'a finished writer keeps answering its body');
+    // And the machine it was taken from restores from it to the captured state.
+    const restored = new KvStateMachine();
+    restored.restore({ index: writer.index, term: 1, data: body });
+    assert.equal(hex(restored.snapshot()), expected);
+  }
 });

@@ -435,7 +435,7 @@ test('FileStorage: reopening returns the snapshot as a file-backed body (not a U
   await s.close();
 });
 
-test('FileStorage: a snapshot assembled through snapshotAssembly leaves no file behind and persists like any other', async () => {
+test('FileStorage: a snapshot assembled through snapshotAssembly is adopted as the snapshot file (no copy), and a discarded one leaves nothing', async () => {
   const { snapshotBodiesEqual } = await import('../../src/core/snapshot-body.js');
   const dir = await tempDir();
   const whole = snapshotPattern(300_000, 24);
@@ -445,12 +445,17 @@ test('FileStorage: a snapshot assembled through snapshotAssembly leaves no file 
   const assembly = s.snapshotAssembly({ index: 30, term: 4, byteLength: whole.length });
   for (let offset = 0; offset < whole.length; offset += 65_536) assembly.append(whole.subarray(offset, Math.min(whole.length, offset + 65_536)));
   const body = assembly.finish();
-  assert.deepEqual((await readdir(dir)).sort(), before, 'the assembly has no name in the data directory');
+  const incoming = (await readdir(dir)).filter((n) => !before.includes(n));
+  assert.equal(incoming.length, 1, 'the transfer is in one file of its own');
+  const { ino } = await stat(join(dir, incoming[0]!));
   const discarded = s.snapshotAssembly({ index: 31, term: 4, byteLength: 10 });
   discarded.append(new Uint8Array(5));
   discarded.discard();
-  assert.deepEqual((await readdir(dir)).sort(), before);
+  assert.deepEqual((await readdir(dir)).filter((n) => !before.includes(n)), incoming, 'a discarded transfer leaves nothing');
   await s.save({ term: 4, votedFor: 0 }, { index: 30, term: 4, data: body }, null);
+  assert.equal((await stat(join(dir, 'snap-0000000000000030.snap'))).ino, ino, 'the transfer file became the snapshot file');
+  const stored = s.storedSnapshot(30);
+  assert.ok(stored !== null && stored.body === body, 'the stored body is the assembled one');
   await s.close();
   s = new FileStorage({ dir, fsync: false });
   const state = await s.open();

@@ -12,7 +12,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { crc32c } from '../../src/core/crc32c.js';
 import { ChunkedSnapshotBody, SNAPSHOT_PIECE_BYTES, snapshotBodyBytes } from '../../src/core/snapshot-body.js';
-import { checksumFileRange, FileSnapshotAssembly, FileSnapshotBody, writeSnapshotBody } from '../../src/storage/snapshot-file.js';
+import { checksumFileRange, FileSnapshotAssembly, FileSnapshotBody, IncomingSnapshotBody, isIncomingSnapshotName, writeSnapshotBody } from '../../src/storage/snapshot-file.js';
 import { tempDirs } from './file-storage-fixture.js';
 
 const { tempDir } = tempDirs('tsraft-snapshot-file-');
@@ -156,27 +156,32 @@ describe('FileSnapshotBody', () => {
 // ===================================================================================== FileSnapshotAssembly
 
 describe('FileSnapshotAssembly', () => {
-  test('leaves no name in the directory, and reads back what was appended', async () => {
+  const HEADER = 36;
+  const incoming = async (dir: string): Promise<string[]> => (await readdir(dir)).filter(isIncomingSnapshotName);
+
+  test('writes after the header gap into one incoming file, reads back what was appended, and knows its CRC', async () => {
     const dir = await tempDir();
     await writeFile(join(dir, 'other'), 'x');
-    const before = (await readdir(dir)).sort();
-    const assembly = new FileSnapshotAssembly(dir, 42);
-    assert.deepEqual((await readdir(dir)).sort(), before, 'created and unlinked at once');
+    const assembly = new FileSnapshotAssembly(dir, 42, HEADER);
+    const names = await incoming(dir);
+    assert.equal(names.length, 1, 'one incoming-*.partial file while the transfer runs');
     const data = patternBytes(200_000, 9);
     const cuts = [0, 1, 1, 65_536, 65_537, 131_000, 200_000];
     for (let i = 1; i < cuts.length; i++) assembly.append(data.subarray(cuts[i - 1]!, cuts[i]!));
-    assert.deepEqual((await readdir(dir)).sort(), before, 'still no name while chunks arrive');
     const body = assembly.finish();
-    assert.ok(!(body instanceof Uint8Array), 'a body backed by the file, not a buffer');
+    assert.ok(body instanceof IncomingSnapshotBody, 'a body backed by the file, not a buffer');
     assert.equal(body.byteLength, data.length);
+    assert.equal(body.checksum, crc32c(data));
     assert.deepEqual(plain(body.subarray(0, data.length)), plain(data));
     assert.deepEqual(plain(body.subarray(65_530, 65_540)), plain(data.subarray(65_530, 65_540)));
-    assert.deepEqual((await readdir(dir)).sort(), before, 'nothing left behind after finish');
+    const file = await readFile(join(dir, names[0]!));
+    assert.equal(file.length, HEADER + data.length);
+    assert.deepEqual(plain(file.subarray(HEADER)), plain(data), 'the data sits after the gap');
   });
 
   test('the bytes are copied to the file at append: changing the caller’s buffer afterwards changes nothing', async () => {
     const dir = await tempDir();
-    const assembly = new FileSnapshotAssembly(dir, 1);
+    const assembly = new FileSnapshotAssembly(dir, 1, HEADER);
     const buffer = patternBytes(64, 10);
     const expected = plain(buffer);
     assembly.append(buffer);
@@ -186,14 +191,14 @@ describe('FileSnapshotAssembly', () => {
 
   test('an empty transfer finishes as an empty body', async () => {
     const dir = await tempDir();
-    const body = new FileSnapshotAssembly(dir, 3).finish();
+    const body = new FileSnapshotAssembly(dir, 3, HEADER).finish();
     assert.equal(body.byteLength, 0);
     assert.equal(body.subarray(0, 10).byteLength, 0);
   });
 
-  test('after discard, append and finish throw; discard again is harmless', async () => {
+  test('discard removes the file at once; after it append and finish throw; discard again is harmless', async () => {
     const dir = await tempDir();
-    const assembly = new FileSnapshotAssembly(dir, 5);
+    const assembly = new FileSnapshotAssembly(dir, 5, HEADER);
     assembly.append(patternBytes(10, 11));
     assembly.discard();
     assert.throws(() => assembly.append(new Uint8Array(1)), /already finished or discarded/);
@@ -202,22 +207,27 @@ describe('FileSnapshotAssembly', () => {
     assert.deepEqual(await readdir(dir), []);
   });
 
-  test('after finish, append and finish throw; the body stays readable', async () => {
+  test('after finish, append and finish throw; the body stays readable; adopt hands the file over once', async () => {
     const dir = await tempDir();
-    const assembly = new FileSnapshotAssembly(dir, 6);
+    const assembly = new FileSnapshotAssembly(dir, 6, HEADER);
     const data = patternBytes(10, 12);
     assembly.append(data);
-    const body = assembly.finish();
+    const body = assembly.finish() as IncomingSnapshotBody;
     assert.throws(() => assembly.append(new Uint8Array(1)), /already finished or discarded/);
     assert.throws(() => assembly.finish(), /already finished or discarded/);
-    assembly.discard(); // the body owns the descriptor now: this must not close it
+    assembly.discard(); // the body owns the descriptor now: this must not close it or remove the file
     assert.deepEqual(plain(body.subarray(0, 10)), plain(data));
+    assert.equal((await incoming(dir)).length, 1);
+    const file = body.adopt();
+    assert.ok(file !== null && isIncomingSnapshotName(file.path.slice(dir.length + 1)));
+    assert.equal(body.adopt(), null, 'a second adopt gets nothing');
+    assert.equal(body.dir, dir);
   });
 
   test('several assemblies of the same index at once are independent', async () => {
     const dir = await tempDir();
-    const a = new FileSnapshotAssembly(dir, 7);
-    const b = new FileSnapshotAssembly(dir, 7);
+    const a = new FileSnapshotAssembly(dir, 7, HEADER);
+    const b = new FileSnapshotAssembly(dir, 7, HEADER);
     const x = patternBytes(100, 13);
     const y = patternBytes(50, 14);
     a.append(x.subarray(0, 60));
@@ -225,12 +235,32 @@ describe('FileSnapshotAssembly', () => {
     a.append(x.subarray(60));
     assert.deepEqual(plain(a.finish().subarray(0, 100)), plain(x));
     assert.deepEqual(plain(b.finish().subarray(0, 100)), plain(y));
-    assert.deepEqual(await readdir(dir), []);
+    assert.equal((await incoming(dir)).length, 2);
+  });
+
+  test('a completed body that is never adopted (a snapshot that failed validation) has its file removed once collected', async (t) => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as (() => void) | undefined;
+    if (typeof gc !== 'function') {
+      t.skip('gc cannot be exposed');
+      return;
+    }
+    const dir = await tempDir();
+    (() => {
+      const assembly = new FileSnapshotAssembly(dir, 8, HEADER);
+      assembly.append(patternBytes(100, 15));
+      assembly.finish();
+    })();
+    for (let i = 0; i < 50 && (await incoming(dir)).length > 0; i++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.deepEqual(await incoming(dir), []);
   });
 
   test('a directory that does not exist fails at creation', async () => {
     const dir = await tempDir();
-    assert.throws(() => new FileSnapshotAssembly(join(dir, 'nope'), 1), /ENOENT/);
+    assert.throws(() => new FileSnapshotAssembly(join(dir, 'nope'), 1, HEADER), /ENOENT/);
   });
 });
 

@@ -119,6 +119,7 @@ export class ExplorerNode {
       // Its small thresholds are there to make snapshots (and transfers) frequent: keep them literal.
       snapshotLogFraction: 0,
       defer: clock.defer,
+      nextSlice: clock.defer,
       clock,
       revokeTimeoutMs: this.options.requestTimeoutMs,
       onLeaseRevokeProposed: (id, term, at) => this.host.leaseRevokeProposed(this.id, id, term, at),
