@@ -6,7 +6,7 @@
  */
 import type { SnapshotBody } from '../core/messages.js';
 import { SNAPSHOT_PIECE_BYTES } from '../core/snapshot-body.js';
-import { CodecError, type ByteSource } from './codec.js';
+import { allocBytes, charString, CodecError, type ByteSource } from './codec.js';
 
 const MAX_VARINT_BYTES = 8;
 const EMPTY = new Uint8Array(0);
@@ -104,7 +104,7 @@ export class SnapshotBodyReader implements ByteSource {
   readBytes(): Uint8Array {
     const len = this.stringLength();
     const from = this.pos;
-    const out = new Uint8Array(len);
+    const out = allocBytes(len);
     const i = from - this.windowStart;
     const held = i < 0 ? 0 : Math.max(0, Math.min(len, this.window.length - i));
     if (held > 0) out.set(this.window.subarray(i, i + held));
@@ -128,6 +128,19 @@ export class SnapshotBodyReader implements ByteSource {
     const len = this.stringLength();
     this.pos += len;
     return len;
+  }
+
+  readCharBytes(): string {
+    const at = this.pos;
+    const len = this.stringLength();
+    const i = this.pos - this.windowStart;
+    if (i >= 0 && i + len <= this.window.length) {
+      this.pos += len;
+      return charString(this.window, i, i + len);
+    }
+    this.pos = at;
+    const bytes = this.readBytes();
+    return charString(bytes, 0, bytes.length);
   }
 
   /** A byte string's length prefix, checked against what remains. */

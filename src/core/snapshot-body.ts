@@ -119,8 +119,17 @@ export interface SnapshotAssembly {
   discard(): void;
 }
 
-/** Makes the assembly for one transfer: the snapshot's index and term and its announced length. */
-export type SnapshotAssemblyFactory = (transfer: { readonly index: number; readonly term: number; readonly byteLength: number }) => SnapshotAssembly;
+/**
+ * Makes the assembly for one transfer: the snapshot's index and term, its announced length, and
+ * the CRC32C its bytes have (when known in advance: a leader's transfer names it, and the receiver
+ * checks the bytes against it before finish(), so the assembly need not compute it again).
+ */
+export type SnapshotAssemblyFactory = (transfer: {
+  readonly index: number;
+  readonly term: number;
+  readonly byteLength: number;
+  readonly checksum?: number;
+}) => SnapshotAssembly;
 
 /** The default assembly (simulator, tests, embedding without files): chunks joined in memory. */
 export class MemorySnapshotAssembly implements SnapshotAssembly {

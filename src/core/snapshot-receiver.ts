@@ -74,7 +74,7 @@ export class SnapshotReceiver {
     const sameTransfer = current !== null && sameIdentity(current.id, id);
     if (chunk.offset === 0 && !sameTransfer) {
       this.release();
-      const assembly = this.makeAssembly({ index: id.index, term: id.term, byteLength: id.snapshotBytes });
+      const assembly = this.makeAssembly({ index: id.index, term: id.term, byteLength: id.snapshotBytes, checksum: id.checksum });
       this.incoming = { id, assembly, bytes: 0, crc: 0, lastChunkTick: nowTick };
     } else if (chunk.offset === 0 && current !== null && current.bytes > 0) {
       // The first chunk again (a duplicate, or a new leader starting over with the same snapshot):

@@ -880,9 +880,8 @@ function decodeSnapshot(snapshot: Snapshot, keep: boolean, windowBytes = SNAPSHO
   let previousKey: string | null = null;
   for (let i = 0; i < keyCount; i++) {
     const at = r.offset;
-    const key = r.readBytes();
-    if (key.length === 0) throw new CodecError(`KV snapshot: empty key at offset ${at}`);
-    const k = bytesToKeyString(key);
+    const k = r.readCharBytes();
+    if (k.length === 0) throw new CodecError(`KV snapshot: empty key at offset ${at}`);
     if (previousKey !== null && !(previousKey < k)) {
       throw new CodecError(`KV snapshot: key at offset ${at} is not after the previous key`);
     }
@@ -911,7 +910,7 @@ function decodeSnapshot(snapshot: Snapshot, keep: boolean, windowBytes = SNAPSHO
       orderedKeys.push(k);
       orderedRecords.push(record);
     }
-    totalBytes += key.length + valueBytes;
+    totalBytes += k.length + valueBytes;
   }
   // Before revisions, the whole state counts as one write (see the module comment).
   const storeRevision = revision ?? (keyCount > 0 ? 1 : 0);
@@ -1071,7 +1070,7 @@ export class KvSnapshotWriter {
       // Two length prefixes and four varints take at most 48 bytes.
       const bytes = k.length + record.value.length + 64;
       const w = this.pieces.next(bytes);
-      w.writeBytes(keyStringToBytes(k), 'key');
+      w.writeCharBytes(k, 'key');
       w.writeBytes(record.value, 'value');
       w.writeVarint(record.createRevision, 'createRevision');
       w.writeVarint(record.modRevision, 'modRevision');

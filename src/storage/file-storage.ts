@@ -376,7 +376,7 @@ export class FileStorage implements Storage {
   }
 
   /** Incoming snapshot transfers are assembled in a file here (never in memory), adopted once installed. */
-  readonly snapshotAssembly: SnapshotAssemblyFactory = (transfer) => new FileSnapshotAssembly(this.dir, transfer.index, SNAPSHOT_HEADER);
+  readonly snapshotAssembly: SnapshotAssemblyFactory = (transfer) => new FileSnapshotAssembly(this.dir, transfer.index, SNAPSHOT_HEADER, transfer.checksum);
 
   // ------------------------------------------------------------------ close and helpers
 

@@ -147,6 +147,8 @@ export class FileSnapshotAssembly implements SnapshotAssembly {
     dir: string,
     index: number,
     private readonly headerBytes: number,
+    /** The CRC32C the bytes will have, when the caller knows it and checks it (not computed again then). */
+    private readonly knownChecksum?: number,
   ) {
     const path = join(dir, `incoming-${index}-${process.pid}-${++incomingSeq}.partial`);
     this.held = { fd: openSync(path, 'wx+'), path, adopted: false };
@@ -160,14 +162,14 @@ export class FileSnapshotAssembly implements SnapshotAssembly {
       if (n <= 0) throw new Error('snapshot transfer: a write made no progress');
       done += n;
     }
-    this.crc = crc32c(bytes, 0, bytes.length, this.crc);
+    if (this.knownChecksum === undefined) this.crc = crc32c(bytes, 0, bytes.length, this.crc);
     this.bytes += bytes.length;
   }
 
   finish(): SnapshotBody {
     this.requireOpen();
     this.open = false;
-    return new IncomingSnapshotBody(this.held.fd, this.headerBytes, this.bytes, this.crc, this.held);
+    return new IncomingSnapshotBody(this.held.fd, this.headerBytes, this.bytes, this.knownChecksum ?? this.crc, this.held);
   }
 
   discard(): void {

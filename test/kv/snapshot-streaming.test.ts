@@ -324,8 +324,8 @@ test('restore({ discardCurrent }) replaces the state on success and leaves the m
 
 // ---- SnapshotBodyReader against ByteReader ----
 
-type Op = 'byte' | 'varint' | 'bool' | 'bytes' | 'skip' | 'id' | 'end';
-const OPS: Op[] = ['byte', 'varint', 'bool', 'bytes', 'skip', 'id', 'end'];
+type Op = 'byte' | 'varint' | 'bool' | 'bytes' | 'chars' | 'skip' | 'id' | 'end';
+const OPS: Op[] = ['byte', 'varint', 'bool', 'bytes', 'chars', 'skip', 'id', 'end'];
 
 function runOp(r: ByteSource, op: Op): unknown {
   switch (op) {
@@ -337,6 +337,8 @@ function runOp(r: ByteSource, op: Op): unknown {
       return r.readBool();
     case 'bytes':
       return hex(r.readBytes());
+    case 'chars':
+      return r.readCharBytes();
     case 'skip':
       return r.skipBytes();
     case 'id':
