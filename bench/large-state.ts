@@ -458,6 +458,8 @@ async function main(): Promise<void> {
     const installSeconds = upAt === undefined || installedAt === undefined ? undefined : (installedAt - upAt) / 1000;
     const installMBps = installSeconds === undefined || installSeconds <= 0 ? undefined : snapBytes / MB / installSeconds;
     say(`  node ${JOINER_ID}: from its start-up line to 'snapshot installed': ${secs(installSeconds)} s (${installMBps?.toFixed(1) ?? '?'} MB/s: transfer, check, install)`);
+    // The joiner's own account of the steps (received and checked, restored), for where the time went.
+    for (const line of j.output.filter((l) => /snapshot at \d+ (from the leader|restored)|snapshot installed|up:/.test(l))) say(`    ${line}`);
     row('join', `node ${JOINER_ID}: snapshot applied s / caught up s`, [], `${secs(snapAt)} / ${secs(joinCaughtUp)}`);
     row('join', `node ${JOINER_ID}: up → installed s (MB/s)`, [], `${secs(installSeconds)} (${installMBps?.toFixed(1) ?? '?'})`);
     row('join', `node ${JOINER_ID}: snapshot MB/s / peak RSS MiB`, [], `${mbps?.toFixed(1) ?? '?'} / ${mib(joinMem.hwm)}`);

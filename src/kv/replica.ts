@@ -129,7 +129,12 @@ export class KvReplica {
   readonly stateMachine: StateMachine<KvResult> = {
     apply: (entry) => this.apply(entry),
     restore: (snapshot) => this.restore(snapshot),
-    validateSnapshot: (snapshot) => this.sm.checkSnapshot(snapshot),
+    validateSnapshot: (snapshot) => {
+      const started = performance.now();
+      const problem = this.sm.checkSnapshot(snapshot);
+      this.options.log?.(`snapshot at ${snapshot.index} from the leader (${snapshot.data.byteLength} bytes) received and checked in ${(performance.now() - started).toFixed(0)} ms${problem === null ? '' : `: refused, ${problem}`}`);
+      return problem;
+    },
   };
 
   /** The node this replica feeds and compacts; set once RaftNode.start resolved. */
@@ -258,7 +263,9 @@ export class KvReplica {
     this.writer = null;
     // A snapshot from the leader has passed checkSnapshot, and at startup the machine is empty:
     // the old state can go before the new one is built, so a large state is never held twice.
+    const started = performance.now();
     this.sm.restore(snapshot, { discardCurrent: true });
+    this.options.log?.(`snapshot at ${snapshot.index} restored: ${this.sm.stats.keys} keys in ${(performance.now() - started).toFixed(0)} ms`);
     this.lastSnapshotBytes = snapshot.data.byteLength;
     this.leases.restored();
     this.pendingChanges = [];

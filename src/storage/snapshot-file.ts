@@ -9,9 +9,10 @@
  *   collected (nobody can read through a body nobody holds), never earlier, so a descriptor
  *   number is never reused under a live body.
  * - `FileSnapshotAssembly` writes an incoming transfer's chunks to a file in the data directory,
- *   after a gap for a snapshot file's header, with a running CRC; FileStorage then adopts the
- *   file as the snapshot file (writes the header, syncs, renames) instead of copying the state
- *   once more. An abandoned transfer's file is removed at once, one a crash interrupted by
+ *   after a gap for a snapshot file's header (with a running CRC unless the transfer named its
+ *   checksum); FileStorage then adopts the file as the snapshot file (writes the header, syncs,
+ *   renames) instead of copying the state once more. The KV store writes its own snapshots the
+ *   same way, a piece at a time as it encodes them. An abandoned transfer's file is removed at once, one a crash interrupted by
  *   recovery. A write that fails (a full disk) throws out of the core's `step()`, and the node
  *   stops, as it does when its log cannot be written.
  *
@@ -19,10 +20,10 @@
  * referenced (the latest, and any a transfer or a restore is still reading) plus a few awaiting
  * collection.
  *
- * Reads and writes are synchronous: the core asks for a chunk (64 KiB) or hands one over inside
- * `step()`, and a restore reads a window (1 MiB) at a time; both come from or go to the page cache
- * in microseconds. Nothing here syncs: the assembled body becomes durable when FileStorage copies it
- * into a snapshot file of its own.
+ * Reads and writes are synchronous: the core asks for a chunk (1 MiB in the runtime) or hands one
+ * over inside `step()`, and a restore reads a window (1 MiB) at a time; both come from or go to
+ * the page cache in about a millisecond. Nothing here syncs: an assembled body becomes durable when
+ * FileStorage adopts it (header, fdatasync, rename).
  */
 import { closeSync, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
