@@ -373,6 +373,7 @@ export class RaftCore {
   /**
    * Storage made the snapshot at `index` durable and can read it back: `body` holds the same bytes
    * (checked by length), kept from now on instead of the copy that was handed in. A runtime passes
+   * a body that reads the snapshot file, so the latest snapshot stops costing memory once it is
    * written, and the checksum storage computed on the way (saving a pass over the bytes when a
    * follower first needs them). Transfers already under way keep the body they started with.
    * Ignored unless `index` is still the latest snapshot.

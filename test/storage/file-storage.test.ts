@@ -502,3 +502,21 @@ test('FileStorage: a flipped byte in the middle of a large snapshot, or a trunca
   assert.equal((await ok.open()).snapshot?.data.byteLength, whole.length);
   await ok.close();
 });
+
+test('FileStorage: an incoming-*.partial file left by a crash (a transfer or a snapshot being written) is removed at open', async () => {
+  const dir = await tempDir();
+  let s = new FileStorage({ dir, fsync: false });
+  await s.open();
+  await s.save({ term: 1, votedFor: 0 }, null, null);
+  await s.close();
+  await writeFile(join(dir, 'incoming-42-1234-7.partial'), new Uint8Array(100));
+  await writeFile(join(dir, 'incoming-not-ours.txt'), 'kept');
+  const lines: string[] = [];
+  s = new FileStorage({ dir, fsync: false, log: (line) => lines.push(line) });
+  await s.open();
+  await s.close();
+  const names = await readdir(dir);
+  assert.ok(!names.includes('incoming-42-1234-7.partial'), 'the leftover is gone');
+  assert.ok(names.includes('incoming-not-ours.txt'), 'a file of another name is not touched');
+  assert.ok(lines.some((line) => line.includes('incoming-42-1234-7.partial')), `recovery says what it removed: ${lines.join(' | ')}`);
+});
