@@ -14,6 +14,7 @@ import { MemoryStorage } from '../../src/storage/memory.js';
 import { StorageError } from '../../src/storage/storage.js';
 import { recordSpans, tempDirs, walFiles, type RecordSpan } from './file-storage-fixture.js';
 import { configEntry, describe, entries, entry, membership, runStorageContract, snapshot } from './storage-contract.js';
+import { patternBytes as snapshotPattern } from '../unit/pattern-bytes.js';
 
 const { tempDir, copyDir } = tempDirs('tsraft-file-storage-');
 
@@ -343,20 +344,6 @@ function looksTorn(bytes: Uint8Array, at: number): boolean {
 
 // ===================================================================================== snapshot bodies on disk
 
-/** Deterministic pseudo-random bytes (xorshift32) for the snapshot-body cases below. */
-function snapshotPattern(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = (seed * 0x9e3779b1) >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 /** `whole` cut into irregular pieces (none a multiple of 1 MiB, one empty). */
 async function chunkedBody(whole: Uint8Array) {

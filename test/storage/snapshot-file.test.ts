@@ -14,23 +14,10 @@ import { crc32c } from '../../src/core/crc32c.js';
 import { ChunkedSnapshotBody, SNAPSHOT_PIECE_BYTES, snapshotBodyBytes } from '../../src/core/snapshot-body.js';
 import { checksumFileRange, FileSnapshotAssembly, FileSnapshotBody, IncomingSnapshotBody, isIncomingSnapshotName, writeSnapshotBody } from '../../src/storage/snapshot-file.js';
 import { tempDirs } from './file-storage-fixture.js';
+import { patternBytes } from '../unit/pattern-bytes.js';
 
 const { tempDir } = tempDirs('tsraft-snapshot-file-');
 
-/** Deterministic pseudo-random bytes (xorshift32). */
-function patternBytes(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = (seed * 0x9e3779b1) >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 const plain = (bytes: Uint8Array): number[] => Array.from(bytes);
 

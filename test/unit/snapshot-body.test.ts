@@ -18,23 +18,10 @@ import {
   type SnapshotAssemblyFactory,
 } from '../../src/core/snapshot-body.js';
 import { SnapshotReceiver } from '../../src/core/snapshot-receiver.js';
+import { patternBytes } from './pattern-bytes.js';
 
 // ===================================================================================== helpers
 
-/** Deterministic pseudo-random bytes (xorshift32). */
-function patternBytes(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = (seed * 0x9e3779b1) >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
