@@ -297,11 +297,7 @@ export class ByteReader implements ByteSource {
 
   /** A length-prefixed byte string, copied out of the input. */
   readBytes(): Uint8Array {
-    const start = this.pos;
-    const len = this.readVarint();
-    if (len > this.remaining) {
-      throw new CodecError(`truncated byte string at offset ${start}: length ${len}, ${this.remaining} bytes remain`);
-    }
+    const len = this.stringLength();
     // A plain Uint8Array copy even when the input is a Node Buffer, whose slice() would be a view.
     const out = allocBytes(len);
     out.set(this.buf.subarray(this.pos, this.pos + len));
@@ -310,23 +306,26 @@ export class ByteReader implements ByteSource {
   }
 
   skipBytes(): number {
-    const start = this.pos;
-    const len = this.readVarint();
-    if (len > this.remaining) {
-      throw new CodecError(`truncated byte string at offset ${start}: length ${len}, ${this.remaining} bytes remain`);
-    }
+    const len = this.stringLength();
     this.pos += len;
     return len;
   }
+
   readCharBytes(): string {
+    const len = this.stringLength();
+    const s = charString(this.buf, this.pos, this.pos + len);
+    this.pos += len;
+    return s;
+  }
+
+  /** A byte string's length prefix, checked against what remains. */
+  private stringLength(): number {
     const start = this.pos;
     const len = this.readVarint();
     if (len > this.remaining) {
       throw new CodecError(`truncated byte string at offset ${start}: length ${len}, ${this.remaining} bytes remain`);
     }
-    const s = charString(this.buf, this.pos, this.pos + len);
-    this.pos += len;
-    return s;
+    return len;
   }
 
 

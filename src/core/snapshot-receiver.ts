@@ -17,7 +17,7 @@ export type ChunkOutcome =
   /** Not complete yet (or out of order): the sender should continue from `resumeAt`. */
   | { readonly kind: 'resume'; readonly resumeAt: number }
   /** Refused: the transfer is too large, or its bytes do not match its checksum. */
-  | { readonly kind: 'refused'; readonly reason: 'snapshot-too-large' | 'snapshot-checksum-mismatch' };
+  | { readonly kind: 'refused'; readonly reason: 'snapshot-too-large' | 'snapshot-checksum-mismatch' | 'snapshot-not-kept' };
 
 /**
  * A follower's reassembly of one snapshot sent in chunks. Chunks must arrive in order; anything
@@ -61,8 +61,26 @@ export class SnapshotReceiver {
     this.incoming = null;
   }
 
-  /** Takes one chunk (already checked to be well formed: see validate.ts). */
+  /**
+   * Takes one chunk (already checked to be well formed: see validate.ts). An assembly that cannot
+   * keep it (a runtime's file: a full disk, no descriptors left) refuses the transfer and releases
+   * it: a sender announcing more than the disk holds costs a dropped transfer, never the node.
+   */
   accept(chunk: InstallSnapshot, nowTick = 0): ChunkOutcome {
+    try {
+      return this.acceptChunk(chunk, nowTick);
+    } catch {
+      try {
+        this.release();
+      } catch {
+        // Releasing what could not be kept failed too: the transfer is forgotten all the same.
+      }
+      this.incoming = null;
+      return { kind: 'refused', reason: 'snapshot-not-kept' };
+    }
+  }
+
+  private acceptChunk(chunk: InstallSnapshot, nowTick: number): ChunkOutcome {
     const id: TransferIdentity = {
       index: chunk.lastIncludedIndex,
       term: chunk.lastIncludedTerm,

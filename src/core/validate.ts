@@ -19,6 +19,7 @@ export type DropReason =
   | 'conflicts-with-committed'
   | 'snapshot-too-large'
   | 'snapshot-checksum-mismatch'
+  | 'snapshot-not-kept'
   | 'invalid-snapshot';
 
 export const DROP_REASONS: readonly DropReason[] = [
@@ -30,6 +31,7 @@ export const DROP_REASONS: readonly DropReason[] = [
   'conflicts-with-committed',
   'snapshot-too-large',
   'snapshot-checksum-mismatch',
+  'snapshot-not-kept',
   'invalid-snapshot',
 ];
 

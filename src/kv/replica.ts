@@ -296,7 +296,13 @@ export class KvReplica {
   private continueSnapshot(writer: KvSnapshotWriter): void {
     const node = this.node;
     // A snapshot installed from the leader meanwhile replaced the state (and dropped this writer).
-    if (node === null || this.writer !== writer) return;
+    if (this.writer !== writer) return;
+    if (node === null || node.isStopped) {
+      // The node stopped: nobody will take the snapshot, so its file goes now.
+      this.writer = null;
+      writer.abandon();
+      return;
+    }
     let body: SnapshotBody | null;
     try {
       body = writer.step(SNAPSHOT_SLICE_BYTES);

@@ -80,7 +80,7 @@
 import btree from 'sorted-btree';
 import { bulkLoad } from 'sorted-btree/extended/bulkLoad.js';
 import { SnapshotBodyReader } from '../codec/body-reader.js';
-import { ByteReader, ByteWriter, CodecError, type ByteSource } from '../codec/codec.js';
+import { ByteReader, ByteWriter, charString, CodecError, type ByteSource } from '../codec/codec.js';
 import type { Entry, LogIndex, Snapshot, SnapshotBody } from '../core/messages.js';
 import { ChunkedSnapshotBody, SNAPSHOT_PIECE_BYTES, snapshotBodyBytes, type SnapshotAssembly } from '../core/snapshot-body.js';
 import type { StateMachine } from '../runtime/node.js';
@@ -247,16 +247,7 @@ function readMetaOf(record: KeyRecord): KvKeyMeta & { lease?: number } {
 
 /** The latin1 form of bytes: one char per byte. Lossless, and `<` on it is byte order. */
 export function bytesToKeyString(bytes: Uint8Array): string {
-  let s = '';
-  if (bytes.length <= 64) {
-    // Most keys are short; a plain loop beats spreading into fromCharCode for them.
-    for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]!);
-    return s;
-  }
-  for (let i = 0; i < bytes.length; i += 4096) {
-    s += String.fromCharCode(...bytes.subarray(i, i + 4096));
-  }
-  return s;
+  return charString(bytes, 0, bytes.length);
 }
 
 /** The inverse of bytesToKeyString. */

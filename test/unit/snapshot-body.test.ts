@@ -392,6 +392,41 @@ describe('SnapshotReceiver with an injected SnapshotAssembly', () => {
     assert.deepEqual(ops().slice(5), ['create#2', 'append#2:30', 'finish#2']);
   });
 
+  test('an assembly that cannot keep a chunk (a full disk) or cannot be made refuses the transfer (snapshot-not-kept), and the next one works', () => {
+    const whole = patternBytes(30, 10);
+    let failAppend = true;
+    let failCreate = false;
+    const discarded: number[] = [];
+    let made = 0;
+    const r = new SnapshotReceiver(1 << 20, () => {
+      if (failCreate) throw new Error('EMFILE: too many open files');
+      const id = ++made;
+      const kept: Uint8Array[] = [];
+      return {
+        append: (bytes) => {
+          if (failAppend && kept.length === 1) throw new Error('ENOSPC: no space left on device');
+          kept.push(bytes.slice());
+        },
+        finish: () => Uint8Array.from(kept.flatMap((b) => [...b])),
+        discard: () => discarded.push(id),
+      };
+    });
+    const chunks = chunksOf(whole, 10);
+    assert.equal(r.accept(chunks[0]!).kind, 'resume');
+    assert.deepEqual(r.accept(chunks[1]!), { kind: 'refused', reason: 'snapshot-not-kept' });
+    assert.deepEqual(discarded, [1], 'what was kept is released');
+    assert.equal(r.bufferedBytes, 0);
+    assert.deepEqual(r.accept(chunks[2]!), { kind: 'resume', resumeAt: 0 }, 'the transfer is gone: start again');
+    failCreate = true;
+    assert.deepEqual(r.accept(chunks[0]!), { kind: 'refused', reason: 'snapshot-not-kept' });
+    failCreate = false;
+    failAppend = false;
+    for (const chunk of chunks.slice(0, 2)) assert.equal(r.accept(chunk).kind, 'resume');
+    const done = r.accept(chunks[2]!);
+    assert.equal(done.kind, 'complete');
+    assert.deepEqual(done.kind === 'complete' ? [...snapshotBodyBytes(done.data)] : [], [...whole]);
+  });
+
   test('a too-large transfer is refused without ever creating an assembly, and does not disturb one under way', () => {
     const { factory, ops } = recordingFactory();
     const r = new SnapshotReceiver(25, factory);
