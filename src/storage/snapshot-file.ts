@@ -12,9 +12,9 @@
  *   after a gap for a snapshot file's header (with a running CRC unless the transfer named its
  *   checksum); FileStorage then adopts the file as the snapshot file (writes the header, syncs,
  *   renames) instead of copying the state once more. The KV store writes its own snapshots the
- *   same way, a piece at a time as it encodes them. An abandoned transfer's file is removed at once, one a crash interrupted by
- *   recovery. A write that fails (a full disk) throws out of the core's `step()`, and the node
- *   stops, as it does when its log cannot be written.
+ *   same way, a piece at a time as it encodes them. An abandoned transfer's file is removed at
+ *   once, one a crash interrupted by recovery. A write that fails (a full disk) throws; the
+ *   core's receiver then drops the transfer (`snapshot-not-kept`) and the node goes on.
  *
  * Descriptors are released by the garbage collector, so a node holds one per snapshot body still
  * referenced (the latest, and any a transfer or a restore is still reading) plus a few awaiting

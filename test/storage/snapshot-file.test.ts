@@ -38,6 +38,13 @@ function fdsOn(path: string): number | null {
 
 // ===================================================================================== FileSnapshotBody
 
+/** V8's gc(), exposed at run time, or undefined where it cannot be. */
+function exposedGc(): (() => void) | undefined {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as unknown;
+  return typeof gc === 'function' ? (gc as () => void) : undefined;
+}
+
 describe('FileSnapshotBody', () => {
   test('reads any range of the data after the header; out-of-range arguments are clamped', async () => {
     const dir = await tempDir();
@@ -116,9 +123,8 @@ describe('FileSnapshotBody', () => {
       t.skip('no /proc/self/fd');
       return;
     }
-    setFlagsFromString('--expose-gc');
-    const gc = runInNewContext('gc') as (() => void) | undefined;
-    if (typeof gc !== 'function') {
+    const gc = exposedGc();
+    if (gc === undefined) {
       t.skip('gc cannot be exposed');
       return;
     }
@@ -226,9 +232,8 @@ describe('FileSnapshotAssembly', () => {
   });
 
   test('a completed body that is never adopted (a snapshot that failed validation) has its file removed once collected', async (t) => {
-    setFlagsFromString('--expose-gc');
-    const gc = runInNewContext('gc') as (() => void) | undefined;
-    if (typeof gc !== 'function') {
+    const gc = exposedGc();
+    if (gc === undefined) {
       t.skip('gc cannot be exposed');
       return;
     }
